@@ -1,0 +1,81 @@
+// internal.h: C++-only helpers shared by the shim's translation units.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <torch/script.h>
+#include <torch/version.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gptorch.h"
+
+struct gpt_tensor_s {
+  at::Tensor t;
+};
+
+struct gpt_module_s {
+  torch::jit::Module m;
+  c10::Device device{c10::kCPU};
+  int threads = 0;
+};
+
+namespace gpt {
+
+extern std::atomic<int64_t> live_tensors;
+extern std::atomic<int64_t> live_modules;
+
+inline char *dup(const std::string &s) {
+  char *p = static_cast<char *>(std::malloc(s.size() + 1));
+  if (p != nullptr) {
+    std::memcpy(p, s.data(), s.size());
+    p[s.size()] = 0;
+  }
+  return p;
+}
+
+inline gpt_tensor wrap(at::Tensor t) {
+  live_tensors++;
+  return new gpt_tensor_s{std::move(t)};
+}
+
+// Applies the module's thread budget to the calling OS thread. OpenMP keeps
+// the thread count per thread, so each cart worker gets its own share.
+inline void use_threads(const gpt_module_s *m) {
+  if (m != nullptr && m->threads > 0 && at::get_num_threads() != m->threads) {
+    at::set_num_threads(m->threads);
+  }
+}
+
+at::ScalarType to_scalar(int dtype);
+int from_scalar(at::ScalarType s);
+c10::Device parse_device(const char *device);
+std::vector<int64_t> dims_of(const int64_t *dims, int n);
+// Resolves a dotted attribute path to its owning submodule and leaf name.
+torch::jit::Module owner_of(const torch::jit::Module &root,
+                            const std::string &dotted, std::string *leaf);
+at::Tensor first_tensor(const c10::IValue &v);
+
+}  // namespace gpt
+
+#define GPT_CHECK_HANDLE(h, what)                  \
+  if ((h) == nullptr) {                            \
+    return gpt::dup(std::string(what) + " is NULL"); \
+  }
+
+#define GPT_TRY try {
+#define GPT_CATCH                                              \
+  }                                                            \
+  catch (const c10::Error &e) {                                \
+    return gpt::dup(e.what_without_backtrace());               \
+  }                                                            \
+  catch (const std::exception &e) {                            \
+    return gpt::dup(e.what());                                 \
+  }                                                            \
+  catch (...) {                                                \
+    return gpt::dup("unknown C++ exception");                  \
+  }                                                            \
+  return nullptr;

@@ -1,0 +1,283 @@
+// ir.cc: exports the executed forward pass as "gopruner-ir/1" JSON.
+//
+// The module runs once under libtorch's tracer with itself passed as `self`,
+// which records a flat aten graph in which parameters are prim::GetAttr
+// chains from self (their dotted names) and every value has the concrete
+// shape it had in this run, whatever control flow the scripted code took.
+#include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "internal.h"
+
+namespace {
+
+using torch::jit::Node;
+using torch::jit::Value;
+
+void json_str(std::ostringstream &o, const std::string &s) {
+  o << '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': o << "\\\""; break;
+      case '\\': o << "\\\\"; break;
+      case '\n': o << "\\n"; break;
+      case '\r': o << "\\r"; break;
+      case '\t': o << "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          o << buf;
+        } else {
+          o << c;
+        }
+    }
+  }
+  o << '"';
+}
+
+void json_double(std::ostringstream &o, double d) {
+  if (std::isnan(d) || std::isinf(d)) {
+    o << 0;  // JSON has no NaN/Inf; such constants never matter to analysis
+    return;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", d);
+  o << buf;
+}
+
+std::string kind_of(const c10::TypePtr &t) {
+  using c10::TypeKind;
+  switch (t->kind()) {
+    case TypeKind::TensorType: return "tensor";
+    case TypeKind::IntType: return "int";
+    case TypeKind::FloatType: return "float";
+    case TypeKind::BoolType: return "bool";
+    case TypeKind::NoneType: return "none";
+    case TypeKind::StringType: return "str";
+    case TypeKind::ListType: {
+      auto e = t->expectRef<c10::ListType>().getElementType();
+      switch (e->kind()) {
+        case TypeKind::IntType: return "int[]";
+        case TypeKind::FloatType: return "float[]";
+        case TypeKind::BoolType: return "bool[]";
+        case TypeKind::TensorType: return "tensor[]";
+        default: return "other";
+      }
+    }
+    default: return "other";
+  }
+}
+
+std::string dtype_name(c10::ScalarType s) {
+  switch (s) {
+    case at::kFloat: return "float";
+    case at::kDouble: return "double";
+    case at::kHalf: return "half";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "long";
+    case at::kInt: return "int";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return c10::toString(s);
+  }
+}
+
+struct Exporter {
+  std::shared_ptr<torch::jit::Graph> g;
+  Value *self = nullptr;
+  std::map<Value *, std::string> params;  // GetAttr chains -> dotted name
+  std::set<Value *> emitted;
+  std::ostringstream vals;
+  bool first_val = true;
+
+  std::string chain(Value *v) {
+    std::vector<std::string> parts;
+    while (v != self) {
+      Node *n = v->node();
+      if (n->kind() != c10::prim::GetAttr) return "";
+      parts.push_back(n->s(c10::attr::name));
+      v = n->input(0);
+    }
+    std::string out;
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+      if (!out.empty()) out += ".";
+      out += *it;
+    }
+    return out;
+  }
+
+  void value(Value *v) {
+    if (!emitted.insert(v).second) return;
+    if (!first_val) vals << ",";
+    first_val = false;
+    vals << "\n{\"id\":" << v->unique() << ",\"kind\":";
+    std::string kind = kind_of(v->type());
+    json_str(vals, kind);
+    if (auto tt = v->type()->cast<c10::TensorType>()) {
+      auto sizes = tt->sizes().concrete_sizes();
+      if (sizes) {
+        vals << ",\"shape\":[";
+        for (size_t i = 0; i < sizes->size(); i++) vals << (i ? "," : "") << (*sizes)[i];
+        vals << "]";
+      }
+      if (tt->scalarType()) {
+        vals << ",\"dtype\":";
+        json_str(vals, dtype_name(*tt->scalarType()));
+      }
+    }
+    Node *n = v->node();
+    if (n->kind() == c10::prim::GetAttr) {
+      std::string name = chain(v);
+      if (!name.empty()) {
+        vals << ",\"param\":";
+        json_str(vals, name);
+      }
+    } else if (n->kind() == c10::prim::Constant) {
+      auto iv = torch::jit::toIValue(v);
+      if (iv) {
+        if (iv->isInt()) vals << ",\"const\":true,\"int\":" << iv->toInt();
+        else if (iv->isBool()) vals << ",\"const\":true,\"bool\":" << (iv->toBool() ? "true" : "false");
+        else if (iv->isDouble()) { vals << ",\"const\":true,\"float\":"; json_double(vals, iv->toDouble()); }
+        else if (iv->isString()) { vals << ",\"const\":true,\"str\":"; json_str(vals, iv->toStringRef()); }
+        else if (iv->isIntList()) {
+          vals << ",\"const\":true,\"ints\":[";
+          auto l = iv->toIntVector();
+          for (size_t i = 0; i < l.size(); i++) vals << (i ? "," : "") << l[i];
+          vals << "]";
+        } else if (iv->isDoubleList()) {
+          vals << ",\"const\":true,\"floats\":[";
+          auto l = iv->toDoubleVector();
+          for (size_t i = 0; i < l.size(); i++) { if (i) vals << ","; json_double(vals, l[i]); }
+          vals << "]";
+        } else if (iv->isNone()) {
+          vals << ",\"const\":true";
+        }
+      }
+    }
+    vals << "}";
+  }
+
+  static bool hidden(Node *n) {
+    return n->kind() == c10::prim::Constant || n->kind() == c10::prim::GetAttr;
+  }
+
+  std::string run(const torch::jit::Module &m) {
+    std::ostringstream ops;
+    bool first_op = true;
+    for (Node *n : g->nodes()) {
+      if (hidden(n)) continue;
+      std::string scope;
+      for (Value *in : n->inputs()) {
+        value(in);
+        if (scope.empty() && in->node()->kind() == c10::prim::GetAttr &&
+            in->type()->cast<c10::TensorType>()) {
+          std::string name = chain(in);
+          auto dot = name.rfind('.');
+          if (dot != std::string::npos) scope = name.substr(0, dot);
+        }
+      }
+      for (Value *out : n->outputs()) value(out);
+      if (!first_op) ops << ",";
+      first_op = false;
+      ops << "\n{\"kind\":";
+      json_str(ops, n->kind().toQualString());
+      ops << ",\"inputs\":[";
+      for (size_t i = 0; i < n->inputs().size(); i++) ops << (i ? "," : "") << n->input(i)->unique();
+      ops << "],\"outputs\":[";
+      for (size_t i = 0; i < n->outputs().size(); i++) ops << (i ? "," : "") << n->output(i)->unique();
+      ops << "]";
+      if (!scope.empty()) {
+        ops << ",\"scope\":";
+        json_str(ops, scope);
+      }
+      ops << "}";
+    }
+    std::ostringstream ins, outs;
+    bool first = true;
+    for (size_t i = 1; i < g->inputs().size(); i++) {  // input 0 is self
+      value(g->inputs()[i]);
+      ins << (first ? "" : ",") << g->inputs()[i]->unique();
+      first = false;
+    }
+    first = true;
+    for (Value *v : g->outputs()) {
+      value(v);
+      outs << (first ? "" : ",") << v->unique();
+      first = false;
+    }
+    std::ostringstream ps;
+    first = true;
+    for (const auto &p : m.named_parameters(true)) {
+      ps << (first ? "" : ",") << "\n";
+      first = false;
+      json_str(ps, p.name);
+      ps << ":{\"shape\":[";
+      for (int64_t i = 0; i < p.value.dim(); i++) ps << (i ? "," : "") << p.value.size(i);
+      ps << "]}";
+    }
+    for (const auto &p : m.named_buffers(true)) {
+      ps << (first ? "" : ",") << "\n";
+      first = false;
+      json_str(ps, p.name);
+      ps << ":{\"shape\":[";
+      for (int64_t i = 0; i < p.value.dim(); i++) ps << (i ? "," : "") << p.value.size(i);
+      ps << "],\"buffer\":true}";
+    }
+    std::ostringstream o;
+    o << "{\"format\":\"gopruner-ir/1\",\"inputs\":[" << ins.str() << "],\"outputs\":["
+      << outs.str() << "],\n\"values\":[" << vals.str() << "],\n\"ops\":[" << ops.str()
+      << "],\n\"params\":{" << ps.str() << "}}\n";
+    return o.str();
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n,
+                             char **json) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  gpt::use_threads(h);
+  if (!h->m.find_method("forward")) return gpt::dup("the model has no forward method");
+  torch::jit::Stack stack;
+  for (int i = 0; i < n; i++) {
+    if (inputs[i] == nullptr) return gpt::dup("export_ir: NULL input tensor");
+    stack.emplace_back(inputs[i]->t);
+  }
+  bool was_training = h->m.is_training();
+  h->m.eval();
+  torch::jit::Module mod = h->m;
+  std::shared_ptr<torch::jit::tracer::TracingState> state;
+  try {
+    at::NoGradGuard ng;
+    // The optimising executor would run profiling and specialised plans;
+    // the plain interpreter records exactly the ops the code asks for.
+    torch::jit::GraphOptimizerEnabledGuard opt(false);
+    auto fn = [&mod](torch::jit::Stack in) -> torch::jit::Stack {
+      return torch::jit::Stack{mod.forward(in)};
+    };
+    auto res = torch::jit::tracer::trace(
+        stack, fn, [](const at::Tensor &) { return std::string(); },
+        /*strict=*/false, /*force_outplace=*/false, &mod);
+    state = res.first;
+  } catch (...) {
+    h->m.train(was_training);
+    throw;
+  }
+  h->m.train(was_training);
+  Exporter ex;
+  ex.g = state->graph;
+  ex.self = ex.g->inputs().at(0);
+  *json = gpt::dup(ex.run(h->m));
+  GPT_CATCH
+}
+
+}  // extern "C"

@@ -1,0 +1,420 @@
+// module.cc: TorchScript modules: load, save, clone, forward, attributes and
+// channel surgery.
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/serialization/import.h>
+
+#include <cstdio>
+#include <sstream>
+#include <unistd.h>
+
+#include "internal.h"
+
+namespace gpt {
+
+std::atomic<int64_t> live_modules{0};
+
+torch::jit::Module owner_of(const torch::jit::Module &root,
+                            const std::string &dotted, std::string *leaf) {
+  torch::jit::Module cur = root;
+  size_t start = 0;
+  while (true) {
+    size_t dot = dotted.find('.', start);
+    if (dot == std::string::npos) {
+      *leaf = dotted.substr(start);
+      return cur;
+    }
+    std::string part = dotted.substr(start, dot - start);
+    if (!cur.hasattr(part))
+      throw std::invalid_argument("no attribute \"" + part + "\" in \"" + dotted + "\"");
+    c10::IValue v = cur.attr(part);
+    if (!v.isObject())
+      throw std::invalid_argument("\"" + part + "\" in \"" + dotted + "\" is not a submodule");
+    cur = torch::jit::Module(v.toObject());
+    start = dot + 1;
+  }
+}
+
+at::Tensor first_tensor(const c10::IValue &v) {
+  if (v.isTensor()) return v.toTensor();
+  if (v.isTuple()) {
+    for (const auto &e : v.toTupleRef().elements())
+      if (e.isTensor()) return e.toTensor();
+  }
+  if (v.isList()) {
+    for (const c10::IValue e : v.toListRef())
+      if (e.isTensor()) return e.toTensor();
+  }
+  throw std::runtime_error("forward returned " + v.tagKind() +
+                           "; gopruner needs a tensor, or a tuple/list whose first "
+                           "tensor is the logits");
+}
+
+}  // namespace gpt
+
+namespace {
+
+gpt_module make(torch::jit::Module m, c10::Device dev, int threads) {
+  gpt::live_modules++;
+  auto *h = new gpt_module_s;
+  h->m = std::move(m);
+  h->device = dev;
+  h->threads = threads;
+  return h;
+}
+
+void check_forward(const torch::jit::Module &m) {
+  if (!m.find_method("forward"))
+    throw std::runtime_error("the model has no forward method");
+}
+
+// Gives the dotted name of a prim::GetAttr chain that starts at the graph's
+// self input, or "" when the value is not such a chain.
+std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self) {
+  std::vector<std::string> parts;
+  while (v != self) {
+    torch::jit::Node *n = v->node();
+    if (n->kind() != c10::prim::GetAttr) return "";
+    parts.push_back(n->s(c10::attr::name));
+    v = n->input(0);
+  }
+  std::string out;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (!out.empty()) out += ".";
+    out += *it;
+  }
+  return out;
+}
+
+int groups_input_index(const torch::jit::Node *n) {
+  auto k = n->kind();
+  if (k == c10::aten::_convolution || k == c10::aten::convolution) return 8;
+  if (k == c10::aten::conv2d || k == c10::aten::conv1d || k == c10::aten::conv3d) return 6;
+  return -1;
+}
+
+int rewrite_groups(torch::jit::Block *b, torch::jit::Value *self,
+                   const std::string &weight, torch::jit::Value *groups) {
+  int n = 0;
+  for (torch::jit::Node *node : b->nodes()) {
+    for (torch::jit::Block *sub : node->blocks()) n += rewrite_groups(sub, self, weight, groups);
+    int gi = groups_input_index(node);
+    if (gi < 0 || static_cast<int>(node->inputs().size()) <= gi) continue;
+    if (attr_chain(node->input(1), self) != weight) continue;
+    node->replaceInput(gi, groups);
+    n++;
+  }
+  return n;
+}
+
+// Edits the root forward so that convs with weight `weight` use `groups`.
+// Instances of one module type share their method graphs, so the edit is
+// made on the root's inlined forward where each call site is distinct.
+void set_conv_groups(torch::jit::Module &m, const std::string &weight, int64_t groups) {
+  check_forward(m);
+  auto &fn = torch::jit::toGraphFunction(m.get_method("forward").function());
+  std::shared_ptr<torch::jit::Graph> g = fn.graph();
+  torch::jit::Inline(*g);
+  torch::jit::ConstantPropagation(g);
+  torch::jit::Value *self = g->inputs().at(0);
+  torch::jit::Value *c;
+  {
+    torch::jit::WithInsertPoint guard(g->block()->nodes().front());
+    c = g->insertConstant(groups);
+  }
+  int n = rewrite_groups(g->block(), self, weight, c);
+  if (n == 0)
+    throw std::runtime_error("no convolution with weight \"" + weight + "\" in forward");
+}
+
+void reload(gpt_module_s *h) {
+  std::stringstream ss;
+  h->m.save(ss);
+  ss.seekg(0);
+  h->m = torch::jit::load(ss, h->device);
+}
+
+}  // namespace
+
+extern "C" {
+
+gpt_err gpt_module_load(const char *path, const char *device, gpt_module *out) {
+  GPT_TRY
+  auto dev = gpt::parse_device(device);
+  torch::jit::Module m = torch::jit::load(std::string(path), dev);
+  m.eval();
+  *out = make(std::move(m), dev, 0);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_load_bytes(const void *data, size_t n, const char *device,
+                              gpt_module *out) {
+  GPT_TRY
+  auto dev = gpt::parse_device(device);
+  std::istringstream in(std::string(static_cast<const char *>(data), n));
+  torch::jit::Module m = torch::jit::load(in, dev);
+  m.eval();
+  *out = make(std::move(m), dev, 0);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_save(gpt_module h, const char *path) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  std::string final_path(path);
+  std::string tmp = final_path + ".tmp-" + std::to_string(getpid());
+  try {
+    h->m.save(tmp);
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+  if (std::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    std::string why = std::strerror(errno);
+    std::remove(tmp.c_str());
+    return gpt::dup("rename " + tmp + " to " + final_path + ": " + why);
+  }
+  GPT_CATCH
+}
+
+gpt_err gpt_module_save_bytes(gpt_module h, void **data, size_t *n) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  std::ostringstream ss;
+  h->m.save(ss);
+  std::string s = ss.str();
+  void *p = std::malloc(s.size() > 0 ? s.size() : 1);
+  if (p == nullptr) return gpt::dup("save_bytes: out of memory");
+  std::memcpy(p, s.data(), s.size());
+  *data = p;
+  *n = s.size();
+  GPT_CATCH
+}
+
+gpt_err gpt_module_clone(gpt_module h, gpt_module *out) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  // A serialise/load round trip gives a copy that shares no tensors, no
+  // types and no method graphs with the original, so surgery on one never
+  // shows through in the other.
+  std::stringstream ss;
+  h->m.save(ss);
+  ss.seekg(0);
+  torch::jit::Module m = torch::jit::load(ss, h->device);
+  m.train(h->m.is_training());
+  *out = make(std::move(m), h->device, h->threads);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_free(gpt_module h) {
+  if (h == nullptr) return nullptr;
+  GPT_TRY
+  delete h;
+  gpt::live_modules--;
+  GPT_CATCH
+}
+
+gpt_err gpt_live_modules(int64_t *out) {
+  *out = gpt::live_modules.load();
+  return nullptr;
+}
+
+gpt_err gpt_module_has_method(gpt_module h, const char *name, int *out) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  *out = h->m.find_method(name).has_value() ? 1 : 0;
+  GPT_CATCH
+}
+
+gpt_err gpt_module_train(gpt_module h, int on) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  h->m.train(on != 0);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_is_training(gpt_module h, int *out) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  *out = h->m.is_training() ? 1 : 0;
+  GPT_CATCH
+}
+
+gpt_err gpt_module_to(gpt_module h, const char *device) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  auto dev = gpt::parse_device(device);
+  h->m.to(dev);
+  h->device = dev;
+  GPT_CATCH
+}
+
+gpt_err gpt_module_set_threads(gpt_module h, int n) {
+  GPT_CHECK_HANDLE(h, "module")
+  if (n < 0) return gpt::dup("thread count must not be negative");
+  h->threads = n;
+  return nullptr;
+}
+
+gpt_err gpt_module_forward(gpt_module h, const gpt_tensor *inputs, int n,
+                           int no_grad, gpt_tensor *out) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  gpt::use_threads(h);
+  check_forward(h->m);
+  std::vector<c10::IValue> in;
+  in.reserve(n);
+  for (int i = 0; i < n; i++) {
+    if (inputs[i] == nullptr) return gpt::dup("forward: NULL input tensor");
+    in.emplace_back(inputs[i]->t);
+  }
+  c10::IValue r;
+  if (no_grad) {
+    at::NoGradGuard ng;
+    r = h->m.forward(in);
+  } else {
+    r = h->m.forward(in);
+  }
+  *out = gpt::wrap(gpt::first_tensor(r));
+  GPT_CATCH
+}
+
+gpt_err gpt_module_names(gpt_module h, int buffers, char **out) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  std::string s;
+  if (buffers) {
+    for (const auto &p : h->m.named_buffers(true)) {
+      s += p.name;
+      s += '\n';
+    }
+  } else {
+    for (const auto &p : h->m.named_parameters(true)) {
+      s += p.name;
+      s += '\n';
+    }
+  }
+  *out = gpt::dup(s);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_get(gpt_module h, const char *name, gpt_tensor *out) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  std::string leaf;
+  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
+  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no tensor \"") + name + "\" in the model");
+  c10::IValue v = owner.attr(leaf);
+  if (!v.isTensor()) return gpt::dup(std::string("\"") + name + "\" is not a tensor");
+  *out = gpt::wrap(v.toTensor());
+  GPT_CATCH
+}
+
+gpt_err gpt_module_set(gpt_module h, const char *name, gpt_tensor t) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_CHECK_HANDLE(t, "tensor")
+  GPT_TRY
+  std::string leaf;
+  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
+  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no tensor \"") + name + "\" in the model");
+  c10::IValue old = owner.attr(leaf);
+  if (!old.isTensor()) return gpt::dup(std::string("\"") + name + "\" is not a tensor");
+  at::Tensor nt = t->t.detach().clone().to(old.toTensor().device());
+  nt.set_requires_grad(old.toTensor().requires_grad());
+  owner.setattr(leaf, nt);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_get_int(gpt_module h, const char *name, int64_t *out) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  std::string leaf;
+  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
+  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no attribute \"") + name + "\"");
+  c10::IValue v = owner.attr(leaf);
+  if (v.isInt()) *out = v.toInt();
+  else if (v.isBool()) *out = v.toBool() ? 1 : 0;
+  else return gpt::dup(std::string("\"") + name + "\" is not an int");
+  GPT_CATCH
+}
+
+gpt_err gpt_module_set_int(gpt_module h, const char *name, int64_t v) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  std::string leaf;
+  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
+  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no attribute \"") + name + "\"");
+  if (!owner.attr(leaf).isInt()) return gpt::dup(std::string("\"") + name + "\" is not an int");
+  owner.setattr(leaf, v);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_set_conv_groups(gpt_module h, const char *weight_name,
+                                   int64_t groups) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  set_conv_groups(h->m, weight_name, groups);
+  reload(h);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
+                         const int64_t *off, const int64_t *spec, int nconvs,
+                         const char **conv_names, const int64_t *groups) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  at::NoGradGuard ng;
+  // Build every new tensor first, so a bad spec leaves the module untouched.
+  struct Edit {
+    torch::jit::Module owner;
+    std::string leaf;
+    at::Tensor t;
+  };
+  std::vector<Edit> edits;
+  edits.reserve(ntensors);
+  for (int i = 0; i < ntensors; i++) {
+    std::string name(names[i]);
+    std::string leaf;
+    torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
+    if (!owner.hasattr(leaf)) return gpt::dup("prune: no tensor \"" + name + "\" in the model");
+    c10::IValue old = owner.attr(leaf);
+    if (!old.isTensor()) return gpt::dup("prune: \"" + name + "\" is not a tensor");
+    at::Tensor ot = old.toTensor();
+    at::Tensor t = ot.detach();
+    for (int64_t k = off[i]; k < off[i + 1];) {
+      if (k + 2 > off[i + 1]) return gpt::dup("prune: truncated spec for \"" + name + "\"");
+      int64_t dim = spec[k], count = spec[k + 1];
+      if (dim < 0 || dim >= t.dim())
+        return gpt::dup("prune: \"" + name + "\" has no dim " + std::to_string(dim));
+      if (count < 0 || k + 2 + count > off[i + 1])
+        return gpt::dup("prune: bad index count for \"" + name + "\"");
+      auto index = at::empty({count}, at::kLong);
+      if (count > 0) std::memcpy(index.data_ptr(), spec + k + 2, count * sizeof(int64_t));
+      if (count > 0 && (index.min().item<int64_t>() < 0 ||
+                        index.max().item<int64_t>() >= t.size(dim)))
+        return gpt::dup("prune: index out of range for \"" + name + "\" dim " +
+                        std::to_string(dim) + " (size " + std::to_string(t.size(dim)) + ")");
+      t = t.index_select(dim, index.to(t.device()));
+      k += 2 + count;
+    }
+    t = t.contiguous().clone();
+    t.set_requires_grad(ot.requires_grad());
+    edits.push_back(Edit{owner, leaf, t});
+  }
+  for (auto &e : edits) e.owner.setattr(e.leaf, e.t);
+  for (int j = 0; j < nconvs; j++) set_conv_groups(h->m, conv_names[j], groups[j]);
+  if (nconvs > 0) reload(h);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_zero_grad(gpt_module h) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  for (at::Tensor p : h->m.parameters(true)) {
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  }
+  GPT_CATCH
+}
+
+}  // extern "C"

@@ -1,0 +1,191 @@
+// train.cc: losses, optimizers and whole training/eval/scoring steps.
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+
+#include "internal.h"
+
+struct gpt_optim_s {
+  std::unique_ptr<torch::optim::Optimizer> opt;
+};
+
+namespace {
+
+std::vector<at::Tensor> trainable(const torch::jit::Module &m) {
+  std::vector<at::Tensor> ps;
+  for (at::Tensor p : m.parameters(true))
+    if (p.requires_grad()) ps.push_back(p);
+  return ps;
+}
+
+void check_batch(const at::Tensor &logits, const at::Tensor &y) {
+  if (logits.dim() != 2)
+    throw std::runtime_error("the model's output has shape " + c10::str(logits.sizes()) +
+                             "; a classifier must return [N, classes]");
+  if (y.dim() != 1 || y.size(0) != logits.size(0))
+    throw std::runtime_error("targets have shape " + c10::str(y.sizes()) +
+                             ", want [" + std::to_string(logits.size(0)) + "]");
+  if (y.numel() > 0) {
+    int64_t hi = y.max().item<int64_t>(), lo = y.min().item<int64_t>();
+    if (lo < 0 || hi >= logits.size(1))
+      throw std::runtime_error("label " + std::to_string(lo < 0 ? lo : hi) +
+                               " is outside the model's " + std::to_string(logits.size(1)) +
+                               " classes");
+  }
+}
+
+at::Tensor forward_logits(gpt_module_s *h, const at::Tensor &x) {
+  std::vector<c10::IValue> in{x};
+  return gpt::first_tensor(h->m.forward(in));
+}
+
+}  // namespace
+
+extern "C" {
+
+gpt_err gpt_cross_entropy(gpt_tensor logits, gpt_tensor targets, gpt_tensor *out) {
+  GPT_CHECK_HANDLE(logits, "logits")
+  GPT_CHECK_HANDLE(targets, "targets")
+  GPT_TRY
+  *out = gpt::wrap(torch::nn::functional::cross_entropy(logits->t, targets->t));
+  GPT_CATCH
+}
+
+gpt_err gpt_optim_sgd(gpt_module m, double lr, double momentum, double weight_decay,
+                      int nesterov, gpt_optim *out) {
+  GPT_CHECK_HANDLE(m, "module")
+  GPT_TRY
+  auto opts = torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay).nesterov(nesterov != 0);
+  *out = new gpt_optim_s{std::make_unique<torch::optim::SGD>(trainable(m->m), opts)};
+  GPT_CATCH
+}
+
+gpt_err gpt_optim_adam(gpt_module m, double lr, double beta1, double beta2, double eps,
+                       double weight_decay, gpt_optim *out) {
+  GPT_CHECK_HANDLE(m, "module")
+  GPT_TRY
+  auto opts = torch::optim::AdamOptions(lr).betas({beta1, beta2}).eps(eps).weight_decay(weight_decay);
+  *out = new gpt_optim_s{std::make_unique<torch::optim::Adam>(trainable(m->m), opts)};
+  GPT_CATCH
+}
+
+gpt_err gpt_optim_step(gpt_optim o) {
+  GPT_CHECK_HANDLE(o, "optimizer")
+  GPT_TRY
+  o->opt->step();
+  GPT_CATCH
+}
+
+gpt_err gpt_optim_zero_grad(gpt_optim o) {
+  GPT_CHECK_HANDLE(o, "optimizer")
+  GPT_TRY
+  o->opt->zero_grad();
+  GPT_CATCH
+}
+
+gpt_err gpt_optim_set_lr(gpt_optim o, double lr) {
+  GPT_CHECK_HANDLE(o, "optimizer")
+  GPT_TRY
+  for (auto &group : o->opt->param_groups()) group.options().set_lr(lr);
+  GPT_CATCH
+}
+
+gpt_err gpt_optim_free(gpt_optim o) {
+  if (o == nullptr) return nullptr;
+  GPT_TRY
+  delete o;
+  GPT_CATCH
+}
+
+gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
+                       double *loss, int64_t *correct) {
+  GPT_CHECK_HANDLE(m, "module")
+  GPT_CHECK_HANDLE(o, "optimizer")
+  GPT_CHECK_HANDLE(x, "input")
+  GPT_CHECK_HANDLE(y, "targets")
+  GPT_TRY
+  gpt::use_threads(m);
+  at::AutoGradMode grad(true);
+  o->opt->zero_grad();
+  at::Tensor logits = forward_logits(m, x->t);
+  check_batch(logits, y->t);
+  at::Tensor l = torch::nn::functional::cross_entropy(logits, y->t);
+  l.backward();
+  o->opt->step();
+  *loss = l.item<double>();
+  *correct = logits.detach().argmax(1).eq(y->t).sum().item<int64_t>();
+  GPT_CATCH
+}
+
+gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_sum,
+                       int64_t *correct, int64_t *preds) {
+  GPT_CHECK_HANDLE(m, "module")
+  GPT_CHECK_HANDLE(x, "input")
+  GPT_CHECK_HANDLE(y, "targets")
+  GPT_TRY
+  gpt::use_threads(m);
+  at::NoGradGuard ng;
+  at::Tensor logits = forward_logits(m, x->t);
+  check_batch(logits, y->t);
+  namespace F = torch::nn::functional;
+  *loss_sum = F::cross_entropy(logits, y->t, F::CrossEntropyFuncOptions().reduction(torch::kSum))
+                  .item<double>();
+  at::Tensor p = logits.argmax(1);
+  *correct = p.eq(y->t).sum().item<int64_t>();
+  if (preds != nullptr) {
+    at::Tensor pc = p.to(at::kCPU).to(at::kLong).contiguous();
+    std::memcpy(preds, pc.data_ptr(), pc.numel() * sizeof(int64_t));
+  }
+  GPT_CATCH
+}
+
+gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
+                              const char **weight_names, gpt_tensor *accum,
+                              double *loss) {
+  GPT_CHECK_HANDLE(m, "module")
+  GPT_CHECK_HANDLE(x, "input")
+  GPT_CHECK_HANDLE(y, "targets")
+  GPT_TRY
+  gpt::use_threads(m);
+  at::AutoGradMode grad(true);
+  std::vector<at::Tensor> ws;
+  ws.reserve(n);
+  for (int i = 0; i < n; i++) {
+    std::string leaf;
+    torch::jit::Module owner = gpt::owner_of(m->m, weight_names[i], &leaf);
+    if (!owner.hasattr(leaf) || !owner.attr(leaf).isTensor())
+      return gpt::dup(std::string("taylor: no tensor \"") + weight_names[i] + "\"");
+    at::Tensor w = owner.attr(leaf).toTensor();
+    if (!w.requires_grad())
+      return gpt::dup(std::string("taylor: \"") + weight_names[i] + "\" does not require grad");
+    ws.push_back(w);
+  }
+  for (at::Tensor p : m->m.parameters(true))
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  at::Tensor logits = forward_logits(m, x->t);
+  check_batch(logits, y->t);
+  at::Tensor l = torch::nn::functional::cross_entropy(logits, y->t);
+  l.backward();
+  *loss = l.item<double>();
+  at::NoGradGuard ng;
+  for (int i = 0; i < n; i++) {
+    const at::Tensor &g = ws[i].grad();
+    at::Tensor s;
+    if (!g.defined()) {
+      s = at::zeros({ws[i].size(0)}, ws[i].options().dtype(at::kDouble));
+    } else {
+      at::Tensor prod = (ws[i].detach() * g).to(at::kDouble).pow(2);
+      s = prod.reshape({prod.size(0), -1}).sum(1);
+    }
+    if (accum[i] == nullptr) {
+      accum[i] = gpt::wrap(s);
+    } else {
+      accum[i]->t.add_(s.to(accum[i]->t.device()));
+    }
+  }
+  for (at::Tensor p : m->m.parameters(true))
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  GPT_CATCH
+}
+
+}  // extern "C"

@@ -1,0 +1,97 @@
+// Command gopruner structurally prunes TorchScript CNNs: it removes whole
+// channels from Conv2d, BatchNorm2d and Linear layers, fine-tunes, and saves
+// a smaller TorchScript model that PyTorch loads as before.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/gopruner/gopruner/pruning/fail"
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run executes the CLI and returns the exit code. Errors are printed as one
+// line, "gopruner: ...", and never as a panic trace.
+func run(args []string) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "gopruner: internal error: %v\n", r)
+			code = 1
+		}
+	}()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "gopruner: interrupted; finished iterations are kept (use --resume)")
+		return 130
+	}
+	fmt.Fprintln(os.Stderr, "gopruner: "+oneLine(err.Error()))
+	if cobraUsage(err) {
+		return 2
+	}
+	return fail.Code(err)
+}
+
+// cobraUsage recognises the usage errors cobra raises itself (unknown
+// commands, wrong argument counts), which carry no type to test.
+func cobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least", "requires at most", "invalid argument", "flag needs an argument", "required flag"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.ReplaceAll(s, "\r", " ")
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "gopruner",
+		Short: "Structured channel pruning of TorchScript CNNs",
+		Long: `gopruner removes whole channels from the Conv2d, BatchNorm2d and Linear
+layers of a TorchScript model (scripted or traced), fine-tunes it, and saves a
+smaller, faster TorchScript model that PyTorch loads as before.
+
+Plain "gopruner" is "gopruner prune"; a ./Pruning.yaml is used when present.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().String("config", "", "Pruning.yaml to read (default ./Pruning.yaml when present)")
+	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().String("log-format", "text", "log format: text or json")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fail.Usage(err) })
+	root.AddCommand(newVersionCmd())
+	for _, add := range extraCommands {
+		add(root)
+	}
+	return root
+}
+
+// extraCommands lets each command file register itself, so main.go does not
+// grow with every subcommand.
+var extraCommands []func(root *cobra.Command)

@@ -1,0 +1,425 @@
+//go:build cgo
+
+package torch
+
+/*
+#include <stdlib.h>
+#include "gptorch.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"unsafe"
+)
+
+// Module is a TorchScript module (scripted or traced) loaded in libtorch.
+// Use it from one goroutine at a time.
+type Module struct {
+	h       C.gpt_module
+	dev     Device
+	cleanup runtime.Cleanup
+}
+
+func newModule(h C.gpt_module, dev Device) *Module {
+	m := &Module{h: h, dev: dev}
+	m.cleanup = runtime.AddCleanup(m, func(h C.gpt_module) { C.gpt_module_free(h) }, h)
+	return m
+}
+
+// Load reads a TorchScript file onto a device. The file is only read.
+func Load(path string, dev Device) (*Module, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	cp := cstr(path)
+	defer freeC(cp)
+	cd := cstr(dev.String())
+	defer freeC(cd)
+	var h C.gpt_module
+	if err := errFrom("load", C.gpt_module_load(cp, cd, &h)); err != nil {
+		return nil, err
+	}
+	return newModule(h, dev), nil
+}
+
+// LoadBytes reads a TorchScript archive from memory.
+func LoadBytes(data []byte, dev Device) (*Module, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("load: empty data")
+	}
+	cd := cstr(dev.String())
+	defer freeC(cd)
+	var h C.gpt_module
+	err := errFrom("load", C.gpt_module_load_bytes(unsafe.Pointer(&data[0]), C.size_t(len(data)), cd, &h))
+	runtime.KeepAlive(data)
+	if err != nil {
+		return nil, err
+	}
+	return newModule(h, dev), nil
+}
+
+// Close frees the module. Idempotent and nil-safe.
+func (m *Module) Close() {
+	if m == nil || m.h == nil {
+		return
+	}
+	m.cleanup.Stop()
+	C.gpt_module_free(m.h)
+	m.h = nil
+}
+
+func (m *Module) handle() (C.gpt_module, error) {
+	if m == nil || m.h == nil {
+		return nil, ErrClosed
+	}
+	return m.h, nil
+}
+
+// Device is where the module's tensors live.
+func (m *Module) Device() Device { return m.dev }
+
+// Save writes the module atomically (temporary file, then rename).
+func (m *Module) Save(path string) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	cp := cstr(path)
+	defer freeC(cp)
+	return errFrom("save", C.gpt_module_save(h, cp))
+}
+
+// Bytes serialises the module to a TorchScript archive in memory.
+func (m *Module) Bytes() ([]byte, error) {
+	h, err := m.handle()
+	if err != nil {
+		return nil, err
+	}
+	var p unsafe.Pointer
+	var n C.size_t
+	if err := errFrom("save", C.gpt_module_save_bytes(h, &p, &n)); err != nil {
+		return nil, err
+	}
+	defer C.gpt_free(p)
+	return C.GoBytes(p, C.int(n)), nil
+}
+
+// Clone is a deep copy that shares nothing with m (tensors, types, method
+// graphs), so one copy can be pruned or trained while the other is not.
+func (m *Module) Clone() (*Module, error) {
+	h, err := m.handle()
+	if err != nil {
+		return nil, err
+	}
+	var out C.gpt_module
+	if err := errFrom("clone", C.gpt_module_clone(h, &out)); err != nil {
+		return nil, err
+	}
+	return newModule(out, m.dev), nil
+}
+
+// HasMethod reports whether the module defines a method.
+func (m *Module) HasMethod(name string) (bool, error) {
+	h, err := m.handle()
+	if err != nil {
+		return false, err
+	}
+	cn := cstr(name)
+	defer freeC(cn)
+	var v C.int
+	if err := errFrom("has_method", C.gpt_module_has_method(h, cn, &v)); err != nil {
+		return false, err
+	}
+	return v != 0, nil
+}
+
+// Train switches training mode (BatchNorm statistics, dropout) on or off.
+// Traced models keep the mode they were traced in inside their graph.
+func (m *Module) Train(on bool) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	return errFrom("train", C.gpt_module_train(h, cbool(on)))
+}
+
+// IsTraining reports the module's mode.
+func (m *Module) IsTraining() (bool, error) {
+	h, err := m.handle()
+	if err != nil {
+		return false, err
+	}
+	var v C.int
+	if err := errFrom("is_training", C.gpt_module_is_training(h, &v)); err != nil {
+		return false, err
+	}
+	return v != 0, nil
+}
+
+// To moves the module's parameters and buffers to a device.
+func (m *Module) To(d Device) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	cd := cstr(d.String())
+	defer freeC(cd)
+	if err := errFrom("to", C.gpt_module_to(h, cd)); err != nil {
+		return err
+	}
+	m.dev = d
+	return nil
+}
+
+// SetThreads sets the libtorch thread count that calls on this module use
+// (0 keeps the process setting). Cart workers divide the cores this way.
+func (m *Module) SetThreads(n int) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	return errFrom("set_threads", C.gpt_module_set_threads(h, C.int(n)))
+}
+
+// Forward runs forward on the inputs. A tuple or list result gives its first
+// tensor. With noGrad, autograd records nothing.
+func (m *Module) Forward(noGrad bool, inputs ...*Tensor) (*Tensor, error) {
+	h, err := m.handle()
+	if err != nil {
+		return nil, err
+	}
+	hs := make([]C.gpt_tensor, len(inputs))
+	for i, t := range inputs {
+		if hs[i], err = t.handle(); err != nil {
+			return nil, err
+		}
+	}
+	var p *C.gpt_tensor
+	if len(hs) > 0 {
+		p = &hs[0]
+	}
+	var out C.gpt_tensor
+	if err := errFrom("forward", C.gpt_module_forward(h, p, C.int(len(hs)), cbool(noGrad), &out)); err != nil {
+		return nil, err
+	}
+	return newTensor(out), nil
+}
+
+func (m *Module) names(buffers bool) ([]string, error) {
+	h, err := m.handle()
+	if err != nil {
+		return nil, err
+	}
+	var p *C.char
+	if err := errFrom("names", C.gpt_module_names(h, cbool(buffers), &p)); err != nil {
+		return nil, err
+	}
+	s := strings.TrimRight(takeString(p), "\n")
+	if s == "" {
+		return nil, nil
+	}
+	return strings.Split(s, "\n"), nil
+}
+
+// ParameterNames lists the dotted names of all parameters.
+func (m *Module) ParameterNames() ([]string, error) { return m.names(false) }
+
+// BufferNames lists the dotted names of all buffers.
+func (m *Module) BufferNames() ([]string, error) { return m.names(true) }
+
+// Get returns a parameter or buffer by dotted name. The tensor shares
+// storage with the module.
+func (m *Module) Get(name string) (*Tensor, error) {
+	h, err := m.handle()
+	if err != nil {
+		return nil, err
+	}
+	cn := cstr(name)
+	defer freeC(cn)
+	var out C.gpt_tensor
+	if err := errFrom("get "+name, C.gpt_module_get(h, cn, &out)); err != nil {
+		return nil, err
+	}
+	return newTensor(out), nil
+}
+
+// Set replaces a parameter or buffer with a copy of t, whatever its shape.
+func (m *Module) Set(name string, t *Tensor) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	ht, err := t.handle()
+	if err != nil {
+		return err
+	}
+	cn := cstr(name)
+	defer freeC(cn)
+	return errFrom("set "+name, C.gpt_module_set(h, cn, ht))
+}
+
+// GetInt reads an int attribute by dotted name.
+func (m *Module) GetInt(name string) (int64, error) {
+	h, err := m.handle()
+	if err != nil {
+		return 0, err
+	}
+	cn := cstr(name)
+	defer freeC(cn)
+	var v C.int64_t
+	if err := errFrom("get_int "+name, C.gpt_module_get_int(h, cn, &v)); err != nil {
+		return 0, err
+	}
+	return int64(v), nil
+}
+
+// SetInt writes an int attribute by dotted name.
+func (m *Module) SetInt(name string, v int64) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	cn := cstr(name)
+	defer freeC(cn)
+	return errFrom("set_int "+name, C.gpt_module_set_int(h, cn, C.int64_t(v)))
+}
+
+// SetConvGroups sets the groups argument of the conv whose weight is
+// weightName (graph constants in TorchScript, hence a graph edit).
+func (m *Module) SetConvGroups(weightName string, groups int64) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	cn := cstr(weightName)
+	defer freeC(cn)
+	return errFrom("set_conv_groups "+weightName, C.gpt_module_set_conv_groups(h, cn, C.int64_t(groups)))
+}
+
+// Slice says which indices of each dimension of one tensor to keep.
+type Slice struct {
+	Tensor string
+	Keep   map[int][]int // dim -> ascending kept indices
+}
+
+// Prune applies channel surgery in one call: every tensor is index-selected
+// along its dims, then every conv in groups gets its new groups count. The
+// module is unchanged when any slice is invalid.
+func (m *Module) Prune(edits []Slice, groups map[string]int64) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	names := make([]*C.char, 0, len(edits))
+	defer func() {
+		for _, p := range names {
+			freeC(p)
+		}
+	}()
+	off := make([]int64, 0, len(edits)+1)
+	var spec []int64
+	off = append(off, 0)
+	for _, s := range edits {
+		names = append(names, cstr(s.Tensor))
+		dims := make([]int, 0, len(s.Keep))
+		for d := range s.Keep {
+			dims = append(dims, d)
+		}
+		slices.Sort(dims)
+		for _, d := range dims {
+			idx := s.Keep[d]
+			spec = append(spec, int64(d), int64(len(idx)))
+			for _, i := range idx {
+				spec = append(spec, int64(i))
+			}
+		}
+		off = append(off, int64(len(spec)))
+	}
+	convNames := make([]*C.char, 0, len(groups))
+	defer func() {
+		for _, p := range convNames {
+			freeC(p)
+		}
+	}()
+	var gv []int64
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		convNames = append(convNames, cstr(k))
+		gv = append(gv, groups[k])
+	}
+	// The C arrays of C pointers live in C memory: cgo forbids passing Go
+	// memory that holds pointers, and these hold C pointers only, but keeping
+	// them in C memory keeps the rule obvious.
+	cNames := cPtrArray(names)
+	defer C.free(unsafe.Pointer(cNames))
+	cConv := cPtrArray(convNames)
+	defer C.free(unsafe.Pointer(cConv))
+	if len(spec) == 0 {
+		spec = append(spec, 0)
+	}
+	if len(gv) == 0 {
+		gv = append(gv, 0)
+	}
+	err = errFrom("prune", C.gpt_module_prune(h, C.int(len(edits)), cNames,
+		(*C.int64_t)(unsafe.Pointer(&off[0])), (*C.int64_t)(unsafe.Pointer(&spec[0])),
+		C.int(len(keys)), cConv, (*C.int64_t)(unsafe.Pointer(&gv[0]))))
+	runtime.KeepAlive(off)
+	runtime.KeepAlive(spec)
+	runtime.KeepAlive(gv)
+	return err
+}
+
+func cPtrArray(ps []*C.char) **C.char {
+	n := len(ps)
+	if n == 0 {
+		n = 1
+	}
+	arr := (**C.char)(C.malloc(C.size_t(n) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	s := unsafe.Slice(arr, n)
+	for i, p := range ps {
+		s[i] = p
+	}
+	return arr
+}
+
+// ZeroGrad drops the gradients of all parameters.
+func (m *Module) ZeroGrad() error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	return errFrom("zero_grad", C.gpt_module_zero_grad(h))
+}
+
+// ExportIR traces forward once on the inputs (eval mode, no grad) and returns
+// the executed ops as "gopruner-ir/1" JSON (package pruning/ir parses it).
+func (m *Module) ExportIR(inputs ...*Tensor) ([]byte, error) {
+	h, err := m.handle()
+	if err != nil {
+		return nil, err
+	}
+	hs := make([]C.gpt_tensor, len(inputs))
+	for i, t := range inputs {
+		if hs[i], err = t.handle(); err != nil {
+			return nil, err
+		}
+	}
+	var p *C.gpt_tensor
+	if len(hs) > 0 {
+		p = &hs[0]
+	}
+	var js *C.char
+	if err := errFrom("export_ir", C.gpt_module_export_ir(h, p, C.int(len(hs)), &js)); err != nil {
+		return nil, err
+	}
+	return []byte(takeString(js)), nil
+}

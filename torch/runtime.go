@@ -1,0 +1,148 @@
+//go:build cgo
+
+package torch
+
+/*
+#include "gptorch.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"unsafe"
+)
+
+// Version is the version of the libtorch the shim was built against.
+func Version() (string, error) {
+	var p *C.char
+	if err := errFrom("version", C.gpt_version(&p)); err != nil {
+		return "", err
+	}
+	return takeString(p), nil
+}
+
+// CUDAAvailable reports whether libtorch sees a usable CUDA device.
+func CUDAAvailable() bool {
+	var n C.int
+	if C.gpt_cuda_available(&n) != nil {
+		return false
+	}
+	return n != 0
+}
+
+// CUDADeviceCount is the number of CUDA devices (0 without CUDA).
+func CUDADeviceCount() int {
+	var n C.int
+	if C.gpt_cuda_device_count(&n) != nil {
+		return 0
+	}
+	return int(n)
+}
+
+// SetNumThreads sets libtorch's intra-op thread count for the calling OS
+// thread and the process default.
+func SetNumThreads(n int) error {
+	return errFrom("set_num_threads", C.gpt_set_num_threads(C.int(n)))
+}
+
+// NumThreads is libtorch's intra-op thread count.
+func NumThreads() int {
+	var n C.int
+	if C.gpt_get_num_threads(&n) != nil {
+		return 0
+	}
+	return int(n)
+}
+
+// ManualSeed seeds libtorch's CPU and CUDA generators.
+func ManualSeed(seed uint64) error {
+	return errFrom("manual_seed", C.gpt_manual_seed(C.uint64_t(seed)))
+}
+
+// Synchronize waits for the CUDA device's work to finish (no-op on CPU).
+func Synchronize(d Device) error {
+	if !d.IsCUDA() {
+		return nil
+	}
+	return errFrom("cuda_synchronize", C.gpt_cuda_synchronize(C.int(d.Index)))
+}
+
+// NoGrad runs fn with autograd disabled. libtorch keeps grad mode per OS
+// thread, so the goroutine is pinned to its thread for the duration.
+func NoGrad(fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var g unsafe.Pointer
+	if err := errFrom("no_grad", C.gpt_no_grad_enter(&g)); err != nil {
+		return err
+	}
+	defer C.gpt_no_grad_exit(g)
+	return fn()
+}
+
+// LiveHandles reports the tensor and module handles not yet freed; leak
+// tests and the leakcheck build use it.
+func LiveHandles() (tensors, modules int64) {
+	var t, m C.int64_t
+	C.gpt_live_tensors(&t)
+	C.gpt_live_modules(&m)
+	return int64(t), int64(m)
+}
+
+// Device is where tensors live: the CPU or CUDA device Index.
+type Device struct {
+	CUDA  bool
+	Index int
+}
+
+// CPU is the host device.
+var CPU = Device{}
+
+// ParseDevice accepts "cpu", "cuda" (device 0), "cuda:N" and a bare "N".
+func ParseDevice(s string) (Device, error) {
+	s = strings.TrimSpace(strings.ToLower(s))
+	switch {
+	case s == "" || s == "cpu":
+		return CPU, nil
+	case s == "cuda" || s == "gpu":
+		return Device{CUDA: true}, nil
+	case strings.HasPrefix(s, "cuda:"):
+		n, err := strconv.Atoi(s[len("cuda:"):])
+		if err != nil || n < 0 {
+			return Device{}, fmt.Errorf("device %q: want cpu, cuda or cuda:N", s)
+		}
+		return Device{CUDA: true, Index: n}, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
+		return Device{CUDA: true, Index: n}, nil
+	}
+	return Device{}, fmt.Errorf("device %q: want cpu, cuda or cuda:N", s)
+}
+
+// IsCUDA reports whether d is a CUDA device.
+func (d Device) IsCUDA() bool { return d.CUDA }
+
+// String is libtorch's spelling: "cpu" or "cuda:N".
+func (d Device) String() string {
+	if !d.CUDA {
+		return "cpu"
+	}
+	return fmt.Sprintf("cuda:%d", d.Index)
+}
+
+// Check reports an error when d names a CUDA device that does not exist.
+func (d Device) Check() error {
+	if !d.CUDA {
+		return nil
+	}
+	if !CUDAAvailable() {
+		return fmt.Errorf("device %s: CUDA is not available (libtorch without CUDA, or no GPU)", d)
+	}
+	if n := CUDADeviceCount(); d.Index >= n {
+		return fmt.Errorf("device %s: only %d CUDA device(s)", d, n)
+	}
+	return nil
+}

@@ -1,0 +1,385 @@
+//go:build cgo
+
+package torch
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gopruner/gopruner/internal/fixtures"
+)
+
+func must[T any](t testing.TB) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func TestLoadAndForwardMatchesPython(t *testing.T) {
+	names := fixtures.Names(append(append([]string{}, fixtures.Architectures...), fixtures.Patterns...))
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			path, meta := fixtures.Model(t, name)
+			m := must[*Module](t)(Load(path, CPU))
+			defer m.Close()
+			in := fixtures.Float32s(t, name+".in.f32")
+			want := fixtures.Float32s(t, name+".out.f32")
+			x := must[*Tensor](t)(FromFloat32(in, meta.InputShape, CPU))
+			defer x.Close()
+			y := must[*Tensor](t)(m.Forward(true, x))
+			defer y.Close()
+			got := must[[]float32](t)(y.Float32s())
+			if len(got) != len(want) {
+				t.Fatalf("output has %d values, Python's %d", len(got), len(want))
+			}
+			var maxDiff, maxAbs float64
+			for i := range got {
+				maxDiff = math.Max(maxDiff, math.Abs(float64(got[i]-want[i])))
+				maxAbs = math.Max(maxAbs, math.Abs(float64(want[i])))
+			}
+			if maxDiff > 1e-5*math.Max(maxAbs, 1e-12) {
+				t.Fatalf("max |Go - Python| = %g, relative %g > 1e-5", maxDiff, maxDiff/maxAbs)
+			}
+		})
+	}
+}
+
+// TestSurgeryThenPythonLoads removes channels by hand (conv1's filters, bn1's
+// tensors and the next conv's input slice), runs, saves, and has Python's
+// torch.jit.load run the result.
+func TestSurgeryThenPythonLoads(t *testing.T) {
+	for _, name := range []string{"resnet18_scripted", "resnet18_traced"} {
+		t.Run(name, func(t *testing.T) {
+			path, meta := fixtures.Model(t, name)
+			m := must[*Module](t)(Load(path, CPU))
+			defer m.Close()
+			keep := make([]int64, 0, 32)
+			for i := int64(0); i < 64; i += 2 {
+				keep = append(keep, i)
+			}
+			var s Scope
+			defer s.Close()
+			replace := func(name string, dim int) {
+				old := s.Add(must[*Tensor](t)(m.Get(name)))
+				small := s.Add(must[*Tensor](t)(old.IndexSelect(dim, keep)))
+				if err := m.Set(name, small); err != nil {
+					t.Fatal(err)
+				}
+			}
+			replace("conv1.weight", 0)
+			for _, b := range []string{"bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var"} {
+				replace(b, 0)
+			}
+			// After the stem, layer1 runs on 64 channels in a residual
+			// chain; slicing its first conv's input is enough only with
+			// the maxpool output feeding layer1.0.conv1 and the identity
+			// branch. Shrink everything in that space.
+			replace("layer1.0.conv1.weight", 1)
+			shape := must[[]int64](t)(s.Add(must[*Tensor](t)(m.Get("conv1.weight"))).Shape())
+			if shape[0] != 32 {
+				t.Fatalf("conv1.weight shape %v after surgery", shape)
+			}
+			x := s.Add(must[*Tensor](t)(Randn(meta.InputShape, CPU)))
+			// The residual add in layer1.0 now mixes 32 and 64 channels,
+			// so the forward must fail with an error, not a crash.
+			if _, err := m.Forward(true, x); err == nil {
+				t.Fatal("forward with a half-pruned residual block succeeded")
+			} else if !strings.Contains(err.Error(), "size") {
+				t.Logf("error: %v", err)
+			}
+			// Now finish the space: every consumer and producer of the
+			// stem's 64 channels in layer1.
+			for _, n := range []string{"layer1.0.conv2.weight", "layer1.1.conv2.weight"} {
+				replace(n, 0)
+			}
+			for _, bn := range []string{"layer1.0.bn2", "layer1.1.bn2"} {
+				for _, b := range []string{"weight", "bias", "running_mean", "running_var"} {
+					replace(bn+"."+b, 0)
+				}
+			}
+			for _, n := range []string{"layer1.1.conv1.weight", "layer2.0.conv1.weight", "layer2.0.downsample.0.weight"} {
+				replace(n, 1)
+			}
+			y := s.Add(must[*Tensor](t)(m.Forward(true, x)))
+			ys := must[[]int64](t)(y.Shape())
+			if ys[1] != 1000 {
+				t.Fatalf("output shape %v", ys)
+			}
+			out := filepath.Join(t.TempDir(), "pruned.pt")
+			if err := m.Save(out); err != nil {
+				t.Fatal(err)
+			}
+			pyLoad(t, out, meta.InputShape)
+		})
+	}
+}
+
+// pyLoad has Debian's Python torch load and run a saved model.
+func pyLoad(t *testing.T, model string, shape []int64) {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("no /usr/bin/python3")
+	}
+	root := fixtures.RepoRoot(t)
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		dims[i] = strconv.FormatInt(d, 10)
+	}
+	cmd := exec.Command("/usr/bin/python3", filepath.Join(root, "scripts", "pyload.py"), model, "--input-shape", strings.Join(dims, ","))
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("python could not run %s: %v\n%s", model, err, out.String())
+	}
+	var res struct {
+		OK bool `json:"ok"`
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || !res.OK {
+		t.Fatalf("pyload: %s", out.String())
+	}
+}
+
+func TestTrainStepLowersLoss(t *testing.T) {
+	path, meta := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	if err := ManualSeed(1); err != nil {
+		t.Fatal(err)
+	}
+	must[struct{}](t)(struct{}{}, m.Train(true))
+	opt := must[*Optimizer](t)(NewSGD(m, SGDOptions{LR: 0.05, Momentum: 0.9}))
+	defer opt.Close()
+	// A fixed batch the model must fit: loss goes down over a few steps.
+	n := int64(16)
+	shape := append([]int64{n}, meta.InputShape[1:]...)
+	r := rand.New(rand.NewPCG(1, 2))
+	data := make([]float32, n*shape[1]*shape[2]*shape[3])
+	for i := range data {
+		data[i] = float32(r.NormFloat64())
+	}
+	labels := make([]int64, n)
+	for i := range labels {
+		labels[i] = int64(i % 10)
+	}
+	x := must[*Tensor](t)(FromFloat32(data, shape, CPU))
+	defer x.Close()
+	y := must[*Tensor](t)(FromInt64(labels, []int64{n}, CPU))
+	defer y.Close()
+	first, _, err := TrainStep(m, opt, x, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last float64
+	for i := 0; i < 20; i++ {
+		if last, _, err = TrainStep(m, opt, x, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !(last < first) {
+		t.Fatalf("loss did not go down: first %.4f, last %.4f", first, last)
+	}
+	t.Logf("loss %.4f -> %.4f", first, last)
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	random := filepath.Join(dir, "random.pt")
+	r := rand.New(rand.NewPCG(3, 4))
+	buf := make([]byte, 4096)
+	for i := range buf {
+		buf[i] = byte(r.IntN(256))
+	}
+	if err := os.WriteFile(random, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := fixtures.Path(t, "smallcnn_scripted.pt")
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.pt")
+	if err := os.WriteFile(truncated, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, path string }{
+		{"missing", filepath.Join(dir, "nope.pt")},
+		{"random bytes", random},
+		{"truncated", truncated},
+		{"state_dict", fixtures.Path(t, "state_dict.pt")},
+		{"pickled module", fixtures.Path(t, "pickled_module.pt")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := Load(c.path, CPU)
+			if err == nil {
+				m.Close()
+				t.Fatalf("loading %s succeeded", c.path)
+			}
+			if strings.Contains(err.Error(), "\n") || len(err.Error()) < 10 {
+				t.Fatalf("unhelpful error %q", err)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
+
+func TestForwardWrongShape(t *testing.T) {
+	path, _ := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	x := must[*Tensor](t)(Randn([]int64{1, 1, 32, 32}, CPU))
+	defer x.Close()
+	_, err := m.Forward(true, x)
+	if err == nil {
+		t.Fatal("forward with 1 channel into a 3-channel model succeeded")
+	}
+	if !strings.Contains(err.Error(), "channels") {
+		t.Fatalf("error does not mention channels: %v", err)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Fatalf("error is not one line: %q", err)
+	}
+}
+
+func TestCloneIsIndependent(t *testing.T) {
+	path, _ := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	c := must[*Module](t)(m.Clone())
+	defer c.Close()
+	w := must[*Tensor](t)(c.Get("conv1.weight"))
+	defer w.Close()
+	z := must[*Tensor](t)(w.MulScalar(0))
+	defer z.Close()
+	if err := c.Set("conv1.weight", z); err != nil {
+		t.Fatal(err)
+	}
+	orig := must[*Tensor](t)(m.Get("conv1.weight"))
+	defer orig.Close()
+	n := must[*Tensor](t)(orig.Norm(2, nil, false))
+	defer n.Close()
+	if v := must[float64](t)(n.Item()); v == 0 {
+		t.Fatal("editing the clone changed the original")
+	}
+}
+
+func rss(t testing.TB) int64 {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Skip("no /proc/self/statm")
+	}
+	f := strings.Fields(string(data))
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+func TestNoLeaks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	buf := make([]float32, 1<<18) // 1 MB
+	cycle := func() {
+		x, err := FromFloat32(buf, []int64{1 << 18}, CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.Close()
+	}
+	for i := 0; i < 500; i++ {
+		cycle()
+	}
+	runtime.GC()
+	before := rss(t)
+	tb, _ := LiveHandles()
+	for i := 0; i < 10000; i++ {
+		cycle()
+	}
+	runtime.GC()
+	after := rss(t)
+	ta, _ := LiveHandles()
+	if ta != tb {
+		t.Errorf("live tensor handles %d -> %d", tb, ta)
+	}
+	if float64(after-before) > 0.05*float64(before) {
+		t.Errorf("RSS grew from %d to %d bytes over 10,000 tensor cycles", before, after)
+	}
+
+	path, meta := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	must[struct{}](t)(struct{}{}, m.Train(true))
+	opt := must[*Optimizer](t)(NewSGD(m, SGDOptions{LR: 0.01, Momentum: 0.9}))
+	defer opt.Close()
+	shape := append([]int64{8}, meta.InputShape[1:]...)
+	data := make([]float32, 8*shape[1]*shape[2]*shape[3])
+	labels := make([]int64, 8)
+	step := func() {
+		var s Scope
+		defer s.Close()
+		x := s.Add(must[*Tensor](t)(FromFloat32(data, shape, CPU)))
+		y := s.Add(must[*Tensor](t)(FromInt64(labels, []int64{8}, CPU)))
+		if _, _, err := TrainStep(m, opt, x, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		step()
+	}
+	runtime.GC()
+	before = rss(t)
+	tb, _ = LiveHandles()
+	for i := 0; i < 200; i++ {
+		step()
+	}
+	runtime.GC()
+	after = rss(t)
+	ta, _ = LiveHandles()
+	if ta != tb {
+		t.Errorf("live tensor handles %d -> %d over 200 steps", tb, ta)
+	}
+	if float64(after-before) > 0.05*float64(before) {
+		t.Errorf("RSS grew from %d to %d bytes over 200 train steps", before, after)
+	}
+}
+
+func TestParseDevice(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Device
+		bad  bool
+	}{
+		{"cpu", CPU, false},
+		{"", CPU, false},
+		{"cuda", Device{CUDA: true}, false},
+		{"cuda:3", Device{CUDA: true, Index: 3}, false},
+		{"1", Device{CUDA: true, Index: 1}, false},
+		{"cuda:x", Device{}, true},
+		{"tpu", Device{}, true},
+	}
+	for _, c := range cases {
+		got, err := ParseDevice(c.in)
+		if (err != nil) != c.bad || (!c.bad && got != c.want) {
+			t.Errorf("ParseDevice(%q) = %v, %v", c.in, got, err)
+		}
+	}
+	if !CUDAAvailable() {
+		if err := (Device{CUDA: true, Index: 0}).Check(); err == nil {
+			t.Error("Check of cuda:0 without CUDA passed")
+		}
+	}
+}

@@ -1,0 +1,278 @@
+//go:build cgo
+
+package torch
+
+/*
+#include <stdlib.h>
+#include "gptorch.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+)
+
+// CrossEntropy is the mean cross-entropy of logits [N,C] against targets [N].
+func CrossEntropy(logits, targets *Tensor) (*Tensor, error) {
+	hl, err := logits.handle()
+	if err != nil {
+		return nil, err
+	}
+	ht, err := targets.handle()
+	if err != nil {
+		return nil, err
+	}
+	var out C.gpt_tensor
+	if err := errFrom("cross_entropy", C.gpt_cross_entropy(hl, ht, &out)); err != nil {
+		return nil, err
+	}
+	return newTensor(out), nil
+}
+
+// Optimizer updates a module's parameters. It holds the parameter tensors
+// the module had when it was made: after surgery, make a new one.
+type Optimizer struct {
+	h       C.gpt_optim
+	cleanup runtime.Cleanup
+}
+
+func newOptim(h C.gpt_optim) *Optimizer {
+	o := &Optimizer{h: h}
+	o.cleanup = runtime.AddCleanup(o, func(h C.gpt_optim) { C.gpt_optim_free(h) }, h)
+	return o
+}
+
+// SGDOptions are torch.optim.SGD's settings.
+type SGDOptions struct {
+	LR, Momentum, WeightDecay float64
+	Nesterov                  bool
+}
+
+// NewSGD makes an SGD optimizer over m's trainable parameters.
+func NewSGD(m *Module, o SGDOptions) (*Optimizer, error) {
+	h, err := m.handle()
+	if err != nil {
+		return nil, err
+	}
+	if o.Nesterov && o.Momentum <= 0 {
+		return nil, fmt.Errorf("sgd: nesterov needs momentum > 0")
+	}
+	var out C.gpt_optim
+	if err := errFrom("sgd", C.gpt_optim_sgd(h, C.double(o.LR), C.double(o.Momentum), C.double(o.WeightDecay), cbool(o.Nesterov), &out)); err != nil {
+		return nil, err
+	}
+	return newOptim(out), nil
+}
+
+// AdamOptions are torch.optim.Adam's settings (zero betas/eps take the
+// PyTorch defaults).
+type AdamOptions struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float64
+}
+
+// NewAdam makes an Adam optimizer over m's trainable parameters.
+func NewAdam(m *Module, o AdamOptions) (*Optimizer, error) {
+	h, err := m.handle()
+	if err != nil {
+		return nil, err
+	}
+	if o.Beta1 == 0 {
+		o.Beta1 = 0.9
+	}
+	if o.Beta2 == 0 {
+		o.Beta2 = 0.999
+	}
+	if o.Eps == 0 {
+		o.Eps = 1e-8
+	}
+	var out C.gpt_optim
+	if err := errFrom("adam", C.gpt_optim_adam(h, C.double(o.LR), C.double(o.Beta1), C.double(o.Beta2), C.double(o.Eps), C.double(o.WeightDecay), &out)); err != nil {
+		return nil, err
+	}
+	return newOptim(out), nil
+}
+
+// Close frees the optimizer. Idempotent and nil-safe.
+func (o *Optimizer) Close() {
+	if o == nil || o.h == nil {
+		return
+	}
+	o.cleanup.Stop()
+	C.gpt_optim_free(o.h)
+	o.h = nil
+}
+
+func (o *Optimizer) handle() (C.gpt_optim, error) {
+	if o == nil || o.h == nil {
+		return nil, ErrClosed
+	}
+	return o.h, nil
+}
+
+// Step applies one update from the accumulated gradients.
+func (o *Optimizer) Step() error {
+	h, err := o.handle()
+	if err != nil {
+		return err
+	}
+	return errFrom("optim_step", C.gpt_optim_step(h))
+}
+
+// ZeroGrad clears the gradients of the optimizer's parameters.
+func (o *Optimizer) ZeroGrad() error {
+	h, err := o.handle()
+	if err != nil {
+		return err
+	}
+	return errFrom("optim_zero_grad", C.gpt_optim_zero_grad(h))
+}
+
+// SetLR changes the learning rate of every parameter group.
+func (o *Optimizer) SetLR(lr float64) error {
+	h, err := o.handle()
+	if err != nil {
+		return err
+	}
+	return errFrom("optim_set_lr", C.gpt_optim_set_lr(h, C.double(lr)))
+}
+
+// TrainStep runs one whole step in libtorch: zero_grad, forward,
+// cross-entropy, backward, optimizer step. It returns the mean loss and the
+// number of correct predictions in the batch.
+func TrainStep(m *Module, o *Optimizer, x, y *Tensor) (loss float64, correct int64, err error) {
+	hm, err := m.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	ho, err := o.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	hx, err := x.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	hy, err := y.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	var l C.double
+	var c C.int64_t
+	if err := errFrom("train_step", C.gpt_train_step(hm, ho, hx, hy, &l, &c)); err != nil {
+		return 0, 0, err
+	}
+	return float64(l), int64(c), nil
+}
+
+// EvalBatch evaluates one batch without grad: summed loss, correct count,
+// and the predicted class of each sample when preds is non-nil (len N).
+func EvalBatch(m *Module, x, y *Tensor, preds []int64) (lossSum float64, correct int64, err error) {
+	hm, err := m.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	hx, err := x.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	hy, err := y.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	var p *C.int64_t
+	if len(preds) > 0 {
+		p = (*C.int64_t)(unsafe.Pointer(&preds[0]))
+	}
+	var l C.double
+	var c C.int64_t
+	err = errFrom("eval_batch", C.gpt_eval_batch(hm, hx, hy, &l, &c, p))
+	runtime.KeepAlive(preds)
+	if err != nil {
+		return 0, 0, err
+	}
+	return float64(l), int64(c), nil
+}
+
+// TaylorAccumulator sums Taylor first-order channel scores over batches.
+type TaylorAccumulator struct {
+	names []string
+	acc   []C.gpt_tensor
+}
+
+// NewTaylorAccumulator scores the output channels of the named weights.
+func NewTaylorAccumulator(weights []string) *TaylorAccumulator {
+	return &TaylorAccumulator{names: weights, acc: make([]C.gpt_tensor, len(weights))}
+}
+
+// Add runs forward/backward on one batch, without updating weights, and adds
+// Σ (w·∂L/∂w)² per output channel of every weight. It returns the loss.
+func (a *TaylorAccumulator) Add(m *Module, x, y *Tensor) (float64, error) {
+	hm, err := m.handle()
+	if err != nil {
+		return 0, err
+	}
+	hx, err := x.handle()
+	if err != nil {
+		return 0, err
+	}
+	hy, err := y.handle()
+	if err != nil {
+		return 0, err
+	}
+	if len(a.names) == 0 {
+		return 0, nil
+	}
+	cn := make([]*C.char, len(a.names))
+	for i, n := range a.names {
+		cn[i] = cstr(n)
+	}
+	defer func() {
+		for _, p := range cn {
+			freeC(p)
+		}
+	}()
+	arr := cPtrArray(cn)
+	defer C.free(unsafe.Pointer(arr))
+	accArr := (*C.gpt_tensor)(C.malloc(C.size_t(len(a.acc)) * C.size_t(unsafe.Sizeof(C.gpt_tensor(nil)))))
+	defer C.free(unsafe.Pointer(accArr))
+	as := unsafe.Slice(accArr, len(a.acc))
+	copy(as, a.acc)
+	var l C.double
+	err = errFrom("taylor", C.gpt_taylor_accumulate(hm, hx, hy, C.int(len(a.names)), arr, accArr, &l))
+	copy(a.acc, as) // handles created on the first call
+	if err != nil {
+		return 0, err
+	}
+	return float64(l), nil
+}
+
+// Scores returns the accumulated score of every output channel per weight
+// name, and frees the accumulator.
+func (a *TaylorAccumulator) Scores() (map[string][]float64, error) {
+	out := make(map[string][]float64, len(a.names))
+	defer a.Close()
+	for i, n := range a.names {
+		if a.acc[i] == nil {
+			return nil, fmt.Errorf("taylor: no batch was scored")
+		}
+		t := &Tensor{h: a.acc[i]}
+		v, err := t.Float64s()
+		if err != nil {
+			return nil, err
+		}
+		out[n] = v
+	}
+	return out, nil
+}
+
+// Close frees the accumulator's tensors.
+func (a *TaylorAccumulator) Close() {
+	for i, h := range a.acc {
+		if h != nil {
+			C.gpt_tensor_free(h)
+			a.acc[i] = nil
+		}
+	}
+}
