@@ -337,12 +337,16 @@ func (t *Tensor) Div(u *Tensor) (*Tensor, error) { return t.binary(C.GPT_DIV, "d
 
 // MulScalar is t * s.
 func (t *Tensor) MulScalar(s float64) (*Tensor, error) {
-	return t.unary("mul_scalar", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err { return C.gpt_tensor_scalar(C.GPT_MUL, h, C.double(s), o) })
+	return t.unary("mul_scalar", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err {
+		return C.gpt_tensor_scalar(C.GPT_MUL, h, C.double(s), o)
+	})
 }
 
 // AddScalar is t + s.
 func (t *Tensor) AddScalar(s float64) (*Tensor, error) {
-	return t.unary("add_scalar", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err { return C.gpt_tensor_scalar(C.GPT_ADD, h, C.double(s), o) })
+	return t.unary("add_scalar", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err {
+		return C.gpt_tensor_scalar(C.GPT_ADD, h, C.double(s), o)
+	})
 }
 
 // Norm is the p-norm over dims (all dims when empty).
