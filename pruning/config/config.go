@@ -1,0 +1,244 @@
+// Package config loads gopruner's settings: Pruning.yaml in the layout of the
+// original Python tool, GOPRUNER_* environment variables and command-line
+// flags, with the precedence flags > environment > file > defaults.
+//
+// The file is parsed here (go.yaml.in/yaml/v3) rather than by viper because
+// its keys are case-sensitive as the old tool wrote them (P, L2Norm), because
+// unknown keys must be reported with their section path and line, and because
+// the section of the selected algorithm overrides the top level. Viper, one
+// local instance per Load, then merges the validated layers. Every effective
+// value remembers its origin for `gopruner config --print`.
+//
+// The package is pure Go and has no dependency on libtorch.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Algorithms (the `algorithm` key and the names of the file's sections).
+const (
+	AlgorithmMyPruning = "my_pruning"
+	AlgorithmL2Norm    = "L2Norm"
+)
+
+// Criteria (the `criterion` key, spelt `algoritm` in the old my_pruning section).
+const (
+	CriterionTaylorFOWeight = "TaylorFOWeight"
+	CriterionL2Norm         = "L2Norm"
+)
+
+// Candidate selection rules for my_pruning (the `select` key).
+const (
+	SelectAcc       = "acc"
+	SelectAccPerMAC = "acc_per_mac"
+)
+
+// Step sizes for my_pruning (the `step` key): delta_crop of a group's channels,
+// or delta_crop of the model's MACs.
+const (
+	StepChannels = "channels"
+	StepMACs     = "macs"
+)
+
+// Optimizers (the `optimizer` key).
+const (
+	OptimizerSGD  = "sgd"
+	OptimizerAdam = "adam"
+)
+
+// Log formats (the `log_format` key).
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
+
+// DefaultFileName is the configuration file used when none is named.
+const DefaultFileName = "Pruning.yaml"
+
+// EnvPrefix starts every environment variable this package reads.
+const EnvPrefix = "GOPRUNER_"
+
+// EnvConfigFile names the configuration file when no --config flag does.
+const EnvConfigFile = EnvPrefix + "CONFIG"
+
+// Config is the effective configuration of one run. Load fills it; the field
+// comments give the YAML key in brackets.
+type Config struct {
+	Algorithm string // [algorithm] AlgorithmMyPruning or AlgorithmL2Norm
+	Path      Paths  // [path.*]
+
+	P              float64  // [P] fraction of MACs to remove, in (0,1)
+	Alf            int      // [alf] channel counts are rounded down to multiples of Alf (1 = no rounding)
+	Iskl           []string // [iskl] module paths never pruned
+	Cart           []Slot   // [cart] device slots for my_pruning candidates
+	ResizeAlf      bool     // [resize_alf] final pass rounding every prunable group to Alf
+	DeltaCrop      float64  // [delta_crop] share of a group's channels one my_pruning candidate removes, in (0,1)
+	Criterion      string   // [criterion, alias algoritm] CriterionTaylorFOWeight or CriterionL2Norm
+	Global         bool     // [global] L2Norm: rank filters across the whole model
+	Select         string   // [select] SelectAcc or SelectAccPerMAC
+	Step           string   // [step] StepChannels or StepMACs
+	ShortTermSteps int      // [short_term_steps] fine-tune steps per my_pruning candidate
+	LongTermEpochs int      // [long_term_epochs] fine-tune epochs after my_pruning
+	TaylorBatches  int      // [taylor_batches] batches summed for Taylor scores
+
+	Finetune bool  // [training] fine-tune after pruning
+	Train    Train // [epochs, lr, ...]
+
+	InputShape  []int     // [input_shape] N,C,H,W of the example input; nil when not given
+	Mean        []float64 // [mean] per-channel normalisation; nil = the data loader's default
+	Std         []float64 // [std] per-channel normalisation; nil = the data loader's default
+	ValFraction float64   // [val_fraction] share of the dataset held out for validation, in [0,1)
+
+	Device  string // [device] "cpu", "cuda" or "cuda:N"
+	Threads int    // [threads] intra-op threads, 0 = libtorch's choice
+	Seed    int64  // [seed]
+	Workers int    // [workers] image decode workers, 0 = one per CPU
+
+	Out     string // [out] pruned model path; "" = under Path.ExpSave/Path.ModelName
+	PlanOut string // [plan_out] plan JSON path; "" = none
+	Resume  bool   // [resume] continue from the checkpoint in the experiment directory
+
+	LogLevel  string // [log_level] trace, debug, info, warn or error
+	LogFormat string // [log_format] LogFormatText or LogFormatJSON
+
+	// File is the configuration file that was read, "" when none was.
+	File string
+	// Warnings are problems that did not stop the load (a GOPRUNER_* variable
+	// that looks like a misspelt key); the CLI should log them.
+	Warnings []string
+
+	origins map[string]Origin
+}
+
+// Paths are the old tool's `path:` section.
+type Paths struct {
+	Model     string // [path.model] input TorchScript model
+	Dataset   string // [path.dataset] dataset directory; "" = none
+	ExpSave   string // [path.exp_save] experiments directory
+	ModelName string // [path.model_name] run name; defaults to Model's base name without extension
+}
+
+// Train holds the fine-tuning settings.
+type Train struct {
+	Epochs      int     // [epochs]
+	LR          float64 // [lr]
+	Momentum    float64 // [momentum] SGD momentum, in [0,1)
+	WeightDecay float64 // [weight_decay]
+	Optimizer   string  // [optimizer] OptimizerSGD or OptimizerAdam
+	BatchSize   int     // [batch_size]
+	Nesterov    bool    // [nesterov] SGD Nesterov momentum
+	WarmupSteps int     // [warmup_steps] linear learning-rate warm-up
+	Cosine      bool    // [cosine] cosine learning-rate decay after warm-up
+}
+
+// Slot is one place where a my_pruning candidate is evaluated: "cpu" or
+// "cuda:N". The old tool wrote GPU slots as bare integers; ParseSlot accepts
+// those and always yields the canonical form.
+type Slot string
+
+// SlotCPU is the CPU slot.
+const SlotCPU Slot = "cpu"
+
+// ParseSlot accepts "cpu", "cuda" (= cuda:0), "cuda:N" and "N" (= cuda:N).
+func ParseSlot(s string) (Slot, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	switch {
+	case t == "cpu":
+		return SlotCPU, nil
+	case t == "cuda":
+		return "cuda:0", nil
+	case strings.HasPrefix(t, "cuda:"):
+		t = t[len("cuda:"):]
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n < 0 {
+		return "", fmt.Errorf("%s is not a device slot (want a GPU number N, \"cuda:N\" or \"cpu\")", clip(s))
+	}
+	return Slot("cuda:" + strconv.Itoa(n)), nil
+}
+
+// IsCUDA reports whether the slot is a GPU.
+func (s Slot) IsCUDA() bool { return strings.HasPrefix(string(s), "cuda:") }
+
+// CUDAIndex is the GPU number of a CUDA slot, -1 for the CPU.
+func (s Slot) CUDAIndex() int {
+	if !s.IsCUDA() {
+		return -1
+	}
+	n, err := strconv.Atoi(string(s)[len("cuda:"):])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// parseDevice accepts what libtorch's device strings accept for the backends
+// gopruner supports, case-insensitively, and keeps "cuda" without an index
+// because libtorch gives it its own meaning (the current device).
+func parseDevice(s string) (string, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == "cpu" || t == "cuda" {
+		return t, nil
+	}
+	if rest, ok := strings.CutPrefix(t, "cuda:"); ok {
+		if n, err := strconv.Atoi(rest); err == nil && n >= 0 {
+			return "cuda:" + strconv.Itoa(n), nil
+		}
+	}
+	return "", fmt.Errorf("%s is not a device (want cpu, cuda or cuda:N)", clip(s))
+}
+
+// Default returns the configuration that applies when no file, variable or
+// flag says otherwise.
+func Default() *Config {
+	c := &Config{origins: map[string]Origin{}}
+	for _, k := range keys {
+		if k.def != nil {
+			k.set(c, cloneValue(k.def))
+		}
+		c.origins[k.name] = Origin{Source: SourceDefault}
+	}
+	c.deriveDefaults(map[string]bool{})
+	return c
+}
+
+// deriveDefaults fills the keys whose default depends on other keys; set
+// holds the keys that some source gave explicitly.
+func (c *Config) deriveDefaults(set map[string]bool) {
+	if !set["path.model_name"] && c.Path.Model != "" {
+		c.Path.ModelName = modelBaseName(c.Path.Model)
+		c.setOrigin("path.model_name", Origin{Source: SourceDefault, Where: "from path.model"})
+	}
+	if !set["cart"] {
+		// One slot on the chosen device: a user who asks for --device cuda:1
+		// expects the candidates there, not on the CPU.
+		slot := SlotCPU
+		if s, err := ParseSlot(c.Device); err == nil {
+			slot = s
+		}
+		c.Cart = []Slot{slot}
+		c.setOrigin("cart", Origin{Source: SourceDefault, Where: "from device"})
+	}
+}
+
+func (c *Config) setOrigin(key string, o Origin) {
+	if c.origins == nil {
+		c.origins = map[string]Origin{}
+	}
+	c.origins[key] = o
+}
+
+// modelBaseName is the old tool's default run name: "a/b/resnet.pt" → "resnet".
+func modelBaseName(p string) string {
+	p = strings.TrimRight(strings.ReplaceAll(p, "\\", "/"), "/")
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		p = p[i+1:]
+	}
+	if i := strings.LastIndexByte(p, '.'); i > 0 {
+		p = p[:i]
+	}
+	return p
+}

@@ -1,0 +1,77 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// fingerprintKeys are the settings a resumed run must share with the run
+// that wrote the checkpoint: they decide which channels were removed so far
+// and what the search is aiming at. Training hyper-parameters, devices and
+// output paths may change between runs without invalidating the checkpoint.
+var fingerprintKeys = []string{
+	"algorithm", "P", "alf", "iskl", "criterion", "delta_crop", "select", "step",
+	"short_term_steps", "seed", "input_shape", "path.model", "path.dataset",
+}
+
+// Fingerprint maps the settings that matter for --resume to their canonical
+// text. It marshals to JSON as a plain object, for storing with checkpoints.
+type Fingerprint map[string]string
+
+// Fingerprint returns the configuration's resume fingerprint.
+func (c *Config) Fingerprint() Fingerprint {
+	f := Fingerprint{}
+	for _, name := range fingerprintKeys {
+		v := byName[name].get(c)
+		if s, ok := v.(string); ok && strings.HasPrefix(name, "path.") && s != "" {
+			v = filepath.Clean(s) // "./m.pt" and "m.pt" are the same model
+		}
+		f[name] = formatValue(v)
+	}
+	return f
+}
+
+// Diff lists the keys, in fingerprint order, whose values differ between f
+// and other, including keys that only one of them has.
+func (f Fingerprint) Diff(other Fingerprint) []string {
+	var out []string
+	for _, name := range fingerprintKeys {
+		a, okA := f[name]
+		b, okB := other[name]
+		if a != b || okA != okB {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// CheckResume refuses to resume from a checkpoint written with settings that
+// matter (see Fingerprint) different from c's. The error names the first
+// differing key with both values, and counts the others.
+func CheckResume(saved Fingerprint, c *Config) error {
+	now := c.Fingerprint()
+	diff := saved.Diff(now)
+	if len(diff) == 0 {
+		return nil
+	}
+	key := diff[0]
+	was, ok := saved[key]
+	if !ok {
+		was = "(not recorded)"
+	}
+	msg := fmt.Sprintf("differs from the checkpoint being resumed: checkpoint has %s, now %s (%s)",
+		orNotSet(was), orNotSet(now[key]), c.Origin(key))
+	if len(diff) > 1 {
+		msg += "; also differ: " + strings.Join(diff[1:], ", ")
+	}
+	msg += "; restore the setting or run without --resume"
+	return &Error{Where: "--resume", Key: key, Msg: msg}
+}
+
+func orNotSet(s string) string {
+	if s == "" {
+		return `""`
+	}
+	return s
+}
