@@ -1,0 +1,245 @@
+"""Hand-made nn.Modules for the gopruner fixtures (see make_fixtures.py).
+
+Module-level so that torch.save(eager module) can pickle them.
+"""
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+
+
+def cbr(cin, cout, k=3, stride=1, act=None):
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout),
+            act if act is not None else nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv3 = nn.Conv2d(32, 32, 3, padding=1)  # with bias
+        self.bn3 = nn.BatchNorm2d(32)
+        self.relu3 = nn.ReLU(inplace=True)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.relu2(self.bn2(self.conv2(x)))
+        x = self.relu3(self.bn3(self.conv3(x)))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+        else:
+            self.downsample = None
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = BasicBlock(16, 16)
+        self.layer2 = BasicBlock(16, 32, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer2(self.layer1(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c, r=4):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(c, c // r, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(c // r, c, 1)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x):
+        s = self.gate(self.fc2(self.relu(self.fc1(self.avgpool(x)))))
+        return x * s
+
+
+class SE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.se = SqueezeExcite(16)
+        self.conv2 = nn.Conv2d(16, 32, 3, 2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.se(self.relu1(self.bn1(self.conv1(x))))
+        x = self.relu2(self.bn2(self.conv2(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class Concat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.branch_a = nn.Sequential(*cbr(3, 8, 3))
+        self.branch_b = nn.Sequential(*cbr(3, 12, 5))
+        self.conv3 = nn.Sequential(*cbr(20, 16, 3, stride=2))
+        self.conv4 = nn.Sequential(*cbr(16, 8, 3))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        x = torch.cat([self.branch_a(x), self.branch_b(x)], 1)
+        x = self.conv3(x)
+        x = torch.cat([x, self.conv4(x)], 1)  # densenet-like
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c, expand):
+        super().__init__()
+        h = c * expand
+        self.conv = nn.Sequential(
+            *cbr(c, h, 1, act=nn.ReLU6(inplace=True)),
+            nn.Conv2d(h, h, 3, 1, 1, groups=h, bias=False), nn.BatchNorm2d(h),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(h, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+class Depthwise(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 16, 3, stride=2, act=nn.ReLU6(inplace=True)))
+        self.block = InvertedResidual(16, 4)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.block(self.stem(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class FlattenLinear(nn.Module):  # input 1x3x16x16
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(4)
+        self.fc1 = nn.Linear(8 * 4 * 4, 32)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.pool(self.relu1(self.bn1(self.conv1(x))))
+        x = torch.flatten(x, 1)  # no global pooling: in_features = C*H*W
+        return self.fc2(self.relu2(self.fc1(x)))
+
+
+class LinearLinear(nn.Module):  # input 1x20
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(20, 64)
+        self.relu1 = nn.ReLU()
+        self.fc2 = nn.Linear(64, 32)
+        self.relu2 = nn.ReLU()
+        self.fc3 = nn.Linear(32, 5)
+
+    def forward(self, x):
+        return self.fc3(self.relu2(self.fc2(self.relu1(self.fc1(x)))))
+
+
+class Shuffle(nn.Module):
+    def __init__(self, groups: int = 4):
+        super().__init__()
+        self.groups = groups
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(16, 32, 3, 2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.relu1(self.bn1(self.conv1(x)))
+        n, c, h, w = x.size()
+        g = self.groups
+        x = x.view(n, g, c // g, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        x = self.relu2(self.bn2(self.conv2(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class TupleOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(*cbr(3, 16, 3), nn.MaxPool2d(2), *cbr(16, 32, 3))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x) -> Tuple[torch.Tensor, torch.Tensor]:
+        f = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.fc(f), f
+
+
+class NoForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 1, 1)
+
+    @torch.jit.export
+    def predict(self, x):
+        return self.conv(x)
+
+
+IMG32 = [1, 3, 32, 32]
+
+# name, class, input shape
+SMALL_MODELS = [
+    ("smallcnn", SmallCNN, IMG32),
+    ("residual", Residual, IMG32),
+    ("se", SE, IMG32),
+    ("concat", Concat, IMG32),
+    ("depthwise", Depthwise, IMG32),
+    ("flatten_linear", FlattenLinear, [1, 3, 16, 16]),
+    ("linear_linear", LinearLinear, [1, 20]),
+    ("shuffle", Shuffle, IMG32),
+    ("tuple_out", TupleOut, IMG32),
+]

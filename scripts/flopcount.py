@@ -1,0 +1,129 @@
+"""MAC/param counter for eager nn.Modules, independent of gopruner.
+
+Implements ptflops' pytorch-backend formulas (get_model_complexity_info,
+count_functional=False) with forward hooks on modules only; functional calls
+(F.relu, torch.cat, x * s, ...) count 0. Used by make_fixtures.py and
+make_demo_model.py to write reference numbers that the Go flops package is
+tested against. Run with Debian's /usr/bin/python3 (torch 1.13).
+"""
+import math
+
+import torch.nn as nn
+
+
+def _prod(xs):
+    return int(math.prod(int(x) for x in xs))
+
+
+def _first_tensor(x):
+    if isinstance(x, (tuple, list)):
+        return x[0] if x else None
+    return x
+
+
+def _conv(m, inp, out):
+    n = out.shape[0]
+    out_spatial = _prod(out.shape[2:])
+    kernel = _prod(m.kernel_size)
+    per_pos = kernel * m.in_channels * (m.out_channels // m.groups)
+    active = n * out_spatial
+    macs = per_pos * active
+    if m.bias is not None:
+        macs += m.out_channels * active
+    return macs
+
+
+def _linear(m, inp, out):
+    x = inp
+    bias = out.shape[-1] if m.bias is not None else 0
+    return int((x.shape[-1] * out.shape[-1] + bias) * _prod(x.shape[:-1]))
+
+
+def _bn(m, inp, out):
+    n = inp.numel()
+    return 2 * n if m.affine else n
+
+
+def _numel_out(m, inp, out):
+    return out.numel()
+
+
+def _numel_in(m, inp, out):
+    return inp.numel()
+
+
+# Exact-type lookup, as ptflops does (type(module) in MODULES_MAPPING).
+RULES = {
+    nn.Conv1d: ("conv", _conv),
+    nn.Conv2d: ("conv", _conv),
+    nn.Conv3d: ("conv", _conv),
+    nn.Linear: ("linear", _linear),
+    nn.BatchNorm1d: ("batch_norm", _bn),
+    nn.BatchNorm2d: ("batch_norm", _bn),
+    nn.BatchNorm3d: ("batch_norm", _bn),
+    nn.ReLU: ("activation", _numel_out),
+    nn.ReLU6: ("activation", _numel_out),
+    nn.LeakyReLU: ("activation", _numel_out),
+    nn.ELU: ("activation", _numel_out),
+    nn.PReLU: ("activation", _numel_out),
+    nn.Hardtanh: ("activation", _numel_out),
+    nn.MaxPool1d: ("pool", _numel_in),
+    nn.MaxPool2d: ("pool", _numel_in),
+    nn.MaxPool3d: ("pool", _numel_in),
+    nn.AvgPool1d: ("pool", _numel_in),
+    nn.AvgPool2d: ("pool", _numel_in),
+    nn.AvgPool3d: ("pool", _numel_in),
+    nn.AdaptiveAvgPool1d: ("pool", _numel_in),
+    nn.AdaptiveAvgPool2d: ("pool", _numel_in),
+    nn.AdaptiveAvgPool3d: ("pool", _numel_in),
+    nn.AdaptiveMaxPool1d: ("pool", _numel_in),
+    nn.AdaptiveMaxPool2d: ("pool", _numel_in),
+    nn.AdaptiveMaxPool3d: ("pool", _numel_in),
+    nn.Upsample: ("upsample", _numel_out),
+    nn.UpsamplingNearest2d: ("upsample", _numel_out),
+    nn.UpsamplingBilinear2d: ("upsample", _numel_out),
+}
+
+
+def count(model, example_inputs):
+    """Run model(*example_inputs) once and return
+    {"macs": int, "params": int, "layers": [{"name","kind","macs","params","calls"}]}
+    where kind is the module's class name (Conv2d, BatchNorm2d, ReLU, ...).
+
+    layers lists every module of a counted type, in module order, with its MACs
+    summed over all calls (a module called twice, like resnet's shared relu,
+    counts twice). Modules of other types count 0 and are not listed.
+    """
+    import torch
+
+    if not isinstance(example_inputs, (tuple, list)):
+        example_inputs = (example_inputs,)
+    rows = {}
+    order = []
+    handles = []
+    for name, m in model.named_modules():
+        rule = RULES.get(type(m))
+        if rule is None:
+            continue
+        _, fn = rule
+        row = {"name": name, "kind": type(m).__name__, "macs": 0,
+               "params": sum(p.numel() for p in m.parameters(recurse=False)), "calls": 0}
+        rows[id(m)] = row
+        order.append(row)
+
+        def hook(mod, inp, out, row=row, fn=fn):
+            row["macs"] += int(fn(mod, _first_tensor(inp), _first_tensor(out)))
+            row["calls"] += 1
+
+        handles.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return {
+        "macs": sum(r["macs"] for r in order),
+        "params": sum(p.numel() for p in model.parameters()),
+        "layers": order,
+    }

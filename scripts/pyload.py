@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Load a TorchScript model with Python torch and run it once.
+
+Usage: /usr/bin/python3 scripts/pyload.py MODEL.pt --input-shape 1,3,224,224
+           [--input IN.f32] [--output OUT.f32] [--seed 0] [--threads 2]
+
+torch.jit.load, eval(), forward under no_grad on IN.f32 (raw little-endian
+float32, C order) or on seeded torch.randn input. Prints one JSON line
+{"ok": true, "output_shape": [...], "output_shapes": [[...], ...]} and, with
+--output, writes the output as raw little-endian float32 (a tuple/list output:
+its tensors flattened and concatenated in order). On any failure prints
+{"ok": false, "error": "..."} and a message on stderr, and exits 1.
+Used by the Go tests to prove that Python loads and runs pruned models.
+"""
+import argparse
+import json
+import sys
+
+
+def flat_outputs(out):
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        res = []
+        for o in out:
+            res += flat_outputs(o)
+        return res
+    if isinstance(out, dict):
+        res = []
+        for k in out:
+            res += flat_outputs(out[k])
+        return res
+    raise TypeError(f"unsupported output type {type(out).__name__}")
+
+
+def run(args):
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    shape = [int(s) for s in args.input_shape.replace("x", ",").split(",") if s.strip()]
+    if not shape or any(s <= 0 for s in shape):
+        raise ValueError(f"bad --input-shape {args.input_shape!r}")
+    if args.input:
+        data = np.fromfile(args.input, dtype="<f4")
+        want = int(np.prod(shape))
+        if data.size != want:
+            raise ValueError(f"{args.input}: {data.size} floats, input shape {shape} needs {want}")
+        x = torch.from_numpy(data.astype(np.float32).reshape(shape))
+    else:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(args.seed))
+    m = torch.jit.load(args.model, map_location="cpu")
+    m.eval()
+    with torch.no_grad():
+        outs = flat_outputs(m(x))
+    if args.output:
+        with open(args.output, "wb") as fh:
+            for t in outs:
+                fh.write(t.detach().float().contiguous().numpy().astype("<f4", copy=False).tobytes())
+    return {"ok": True, "output_shape": list(outs[0].shape) if outs else [],
+            "output_shapes": [list(t.shape) for t in outs]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description="load a TorchScript model and run it once")
+    ap.add_argument("model")
+    ap.add_argument("--input-shape", required=True, help="e.g. 1,3,224,224")
+    ap.add_argument("--input", help="raw little-endian float32 input file")
+    ap.add_argument("--output", help="write the output here as raw float32")
+    ap.add_argument("--seed", type=int, default=0, help="seed for the random input")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    try:
+        res = run(args)
+    except Exception as e:  # noqa: BLE001 - any failure is a failed load for the caller
+        msg = f"{type(e).__name__}: {e}".strip().splitlines()
+        msg = " ".join(l.strip() for l in msg if l.strip())[:2000]
+        print(json.dumps({"ok": False, "error": msg}))
+        print(f"pyload: {args.model}: {msg}", file=sys.stderr)
+        return 1
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
