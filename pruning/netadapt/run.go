@@ -1,0 +1,490 @@
+package netadapt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// runner holds one Run's validated inputs.
+type runner struct {
+	groups []Group // sorted by id
+	byID   map[int]Group
+	ev     Evaluator
+	fin    Finisher // nil unless ResizeAlf or FineTune
+	ck     Checkpointer
+	opt    Options
+	hookMu sync.Mutex // serialises the hooks
+}
+
+// Run searches from start (a checkpoint's state; nil for a fresh search)
+// until the target is reached, no candidate is left, or ctx is cancelled,
+// then runs the resize_alf and long-term fine-tuning stages the options ask
+// for. Every finished iteration and finished stage is committed and saved
+// through ck (nil: no checkpoints) before the next begins.
+//
+// On resume the caller must have made the evaluator's current model match
+// start.Keep; an uninterrupted run and a resumed one then produce the same
+// history. When ctx is cancelled Run returns the state of the last finished
+// iteration and ctx.Err(); the interrupted iteration is discarded. Other
+// errors come back with the last state Run reached.
+func Run(ctx context.Context, groups []Group, ev Evaluator, ck Checkpointer, start *State, opt Options) (*State, error) {
+	r, err := newRunner(groups, ev, ck, opt)
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.initial(start)
+	if err != nil {
+		return nil, err
+	}
+	for !st.Done {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if st.MACs <= st.Target {
+			// Only a checkpoint from before the target check can get here;
+			// record the end so the next resume does not come back.
+			st.Done, st.Reason = true, ReasonTargetReached
+			if err := r.save(ctx, st, "after the search"); err != nil {
+				return st, err
+			}
+			break
+		}
+		cands, budget := r.candidates(st)
+		if len(cands) == 0 {
+			st.Done, st.Reason = true, ReasonNothingLeft
+			if err := r.save(ctx, st, "after the search"); err != nil {
+				return st, err
+			}
+			break
+		}
+		next, rec, err := r.iterate(ctx, st, cands, budget)
+		if err != nil {
+			return st, err
+		}
+		st = next
+		if err := r.save(ctx, st, fmt.Sprintf("after iteration %d", st.Iteration)); err != nil {
+			return st, err
+		}
+		r.hook(func() {
+			if r.opt.OnIteration != nil {
+				r.opt.OnIteration(cloneRecord(rec))
+			}
+		})
+	}
+	return r.finish(ctx, st)
+}
+
+func newRunner(groups []Group, ev Evaluator, ck Checkpointer, opt Options) (*runner, error) {
+	if ev == nil {
+		return nil, errors.New("netadapt: no evaluator")
+	}
+	if !(opt.P > 0 && opt.P < 1) {
+		return nil, fmt.Errorf("netadapt: P %v is outside (0,1)", opt.P)
+	}
+	if !(opt.DeltaCrop > 0 && opt.DeltaCrop < 1) {
+		return nil, fmt.Errorf("netadapt: delta_crop %v is outside (0,1)", opt.DeltaCrop)
+	}
+	if opt.Alf < 1 {
+		return nil, fmt.Errorf("netadapt: alf %d must be >= 1", opt.Alf)
+	}
+	switch opt.Select {
+	case "":
+		opt.Select = SelectAcc
+	case SelectAcc, SelectAccPerMAC:
+	default:
+		return nil, fmt.Errorf("netadapt: unknown select %q (want %s or %s)", opt.Select, SelectAcc, SelectAccPerMAC)
+	}
+	switch opt.Step {
+	case "":
+		opt.Step = StepChannels
+	case StepChannels, StepMACs:
+	default:
+		return nil, fmt.Errorf("netadapt: unknown step %q (want %s or %s)", opt.Step, StepChannels, StepMACs)
+	}
+	if len(opt.Slots) == 0 {
+		return nil, errors.New("netadapt: no device slots (cart is empty)")
+	}
+	if !finite(opt.BaseAccuracy) {
+		return nil, fmt.Errorf("netadapt: base accuracy %v is not a finite number", opt.BaseAccuracy)
+	}
+	r := &runner{ev: ev, ck: ck, opt: opt, byID: make(map[int]Group, len(groups))}
+	for _, g := range groups {
+		if _, dup := r.byID[g.ID]; dup {
+			return nil, fmt.Errorf("netadapt: group id %d appears twice", g.ID)
+		}
+		if g.Channels < 1 {
+			return nil, fmt.Errorf("netadapt: group %d (%s) has %d channels", g.ID, layerList(g.Layers), g.Channels)
+		}
+		r.byID[g.ID] = g
+	}
+	r.groups = slices.Clone(groups)
+	slices.SortFunc(r.groups, func(a, b Group) int { return a.ID - b.ID })
+	for _, id := range slices.Sorted(maps.Keys(opt.Exclude)) {
+		if _, ok := r.byID[id]; !ok && opt.Exclude[id] {
+			return nil, fmt.Errorf("netadapt: excluded group %d does not exist", id)
+		}
+	}
+	if opt.ResizeAlf || opt.FineTune {
+		fin, ok := ev.(Finisher)
+		if !ok {
+			return nil, errors.New("netadapt: resize_alf or long-term fine-tuning asked for, but the evaluator is not a Finisher")
+		}
+		r.fin = fin
+	}
+	return r, nil
+}
+
+// initial is the fresh state, or start checked against the groups and the
+// options, so that a checkpoint of another model or another P is refused
+// rather than silently continued.
+func (r *runner) initial(start *State) (*State, error) {
+	full := make(map[int]int, len(r.groups))
+	for _, g := range r.groups {
+		full[g.ID] = g.Channels
+	}
+	macs0 := r.ev.MACs(full)
+	if macs0 <= 0 {
+		return nil, fmt.Errorf("netadapt: the unpruned model has %d MACs", macs0)
+	}
+	// The relative nudge keeps (1−0.9)·100 = 9.999999999999998 at 10.
+	target := int64(math.Floor((1 - r.opt.P) * float64(macs0) * (1 + 1e-12)))
+	if start == nil {
+		return &State{Keep: full, MACs0: macs0, Target: target, MACs: macs0,
+			Accuracy0: r.opt.BaseAccuracy, Accuracy: r.opt.BaseAccuracy}, nil
+	}
+	st := cloneState(start)
+	if st.MACs0 != macs0 {
+		return nil, fmt.Errorf("netadapt: checkpoint is of a model with %d MACs, this one has %d", st.MACs0, macs0)
+	}
+	if st.Target != target {
+		return nil, fmt.Errorf("netadapt: checkpoint has MACs target %d, P %v gives %d", st.Target, r.opt.P, target)
+	}
+	if len(st.Keep) != len(r.groups) {
+		return nil, fmt.Errorf("netadapt: checkpoint has %d groups, the model %d", len(st.Keep), len(r.groups))
+	}
+	for _, g := range r.groups {
+		k, ok := st.Keep[g.ID]
+		if !ok {
+			return nil, fmt.Errorf("netadapt: checkpoint lacks group %d (%s)", g.ID, layerList(g.Layers))
+		}
+		if k < 1 || k > g.Channels {
+			return nil, fmt.Errorf("netadapt: checkpoint keeps %d of %d channels of group %d (%s)", k, g.Channels, g.ID, layerList(g.Layers))
+		}
+	}
+	if m := r.ev.MACs(st.Keep); m != st.MACs {
+		return nil, fmt.Errorf("netadapt: checkpoint says %d MACs, its keep counts give %d", st.MACs, m)
+	}
+	return st, nil
+}
+
+// candidates makes one candidate per group that can still be cut, in group
+// id order. A cut that does not lower the MACs is left out: it cannot bring
+// the target closer, and acc_per_mac would divide by zero.
+func (r *runner) candidates(st *State) ([]Candidate, int64) {
+	var budget int64
+	if r.opt.Step == StepMACs {
+		budget = int64(math.Ceil(r.opt.DeltaCrop*float64(st.MACs0) - eps))
+		budget = max(1, min(budget, st.MACs-st.Target))
+	}
+	var out []Candidate
+	for _, g := range r.groups {
+		if r.opt.Exclude[g.ID] {
+			continue
+		}
+		cur := st.Keep[g.ID]
+		var to int
+		var ok bool
+		if r.opt.Step == StepMACs {
+			to, ok = macsStep(cur, r.opt.Alf, st.MACs-budget, func(k int) int64 {
+				return r.ev.MACs(withKeep(st.Keep, g.ID, k))
+			})
+		} else {
+			to, ok = channelStep(cur, r.opt.Alf, r.opt.DeltaCrop)
+		}
+		if !ok {
+			continue
+		}
+		keep := withKeep(st.Keep, g.ID, to)
+		m := r.ev.MACs(keep)
+		if m >= st.MACs {
+			continue
+		}
+		out = append(out, Candidate{Iteration: st.Iteration + 1, Group: g.ID, Layers: slices.Clone(g.Layers),
+			From: cur, To: to, MACs: m, Keep: keep})
+	}
+	return out, budget
+}
+
+// iterate evaluates the candidates, picks the winner, commits it and returns
+// the next state. On any failure st is untouched.
+func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budget int64) (*State, IterationRecord, error) {
+	r.hook(func() {
+		if r.opt.OnIterationStart != nil {
+			cs := make([]Candidate, len(cands))
+			for i, c := range cands {
+				cs[i] = cloneCandidate(c)
+			}
+			r.opt.OnIterationStart(st.Iteration+1, budget, cs)
+		}
+	})
+	accs, err := r.evaluate(ctx, cands)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, IterationRecord{}, ctx.Err() // the caller's own error, unwrapped
+		}
+		return nil, IterationRecord{}, fmt.Errorf("iteration %d: %w", st.Iteration+1, err)
+	}
+	best := choose(r.opt.Select, cands, accs, st.Accuracy, st.MACs)
+	// Everything was evaluated, but a cancellation that arrives now still
+	// discards the iteration: the caller asked to stop, and nothing of this
+	// iteration has reached the model yet.
+	if err := ctx.Err(); err != nil {
+		return nil, IterationRecord{}, err
+	}
+	w := cands[best]
+	if err := r.ev.Commit(ctx, cloneCandidate(w)); err != nil {
+		if ctx.Err() != nil {
+			return nil, IterationRecord{}, ctx.Err()
+		}
+		return nil, IterationRecord{}, fmt.Errorf("iteration %d: committing group %d (%s) %d→%d channels: %w",
+			w.Iteration, w.Group, layerList(w.Layers), w.From, w.To, err)
+	}
+	rec := IterationRecord{Iteration: w.Iteration, Group: w.Group, Layers: slices.Clone(w.Layers), From: w.From, To: w.To,
+		MACsBefore: st.MACs, MACs: w.MACs, AccuracyBefore: st.Accuracy, Accuracy: accs[best], Budget: budget}
+	for i, c := range cands {
+		rec.Candidates = append(rec.Candidates, CandidateRecord{Group: c.Group, Layers: slices.Clone(c.Layers),
+			From: c.From, To: c.To, MACs: c.MACs, Accuracy: accs[i]})
+	}
+	next := cloneState(st)
+	next.Iteration = w.Iteration
+	next.Keep = maps.Clone(w.Keep)
+	next.MACs = w.MACs
+	next.Accuracy = accs[best]
+	next.History = append(next.History, rec)
+	if next.MACs <= next.Target {
+		next.Done, next.Reason = true, ReasonTargetReached
+	}
+	return next, rec, nil
+}
+
+// evaluate runs the candidates over one worker per slot, fed from a queue so
+// that a free slot takes the next candidate. The first failure cancels the
+// rest. Accuracies come back in candidate order whatever order they finish in.
+func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]float64, error) {
+	ictx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	queue := make(chan int, len(cands))
+	for i := range cands {
+		queue <- i
+	}
+	close(queue)
+
+	accs := make([]float64, len(cands))
+	var (
+		mu       sync.Mutex
+		firstErr error
+		failed   = -1
+		failSlot int
+		wg       sync.WaitGroup
+	)
+	for slot := range r.opt.Slots {
+		wg.Go(func() {
+			for i := range queue {
+				if ictx.Err() != nil {
+					return
+				}
+				c := cloneCandidate(cands[i])
+				r.hook(func() {
+					if r.opt.OnCandidateStart != nil {
+						r.opt.OnCandidateStart(slot, cloneCandidate(c))
+					}
+				})
+				t0 := time.Now()
+				acc, err := r.ev.Evaluate(ictx, slot, c)
+				if err == nil && !finite(acc) {
+					err = fmt.Errorf("accuracy %v is not a finite number", acc)
+				}
+				o := Outcome{Candidate: c, Slot: slot, SlotName: r.opt.Slots[slot], Accuracy: acc,
+					Duration: time.Since(t0), Err: err}
+				r.hook(func() {
+					if r.opt.OnCandidate != nil {
+						r.opt.OnCandidate(o)
+					}
+				})
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr, failed, failSlot = err, i, slot
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				accs[i] = acc // distinct index per worker; wg.Wait orders it before the read
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if firstErr != nil {
+		c := cands[failed]
+		return nil, fmt.Errorf("candidate for group %d (%s) %d→%d channels on slot %d (%s): %w",
+			c.Group, layerList(c.Layers), c.From, c.To, failSlot, r.opt.Slots[failSlot], firstErr)
+	}
+	return accs, nil
+}
+
+// choose returns the index of the winning candidate. cands is in group-id
+// order, and the comparison is total, so the choice does not depend on the
+// order results arrived in.
+func choose(mode string, cands []Candidate, accs []float64, accPrev float64, macsPrev int64) int {
+	score := func(i int) float64 {
+		if mode == SelectAccPerMAC {
+			// candidates() guarantees macsPrev > MACs, so no division by 0.
+			return (accs[i] - accPrev) / float64(macsPrev-cands[i].MACs)
+		}
+		return accs[i]
+	}
+	best := 0
+	for i := 1; i < len(cands); i++ {
+		si, sb := score(i), score(best)
+		switch {
+		case si > sb:
+			best = i
+		case si < sb:
+		case cands[i].MACs < cands[best].MACs:
+			best = i
+		case cands[i].MACs == cands[best].MACs && cands[i].Group < cands[best].Group:
+			best = i
+		}
+	}
+	return best
+}
+
+// finish runs the resize_alf and long-term fine-tuning stages that the
+// options ask for and the state has not recorded yet, saving after each.
+func (r *runner) finish(ctx context.Context, st *State) (*State, error) {
+	if r.opt.ResizeAlf && !st.Resized {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		next := cloneState(st)
+		keep := ResizeAlf(st.Keep, r.opt.Alf, r.opt.Exclude)
+		if !maps.Equal(keep, st.Keep) {
+			acc, err := r.fin.Resize(ctx, maps.Clone(keep))
+			if err == nil && !finite(acc) {
+				err = fmt.Errorf("accuracy %v is not a finite number", acc)
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return st, ctx.Err()
+				}
+				return st, fmt.Errorf("resize_alf: %w", err)
+			}
+			next.Keep, next.MACs, next.Accuracy = keep, r.ev.MACs(keep), acc
+		}
+		next.Resized = true
+		if err := r.save(ctx, next, "after resize_alf"); err != nil {
+			return next, err
+		}
+		st = next
+	}
+	if r.opt.FineTune && !st.FineTuned {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		acc, err := r.fin.FineTune(ctx)
+		if err == nil && !finite(acc) {
+			err = fmt.Errorf("accuracy %v is not a finite number", acc)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return st, ctx.Err()
+			}
+			return st, fmt.Errorf("long-term fine-tuning: %w", err)
+		}
+		next := cloneState(st)
+		next.Accuracy, next.FineTuned = acc, true
+		if err := r.save(ctx, next, "after long-term fine-tuning"); err != nil {
+			return next, err
+		}
+		st = next
+	}
+	return st, nil
+}
+
+// save checkpoints st. The work it records is already done and committed, so
+// a cancellation arriving now must not lose it: Save gets a context that
+// keeps ctx's values but not its cancellation.
+func (r *runner) save(ctx context.Context, st *State, when string) error {
+	if r.ck == nil {
+		return nil
+	}
+	if err := r.ck.Save(context.WithoutCancel(ctx), *cloneState(st)); err != nil {
+		return fmt.Errorf("saving the checkpoint %s: %w", when, err)
+	}
+	return nil
+}
+
+// hook runs f under the hook lock so the caller's callbacks never overlap.
+func (r *runner) hook(f func()) {
+	r.hookMu.Lock()
+	defer r.hookMu.Unlock()
+	f()
+}
+
+func withKeep(keep map[int]int, id, n int) map[int]int {
+	out := maps.Clone(keep)
+	out[id] = n
+	return out
+}
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+func layerList(layers []string) string {
+	if len(layers) == 0 {
+		return "no layers"
+	}
+	const show = 3
+	if len(layers) <= show {
+		return strings.Join(layers, ", ")
+	}
+	return fmt.Sprintf("%s, … %d more", strings.Join(layers[:show], ", "), len(layers)-show)
+}
+
+func cloneCandidate(c Candidate) Candidate {
+	c.Layers = slices.Clone(c.Layers)
+	c.Keep = maps.Clone(c.Keep)
+	return c
+}
+
+func cloneRecord(rec IterationRecord) IterationRecord {
+	rec.Layers = slices.Clone(rec.Layers)
+	rec.Candidates = slices.Clone(rec.Candidates)
+	for i := range rec.Candidates {
+		rec.Candidates[i].Layers = slices.Clone(rec.Candidates[i].Layers)
+	}
+	return rec
+}
+
+func cloneState(s *State) *State {
+	out := *s
+	out.Keep = maps.Clone(s.Keep)
+	out.History = make([]IterationRecord, len(s.History))
+	for i, rec := range s.History {
+		out.History[i] = cloneRecord(rec)
+	}
+	if s.History == nil {
+		out.History = nil
+	}
+	return &out
+}

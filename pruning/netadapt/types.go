@@ -1,0 +1,191 @@
+// Package netadapt is the pure-Go core of gopruner's my_pruning algorithm,
+// after NetAdapt (Yang et al., arXiv 1804.03230): while the model's MACs are
+// above the target, make one candidate per prunable channel group that cuts a
+// step of that group's channels, short-term fine-tune and validate every
+// candidate (concurrently, over the device slots of `cart`), keep the best,
+// checkpoint; then optionally round every group to a multiple of alf
+// (resize_alf) and long-term fine-tune.
+//
+// The package decides keep counts, schedules work and records history. All
+// tensor work (cloning the model, choosing channels by the criterion,
+// fine-tuning, validating) sits behind Evaluator and Finisher, so the package
+// builds and tests without libtorch (CGO_ENABLED=0).
+package netadapt
+
+import (
+	"context"
+	"time"
+)
+
+// Selection rules (Options.Select).
+const (
+	// SelectAcc keeps the candidate with the highest accuracy; ties go to
+	// fewer MACs, then to the lower group id.
+	SelectAcc = "acc"
+	// SelectAccPerMAC keeps the candidate with the best accuracy change per
+	// MAC removed, (acc − acc_prev)/(macs_prev − macs_cand), i.e. the
+	// smallest drop per MAC; ties as for SelectAcc.
+	SelectAccPerMAC = "acc_per_mac"
+)
+
+// Step rules (Options.Step).
+const (
+	// StepChannels cuts delta_crop of a group's current channels.
+	StepChannels = "channels"
+	// StepMACs makes every candidate remove about the same MACs,
+	// delta_crop·MACs₀ per iteration (NetAdapt's resource reduction
+	// schedule), capped at what is left to the target.
+	StepMACs = "macs"
+)
+
+// Reasons the search ended (State.Reason).
+const (
+	ReasonTargetReached = "target reached"
+	ReasonNothingLeft   = "nothing left to prune"
+)
+
+// Group is one prunable channel group as the search sees it. Groups the graph
+// analysis froze are simply not passed to Run.
+type Group struct {
+	ID       int      `json:"id"`
+	Layers   []string `json:"layers"`   // module/tensor names, for reports and errors
+	Channels int      `json:"channels"` // channel count of the unpruned model
+}
+
+// Candidate is one proposed cut: group Group goes from From to To channels,
+// every other group stays as it is. Keep is the complete keep-count vector
+// (group id → kept channels) after the cut, and MACs the cost model's MACs
+// under it.
+type Candidate struct {
+	Iteration int         `json:"iteration"`
+	Group     int         `json:"group"`
+	Layers    []string    `json:"layers"`
+	From      int         `json:"from"`
+	To        int         `json:"to"`
+	MACs      int64       `json:"macs"`
+	Keep      map[int]int `json:"keep"`
+}
+
+// Outcome is one evaluated candidate as the hooks see it. Slot and Duration
+// depend on scheduling, which is why they stay out of the (deterministic)
+// history.
+type Outcome struct {
+	Candidate Candidate
+	Slot      int    // index into Options.Slots
+	SlotName  string // Options.Slots[Slot]
+	Accuracy  float64
+	Duration  time.Duration
+	Err       error // nil on success; the context's error for a candidate cut short
+}
+
+// Evaluator does the tensor work of one search. Run calls MACs and Commit
+// from its own goroutine only; Evaluate runs concurrently for different
+// slots but never twice at once for the same slot index, so an
+// implementation can keep one model copy per slot without locking.
+type Evaluator interface {
+	// MACs is the cost model: the MACs of the model under a keep vector
+	// (group id → kept channels; groups not in the map are unpruned). It must
+	// be pure and non-decreasing in every group's count (the ptflops model
+	// is), because StepMACs binary-searches it.
+	MACs(keep map[int]int) int64
+	// Evaluate clones the current model onto slot, prunes group c.Group to
+	// c.To channels by the criterion, short-term fine-tunes, validates and
+	// returns the accuracy. It should stop promptly when ctx is cancelled.
+	Evaluate(ctx context.Context, slot int, c Candidate) (accuracy float64, err error)
+	// Commit makes the winning candidate the current model. The core calls
+	// it once per finished iteration, before the checkpoint is saved.
+	Commit(ctx context.Context, c Candidate) error
+}
+
+// Finisher is the optional part of an Evaluator that Run needs when
+// Options.ResizeAlf or Options.FineTune is set.
+type Finisher interface {
+	// Resize prunes the current model to the keep vector chosen by
+	// ResizeAlf and returns its validated accuracy. Not called when
+	// resize_alf changes nothing.
+	Resize(ctx context.Context, keep map[int]int) (accuracy float64, err error)
+	// FineTune long-term fine-tunes the current model and returns its
+	// validated accuracy.
+	FineTune(ctx context.Context) (accuracy float64, err error)
+}
+
+// Checkpointer persists the search state. Save gets a deep copy it may keep.
+type Checkpointer interface {
+	Save(ctx context.Context, s State) error
+}
+
+// CheckpointFunc adapts a function to Checkpointer.
+type CheckpointFunc func(ctx context.Context, s State) error
+
+// Save calls f.
+func (f CheckpointFunc) Save(ctx context.Context, s State) error { return f(ctx, s) }
+
+// State is everything needed to resume a search, and the run's record. It
+// is what the caller writes as the checkpoint, hence the JSON tags.
+type State struct {
+	Iteration int               `json:"iteration"`   // finished iterations
+	Keep      map[int]int       `json:"keep"`        // group id → kept channels now
+	MACs0     int64             `json:"macs_before"` // MACs of the unpruned model
+	Target    int64             `json:"macs_target"` // floor((1−P)·MACs₀)
+	MACs      int64             `json:"macs"`        // MACs now
+	Accuracy0 float64           `json:"acc_before"`  // Options.BaseAccuracy of the first run
+	Accuracy  float64           `json:"acc"`         // accuracy of the current model
+	History   []IterationRecord `json:"iterations"`
+	Done      bool              `json:"done"` // the search loop has ended
+	Reason    string            `json:"reason,omitempty"`
+	Resized   bool              `json:"resized"`    // the resize_alf pass has run
+	FineTuned bool              `json:"fine_tuned"` // long-term fine-tuning has run
+}
+
+// IterationRecord is one finished iteration: the winner and every candidate,
+// in group-id order. It holds what summary.json's iterations[] reports.
+type IterationRecord struct {
+	Iteration      int               `json:"iteration"`
+	Group          int               `json:"group"` // the winner
+	Layers         []string          `json:"layers"`
+	From           int               `json:"from"`
+	To             int               `json:"to"`
+	MACsBefore     int64             `json:"macs_before"`
+	MACs           int64             `json:"macs"`
+	AccuracyBefore float64           `json:"acc_before"`
+	Accuracy       float64           `json:"acc"`
+	Budget         int64             `json:"macs_budget,omitempty"` // StepMACs: MACs each candidate was asked to remove
+	Candidates     []CandidateRecord `json:"candidates"`
+}
+
+// CandidateRecord is one evaluated candidate in the history.
+type CandidateRecord struct {
+	Group    int      `json:"group"`
+	Layers   []string `json:"layers"`
+	From     int      `json:"from"`
+	To       int      `json:"to"`
+	MACs     int64    `json:"macs"`
+	Accuracy float64  `json:"acc"`
+}
+
+// Options configure Run.
+type Options struct {
+	P         float64 // fraction of MACs to remove, in (0,1)
+	DeltaCrop float64 // step size, in (0,1); see Step
+	Alf       int     // kept counts are multiples of Alf, never below it; >= 1
+	Select    string  // SelectAcc (default when empty) or SelectAccPerMAC
+	Step      string  // StepChannels (default when empty) or StepMACs
+	// Slots names the device slots of cart ("cpu", "cuda:0", ...); one
+	// worker per entry. Evaluate receives the index.
+	Slots []string
+	// Exclude holds the ids of groups never pruned (iskl, already mapped
+	// from layer names to groups by the caller). An unknown id is an error.
+	Exclude map[int]bool
+	// BaseAccuracy is the validated accuracy of the unpruned model; it is
+	// acc_prev of the first iteration for SelectAccPerMAC. Ignored on resume.
+	BaseAccuracy float64
+	ResizeAlf    bool // after the loop, round every prunable group down to a multiple of Alf (needs Finisher)
+	FineTune     bool // then long-term fine-tune (needs Finisher)
+
+	// Hooks for progress and reports. They are called one at a time (never
+	// concurrently), some from worker goroutines, and should return quickly.
+	OnIterationStart func(iteration int, budget int64, cands []Candidate)
+	OnCandidateStart func(slot int, c Candidate)
+	OnCandidate      func(o Outcome)
+	OnIteration      func(rec IterationRecord) // after the iteration's checkpoint was saved
+}
