@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/gopruner/gopruner/pruning/fail"
+	"github.com/gopruner/gopruner/pruning/model"
+	"github.com/gopruner/gopruner/pruning/plan"
+	"github.com/gopruner/gopruner/pruning/prune"
+	"github.com/gopruner/gopruner/torch"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	extraCommands = append(extraCommands, func(root *cobra.Command) { root.AddCommand(newApplyCmd()) })
+}
+
+func newApplyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "apply",
+		Short: "Apply a plan.json to a model and save the pruned model",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, _ := cmd.Flags().GetString("model")
+			planPath, _ := cmd.Flags().GetString("plan")
+			out, _ := cmd.Flags().GetString("out")
+			if path == "" || planPath == "" || out == "" {
+				return fail.Usagef("apply needs --model, --plan and --out")
+			}
+			if err := checkOut(path, out); err != nil {
+				return err
+			}
+			p, err := plan.Read(planPath)
+			if err != nil {
+				return err
+			}
+			m, err := model.Load(path, torch.CPU)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			params, err := model.Params(m)
+			if err != nil {
+				return err
+			}
+			if err := p.Validate(params); err != nil {
+				return fmt.Errorf("%s does not fit %s: %w", planPath, path, err)
+			}
+			am, err := model.Analyze(m, p.InputShape)
+			if err != nil {
+				return err
+			}
+			if err := prune.Apply(m, am.Analysis, p); err != nil {
+				return err
+			}
+			if err := m.Save(out); err != nil {
+				return fmt.Errorf("save %s: %w", out, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "applied %s: %d tensors changed, MACs %s -> %s; saved %s\n",
+				planPath, len(p.Tensors), human(p.MACsBefore), human(p.MACsAfter), out)
+			return nil
+		},
+	}
+	cmd.Flags().String("model", "", "TorchScript model (.pt)")
+	cmd.Flags().String("plan", "", "plan.json written by prune --plan-out")
+	cmd.Flags().String("out", "", "where to save the pruned model")
+	return cmd
+}
+
+// checkOut refuses an output that would overwrite the input model or land
+// in a directory that does not exist.
+func checkOut(in, out string) error {
+	ai, err1 := filepath.Abs(in)
+	ao, err2 := filepath.Abs(out)
+	if err1 == nil && err2 == nil && ai == ao {
+		return fail.Usagef("--out %s is the input model; gopruner never modifies its input", out)
+	}
+	return checkWritableDir(filepath.Dir(out), "--out "+out)
+}

@@ -1,0 +1,67 @@
+// Package graph finds the channel groups of a traced model: the sets of
+// tensor slices that must lose the same channels together for the network to
+// stay well-formed (a conv's filters, its bias, the BatchNorm after it, the
+// input slice of every consumer, the other branch of a residual add, ...).
+// It is pure Go over package ir and never touches libtorch.
+package graph
+
+import "fmt"
+
+// Member is one tensor dimension that a group's channels index.
+//
+// Channel c of the group (0 <= c < Group.Channels) owns the indices
+// [Offset + c*Stride, Offset + (c+1)*Stride) of dimension Dim of Tensor.
+// Stride is 1 except where a flatten feeds a Linear (then it is H*W); Offset
+// is non-zero where the group is one part of a concatenation.
+type Member struct {
+	Tensor string `json:"tensor"`
+	Dim    int    `json:"dim"`
+	Offset int    `json:"offset"`
+	Stride int    `json:"stride"`
+}
+
+// String is the member as plan.json spells it: "tensor:dim".
+func (m Member) String() string { return fmt.Sprintf("%s:%d", m.Tensor, m.Dim) }
+
+// Indices returns the indices of m's dimension that the given group channels
+// own, ascending when channels is ascending.
+func (m Member) Indices(channels []int) []int {
+	stride := m.Stride
+	if stride <= 0 {
+		stride = 1
+	}
+	out := make([]int, 0, len(channels)*stride)
+	for _, c := range channels {
+		for k := 0; k < stride; k++ {
+			out = append(out, m.Offset+c*stride+k)
+		}
+	}
+	return out
+}
+
+// Group is one channel space: Channels channels that are pruned together.
+type Group struct {
+	ID       int `json:"id"`
+	Channels int `json:"channels"`
+	// Members lists every parameter/buffer dimension indexed by the group, in
+	// graph order, without duplicates.
+	Members []Member `json:"members"`
+	// Producers are the members that hold the group's filters: the output
+	// dimension (dim 0) of each conv/linear weight that writes the space. The
+	// L2Norm and Taylor criteria score channels over these.
+	Producers []Member `json:"producers"`
+	// Layers are the module paths of the layers whose output channels are
+	// this group ("layer1.0.conv1"); `iskl` matches against them.
+	Layers []string `json:"layers"`
+	// DepthwiseConvs are the weight names of convolutions whose groups
+	// argument equals this group's channel count and must be set to the new
+	// count when the group is pruned.
+	DepthwiseConvs []string `json:"depthwise_convs,omitempty"`
+	// Frozen groups are never pruned; Reason says why (model input/output,
+	// an op the analysis does not understand, a partial slice, ...).
+	Frozen bool   `json:"frozen"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Prunable reports whether the group may lose channels.
+func (g *Group) Prunable() bool { return !g.Frozen && len(g.Producers) > 0 }
