@@ -1,5 +1,19 @@
 package graph
 
+// How the analysis works.
+//
+// Every tensor value gets a channel map for one of its dims (dim 1 for
+// NCHW/NCL and [N, F] values): an ordered list of runs, each a channel
+// space, its length and a stride (indices per channel, H·W after a flatten).
+// Spaces are nodes of a union-find: ops that force two tensors to keep the
+// same channels (residual adds, SE gating, depthwise convs) unite them, and
+// the final classes are the groups. Parameters become members of the spaces
+// their dims index; each op declares which parameter dims it ties, and every
+// other dim it reads is pinned to its size, so a group that reaches a pinned
+// dim (a weight shared with an op the analysis does not follow) is frozen.
+// Anything not understood freezes the spaces it touches: a refused group is
+// fine, a broken model is not.
+
 import (
 	"errors"
 	"fmt"
