@@ -1,0 +1,423 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/gopruner/gopruner/pruning/config"
+	"github.com/gopruner/gopruner/pruning/criteria"
+	"github.com/gopruner/gopruner/pruning/data"
+	"github.com/gopruner/gopruner/pruning/fail"
+	"github.com/gopruner/gopruner/pruning/latency"
+	"github.com/gopruner/gopruner/pruning/model"
+	"github.com/gopruner/gopruner/pruning/plan"
+	"github.com/gopruner/gopruner/pruning/prune"
+	"github.com/gopruner/gopruner/pruning/report"
+	"github.com/gopruner/gopruner/pruning/summary"
+	"github.com/gopruner/gopruner/pruning/train"
+	"github.com/gopruner/gopruner/torch"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	extraCommands = append(extraCommands, func(root *cobra.Command) {
+		root.AddCommand(newPruneCmd())
+		// Plain `gopruner` prunes, as the old tool did.
+		mustRegister(root)
+		root.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fail.Usagef("unknown command %q for \"gopruner\"", args[0])
+			}
+			return runPrune(cmd)
+		}
+	})
+}
+
+func mustRegister(cmd *cobra.Command, keys ...string) {
+	if err := config.RegisterFlags(cmd.Flags(), keys...); err != nil {
+		panic(err) // a key list in the source is wrong: a bug, caught by any test
+	}
+}
+
+func newPruneCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Prune a model to a MACs target (my_pruning or L2Norm), fine-tune, save",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runPrune(cmd) },
+	}
+	mustRegister(cmd)
+	return cmd
+}
+
+// newLogger logs to stderr (console or JSON) and, when runDir is set, also
+// to runDir/log.jsonl.
+func newLogger(c *config.Config, runDir string) (zerolog.Logger, func(), error) {
+	lvl, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel))
+	if err != nil || c.LogLevel == "" {
+		lvl = zerolog.InfoLevel
+	}
+	var console io.Writer = os.Stderr
+	if c.LogFormat != config.LogFormatJSON {
+		console = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05"}
+	}
+	closeFn := func() {}
+	w := console
+	if runDir != "" {
+		f, err := os.OpenFile(filepath.Join(runDir, "log.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return zerolog.Nop(), nil, fmt.Errorf("log file: %w", err)
+		}
+		w = zerolog.MultiLevelWriter(console, f)
+		closeFn = func() { f.Close() }
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), closeFn, nil
+}
+
+// run is everything a pruning run needs, resolved from the config.
+type pruneRun struct {
+	cfg     *config.Config
+	log     zerolog.Logger
+	dev     torch.Device
+	shape   []int64
+	runDir  string
+	out     string
+	planOut string
+	ds      *data.Dataset
+	started time.Time
+}
+
+func runPrune(cmd *cobra.Command) error {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	r, closeLog, err := prepare(cmd.Context(), cfg)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	return r.execute(cmd.Context(), cmd.OutOrStdout())
+}
+
+// prepare checks every input before any work, so a bad flag never costs a
+// long run: the model, the shape, the devices, the outputs.
+func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error) {
+	if cfg.Path.Model == "" {
+		return nil, nil, fail.Usagef("no model: give --model or path.model in Pruning.yaml")
+	}
+	if len(cfg.InputShape) == 0 {
+		return nil, nil, fail.Usagef("no input shape: give --input-shape (e.g. 1,3,224,224) or input_shape in Pruning.yaml")
+	}
+	r := &pruneRun{cfg: cfg, started: time.Now()}
+	for _, d := range cfg.InputShape {
+		r.shape = append(r.shape, int64(d))
+	}
+	var err error
+	if r.dev, err = torch.ParseDevice(cfg.Device); err != nil {
+		return nil, nil, fail.Usage(err)
+	}
+	if err := r.dev.Check(); err != nil {
+		return nil, nil, fail.Usage(err)
+	}
+	for _, s := range cfg.Cart {
+		d, err := torch.ParseDevice(string(s))
+		if err != nil {
+			return nil, nil, fail.Usagef("cart: %v", err)
+		}
+		if err := d.Check(); err != nil {
+			return nil, nil, fail.Usagef("cart: %v", err)
+		}
+	}
+	if cfg.Algorithm == config.AlgorithmMyPruning && cfg.Path.Dataset == "" {
+		return nil, nil, fail.Usagef("my_pruning evaluates candidates on data: give --dataset or path.dataset")
+	}
+	if cfg.Algorithm == config.AlgorithmL2Norm && cfg.Finetune && cfg.Path.Dataset == "" {
+		return nil, nil, fail.Usagef("training is on but there is no dataset: give --dataset or set training: false (--finetune=false)")
+	}
+	r.runDir = filepath.Join(cfg.Path.ExpSave, cfg.Path.ModelName)
+	r.out = cfg.Out
+	if r.out == "" {
+		r.out = filepath.Join(r.runDir, cfg.Path.ModelName+"_pruned.pt")
+	}
+	if err := checkOutPath(cfg.Path.Model, r.out); err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(r.runDir, 0o755); err != nil {
+		return nil, nil, fail.Usagef("exp_save %s: %v", cfg.Path.ExpSave, err)
+	}
+	if err := checkWritableDir(r.runDir, "exp_save"); err != nil {
+		return nil, nil, err
+	}
+	if err := checkWritableDir(filepath.Dir(r.out), "--out "+r.out); err != nil {
+		return nil, nil, err
+	}
+	r.planOut = cfg.PlanOut
+	if r.planOut != "" {
+		if err := checkWritableDir(filepath.Dir(r.planOut), "--plan-out "+r.planOut); err != nil {
+			return nil, nil, err
+		}
+	}
+	log, closeLog, err := newLogger(cfg, r.runDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.log = log
+	threads := cfg.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	if err := torch.SetNumThreads(threads); err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	if cfg.Path.Dataset != "" {
+		r.ds, err = data.Open(cfg.Path.Dataset, data.Options{
+			Channels: int(r.shape[1]), Height: int(r.shape[2]), Width: int(r.shape[3]),
+			Mean: f32s(cfg.Mean), Std: f32s(cfg.Std), ValFraction: cfg.ValFraction, Seed: cfg.Seed, Workers: cfg.Workers,
+		})
+		if err != nil {
+			closeLog()
+			return nil, nil, fail.Usage(err)
+		}
+	}
+	return r, closeLog, nil
+}
+
+func f32s(v []float64) []float32 {
+	if v == nil {
+		return nil
+	}
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+// checkOutPath refuses to overwrite the input model.
+func checkOutPath(in, out string) error {
+	ai, err1 := filepath.Abs(in)
+	ao, err2 := filepath.Abs(out)
+	if err1 == nil && err2 == nil && ai == ao {
+		return fail.Usagef("--out %s is the input model; gopruner never modifies its input", out)
+	}
+	return nil
+}
+
+func (r *pruneRun) split(name string) (*data.Split, error) {
+	s, err := r.ds.Split(name)
+	if err != nil {
+		return nil, fail.Usage(err)
+	}
+	return s, nil
+}
+
+func (r *pruneRun) trainOptions() train.Options {
+	t := r.cfg.Train
+	return train.Options{Epochs: r.cfg.LongTermEpochs, BatchSize: t.BatchSize, LR: t.LR, Momentum: t.Momentum,
+		WeightDecay: t.WeightDecay, Nesterov: t.Nesterov, Optimizer: t.Optimizer, WarmupSteps: t.WarmupSteps,
+		Cosine: t.Cosine, Seed: r.cfg.Seed}
+}
+
+func (r *pruneRun) execute(ctx context.Context, stdout io.Writer) error {
+	cfg := r.cfg
+	r.log.Info().Str("model", cfg.Path.Model).Str("algorithm", cfg.Algorithm).Float64("P", cfg.P).Int("alf", cfg.Alf).
+		Str("device", r.dev.String()).Msg("prune")
+	am, err := model.Open(cfg.Path.Model, r.shape, r.dev)
+	if err != nil {
+		return err
+	}
+	defer am.Close()
+	if _, err := prune.Excluded(am.Analysis, am.Params, cfg.Iskl); err != nil {
+		return err
+	}
+	var res *outcome
+	switch cfg.Algorithm {
+	case config.AlgorithmL2Norm:
+		res, err = r.l2norm(ctx, am)
+	case config.AlgorithmMyPruning:
+		res, err = r.myPruning(ctx, am)
+	default:
+		return fail.Usagef("algorithm %q: want my_pruning or L2Norm", cfg.Algorithm)
+	}
+	if err != nil {
+		return err
+	}
+	defer res.pruned.Close()
+	return r.finish(ctx, am, res, stdout)
+}
+
+// outcome is what an algorithm hands back.
+type outcome struct {
+	pruned     *torch.Module
+	plan       *plan.Plan
+	kept       map[int][]int
+	target     int64
+	reached    bool
+	accBefore  *float64
+	accAfter   *float64
+	iterations []summary.Iteration
+	points     []report.Point
+}
+
+func (r *pruneRun) l2norm(ctx context.Context, am *model.Analyzed) (*outcome, error) {
+	cfg := r.cfg
+	groups := prune.Candidates(am.Analysis, nil)
+	scores, err := criteria.L2(am.Module, groups)
+	if err != nil {
+		return nil, err
+	}
+	os, err := prune.OneShot(am, scores, prune.OneShotOptions{P: cfg.P, Alf: cfg.Alf, ISKL: cfg.Iskl, Global: cfg.Global})
+	if err != nil {
+		return nil, err
+	}
+	pruned, err := am.Module.Clone()
+	if err != nil {
+		return nil, err
+	}
+	if err := prune.Apply(pruned, am.Analysis, os.Plan); err != nil {
+		pruned.Close()
+		return nil, err
+	}
+	res := &outcome{pruned: pruned, plan: os.Plan, kept: os.Kept, target: os.Target, reached: os.Reached}
+	r.log.Info().Int64("macs_before", os.Plan.MACsBefore).Int64("macs_after", os.Plan.MACsAfter).Int("groups", len(os.Plan.Groups)).Msg("L2Norm one-shot")
+	if r.ds != nil {
+		val, err := r.split(data.Val)
+		if err != nil {
+			pruned.Close()
+			return nil, err
+		}
+		before, err := train.Evaluate(ctx, am.Module, val, cfg.Train.BatchSize)
+		if err != nil {
+			pruned.Close()
+			return nil, err
+		}
+		res.accBefore = &before.Accuracy
+		if cfg.Finetune && cfg.LongTermEpochs > 0 {
+			trainSplit, err := r.split(data.Train)
+			if err != nil {
+				pruned.Close()
+				return nil, err
+			}
+			fit, err := train.Fit(ctx, pruned, trainSplit, r.trainOptions())
+			if err != nil {
+				pruned.Close()
+				return nil, fmt.Errorf("fine-tune: %w", err)
+			}
+			r.log.Info().Int("steps", fit.Steps).Float64("loss", fit.Loss).Float64("images_per_s", fit.ImagesPerSec).Msg("fine-tuned")
+		}
+		after, err := train.Evaluate(ctx, pruned, val, cfg.Train.BatchSize)
+		if err != nil {
+			pruned.Close()
+			return nil, err
+		}
+		res.accAfter = &after.Accuracy
+	}
+	return res, nil
+}
+
+// finish saves the model, plan, summary and report, and prints the table.
+func (r *pruneRun) finish(ctx context.Context, am *model.Analyzed, res *outcome, stdout io.Writer) error {
+	cfg := r.cfg
+	if err := res.pruned.Save(r.out); err != nil {
+		return fmt.Errorf("save %s: %w", r.out, err)
+	}
+	planPath := filepath.Join(r.runDir, "plan.json")
+	if err := res.plan.Write(planPath); err != nil {
+		return err
+	}
+	if r.planOut != "" {
+		if err := res.plan.Write(r.planOut); err != nil {
+			return err
+		}
+	}
+	s := &summary.Summary{
+		Algorithm: cfg.Algorithm, Model: cfg.Path.Model,
+		MACsBefore: res.plan.MACsBefore, MACsAfter: res.plan.MACsAfter,
+		ParamsBefore: res.plan.ParamsBefore, ParamsAfter: res.plan.ParamsAfter,
+		AccBefore: res.accBefore, AccAfter: res.accAfter, Iterations: res.iterations,
+		ModelOut: r.out, PlanOut: r.planOut, Target: res.target, Reached: res.reached,
+		Started: r.started, Layers: layerTable(am, res.kept),
+	}
+	if cfg.Algorithm == config.AlgorithmMyPruning {
+		s.Criterion = cfg.Criterion
+	}
+	if lat, err := measurePair(am.Module, res.pruned, r.shape); err == nil {
+		s.Latency = []summary.Latency{lat}
+	} else {
+		r.log.Warn().Err(err).Msg("latency not measured")
+	}
+	s.Report = filepath.Join(r.runDir, "report.html")
+	if err := report.Write(s.Report, reportData(s, res)); err != nil {
+		r.log.Warn().Err(err).Msg("report not written")
+		s.Report = ""
+	}
+	s.Seconds = time.Since(r.started).Seconds()
+	if err := s.WriteJSON(filepath.Join(r.runDir, "summary.json")); err != nil {
+		return err
+	}
+	txt := filepath.Join(cfg.Path.ExpSave, cfg.Path.ModelName+".txt")
+	if err := s.WriteText(txt); err != nil {
+		return err
+	}
+	s.Text(stdout)
+	fmt.Fprintf(stdout, "summary:      %s\n", txt)
+	if !res.reached {
+		return fmt.Errorf("target not reached: MACs %d of %d (%.1f%% removed, P=%.2f asked); the best model found is saved at %s",
+			res.plan.MACsAfter, res.plan.MACsBefore, 100*(1-float64(res.plan.MACsAfter)/float64(res.plan.MACsBefore)), cfg.P, r.out)
+	}
+	return nil
+}
+
+func measurePair(before, after *torch.Module, shape []int64) (summary.Latency, error) {
+	rs, err := latency.Measure([]*torch.Module{before, after}, shape, 3, 15)
+	if err != nil {
+		return summary.Latency{}, err
+	}
+	return summary.Latency{Device: rs[0].Device, Batch: rs[0].Batch, BeforeMs: rs[0].MedianMs, AfterMs: rs[1].MedianMs}, nil
+}
+
+// layerTable lists each producing layer's output channels before and after.
+func layerTable(am *model.Analyzed, kept map[int][]int) []summary.Layer {
+	var out []summary.Layer
+	for _, g := range am.Analysis.Groups {
+		if len(g.Layers) == 0 {
+			continue
+		}
+		after := g.Channels
+		if k, ok := kept[g.ID]; ok {
+			after = len(k)
+		}
+		for _, l := range g.Layers {
+			out = append(out, summary.Layer{Name: l, Before: g.Channels, After: after})
+		}
+	}
+	return out
+}
+
+func reportData(s *summary.Summary, res *outcome) report.Data {
+	d := report.Data{
+		Title: "gopruner: " + filepath.Base(s.Model), ModelPath: s.Model, OutPath: s.ModelOut, Algorithm: s.Algorithm,
+		Created: time.Now(), MACsBefore: s.MACsBefore, MACsAfter: s.MACsAfter, ParamsBefore: s.ParamsBefore,
+		ParamsAfter: s.ParamsAfter, AccBefore: s.AccBefore, AccAfter: s.AccAfter, Iterations: res.points,
+	}
+	for _, l := range s.Layers {
+		d.Layers = append(d.Layers, report.Layer{Name: l.Name, Before: l.Before, After: l.After})
+	}
+	for _, l := range s.Latency {
+		d.Latency = append(d.Latency, report.Latency{Device: l.Device, Batch: int(l.Batch), BeforeMs: l.BeforeMs, AfterMs: l.AfterMs})
+	}
+	return d
+}
