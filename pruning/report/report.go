@@ -1,0 +1,127 @@
+package report
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Layer is the channel count of one prunable layer before and after pruning.
+type Layer struct {
+	Name          string
+	Before, After int
+}
+
+// Point is the state of the model after one pruning iteration.
+type Point struct {
+	Iteration int
+	MACs      int64
+	// Accuracy is a fraction in [0, 1] or a percentage; see [Data].
+	Accuracy float64
+	// Label says what the iteration did, e.g. the layer it pruned.
+	Label string
+}
+
+// Latency is one latency measurement of the model before and after pruning.
+type Latency struct {
+	Device            string
+	Batch             int
+	BeforeMs, AfterMs float64
+}
+
+// Data is everything a report shows. Zero values mean "unknown" and hide
+// the corresponding cell, row, section or plot: zero MACs/params, nil
+// accuracies, a zero Created time, empty slices.
+//
+// Accuracies (AccBefore, AccAfter, Point.Accuracy) are shown as
+// percentages: when every finite accuracy lies in [0, 1] they are taken as
+// fractions and multiplied by 100, otherwise as percentages already.
+// Non-finite accuracies are treated as absent.
+type Data struct {
+	// Title defaults to "Pruning report".
+	Title string
+	// ModelPath is the input model; OutPath the pruned model written.
+	ModelPath, OutPath string
+	Algorithm          string
+	Created            time.Time
+
+	MACsBefore, MACsAfter     int64
+	ParamsBefore, ParamsAfter int64
+	AccBefore, AccAfter       *float64
+
+	// Layers are listed in model order.
+	Layers []Layer
+	// Iterations are plotted in the order given; empty for one-shot runs.
+	Iterations []Point
+	Latency    []Latency
+	// Notes are free-form lines (warnings, settings) shown as a list.
+	Notes []string
+}
+
+// Render writes the HTML report for d to w.
+//
+// The page is built completely in memory first, so w receives either the
+// whole page or nothing (short of w's own write errors). A plot that cannot
+// be drawn does not fail the call: the page shows the error in its place
+// and its load check reports "fail:<id>", because a report with one broken
+// plot is still more useful than no report at the end of a long run.
+func Render(w io.Writer, d Data) error {
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, buildPage(d)); err != nil {
+		return fmt.Errorf("report: execute template: %w", err)
+	}
+	if _, err := buf.WriteTo(w); err != nil {
+		return fmt.Errorf("report: write page: %w", err)
+	}
+	return nil
+}
+
+// Write renders d and stores it at path. The file is replaced atomically
+// (temporary file in the same directory, fsync, rename), so readers never
+// see a partial report and on error nothing is left behind. The directory
+// must exist.
+func Write(path string, d Data) (err error) {
+	var buf bytes.Buffer
+	if err := Render(&buf, d); err != nil {
+		return fmt.Errorf("report: %s: %w", path, err)
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("report: create temporary file for %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			// The close error is irrelevant once we are failing anyway.
+			_ = f.Close()
+			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("report: remove %s: %w", tmp, rmErr))
+			}
+		}
+	}()
+	if _, err = f.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("report: write %s: %w", tmp, err)
+	}
+	// CreateTemp makes 0600 files; a report is meant to be shared.
+	if err = f.Chmod(0o644); err != nil {
+		return fmt.Errorf("report: chmod %s: %w", tmp, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("report: sync %s: %w", tmp, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("report: close %s: %w", tmp, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("report: rename %s to %s: %w", tmp, path, err)
+	}
+	return nil
+}
