@@ -3,6 +3,7 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"image/png"
 	"os"
@@ -28,7 +29,7 @@ func chromium(t *testing.T, file string, extra ...string) []byte {
 	args := append([]string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--hide-scrollbars",
+		"--disable-dev-shm-usage", "--hide-scrollbars", "--disable-crash-reporter", "--disable-breakpad",
 		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000",
 	}, extra...)
 	args = append(args, "file://"+file)
@@ -76,6 +77,18 @@ func TestBrowserRendersPlots(t *testing.T) {
 		}
 		return p
 	}
+	// A page whose plot failed to draw proves the in-page check can fail.
+	broken := buildPage(fullData())
+	broken.Figures[1].SVG, broken.Figures[1].Err = "", "plot could not be drawn: test"
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, broken); err != nil {
+		t.Fatal(err)
+	}
+	brokenPath := filepath.Join(dir, "broken.html")
+	if err := os.WriteFile(brokenPath, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	full := write("full.html", fullData())
 	pages := []struct {
 		name, path, want string
@@ -84,6 +97,8 @@ func TestBrowserRendersPlots(t *testing.T) {
 		{"150 layers", write("many.html", many), `data-plots="ok:3"`},
 		{"one-shot", write("oneshot.html", oneShot), `data-plots="ok:3"`},
 		{"no accuracy or latency", write("bare.html", bare), `data-plots="ok:1"`},
+		{"empty", write("empty.html", Data{}), `data-plots="ok:0"`},
+		{"broken plot", brokenPath, `data-plots="fail:plot-channels"`},
 	}
 
 	t.Run("dom", func(t *testing.T) {
