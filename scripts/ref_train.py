@@ -123,6 +123,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true", help="only the JSON line, no progress")
+    ap.add_argument("--order", help="JSON file: one list of train image paths per epoch, in batch "
+                    "order (the order gopruner used), instead of a seeded shuffle; a tail shorter "
+                    "than a batch is not trained on, as in gopruner")
     args = ap.parse_args()
 
     t_start = time.time()
@@ -172,11 +175,19 @@ def main():
 
     sync()
     t0 = time.time()
+    orders = None
+    if args.order:
+        with open(args.order) as f:
+            norm = lambda p: os.path.normpath(os.path.abspath(p))
+            by_path = {norm(r[0]): i for i, r in enumerate(train_rows)}
+            orders = [torch.tensor([by_path[norm(p)] for p in ep], dtype=torch.long) for ep in json.load(f)]
     for ep in range(args.epochs):
-        perm = torch.randperm(n, generator=gen)
+        perm = orders[ep] if orders is not None else torch.randperm(n, generator=gen)
         loss_sum, steps = torch.zeros((), device=dev), 0
-        for i in range(0, n, args.batch_size):
+        for i in range(0, len(perm), args.batch_size):
             idx = perm[i:i + args.batch_size]
+            if orders is not None and idx.numel() < args.batch_size:
+                break
             xb, yb = xtr[idx].to(dev), ytr[idx].to(dev)
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(first_tensor(model(xb)), yb)

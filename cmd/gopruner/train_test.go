@@ -204,10 +204,15 @@ func TestTrainMNISTMatchesPyTorch(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// Both loops see the same images in the same order: gopruner's shuffle
+	// for seed 0, epoch 0, without the short tail batch. One epoch at this
+	// learning rate swings val accuracy by several points between orders,
+	// so only a shared order makes a 2-point comparison meaningful.
+	orderFile := writeTrainOrder(t, dir, 64, 0)
 	ref := exec.CommandContext(ctx, py, filepath.Join(fixtures.RepoRoot(t), "scripts", "ref_train.py"),
 		"--dataset", dir, "--model", model, "--input-shape", "1,1,28,28", "--epochs", "1",
 		"--batch-size", "64", "--lr", "0.05", "--momentum", "0.9", "--threads", "2",
-		"--mean", "0.5", "--std", "0.5", "--seed", "0", "--json")
+		"--mean", "0.5", "--std", "0.5", "--seed", "0", "--order", orderFile, "--json")
 	var refErr bytes.Buffer
 	ref.Stderr = &refErr
 	refStart := time.Now()
@@ -233,9 +238,17 @@ func TestTrainMNISTMatchesPyTorch(t *testing.T) {
 	t.Logf("PyTorch:  val accuracy %.2f%%, %.0f train images/s, wall %.1fs (process %.1fs)",
 		100*want.ValAccuracy, want.TrainImagesPerS, want.WallS, refWall.Seconds())
 	t.Logf("train loss (last epoch mean) %.4f vs PyTorch %.4f", got.TrainLoss, want.LastEpochLoss)
-	if d := math.Abs(got.TrainLoss - want.LastEpochLoss); d > 0.1 {
-		t.Errorf("mean train loss %.4f vs PyTorch %.4f: %.3f apart, want ≤ 0.1", got.TrainLoss, want.LastEpochLoss, d)
+	if d := math.Abs(got.TrainLoss - want.LastEpochLoss); d > 0.03 {
+		t.Errorf("mean train loss %.4f vs PyTorch %.4f: %.3f apart, want ≤ 0.03", got.TrainLoss, want.LastEpochLoss, d)
 	}
+	// With the same order and the same initial weights the two loops give
+	// the same mean train loss (checked above). Val accuracy after one
+	// epoch at lr 0.05 is still chaotic: float rounding differences grow
+	// over 187 steps and BatchNorm's running statistics lag the weights, so
+	// single runs of the same loop land 10+ points apart (seen: 88.9% vs
+	// 75.5% with identical order and loss 0.648 vs 0.645). The 2-point
+	// bound is therefore opt-in; by default a gap wider than 15 points
+	// (a broken loader or label mapping lands near 10%) fails.
 	limit := 0.15
 	if os.Getenv("GOPRUNER_STRICT_ACC") == "1" {
 		limit = 0.02
@@ -247,6 +260,39 @@ func TestTrainMNISTMatchesPyTorch(t *testing.T) {
 	if *got.ValAccuracy < 0.7 {
 		t.Errorf("val accuracy %.2f%% after one epoch, want ≥ 70%%", 100**got.ValAccuracy)
 	}
+}
+
+// writeTrainOrder writes, as JSON, the train images in the order gopruner's
+// training uses for one epoch (full batches only), for ref_train.py --order.
+func writeTrainOrder(t *testing.T, dir string, batch int, seed int64) string {
+	t.Helper()
+	ds, err := data.Open(dir, data.Options{Channels: 1, Height: 28, Width: 28, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := ds.Split(data.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := tr.Order(data.BatchOptions{BatchSize: batch, Shuffle: true, Seed: seed, Epoch: 0})
+	order = order[:len(order)/batch*batch]
+	paths := make([]string, len(order))
+	for i, k := range order {
+		p := tr.Source(k)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		paths[i] = p
+	}
+	js, err := json.Marshal([][]string{paths})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "order.json")
+	if err := os.WriteFile(f, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // TestEvalOutput checks eval's JSON schema (exactly accuracy, loss, samples)
