@@ -8,6 +8,7 @@ import (
 	"github.com/gopruner/gopruner/pruning/model"
 	"github.com/gopruner/gopruner/pruning/plan"
 	"github.com/gopruner/gopruner/pruning/prune"
+	"github.com/gopruner/gopruner/pruning/summary"
 	"github.com/gopruner/gopruner/torch"
 	"github.com/spf13/cobra"
 )
@@ -49,7 +50,7 @@ func newApplyCmd() *cobra.Command {
 			}
 			am, err := model.Analyze(m, p.InputShape)
 			if err != nil {
-				return err
+				return fmt.Errorf("plan %s: %w", planPath, err)
 			}
 			if err := prune.Apply(m, am.Analysis, p); err != nil {
 				return err
@@ -58,7 +59,7 @@ func newApplyCmd() *cobra.Command {
 				return fmt.Errorf("save %s: %w", out, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "applied %s: %d tensors changed, MACs %s -> %s; saved %s\n",
-				planPath, len(p.Tensors), human(p.MACsBefore), human(p.MACsAfter), out)
+				planPath, len(p.Tensors), summary.Human(p.MACsBefore), summary.Human(p.MACsAfter), out)
 			return nil
 		},
 	}

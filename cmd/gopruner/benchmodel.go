@@ -51,6 +51,11 @@ func newBenchModelCmd() *cobra.Command {
 			runs, _ := cmd.Flags().GetInt("runs")
 			rs, err := latency.Measure([]*torch.Module{m}, shape, warm, runs)
 			if err != nil {
+				// Trace explains a rejected shape in the user's terms
+				// (which layer wanted how many channels).
+				if _, terr := model.Trace(m, shape); terr != nil {
+					return terr
+				}
 				return fail.Usagef("input shape %v: %v", shape, err)
 			}
 			r := rs[0]

@@ -103,7 +103,10 @@ func trainDemo(cmd *cobra.Command, dir, dataDir, out string) error {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "training the bundled CNN for 2 epochs on %d images\n", trainSplit.Len())
-	fit, err := train.Fit(cmd.Context(), m, trainSplit, train.Options{Epochs: 2, BatchSize: 64, LR: 0.05, Momentum: 0.9, Seed: 1})
+	// Cosine decay to zero leaves weights and BatchNorm statistics settled,
+	// which a constant high rate after so few steps does not.
+	fit, err := train.Fit(cmd.Context(), m, trainSplit, train.Options{Epochs: 2, BatchSize: 64, LR: 0.05, Momentum: 0.9,
+		WarmupSteps: 20, Cosine: true, Seed: 1})
 	if err != nil {
 		return fmt.Errorf("demo training: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/gopruner/gopruner/pruning/fail"
 	"github.com/gopruner/gopruner/pruning/flops"
 	"github.com/gopruner/gopruner/pruning/model"
+	"github.com/gopruner/gopruner/pruning/summary"
 	"github.com/gopruner/gopruner/torch"
 	"github.com/spf13/cobra"
 )
@@ -101,7 +102,7 @@ func newFlopsCmd() *cobra.Command {
 			if err := w.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "MACs %s, params %s\n", human(r.MACs), human(r.Params))
+			fmt.Fprintf(cmd.OutOrStdout(), "MACs %s, params %s\n", summary.Human(r.MACs), summary.Human(r.Params))
 			return nil
 		},
 	}
@@ -160,18 +161,4 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// human prints 1234567 as 1.23M.
-func human(n int64) string {
-	f := float64(n)
-	switch {
-	case f >= 1e9:
-		return fmt.Sprintf("%.2fG", f/1e9)
-	case f >= 1e6:
-		return fmt.Sprintf("%.2fM", f/1e6)
-	case f >= 1e3:
-		return fmt.Sprintf("%.2fK", f/1e3)
-	}
-	return strconv.FormatInt(n, 10)
 }

@@ -57,8 +57,9 @@ func newPruneCmd() *cobra.Command {
 	return cmd
 }
 
-// newLogger logs to stderr (console or JSON) and, when runDir is set, also
-// to runDir/log.jsonl.
+// newLogger logs to stderr (console or JSON) at the configured level and,
+// when runDir is set, everything from debug up to runDir/log.jsonl, so the
+// file keeps every candidate of every iteration.
 func newLogger(c *config.Config, runDir string) (zerolog.Logger, func(), error) {
 	lvl, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel))
 	if err != nil || c.LogLevel == "" {
@@ -69,16 +70,33 @@ func newLogger(c *config.Config, runDir string) (zerolog.Logger, func(), error) 
 		console = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05"}
 	}
 	closeFn := func() {}
-	w := console
+	var w io.Writer = levelFilter{w: console, min: lvl}
+	base := lvl
 	if runDir != "" {
 		f, err := os.OpenFile(filepath.Join(runDir, "log.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return zerolog.Nop(), nil, fmt.Errorf("log file: %w", err)
 		}
-		w = zerolog.MultiLevelWriter(console, f)
+		w = zerolog.MultiLevelWriter(levelFilter{w: console, min: lvl}, levelFilter{w: f, min: zerolog.DebugLevel})
+		base = min(lvl, zerolog.DebugLevel)
 		closeFn = func() { f.Close() }
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), closeFn, nil
+	return zerolog.New(w).Level(base).With().Timestamp().Logger(), closeFn, nil
+}
+
+// levelFilter passes on the events at or above min.
+type levelFilter struct {
+	w   io.Writer
+	min zerolog.Level
+}
+
+func (f levelFilter) Write(p []byte) (int, error) { return f.w.Write(p) }
+
+func (f levelFilter) WriteLevel(l zerolog.Level, p []byte) (int, error) {
+	if l < f.min {
+		return len(p), nil
+	}
+	return f.w.Write(p)
 }
 
 // run is everything a pruning run needs, resolved from the config.
@@ -92,6 +110,31 @@ type pruneRun struct {
 	planOut string
 	ds      *data.Dataset
 	started time.Time
+	phases  []phase // for the "timings" log line
+}
+
+// phase is how long one step of the run took.
+type phase struct {
+	name string
+	d    time.Duration
+}
+
+// lap records the phase that began at start and returns now, the start of
+// the next one.
+func (r *pruneRun) lap(name string, start time.Time) time.Time {
+	now := time.Now()
+	r.phases = append(r.phases, phase{name, now.Sub(start)})
+	return now
+}
+
+// logTimings logs one "timings" line: milliseconds per phase (make bench
+// reads it with --log-format json), the IR's op count and the total.
+func (r *pruneRun) logTimings(am *model.Analyzed) {
+	ev := r.log.Info()
+	for _, p := range r.phases {
+		ev = ev.Float64(p.name+"_ms", float64(p.d.Microseconds())/1e3)
+	}
+	ev.Float64("total_ms", float64(time.Since(r.started).Microseconds())/1e3).Int("ir_ops", len(am.Graph.Ops)).Msg("timings")
 }
 
 func runPrune(cmd *cobra.Command) error {
@@ -191,6 +234,26 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 			closeLog()
 			return nil, nil, fail.Usage(err)
 		}
+		// Decode the splits the run reads now (they are cached for it), so
+		// that an empty split or a bad image is a usage error naming the
+		// file and row before any work, not a failure in the middle of it.
+		names := []string{data.Val}
+		if cfg.Finetune {
+			names = append(names, data.Train)
+		}
+		for _, name := range names {
+			sp, err := r.ds.Split(name)
+			if err == nil {
+				err = sp.Preload(ctx)
+			}
+			if err != nil {
+				closeLog()
+				if ctx.Err() != nil {
+					return nil, nil, ctx.Err()
+				}
+				return nil, nil, fail.Usage(err)
+			}
+		}
 	}
 	return r, closeLog, nil
 }
@@ -233,22 +296,28 @@ func (r *pruneRun) trainOptions() train.Options {
 
 func (r *pruneRun) execute(ctx context.Context, stdout io.Writer) error {
 	cfg := r.cfg
-	r.log.Info().Str("model", cfg.Path.Model).Str("algorithm", cfg.Algorithm).Float64("P", cfg.P).Int("alf", cfg.Alf).
-		Str("device", r.dev.String()).Msg("prune")
+	// The model, the input shape and iskl are checked before the first log
+	// line, so that a bad input is reported as the one error line alone.
 	am, err := model.Open(cfg.Path.Model, r.shape, r.dev)
 	if err != nil {
 		return err
 	}
 	defer am.Close()
+	r.phases = append(r.phases, phase{"load", am.Timings.Load}, phase{"ir_export", am.Timings.IRExport},
+		phase{"analysis", am.Timings.Analysis})
 	if _, err := prune.Excluded(am.Analysis, am.Params, cfg.Iskl); err != nil {
 		return err
 	}
+	r.log.Info().Str("model", cfg.Path.Model).Str("algorithm", cfg.Algorithm).Float64("P", cfg.P).Int("alf", cfg.Alf).
+		Str("device", r.dev.String()).Msg("prune")
 	var res *outcome
 	switch cfg.Algorithm {
 	case config.AlgorithmL2Norm:
 		res, err = r.l2norm(ctx, am)
 	case config.AlgorithmMyPruning:
+		t := time.Now()
 		res, err = r.myPruning(ctx, am)
+		r.lap("my_pruning", t)
 	default:
 		return fail.Usagef("algorithm %q: want my_pruning or L2Norm", cfg.Algorithm)
 	}
@@ -274,15 +343,18 @@ type outcome struct {
 
 func (r *pruneRun) l2norm(ctx context.Context, am *model.Analyzed) (*outcome, error) {
 	cfg := r.cfg
+	t := time.Now()
 	groups := prune.Candidates(am.Analysis, nil)
 	scores, err := criteria.L2(am.Module, groups)
 	if err != nil {
 		return nil, err
 	}
+	t = r.lap("scoring", t)
 	os, err := prune.OneShot(am, scores, prune.OneShotOptions{P: cfg.P, Alf: cfg.Alf, ISKL: cfg.Iskl, Global: cfg.Global})
 	if err != nil {
 		return nil, err
 	}
+	t = r.lap("search", t)
 	pruned, err := am.Module.Clone()
 	if err != nil {
 		return nil, err
@@ -291,6 +363,7 @@ func (r *pruneRun) l2norm(ctx context.Context, am *model.Analyzed) (*outcome, er
 		pruned.Close()
 		return nil, err
 	}
+	t = r.lap("surgery", t)
 	res := &outcome{pruned: pruned, plan: os.Plan, kept: os.Kept, target: os.Target, reached: os.Reached}
 	r.log.Info().Int64("macs_before", os.Plan.MACsBefore).Int64("macs_after", os.Plan.MACsAfter).Int("groups", len(os.Plan.Groups)).Msg("L2Norm one-shot")
 	if r.ds != nil {
@@ -324,6 +397,7 @@ func (r *pruneRun) l2norm(ctx context.Context, am *model.Analyzed) (*outcome, er
 			return nil, err
 		}
 		res.accAfter = &after.Accuracy
+		r.lap("finetune_eval", t)
 	}
 	return res, nil
 }
@@ -331,6 +405,7 @@ func (r *pruneRun) l2norm(ctx context.Context, am *model.Analyzed) (*outcome, er
 // finish saves the model, plan, summary and report, and prints the table.
 func (r *pruneRun) finish(ctx context.Context, am *model.Analyzed, res *outcome, stdout io.Writer) error {
 	cfg := r.cfg
+	t := time.Now()
 	if err := res.pruned.Save(r.out); err != nil {
 		return fmt.Errorf("save %s: %w", r.out, err)
 	}
@@ -354,11 +429,13 @@ func (r *pruneRun) finish(ctx context.Context, am *model.Analyzed, res *outcome,
 	if cfg.Algorithm == config.AlgorithmMyPruning {
 		s.Criterion = cfg.Criterion
 	}
+	t = r.lap("save", t)
 	if lat, err := measurePair(am.Module, res.pruned, r.shape); err == nil {
 		s.Latency = []summary.Latency{lat}
 	} else {
 		r.log.Warn().Err(err).Msg("latency not measured")
 	}
+	t = r.lap("latency", t)
 	s.Report = filepath.Join(r.runDir, "report.html")
 	if err := report.Write(s.Report, reportData(s, res)); err != nil {
 		r.log.Warn().Err(err).Msg("report not written")
@@ -372,6 +449,8 @@ func (r *pruneRun) finish(ctx context.Context, am *model.Analyzed, res *outcome,
 	if err := s.WriteText(txt); err != nil {
 		return err
 	}
+	r.lap("report", t)
+	r.logTimings(am)
 	s.Text(stdout)
 	fmt.Fprintf(stdout, "summary:      %s\n", txt)
 	if !res.reached {

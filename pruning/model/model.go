@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gopruner/gopruner/pruning/fail"
 	"github.com/gopruner/gopruner/pruning/graph"
@@ -175,34 +176,77 @@ func Trace(m *torch.Module, shape []int64) (*ir.Graph, error) {
 	return g, nil
 }
 
-var convShapeErr = regexp.MustCompile(`weight of size \[([0-9, ]+)\], expected input\[([0-9, ]+)\] to have (\d+) channels, but got (\d+) channels`)
+var (
+	convShapeErr = regexp.MustCompile(`weight of size \[([0-9, ]+)\], expected input\[([0-9, ]+)\] to have (\d+) channels, but got (\d+) channels`)
+	convRankErr  = regexp.MustCompile(`Expected (\d+)-dimensional input for \d+-dimensional weight \[([0-9, ]+)\], but got (\d+)-dimensional input`)
+	linearErr    = regexp.MustCompile(`mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)`)
+)
 
 // explainForward turns a forward failure on the example input into an
 // input-shape error. It finds the layer libtorch complained about by the
 // weight shape it printed.
 func explainForward(m *torch.Module, shape []int64, err error) error {
 	msg := err.Error()
+	var te *torch.Error
+	if errors.As(err, &te) {
+		msg = te.Msg // without the bridge call's name ("export_ir: ")
+	}
 	if sm := convShapeErr.FindStringSubmatch(msg); sm != nil {
 		wshape := parseInts(sm[1])
-		layer := "the first convolution"
-		if params, perr := Params(m); perr == nil {
-			var hits []string
-			for name, s := range params {
-				if strings.HasSuffix(name, ".weight") && slices.Equal(s, wshape) {
-					hits = append(hits, strings.TrimSuffix(name, ".weight"))
-				}
-			}
-			slices.Sort(hits)
-			if len(hits) > 0 {
-				layer = hits[0]
-			}
+		layer := layerOf(m, wshape, "the first convolution")
+		if len(wshape) >= 3 && len(shape) != len(wshape) {
+			// A scripted conv takes an input one dimension short as
+			// unbatched, so the count it prints is not the channel count.
+			return fail.Usagef("input shape %v does not fit the model: layer %s expects %d-dimensional input%s, the input shape has %d dimensions", shape, layer, len(wshape), dimsHint(len(wshape)), len(shape))
 		}
 		return fail.Usagef("input shape %v does not fit the model: layer %s expects %s input channels, the input shape gives %s", shape, layer, sm[3], sm[4])
+	}
+	if sm := convRankErr.FindStringSubmatch(msg); sm != nil {
+		layer := layerOf(m, parseInts(sm[2]), "the first convolution")
+		want, _ := strconv.Atoi(sm[1])
+		return fail.Usagef("input shape %v does not fit the model: layer %s expects %d-dimensional input%s, the input shape has %s dimensions", shape, layer, want, dimsHint(want), sm[3])
+	}
+	if sm := linearErr.FindStringSubmatch(msg); sm != nil {
+		// mat2 is the transposed weight [in, out] of the Linear layer.
+		in, out := parseInts(sm[3]), parseInts(sm[4])
+		if len(in) == 1 && len(out) == 1 {
+			if layer := layerOf(m, []int64{out[0], in[0]}, ""); layer != "" {
+				return fail.Usagef("input shape %v does not fit the model: layer %s expects %d input features, it gets %s", shape, layer, in[0], sm[2])
+			}
+		}
 	}
 	if strings.Contains(msg, "Expected") || strings.Contains(msg, "expected") || strings.Contains(msg, "shape") || strings.Contains(msg, "size") {
 		return fail.Usagef("input shape %v does not fit the model: %s", shape, msg)
 	}
 	return fmt.Errorf("forward on an example input of shape %v: %w", shape, err)
+}
+
+// dimsHint spells out the dimensions of an image batch.
+func dimsHint(rank int) string {
+	if rank == 4 {
+		return " (N,C,H,W)"
+	}
+	return ""
+}
+
+// layerOf names the layer whose weight has shape w (the first by name when
+// several do), or def when none has.
+func layerOf(m *torch.Module, w []int64, def string) string {
+	params, err := Params(m)
+	if err != nil {
+		return def
+	}
+	var hits []string
+	for name, s := range params {
+		if strings.HasSuffix(name, ".weight") && slices.Equal(s, w) {
+			hits = append(hits, strings.TrimSuffix(name, ".weight"))
+		}
+	}
+	if len(hits) == 0 {
+		return def
+	}
+	slices.Sort(hits)
+	return hits[0]
 }
 
 func parseInts(s string) []int64 {
@@ -224,6 +268,15 @@ type Analyzed struct {
 	Graph      *ir.Graph
 	Analysis   *graph.Analysis
 	Params     map[string][]int64
+	Timings    Timings
+}
+
+// Timings is how long Open and Analyze spent in each phase (for benchmarks
+// and the prune run's timings log line).
+type Timings struct {
+	Load     time.Duration // reading the TorchScript file (Open only)
+	IRExport time.Duration // forward on the example input, IR export and parse
+	Analysis time.Duration // channel groups
 }
 
 // Close frees the module.
@@ -235,32 +288,39 @@ func (a *Analyzed) Close() {
 
 // Open loads, traces and analyses a model.
 func Open(path string, shape []int64, dev torch.Device) (*Analyzed, error) {
+	start := time.Now()
 	m, err := Load(path, dev)
 	if err != nil {
 		return nil, err
 	}
+	load := time.Since(start)
 	a, err := Analyze(m, shape)
 	if err != nil {
 		m.Close()
 		return nil, err
 	}
 	a.Path = path
+	a.Timings.Load = load
 	return a, nil
 }
 
 // Analyze traces an already loaded module and finds its channel groups.
 func Analyze(m *torch.Module, shape []int64) (*Analyzed, error) {
+	start := time.Now()
 	g, err := Trace(m, shape)
 	if err != nil {
 		return nil, err
 	}
+	traced := time.Now()
 	an, err := graph.Analyze(g)
 	if err != nil {
 		return nil, fmt.Errorf("channel analysis: %w", err)
 	}
+	analysed := time.Now()
 	params := make(map[string][]int64, len(g.Params))
 	for n, p := range g.Params {
 		params[n] = p.Shape
 	}
-	return &Analyzed{Module: m, InputShape: slices.Clone(shape), Graph: g, Analysis: an, Params: params}, nil
+	return &Analyzed{Module: m, InputShape: slices.Clone(shape), Graph: g, Analysis: an, Params: params,
+		Timings: Timings{IRExport: traced.Sub(start), Analysis: analysed.Sub(traced)}}, nil
 }

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/gopruner/gopruner/pruning/mypruning"
+	"github.com/gopruner/gopruner/pruning/netadapt"
+	"github.com/gopruner/gopruner/pruning/summary"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+)
+
+// cartProgress shows the search: on a terminal one bar per cart worker
+// (candidates it finished this iteration, and what it runs now); otherwise
+// log lines. After each iteration it prints the candidate table with the
+// winner marked.
+type cartProgress struct {
+	w     io.Writer
+	slots []string
+	tty   bool
+
+	mu      sync.Mutex
+	p       *mpb.Progress
+	bars    []*mpb.Bar
+	current []string // what each slot runs now, read by the bars' decorators
+}
+
+func (r *pruneRun) progressHooks() mypruning.Hooks {
+	slots := make([]string, len(r.cfg.Cart))
+	for i, s := range r.cfg.Cart {
+		slots[i] = string(s)
+	}
+	cp := &cartProgress{w: os.Stderr, slots: slots, tty: isTerminal(os.Stderr), current: make([]string, len(slots))}
+	return mypruning.Hooks{
+		OnIterationStart: cp.iterationStart,
+		OnCandidateStart: cp.candidateStart,
+		OnCandidate:      cp.candidateDone,
+		OnIteration:      cp.iterationDone,
+	}
+}
+
+func candName(c netadapt.Candidate) string {
+	return fmt.Sprintf("%s %d→%d", strings.Join(c.Layers, ","), c.From, c.To)
+}
+
+func (cp *cartProgress) iterationStart(iter int, _ int64, cands []netadapt.Candidate) {
+	if !cp.tty {
+		fmt.Fprintf(cp.w, "iteration %d: %d candidates on %d slot(s)\n", iter, len(cands), len(cp.slots))
+		return
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.p = mpb.New(mpb.WithOutput(cp.w), mpb.WithWidth(24))
+	cp.bars = cp.bars[:0]
+	for i, s := range cp.slots {
+		i := i
+		cp.current[i] = ""
+		cp.bars = append(cp.bars, cp.p.AddBar(int64(len(cands)),
+			mpb.PrependDecorators(decor.Name(fmt.Sprintf("iter %d slot %d (%s) ", iter, i, s)), decor.CountersNoUnit("%d")),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
+				cp.mu.Lock()
+				defer cp.mu.Unlock()
+				return cp.current[i]
+			}))))
+	}
+}
+
+func (cp *cartProgress) candidateStart(slot int, c netadapt.Candidate) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if slot >= 0 && slot < len(cp.current) {
+		cp.current[slot] = candName(c)
+	}
+}
+
+func (cp *cartProgress) candidateDone(o netadapt.Outcome) {
+	if !cp.tty {
+		fmt.Fprintf(cp.w, "  slot %d (%s): %s  MACs %s  acc %.4f  %.1fs\n", o.Slot, o.SlotName, candName(o.Candidate),
+			summary.Human(o.Candidate.MACs), o.Accuracy, o.Duration.Seconds())
+		return
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if o.Slot >= 0 && o.Slot < len(cp.bars) {
+		cp.bars[o.Slot].Increment()
+		cp.current[o.Slot] = ""
+	}
+}
+
+func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
+	cp.mu.Lock()
+	if cp.p != nil {
+		for _, b := range cp.bars {
+			b.SetTotal(-1, true)
+		}
+		p := cp.p
+		cp.p = nil
+		cp.mu.Unlock()
+		p.Wait()
+	} else {
+		cp.mu.Unlock()
+	}
+	tw := tabwriter.NewWriter(cp.w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "iteration %d\tlayers\tchannels\tMACs\taccuracy\t\n", rec.Iteration)
+	for _, c := range rec.Candidates {
+		mark := ""
+		if c.Group == rec.Group {
+			mark = "  <- kept"
+		}
+		fmt.Fprintf(tw, "  group %d\t%s\t%d -> %d\t%s\t%.4f%s\t\n", c.Group, strings.Join(c.Layers, ","), c.From, c.To, summary.Human(c.MACs), c.Accuracy, mark)
+	}
+	tw.Flush()
+}
