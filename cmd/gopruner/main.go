@@ -37,6 +37,9 @@ func run(args []string) (code int) {
 	root := newRootCmd()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	for _, f := range atExit {
+		f()
+	}
 	if err == nil {
 		return 0
 	}
@@ -91,6 +94,10 @@ Plain "gopruner" is "gopruner prune"; a ./Pruning.yaml is used when present.`,
 	}
 	return root
 }
+
+// atExit runs after the command, before the exit code is decided (the
+// leakcheck build reports live handles there).
+var atExit []func()
 
 // extraCommands lets each command file register itself, so main.go does not
 // grow with every subcommand.

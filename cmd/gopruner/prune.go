@@ -238,7 +238,7 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 		// that an empty split or a bad image is a usage error naming the
 		// file and row before any work, not a failure in the middle of it.
 		names := []string{data.Val}
-		if cfg.Finetune {
+		if cfg.Finetune || cfg.Algorithm == config.AlgorithmMyPruning { // my_pruning fine-tunes candidates
 			names = append(names, data.Train)
 		}
 		for _, name := range names {

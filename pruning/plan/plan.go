@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/gopruner/gopruner/pruning/fail"
 	"github.com/gopruner/gopruner/pruning/graph"
@@ -152,6 +153,20 @@ func (p *Plan) Validate(params map[string][]int64) error {
 	for i, g := range p.Groups {
 		if err := checkKept(g.Kept, g.ChannelsBefore); err != nil {
 			return fail.Usagef("plan: group %d (%v): %v", i, g.Members, err)
+		}
+		for _, m := range g.Members {
+			name, ds, ok := strings.Cut(m, ":")
+			d, err := strconv.Atoi(ds)
+			if !ok || err != nil {
+				return fail.Usagef("plan: group %d member %q: want tensor:dim", i, m)
+			}
+			shape, ok := params[name]
+			if !ok {
+				return fail.Usagef("plan: group %d names tensor %q, which the model does not have", i, name)
+			}
+			if d < 0 || d >= len(shape) {
+				return fail.Usagef("plan: group %d member %q: the tensor has no dim %d", i, m, d)
+			}
 		}
 	}
 	return nil

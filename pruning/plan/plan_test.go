@@ -77,6 +77,12 @@ func TestValidate(t *testing.T) {
 			p.Tensors["c.weight"] = Tensor{ShapeBefore: []int64{4, 3, 3, 3}, ShapeAfter: []int64{2, 3, 3, 3}, Kept: map[string][]int{"7": {0, 3}}}
 		}},
 		{"format", func(p *Plan) { p.Format = "other/1" }},
+		{"group names unknown tensor", func(p *Plan) {
+			p.Groups = []Group{{Members: []string{"x.weight:0"}, ChannelsBefore: 4, Kept: []int{0, 3}}}
+		}},
+		{"group member without dim", func(p *Plan) {
+			p.Groups = []Group{{Members: []string{"c.weight"}, ChannelsBefore: 4, Kept: []int{0, 3}}}
+		}},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {
