@@ -171,3 +171,51 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestWriteFailureKeepsLastCheckpoint: when a checkpoint cannot be written
+// mid-run (here iteration 2's model file is blocked by a directory of that
+// name, as a full disk or a lost mount would block it), the run stops with
+// a runtime error that says so, checkpoint.json still names iteration 1,
+// and --resume finishes once the cause is gone.
+func TestWriteFailureKeepsLastCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("my_pruning runs")
+	}
+	model := demoModel(t)
+	dataset := smallMNIST(t)
+	dir := t.TempDir()
+	run := filepath.Join(dir, "exp", "m")
+	blocker := filepath.Join(run, "iter_002.pt", "blocked")
+	if err := os.MkdirAll(blocker, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := runIn(t, dir, myPruningArgs(model, dataset)...)
+	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "iter_002.pt") {
+		t.Fatalf("blocked checkpoint: exit %d, %q; want exit 1 naming iter_002.pt", r.code, lastLine(r.stderr))
+	}
+	var ck struct {
+		State struct {
+			Iteration int `json:"iteration"`
+		} `json:"state"`
+	}
+	data, err := os.ReadFile(filepath.Join(run, "checkpoint.json"))
+	if err != nil {
+		t.Fatalf("the last good checkpoint is gone: %v", err)
+	}
+	if err := json.Unmarshal(data, &ck); err != nil {
+		t.Fatal(err)
+	}
+	if ck.State.Iteration != 1 {
+		t.Errorf("checkpoint.json is at iteration %d, want 1", ck.State.Iteration)
+	}
+	if err := os.RemoveAll(filepath.Join(run, "iter_002.pt")); err != nil {
+		t.Fatal(err)
+	}
+	r = runIn(t, dir, myPruningArgs(model, dataset, "--resume")...)
+	if r.code != 0 {
+		t.Fatalf("--resume after the failure: exit %d, %q", r.code, lastLine(r.stderr))
+	}
+	if its := readIterations(t, dir); len(its) < 2 || its[0].Iteration != 1 {
+		t.Errorf("resumed run's iterations: %+v", its)
+	}
+}
