@@ -43,7 +43,7 @@ at::Tensor first_tensor(const c10::IValue &v) {
       if (e.isTensor()) return e.toTensor();
   }
   if (v.isList()) {
-    for (const c10::IValue e : v.toListRef())
+    for (const c10::IValue &e : v.toListRef())
       if (e.isTensor()) return e.toTensor();
   }
   throw std::runtime_error("forward returned " + v.tagKind() +
