@@ -6,6 +6,7 @@
 #include <torch/csrc/jit/serialization/import.h>
 
 #include <cstdio>
+#include <map>
 #include <sstream>
 #include <unistd.h>
 
@@ -94,38 +95,44 @@ int groups_input_index(const torch::jit::Node *n) {
   return -1;
 }
 
-int rewrite_groups(torch::jit::Block *b, torch::jit::Value *self,
-                   const std::string &weight, torch::jit::Value *groups) {
-  int n = 0;
+// Rewrites, in b and its sub-blocks, the groups input of every conv whose
+// weight chain names a key of groups, and counts the rewrites per weight.
+void rewrite_groups(torch::jit::Block *b, torch::jit::Value *self,
+                    const std::map<std::string, torch::jit::Value *> &groups,
+                    std::map<std::string, int> *hits) {
   for (torch::jit::Node *node : b->nodes()) {
-    for (torch::jit::Block *sub : node->blocks()) n += rewrite_groups(sub, self, weight, groups);
+    for (torch::jit::Block *sub : node->blocks()) rewrite_groups(sub, self, groups, hits);
     int gi = groups_input_index(node);
     if (gi < 0 || static_cast<int>(node->inputs().size()) <= gi) continue;
-    if (attr_chain(node->input(1), self) != weight) continue;
-    node->replaceInput(gi, groups);
-    n++;
+    auto it = groups.find(attr_chain(node->input(1), self));
+    if (it == groups.end()) continue;
+    node->replaceInput(gi, it->second);
+    (*hits)[it->first]++;
   }
-  return n;
 }
 
-// Edits the root forward so that convs with weight `weight` use `groups`.
-// Instances of one module type share their method graphs, so the edit is
-// made on the root's inlined forward where each call site is distinct.
-void set_conv_groups(torch::jit::Module &m, const std::string &weight, int64_t groups) {
+// Edits the root forward so that each conv named in groups (by weight) uses
+// its new groups count. Instances of one module type share their method
+// graphs, so the edit is made on the root's inlined forward, where each
+// call site is distinct; one inlining and one pass serve every conv.
+void set_conv_groups(torch::jit::Module &m, const std::map<std::string, int64_t> &groups) {
+  if (groups.empty()) return;
   check_forward(m);
   auto &fn = torch::jit::toGraphFunction(m.get_method("forward").function());
   std::shared_ptr<torch::jit::Graph> g = fn.graph();
   torch::jit::Inline(*g);
   torch::jit::ConstantPropagation(g);
   torch::jit::Value *self = g->inputs().at(0);
-  torch::jit::Value *c;
+  std::map<std::string, torch::jit::Value *> consts;
   {
     torch::jit::WithInsertPoint guard(g->block()->nodes().front());
-    c = g->insertConstant(groups);
+    for (const auto &kv : groups) consts[kv.first] = g->insertConstant(kv.second);
   }
-  int n = rewrite_groups(g->block(), self, weight, c);
-  if (n == 0)
-    throw std::runtime_error("no convolution with weight \"" + weight + "\" in forward");
+  std::map<std::string, int> hits;
+  rewrite_groups(g->block(), self, consts, &hits);
+  for (const auto &kv : groups)
+    if (hits[kv.first] == 0)
+      throw std::runtime_error("no convolution with weight \"" + kv.first + "\" in forward");
 }
 
 void reload(gpt_module_s *h) {
@@ -354,7 +361,7 @@ gpt_err gpt_module_set_conv_groups(gpt_module h, const char *weight_name,
                                    int64_t groups) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
-  set_conv_groups(h->m, weight_name, groups);
+  set_conv_groups(h->m, {{std::string(weight_name), groups}});
   reload(h);
   GPT_CATCH
 }
@@ -403,7 +410,9 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
     edits.push_back(Edit{owner, leaf, t});
   }
   for (auto &e : edits) e.owner.setattr(e.leaf, e.t);
-  for (int j = 0; j < nconvs; j++) set_conv_groups(h->m, conv_names[j], groups[j]);
+  std::map<std::string, int64_t> new_groups;
+  for (int j = 0; j < nconvs; j++) new_groups[conv_names[j]] = groups[j];
+  set_conv_groups(h->m, new_groups);
   if (nconvs > 0) reload(h);
   GPT_CATCH
 }
