@@ -1,0 +1,67 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestParseTimeV(t *testing.T) {
+	report := `	Command being timed: "gopruner prune"
+	User time (seconds): 6.25
+	Elapsed (wall clock) time (h:mm:ss or m:ss): 0:10.64
+	Maximum resident set size (kbytes): 569560
+	Exit status: 1
+`
+	got := parseTimeV(report)
+	if got.maxRSSKB != 569560 || got.exit != 1 {
+		t.Fatalf("parseTimeV = %+v, want maxRSS 569560, exit 1", got)
+	}
+	if got := parseTimeV(""); got.exit != -1 || got.maxRSSKB != 0 {
+		t.Fatalf("parseTimeV(\"\") = %+v", got)
+	}
+}
+
+func TestLogSlope(t *testing.T) {
+	x := []float64{100, 200, 400, 800}
+	lin, quad := make([]float64, len(x)), make([]float64, len(x))
+	for i, v := range x {
+		lin[i], quad[i] = 3*v, v*v/7
+	}
+	if s := logSlope(x, lin); math.Abs(s-1) > 1e-9 || linearity(s) != "linear" {
+		t.Errorf("linear: slope %v (%s)", s, linearity(s))
+	}
+	if s := logSlope(x, quad); math.Abs(s-2) > 1e-9 || linearity(s) != "super-linear" {
+		t.Errorf("quadratic: slope %v (%s)", s, linearity(s))
+	}
+	if s := logSlope([]float64{1}, []float64{1}); !math.IsNaN(s) || linearity(s) != "n/a" {
+		t.Errorf("one point: slope %v", s)
+	}
+}
+
+func TestProcLogEvents(t *testing.T) {
+	p := &proc{Args: []string{"/bin/gopruner"}, Exit: 2, Lines: []logLine{
+		{At: 1, Text: `{"level":"info","message":"prune"}`},
+		{At: 2, Text: `iteration 1: 6 candidates on 1 slot(s)`},
+		{At: 3, Text: `{"level":"info","load_ms":12.5,"ir_ops":7,"message":"timings"}`},
+		{At: 4, Text: `gopruner: model x.pt: no such file`},
+	}}
+	ev, at, ok := p.logEvent("timings")
+	if !ok || at != 3 {
+		t.Fatalf("logEvent: ok %v at %v", ok, at)
+	}
+	if v, _ := num(ev, "load_ms"); v != 12.5 {
+		t.Errorf("load_ms = %v", v)
+	}
+	if err := p.ok(); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("ok() = %v, want the gopruner: line", err)
+	}
+}
+
+func TestMarkdownEscapesPipes(t *testing.T) {
+	var b strings.Builder
+	(&table{Header: []string{"a", "b"}, Rows: [][]string{{"x|y"}}}).markdown(&b)
+	if !strings.Contains(b.String(), `x\|y`) || !strings.Contains(b.String(), "| x\\|y |  |") {
+		t.Errorf("markdown:\n%s", b.String())
+	}
+}
