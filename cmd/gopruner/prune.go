@@ -461,7 +461,7 @@ func (r *pruneRun) finish(ctx context.Context, am *model.Analyzed, res *outcome,
 }
 
 func measurePair(before, after *torch.Module, shape []int64) (summary.Latency, error) {
-	rs, err := latency.Measure([]*torch.Module{before, after}, shape, 3, 15)
+	rs, err := latency.Measure([]*torch.Module{before, after}, shape, 2, 7)
 	if err != nil {
 		return summary.Latency{}, err
 	}
