@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gopruner/gopruner/internal/fixtures"
+	"github.com/gopruner/gopruner/pruning/data"
+)
+
+// TestMyPruningAcceptance is issue 5's acceptance through the CLI: the demo
+// CNN trained on MNIST (12,000/2,000 PNG images with a data.csv), then
+// my_pruning with P=0.5, alf 4, delta_crop 0.25, cart cpu, 50 short-term
+// steps and 1 long-term epoch, once with TaylorFOWeight and once with
+// L2Norm: MACs halve, accuracy drops by at most a point, Python loads the
+// pruned model, and summary.json lists every iteration.
+func TestMyPruningAcceptance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains and prunes on 12,000 images")
+	}
+	mnistDir, err := data.LocateGoMNIST()
+	if err != nil {
+		t.Skipf("GoMNIST: %v", err)
+	}
+	mn, err := data.FromMNIST(os.DirFS(mnistDir), data.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	ds := filepath.Join(work, "mnist")
+	if err := data.WriteImageCSV(ds, mn, data.ExportPart{Split: data.Train, N: 12000},
+		data.ExportPart{Split: data.Test, As: data.Val, N: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	trained := filepath.Join(work, "democnn_mnist.pt")
+	r := runIn(t, work, "train", "--model", demoModel(t), "--dataset", ds, "--input-shape", "1,1,28,28",
+		"--epochs", "2", "--batch-size", "64", "--lr", "0.05", "--momentum", "0.9", "--cosine", "--warmup-steps", "20",
+		"--threads", "2", "--seed", "1", "--out", trained)
+	if r.code != 0 {
+		t.Fatalf("train: exit %d: %s", r.code, lastLine(r.stderr))
+	}
+	for _, crit := range []string{"TaylorFOWeight", "L2Norm"} {
+		t.Run(crit, func(t *testing.T) {
+			dir := t.TempDir()
+			r := runIn(t, dir, "prune", "--algorithm", "my_pruning", "--model", trained, "--dataset", ds,
+				"--input-shape", "1,1,28,28", "--criterion", crit, "--P", "0.5", "--alf", "4", "--delta-crop", "0.25",
+				"--cart", "cpu", "--short-steps", "50", "--long-epochs", "1", "--batch-size", "64", "--lr", "0.01",
+				"--momentum", "0.9", "--cosine", "--threads", "2", "--seed", "1", "--exp-save", "exp", "--model-name", "m")
+			if r.code != 0 {
+				t.Fatalf("prune: exit %d: %s", r.code, lastLine(r.stderr))
+			}
+			var s struct {
+				MACsBefore int64    `json:"macs_before"`
+				MACsAfter  int64    `json:"macs_after"`
+				AccBefore  *float64 `json:"acc_before"`
+				AccAfter   *float64 `json:"acc_after"`
+				ModelOut   string   `json:"model_out"`
+				Iterations []struct {
+					Iteration int `json:"iteration"`
+				} `json:"iterations"`
+			}
+			js, err := os.ReadFile(filepath.Join(dir, "exp", "m", "summary.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(js, &s); err != nil {
+				t.Fatal(err)
+			}
+			if s.AccBefore == nil || s.AccAfter == nil {
+				t.Fatalf("summary.json has no accuracies: %s", js)
+			}
+			t.Logf("%s: MACs %d -> %d (%.3f), accuracy %.4f -> %.4f, %d iterations", crit, s.MACsBefore, s.MACsAfter,
+				float64(s.MACsAfter)/float64(s.MACsBefore), *s.AccBefore, *s.AccAfter, len(s.Iterations))
+			if 2*s.MACsAfter > s.MACsBefore {
+				t.Errorf("MACs %d > half of %d", s.MACsAfter, s.MACsBefore)
+			}
+			if *s.AccAfter < *s.AccBefore-0.01 {
+				t.Errorf("accuracy %.4f -> %.4f: dropped more than a point", *s.AccBefore, *s.AccAfter)
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "exp", "m", "iterations", "iter_*.json"))
+			if len(s.Iterations) == 0 || len(s.Iterations) != len(files) {
+				t.Errorf("summary.json lists %d iterations, the run wrote %d", len(s.Iterations), len(files))
+			}
+			for i, it := range s.Iterations {
+				if it.Iteration != i+1 {
+					t.Errorf("iteration %d listed as %d", i+1, it.Iteration)
+				}
+			}
+			pyLoadCLI(t, filepath.Join(dir, s.ModelOut), "1,1,28,28")
+		})
+	}
+}
+
+// pyLoadCLI has Debian's Python torch load and run a saved model.
+func pyLoadCLI(t *testing.T, model, shape string) {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("no /usr/bin/python3")
+	}
+	out, err := exec.Command("/usr/bin/python3", filepath.Join(fixtures.RepoRoot(t), "scripts", "pyload.py"),
+		model, "--input-shape", shape).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"ok": true`) {
+		t.Fatalf("python cannot run %s: %v\n%s", model, err, out)
+	}
+}
