@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,22 +39,7 @@ type badCase struct {
 // runEnv is runIn with extra GOPRUNER_* settings.
 func runEnv(t *testing.T, dir string, env []string, args ...string) cliResult {
 	t.Helper()
-	cmd := exec.Command(gopruner(t), args...)
-	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := cliResult{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("gopruner %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	return execCLI(t, dir, env, args...)
 }
 
 // checkErrLine asserts the exit code and that stderr is one "gopruner: "

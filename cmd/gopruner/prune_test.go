@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,19 +16,7 @@ import (
 // runIn runs the binary in dir (where a Pruning.yaml may be).
 func runIn(t *testing.T, dir string, args ...string) cliResult {
 	t.Helper()
-	cmd := exec.Command(gopruner(t), args...)
-	cmd.Dir = dir
-	cmd.Env = cleanEnv()
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := cliResult{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return execCLI(t, dir, nil, args...)
 }
 
 // TestOldStylePruningYAML is issue 6's acceptance: the old tool's layout

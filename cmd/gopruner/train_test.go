@@ -48,11 +48,18 @@ type cliResult struct {
 
 func runCLI(t *testing.T, args ...string) cliResult {
 	t.Helper()
+	return execCLI(t, t.TempDir(), nil, args...) // a fresh dir: no stray ./Pruning.yaml
+}
+
+// execCLI runs the binary in dir with the clean environment plus env, and
+// a 10-minute limit.
+func execCLI(t *testing.T, dir string, env []string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gopruner(t), args...)
-	cmd.Dir = t.TempDir() // no stray ./Pruning.yaml
-	cmd.Env = cleanEnv()
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
