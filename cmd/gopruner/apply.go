@@ -72,10 +72,8 @@ func newApplyCmd() *cobra.Command {
 // checkOut refuses an output that would overwrite the input model or land
 // in a directory that does not exist.
 func checkOut(in, out string) error {
-	ai, err1 := filepath.Abs(in)
-	ao, err2 := filepath.Abs(out)
-	if err1 == nil && err2 == nil && ai == ao {
-		return fail.Usagef("--out %s is the input model; gopruner never modifies its input", out)
+	if err := checkOutPath(in, out); err != nil {
+		return err
 	}
 	return checkWritableDir(filepath.Dir(out), "--out "+out)
 }

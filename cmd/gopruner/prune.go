@@ -226,10 +226,14 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 		return nil, nil, err
 	}
 	if cfg.Path.Dataset != "" {
-		r.ds, err = data.Open(cfg.Path.Dataset, data.Options{
-			Channels: int(r.shape[1]), Height: int(r.shape[2]), Width: int(r.shape[3]),
-			Mean: f32s(cfg.Mean), Std: f32s(cfg.Std), ValFraction: cfg.ValFraction, Seed: cfg.Seed, Workers: cfg.Workers,
-		})
+		// The class list saved next to a model by `gopruner train` keeps
+		// labels matching the model's outputs here too.
+		classes, _, err := modelClasses(cfg.Path.Model, "")
+		if err != nil {
+			closeLog()
+			return nil, nil, err
+		}
+		r.ds, err = data.Open(cfg.Path.Dataset, dataOptions(cfg, r.shape, classes))
 		if err != nil {
 			closeLog()
 			return nil, nil, fail.Usage(err)
@@ -256,17 +260,6 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 		}
 	}
 	return r, closeLog, nil
-}
-
-func f32s(v []float64) []float32 {
-	if v == nil {
-		return nil
-	}
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = float32(x)
-	}
-	return out
 }
 
 // checkOutPath refuses to overwrite the input model.
