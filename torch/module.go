@@ -193,15 +193,9 @@ func (m *Module) Forward(noGrad bool, inputs ...*Tensor) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	hs := make([]C.gpt_tensor, len(inputs))
-	for i, t := range inputs {
-		if hs[i], err = t.handle(); err != nil {
-			return nil, err
-		}
-	}
-	var p *C.gpt_tensor
-	if len(hs) > 0 {
-		p = &hs[0]
+	hs, p, err := tensorHandles(inputs)
+	if err != nil {
+		return nil, err
 	}
 	var out C.gpt_tensor
 	if err := errFrom("forward", C.gpt_module_forward(h, p, C.int(len(hs)), cbool(noGrad), &out)); err != nil {
@@ -407,19 +401,30 @@ func (m *Module) ExportIR(inputs ...*Tensor) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	hs := make([]C.gpt_tensor, len(inputs))
-	for i, t := range inputs {
-		if hs[i], err = t.handle(); err != nil {
-			return nil, err
-		}
-	}
-	var p *C.gpt_tensor
-	if len(hs) > 0 {
-		p = &hs[0]
+	hs, p, err := tensorHandles(inputs)
+	if err != nil {
+		return nil, err
 	}
 	var js *C.char
 	if err := errFrom("export_ir", C.gpt_module_export_ir(h, p, C.int(len(hs)), &js)); err != nil {
 		return nil, err
 	}
 	return []byte(takeString(js)), nil
+}
+
+// tensorHandles lists the handles of inputs for a call that takes a C array
+// of tensors, with a pointer to its first element (nil when empty).
+func tensorHandles(inputs []*Tensor) ([]C.gpt_tensor, *C.gpt_tensor, error) {
+	hs := make([]C.gpt_tensor, len(inputs))
+	for i, t := range inputs {
+		h, err := t.handle()
+		if err != nil {
+			return nil, nil, err
+		}
+		hs[i] = h
+	}
+	if len(hs) == 0 {
+		return hs, nil, nil
+	}
+	return hs, &hs[0], nil
 }

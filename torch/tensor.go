@@ -461,16 +461,12 @@ func Cat(ts []*Tensor, dim int) (*Tensor, error) {
 	if len(ts) == 0 {
 		return nil, fmt.Errorf("cat: no tensors")
 	}
-	hs := make([]C.gpt_tensor, len(ts))
-	for i, t := range ts {
-		h, err := t.handle()
-		if err != nil {
-			return nil, err
-		}
-		hs[i] = h
+	hs, p, err := tensorHandles(ts)
+	if err != nil {
+		return nil, err
 	}
 	var out C.gpt_tensor
-	if err := errFrom("cat", C.gpt_tensor_cat(&hs[0], C.int(len(ts)), C.int(dim), &out)); err != nil {
+	if err := errFrom("cat", C.gpt_tensor_cat(p, C.int(len(hs)), C.int(dim), &out)); err != nil {
 		return nil, err
 	}
 	return newTensor(out), nil
