@@ -3,15 +3,11 @@
 package torch
 
 import (
-	"bytes"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -122,35 +118,8 @@ func TestSurgeryThenPythonLoads(t *testing.T) {
 			if err := m.Save(out); err != nil {
 				t.Fatal(err)
 			}
-			pyLoad(t, out, meta.InputShape)
+			fixtures.PyLoad(t, out, meta.InputShape)
 		})
-	}
-}
-
-// pyLoad has Debian's Python torch load and run a saved model.
-func pyLoad(t *testing.T, model string, shape []int64) {
-	t.Helper()
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("no /usr/bin/python3")
-	}
-	root := fixtures.RepoRoot(t)
-	dims := make([]string, len(shape))
-	for i, d := range shape {
-		dims[i] = strconv.FormatInt(d, 10)
-	}
-	cmd := exec.Command("/usr/bin/python3", filepath.Join(root, "scripts", "pyload.py"), model, "--input-shape", strings.Join(dims, ","))
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("python could not run %s: %v\n%s", model, err, out.String())
-	}
-	var res struct {
-		OK bool `json:"ok"`
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || !res.OK {
-		t.Fatalf("pyload: %s", out.String())
 	}
 }
 
@@ -278,16 +247,6 @@ func TestCloneIsIndependent(t *testing.T) {
 	}
 }
 
-func rss(t testing.TB) int64 {
-	data, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		t.Skip("no /proc/self/statm")
-	}
-	f := strings.Fields(string(data))
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
-}
-
 func TestNoLeaks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
@@ -304,13 +263,13 @@ func TestNoLeaks(t *testing.T) {
 		cycle()
 	}
 	runtime.GC()
-	before := rss(t)
+	before := fixtures.RSS(t)
 	tb, _ := LiveHandles()
 	for i := 0; i < 10000; i++ {
 		cycle()
 	}
 	runtime.GC()
-	after := rss(t)
+	after := fixtures.RSS(t)
 	ta, _ := LiveHandles()
 	if ta != tb {
 		t.Errorf("live tensor handles %d -> %d", tb, ta)
@@ -341,13 +300,13 @@ func TestNoLeaks(t *testing.T) {
 		step()
 	}
 	runtime.GC()
-	before = rss(t)
+	before = fixtures.RSS(t)
 	tb, _ = LiveHandles()
 	for i := 0; i < 200; i++ {
 		step()
 	}
 	runtime.GC()
-	after = rss(t)
+	after = fixtures.RSS(t)
 	ta, _ = LiveHandles()
 	if ta != tb {
 		t.Errorf("live tensor handles %d -> %d over 200 steps", tb, ta)

@@ -3,9 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/fixtures"
@@ -90,20 +88,7 @@ func TestMyPruningAcceptance(t *testing.T) {
 					t.Errorf("iteration %d listed as %d", i+1, it.Iteration)
 				}
 			}
-			pyLoadCLI(t, filepath.Join(dir, s.ModelOut), "1,1,28,28")
+			fixtures.PyLoad(t, filepath.Join(dir, s.ModelOut), []int64{1, 1, 28, 28})
 		})
-	}
-}
-
-// pyLoadCLI has Debian's Python torch load and run a saved model.
-func pyLoadCLI(t *testing.T, model, shape string) {
-	t.Helper()
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("no /usr/bin/python3")
-	}
-	out, err := exec.Command("/usr/bin/python3", filepath.Join(fixtures.RepoRoot(t), "scripts", "pyload.py"),
-		model, "--input-shape", shape).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"ok": true`) {
-		t.Fatalf("python cannot run %s: %v\n%s", model, err, out)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -196,10 +195,7 @@ func TestAcceptance(t *testing.T) {
 			if err := res.Module.Save(out); err != nil {
 				t.Fatal(err)
 			}
-			py, err := exec.Command("/usr/bin/python3", filepath.Join(fixtures.RepoRoot(t), "scripts/pyload.py"), out, "--input-shape", "1,1,28,28").CombinedOutput()
-			if err != nil || !strings.Contains(string(py), `"ok": true`) {
-				t.Errorf("python load: %v: %s", err, py)
-			}
+			fixtures.PyLoad(t, out, []int64{1, 1, 28, 28})
 		})
 	}
 }

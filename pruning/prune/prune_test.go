@@ -3,10 +3,6 @@
 package prune
 
 import (
-	"bytes"
-	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -195,34 +191,9 @@ func checkEquivalence(t *testing.T, path string, shape []int64, p float64) {
 	if err := pruned.Save(saved); err != nil {
 		t.Fatal(err)
 	}
-	pyRun(t, saved, shape)
+	fixtures.PyLoad(t, saved, shape)
 	t.Logf("MACs %d -> %d (%.3f), params %d -> %d, %d groups pruned, rel err %.2g",
 		pl.MACsBefore, pl.MACsAfter, float64(pl.MACsAfter)/float64(pl.MACsBefore), pl.ParamsBefore, pl.ParamsAfter, len(pl.Groups), diff/scale)
-}
-
-func pyRun(t *testing.T, model string, shape []int64) {
-	t.Helper()
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("no /usr/bin/python3")
-	}
-	dims := make([]string, len(shape))
-	for i, d := range shape {
-		dims[i] = strconv.FormatInt(d, 10)
-	}
-	script := filepath.Join(fixtures.RepoRoot(t), "scripts", "pyload.py")
-	cmd := exec.Command("/usr/bin/python3", script, model, "--input-shape", strings.Join(dims, ","))
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("python cannot run the pruned model: %v\n%s", err, buf.String())
-	}
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	var res struct {
-		OK bool `json:"ok"`
-	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || !res.OK {
-		t.Fatalf("pyload: %s", buf.String())
-	}
 }
 
 func TestExcludedISKL(t *testing.T) {

@@ -4,10 +4,7 @@ package prune
 
 import (
 	"math/rand/v2"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/fixtures"
@@ -15,15 +12,6 @@ import (
 	"github.com/gopruner/gopruner/pruning/model"
 	"github.com/gopruner/gopruner/torch"
 )
-
-func rssBytes(t *testing.T) int64 {
-	data, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		t.Skip("no /proc/self/statm")
-	}
-	pages, _ := strconv.ParseInt(strings.Fields(string(data))[1], 10, 64)
-	return pages * int64(os.Getpagesize())
-}
 
 // TestSoak is the memory check of a long run: 1,000 training steps and 200
 // candidate cycles (clone, prune, forward, discard), after a warm-up. RSS
@@ -104,7 +92,7 @@ func TestSoak(t *testing.T) {
 		cycle()
 	}
 	runtime.GC()
-	before := rssBytes(t)
+	before := fixtures.RSS(t)
 	tb, mb := torch.LiveHandles()
 	for i := 0; i < 1000; i++ {
 		step()
@@ -113,7 +101,7 @@ func TestSoak(t *testing.T) {
 		cycle()
 	}
 	runtime.GC()
-	after := rssBytes(t)
+	after := fixtures.RSS(t)
 	ta, ma := torch.LiveHandles()
 	t.Logf("RSS %d -> %d bytes (%+.2f%%); handles tensors %d -> %d, modules %d -> %d",
 		before, after, 100*float64(after-before)/float64(before), tb, ta, mb, ma)
