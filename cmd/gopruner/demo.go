@@ -66,13 +66,8 @@ func runDemo(cmd *cobra.Command, dir string) error {
 	if err != nil {
 		return err
 	}
-	r, closeLog, err := prepare(cmd.Context(), cfg)
-	if err != nil {
-		return err
-	}
-	defer closeLog()
 	fmt.Fprintf(out, "pruning %s with my_pruning (TaylorFOWeight, P=%.2f, alf %d, delta_crop %.2f, cart %v)\n", trained, cfg.P, cfg.Alf, cfg.DeltaCrop, cfg.Cart)
-	return r.execute(cmd.Context(), out)
+	return pruneWith(cmd.Context(), cfg, out)
 }
 
 // trainDemo trains the untrained embedded CNN briefly, so there is

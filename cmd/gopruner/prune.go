@@ -142,12 +142,17 @@ func runPrune(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	r, closeLog, err := prepare(cmd.Context(), cfg)
+	return pruneWith(cmd.Context(), cfg, cmd.OutOrStdout())
+}
+
+// pruneWith checks the inputs of cfg, then prunes.
+func pruneWith(ctx context.Context, cfg *config.Config, out io.Writer) error {
+	r, closeLog, err := prepare(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	return r.execute(cmd.Context(), cmd.OutOrStdout())
+	return r.execute(ctx, out)
 }
 
 // prepare checks every input before any work, so a bad flag never costs a

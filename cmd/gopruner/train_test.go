@@ -415,22 +415,10 @@ func rewriteCSV(t *testing.T, dir string, f func(string) string) {
 }
 
 // checkUsageLine asserts exit code 2 and a single "gopruner: " line on
-// stderr containing every want.
+// stderr containing every want (and no crash trace).
 func checkUsageLine(t *testing.T, r cliResult, wants ...string) {
 	t.Helper()
-	if r.code != 2 {
-		t.Errorf("exit code %d, want 2\nstderr: %s", r.code, r.stderr)
-	}
-	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
-	if len(lines) != 1 || !strings.HasPrefix(lines[0], "gopruner: ") {
-		t.Errorf("stderr is not one \"gopruner: \" line:\n%s", r.stderr)
-		return
-	}
-	for _, w := range wants {
-		if !strings.Contains(lines[0], w) {
-			t.Errorf("error %q does not mention %q", lines[0], w)
-		}
-	}
+	checkErrLine(t, r, 2, wants...)
 }
 
 // TestTrainImageFolderRGB224 trains a 3×224×224 model for one short epoch on
