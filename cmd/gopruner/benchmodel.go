@@ -30,12 +30,9 @@ func newBenchModelCmd() *cobra.Command {
 				return err
 			}
 			d, _ := cmd.Flags().GetString("device")
-			dev, err := torch.ParseDevice(d)
+			dev, err := usableDevice(d)
 			if err != nil {
-				return fail.Usage(err)
-			}
-			if err := dev.Check(); err != nil {
-				return fail.Usage(err)
+				return err
 			}
 			if n, _ := cmd.Flags().GetInt("threads"); n > 0 {
 				if err := torch.SetNumThreads(n); err != nil {

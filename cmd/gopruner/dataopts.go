@@ -170,15 +170,25 @@ func loadSplit(ctx context.Context, ds *data.Dataset, name string, optional bool
 	return sp, nil
 }
 
+// usableDevice parses a device name and checks that it exists here; both
+// failures are usage errors.
+func usableDevice(s string) (torch.Device, error) {
+	dev, err := torch.ParseDevice(s)
+	if err != nil {
+		return dev, fail.Usage(err)
+	}
+	if err := dev.Check(); err != nil {
+		return dev, fail.Usage(err)
+	}
+	return dev, nil
+}
+
 // setupTorch applies device, threads and seed; it returns the device and
 // the thread count in use.
 func setupTorch(c *config.Config) (torch.Device, int, error) {
-	dev, err := torch.ParseDevice(c.Device)
+	dev, err := usableDevice(c.Device)
 	if err != nil {
-		return dev, 0, fail.Usage(err)
-	}
-	if err := dev.Check(); err != nil {
-		return dev, 0, fail.Usage(err)
+		return dev, 0, err
 	}
 	threads := c.Threads
 	if threads <= 0 {

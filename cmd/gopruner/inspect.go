@@ -55,11 +55,8 @@ func openModel(cmd *cobra.Command) (*model.Analyzed, error) {
 	}
 	dev := torch.CPU
 	if d, _ := cmd.Flags().GetString("device"); d != "" {
-		if dev, err = torch.ParseDevice(d); err != nil {
-			return nil, fail.Usage(err)
-		}
-		if err := dev.Check(); err != nil {
-			return nil, fail.Usage(err)
+		if dev, err = usableDevice(d); err != nil {
+			return nil, err
 		}
 	}
 	return model.Open(path, shape, dev)

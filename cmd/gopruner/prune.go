@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -169,19 +168,12 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 		r.shape = append(r.shape, int64(d))
 	}
 	var err error
-	if r.dev, err = torch.ParseDevice(cfg.Device); err != nil {
-		return nil, nil, fail.Usage(err)
-	}
-	if err := r.dev.Check(); err != nil {
-		return nil, nil, fail.Usage(err)
+	if r.dev, _, err = setupTorch(cfg); err != nil {
+		return nil, nil, err
 	}
 	for _, s := range cfg.Cart {
-		d, err := torch.ParseDevice(string(s))
-		if err != nil {
-			return nil, nil, fail.Usagef("cart: %v", err)
-		}
-		if err := d.Check(); err != nil {
-			return nil, nil, fail.Usagef("cart: %v", err)
+		if _, err := usableDevice(string(s)); err != nil {
+			return nil, nil, fmt.Errorf("cart: %w", err)
 		}
 	}
 	if cfg.Algorithm == config.AlgorithmMyPruning && cfg.Path.Dataset == "" {
@@ -218,18 +210,6 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 		return nil, nil, err
 	}
 	r.log = log
-	threads := cfg.Threads
-	if threads <= 0 {
-		threads = runtime.NumCPU()
-	}
-	if err := torch.SetNumThreads(threads); err != nil {
-		closeLog()
-		return nil, nil, err
-	}
-	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
-		closeLog()
-		return nil, nil, err
-	}
 	if cfg.Path.Dataset != "" {
 		// The class list saved next to a model by `gopruner train` keeps
 		// labels matching the model's outputs here too.
