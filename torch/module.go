@@ -350,39 +350,28 @@ func (m *Module) Prune(edits []Slice, groups map[string]int64) error {
 		convNames = append(convNames, cstr(k))
 		gv = append(gv, groups[k])
 	}
-	// The C arrays of C pointers live in C memory: cgo forbids passing Go
-	// memory that holds pointers, and these hold C pointers only, but keeping
-	// them in C memory keeps the rule obvious.
-	cNames := cPtrArray(names)
-	defer C.free(unsafe.Pointer(cNames))
-	cConv := cPtrArray(convNames)
-	defer C.free(unsafe.Pointer(cConv))
 	if len(spec) == 0 {
 		spec = append(spec, 0)
 	}
 	if len(gv) == 0 {
 		gv = append(gv, 0)
 	}
-	err = errFrom("prune", C.gpt_module_prune(h, C.int(len(edits)), cNames,
+	err = errFrom("prune", C.gpt_module_prune(h, C.int(len(edits)), cStrings(names),
 		(*C.int64_t)(unsafe.Pointer(&off[0])), (*C.int64_t)(unsafe.Pointer(&spec[0])),
-		C.int(len(keys)), cConv, (*C.int64_t)(unsafe.Pointer(&gv[0]))))
+		C.int(len(keys)), cStrings(convNames), (*C.int64_t)(unsafe.Pointer(&gv[0]))))
 	runtime.KeepAlive(off)
 	runtime.KeepAlive(spec)
 	runtime.KeepAlive(gv)
 	return err
 }
 
-func cPtrArray(ps []*C.char) **C.char {
-	n := len(ps)
-	if n == 0 {
-		n = 1
+// cStrings passes a Go slice of C strings to C as a char** (nil when
+// empty). The slice holds C pointers only, which cgo allows.
+func cStrings(ps []*C.char) **C.char {
+	if len(ps) == 0 {
+		return nil
 	}
-	arr := (**C.char)(C.malloc(C.size_t(n) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-	s := unsafe.Slice(arr, n)
-	for i, p := range ps {
-		s[i] = p
-	}
-	return arr
+	return &ps[0]
 }
 
 // ZeroGrad drops the gradients of all parameters.

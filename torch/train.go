@@ -233,15 +233,9 @@ func (a *TaylorAccumulator) Add(m *Module, x, y *Tensor) (float64, error) {
 			freeC(p)
 		}
 	}()
-	arr := cPtrArray(cn)
-	defer C.free(unsafe.Pointer(arr))
-	accArr := (*C.gpt_tensor)(C.malloc(C.size_t(len(a.acc)) * C.size_t(unsafe.Sizeof(C.gpt_tensor(nil)))))
-	defer C.free(unsafe.Pointer(accArr))
-	as := unsafe.Slice(accArr, len(a.acc))
-	copy(as, a.acc)
 	var l C.double
-	err = errFrom("taylor", C.gpt_taylor_accumulate(hm, hx, hy, C.int(len(a.names)), arr, accArr, &l))
-	copy(a.acc, as) // handles created on the first call
+	// C fills in the handles it creates on the first call.
+	err = errFrom("taylor", C.gpt_taylor_accumulate(hm, hx, hy, C.int(len(a.names)), cStrings(cn), &a.acc[0], &l))
 	if err != nil {
 		return 0, err
 	}
