@@ -21,6 +21,9 @@ struct gpt_module_s {
   torch::jit::Module m;
   c10::Device device{c10::kCPU};
   int threads = 0;
+  // Whether the forward accepts channels-last (NHWC) image batches: -1 not
+  // probed yet, 0 no (it views an activation as NCHW), 1 yes. See train.cc.
+  int nhwc = -1;
 };
 
 namespace gpt {

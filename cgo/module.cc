@@ -136,6 +136,7 @@ void set_conv_groups(torch::jit::Module &m, const std::map<std::string, int64_t>
 }
 
 void reload(gpt_module_s *h) {
+  h->nhwc = -1;
   std::stringstream ss;
   h->m.save(ss);
   ss.seekg(0);

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -134,21 +135,7 @@ func TestTrainStepLowersLoss(t *testing.T) {
 	opt := must[*Optimizer](t)(NewSGD(m, SGDOptions{LR: 0.05, Momentum: 0.9}))
 	defer opt.Close()
 	// A fixed batch the model must fit: loss goes down over a few steps.
-	n := int64(16)
-	shape := append([]int64{n}, meta.InputShape[1:]...)
-	r := rand.New(rand.NewPCG(1, 2))
-	data := make([]float32, n*shape[1]*shape[2]*shape[3])
-	for i := range data {
-		data[i] = float32(r.NormFloat64())
-	}
-	labels := make([]int64, n)
-	for i := range labels {
-		labels[i] = int64(i % 10)
-	}
-	x := must[*Tensor](t)(FromFloat32(data, shape, CPU))
-	defer x.Close()
-	y := must[*Tensor](t)(FromInt64(labels, []int64{n}, CPU))
-	defer y.Close()
+	x, y := randomBatch(t, 16, meta.InputShape, 10, 1)
 	first, _, err := TrainStep(m, opt, x, y)
 	if err != nil {
 		t.Fatal(err)
@@ -341,4 +328,88 @@ func TestParseDevice(t *testing.T) {
 			t.Error("Check of cuda:0 without CUDA passed")
 		}
 	}
+}
+
+// TestChannelsLastMatchesForward covers the NHWC layout the train, eval and
+// Taylor steps feed CPU batches in: their loss must equal the plain (NCHW)
+// forward's, a model that views activations as NCHW (view_flatten) must fall
+// back rather than fail, and the one-off layout probe must leave the module
+// as it was: still in eval mode, BatchNorm statistics untouched.
+func TestChannelsLastMatchesForward(t *testing.T) {
+	archs := append(append([]string{}, fixtures.Patterns...), "mnistnet", "view_flatten", "resnet18", "mobilenet_v2")
+	for _, name := range fixtures.Names(archs) {
+		t.Run(name, func(t *testing.T) {
+			path, meta := fixtures.Model(t, name)
+			if len(meta.InputShape) != 4 {
+				t.Skip("not an image model")
+			}
+			m := must[*Module](t)(Load(path, CPU))
+			defer m.Close()
+			must[struct{}](t)(struct{}{}, m.Train(false))
+			n := int64(4)
+			x, y := randomBatch(t, n, meta.InputShape, meta.OutputShape[1], 3)
+			buffers := func() map[string][]float32 {
+				out := map[string][]float32{}
+				for _, b := range must[[]string](t)(m.BufferNames()) {
+					bt := must[*Tensor](t)(m.Get(b))
+					if v, err := bt.Float32s(); err == nil { // num_batches_tracked is int64
+						out[b] = v
+					}
+					bt.Close()
+				}
+				return out
+			}
+			before := buffers()
+
+			logits := must[*Tensor](t)(m.Forward(true, x))
+			defer logits.Close()
+			ce := must[*Tensor](t)(CrossEntropy(logits, y))
+			defer ce.Close()
+			want := float64(must[[]float32](t)(ce.Float32s())[0]) * float64(n)
+			got, _, err := EvalBatch(m, x, y, make([]int64, n))
+			if err != nil {
+				t.Fatalf("eval batch: %v", err)
+			}
+			if d := math.Abs(got-want) / math.Max(math.Abs(want), 1e-6); d > 1e-4 {
+				t.Errorf("eval loss %.7g, plain forward %.7g: rel. diff %.2g", got, want, d)
+			}
+			if tr := must[bool](t)(m.IsTraining()); tr {
+				t.Error("module left in training mode after the eval step")
+			}
+			for b, v := range buffers() {
+				if !slices.Equal(v, before[b]) {
+					t.Errorf("buffer %s changed by an eval step", b)
+				}
+			}
+
+			must[struct{}](t)(struct{}{}, m.Train(true))
+			opt := must[*Optimizer](t)(NewSGD(m, SGDOptions{LR: 0.01}))
+			defer opt.Close()
+			loss, _, err := TrainStep(m, opt, x, y)
+			if err != nil || math.IsNaN(loss) {
+				t.Fatalf("train step: loss %v, %v", loss, err)
+			}
+		})
+	}
+}
+
+// randomBatch is n normal-random images of inShape's C×H×W with labels
+// cycling through the classes; both tensors close with the test.
+func randomBatch(t *testing.T, n int64, inShape []int64, classes int64, seed uint64) (x, y *Tensor) {
+	t.Helper()
+	shape := append([]int64{n}, inShape[1:]...)
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	data := make([]float32, n*shape[1]*shape[2]*shape[3])
+	for i := range data {
+		data[i] = float32(r.NormFloat64())
+	}
+	labels := make([]int64, n)
+	for i := range labels {
+		labels[i] = int64(i) % classes
+	}
+	x = must[*Tensor](t)(FromFloat32(data, shape, CPU))
+	t.Cleanup(x.Close)
+	y = must[*Tensor](t)(FromInt64(labels, []int64{n}, CPU))
+	t.Cleanup(y.Close)
+	return x, y
 }

@@ -70,7 +70,9 @@ func Fit(ctx context.Context, m *torch.Module, split *data.Split, o Options) (Re
 	if !(o.LR > 0) {
 		return Result{}, fmt.Errorf("train: learning rate %g must be positive", o.LR)
 	}
-	bo := data.BatchOptions{BatchSize: o.BatchSize, Shuffle: true, Seed: o.Seed, DropLast: split.Len() >= 2*o.BatchSize, Flip: o.Flip, CropPad: o.CropPad}
+	bo := data.BatchOptions{BatchSize: o.BatchSize, Shuffle: true, Seed: o.Seed, DropLast: split.Len() >= 2*o.BatchSize, Flip: o.Flip, CropPad: o.CropPad,
+		// trainStep copies each batch into a tensor before the next is asked for.
+		Reuse: true}
 	perEpoch := split.NumBatches(bo)
 	if perEpoch == 0 {
 		return Result{}, fmt.Errorf("train: split %q has no batch of %d", split.Name(), o.BatchSize)
@@ -233,7 +235,7 @@ func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize
 	var lossSum float64
 	var correct, n int
 	preds := make([]int64, batchSize)
-	for b, err := range split.Batches(ctx, data.BatchOptions{BatchSize: batchSize}) {
+	for b, err := range split.Batches(ctx, data.BatchOptions{BatchSize: batchSize, Reuse: true}) {
 		if err != nil {
 			return EvalResult{}, err
 		}
