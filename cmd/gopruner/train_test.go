@@ -166,7 +166,11 @@ func TestTrainMNISTMatchesPyTorch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains two models for an epoch each")
 	}
-	model := demoModel(t)
+	// The demo CNN is no judge here: after one epoch at a constant lr 0.05 its
+	// val accuracy depends on the last few steps (seen 25% to 93% from
+	// PyTorch alone, with seeds 0-2), while this two-conv MNIST net lands
+	// within about a point from any order, so two points measure the loop.
+	model, _ := fixtures.Model(t, "mnistnet_scripted")
 	mnistDir, err := data.LocateGoMNIST()
 	if err != nil {
 		t.Skipf("GoMNIST: %v", err)
@@ -212,9 +216,8 @@ func TestTrainMNISTMatchesPyTorch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	// Both loops see the same images in the same order: gopruner's shuffle
-	// for seed 0, epoch 0, without the short tail batch. One epoch at this
-	// learning rate swings val accuracy by several points between orders,
-	// so only a shared order makes a 2-point comparison meaningful.
+	// for seed 0, epoch 0, without the short tail batch, so that their mean
+	// train losses are comparable step for step, not only their accuracy.
 	orderFile := writeTrainOrder(t, dir, 64, 0)
 	ref := exec.CommandContext(ctx, py, filepath.Join(fixtures.RepoRoot(t), "scripts", "ref_train.py"),
 		"--dataset", dir, "--model", model, "--input-shape", "1,1,28,28", "--epochs", "1",
@@ -248,24 +251,15 @@ func TestTrainMNISTMatchesPyTorch(t *testing.T) {
 	if d := math.Abs(got.TrainLoss - want.LastEpochLoss); d > 0.03 {
 		t.Errorf("mean train loss %.4f vs PyTorch %.4f: %.3f apart, want ≤ 0.03", got.TrainLoss, want.LastEpochLoss, d)
 	}
-	// With the same order and the same initial weights the two loops give
-	// the same mean train loss (checked above). Val accuracy after one
-	// epoch at lr 0.05 is still chaotic: float rounding differences grow
-	// over 187 steps and BatchNorm's running statistics lag the weights, so
-	// single runs of the same loop land 10+ points apart (seen: 88.9% vs
-	// 75.5% with identical order and loss 0.648 vs 0.645). The 2-point
-	// bound is therefore opt-in; by default a gap wider than 15 points
-	// (a broken loader or label mapping lands near 10%) fails.
-	limit := 0.15
-	if os.Getenv("GOPRUNER_STRICT_ACC") == "1" {
-		limit = 0.02
-	}
+	// The same order and initial weights give the same mean train loss
+	// (checked above); the acceptance is val accuracy within 2 points.
+	const limit = 0.02
 	if d := math.Abs(*got.ValAccuracy - want.ValAccuracy); d > limit {
 		t.Errorf("val accuracy %.2f%% vs PyTorch %.2f%%: %.2f points apart, want ≤ %.0f",
 			100**got.ValAccuracy, 100*want.ValAccuracy, 100*d, 100*limit)
 	}
-	if *got.ValAccuracy < 0.7 {
-		t.Errorf("val accuracy %.2f%% after one epoch, want ≥ 70%%", 100**got.ValAccuracy)
+	if *got.ValAccuracy < 0.9 {
+		t.Errorf("val accuracy %.2f%% after one epoch, want ≥ 90%%", 100**got.ValAccuracy)
 	}
 }
 

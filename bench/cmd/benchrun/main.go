@@ -177,7 +177,7 @@ func run(o options) error {
 	}{
 		{1, "Pruning speed (L2Norm, P=0.5, no fine-tune)", b.pruneSpeed},
 		{2, "MACs accuracy (gopruner flops vs formula count)", b.macsAccuracy},
-		{3, "Fine-tune throughput (demo CNN, MNIST 1 epoch)", b.finetune},
+		{3, "Fine-tune throughput and accuracy (MNIST, 1 epoch)", b.finetune},
 		{4, "Real speed-up (forward latency vs MACs)", b.speedup},
 		{5, "Search: my_pruning vs L2Norm one-shot", b.search},
 		{6, "Scaling of cost with model size", b.scaling},

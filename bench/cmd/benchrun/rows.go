@@ -409,57 +409,104 @@ type refJSON struct {
 
 const demoModel = "pruning/demo/democnn.pt"
 
+// trainPair is one model trained by both loops, each run reps times in
+// alternation; the fastest run of each is reported, so that a burst of load
+// on the machine does not decide the ratio.
+type trainPair struct {
+	Name   string    `json:"name"`
+	G      trainJSON `json:"gopruner"`
+	GP     *proc     `json:"gopruner_process"`
+	R      refJSON   `json:"reference"`
+	RP     *proc     `json:"reference_process"`
+	GWalls []float64 `json:"gopruner_walls_s"`
+	RWalls []float64 `json:"reference_walls_s"`
+}
+
+const trainReps = 2
+
+func (b *bench) trainBoth(name, model, out, ds string) (*trainPair, error) {
+	common := []string{"--model", model, "--dataset", ds, "--input-shape", "1,1,28,28", "--epochs", "1", "--batch-size", "64",
+		"--lr", "0.05", "--momentum", "0.9"}
+	gpArgs := append([]string{b.o.bin, "train"}, common...)
+	gpArgs = append(gpArgs, "--weight-decay", "0", "--threads", "2", "--mean", "0.5", "--std", "0.5", "--seed", "0", "--out", out, "--json")
+	refArgs := append([]string{b.o.python, filepath.Join(b.o.root, "scripts", "ref_train.py")}, common...)
+	refArgs = append(refArgs, "--threads", "2", "--mean", "0.5", "--std", "0.5", "--seed", "0", "--json")
+	tp := &trainPair{Name: name}
+	for range trainReps {
+		gp, err := b.r.run(b.ctx, b.timeout(6*time.Minute), gpArgs...)
+		if err == nil {
+			err = gp.ok()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gopruner train %s: %w", name, err)
+		}
+		var g trainJSON
+		if err := json.Unmarshal(gp.Stdout, &g); err != nil {
+			return nil, fmt.Errorf("gopruner train --json: %w", err)
+		}
+		tp.GWalls = append(tp.GWalls, gp.WallS)
+		if tp.GP == nil || gp.WallS < tp.GP.WallS {
+			tp.G, tp.GP = g, gp
+		}
+		rp, err := b.r.run(b.ctx, b.timeout(8*time.Minute), refArgs...)
+		if err == nil {
+			err = rp.ok()
+		}
+		var r refJSON
+		if err == nil {
+			err = json.Unmarshal(bytes.TrimSpace(lastLine(rp.Stdout)), &r)
+		}
+		if err != nil {
+			return tp, fmt.Errorf("scripts/ref_train.py %s: %w", name, err)
+		}
+		tp.RWalls = append(tp.RWalls, rp.WallS)
+		if tp.RP == nil || rp.WallS < tp.RP.WallS {
+			tp.R, tp.RP = r, rp
+		}
+	}
+	return tp, nil
+}
+
 func (b *bench) finetune(s *section) error {
 	ds, err := b.mnistData()
 	if err != nil {
 		return err
 	}
-	model := filepath.Join(b.o.root, demoModel)
-	out := filepath.Join(b.o.out, "democnn_ft.pt")
-	common := []string{"--model", model, "--dataset", ds, "--input-shape", "1,1,28,28", "--epochs", "1", "--batch-size", "64",
-		"--lr", "0.05", "--momentum", "0.9"}
-	gpArgs := append([]string{b.o.bin, "train"}, common...)
-	gpArgs = append(gpArgs, "--weight-decay", "0", "--threads", "2", "--mean", "0.5", "--std", "0.5", "--seed", "0", "--out", out, "--json")
-	gp, err := b.r.run(b.ctx, b.timeout(6*time.Minute), gpArgs...)
-	if err != nil {
-		return err
+	models := []struct{ name, path, out string }{
+		{"mnistnet", b.fixture("mnistnet"), filepath.Join(b.o.out, "mnistnet_ft.pt")},
+		{"demo CNN", filepath.Join(b.o.root, demoModel), filepath.Join(b.o.out, "democnn_ft.pt")},
 	}
-	if err := gp.ok(); err != nil {
-		return err
+	t := s.addTable(fmt.Sprintf("same model, same data (MNIST as PNG + data.csv: %d train / %d val), batch 64, SGD lr 0.05 momentum 0.9, no weight decay, 2 threads, 1 epoch; fastest of %d alternating runs each", b.o.trainN, b.o.valN, trainReps),
+		"model", "implementation", "train images/s", "images trained", "train time", "whole-process wall", "peak RSS", "val accuracy", "wall ratio")
+	var pairs []*trainPair
+	var ratios []string
+	for _, m := range models {
+		tp, err := b.trainBoth(m.name, m.path, m.out, ds)
+		if tp != nil && tp.GP != nil {
+			t.add(m.name, "gopruner train", fmt.Sprintf("%.0f", tp.G.ImagesPerSec), fmt.Sprint(tp.G.Images), secs(tp.G.TrainS), secs(tp.GP.WallS), mb(tp.GP.MaxRSSKB), accStr(tp.G.ValAccuracy), "")
+		}
+		if err != nil {
+			t.add(m.name, "scripts/ref_train.py", "error: "+err.Error())
+			s.Data = map[string]any{"pairs": pairs}
+			return err
+		}
+		pairs = append(pairs, tp)
+		wr := tp.GP.WallS / tp.RP.WallS
+		t.add(m.name, "scripts/ref_train.py (PyTorch)", fmt.Sprintf("%.0f", tp.R.ImagesPerSec), fmt.Sprint(tp.R.Samples), secs(tp.R.TrainS), secs(tp.RP.WallS), mb(tp.RP.MaxRSSKB), accStr(tp.R.ValAccuracy), ratio(wr))
+		ratios = append(ratios, fmt.Sprintf("%s: throughput %s, wall %s", m.name, ratio(tp.G.ImagesPerSec/tp.R.ImagesPerSec), ratio(wr)))
 	}
-	var g trainJSON
-	if err := json.Unmarshal(gp.Stdout, &g); err != nil {
-		return fmt.Errorf("gopruner train --json: %w", err)
-	}
-	b.trained = out
-
-	refArgs := append([]string{b.o.python, filepath.Join(b.o.root, "scripts", "ref_train.py")}, common...)
-	refArgs = append(refArgs, "--threads", "2", "--mean", "0.5", "--std", "0.5", "--seed", "0", "--json")
-	rp, err := b.r.run(b.ctx, b.timeout(8*time.Minute), refArgs...)
-	var r refJSON
-	if err == nil {
-		err = rp.ok()
-	}
-	if err == nil {
-		err = json.Unmarshal(bytes.TrimSpace(lastLine(rp.Stdout)), &r)
-	}
-	s.Data = map[string]any{"gopruner": g, "gopruner_process": gp, "reference": r, "reference_process": rp}
-	t := s.addTable("same model (pruning/demo/democnn.pt, 1×28×28), same data (MNIST as PNG + data.csv: 12,000 train / 2,000 val), batch 64, SGD lr 0.05 momentum 0.9, no weight decay, 2 threads, 1 epoch",
-		"implementation", "train images/s", "images trained", "train time", "whole-process wall", "peak RSS", "val accuracy")
-	t.add("gopruner train", fmt.Sprintf("%.0f", g.ImagesPerSec), fmt.Sprint(g.Images), secs(g.TrainS), secs(gp.WallS), mb(gp.MaxRSSKB), accStr(g.ValAccuracy))
-	if err != nil {
-		t.add("scripts/ref_train.py", "error: "+err.Error())
-		s.Summary = &summaryRow{Gopruner: fmt.Sprintf("%.0f images/s, wall %s", g.ImagesPerSec, secs(gp.WallS)), Reference: "n/a"}
-		return err
-	}
-	t.add("scripts/ref_train.py (PyTorch)", fmt.Sprintf("%.0f", r.ImagesPerSec), fmt.Sprint(r.Samples), secs(r.TrainS), secs(rp.WallS), mb(rp.MaxRSSKB), accStr(r.ValAccuracy))
+	b.trained = models[1].out
+	s.Data = map[string]any{"pairs": pairs}
+	mn := pairs[0]
 	s.Summary = &summaryRow{
-		Gopruner:  fmt.Sprintf("%.0f images/s, wall %s, val acc %s", g.ImagesPerSec, secs(gp.WallS), accStr(g.ValAccuracy)),
-		Reference: fmt.Sprintf("%.0f images/s, wall %s, val acc %s", r.ImagesPerSec, secs(rp.WallS), accStr(r.ValAccuracy)),
-		Ratio:     fmt.Sprintf("throughput %s, wall %s", ratio(g.ImagesPerSec/r.ImagesPerSec), ratio(gp.WallS/rp.WallS)),
+		Gopruner:  fmt.Sprintf("mnistnet %.0f images/s, wall %s, val acc %s", mn.G.ImagesPerSec, secs(mn.GP.WallS), accStr(mn.G.ValAccuracy)),
+		Reference: fmt.Sprintf("mnistnet %.0f images/s, wall %s, val acc %s", mn.R.ImagesPerSec, secs(mn.RP.WallS), accStr(mn.R.ValAccuracy)),
+		Ratio:     strings.Join(ratios, "; "),
 		Note:      "ratio = gopruner / reference",
 	}
-	s.note("gopruner drops the last short batch (%d of %d images); the reference trains it. Decoding: gopruner decodes PNGs in Go (cached as uint8) inside its wall time; the reference decodes with PIL before its timed loop (%.1f s, inside its wall time).", g.Images, b.o.trainN, r.DecodeS)
+	s.note("mnistnet is the acceptance model (the fixture's two-conv MNIST net); the demo CNN's val accuracy after one epoch at constant lr 0.05 swings from 25%% to 93%% with the batch order in either loop, so only its speed is comparable.")
+	s.note("gopruner drops the last short batch (%d of %d images); the reference trains it. Decoding: gopruner decodes PNGs in Go (cached as uint8) inside its wall time; the reference decodes with PIL before its timed loop (%.1f s, inside its wall time).", mn.G.Images, b.o.trainN, mn.R.DecodeS)
+	s.note("Both loops train in NHWC memory: gopruner lays CPU batches out channels-last when the model accepts it; the reference gets it from permuting HWC arrays of one channel.")
 	return nil
 }
 
