@@ -67,6 +67,15 @@ func TestTargetReached(t *testing.T) {
 			if got := f.MACs(st.Keep); got != st.MACs {
 				t.Errorf("state MACs %d, keep gives %d", st.MACs, got)
 			}
+			// The last cut goes no further than the target: one more alf of
+			// the winning group kept would leave the model above it.
+			last := st.History[len(st.History)-1]
+			if up := last.To + max(1, opt.Alf); up < last.From {
+				if m := f.MACs(withKeep(st.Keep, last.Group, up)); m <= st.Target {
+					t.Errorf("last iteration cut group %d %d→%d, but %d channels already reach the target (%d <= %d)",
+						last.Group, last.From, last.To, up, m, st.Target)
+				}
+			}
 			// Each record continues from the previous one.
 			macs, acc := st.MACs0, 1.0
 			for _, rec := range st.History {

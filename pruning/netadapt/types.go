@@ -30,7 +30,8 @@ const (
 
 // Step rules (Options.Step).
 const (
-	// StepChannels cuts delta_crop of a group's current channels.
+	// StepChannels cuts delta_crop of a group's current channels, or fewer
+	// when fewer reach the MACs target.
 	StepChannels = "channels"
 	// StepMACs makes every candidate remove about the same MACs,
 	// delta_crop·MACs₀ per iteration (NetAdapt's resource reduction
