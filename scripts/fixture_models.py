@@ -231,8 +231,9 @@ class NoForward(nn.Module):
 
 class MNISTNet(nn.Module):  # input 1x1x28x28
     """The classic two-conv MNIST classifier (with BatchNorm): the model of
-    the train-vs-PyTorch acceptance, because one epoch at lr 0.05 lands it
-    within a point of the same val accuracy from any batch order."""
+    the train-vs-PyTorch acceptance. After one epoch at lr 0.05 its val
+    accuracy depends far less on the batch order (90-96% over seeds 0-3 in
+    either loop) than the demo CNN's (25-93%)."""
 
     def __init__(self):
         super().__init__()
