@@ -109,6 +109,9 @@ gpt_err gpt_live_modules(int64_t *out);
 gpt_err gpt_module_has_method(gpt_module m, const char *name, int *out);
 gpt_err gpt_module_train(gpt_module m, int on);
 gpt_err gpt_module_is_training(gpt_module m, int *out);
+/* BatchNorm calls in forward (inlined): total, and fixed, those whose training
+   flag is a constant (traced), which m's train mode cannot change. */
+gpt_err gpt_module_bn_modes(gpt_module m, int *fixed, int *total);
 gpt_err gpt_module_to(gpt_module m, const char *device);
 /* Threads used by calls on this module (0: leave libtorch's setting). */
 gpt_err gpt_module_set_threads(gpt_module m, int n);

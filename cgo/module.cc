@@ -235,6 +235,34 @@ gpt_err gpt_module_has_method(gpt_module h, const char *name, int *out) {
   GPT_CATCH
 }
 
+namespace {
+
+void count_bn(torch::jit::Block *b, int *fixed, int *total) {
+  for (torch::jit::Node *node : b->nodes()) {
+    for (torch::jit::Block *sub : node->blocks()) count_bn(sub, fixed, total);
+    if (node->kind() != c10::Symbol::aten("batch_norm") || node->inputs().size() < 6) continue;
+    (*total)++;
+    if (node->input(5)->node()->kind() == c10::prim::Constant) (*fixed)++;
+  }
+}
+
+}  // namespace
+
+gpt_err gpt_module_bn_modes(gpt_module h, int *fixed, int *total) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  *fixed = 0;
+  *total = 0;
+  if (!h->m.find_method("forward").has_value()) return nullptr;
+  // The inlined copy shows every call site; the module's own graphs stay as
+  // they are.
+  std::shared_ptr<torch::jit::Graph> g =
+      torch::jit::toGraphFunction(h->m.get_method("forward").function()).graph()->copy();
+  torch::jit::Inline(*g);
+  count_bn(g->block(), fixed, total);
+  GPT_CATCH
+}
+
 gpt_err gpt_module_train(gpt_module h, int on) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY

@@ -161,6 +161,22 @@ func (m *Module) IsTraining() (bool, error) {
 	return v != 0, nil
 }
 
+// BatchNormModes counts the BatchNorm calls in forward and, of those, the
+// ones whose training flag is fixed in the graph: a model traced in eval mode
+// normalises with its running statistics, and never updates them, even in
+// training mode.
+func (m *Module) BatchNormModes() (fixed, total int, err error) {
+	h, err := m.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	var f, n C.int
+	if err := errFrom("bn_modes", C.gpt_module_bn_modes(h, &f, &n)); err != nil {
+		return 0, 0, err
+	}
+	return int(f), int(n), nil
+}
+
 // To moves the module's parameters and buffers to a device.
 func (m *Module) To(d Device) error {
 	h, err := m.handle()

@@ -413,3 +413,22 @@ func randomBatch(t *testing.T, n int64, inShape []int64, classes int64, seed uin
 	t.Cleanup(y.Close)
 	return x, y
 }
+
+func TestBatchNormModes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		fixed, all int
+	}{
+		{"smallcnn_scripted", 0, 3}, {"smallcnn_traced", 3, 3},
+		{"resnet18_scripted", 0, 20}, {"resnet18_traced", 20, 20},
+		{"linear_linear_traced", 0, 0},
+	} {
+		path, _ := fixtures.Model(t, tc.name)
+		m := must[*Module](t)(Load(path, CPU))
+		fixed, all, err := m.BatchNormModes()
+		m.Close()
+		if err != nil || fixed != tc.fixed || all != tc.all {
+			t.Errorf("%s: %d of %d BatchNorm calls fixed (%v), want %d of %d", tc.name, fixed, all, err, tc.fixed, tc.all)
+		}
+	}
+}

@@ -223,6 +223,18 @@ func loadModel(path string, dev torch.Device, threads int, shape []int64, classe
 	return m, nil
 }
 
+// frozenBN is the warning for a model about to be fine-tuned whose BatchNorm
+// calls were traced in eval mode: their training flag is a constant in the
+// graph, so fine-tuning normalises with the running statistics and never
+// updates them. "" when there is nothing to say.
+func frozenBN(m *torch.Module, path string) string {
+	fixed, total, err := m.BatchNormModes()
+	if err != nil || fixed == 0 {
+		return ""
+	}
+	return fmt.Sprintf("model %s: %d of %d BatchNorm layers were traced in eval mode; fine-tuning keeps their running statistics as they are (export with torch.jit.script to let it update them)", path, fixed, total)
+}
+
 // checkOutputs runs forward once on an example batch of one.
 func checkOutputs(m *torch.Module, path string, shape []int64, classes []string) error {
 	one := append([]int64{1}, shape[1:]...)

@@ -288,6 +288,11 @@ func (r *pruneRun) execute(ctx context.Context, stdout io.Writer) error {
 	}
 	r.log.Info().Str("model", cfg.Path.Model).Str("algorithm", cfg.Algorithm).Float64("P", cfg.P).Int("alf", cfg.Alf).
 		Str("device", r.dev.String()).Msg("prune")
+	if cfg.Finetune || cfg.Algorithm == config.AlgorithmMyPruning {
+		if w := frozenBN(am.Module, cfg.Path.Model); w != "" {
+			r.log.Warn().Msg(w)
+		}
+	}
 	var res *outcome
 	switch cfg.Algorithm {
 	case config.AlgorithmL2Norm:

@@ -127,6 +127,9 @@ func runTrain(cmd *cobra.Command, _ []string) error {
 
 	perEpoch := trainSplit.NumBatches(data.BatchOptions{BatchSize: c.Train.BatchSize, DropLast: trainSplit.Len() >= 2*c.Train.BatchSize})
 	stderr := cmd.ErrOrStderr()
+	if w := frozenBN(m, c.Path.Model); w != "" {
+		fmt.Fprintln(stderr, "gopruner: warning: "+w)
+	}
 	fmt.Fprintf(stderr, "training %s on %s: %d train images, %d classes, epochs %d × %d steps, batch %d, %s, %d threads\n",
 		c.Path.Model, c.Path.Dataset, trainSplit.Len(), len(ds.Classes), c.Train.Epochs, perEpoch, c.Train.BatchSize, dev, threads)
 	rep := newReporter(stderr, c.Train.Epochs, perEpoch)

@@ -421,21 +421,7 @@ func checkUsageLine(t *testing.T, r cliResult, wants ...string) {
 // evaluates the result with the class list train saved.
 func TestTrainImageFolderRGB224(t *testing.T) {
 	model := fixtures.Path(t, "resnet18_scripted.pt")
-	dir := t.TempDir()
-	for i := 0; i < 8; i++ {
-		class := []string{"cat", "dog"}[i%2]
-		img := image.NewRGBA(image.Rect(0, 0, 40, 30))
-		for y := 0; y < 30; y++ {
-			for x := 0; x < 40; x++ {
-				c := color.RGBA{uint8(x * 6), uint8(y * 8), uint8(i * 30), 255}
-				if class == "dog" {
-					c.R = 255 - c.R
-				}
-				img.SetRGBA(x, y, c)
-			}
-		}
-		writePNG(t, filepath.Join(dir, class, fmt.Sprintf("%d.png", i)), img)
-	}
+	dir := catsAndDogs(t, 8)
 	out := filepath.Join(t.TempDir(), "r18.pt")
 	r := runCLI(t, "train", "--model", model, "--dataset", dir, "--input-shape", "1,3,224,224",
 		"--epochs", "1", "--batch-size", "4", "--val-fraction", "0", "--lr", "0.001",
@@ -451,6 +437,9 @@ func TestTrainImageFolderRGB224(t *testing.T) {
 		t.Errorf("train: %d steps over %d images, val %v; want 2 steps, 8 images, no val", got.Steps, got.Images, got.ValAccuracy)
 	}
 	t.Logf("resnet18 3×224×224: %.1f images/s, wall %.1fs", got.ImagesPerSec, got.WallSeconds)
+	if strings.Contains(r.stderr, "traced in eval mode") {
+		t.Errorf("a scripted model got the traced-BatchNorm warning:\n%s", r.stderr)
+	}
 	classes, err := data.ReadClasses(strings.TrimSuffix(out, ".pt") + ".classes.json")
 	if err != nil {
 		t.Fatal(err)
@@ -465,6 +454,44 @@ func TestTrainImageFolderRGB224(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, `"samples": 8`) {
 		t.Errorf("eval: %s, want 8 samples", r.stdout)
+	}
+}
+
+// catsAndDogs writes an ImageFolder of n small RGB PNGs in two classes.
+func catsAndDogs(t *testing.T, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i := 0; i < n; i++ {
+		class := []string{"cat", "dog"}[i%2]
+		img := image.NewRGBA(image.Rect(0, 0, 40, 30))
+		for y := 0; y < 30; y++ {
+			for x := 0; x < 40; x++ {
+				c := color.RGBA{uint8(x * 6), uint8(y * 8), uint8(i * 30), 255}
+				if class == "dog" {
+					c.R = 255 - c.R
+				}
+				img.SetRGBA(x, y, c)
+			}
+		}
+		writePNG(t, filepath.Join(dir, class, fmt.Sprintf("%d.png", i)), img)
+	}
+	return dir
+}
+
+// TestTrainWarnsTracedBatchNorm: a model traced in eval mode has its
+// BatchNorm training flags baked in, so fine-tuning cannot update their
+// statistics; train says so, naming the model, and still trains.
+func TestTrainWarnsTracedBatchNorm(t *testing.T) {
+	model := fixtures.Path(t, "smallcnn_traced.pt")
+	r := runCLI(t, "train", "--model", model, "--dataset", catsAndDogs(t, 8), "--input-shape", "1,3,32,32",
+		"--epochs", "1", "--batch-size", "4", "--val-fraction", "0", "--threads", "2",
+		"--out", filepath.Join(t.TempDir(), "s.pt"))
+	if r.code != 0 {
+		t.Fatalf("train: exit %d\n%s", r.code, r.stderr)
+	}
+	want := "gopruner: warning: model " + model + ": 3 of 3 BatchNorm layers were traced in eval mode"
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 	}
 }
 
