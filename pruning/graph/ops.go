@@ -667,9 +667,11 @@ func (a *analyzer) layerNorm() {
 	case m.dim < len(S)-k:
 		// normalizes other dims; weight and bias stay (step pins them)
 	case k == 1 && m.dim == len(S)-1:
-		if !a.perChannel(m, a.in(2), a.in(3)) {
-			a.freezeMap(m, fmt.Sprintf("%s: weight or bias is not per-channel", a.desc()))
-		}
+		// The mean and variance run over the channels, so a pruned model
+		// would normalise over fewer of them than the original with those
+		// channels zeroed: not equivalent, however the weights are sliced.
+		a.freezeMap(m, fmt.Sprintf("%s normalizes over the channels: removing some would change its mean and variance", a.desc()))
+		a.perChannel(m, a.in(2), a.in(3))
 	default:
 		a.freezeMap(m, fmt.Sprintf("%s normalizes over the channels together with other dims", a.desc()))
 	}
