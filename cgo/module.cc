@@ -135,8 +135,13 @@ void set_conv_groups(torch::jit::Module &m, const std::map<std::string, int64_t>
       throw std::runtime_error("no convolution with weight \"" + kv.first + "\" in forward");
 }
 
+// reload replaces h's module by a serialise/load round trip of itself. A
+// method's executor keeps the optimised copy of the graph it was built from,
+// so once forward has run, an edit of its graph only takes effect through a
+// fresh load; before that, the edit is simply what the executor will copy.
 void reload(gpt_module_s *h) {
   h->nhwc = -1;
+  h->ran = false;
   std::stringstream ss;
   h->m.save(ss);
   ss.seekg(0);
@@ -306,6 +311,7 @@ gpt_err gpt_module_forward(gpt_module h, const gpt_tensor *inputs, int n,
     in.emplace_back(inputs[i]->t);
   }
   c10::IValue r;
+  h->ran = true;
   if (no_grad) {
     at::NoGradGuard ng;
     r = h->m.forward(in);
@@ -391,7 +397,7 @@ gpt_err gpt_module_set_conv_groups(gpt_module h, const char *weight_name,
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
   set_conv_groups(h->m, {{std::string(weight_name), groups}});
-  reload(h);
+  if (h->ran) reload(h);
   GPT_CATCH
 }
 
@@ -442,7 +448,7 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
   std::map<std::string, int64_t> new_groups;
   for (int j = 0; j < nconvs; j++) new_groups[conv_names[j]] = groups[j];
   set_conv_groups(h->m, new_groups);
-  if (nconvs > 0) reload(h);
+  if (nconvs > 0 && h->ran) reload(h);
   GPT_CATCH
 }
 

@@ -73,6 +73,7 @@ bool accepts_nhwc(gpt_module_s *h, const at::Tensor &x) {
   std::vector<std::pair<torch::jit::Module, bool>> modes;
   for (const auto &sm : h->m.modules()) modes.emplace_back(sm, sm.is_training());
   h->m.eval();
+  h->ran = true;
   try {
     at::NoGradGuard ng;
     std::vector<c10::IValue> in{channels_last(x.narrow(0, 0, 1))};
@@ -89,6 +90,7 @@ bool accepts_nhwc(gpt_module_s *h, const at::Tensor &x) {
 at::Tensor forward_logits(gpt_module_s *h, const at::Tensor &x) {
   bool nhwc = x.dim() == 4 && x.size(0) > 0 && x.device().is_cpu() && accepts_nhwc(h, x);
   std::vector<c10::IValue> in{nhwc ? channels_last(x) : x};
+  h->ran = true;
   return gpt::first_tensor(h->m.forward(in));
 }
 

@@ -31,12 +31,28 @@ func TestL2NormEquivalence(t *testing.T) {
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			path, meta := fixtures.Model(t, name)
-			checkEquivalence(t, path, meta.InputShape, 0.5)
+			checkEquivalence(t, path, meta.InputShape, 0.5, false)
 		})
 	}
 }
 
-func checkEquivalence(t *testing.T, path string, shape []int64, p float64) {
+// TestDepthwiseSurgeryAfterForward: a conv's new groups count is an edit of
+// the forward graph, which a module that has already run (its executor
+// built) must reload to see; a fresh clone takes the edit as it is. The
+// equivalence test covers the fresh clone, this one the module that ran.
+func TestDepthwiseSurgeryAfterForward(t *testing.T) {
+	for _, name := range fixtures.Names([]string{"depthwise"}) {
+		t.Run(name, func(t *testing.T) {
+			path, meta := fixtures.Model(t, name)
+			checkEquivalence(t, path, meta.InputShape, 0.5, true)
+		})
+	}
+}
+
+// checkEquivalence prunes the model at path to 1−p of its MACs and proves the
+// result equivalent to the original with the removed channels zeroed. With
+// ran, the clone that is pruned runs forward first.
+func checkEquivalence(t *testing.T, path string, shape []int64, p float64, ran bool) {
 	am, err := model.Open(path, shape, torch.CPU)
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +93,18 @@ func checkEquivalence(t *testing.T, path string, shape []int64, p float64) {
 		t.Fatal(err)
 	}
 	defer pruned.Close()
+	if ran {
+		x, err := model.Example(shape, torch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := pruned.Forward(true, x)
+		x.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		y.Close()
+	}
 	if err := Apply(pruned, am.Analysis, pl2); err != nil {
 		t.Fatal(err)
 	}
