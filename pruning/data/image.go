@@ -51,6 +51,7 @@ func decodeBytes(raw []byte) (image.Image, error) {
 // three times cheaper. Resizing uses Catmull-Rom, which x/image/draw widens
 // when shrinking, so downscaled images are area-filtered rather than aliased
 // (like PIL's antialiased bicubic that torchvision models are trained with).
+// Gray sources take resizeGray, the same filter on their one plane.
 func prepare(img image.Image, channels, h, w int) []uint8 {
 	var src image.Image
 	if channels == 1 {
@@ -60,13 +61,20 @@ func prepare(img image.Image, channels, h, w int) []uint8 {
 	}
 	out := make([]uint8, channels*h*w)
 	sb := src.Bounds()
-	if g, ok := src.(*image.Gray); ok && sb.Dx() == w && sb.Dy() == h {
-		// Same size: copy exactly; even a unit-scale filter pass rounds.
-		for y := 0; y < h; y++ {
-			row := g.Pix[(y)*g.Stride : y*g.Stride+w]
-			for c := 0; c < channels; c++ {
-				copy(out[c*h*w+y*w:], row)
+	if g, ok := src.(*image.Gray); ok {
+		var plane []uint8
+		if sb.Dx() == w && sb.Dy() == h {
+			// Same size: copy exactly; even a unit-scale filter pass rounds.
+			plane = make([]uint8, w*h)
+			for y := 0; y < h; y++ {
+				i := g.PixOffset(sb.Min.X, sb.Min.Y+y)
+				copy(plane[y*w:], g.Pix[i:i+w])
 			}
+		} else {
+			plane = resizeGray(g, w, h)
+		}
+		for c := 0; c < channels; c++ {
+			copy(out[c*h*w:], plane)
 		}
 		return out
 	}
