@@ -56,6 +56,15 @@ inline void use_threads(const gpt_module_s *m) {
   }
 }
 
+// drop_grads is zero_grad(set_to_none=True), as PyTorch's loops use it: the
+// next backward writes gradients instead of adding to zeros (1.13's C++
+// zero_grad only zeroes), and optimizers skip a parameter without one.
+template <class Params>
+void drop_grads(Params &&params) {
+  for (at::Tensor p : params)
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+}
+
 at::ScalarType to_scalar(int dtype);
 int from_scalar(at::ScalarType s);
 c10::Device parse_device(const char *device);

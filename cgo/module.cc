@@ -455,9 +455,7 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
 gpt_err gpt_module_zero_grad(gpt_module h) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
-  for (at::Tensor p : h->m.parameters(true)) {
-    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
-  }
+  gpt::drop_grads(h->m.parameters(true));
   GPT_CATCH
 }
 

@@ -36,13 +36,8 @@ void check_batch(const at::Tensor &logits, const at::Tensor &y) {
   }
 }
 
-// drop_grads is zero_grad(set_to_none=True), as PyTorch's loops use it: the
-// next backward then writes gradients instead of adding to zeros (1.13's C++
-// zero_grad only zeroes). The optimizers treat an undefined grad as "skip".
-void drop_grads(torch::optim::Optimizer &opt) {
-  for (auto &group : opt.param_groups())
-    for (auto &p : group.params())
-      if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+void drop_optimizer_grads(torch::optim::Optimizer &opt) {
+  for (auto &group : opt.param_groups()) gpt::drop_grads(group.params());
 }
 
 // channels_last lays a CPU image batch out as NHWC, the layout oneDNN's
@@ -134,7 +129,7 @@ gpt_err gpt_optim_step(gpt_optim o) {
 gpt_err gpt_optim_zero_grad(gpt_optim o) {
   GPT_CHECK_HANDLE(o, "optimizer")
   GPT_TRY
-  drop_grads(*o->opt);
+  drop_optimizer_grads(*o->opt);
   GPT_CATCH
 }
 
@@ -161,7 +156,7 @@ gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
   GPT_TRY
   gpt::use_threads(m);
   at::AutoGradMode grad(true);
-  drop_grads(*o->opt);
+  drop_optimizer_grads(*o->opt);
   at::Tensor logits = forward_logits(m, x->t);
   check_batch(logits, y->t);
   at::Tensor l = torch::nn::functional::cross_entropy(logits, y->t);
@@ -215,8 +210,7 @@ gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
       return gpt::dup(std::string("taylor: \"") + weight_names[i] + "\" does not require grad");
     ws.push_back(w);
   }
-  for (at::Tensor p : m->m.parameters(true))
-    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  gpt::drop_grads(m->m.parameters(true));
   at::Tensor logits = forward_logits(m, x->t);
   check_batch(logits, y->t);
   at::Tensor l = torch::nn::functional::cross_entropy(logits, y->t);
@@ -238,8 +232,7 @@ gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
       accum[i]->t.add_(s.to(accum[i]->t.device()));
     }
   }
-  for (at::Tensor p : m->m.parameters(true))
-    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  gpt::drop_grads(m->m.parameters(true));
   GPT_CATCH
 }
 
