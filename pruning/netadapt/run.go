@@ -207,21 +207,23 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 			})
 		} else {
 			to, ok = channelStep(cur, r.opt.Alf, r.opt.DeltaCrop)
-			// A full delta_crop cut that passes the target removes more than
-			// the run asks for; as in NetAdapt, the candidate then cuts only as
-			// far as the target, keeping the channels it need not lose.
-			if ok && r.ev.MACs(withKeep(st.Keep, g.ID, to)) < st.Target {
-				k, _ := macsStep(cur, r.opt.Alf, st.Target, func(k int) int64 {
-					return r.ev.MACs(withKeep(st.Keep, g.ID, k))
-				})
-				to = max(to, k)
-			}
 		}
 		if !ok {
 			continue
 		}
 		keep := withKeep(st.Keep, g.ID, to)
 		m := r.ev.MACs(keep)
+		if r.opt.Step != StepMACs && m < st.Target {
+			// A full delta_crop cut that passes the target removes more than
+			// the run asks for; as in NetAdapt, the candidate then cuts only as
+			// far as the target, keeping the channels it need not lose.
+			if k, _ := macsStep(cur, r.opt.Alf, st.Target, func(k int) int64 {
+				return r.ev.MACs(withKeep(st.Keep, g.ID, k))
+			}); k > to {
+				to, keep = k, withKeep(st.Keep, g.ID, k)
+				m = r.ev.MACs(keep)
+			}
+		}
 		if m >= st.MACs {
 			continue
 		}
