@@ -104,15 +104,13 @@ func (e *evaluator) Commit(ctx context.Context, c netadapt.Candidate) error {
 		e.o.Log.Warn().Int("iteration", c.Iteration).Int("group", c.Group).Float64("candidate_acc", r.acc).
 			Float64("commit_acc", acc).Msg("my_pruning: the re-done winner validates differently")
 	}
-	b, err := m.Bytes()
-	if err != nil {
-		return fmt.Errorf("serialising the pruned model: %w", err)
-	}
 	next, err := e.cut(c.Group, c.To, c.Iteration)
 	if err != nil {
 		return err
 	}
-	e.cur, e.kept = b, next
+	if err := e.adopt(m, next, "pruned"); err != nil {
+		return err
+	}
 	if afterCommit != nil {
 		afterCommit(e)
 	}
@@ -468,12 +466,7 @@ func (e *evaluator) Resize(ctx context.Context, keep map[int]int) (float64, erro
 	if err != nil {
 		return 0, err
 	}
-	b, err := m.Bytes()
-	if err != nil {
-		return 0, fmt.Errorf("serialising the resized model: %w", err)
-	}
-	e.cur, e.kept = b, next
-	return acc, nil
+	return acc, e.adopt(m, next, "resized")
 }
 
 // FineTune trains the current model for LongTermEpochs on the first slot
@@ -499,12 +492,18 @@ func (e *evaluator) FineTune(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return acc, e.adopt(m, e.kept, "fine-tuned")
+}
+
+// adopt makes m, whose channels are kept (original indices), the current
+// model. Nothing changes when m cannot be serialised.
+func (e *evaluator) adopt(m *torch.Module, kept map[int][]int, what string) error {
 	b, err := m.Bytes()
 	if err != nil {
-		return 0, fmt.Errorf("serialising the fine-tuned model: %w", err)
+		return fmt.Errorf("serialising the %s model: %w", what, err)
 	}
-	e.cur = b
-	return acc, nil
+	e.cur, e.kept = b, kept
+	return nil
 }
 
 func (e *evaluator) keptCopy() map[int][]int {
