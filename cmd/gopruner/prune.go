@@ -227,7 +227,7 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 		// that an empty split or a bad image is a usage error naming the
 		// file and row before any work, not a failure in the middle of it.
 		names := []string{data.Val}
-		if cfg.Finetune || cfg.Algorithm == config.AlgorithmMyPruning { // my_pruning fine-tunes candidates
+		if fineTunes(cfg) {
 			names = append(names, data.Train)
 		}
 		for _, name := range names {
@@ -245,6 +245,12 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 		}
 	}
 	return r, closeLog, nil
+}
+
+// fineTunes says whether the run trains the model: my_pruning always
+// fine-tunes its candidates, L2Norm only with training on.
+func fineTunes(cfg *config.Config) bool {
+	return cfg.Finetune || cfg.Algorithm == config.AlgorithmMyPruning
 }
 
 // checkOutPath refuses to overwrite the input model.
@@ -288,7 +294,7 @@ func (r *pruneRun) execute(ctx context.Context, stdout io.Writer) error {
 	}
 	r.log.Info().Str("model", cfg.Path.Model).Str("algorithm", cfg.Algorithm).Float64("P", cfg.P).Int("alf", cfg.Alf).
 		Str("device", r.dev.String()).Msg("prune")
-	if cfg.Finetune || cfg.Algorithm == config.AlgorithmMyPruning {
+	if fineTunes(cfg) {
 		if w := frozenBN(am.Module, cfg.Path.Model); w != "" {
 			r.log.Warn().Msg(w)
 		}
