@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/fixtures"
-	"github.com/gopruner/gopruner/pruning/data"
 )
 
 // TestMyPruningAcceptance is issue 5's acceptance through the CLI: the demo
@@ -20,20 +19,8 @@ func TestMyPruningAcceptance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains and prunes on 12,000 images")
 	}
-	mnistDir, err := data.LocateGoMNIST()
-	if err != nil {
-		t.Skipf("GoMNIST: %v", err)
-	}
-	mn, err := data.FromMNIST(os.DirFS(mnistDir), data.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ds := mnistCSV(t, goMNIST(t), 12000, 2000)
 	work := t.TempDir()
-	ds := filepath.Join(work, "mnist")
-	if err := data.WriteImageCSV(ds, mn, data.ExportPart{Split: data.Train, N: 12000},
-		data.ExportPart{Split: data.Test, As: data.Val, N: 2000}); err != nil {
-		t.Fatal(err)
-	}
 	trained := filepath.Join(work, "democnn_mnist.pt")
 	r := runIn(t, work, "train", "--model", demoModel(t), "--dataset", ds, "--input-shape", "1,1,28,28",
 		"--epochs", "2", "--batch-size", "64", "--lr", "0.05", "--momentum", "0.9", "--cosine", "--warmup-steps", "20",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,14 +18,31 @@ import (
 
 // smallMNIST writes 1,000 train and 300 val images of the bundled sample.
 func smallMNIST(t *testing.T) string {
+	return mnistCSV(t, mnist.FS(), 1000, 300)
+}
+
+// goMNIST is the full MNIST of the GoMNIST module; the test skips without it.
+func goMNIST(t *testing.T) fs.FS {
 	t.Helper()
-	src, err := data.FromMNIST(mnist.FS(), data.Options{})
+	dir, err := data.LocateGoMNIST()
+	if err != nil {
+		t.Skipf("GoMNIST: %v", err)
+	}
+	return os.DirFS(dir)
+}
+
+// mnistCSV writes the first nTrain train and nVal test images of the MNIST
+// files in src as PNGs with a data.csv (train and val splits) in a new
+// directory.
+func mnistCSV(t *testing.T, src fs.FS, nTrain, nVal int) string {
+	t.Helper()
+	ds, err := data.FromMNIST(src, data.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "mnist")
-	if err := data.WriteImageCSV(dir, src, data.ExportPart{Split: data.Train, N: 1000},
-		data.ExportPart{Split: data.Test, As: data.Val, N: 300}); err != nil {
+	if err := data.WriteImageCSV(dir, ds, data.ExportPart{Split: data.Train, N: nTrain},
+		data.ExportPart{Split: data.Test, As: data.Val, N: nVal}); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -172,19 +172,7 @@ func TestTrainMNISTMatchesPyTorch(t *testing.T) {
 	// less with the order (90-96%), and both loops get the same order below,
 	// so two points measure the loop rather than the shuffle.
 	model, _ := fixtures.Model(t, "mnistnet_scripted")
-	mnistDir, err := data.LocateGoMNIST()
-	if err != nil {
-		t.Skipf("GoMNIST: %v", err)
-	}
-	mn, err := data.FromMNIST(os.DirFS(mnistDir), data.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := data.WriteImageCSV(dir, mn, data.ExportPart{Split: "train", N: 12000},
-		data.ExportPart{Split: "test", As: "val", N: 2000}); err != nil {
-		t.Fatal(err)
-	}
+	dir := mnistCSV(t, goMNIST(t), 12000, 2000)
 	out := filepath.Join(t.TempDir(), "mnist_ft.pt")
 
 	r := runCLI(t, "train", "--model", model, "--dataset", dir, "--input-shape", "1,1,28,28",

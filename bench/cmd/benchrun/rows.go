@@ -68,16 +68,17 @@ type planInfo struct {
 	ParamsAfter  int64 `json:"params_after"`
 }
 
-func readPlan(path string) (*planInfo, error) {
+// readJSON decodes the JSON file at path (a plan.json, a summary.json).
+func readJSON[T any](path string) (*T, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var p planInfo
-	if err := json.Unmarshal(raw, &p); err != nil {
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &p, nil
+	return &v, nil
 }
 
 func (b *bench) fixture(name string) string {
@@ -141,7 +142,7 @@ func (b *bench) prune(name, modelPath string, alf int) (*pruneRun, error) {
 		if n, ok := num(ev, "ir_ops"); ok {
 			pr.IROps = int(n)
 		}
-		if sum, err := readSummary(filepath.Join(b.o.out, "exp", run, "summary.json")); err == nil && len(sum.Latency) > 0 {
+		if sum, err := readJSON[summaryJSON](filepath.Join(b.o.out, "exp", run, "summary.json")); err == nil && len(sum.Latency) > 0 {
 			l := sum.Latency[0]
 			if pr.LatencyCheck == nil || l.AfterMs+l.BeforeMs < pr.LatencyCheck.AfterMs+pr.LatencyCheck.BeforeMs {
 				pr.LatencyCheck = &latencyCheck{l.Batch, l.BeforeMs, l.AfterMs}
@@ -149,7 +150,7 @@ func (b *bench) prune(name, modelPath string, alf int) (*pruneRun, error) {
 		}
 	}
 	var err error
-	if pr.Plan, err = readPlan(planPath); err != nil {
+	if pr.Plan, err = readJSON[planInfo](planPath); err != nil {
 		return nil, err
 	}
 	b.prunes[key] = pr
@@ -713,18 +714,6 @@ type summaryJSON struct {
 	} `json:"latency"`
 }
 
-func readSummary(path string) (*summaryJSON, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var s summaryJSON
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &s, nil
-}
-
 // searchRun is one pruning run of the search benchmark.
 type searchRun struct {
 	Name       string       `json:"name"`
@@ -763,7 +752,7 @@ func (b *bench) myPruning(name, model, ds string, p float64, cart string, longEp
 		return nil, err
 	}
 	sr := &searchRun{Name: name, Proc: pr}
-	if sr.Summary, err = readSummary(filepath.Join(b.o.out, "exp", name, "summary.json")); err != nil {
+	if sr.Summary, err = readJSON[summaryJSON](filepath.Join(b.o.out, "exp", name, "summary.json")); err != nil {
 		return nil, err
 	}
 	// One iteration: from the unpruned model's validation (or the previous
@@ -835,7 +824,7 @@ func (b *bench) search(s *section) error {
 	var l2 *searchRun
 	if err == nil {
 		l2 = &searchRun{Name: name, Proc: lp, TrainSteps: epochs * stepsPerEpoch}
-		l2.Summary, err = readSummary(filepath.Join(b.o.out, "exp", name, "summary.json"))
+		l2.Summary, err = readJSON[summaryJSON](filepath.Join(b.o.out, "exp", name, "summary.json"))
 	}
 	if err != nil {
 		t.add("L2Norm one-shot + fine-tune", "error: "+err.Error())
