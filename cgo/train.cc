@@ -68,7 +68,6 @@ bool accepts_nhwc(gpt_module_s *h, const at::Tensor &x) {
   std::vector<std::pair<torch::jit::Module, bool>> modes;
   for (const auto &sm : h->m.modules()) modes.emplace_back(sm, sm.is_training());
   h->m.eval();
-  h->ran = true;
   try {
     at::NoGradGuard ng;
     std::vector<c10::IValue> in{channels_last(x.narrow(0, 0, 1))};
