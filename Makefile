@@ -29,7 +29,7 @@ SHIM_OBJ := $(patsubst cgo/%.cc,build/shim/%.o,$(SHIM_SRC))
 SHIM := lib/libgptorch.so
 FIXTURES := .cache/fixtures
 GOFLAGS_BUILD := -trimpath -ldflags '-extldflags "-Wl,-rpath,$$ORIGIN/../lib"'
-PURE_PKGS = $(shell CGO_ENABLED=0 $(GO) list -f '{{if .GoFiles}}{{.ImportPath}}{{end}}' ./pruning/... ./third_party/... ./internal/... 2>/dev/null)
+PURE_PKGS = $(shell CGO_ENABLED=0 $(GO) list -f '{{if .GoFiles}}{{.ImportPath}}{{end}}' ./third_party/... ./internal/... 2>/dev/null)
 
 .PHONY: all deps shim build test test-go test-pure test-fuzz run bench fixtures container-check clean
 

@@ -143,7 +143,7 @@ gpt_err gpt_module_zero_grad(gpt_module m);
 
 /* ---- model IR (ir.cc) ---- */
 /* Traces forward once on inputs (eval mode, no grad) and returns the
- * executed aten ops as "gopruner-ir/1" JSON (see pruning/ir). */
+ * executed aten ops as "gopruner-ir/1" JSON (see internal/core/ir). */
 gpt_err gpt_module_export_ir(gpt_module m, const gpt_tensor *inputs, int n,
                              char **json);
 

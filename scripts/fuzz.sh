@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 t=${1:-10s}
 targets=(
-  "./pruning/graph FuzzAnalyze"
-  "./pruning/data FuzzParseCSV"
-  "./pruning/config FuzzLoad"
-  "./pruning/plan FuzzParse"
-  "./pruning/report FuzzRender"
+  "./internal/core/graph FuzzAnalyze"
+  "./internal/core/data FuzzParseCSV"
+  "./internal/core/config FuzzLoad"
+  "./internal/core/plan FuzzParse"
+  "./internal/report FuzzRender"
 )
 for tgt in "${targets[@]}"; do
   set -- $tgt

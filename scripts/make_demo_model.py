@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""Build gopruner's committed demo model (pruning/demo/democnn.pt).
+"""Build gopruner's committed demo model (internal/demo/democnn.pt).
 
 Usage: /usr/bin/python3 scripts/make_demo_model.py [OUT.pt]
-       (default OUT = pruning/demo/democnn.pt next to this scripts/ directory)
+       (default OUT = internal/demo/democnn.pt next to this scripts/ directory)
 
 A small residual CNN for MNIST-sized input 1x1x28x28, default PyTorch init
 (seed 0), eval mode, torch.jit.script. Prints its MACs and params counted with

@@ -400,7 +400,7 @@ func (m *Module) ZeroGrad() error {
 }
 
 // ExportIR traces forward once on the inputs (eval mode, no grad) and returns
-// the executed ops as "gopruner-ir/1" JSON (package pruning/ir parses it).
+// the executed ops as "gopruner-ir/1" JSON (package internal/core/ir parses it).
 func (m *Module) ExportIR(inputs ...*Tensor) ([]byte, error) {
 	h, err := m.handle()
 	if err != nil {

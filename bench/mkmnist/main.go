@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/gopruner/gopruner/pruning/data"
+	"github.com/gopruner/gopruner/internal/core/data"
 )
 
 func main() {

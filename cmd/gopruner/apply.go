@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/gopruner/gopruner/pruning/fail"
-	"github.com/gopruner/gopruner/pruning/model"
-	"github.com/gopruner/gopruner/pruning/plan"
-	"github.com/gopruner/gopruner/pruning/prune"
-	"github.com/gopruner/gopruner/pruning/summary"
+	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/plan"
+	"github.com/gopruner/gopruner/internal/core/summary"
+	"github.com/gopruner/gopruner/internal/torchengine/model"
+	"github.com/gopruner/gopruner/internal/torchengine/prune"
 	"github.com/gopruner/gopruner/torch"
 	"github.com/spf13/cobra"
 )

@@ -3,9 +3,9 @@ package main
 import (
 	"fmt"
 
-	"github.com/gopruner/gopruner/pruning/fail"
-	"github.com/gopruner/gopruner/pruning/latency"
-	"github.com/gopruner/gopruner/pruning/model"
+	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/torchengine/latency"
+	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/torch"
 	"github.com/spf13/cobra"
 )

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"text/tabwriter"
 
-	"github.com/gopruner/gopruner/pruning/mypruning"
-	"github.com/gopruner/gopruner/pruning/netadapt"
-	"github.com/gopruner/gopruner/pruning/summary"
+	"github.com/gopruner/gopruner/internal/core/search/netadapt"
+	"github.com/gopruner/gopruner/internal/core/summary"
+	"github.com/gopruner/gopruner/internal/torchengine/mypruning"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 )

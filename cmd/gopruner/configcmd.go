@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/gopruner/gopruner/pruning/fail"
+	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/spf13/cobra"
 )
 

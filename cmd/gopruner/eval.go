@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"text/tabwriter"
 
-	"github.com/gopruner/gopruner/pruning/train"
+	"github.com/gopruner/gopruner/internal/torchengine/train"
 	"github.com/spf13/cobra"
 )
 

@@ -3,7 +3,7 @@ package main
 import (
 	"os"
 
-	"github.com/gopruner/gopruner/pruning/fail"
+	"github.com/gopruner/gopruner/internal/core/fail"
 )
 
 // checkWritableDir fails early, before any work, when outputs could not be

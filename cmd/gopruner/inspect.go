@@ -8,10 +8,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/gopruner/gopruner/pruning/fail"
-	"github.com/gopruner/gopruner/pruning/flops"
-	"github.com/gopruner/gopruner/pruning/model"
-	"github.com/gopruner/gopruner/pruning/summary"
+	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/flops"
+	"github.com/gopruner/gopruner/internal/core/summary"
+	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/torch"
 	"github.com/spf13/cobra"
 )

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/gopruner/gopruner/pruning/fail"
+	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/spf13/cobra"
 )
 

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gopruner/gopruner/pruning/data"
-	"github.com/gopruner/gopruner/pruning/model"
-	"github.com/gopruner/gopruner/pruning/mypruning"
-	"github.com/gopruner/gopruner/pruning/netadapt"
-	"github.com/gopruner/gopruner/pruning/report"
-	"github.com/gopruner/gopruner/pruning/summary"
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/search/netadapt"
+	"github.com/gopruner/gopruner/internal/core/summary"
+	"github.com/gopruner/gopruner/internal/report"
+	"github.com/gopruner/gopruner/internal/torchengine/model"
+	"github.com/gopruner/gopruner/internal/torchengine/mypruning"
 )
 
 // myPruning runs the NetAdapt-style search over the configured cart slots.

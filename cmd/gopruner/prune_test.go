@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/fixtures"
-	"github.com/gopruner/gopruner/pruning/plan"
 )
 
 // runIn runs the binary in dir (where a Pruning.yaml may be).

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopruner/gopruner/pruning/data"
+	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/third_party/mnist"
 )
 

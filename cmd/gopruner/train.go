@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gopruner/gopruner/pruning/data"
-	"github.com/gopruner/gopruner/pruning/fail"
-	"github.com/gopruner/gopruner/pruning/train"
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/torchengine/train"
 	"github.com/spf13/cobra"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"

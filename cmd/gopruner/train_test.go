@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/fixtures"
-	"github.com/gopruner/gopruner/pruning/data"
 )
 
 // These tests run the built binary, as users do: exit codes and the

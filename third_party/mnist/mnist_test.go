@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/gopruner/gopruner/pruning/data"
+	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/third_party/mnist"
 
 	// Keeps the module (and its full MNIST files, which gen.go and the tests

@@ -409,7 +409,7 @@ type refJSON struct {
 	EvalS        float64  `json:"eval_s"`
 }
 
-const demoModel = "pruning/demo/democnn.pt"
+const demoModel = "internal/demo/democnn.pt"
 
 // trainPair is one model trained by both loops, each run reps times in
 // alternation; the fastest run of each is reported, so that a burst of load

@@ -1,0 +1,410 @@
+package graph
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/gopruner/gopruner/internal/core/ir"
+)
+
+// Analysis is the result of Analyze: the channel groups of a graph and what
+// is needed to derive shapes and kept indices from a choice of channels.
+// It is read-only after Analyze and safe for concurrent use.
+type Analysis struct {
+	// Groups lists every group, frozen ones included, ordered by the first
+	// op that creates one of its spaces; Groups[i].ID == i.
+	Groups []Group
+
+	g        *ir.Graph
+	vmaps    map[int]valueMap
+	pmembers map[string][]pmember
+	pshape   map[string][]int64
+	layers   map[string]bool
+	byLayer  map[string][]int
+}
+
+// rseg is a seg resolved to a public group id (-1: a space no tensor
+// indexes, whose size therefore never changes).
+type rseg struct{ gid, n, stride int }
+
+type valueMap struct {
+	dim  int
+	segs []rseg
+}
+
+type pmember struct {
+	gid int
+	m   Member
+}
+
+func (a *analyzer) finish() *Analysis {
+	type cls struct {
+		root    int
+		members []mrec
+	}
+	var classes []*cls
+	byRoot := map[int]*cls{}
+	for i := range a.spaces {
+		if a.find(i) != i || len(a.spaces[i].members) == 0 {
+			continue
+		}
+		ms := slices.Clone(a.spaces[i].members)
+		slices.SortStableFunc(ms, func(x, y mrec) int { return cmp.Compare(x.seq, y.seq) })
+		var out []mrec
+		seen := map[Member]int{}
+		for _, m := range ms {
+			if j, ok := seen[m.m]; ok {
+				out[j].producer = out[j].producer || m.producer
+				continue
+			}
+			seen[m.m] = len(out)
+			out = append(out, m)
+		}
+		c := &cls{root: i, members: out}
+		classes = append(classes, c)
+		byRoot[i] = c
+	}
+
+	// Every member must fit its tensor and may not be a dim some op needs
+	// at its current size.
+	for _, c := range classes {
+		n := a.spaces[c.root].n
+		hasProducer := false
+		for _, mr := range c.members {
+			m := mr.m
+			hasProducer = hasProducer || mr.producer
+			if r := a.pinReason(m.Tensor, m.Dim); r != "" {
+				a.freezeSp(c.root, fmt.Sprintf("%s %s", m.Tensor, r))
+				continue
+			}
+			s := a.paramShape(m.Tensor)
+			if m.Dim < 0 || m.Dim >= len(s) || m.Stride < 1 || m.Offset < 0 || s[m.Dim] > maxExtent ||
+				int64(m.Offset)+int64(n)*int64(m.Stride) > s[m.Dim] {
+				a.freezeSp(c.root, fmt.Sprintf("%s does not fit tensor %s", m, m.Tensor))
+			}
+		}
+		if !hasProducer {
+			a.freezeSp(c.root, "no conv or linear produces these channels")
+		}
+	}
+
+	// Index ranges of different groups on one tensor dim must not overlap
+	// (a weight shared by two layers, say), or pruning one would corrupt
+	// the other.
+	type iv struct {
+		root   int
+		lo, hi int64
+	}
+	type tdim struct {
+		t string
+		d int
+	}
+	ivs := map[tdim][]iv{}
+	for _, c := range classes {
+		n := int64(a.spaces[c.root].n)
+		for _, mr := range c.members {
+			k := tdim{mr.m.Tensor, mr.m.Dim}
+			lo := int64(mr.m.Offset)
+			ivs[k] = append(ivs[k], iv{c.root, lo, lo + n*int64(max(mr.m.Stride, 1))})
+		}
+	}
+	for _, list := range ivs {
+		sort.Slice(list, func(i, j int) bool { return list[i].lo < list[j].lo })
+		top := list[0]
+		for _, x := range list[1:] {
+			if x.lo < top.hi {
+				r := "channel ranges overlap on a shared tensor"
+				a.freezeSp(x.root, r)
+				a.freezeSp(top.root, r)
+			}
+			if x.hi > top.hi {
+				top = x
+			}
+		}
+	}
+
+	res := &Analysis{
+		g:        a.g,
+		vmaps:    map[int]valueMap{},
+		pmembers: map[string][]pmember{},
+		pshape:   map[string][]int64{},
+		layers:   a.layers,
+		byLayer:  map[string][]int{},
+	}
+	gid := map[int]int{}
+	for _, c := range classes {
+		sp := &a.spaces[c.root]
+		id := len(res.Groups)
+		gid[c.root] = id
+		grp := Group{ID: id, Channels: sp.n, Frozen: sp.frozen, Reason: sp.reason}
+		for _, mr := range c.members {
+			grp.Members = append(grp.Members, mr.m)
+			if mr.producer {
+				grp.Producers = append(grp.Producers, mr.m)
+			}
+			res.pmembers[mr.m.Tensor] = append(res.pmembers[mr.m.Tensor], pmember{id, mr.m})
+			if _, ok := res.pshape[mr.m.Tensor]; !ok {
+				res.pshape[mr.m.Tensor] = slices.Clone(a.paramShape(mr.m.Tensor))
+			}
+		}
+		grp.Layers = uniq(sp.layers)
+		grp.DepthwiseConvs = uniq(sp.dw)
+		for _, l := range grp.Layers {
+			res.byLayer[l] = append(res.byLayer[l], id)
+		}
+		res.Groups = append(res.Groups, grp)
+	}
+	for id, m := range a.maps {
+		vm := valueMap{dim: m.dim, segs: make([]rseg, len(m.segs))}
+		for i, s := range m.segs {
+			g, ok := gid[a.find(s.sp)]
+			if !ok {
+				g = -1
+			}
+			vm.segs[i] = rseg{g, s.n, s.stride}
+		}
+		res.vmaps[id] = vm
+	}
+	return res
+}
+
+func uniq(xs []srec) []string {
+	slices.SortStableFunc(xs, func(x, y srec) int { return cmp.Compare(x.seq, y.seq) })
+	var out []string
+	for _, x := range xs {
+		if !slices.Contains(out, x.s) {
+			out = append(out, x.s)
+		}
+	}
+	return out
+}
+
+// Prunable returns the groups that may lose channels, in Groups order.
+func (a *Analysis) Prunable() []*Group {
+	var out []*Group
+	for i := range a.Groups {
+		if a.Groups[i].Prunable() {
+			out = append(out, &a.Groups[i])
+		}
+	}
+	return out
+}
+
+// Group returns the group with the given id, or nil.
+func (a *Analysis) Group(id int) *Group {
+	if id < 0 || id >= len(a.Groups) {
+		return nil
+	}
+	return &a.Groups[id]
+}
+
+// keptCount is how many channels group id keeps under kept: all of them
+// when the group is missing from kept, unknown or frozen (frozen groups
+// never change, whatever a caller asks).
+func (a *Analysis) keptCount(id int, kept map[int]int) int {
+	g := a.Group(id)
+	if g == nil {
+		return -1
+	}
+	k, ok := kept[id]
+	if !ok || g.Frozen {
+		return g.Channels
+	}
+	return min(max(k, 0), g.Channels)
+}
+
+// ValueShape returns the shape value id would have if every group gid kept
+// kept[gid] channels (groups missing from kept keep all). Values whose
+// channels no group follows keep their traced shape; unknown ids give nil.
+func (a *Analysis) ValueShape(id int, kept map[int]int) []int64 {
+	v := a.g.Value(id)
+	if v == nil {
+		return nil
+	}
+	if v.Param != "" {
+		return a.ParamShape(v.Param, kept)
+	}
+	s := slices.Clone(v.Shape)
+	vm, ok := a.vmaps[id]
+	if !ok || vm.dim < 0 || vm.dim >= len(s) {
+		return s
+	}
+	var e int64
+	for _, sg := range vm.segs {
+		n := sg.n
+		if sg.gid >= 0 {
+			n = a.keptCount(sg.gid, kept)
+		}
+		e += int64(n) * int64(sg.stride)
+	}
+	s[vm.dim] = e
+	return s
+}
+
+// ParamShape returns the shape parameter or buffer name would have under
+// kept (see ValueShape), or nil if the graph does not know the name.
+func (a *Analysis) ParamShape(name string, kept map[int]int) []int64 {
+	var s []int64
+	if p, ok := a.g.Params[name]; ok {
+		s = slices.Clone(p.Shape)
+	} else if ps, ok := a.pshape[name]; ok {
+		s = slices.Clone(ps)
+	} else {
+		for i := range a.g.Values {
+			if a.g.Values[i].Param == name {
+				s = slices.Clone(a.g.Values[i].Shape)
+				break
+			}
+		}
+		if s == nil {
+			return nil
+		}
+	}
+	for _, pm := range a.pmembers[name] {
+		g := &a.Groups[pm.gid]
+		k := a.keptCount(pm.gid, kept)
+		if k == g.Channels || pm.m.Dim >= len(s) {
+			continue
+		}
+		s[pm.m.Dim] -= int64(g.Channels-k) * int64(max(pm.m.Stride, 1))
+	}
+	return s
+}
+
+// TensorKeeps turns kept channel indices per group into kept indices per
+// tensor dim: for every parameter or buffer whose shape changes, and every
+// dim of it that changes, the ascending indices to index_select. Offsets
+// (concatenations), strides (flatten into Linear) and several groups on one
+// dim are resolved here. Indices out of range are dropped and frozen or
+// unknown groups ignored; use ValidateKept to reject such input instead.
+func (a *Analysis) TensorKeeps(kept map[int][]int) map[string]map[int][]int {
+	out := map[string]map[int][]int{}
+	names := make([]string, 0, len(a.pmembers))
+	for name := range a.pmembers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		shape := a.ParamShape(name, nil)
+		byDim := map[int][]pmember{}
+		for _, pm := range a.pmembers[name] {
+			g := &a.Groups[pm.gid]
+			if _, ok := kept[pm.gid]; !ok || g.Frozen {
+				continue
+			}
+			byDim[pm.m.Dim] = append(byDim[pm.m.Dim], pm)
+		}
+		for dim, pms := range byDim {
+			if dim < 0 || dim >= len(shape) || shape[dim] > maxExtent {
+				continue
+			}
+			keep := make([]bool, shape[dim])
+			for i := range keep {
+				keep[i] = true
+			}
+			for _, pm := range pms {
+				g := &a.Groups[pm.gid]
+				stride := max(pm.m.Stride, 1)
+				hi := min(pm.m.Offset+g.Channels*stride, len(keep))
+				for i := max(pm.m.Offset, 0); i < hi; i++ {
+					keep[i] = false
+				}
+				for _, i := range pm.m.Indices(cleanIndices(kept[pm.gid], g.Channels)) {
+					if i >= 0 && i < len(keep) {
+						keep[i] = true
+					}
+				}
+			}
+			var idx []int
+			for i, k := range keep {
+				if k {
+					idx = append(idx, i)
+				}
+			}
+			if len(idx) == len(keep) {
+				continue
+			}
+			if out[name] == nil {
+				out[name] = map[int][]int{}
+			}
+			if idx == nil {
+				idx = []int{}
+			}
+			out[name][dim] = idx
+		}
+	}
+	return out
+}
+
+// cleanIndices sorts, dedups and bounds channel indices.
+func cleanIndices(xs []int, n int) []int {
+	out := make([]int, 0, len(xs))
+	for _, x := range xs {
+		if x >= 0 && x < n {
+			out = append(out, x)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// ValidateKept checks a choice of kept channels: every group exists and is
+// prunable, and its indices are ascending, unique, in range and not empty.
+func (a *Analysis) ValidateKept(kept map[int][]int) error {
+	ids := make([]int, 0, len(kept))
+	for id := range kept {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		g := a.Group(id)
+		if g == nil {
+			return fmt.Errorf("kept channels for unknown group %d", id)
+		}
+		if !g.Prunable() {
+			return fmt.Errorf("group %d is not prunable (%s)", id, g.Reason)
+		}
+		idx := kept[id]
+		if len(idx) == 0 {
+			return fmt.Errorf("group %d would keep no channels", id)
+		}
+		for i, c := range idx {
+			if c < 0 || c >= g.Channels {
+				return fmt.Errorf("group %d: channel %d out of range [0,%d)", id, c, g.Channels)
+			}
+			if i > 0 && c <= idx[i-1] {
+				return fmt.Errorf("group %d: kept channels not strictly ascending at %d", id, c)
+			}
+		}
+	}
+	return nil
+}
+
+// GroupOfLayer returns the groups holding the output channels of layer path
+// (a conv or linear module path such as "layer1.0.conv1"; a depthwise conv
+// counts for the group it passes through). It is empty for layers whose
+// outputs no group follows; HasLayer tells those apart from unknown names.
+func (a *Analysis) GroupOfLayer(path string) []*Group {
+	var out []*Group
+	for _, id := range a.byLayer[path] {
+		out = append(out, &a.Groups[id])
+	}
+	return out
+}
+
+// HasLayer reports whether path is the module path of a conv or linear the
+// model runs (`iskl` entries that match nothing are errors).
+func (a *Analysis) HasLayer(path string) bool { return a.layers[path] }
+
+// Layers returns the module paths of every conv and linear the model runs,
+// sorted.
+func (a *Analysis) Layers() []string {
+	out := make([]string, 0, len(a.layers))
+	for l := range a.layers {
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,639 @@
+package graph
+
+// How the analysis works.
+//
+// Every tensor value gets a channel map for one of its dims (dim 1 for
+// NCHW/NCL and [N, F] values): an ordered list of runs, each a channel
+// space, its length and a stride (indices per channel, H·W after a flatten).
+// Spaces are nodes of a union-find: ops that force two tensors to keep the
+// same channels (residual adds, SE gating, depthwise convs) unite them, and
+// the final classes are the groups. Parameters become members of the spaces
+// their dims index; each op declares which parameter dims it ties, and every
+// other dim it reads is pinned to its size, so a group that reaches a pinned
+// dim (a weight shared with an op the analysis does not follow) is frozen.
+// Anything not understood freezes the spaces it touches: a refused group is
+// fine, a broken model is not.
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/gopruner/gopruner/internal/core/ir"
+)
+
+// maxExtent bounds the channel extents and parameter dimensions the analysis
+// follows. Real models stay far below it; the bound keeps index lists
+// (TensorKeeps) and shape arithmetic sane on malformed input.
+const maxExtent = 1 << 24
+
+// noValue stands for a missing op input or output. Value ids come from the
+// exporter and may be any int, so the sentinel is one no exporter produces.
+const noValue = math.MinInt
+
+// recoverPanics turns an internal panic into an error from Analyze. Tests and
+// the fuzz target switch it off so that a bug shows up as a crash there.
+var recoverPanics = true
+
+// seg is a run of one channel space along a value's channel dim: n channels,
+// each owning stride consecutive indices.
+type seg struct{ sp, n, stride int }
+
+// cmap says which channel spaces a value's channel dim is made of. Maps are
+// shared between values (pass-through ops alias them) and never mutated.
+type cmap struct {
+	dim  int
+	segs []seg
+}
+
+func (m *cmap) extent() int64 {
+	var e int64
+	for _, s := range m.segs {
+		e += int64(s.n) * int64(s.stride)
+	}
+	return e
+}
+
+func (m *cmap) withDim(d int) *cmap { return &cmap{dim: d, segs: m.segs} }
+
+// mrec is a member with the sequence number of its registration, so that
+// groups list members in graph order after unions shuffled them.
+type mrec struct {
+	seq      int
+	m        Member
+	producer bool
+}
+
+type srec struct {
+	seq int
+	s   string
+}
+
+// space is a node of the union-find over channel spaces. Only roots carry
+// members, layers and the frozen state.
+type space struct {
+	parent  int
+	n       int
+	frozen  bool
+	reason  string
+	members []mrec
+	layers  []srec
+	dw      []srec
+}
+
+type analyzer struct {
+	g      *ir.Graph
+	maps   map[int]*cmap
+	live   map[int]bool
+	src    map[int][]string // params a value not derived from the model input was computed from
+	spaces []space
+	seq    int
+	// pins are parameter dims whose size some op relies on (dim -1: all dims).
+	pins map[string]map[int]string
+	// pshape is the shape each parameter was read with.
+	pshape map[string][]int64
+	// splits maps the tensor[] output of a split/chunk op to that op.
+	splits map[int]int
+	// aliases maps a list value taken out of a list or tuple to the value it
+	// stands for, so that nested lists still resolve to their construct op.
+	aliases map[int]int
+	// fixedVals are values whose channels must stay as they are no matter
+	// which op assigns their map (model inputs, values read before written).
+	fixedVals map[int]string
+	layers    map[string]bool
+
+	op      *ir.Op
+	opIdx   int
+	claimed map[int]bool
+}
+
+// Analyze builds the channel groups of g. It indexes g first if that was not
+// done yet (so concurrent calls must pass an indexed graph). Ops it does not
+// understand freeze the channels they touch instead of failing, so an error
+// means the graph itself is unusable.
+func Analyze(g *ir.Graph) (res *Analysis, err error) {
+	if g == nil {
+		return nil, errors.New("analyze: nil graph")
+	}
+	if len(g.Values) > 0 && g.Value(g.Values[0].ID) == nil {
+		if err := g.Index(); err != nil {
+			return nil, fmt.Errorf("analyze: %w", err)
+		}
+	}
+	a := &analyzer{
+		g:         g,
+		maps:      map[int]*cmap{},
+		live:      map[int]bool{},
+		src:       map[int][]string{},
+		pins:      map[string]map[int]string{},
+		pshape:    map[string][]int64{},
+		splits:    map[int]int{},
+		aliases:   map[int]int{},
+		fixedVals: map[int]string{},
+		layers:    map[string]bool{},
+		claimed:   map[int]bool{},
+		opIdx:     -1,
+	}
+	if recoverPanics {
+		defer func() {
+			if r := recover(); r != nil {
+				where := "finishing"
+				if a.op != nil {
+					where = fmt.Sprintf("op %d (%s)", a.opIdx, a.op.Kind)
+				}
+				res, err = nil, fmt.Errorf("analyze: internal error at %s: %v", where, r)
+			}
+		}()
+	}
+	a.run()
+	a.op = nil
+	return a.finish(), nil
+}
+
+func (a *analyzer) run() {
+	g := a.g
+	for i := range g.Values {
+		v := &g.Values[i]
+		if v.Param == "" {
+			continue
+		}
+		a.src[v.ID] = []string{v.Param}
+		if v.Shape == nil {
+			continue
+		}
+		if _, seen := a.pshape[v.Param]; !seen {
+			a.pshape[v.Param] = v.Shape
+		}
+		// A parameter read with a shape other than the declared one cannot be
+		// resized safely: we would not know which of the two to trust.
+		if p, ok := g.Params[v.Param]; ok && !slices.Equal(p.Shape, v.Shape) {
+			a.pin(v.Param, -1, "is read with a shape that differs from its declared one")
+		}
+	}
+	// Traced graphs are in execution order. A value read before the op that
+	// writes it (only possible in a malformed graph) would have been judged
+	// without its map, so its channels stay fixed.
+	for i, op := range g.Ops {
+		for _, in := range op.Inputs {
+			if p := g.Producer(in); p >= i {
+				a.fixedVals[in] = fmt.Sprintf("value %d is read before it is written", in)
+			}
+		}
+	}
+	for _, id := range g.Inputs {
+		a.fixedVals[id] = "model input"
+		a.live[id] = true
+		a.defaultMap(id, "model input")
+	}
+	for i := range g.Ops {
+		a.step(i)
+	}
+	a.op = nil
+	for _, id := range g.Outputs {
+		a.freezeValue(id, "model output")
+	}
+}
+
+func (a *analyzer) step(i int) {
+	op := &a.g.Ops[i]
+	a.op, a.opIdx = op, i
+	clear(a.claimed)
+	live := false
+	for _, in := range op.Inputs {
+		if a.live[in] {
+			live = true
+			break
+		}
+	}
+	if !live {
+		a.passive(op)
+		return
+	}
+	for _, o := range op.Outputs {
+		a.live[o] = true
+	}
+	a.dispatch(op)
+	for _, o := range op.Outputs {
+		if a.maps[o] == nil {
+			a.defaultMap(o, fmt.Sprintf("output of %s is not followed", a.desc()))
+		}
+	}
+	for _, in := range op.Inputs {
+		if a.live[in] || a.claimed[in] {
+			continue
+		}
+		for _, s := range a.src[in] {
+			a.pin(s, -1, fmt.Sprintf("is read by %s in a way the analysis does not follow", a.desc()))
+		}
+	}
+}
+
+// passive handles an op that does not depend on the model input (weight
+// transposes, constant arithmetic): it only remembers which parameters its
+// outputs come from, so that whoever uses them can claim or pin those.
+func (a *analyzer) passive(op *ir.Op) {
+	var srcs []string
+	for _, in := range op.Inputs {
+		for _, s := range a.src[in] {
+			if !slices.Contains(srcs, s) {
+				srcs = append(srcs, s)
+			}
+		}
+	}
+	if len(srcs) == 0 {
+		return
+	}
+	for _, o := range op.Outputs {
+		a.src[o] = srcs
+	}
+}
+
+// desc names the current op for reasons: kind and, when known, scope.
+func (a *analyzer) desc() string {
+	if a.op == nil {
+		return "the graph"
+	}
+	if a.op.Scope != "" {
+		return a.op.Kind + " in " + a.op.Scope
+	}
+	return fmt.Sprintf("%s (op %d)", a.op.Kind, a.opIdx)
+}
+
+// ---- value helpers ----
+
+func (a *analyzer) in(i int) int {
+	if a.op == nil || i < 0 || i >= len(a.op.Inputs) {
+		return noValue
+	}
+	return a.op.Inputs[i]
+}
+
+func (a *analyzer) out(i int) int {
+	if a.op == nil || i < 0 || i >= len(a.op.Outputs) {
+		return noValue
+	}
+	return a.op.Outputs[i]
+}
+
+func (a *analyzer) value(id int) *ir.Value {
+	if id == noValue {
+		return nil
+	}
+	return a.g.Value(id)
+}
+
+// isTensor reports whether id is a tensor. Values read from the module
+// count whatever their static type: scripted graphs type an optional bias
+// as Optional[Tensor], which the exporter writes as "other".
+func (a *analyzer) isTensor(id int) bool {
+	v := a.value(id)
+	return v != nil && (v.Kind == ir.KindTensor || v.Param != "")
+}
+
+// isNone reports whether input id is absent or an explicit None.
+func (a *analyzer) isNone(id int) bool {
+	v := a.value(id)
+	return v == nil || v.Kind == ir.KindNone
+}
+
+// shape returns a tensor's shape; a missing shape reads as 0-D (the exporter
+// omits empty shapes). ok is false for non-tensors and negative dims.
+func (a *analyzer) shape(id int) ([]int64, bool) {
+	if !a.isTensor(id) {
+		return nil, false
+	}
+	v := a.value(id)
+	s := v.Shape
+	if s == nil && v.Param != "" {
+		// The exporter leaves parameter shapes to Graph.Params.
+		s = a.paramShape(v.Param)
+	}
+	for _, d := range s {
+		if d < 0 {
+			return nil, false
+		}
+	}
+	return s, true
+}
+
+// param returns the parameter name a value reads directly, or "".
+func (a *analyzer) param(id int) string {
+	v := a.value(id)
+	if v == nil {
+		return ""
+	}
+	return v.Param
+}
+
+func (a *analyzer) constInt(id int) (int64, bool) {
+	if id == noValue {
+		return 0, false
+	}
+	v := a.value(id)
+	if v == nil || v.Kind != ir.KindInt {
+		return 0, false
+	}
+	return a.g.ConstInt(id)
+}
+
+func (a *analyzer) constInts(id int) ([]int64, bool) {
+	if id == noValue {
+		return nil, false
+	}
+	return a.g.ConstInts(id)
+}
+
+// normDim turns a possibly negative dim into an index of a rank-r shape.
+func normDim(d int64, r int) (int, bool) {
+	if d < 0 {
+		d += int64(r)
+	}
+	if d < 0 || d >= int64(r) {
+		return 0, false
+	}
+	return int(d), true
+}
+
+// prod multiplies dims, reporting overflow as !ok.
+func prod(ds []int64) (int64, bool) {
+	p := int64(1)
+	for _, d := range ds {
+		if d < 0 {
+			return 0, false
+		}
+		if d != 0 && p > math.MaxInt64/d {
+			return 0, false
+		}
+		p *= d
+	}
+	return p, true
+}
+
+// ---- spaces ----
+
+func (a *analyzer) newSpace(n int) int {
+	a.spaces = append(a.spaces, space{parent: len(a.spaces), n: n})
+	return len(a.spaces) - 1
+}
+
+func (a *analyzer) find(x int) int {
+	r := x
+	for a.spaces[r].parent != r {
+		r = a.spaces[r].parent
+	}
+	for a.spaces[x].parent != r {
+		x, a.spaces[x].parent = a.spaces[x].parent, r
+	}
+	return r
+}
+
+// union merges two spaces that must lose the same channels. The older space
+// stays root, which keeps group order tied to graph order.
+func (a *analyzer) union(x, y int) {
+	rx, ry := a.find(x), a.find(y)
+	if rx == ry {
+		return
+	}
+	if a.spaces[rx].n != a.spaces[ry].n {
+		// Callers only unify runs of equal length; this guards the invariant.
+		r := fmt.Sprintf("%s ties channel spaces of different sizes", a.desc())
+		a.freezeSp(rx, r)
+		a.freezeSp(ry, r)
+		return
+	}
+	if ry < rx {
+		rx, ry = ry, rx
+	}
+	dst, src := &a.spaces[rx], &a.spaces[ry]
+	src.parent = rx
+	if src.frozen {
+		if !dst.frozen {
+			dst.reason = src.reason
+		}
+		dst.frozen = true
+	}
+	dst.members = append(dst.members, src.members...)
+	dst.layers = append(dst.layers, src.layers...)
+	dst.dw = append(dst.dw, src.dw...)
+	src.members, src.layers, src.dw = nil, nil, nil
+}
+
+func (a *analyzer) freezeSp(sp int, reason string) {
+	r := &a.spaces[a.find(sp)]
+	if !r.frozen {
+		r.frozen = true
+		r.reason = reason
+	}
+}
+
+func (a *analyzer) freezeMap(m *cmap, reason string) {
+	if m == nil {
+		return
+	}
+	for _, s := range m.segs {
+		a.freezeSp(s.sp, reason)
+	}
+}
+
+func (a *analyzer) nextSeq() int {
+	a.seq++
+	return a.seq
+}
+
+func (a *analyzer) addMember(sp int, m Member, producer bool) {
+	r := &a.spaces[a.find(sp)]
+	r.members = append(r.members, mrec{seq: a.nextSeq(), m: m, producer: producer})
+}
+
+// addMembers records that dim of tensor indexes the channel dim described by
+// m: every run becomes a member at its offset.
+func (a *analyzer) addMembers(m *cmap, tensor string, dim int, producer bool) {
+	off := 0
+	for _, s := range m.segs {
+		a.addMember(s.sp, Member{Tensor: tensor, Dim: dim, Offset: off, Stride: s.stride}, producer)
+		off += s.n * s.stride
+	}
+}
+
+func (a *analyzer) addLayer(sp int, layer string) {
+	r := &a.spaces[a.find(sp)]
+	r.layers = append(r.layers, srec{a.nextSeq(), layer})
+}
+
+// fresh makes a map of one new space covering extent channels at dim;
+// frozen with reason unless reason is empty. nil if extent is out of range.
+func (a *analyzer) fresh(dim int, extent int64, reason string) *cmap {
+	if extent < 1 || extent > maxExtent {
+		return nil
+	}
+	sp := a.newSpace(int(extent))
+	if reason != "" {
+		a.freezeSp(sp, reason)
+	}
+	return &cmap{dim: dim, segs: []seg{{sp: sp, n: int(extent), stride: 1}}}
+}
+
+// defaultMap gives a value that no rule mapped a frozen space on dim 1, so
+// that anything it meets later is frozen too.
+func (a *analyzer) defaultMap(id int, reason string) {
+	s, ok := a.shape(id)
+	if !ok || len(s) < 2 || a.maps[id] != nil {
+		return
+	}
+	if m := a.fresh(1, s[1], reason); m != nil {
+		a.maps[id] = m
+	}
+}
+
+// setMap assigns m to value id after checking that it describes the value's
+// shape; a map that does not fit is frozen instead (the output then gets a
+// frozen default map from step).
+func (a *analyzer) setMap(id int, m *cmap) bool {
+	if m == nil || id == noValue {
+		return false
+	}
+	s, ok := a.shape(id)
+	if !ok || m.dim < 0 || m.dim >= len(s) || s[m.dim] != m.extent() || a.maps[id] != nil {
+		a.freezeMap(m, fmt.Sprintf("%s: channels do not match the output shape", a.desc()))
+		return false
+	}
+	if r, fixed := a.fixedVals[id]; fixed {
+		a.freezeMap(m, r)
+	}
+	a.maps[id] = m
+	return true
+}
+
+// passMap gives output o the map of input x when both have the same rank.
+func (a *analyzer) passMap(x, o int) {
+	m := a.maps[x]
+	if m == nil || !a.isTensor(o) {
+		return
+	}
+	sx, _ := a.shape(x)
+	so, ok := a.shape(o)
+	if !ok || len(so) != len(sx) {
+		a.freezeMap(m, fmt.Sprintf("%s changes the rank", a.desc()))
+		return
+	}
+	a.setMap(o, m)
+}
+
+// unifyMaps ties two maps run by run; false (and nothing tied) when their
+// runs do not line up.
+func (a *analyzer) unifyMaps(x, y *cmap) bool {
+	if len(x.segs) != len(y.segs) {
+		return false
+	}
+	for i := range x.segs {
+		if x.segs[i].n != y.segs[i].n || x.segs[i].stride != y.segs[i].stride {
+			return false
+		}
+	}
+	for i := range x.segs {
+		a.union(x.segs[i].sp, y.segs[i].sp)
+	}
+	return true
+}
+
+// resolveList follows list aliases back to the value a construct or split
+// op produced.
+func (a *analyzer) resolveList(id int) int {
+	for range 64 {
+		next, ok := a.aliases[id]
+		if !ok {
+			return id
+		}
+		id = next
+	}
+	return id
+}
+
+// freezeValue freezes everything a value carries: its own channels, the
+// elements of a list or tuple, the input of a split, and pins the
+// parameters a constant value was computed from.
+func (a *analyzer) freezeValue(id int, reason string) {
+	seen := map[int]bool{}
+	var walk func(id int)
+	walk = func(id int) {
+		if seen[id] || len(seen) > 1<<16 {
+			return
+		}
+		seen[id] = true
+		a.freezeMap(a.maps[id], reason)
+		for _, s := range a.src[id] {
+			a.pin(s, -1, "is read where its channels are not followed: "+reason)
+		}
+		r := a.resolveList(id)
+		if r != id {
+			walk(r)
+		}
+		if p, ok := a.splits[r]; ok {
+			if ins := a.g.Ops[p].Inputs; len(ins) > 0 {
+				walk(ins[0])
+			}
+		}
+		if p := a.g.Producer(r); p >= 0 {
+			switch a.g.Ops[p].Kind {
+			case "prim::ListConstruct", "prim::TupleConstruct":
+				for _, in := range a.g.Ops[p].Inputs {
+					walk(in)
+				}
+			}
+		}
+	}
+	walk(id)
+}
+
+// ---- parameters ----
+
+func (a *analyzer) pin(name string, dim int, reason string) {
+	m := a.pins[name]
+	if m == nil {
+		m = map[int]string{}
+		a.pins[name] = m
+	}
+	if _, ok := m[dim]; !ok {
+		m[dim] = reason
+	}
+}
+
+// pinReason says why tensor's dim must keep its size, or "".
+func (a *analyzer) pinReason(name string, dim int) string {
+	m := a.pins[name]
+	if r, ok := m[-1]; ok {
+		return r
+	}
+	return m[dim]
+}
+
+// paramShape is a parameter's shape as declared, else as read.
+func (a *analyzer) paramShape(name string) []int64 {
+	if p, ok := a.g.Params[name]; ok {
+		return p.Shape
+	}
+	return a.pshape[name]
+}
+
+// useParam claims input value id (read as parameter name) for the current
+// op: the listed dims of name follow channel spaces, every other dim is
+// pinned because the op relies on its size.
+func (a *analyzer) useParam(id int, name string, tied ...int) {
+	a.claimed[id] = true
+	for d := range a.paramShape(name) {
+		if !slices.Contains(tied, d) {
+			a.pin(name, d, fmt.Sprintf("is read by %s with a fixed size", a.desc()))
+		}
+	}
+}
+
+// layerOf is the module path of a weight: "layer1.0.conv1.weight" ->
+// "layer1.0.conv1".
+func layerOf(weight string) string {
+	const suf = ".weight"
+	if len(weight) > len(suf) && weight[len(weight)-len(suf):] == suf {
+		return weight[:len(weight)-len(suf)]
+	}
+	return weight
+}

@@ -1,0 +1,690 @@
+package graph
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gopruner/gopruner/internal/core/graph/irtest"
+	"github.com/gopruner/gopruner/internal/core/ir"
+)
+
+// mstr spells a member as "tensor:dim", with "+offset" and "*stride" when
+// they are not the defaults.
+func mstr(m Member) string {
+	s := m.String()
+	if m.Offset != 0 {
+		s += fmt.Sprintf("+%d", m.Offset)
+	}
+	if m.Stride != 1 {
+		s += fmt.Sprintf("*%d", m.Stride)
+	}
+	return s
+}
+
+func mstrs(ms []Member) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = mstr(m)
+	}
+	return out
+}
+
+// groupWith returns the group holding member key (as mstr spells it).
+func groupWith(a *Analysis, key string) *Group {
+	for i := range a.Groups {
+		if slices.Contains(mstrs(a.Groups[i].Members), key) {
+			return &a.Groups[i]
+		}
+	}
+	return nil
+}
+
+type wantGroup struct {
+	has       string // a member (mstr spelling) that identifies the group
+	channels  int
+	prunable  bool
+	reason    string   // substring of Reason for frozen groups
+	members   []string // exact members in order, when set
+	contains  []string // members that must be present
+	producers []string
+	layers    []string
+	dw        []string
+}
+
+func mustBuild(t testing.TB, b *irtest.Builder) *ir.Graph {
+	t.Helper()
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func convBNReLU(b *irtest.Builder, x int, name string, cout, k int64, o irtest.ConvOpts) int {
+	if o.Pad == 0 {
+		o.Pad = k / 2
+	}
+	return b.Relu(b.BN(b.Conv(x, name, cout, k, o), name+".bn"))
+}
+
+func sizeOf(b *irtest.Builder, x int, d int64) int {
+	return b.OpValues("aten::size", "", []int{x, b.Int(d)}, ir.Value{Kind: ir.KindInt})[0]
+}
+
+var bnStats = func(name string) []string {
+	return []string{name + ".weight:0", name + ".bias:0", name + ".running_mean:0", name + ".running_var:0"}
+}
+
+func join(xs ...[]string) []string {
+	var out []string
+	for _, x := range xs {
+		out = append(out, x...)
+	}
+	return out
+}
+
+var analyzeCases = []struct {
+	name  string
+	build func(b *irtest.Builder)
+	want  []wantGroup
+	check func(t *testing.T, a *Analysis)
+}{
+	{
+		name: "conv-bn-relu chain",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.BN(b.Conv(x, "conv1", 8, 3, irtest.ConvOpts{Pad: 1}), "bn1"))
+			y = b.Relu(b.BN(b.Conv(y, "conv2", 16, 3, irtest.ConvOpts{Pad: 1, Bias: true}), "bn2"))
+			b.Output(y)
+		},
+		want: []wantGroup{
+			{has: "conv1.weight:1", channels: 3, reason: "model input", members: []string{"conv1.weight:1"}},
+			{has: "conv1.weight:0", channels: 8, prunable: true,
+				members:   join([]string{"conv1.weight:0"}, bnStats("bn1"), []string{"conv2.weight:1"}),
+				producers: []string{"conv1.weight:0"}, layers: []string{"conv1"}},
+			{has: "conv2.weight:0", channels: 16, reason: "model output",
+				members: join([]string{"conv2.weight:0", "conv2.bias:0"}, bnStats("bn2")),
+				layers:  []string{"conv2"}},
+		},
+	},
+	{
+		name: "conv2d functional spelling",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 3, irtest.ConvOpts{Pad: 1, Func: true}))
+			b.Output(b.Conv(y, "d", 4, 1, irtest.ConvOpts{Func: true}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true,
+			members: []string{"c.weight:0", "d.weight:1"}}},
+	},
+	{
+		name: "resnet basic blocks with downsample",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 4, 8, 8)
+			s := convBNReLU(b, x, "conv1", 8, 3, irtest.ConvOpts{})
+			y := convBNReLU(b, s, "l.conv1", 16, 3, irtest.ConvOpts{Stride: 2})
+			y = b.BN(b.Conv(y, "l.conv2", 16, 3, irtest.ConvOpts{Pad: 1}), "l.bn2")
+			ds := b.BN(b.Conv(s, "l.ds.0", 16, 1, irtest.ConvOpts{Stride: 2}), "l.ds.1")
+			z := b.Relu(b.Add(y, ds))
+			y = convBNReLU(b, z, "m.conv1", 16, 3, irtest.ConvOpts{})
+			y = b.BN(b.Conv(y, "m.conv2", 16, 3, irtest.ConvOpts{Pad: 1}), "m.bn2")
+			z = b.Relu(b.Add(y, z))
+			b.Output(b.Linear(b.Flatten(b.AdaptiveAvgPool(z, 1, 1), 1), "fc", 10, true))
+		},
+		want: []wantGroup{
+			{has: "conv1.weight:0", channels: 8, prunable: true, layers: []string{"conv1"},
+				members: join([]string{"conv1.weight:0"}, bnStats("conv1.bn"),
+					[]string{"l.conv1.weight:1", "l.ds.0.weight:1"})},
+			{has: "l.conv1.weight:0", channels: 16, prunable: true, layers: []string{"l.conv1"}},
+			{has: "l.conv2.weight:0", channels: 16, prunable: true,
+				layers:    []string{"l.conv2", "l.ds.0", "m.conv2"},
+				producers: []string{"l.conv2.weight:0", "l.ds.0.weight:0", "m.conv2.weight:0"},
+				members: join([]string{"l.conv2.weight:0"}, bnStats("l.bn2"), []string{"l.ds.0.weight:0"},
+					bnStats("l.ds.1"), []string{"m.conv1.weight:1", "m.conv2.weight:0"}, bnStats("m.bn2"),
+					[]string{"fc.weight:1"})},
+			{has: "fc.weight:0", channels: 10, reason: "model output"},
+		},
+		check: func(t *testing.T, a *Analysis) {
+			if gs := a.GroupOfLayer("l.ds.0"); len(gs) != 1 || !slices.Contains(gs[0].Layers, "m.conv2") {
+				t.Errorf("GroupOfLayer(l.ds.0) = %v", gs)
+			}
+			if !a.HasLayer("fc") || len(a.GroupOfLayer("fc")) != 1 || a.GroupOfLayer("fc")[0].Prunable() {
+				t.Errorf("fc should be a known layer with a frozen group")
+			}
+			if a.HasLayer("l.bn2") || a.HasLayer("nope") || len(a.GroupOfLayer("nope")) != 0 {
+				t.Errorf("unknown layers must not match")
+			}
+			want := []string{"conv1", "fc", "l.conv1", "l.conv2", "l.ds.0", "m.conv1", "m.conv2"}
+			if got := a.Layers(); !slices.Equal(got, want) {
+				t.Errorf("Layers() = %v, want %v", got, want)
+			}
+		},
+	},
+	{
+		name: "SE block with 1x1 convs and broadcast mul",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			h := convBNReLU(b, x, "c0", 16, 3, irtest.ConvOpts{})
+			s := b.AdaptiveAvgPool(h, 1, 1)
+			s = b.Relu(b.Conv(s, "se.fc1", 4, 1, irtest.ConvOpts{Bias: true}))
+			s = b.Act("aten::hardsigmoid", b.Conv(s, "se.fc2", 16, 1, irtest.ConvOpts{Bias: true}))
+			b.Output(b.Conv(b.Mul(s, h), "c1", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "c0.weight:0", channels: 16, prunable: true, layers: []string{"c0", "se.fc2"},
+				members: join([]string{"c0.weight:0"}, bnStats("c0.bn"),
+					[]string{"se.fc1.weight:1", "se.fc2.weight:0", "se.fc2.bias:0", "c1.weight:1"})},
+			{has: "se.fc1.weight:0", channels: 4, prunable: true,
+				members: []string{"se.fc1.weight:0", "se.fc1.bias:0", "se.fc2.weight:1"}},
+		},
+	},
+	{
+		name: "SE block with linears and a size-driven view",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			h := convBNReLU(b, x, "c0", 16, 3, irtest.ConvOpts{})
+			s := b.Flatten(b.AdaptiveAvgPool(h, 1, 1), 1)
+			s = b.Act("aten::sigmoid", b.Linear(b.Relu(b.Linear(s, "fc1", 4, true)), "fc2", 16, true))
+			sizes := b.OpValues("prim::ListConstruct", "", []int{sizeOf(b, h, 0), sizeOf(b, h, 1), b.Int(1), b.Int(1)},
+				ir.Value{Kind: ir.KindIntList})[0]
+			s = b.Reshape("aten::view", s, sizes, 1, 16, 1, 1)
+			b.Output(b.Conv(b.Mul(h, s), "c1", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "c0.weight:0", channels: 16, prunable: true, layers: []string{"c0", "fc2"},
+				contains: []string{"fc1.weight:1", "fc2.weight:0", "fc2.bias:0", "c1.weight:1"}},
+			{has: "fc1.weight:0", channels: 4, prunable: true,
+				members: []string{"fc1.weight:0", "fc1.bias:0", "fc2.weight:1"}},
+		},
+	},
+	{
+		name: "view that hard-codes the channel count freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			h := convBNReLU(b, x, "c0", 16, 3, irtest.ConvOpts{})
+			s := b.Linear(b.Flatten(b.AdaptiveAvgPool(h, 1, 1), 1), "fc", 16, true)
+			b.Output(b.Mul(h, b.View(s, 1, 16, 1, 1)))
+		},
+		want: []wantGroup{{has: "fc.weight:0", channels: 16, reason: "hard-codes"}},
+	},
+	{
+		name: "densenet-like concat with offsets",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			f0 := b.Conv(x, "c0", 8, 3, irtest.ConvOpts{Pad: 1})
+			f1 := b.Conv(b.Relu(b.BN(f0, "n1")), "c1", 4, 3, irtest.ConvOpts{Pad: 1})
+			y := b.Relu(b.BN(b.Cat(1, f0, f1), "n2"))
+			b.Output(b.Relu(b.Conv(y, "c2", 6, 1, irtest.ConvOpts{})))
+		},
+		want: []wantGroup{
+			{has: "c0.weight:0", channels: 8, prunable: true, layers: []string{"c0"},
+				members: join([]string{"c0.weight:0"}, bnStats("n1"), []string{"c1.weight:1"},
+					bnStats("n2"), []string{"c2.weight:1"})},
+			{has: "c1.weight:0", channels: 4, prunable: true, layers: []string{"c1"},
+				members: []string{"c1.weight:0", "n2.weight:0+8", "n2.bias:0+8", "n2.running_mean:0+8",
+					"n2.running_var:0+8", "c2.weight:1+8"}},
+		},
+		check: func(t *testing.T, a *Analysis) {
+			g0, g1 := groupWith(a, "c0.weight:0"), groupWith(a, "c1.weight:0")
+			keeps := a.TensorKeeps(map[int][]int{g0.ID: {0, 2, 5}, g1.ID: {1, 3}})
+			cat := []int{0, 2, 5, 9, 11}
+			want := map[string]map[int][]int{
+				"c0.weight": {0: {0, 2, 5}}, "n1.weight": {0: {0, 2, 5}}, "n1.bias": {0: {0, 2, 5}},
+				"n1.running_mean": {0: {0, 2, 5}}, "n1.running_var": {0: {0, 2, 5}},
+				"c1.weight": {0: {1, 3}, 1: {0, 2, 5}},
+				"n2.weight": {0: cat}, "n2.bias": {0: cat}, "n2.running_mean": {0: cat}, "n2.running_var": {0: cat},
+				"c2.weight": {1: cat},
+			}
+			if !reflect.DeepEqual(keeps, want) {
+				t.Errorf("TensorKeeps =\n %v\nwant\n %v", keeps, want)
+			}
+			// Only one part of the concatenation pruned.
+			keeps = a.TensorKeeps(map[int][]int{g1.ID: {2}})
+			if got := keeps["c2.weight"][1]; !slices.Equal(got, []int{0, 1, 2, 3, 4, 5, 6, 7, 10}) {
+				t.Errorf("c2.weight dim 1 keeps %v", got)
+			}
+		},
+	},
+	{
+		name: "mobilenet depthwise ties in and out",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			relu6 := func(y int) int { return b.Act("aten::hardtanh_", y, b.Int(0), b.Int(6)) }
+			y := relu6(b.BN(b.Conv(x, "pw1", 16, 1, irtest.ConvOpts{}), "b1"))
+			y = relu6(b.BN(b.Conv(y, "dw", 16, 3, irtest.ConvOpts{Pad: 1, Groups: 16}), "b2"))
+			b.Output(b.BN(b.Conv(y, "pw2", 8, 1, irtest.ConvOpts{}), "b3"))
+		},
+		want: []wantGroup{{has: "pw1.weight:0", channels: 16, prunable: true,
+			layers: []string{"pw1", "dw"}, dw: []string{"dw.weight"},
+			producers: []string{"pw1.weight:0", "dw.weight:0"},
+			members: join([]string{"pw1.weight:0"}, bnStats("b1"), []string{"dw.weight:0"}, bnStats("b2"),
+				[]string{"pw2.weight:1"})}},
+		check: func(t *testing.T, a *Analysis) {
+			g := groupWith(a, "pw1.weight:0")
+			kept := map[int]int{g.ID: 10}
+			if s := a.ParamShape("dw.weight", kept); !slices.Equal(s, []int64{10, 1, 3, 3}) {
+				t.Errorf("dw.weight -> %v", s)
+			}
+			if s := a.ParamShape("pw2.weight", kept); !slices.Equal(s, []int64{8, 10, 1, 1}) {
+				t.Errorf("pw2.weight -> %v", s)
+			}
+		},
+	},
+	{
+		name: "grouped conv freezes in and out",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 16, 1, irtest.ConvOpts{}))
+			y = b.Relu(b.Conv(y, "g", 16, 3, irtest.ConvOpts{Pad: 1, Groups: 4}))
+			b.Output(b.Conv(y, "c", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 16, reason: "grouped conv g (groups=4)"},
+			{has: "g.weight:0", channels: 16, reason: "grouped conv g"},
+		},
+	},
+	{
+		name: "flatten into linear with H*W>1 strides",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.MaxPool(b.Relu(b.Conv(x, "c", 4, 3, irtest.ConvOpts{Pad: 1})), 2, 2)
+			y = b.Relu(b.Linear(b.Flatten(y, 1), "fc1", 10, true))
+			b.Output(b.Linear(b.Act("aten::dropout", y, b.Float(0.5), b.Bool(false)), "fc2", 5, true))
+		},
+		want: []wantGroup{
+			{has: "c.weight:0", channels: 4, prunable: true, members: []string{"c.weight:0", "fc1.weight:1*16"}},
+			{has: "fc1.weight:0", channels: 10, prunable: true,
+				members: []string{"fc1.weight:0", "fc1.bias:0", "fc2.weight:1"}, layers: []string{"fc1"}},
+		},
+		check: func(t *testing.T, a *Analysis) {
+			g := groupWith(a, "c.weight:0")
+			keeps := a.TensorKeeps(map[int][]int{g.ID: {1, 3}})
+			var want []int
+			for i := 16; i < 32; i++ {
+				want = append(want, i)
+			}
+			for i := 48; i < 64; i++ {
+				want = append(want, i)
+			}
+			if got := keeps["fc1.weight"][1]; !slices.Equal(got, want) {
+				t.Errorf("fc1.weight dim 1 keeps %v, want %v", got, want)
+			}
+			if s := a.ParamShape("fc1.weight", map[int]int{g.ID: 2}); !slices.Equal(s, []int64{10, 32}) {
+				t.Errorf("fc1.weight -> %v", s)
+			}
+		},
+	},
+	{
+		name: "pool to 1x1, flatten, linear: stride 1",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.AdaptiveAvgPool(b.Relu(b.Conv(x, "c", 4, 3, irtest.ConvOpts{Pad: 1})), 1, 1)
+			b.Output(b.Linear(b.Flatten(y, 1), "fc", 5, false))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 4, prunable: true, members: []string{"c.weight:0", "fc.weight:1"}}},
+	},
+	{
+		name: "view(N, -1) into linear, and mean over H,W",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			y := b.Relu(b.Conv(x, "c", 4, 3, irtest.ConvOpts{Pad: 1}))
+			f := b.Linear(b.View(y, 1, -1), "fa", 5, false)
+			m := b.Op1("aten::mean", "", []int{y, b.IntList(2, 3), b.Bool(false), b.None()}, []int64{1, 4})
+			b.Output(b.Add(f, b.Linear(m, "fb", 5, false)))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 4, prunable: true,
+			members: []string{"c.weight:0", "fa.weight:1*16", "fb.weight:1"}}},
+	},
+	{
+		name: "view with a baked feature count freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			y := b.Relu(b.Conv(x, "c", 4, 3, irtest.ConvOpts{Pad: 1}))
+			b.Output(b.Linear(b.View(y, -1, 64), "fa", 5, false))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 4, reason: "hard-codes"}},
+	},
+	{
+		name: "linear to linear, and addmm with t()",
+		build: func(b *irtest.Builder) {
+			x := b.Input(2, 12)
+			y := b.Linear(b.Relu(b.Linear(x, "a", 8, true)), "b", 6, false)
+			y = b.Addmm(b.Relu(b.Addmm(b.Relu(y), "c", 7)), "d", 3)
+			b.Output(y)
+		},
+		want: []wantGroup{
+			{has: "a.weight:1", channels: 12, reason: "model input"},
+			{has: "a.weight:0", channels: 8, prunable: true, members: []string{"a.weight:0", "a.bias:0", "b.weight:1"}},
+			{has: "b.weight:0", channels: 6, prunable: true, members: []string{"b.weight:0", "c.weight:1"}},
+			{has: "c.weight:0", channels: 7, prunable: true, members: []string{"c.weight:0", "c.bias:0", "d.weight:1"},
+				layers: []string{"c"}},
+			{has: "d.weight:0", channels: 3, reason: "model output"},
+		},
+	},
+	{
+		name: "layer_norm over the channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(2, 12)
+			y := b.Linear(x, "a", 8, true)
+			y = b.Op1("aten::layer_norm", "ln", []int{y, b.IntList(8), b.Param("ln.weight", 8), b.Param("ln.bias", 8),
+				b.Float(1e-5), b.Bool(true)}, []int64{2, 8})
+			b.Output(b.Linear(y, "b", 4, true))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 8, reason: "change its mean and variance",
+			contains: []string{"ln.weight:0", "ln.bias:0", "b.weight:1"}}},
+	},
+	{
+		name: "group_norm freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Conv(x, "a", 8, 1, irtest.ConvOpts{})
+			y = b.Op1("aten::group_norm", "gn", []int{y, b.Int(2), b.Param("gn.weight", 8), b.Param("gn.bias", 8),
+				b.Float(1e-5), b.Bool(true)}, []int64{1, 8, 8, 8})
+			b.Output(b.Conv(y, "c", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 8, reason: "channels per group",
+			contains: []string{"gn.weight:0", "gn.bias:0", "c.weight:1"}}},
+	},
+	{
+		name: "channel shuffle freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			y = b.View(y, 1, 2, 4, 8, 8)
+			y = b.Act("aten::contiguous", b.Transpose(y, 1, 2), b.Int(0))
+			y = b.View(y, 1, 8, 8, 8)
+			b.Output(b.Relu(b.Conv(y, "d", 8, 1, irtest.ConvOpts{})))
+		},
+		want: []wantGroup{
+			{has: "c.weight:0", channels: 8, reason: "splits or merges the channel dim"},
+			{has: "d.weight:1", channels: 8, reason: "aten::view"},
+		},
+	},
+	{
+		name: "transpose of the channel dim freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			y = b.Op1("aten::permute", "", []int{y, b.IntList(0, 2, 3, 1)}, []int64{1, 8, 8, 8})
+			b.Output(b.Linear(y, "fc", 4, true))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, reason: "moves the channel dim"}},
+	},
+	{
+		name: "chunk along the channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			p := b.Chunk(y, 2, 1)
+			b.Output(b.Add(b.Conv(p[0], "a", 4, 1, irtest.ConvOpts{}), b.Conv(p[1], "b", 4, 1, irtest.ConvOpts{})))
+		},
+		want: []wantGroup{
+			{has: "c.weight:0", channels: 8, reason: "splits the channels"},
+			{has: "a.weight:1", channels: 4, reason: "splits the channels"},
+		},
+	},
+	{
+		name: "chunk along a spatial dim follows",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			p := b.Chunk(y, 2, 2)
+			b.Output(b.Conv(b.Add(p[0], p[1]), "d", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "d.weight:1"}}},
+	},
+	{
+		name: "slice along the channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			y = b.Op1("aten::slice", "", []int{y, b.Int(1), b.Int(0), b.Int(4), b.Int(1)}, []int64{1, 4, 8, 8})
+			b.Output(b.Conv(y, "d", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, reason: "cuts the channels"}},
+	},
+	{
+		name: "unknown op freezes what it touches",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			y = b.Op1("aten::frobnicate", "", []int{y}, []int64{1, 8, 8, 8})
+			y = b.Relu(b.Conv(y, "d", 8, 1, irtest.ConvOpts{}))
+			b.Output(b.Conv(y, "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "c.weight:0", channels: 8, reason: "unsupported op aten::frobnicate"},
+			{has: "d.weight:1", channels: 8, reason: "unsupported op aten::frobnicate"},
+			{has: "d.weight:0", channels: 8, prunable: true},
+		},
+	},
+	{
+		name: "parameter read by an unknown op is pinned",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			z := b.Op1("aten::frobnicate", "", []int{x, b.Param("c.weight", 8, 3, 1, 1)}, []int64{1, 3})
+			b.Output(b.Conv(y, "d", 4, 1, irtest.ConvOpts{}), z)
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, reason: "c.weight is read where its channels are not followed: unsupported op aten::frobnicate"}},
+	},
+	{
+		name: "tuple output freezes every element",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			d1 := b.Conv(y, "d1", 4, 1, irtest.ConvOpts{})
+			d2 := b.Conv(y, "d2", 5, 1, irtest.ConvOpts{})
+			b.Output(b.OpValues("prim::TupleConstruct", "", []int{d1, d2}, ir.Value{Kind: ir.KindOther})[0])
+		},
+		want: []wantGroup{
+			{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "d1.weight:1", "d2.weight:1"}},
+			{has: "d1.weight:0", channels: 4, reason: "model output"},
+			{has: "d2.weight:0", channels: 5, reason: "model output"},
+		},
+	},
+	{
+		name: "shared weight on two spaces freezes both",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			ya := b.Conv(b.Relu(b.Conv(x, "ca", 8, 1, irtest.ConvOpts{})), "s", 8, 1, irtest.ConvOpts{})
+			yb := b.Conv(b.Relu(b.Conv(x, "cb", 8, 1, irtest.ConvOpts{})), "s", 8, 1, irtest.ConvOpts{})
+			b.Output(b.Conv(b.Relu(ya), "e", 2, 1, irtest.ConvOpts{}), b.Conv(b.Relu(yb), "f", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "ca.weight:0", channels: 8, reason: "overlap"},
+			{has: "cb.weight:0", channels: 8, reason: "overlap"},
+		},
+	},
+	{
+		name: "layer scale parameter becomes a member",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Conv(x, "c", 8, 1, irtest.ConvOpts{})
+			y = b.Mul(b.Param("gamma", 8, 1, 1), y)
+			b.Output(b.Conv(y, "d", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true,
+			members: []string{"c.weight:0", "gamma:0", "d.weight:1"}}},
+	},
+	{
+		name: "add of concatenated and plain channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			c := b.Cat(1, b.Conv(x, "a", 4, 1, irtest.ConvOpts{}), b.Conv(x, "b", 4, 1, irtest.ConvOpts{}))
+			y := b.Add(c, b.Conv(x, "d", 8, 1, irtest.ConvOpts{}))
+			b.Output(b.Conv(y, "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 4, reason: "differently concatenated"},
+			{has: "d.weight:0", channels: 8, reason: "differently concatenated"},
+		},
+	},
+}
+
+func TestAnalyze(t *testing.T) {
+	for _, tc := range analyzeCases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := irtest.New()
+			tc.build(b)
+			g := mustBuild(t, b)
+			a, err := Analyze(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				grp := groupWith(a, w.has)
+				if grp == nil {
+					t.Errorf("no group has %s; groups:\n%s", w.has, dump(a))
+					continue
+				}
+				if grp.Channels != w.channels {
+					t.Errorf("%s: channels %d, want %d", w.has, grp.Channels, w.channels)
+				}
+				if grp.Prunable() != w.prunable {
+					t.Errorf("%s: prunable=%v (reason %q), want %v", w.has, grp.Prunable(), grp.Reason, w.prunable)
+				}
+				if w.reason != "" && !strings.Contains(grp.Reason, w.reason) {
+					t.Errorf("%s: reason %q, want it to contain %q", w.has, grp.Reason, w.reason)
+				}
+				got := mstrs(grp.Members)
+				if w.members != nil && !slices.Equal(got, w.members) {
+					t.Errorf("%s: members\n got %v\nwant %v", w.has, got, w.members)
+				}
+				for _, m := range w.contains {
+					if !slices.Contains(got, m) {
+						t.Errorf("%s: members %v lack %s", w.has, got, m)
+					}
+				}
+				if w.producers != nil && !slices.Equal(mstrs(grp.Producers), w.producers) {
+					t.Errorf("%s: producers %v, want %v", w.has, mstrs(grp.Producers), w.producers)
+				}
+				if w.layers != nil && !slices.Equal(grp.Layers, w.layers) {
+					t.Errorf("%s: layers %v, want %v", w.has, grp.Layers, w.layers)
+				}
+				if w.dw != nil && !slices.Equal(grp.DepthwiseConvs, w.dw) {
+					t.Errorf("%s: depthwise %v, want %v", w.has, grp.DepthwiseConvs, w.dw)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, a)
+			}
+			checkAnalysis(t, g, a)
+			again, err := Analyze(g)
+			if err != nil || !reflect.DeepEqual(again.Groups, a.Groups) {
+				t.Errorf("second analysis differs")
+			}
+			if t.Failed() {
+				t.Logf("groups:\n%s", dump(a))
+			}
+		})
+	}
+}
+
+func dump(a *Analysis) string {
+	var sb strings.Builder
+	for _, g := range a.Groups {
+		fmt.Fprintf(&sb, "  g%d ch=%d prunable=%v reason=%q layers=%v members=%v\n",
+			g.ID, g.Channels, g.Prunable(), g.Reason, g.Layers, mstrs(g.Members))
+	}
+	return sb.String()
+}
+
+func TestValueShape(t *testing.T) {
+	b := irtest.New()
+	x := b.Input(1, 3, 8, 8)
+	f0 := b.Conv(x, "c0", 8, 3, irtest.ConvOpts{Pad: 1})
+	f1 := b.Conv(x, "c1", 4, 3, irtest.ConvOpts{Pad: 1})
+	cat := b.Cat(1, f0, f1)
+	flat := b.Flatten(b.MaxPool(b.Relu(cat), 2, 2), 1)
+	out := b.Linear(flat, "fc", 3, true)
+	b.Output(out)
+	g := mustBuild(t, b)
+	a, err := Analyze(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g0, g1 := groupWith(a, "c0.weight:0").ID, groupWith(a, "c1.weight:0").ID
+	kept := map[int]int{g0: 5, g1: 1}
+	for _, tc := range []struct {
+		id   int
+		want []int64
+	}{
+		{x, []int64{1, 3, 8, 8}},
+		{f0, []int64{1, 5, 8, 8}},
+		{cat, []int64{1, 6, 8, 8}},
+		{flat, []int64{1, 6 * 16}},
+		{out, []int64{1, 3}},
+	} {
+		if got := a.ValueShape(tc.id, kept); !slices.Equal(got, tc.want) {
+			t.Errorf("ValueShape(%d) = %v, want %v", tc.id, got, tc.want)
+		}
+		if got := a.ValueShape(tc.id, nil); !slices.Equal(got, g.Value(tc.id).Shape) {
+			t.Errorf("ValueShape(%d, nil) = %v, want traced %v", tc.id, got, g.Value(tc.id).Shape)
+		}
+	}
+	if got := a.ParamShape("fc.weight", kept); !slices.Equal(got, []int64{3, 96}) {
+		t.Errorf("fc.weight -> %v", got)
+	}
+	if a.ParamShape("nope", kept) != nil || a.ValueShape(12345, kept) != nil {
+		t.Errorf("unknown names must give nil")
+	}
+	// Frozen groups never change, whatever the caller asks.
+	in := groupWith(a, "c0.weight:1")
+	if got := a.ParamShape("c0.weight", map[int]int{in.ID: 1}); !slices.Equal(got, []int64{8, 3, 3, 3}) {
+		t.Errorf("frozen group changed c0.weight to %v", got)
+	}
+}
+
+func TestValidateKept(t *testing.T) {
+	b := irtest.New()
+	x := b.Input(1, 3, 8, 8)
+	b.Output(b.Conv(b.Relu(b.Conv(x, "c", 4, 1, irtest.ConvOpts{})), "d", 2, 1, irtest.ConvOpts{}))
+	a, err := Analyze(mustBuild(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := groupWith(a, "c.weight:0").ID
+	in := groupWith(a, "c.weight:1").ID
+	for _, tc := range []struct {
+		kept map[int][]int
+		err  string
+	}{
+		{map[int][]int{id: {0, 3}}, ""},
+		{map[int][]int{id: {}}, "no channels"},
+		{map[int][]int{id: {3, 0}}, "ascending"},
+		{map[int][]int{id: {1, 1}}, "ascending"},
+		{map[int][]int{id: {4}}, "out of range"},
+		{map[int][]int{in: {0}}, "not prunable"},
+		{map[int][]int{99: {0}}, "unknown group"},
+	} {
+		err := a.ValidateKept(tc.kept)
+		if (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("ValidateKept(%v) = %v, want %q", tc.kept, err, tc.err)
+		}
+	}
+}
+
+func TestAnalyzeBadInput(t *testing.T) {
+	if _, err := Analyze(nil); err == nil {
+		t.Error("nil graph accepted")
+	}
+	g := &ir.Graph{Format: ir.Format, Values: []ir.Value{{ID: 1, Kind: ir.KindTensor}},
+		Ops: []ir.Op{{Kind: "aten::relu", Inputs: []int{7}, Outputs: []int{1}}}}
+	if _, err := Analyze(g); err == nil || !strings.Contains(err.Error(), "unknown value 7") {
+		t.Errorf("dangling reference: %v", err)
+	}
+	// Unindexed but valid: Analyze indexes it.
+	b := irtest.New()
+	x := b.Input(1, 3, 4, 4)
+	b.Output(b.Conv(x, "c", 4, 1, irtest.ConvOpts{}))
+	built := mustBuild(t, b)
+	raw := &ir.Graph{Format: built.Format, Inputs: built.Inputs, Outputs: built.Outputs,
+		Values: built.Values, Ops: built.Ops, Params: built.Params}
+	if a, err := Analyze(raw); err != nil || len(a.Groups) != 2 {
+		t.Errorf("unindexed graph: %v", err)
+	}
+}

@@ -1,0 +1,1166 @@
+package graph
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/gopruner/gopruner/internal/core/ir"
+)
+
+func set(xs ...string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m["aten::"+x] = true
+	}
+	return m
+}
+
+// withInplace adds the in-place variant (trailing underscore) of every kind.
+func withInplace(xs ...string) map[string]bool {
+	m := set(xs...)
+	for _, x := range xs {
+		m["aten::"+x+"_"] = true
+	}
+	return m
+}
+
+var (
+	convKinds = set("_convolution", "convolution", "conv1d", "conv2d", "conv3d",
+		"conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+
+	// unaryKinds keep every dim of their first input: activations, dropout,
+	// pooling (spatial dims change, channels do not), padding, casts.
+	unaryKinds = mergeSets(
+		withInplace("relu", "relu6", "hardtanh", "hardswish", "silu", "gelu", "sigmoid",
+			"hardsigmoid", "tanh", "leaky_relu", "elu", "selu", "celu", "mish", "threshold",
+			"clamp", "clamp_min", "clamp_max", "abs", "neg", "exp", "log", "sqrt", "rsqrt",
+			"reciprocal", "square", "sign", "floor", "ceil", "round", "erf", "dropout",
+			"feature_dropout", "alpha_dropout", "feature_alpha_dropout", "detach", "zero",
+			"nan_to_num", "hardshrink", "softshrink", "fill"),
+		set("softplus", "softsign", "log_sigmoid", "tanhshrink", "native_dropout",
+			"dropout1d", "dropout2d", "dropout3d",
+			"contiguous", "clone", "to", "type_as", "float", "half", "double", "cpu", "cuda",
+			"max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices",
+			"max_pool2d_with_indices", "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d",
+			"avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+			"adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+			"pad", "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
+			"replication_pad1d", "replication_pad2d", "replication_pad3d",
+			"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like"),
+	)
+
+	// dtypeOnly ops read their second tensor for its dtype/device only.
+	dtypeOnly = set("to", "type_as")
+
+	// elementwiseKinds broadcast all their tensor operands against each other.
+	elementwiseKinds = mergeSets(
+		withInplace("add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder",
+			"fmod", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+			"masked_fill", "addcmul", "addcdiv", "lerp", "logical_and", "logical_or",
+			"logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "atan2", "hypot",
+			"copysign", "xlogy"),
+		set("rsub", "where", "__and__", "__or__", "__xor__", "expand_as"),
+	)
+
+	splitKinds = set("split", "split_with_sizes", "unsafe_split", "unsafe_split_with_sizes",
+		"chunk", "unsafe_chunk", "tensor_split")
+
+	reshapeKinds = set("view", "reshape", "_unsafe_view", "flatten", "unsqueeze", "unsqueeze_",
+		"squeeze", "squeeze_", "view_as", "reshape_as", "_reshape_alias")
+
+	// sizeListKinds take the target shape as their second input.
+	sizeListKinds = set("view", "reshape", "_unsafe_view", "expand", "broadcast_to")
+
+	// reduceListKinds reduce over an int[] of dims (a plain int there is a dtype).
+	reduceListKinds = set("mean", "sum", "nansum", "amax", "amin", "std", "var", "logsumexp")
+	// reduceIntKinds reduce over one int dim.
+	reduceIntKinds = set("prod", "argmax", "argmin", "max", "min", "median", "mode",
+		"kthvalue", "all", "any")
+
+	// alongDimKinds work along one dim without removing it; along the
+	// channel dim they mix channels.
+	alongDimKinds = set("softmax", "log_softmax", "_softmax", "_log_softmax", "cumsum",
+		"cumprod", "logcumsumexp", "index_select", "gather", "roll")
+
+	// shapeOnly ops read a tensor's metadata, never its channels.
+	shapeOnly = mergeSets(set("size", "dim", "numel", "len", "is_floating_point",
+		"is_contiguous", "__is__", "__isnot__", "sym_size", "_shape_as_tensor"),
+		map[string]bool{"prim::dtype": true, "prim::device": true, "prim::layout": true,
+			"prim::is_cuda": true, "prim::shape": true, "prim::requires_grad": true})
+)
+
+func mergeSets(ms ...map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range ms {
+		for k := range m {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+// dispatch runs the handler for op. Each handler follows the channels of
+// its data inputs (first: the positions, all: every tensor input); any other
+// input that carries followed channels (an activation used as a conv weight,
+// say) is frozen first, so that no handler can drop channels silently.
+func (a *analyzer) dispatch(op *ir.Op) {
+	k := op.Kind
+	first := []int{0}
+	var h func()
+	data := first
+	switch {
+	case convKinds[k]:
+		h = a.conv
+	case k == "aten::linear":
+		h = a.linear
+	case k == "aten::addmm":
+		h, data = a.addmm, []int{1}
+	case k == "aten::mm" || k == "aten::matmul":
+		h = a.matmul
+	case k == "aten::batch_norm" || k == "aten::instance_norm":
+		h = a.batchNorm
+	case k == "aten::layer_norm":
+		h = a.layerNorm
+	case k == "aten::group_norm":
+		h = a.groupNorm
+	case k == "aten::prelu":
+		h = a.prelu
+	case k == "aten::cat" || k == "aten::concat" || k == "aten::concatenate":
+		h = a.cat
+	case splitKinds[k] || k == "prim::ConstantChunk":
+		h = a.split
+	case k == "prim::ListUnpack" || k == "prim::TupleUnpack":
+		h = a.unpack
+	case k == "aten::__getitem__" || k == "prim::TupleIndex" || k == "prim::ListIndex":
+		h = a.getItem
+	case k == "prim::ListConstruct" || k == "prim::TupleConstruct" || shapeOnly[k]:
+		// Lists: whoever consumes them decides what the elements mean.
+		// Shape queries read metadata only.
+		return
+	case k == "aten::narrow" || k == "aten::slice":
+		h = a.slice
+	case k == "aten::select":
+		h = a.selectDim
+	case k == "aten::view_as" || k == "aten::reshape_as":
+		h, data = a.reshape, []int{0, 1}
+	case reshapeKinds[k]:
+		h = a.reshape
+	case k == "aten::expand" || k == "aten::repeat" || k == "aten::broadcast_to":
+		h = a.expand
+	case k == "aten::transpose" || k == "aten::transpose_" || k == "aten::swapaxes" ||
+		k == "aten::swapdims":
+		h = a.transpose
+	case k == "aten::permute":
+		h = a.permute
+	case k == "aten::t" || k == "aten::t_":
+		h = a.transposeT
+	case (k == "aten::max" || k == "aten::min") && a.isTensor(a.in(1)):
+		h, data = a.elementwise, nil
+	case reduceListKinds[k]:
+		h = func() { a.reduce(true) }
+	case reduceIntKinds[k]:
+		h = func() { a.reduce(false) }
+	case alongDimKinds[k]:
+		h = a.alongDim
+	case elementwiseKinds[k]:
+		h, data = a.elementwise, nil
+	case dtypeOnly[k]:
+		h, data = a.unary, nil // the second tensor lends its dtype only
+	case unaryKinds[k] || strings.HasPrefix(k, "aten::upsample_") ||
+		strings.HasPrefix(k, "aten::_upsample_"):
+		h, data = a.unary, nil // falls back to elementwise if it has tensor operands
+	default:
+		a.unknown(fmt.Sprintf("unsupported op %s", a.desc()))
+		return
+	}
+	if data != nil {
+		for i, in := range op.Inputs {
+			if !slices.Contains(data, i) {
+				a.freezeExtra(in)
+			}
+		}
+	}
+	h()
+}
+
+// freezeExtra freezes the channels an input carries that its op does not
+// follow: a mapped tensor, or the elements of a tensor list.
+func (a *analyzer) freezeExtra(id int) {
+	r := fmt.Sprintf("%s reads them where the analysis does not follow channels", a.desc())
+	a.freezeMap(a.maps[id], r)
+	if v := a.value(id); v != nil && v.Kind != ir.KindTensor && v.Param == "" {
+		rid := a.resolveList(id)
+		if _, split := a.splits[rid]; split {
+			a.freezeValue(id, r)
+		} else if p := a.g.Producer(rid); p >= 0 && (a.g.Ops[p].Kind == "prim::ListConstruct" ||
+			a.g.Ops[p].Kind == "prim::TupleConstruct") {
+			for _, e := range a.g.Ops[p].Inputs {
+				a.freezeMap(a.maps[e], r)
+			}
+		}
+	}
+}
+
+// unknown freezes everything the op reads and writes.
+func (a *analyzer) unknown(reason string) {
+	for _, in := range a.op.Inputs {
+		a.freezeValue(in, reason)
+	}
+	for _, o := range a.op.Outputs {
+		a.defaultMap(o, reason)
+	}
+}
+
+// freezeInputs freezes the channels of every input and leaves the outputs
+// to step's frozen default; for ops understood but not prunable through.
+func (a *analyzer) freezeInputs(reason string) {
+	for _, in := range a.op.Inputs {
+		a.freezeMap(a.maps[in], reason)
+	}
+	for _, o := range a.op.Outputs {
+		a.defaultMap(o, reason)
+	}
+}
+
+func (a *analyzer) unary() {
+	x := a.in(0)
+	if !dtypeOnly[a.op.Kind] && len(a.op.Inputs) > 1 {
+		for _, in := range a.op.Inputs[1:] {
+			if a.isTensor(in) {
+				// clamp(x, min_tensor, max_tensor), fill_(x, tensor): data
+				// operands broadcast like any elementwise op.
+				a.elementwise()
+				return
+			}
+		}
+	}
+	for _, o := range a.op.Outputs {
+		a.passMap(x, o)
+	}
+}
+
+// elementwise ties every operand that spans the output's channel dim to the
+// output and to each other; operands broadcast along it (size 1) or too low
+// in rank to reach it constrain nothing. Direct parameter operands (layer
+// scales, per-channel constants) become members.
+func (a *analyzer) elementwise() {
+	var operands []int
+	for _, in := range a.op.Inputs {
+		if a.isTensor(in) {
+			operands = append(operands, in)
+		}
+	}
+	out := a.out(0)
+	fail := func(reason string) {
+		for _, x := range operands {
+			a.freezeMap(a.maps[x], reason)
+		}
+	}
+	if !a.isTensor(out) {
+		fail(fmt.Sprintf("%s has no tensor output", a.desc()))
+		return
+	}
+	O, ok := a.shape(out)
+	if !ok {
+		fail(fmt.Sprintf("%s has an unknown output shape", a.desc()))
+		return
+	}
+	R := len(O)
+	D := -1
+	var full []*cmap
+	for _, x := range operands {
+		m := a.maps[x]
+		if m == nil {
+			continue
+		}
+		s, _ := a.shape(x)
+		ad := m.dim + R - len(s)
+		if ad < 0 || ad >= R || m.dim >= len(s) {
+			fail(fmt.Sprintf("%s: operand channels do not line up", a.desc()))
+			return
+		}
+		switch e := s[m.dim]; {
+		case e == O[ad]:
+			if D >= 0 && D != ad {
+				fail(fmt.Sprintf("%s: operands carry channels on different dims", a.desc()))
+				return
+			}
+			D = ad
+			full = append(full, m)
+		case e == 1:
+			// Broadcast along the channels: any channel count fits.
+		default:
+			fail(fmt.Sprintf("%s: operand channels do not match the output", a.desc()))
+			return
+		}
+	}
+	if D < 0 {
+		return // no operand brings followed channels; output gets a frozen default
+	}
+	base := full[0]
+	for _, m := range full[1:] {
+		if !a.unifyMaps(base, m) {
+			fail(fmt.Sprintf("%s combines differently concatenated channels", a.desc()))
+			return
+		}
+	}
+	for _, x := range operands {
+		if a.maps[x] != nil {
+			continue
+		}
+		s, ok := a.shape(x)
+		if !ok {
+			a.freezeMap(base, fmt.Sprintf("%s: operand of unknown shape", a.desc()))
+			continue
+		}
+		ad := D - (R - len(s))
+		if ad < 0 || ad >= len(s) {
+			continue // does not reach the channel dim
+		}
+		switch {
+		case s[ad] == 1:
+			// broadcast; a parameter here keeps its size (step pins it)
+		case s[ad] == O[D] && a.param(x) != "":
+			name := a.param(x)
+			a.addMembers(base, name, ad, false)
+			a.useParam(x, name, ad)
+		default:
+			a.freezeMap(base, fmt.Sprintf("%s: an operand of fixed size spans the channels", a.desc()))
+		}
+	}
+	for _, o := range a.op.Outputs {
+		if a.isTensor(o) {
+			a.setMap(o, base.withDim(D))
+		}
+	}
+}
+
+func (a *analyzer) conv() {
+	k := a.op.Kind
+	x, w, b, out := a.in(0), a.in(1), a.in(2), a.out(0)
+	transposed := strings.HasPrefix(k, "aten::conv_transpose")
+	groups := int64(-1)
+	switch k {
+	case "aten::_convolution", "aten::convolution":
+		if t, ok := a.g.ConstInt(a.in(6)); ok {
+			transposed = t != 0
+		}
+		if g, ok := a.constInt(a.in(8)); ok {
+			groups = g
+		}
+	default:
+		if g, ok := a.constInt(a.in(6)); ok {
+			groups = g
+		}
+	}
+	wname := a.param(w)
+	if wname != "" {
+		a.layers[layerOf(wname)] = true
+	}
+	S, okS := a.shape(x)
+	O, okO := a.shape(out)
+	W, okW := a.shape(w)
+	m := a.maps[x]
+	fail := func(why string) {
+		a.freezeMap(m, fmt.Sprintf("%s: %s", a.desc(), why))
+	}
+	if !okS || !okO || !okW || len(S) < 3 || len(O) != len(S) || len(W) != len(S) {
+		fail("unexpected shapes")
+		return
+	}
+	if wname == "" {
+		fail("weight is not a parameter")
+		return
+	}
+	if groups < 1 {
+		// Not a constant: recover it from the shapes.
+		if transposed && W[1] > 0 && O[1]%W[1] == 0 {
+			groups = O[1] / W[1]
+		} else if !transposed && W[1] > 0 && S[1]%W[1] == 0 {
+			groups = S[1] / W[1]
+		} else {
+			fail("unknown groups")
+			return
+		}
+	}
+	cin, cout := S[1], O[1]
+	inDim, outDim := 1, 0
+	if transposed {
+		inDim, outDim = 0, 1
+	}
+	wantIn, wantOut := W[1]*groups, W[0] // [Cout, Cin/groups, k...]
+	if transposed {
+		wantIn, wantOut = W[0], W[1]*groups // [Cin, Cout/groups, k...]
+	}
+	if wantIn != cin || wantOut != cout || cout%groups != 0 || cin%groups != 0 {
+		fail("weight does not match input/output channels")
+		return
+	}
+	var bname string
+	if !a.isNone(b) {
+		bname = a.param(b)
+		B, _ := a.shape(b)
+		if bname == "" || len(B) != 1 || B[0] != cout {
+			fail("bias is not a per-channel parameter")
+			return
+		}
+	}
+	layer := layerOf(wname)
+	addBias := func(om *cmap) {
+		if bname != "" {
+			a.addMembers(om, bname, 0, false)
+			a.useParam(b, bname, 0)
+		}
+	}
+	if groups == 1 {
+		tied := []int{outDim}
+		if m != nil && m.dim == 1 && m.extent() == cin {
+			a.addMembers(m, wname, inDim, false)
+			tied = append(tied, inDim)
+		} else if m != nil {
+			fail("input channels are not on dim 1")
+		}
+		om := a.fresh(1, cout, "")
+		if om == nil {
+			return
+		}
+		a.addMembers(om, wname, outDim, true)
+		a.addLayer(om.segs[0].sp, layer)
+		addBias(om)
+		a.useParam(w, wname, tied...)
+		a.setMap(out, om)
+		return
+	}
+	if !transposed && groups == cin && cin == cout && W[1] == 1 && m != nil && m.dim == 1 &&
+		len(m.segs) == 1 && m.segs[0].stride == 1 && m.extent() == cin {
+		// Depthwise: channel c in is channel c out, and groups must follow
+		// the channel count.
+		sp := m.segs[0].sp
+		a.addMembers(m, wname, 0, true)
+		a.addLayer(sp, layer)
+		r := &a.spaces[a.find(sp)]
+		r.dw = append(r.dw, srec{a.nextSeq(), wname})
+		addBias(m)
+		a.useParam(w, wname, 0)
+		a.setMap(out, m)
+		return
+	}
+	reason := fmt.Sprintf("grouped conv %s (groups=%d)", layer, groups)
+	if m != nil && groups == cin && cin == cout {
+		reason = fmt.Sprintf("depthwise conv %s on concatenated or strided channels", layer)
+	}
+	a.freezeMap(m, reason)
+	om := a.fresh(1, cout, reason)
+	if om == nil {
+		return
+	}
+	a.addMembers(om, wname, outDim, true)
+	a.addLayer(om.segs[0].sp, layer)
+	addBias(om)
+	a.useParam(w, wname, outDim)
+	a.setMap(out, om)
+}
+
+func (a *analyzer) linear() {
+	w := a.in(1)
+	name := a.param(w)
+	W, _ := a.shape(w)
+	if name == "" || len(W) != 2 {
+		a.freezeInputs(fmt.Sprintf("%s: weight is not a 2-D parameter", a.desc()))
+		return
+	}
+	a.dense(a.in(0), a.out(0), w, name, 1, 0, a.in(2))
+}
+
+func (a *analyzer) addmm() {
+	w := a.in(2)
+	name, inDim, outDim, ok := a.matrix(w)
+	if !ok {
+		a.freezeInputs(fmt.Sprintf("%s: second matrix is not a parameter", a.desc()))
+		return
+	}
+	a.dense(a.in(1), a.out(0), w, name, inDim, outDim, a.in(0))
+}
+
+func (a *analyzer) matmul() {
+	w := a.in(1)
+	name, inDim, outDim, ok := a.matrix(w)
+	if !ok {
+		a.unknown(fmt.Sprintf("%s between activations", a.desc()))
+		return
+	}
+	a.dense(a.in(0), a.out(0), w, name, inDim, outDim, noValue)
+}
+
+// matrix resolves the right-hand matrix of mm/addmm/matmul to a 2-D
+// parameter, through t/transpose/permute, and says which of its dims is
+// multiplied with the input features and which gives the output features.
+func (a *analyzer) matrix(id int) (name string, inDim, outDim int, ok bool) {
+	flip := false
+	for range 8 {
+		if p := a.param(id); p != "" {
+			s, _ := a.shape(id)
+			if len(s) != 2 || len(a.paramShape(p)) != 2 {
+				return "", 0, 0, false
+			}
+			if flip {
+				return p, 1, 0, true
+			}
+			return p, 0, 1, true
+		}
+		pi := a.g.Producer(id)
+		if pi < 0 || len(a.g.Ops[pi].Inputs) == 0 {
+			return "", 0, 0, false
+		}
+		op := &a.g.Ops[pi]
+		switch op.Kind {
+		case "aten::t":
+			flip = !flip
+		case "aten::transpose":
+			if len(op.Inputs) < 3 {
+				return "", 0, 0, false
+			}
+			d0, ok0 := a.g.ConstInt(op.Inputs[1])
+			d1, ok1 := a.g.ConstInt(op.Inputs[2])
+			n0, okn0 := normDim(d0, 2)
+			n1, okn1 := normDim(d1, 2)
+			if !ok0 || !ok1 || !okn0 || !okn1 {
+				return "", 0, 0, false
+			}
+			if n0 != n1 {
+				flip = !flip
+			}
+		case "aten::permute":
+			if len(op.Inputs) < 2 {
+				return "", 0, 0, false
+			}
+			p, okp := a.g.ConstInts(op.Inputs[1])
+			if !okp || len(p) != 2 {
+				return "", 0, 0, false
+			}
+			if n, ok := normDim(p[0], 2); !ok {
+				return "", 0, 0, false
+			} else if n == 1 {
+				flip = !flip
+			}
+		case "aten::contiguous", "aten::detach", "aten::to", "aten::clone":
+		default:
+			return "", 0, 0, false
+		}
+		id = op.Inputs[0]
+	}
+	return "", 0, 0, false
+}
+
+// dense is a linear layer: input features on x's last dim, weight dims
+// inDim/outDim, optional bias b.
+func (a *analyzer) dense(x, out, w int, name string, inDim, outDim int, b int) {
+	a.layers[layerOf(name)] = true
+	S, okS := a.shape(x)
+	O, okO := a.shape(out)
+	W := a.paramShape(name)
+	m := a.maps[x]
+	if !okS || !okO || len(S) < 1 || len(O) != len(S) || len(W) != 2 ||
+		S[len(S)-1] != W[inDim] || O[len(O)-1] != W[outDim] {
+		a.freezeInputs(fmt.Sprintf("%s: unexpected shapes", a.desc()))
+		return
+	}
+	last := len(S) - 1
+	if m != nil && m.dim != last {
+		// Features are not the followed dim (a linear over a spatial
+		// dim): channels pass through, the weight keeps its size.
+		a.setMap(out, m)
+		return
+	}
+	var bname string
+	if !a.isNone(b) {
+		bname = a.param(b)
+		B, _ := a.shape(b)
+		if bname == "" || len(B) != 1 || B[0] != O[last] {
+			a.freezeMap(m, fmt.Sprintf("%s: bias is not a per-feature parameter", a.desc()))
+			return
+		}
+	}
+	tied := []int{outDim}
+	if m != nil {
+		if m.extent() == W[inDim] {
+			a.addMembers(m, name, inDim, false)
+			tied = append(tied, inDim)
+		} else {
+			a.freezeMap(m, fmt.Sprintf("%s: input features do not match the weight", a.desc()))
+		}
+	}
+	om := a.fresh(last, O[last], "")
+	if om == nil {
+		return
+	}
+	a.addMembers(om, name, outDim, true)
+	a.addLayer(om.segs[0].sp, layerOf(name))
+	if bname != "" {
+		a.addMembers(om, bname, 0, false)
+		a.useParam(b, bname, 0)
+	}
+	a.useParam(w, name, tied...)
+	a.setMap(out, om)
+}
+
+// perChannel makes the listed optional inputs (BatchNorm affine and running
+// stats, PReLU weight) members along x's channels; it reports false (and
+// ties nothing) if one of them is not a 1-D parameter of the channel count.
+func (a *analyzer) perChannel(m *cmap, ids ...int) bool {
+	type p struct {
+		id   int
+		name string
+	}
+	var ps []p
+	for _, id := range ids {
+		if a.isNone(id) {
+			continue
+		}
+		name := a.param(id)
+		s, _ := a.shape(id)
+		if name == "" || len(s) != 1 || s[0] != m.extent() {
+			return false
+		}
+		ps = append(ps, p{id, name})
+	}
+	for _, q := range ps {
+		a.addMembers(m, q.name, 0, false)
+		a.useParam(q.id, q.name, 0)
+	}
+	return true
+}
+
+func (a *analyzer) batchNorm() {
+	x := a.in(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	if m.dim != 1 {
+		a.freezeInputs(fmt.Sprintf("%s: channels are not on dim 1", a.desc()))
+		return
+	}
+	if !a.perChannel(m, a.in(1), a.in(2), a.in(3), a.in(4)) {
+		a.freezeMap(m, fmt.Sprintf("%s: affine or running stats are not per-channel parameters", a.desc()))
+	}
+	a.passMap(x, a.out(0))
+}
+
+// layerNorm follows a LayerNorm only over the followed dim alone, as after
+// a flatten or in an [N, C] classifier; over more dims it freezes.
+func (a *analyzer) layerNorm() {
+	x := a.in(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	S, _ := a.shape(x)
+	k := -1
+	if ns, ok := a.constInts(a.in(1)); ok {
+		k = len(ns)
+	}
+	switch {
+	case k < 0:
+		a.freezeMap(m, fmt.Sprintf("%s: unknown normalized_shape", a.desc()))
+	case m.dim < len(S)-k:
+		// normalizes other dims; weight and bias stay (step pins them)
+	case k == 1 && m.dim == len(S)-1:
+		// The mean and variance run over the channels, so a pruned model
+		// would normalise over fewer of them than the original with those
+		// channels zeroed: not equivalent, however the weights are sliced.
+		a.freezeMap(m, fmt.Sprintf("%s normalizes over the channels: removing some would change its mean and variance", a.desc()))
+		a.perChannel(m, a.in(2), a.in(3))
+	default:
+		a.freezeMap(m, fmt.Sprintf("%s normalizes over the channels together with other dims", a.desc()))
+	}
+	a.passMap(x, a.out(0))
+}
+
+// groupNorm freezes: pruning would change the channels per group.
+func (a *analyzer) groupNorm() {
+	x := a.in(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	reason := fmt.Sprintf("%s: channels per group would change", a.desc())
+	a.freezeMap(m, reason)
+	if m.dim == 1 {
+		a.perChannel(m, a.in(2), a.in(3))
+	}
+	a.passMap(x, a.out(0))
+}
+
+func (a *analyzer) prelu() {
+	x, w := a.in(0), a.in(1)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	if s, _ := a.shape(w); !(len(s) == 1 && s[0] == 1) {
+		if m.dim != 1 || !a.perChannel(m, w) {
+			a.freezeMap(m, fmt.Sprintf("%s: weight is not per-channel", a.desc()))
+		}
+	}
+	a.passMap(x, a.out(0))
+}
+
+func (a *analyzer) cat() {
+	list, out := a.in(0), a.out(0)
+	O, okO := a.shape(out)
+	elems, ok := a.g.ListElems(a.resolveList(list))
+	if !ok || !okO || len(elems) == 0 {
+		a.unknown(fmt.Sprintf("%s: list not followed", a.desc()))
+		return
+	}
+	fail := func(why string) {
+		r := fmt.Sprintf("%s: %s", a.desc(), why)
+		for _, e := range elems {
+			a.freezeValue(e, r)
+		}
+		a.defaultMap(out, r)
+	}
+	dim := int64(0)
+	if in1 := a.in(1); in1 != noValue {
+		d, ok := a.constInt(in1)
+		if !ok {
+			fail("dim is not constant")
+			return
+		}
+		dim = d
+	}
+	cd, ok := normDim(dim, len(O))
+	if !ok {
+		fail("bad dim")
+		return
+	}
+	var maps []*cmap
+	for _, e := range elems {
+		m := a.maps[e]
+		s, _ := a.shape(e)
+		if m == nil || len(s) != len(O) || (len(maps) > 0 && m.dim != maps[0].dim) {
+			fail("inputs do not all carry followed channels on one dim")
+			return
+		}
+		maps = append(maps, m)
+	}
+	if len(maps) == 1 {
+		a.setMap(out, maps[0])
+		return
+	}
+	if cd == maps[0].dim {
+		var segs []seg
+		for _, m := range maps {
+			segs = append(segs, m.segs...)
+		}
+		a.setMap(out, &cmap{dim: cd, segs: segs})
+		return
+	}
+	for _, m := range maps[1:] {
+		if !a.unifyMaps(maps[0], m) {
+			fail("inputs are concatenated along another dim but their channels differ")
+			return
+		}
+	}
+	a.setMap(out, maps[0])
+}
+
+// split handles split/chunk: a tensor[] result waits for its ListUnpack;
+// direct tensor results are the pieces.
+func (a *analyzer) split() {
+	if len(a.op.Outputs) == 1 && !a.isTensor(a.out(0)) {
+		a.splits[a.out(0)] = a.opIdx
+		return
+	}
+	a.pieces(a.in(0), a.op.Outputs)
+}
+
+// pieces gives each piece of a split of x its map. A split along the
+// channels freezes them all: the cut positions are baked into the graph and
+// would no longer match after any space before or across them shrinks.
+func (a *analyzer) pieces(x int, pieces []int) {
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	S, _ := a.shape(x)
+	for _, p := range pieces {
+		P, ok := a.shape(p)
+		if !ok || len(P) != len(S) || P[m.dim] != S[m.dim] {
+			r := fmt.Sprintf("%s splits the channels", a.desc())
+			a.freezeMap(m, r)
+			for _, p := range pieces {
+				a.defaultMap(p, r)
+			}
+			return
+		}
+	}
+	for _, p := range pieces {
+		a.setMap(p, m)
+	}
+}
+
+func (a *analyzer) unpack() {
+	src := a.resolveList(a.in(0))
+	if p, ok := a.splits[src]; ok {
+		ins := a.g.Ops[p].Inputs
+		if len(ins) == 0 {
+			return
+		}
+		a.pieces(ins[0], a.op.Outputs)
+		return
+	}
+	if pi := a.g.Producer(src); pi >= 0 {
+		op := &a.g.Ops[pi]
+		if (op.Kind == "prim::ListConstruct" || op.Kind == "prim::TupleConstruct") &&
+			len(op.Inputs) == len(a.op.Outputs) {
+			for i, o := range a.op.Outputs {
+				a.alias(o, op.Inputs[i])
+			}
+			return
+		}
+	}
+	a.unknown(fmt.Sprintf("%s: list not followed", a.desc()))
+}
+
+func (a *analyzer) getItem() {
+	src := a.resolveList(a.in(0))
+	idx, okIdx := a.constInt(a.in(1))
+	if p, ok := a.splits[src]; ok {
+		if ins := a.g.Ops[p].Inputs; len(ins) > 0 {
+			a.pieces(ins[0], a.op.Outputs)
+		}
+		return
+	}
+	if pi := a.g.Producer(src); pi >= 0 && okIdx {
+		op := &a.g.Ops[pi]
+		if op.Kind == "prim::ListConstruct" || op.Kind == "prim::TupleConstruct" {
+			if i, ok := normDim(idx, len(op.Inputs)); ok {
+				a.alias(a.out(0), op.Inputs[i])
+				return
+			}
+		}
+	}
+	v := a.value(src)
+	if v != nil && (v.Kind == ir.KindIntList || v.Kind == ir.KindFloatList || v.Kind == ir.KindBoolList) {
+		return // reading a shape list
+	}
+	a.unknown(fmt.Sprintf("%s: list not followed", a.desc()))
+}
+
+// alias makes dst stand for src (an element taken out of a list or tuple).
+func (a *analyzer) alias(dst, src int) {
+	if dst == noValue {
+		return
+	}
+	if a.isTensor(dst) {
+		if m := a.maps[src]; m != nil {
+			a.setMap(dst, m)
+		}
+		return
+	}
+	a.aliases[dst] = src
+}
+
+// slice handles narrow/slice: fine when the channels come through whole.
+func (a *analyzer) slice() {
+	x, out := a.in(0), a.out(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	S, _ := a.shape(x)
+	O, ok := a.shape(out)
+	if !ok || len(O) != len(S) || O[m.dim] != S[m.dim] {
+		a.freezeMap(m, fmt.Sprintf("%s cuts the channels", a.desc()))
+		return
+	}
+	a.setMap(out, m)
+}
+
+func (a *analyzer) selectDim() {
+	x := a.in(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	S, _ := a.shape(x)
+	d, ok := a.constInt(a.in(1))
+	nd, okd := normDim(d, len(S))
+	if !ok || !okd || nd == m.dim {
+		a.freezeMap(m, fmt.Sprintf("%s selects along the channels", a.desc()))
+		return
+	}
+	dim := m.dim
+	if nd < dim {
+		dim--
+	}
+	a.setMap(a.out(0), m.withDim(dim))
+}
+
+// reshape relates the channel dim of x to a dim of the output purely by
+// shapes. In memory, channel c of a run owns, for every index of the dims
+// before the channel dim, a block of stride·inner elements; the output dim
+// whose prefix product equals that outer size carries the channels if its
+// own inner size divides every block. Flatten into features gives stride
+// H·W; unflatten gives it back; splitting the channels themselves
+// (channel shuffle) finds no such dim and freezes.
+func (a *analyzer) reshape() {
+	x, out := a.in(0), a.out(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	fail := func(why string) { a.freezeMap(m, fmt.Sprintf("%s %s", a.desc(), why)) }
+	S, _ := a.shape(x)
+	O, ok := a.shape(out)
+	if !ok {
+		fail("has an unknown output shape")
+		return
+	}
+	nS, ok1 := prod(S)
+	nO, ok2 := prod(O)
+	outer, ok3 := prod(S[:m.dim])
+	inner, ok4 := prod(S[m.dim+1:])
+	if !ok1 || !ok2 || !ok3 || !ok4 || nS != nO || nS == 0 {
+		fail("changes the number of elements")
+		return
+	}
+	for d := range O {
+		pre, _ := prod(O[:d])
+		if pre > outer {
+			break
+		}
+		if pre != outer {
+			continue
+		}
+		inner2, ok := prod(O[d+1:])
+		if !ok || inner2 == 0 {
+			continue
+		}
+		segs := make([]seg, 0, len(m.segs))
+		fits := true
+		for _, s := range m.segs {
+			block := int64(s.stride) * inner
+			if block%inner2 != 0 || block/inner2 > maxExtent {
+				fits = false
+				break
+			}
+			segs = append(segs, seg{sp: s.sp, n: s.n, stride: int(block / inner2)})
+		}
+		if !fits {
+			continue
+		}
+		nm := &cmap{dim: d, segs: segs}
+		if nm.extent() != O[d] {
+			continue
+		}
+		if sizeListKinds[a.op.Kind] && a.bakedSize(a.in(1), d, len(O)) {
+			fail("hard-codes the channel count in its target shape")
+			return
+		}
+		if k := a.op.Kind; k == "aten::view_as" || k == "aten::reshape_as" {
+			// The target shape follows the other tensor: its channels must
+			// shrink with ours.
+			if om := a.maps[a.in(1)]; om == nil || om.dim != d || !a.unifyMaps(nm, om) {
+				fail("takes its shape from a tensor whose channels are not the same")
+				a.freezeMap(om, fmt.Sprintf("%s: shape source", a.desc()))
+				return
+			}
+		}
+		a.setMap(out, nm)
+		return
+	}
+	fail("splits or merges the channel dim with another dim")
+}
+
+// bakedSize reports whether entry d of the size list id is a constant other
+// than -1: such a view would break once the channels shrink.
+func (a *analyzer) bakedSize(id, d, rank int) bool {
+	if ints, ok := a.constInts(id); ok {
+		return len(ints) != rank || ints[d] != -1
+	}
+	elems, ok := a.g.ListElems(id)
+	if !ok || len(elems) != rank {
+		return true
+	}
+	if v, ok := a.constInt(elems[d]); ok && v != -1 {
+		return true
+	}
+	return false
+}
+
+func (a *analyzer) expand() {
+	x, out := a.in(0), a.out(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	S, _ := a.shape(x)
+	O, ok := a.shape(out)
+	if !ok || len(O) != len(S) || O[m.dim] != S[m.dim] {
+		a.freezeMap(m, fmt.Sprintf("%s changes the channel dim", a.desc()))
+		return
+	}
+	if a.op.Kind != "aten::repeat" && a.bakedSize(a.in(1), m.dim, len(O)) {
+		a.freezeMap(m, fmt.Sprintf("%s hard-codes the channel count", a.desc()))
+		return
+	}
+	a.setMap(out, m)
+}
+
+// moveDim passes x's map to the output if the channel dim stays where it
+// is; moving it (channel shuffle, NCHW->NHWC) freezes.
+func (a *analyzer) moveDim(newPos func(d int) (int, bool)) {
+	x := a.in(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	if nd, ok := newPos(m.dim); !ok || nd != m.dim {
+		a.freezeMap(m, fmt.Sprintf("%s moves the channel dim", a.desc()))
+		return
+	}
+	a.passMap(x, a.out(0))
+}
+
+func (a *analyzer) transpose() {
+	S, _ := a.shape(a.in(0))
+	d0, ok0 := a.constInt(a.in(1))
+	d1, ok1 := a.constInt(a.in(2))
+	a.moveDim(func(d int) (int, bool) {
+		n0, okn0 := normDim(d0, len(S))
+		n1, okn1 := normDim(d1, len(S))
+		if !ok0 || !ok1 || !okn0 || !okn1 {
+			return 0, false
+		}
+		switch d {
+		case n0:
+			return n1, true
+		case n1:
+			return n0, true
+		}
+		return d, true
+	})
+}
+
+func (a *analyzer) permute() {
+	S, _ := a.shape(a.in(0))
+	perm, ok := a.constInts(a.in(1))
+	a.moveDim(func(d int) (int, bool) {
+		if !ok || len(perm) != len(S) {
+			return 0, false
+		}
+		for i, p := range perm {
+			if n, ok := normDim(p, len(S)); ok && n == d {
+				return i, true
+			}
+		}
+		return 0, false
+	})
+}
+
+func (a *analyzer) transposeT() {
+	S, _ := a.shape(a.in(0))
+	a.moveDim(func(d int) (int, bool) {
+		if len(S) < 2 {
+			return d, true
+		}
+		return 1 - d, true
+	})
+}
+
+// reduce handles reductions; over the channel dim (or everything) they mix
+// channels, so those freeze.
+func (a *analyzer) reduce(list bool) {
+	x := a.in(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	S, _ := a.shape(x)
+	var dims []int64
+	full := false
+	arg := a.in(1)
+	switch v := a.value(arg); {
+	case arg == noValue || v == nil || v.Kind == ir.KindNone:
+		full = true
+	case list:
+		if ds, ok := a.constInts(arg); ok {
+			dims = ds
+			full = len(ds) == 0
+		} else if v.Kind == ir.KindInt {
+			full = true // mean(x, dtype)
+		} else {
+			a.freezeMap(m, fmt.Sprintf("%s over unknown dims", a.desc()))
+			return
+		}
+	default:
+		d, ok := a.constInt(arg)
+		if !ok {
+			a.freezeMap(m, fmt.Sprintf("%s over an unknown dim", a.desc()))
+			return
+		}
+		dims = []int64{d}
+	}
+	if full {
+		a.freezeMap(m, fmt.Sprintf("%s reduces over all dims", a.desc()))
+		return
+	}
+	var nds []int
+	for _, d := range dims {
+		nd, ok := normDim(d, len(S))
+		if !ok {
+			a.freezeMap(m, fmt.Sprintf("%s: bad dim", a.desc()))
+			return
+		}
+		if !slices.Contains(nds, nd) {
+			nds = append(nds, nd)
+		}
+	}
+	if slices.Contains(nds, m.dim) {
+		a.freezeMap(m, fmt.Sprintf("%s reduces over the channels", a.desc()))
+		return
+	}
+	dim := m.dim
+	O, _ := a.shape(a.out(0))
+	if len(O) != len(S) { // keepdim=false
+		for _, d := range nds {
+			if d < m.dim {
+				dim--
+			}
+		}
+	}
+	for _, o := range a.op.Outputs {
+		if a.isTensor(o) {
+			a.setMap(o, m.withDim(dim))
+		}
+	}
+}
+
+// alongDim handles softmax, cumsum, index_select...: harmless along other
+// dims, channel-mixing along the channels.
+func (a *analyzer) alongDim() {
+	x := a.in(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	S, _ := a.shape(x)
+	d, ok := a.constInt(a.in(1))
+	if a.op.Kind == "aten::roll" {
+		ds, okl := a.constInts(a.in(2))
+		ok = okl && len(ds) == 1
+		if ok {
+			d = ds[0]
+		}
+	}
+	nd, okd := normDim(d, len(S))
+	if !ok || !okd || nd == m.dim {
+		a.freezeMap(m, fmt.Sprintf("%s works along the channels", a.desc()))
+		return
+	}
+	a.passMap(x, a.out(0))
+}

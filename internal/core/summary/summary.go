@@ -1,0 +1,137 @@
+// Package summary writes what a pruning run leaves behind for people and
+// programs: summary.json (the contract in DESIGN.md) and the human
+// exp_save/model_name.txt.
+package summary
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gopruner/gopruner/internal/core/plan"
+)
+
+// Iteration is one finished search iteration.
+type Iteration struct {
+	Iteration  int      `json:"iteration"`
+	Layers     []string `json:"layers"`
+	Group      int      `json:"group"`
+	From       int      `json:"channels_before"`
+	To         int      `json:"channels_after"`
+	MACs       int64    `json:"macs"`
+	Accuracy   float64  `json:"accuracy"`
+	Candidates int      `json:"candidates"`
+}
+
+// Latency is a forward-latency measurement before and after.
+type Latency struct {
+	Device   string  `json:"device"`
+	Batch    int64   `json:"batch"`
+	BeforeMs float64 `json:"before_ms"`
+	AfterMs  float64 `json:"after_ms"`
+}
+
+// Layer is one layer's output channels before and after.
+type Layer struct {
+	Name   string `json:"name"`
+	Before int    `json:"before"`
+	After  int    `json:"after"`
+}
+
+// Summary is summary.json.
+type Summary struct {
+	Algorithm    string      `json:"algorithm"`
+	Criterion    string      `json:"criterion,omitempty"`
+	Model        string      `json:"model"`
+	MACsBefore   int64       `json:"macs_before"`
+	MACsAfter    int64       `json:"macs_after"`
+	ParamsBefore int64       `json:"params_before"`
+	ParamsAfter  int64       `json:"params_after"`
+	AccBefore    *float64    `json:"acc_before"`
+	AccAfter     *float64    `json:"acc_after"`
+	Iterations   []Iteration `json:"iterations"`
+	ModelOut     string      `json:"model_out"`
+	PlanOut      string      `json:"plan_out,omitempty"`
+	Report       string      `json:"report,omitempty"`
+	Target       int64       `json:"target_macs"`
+	Reached      bool        `json:"target_reached"`
+	Latency      []Latency   `json:"latency,omitempty"`
+	Layers       []Layer     `json:"layers,omitempty"`
+	Started      time.Time   `json:"started"`
+	Seconds      float64     `json:"seconds"`
+}
+
+// WriteJSON writes summary.json atomically.
+func (s *Summary) WriteJSON(path string) error {
+	if s.Iterations == nil {
+		s.Iterations = []Iteration{}
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return plan.WriteFileAtomic(path, append(data, '\n'))
+}
+
+// WriteText writes the human summary atomically.
+func (s *Summary) WriteText(path string) error {
+	var b strings.Builder
+	s.Text(&b)
+	return plan.WriteFileAtomic(path, []byte(b.String()))
+}
+
+// Text renders the before/after table and the iterations.
+func (s *Summary) Text(w io.Writer) {
+	fmt.Fprintf(w, "gopruner %s on %s\n\n", s.Algorithm, s.Model)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\tbefore\tafter\tratio")
+	fmt.Fprintf(tw, "MACs\t%s\t%s\t%.3f\n", Human(s.MACsBefore), Human(s.MACsAfter), ratio(s.MACsAfter, s.MACsBefore))
+	fmt.Fprintf(tw, "params\t%s\t%s\t%.3f\n", Human(s.ParamsBefore), Human(s.ParamsAfter), ratio(s.ParamsAfter, s.ParamsBefore))
+	if s.AccBefore != nil && s.AccAfter != nil {
+		fmt.Fprintf(tw, "accuracy\t%.4f\t%.4f\t%+.4f\n", *s.AccBefore, *s.AccAfter, *s.AccAfter-*s.AccBefore)
+	}
+	for _, l := range s.Latency {
+		fmt.Fprintf(tw, "latency (%s, batch %d)\t%.2f ms\t%.2f ms\t%.2fx faster\n", l.Device, l.Batch, l.BeforeMs, l.AfterMs, l.BeforeMs/max(l.AfterMs, 1e-9))
+	}
+	tw.Flush()
+	if !s.Reached {
+		fmt.Fprintf(w, "\ntarget of %s MACs NOT reached\n", Human(s.Target))
+	}
+	if len(s.Iterations) > 0 {
+		fmt.Fprintf(w, "\niterations:\n")
+		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "iter\tlayers\tchannels\tMACs\taccuracy")
+		for _, it := range s.Iterations {
+			fmt.Fprintf(tw, "%d\t%s\t%d -> %d\t%s\t%.4f\n", it.Iteration, strings.Join(it.Layers, ","), it.From, it.To, Human(it.MACs), it.Accuracy)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(w, "\npruned model: %s\n", s.ModelOut)
+	if s.Report != "" {
+		fmt.Fprintf(w, "report:       %s\n", s.Report)
+	}
+}
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// Human prints 1234567 as 1.23M.
+func Human(n int64) string {
+	f := float64(n)
+	switch {
+	case f >= 1e9:
+		return fmt.Sprintf("%.2fG", f/1e9)
+	case f >= 1e6:
+		return fmt.Sprintf("%.2fM", f/1e6)
+	case f >= 1e3:
+		return fmt.Sprintf("%.2fK", f/1e3)
+	}
+	return fmt.Sprintf("%d", n)
+}

@@ -1,0 +1,77 @@
+//go:build cgo
+
+// Package latency measures forward latency: warm-up runs, then the median of
+// timed runs, so the report and demo show real speed-up and not only MACs.
+package latency
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/gopruner/gopruner/internal/torchengine/model"
+	"github.com/gopruner/gopruner/torch"
+)
+
+// Result is one model's measurement.
+type Result struct {
+	Batch    int64   `json:"batch"`
+	Device   string  `json:"device"`
+	MedianMs float64 `json:"median_ms"`
+	MinMs    float64 `json:"min_ms"`
+	Runs     int     `json:"runs"`
+}
+
+// Measure times forward (eval mode, no grad) of each model on one input of
+// shape (its first dimension is the batch). Runs alternate between the
+// models, so load on the machine slows them alike and the ratio holds.
+func Measure(models []*torch.Module, shape []int64, warmup, runs int) ([]Result, error) {
+	if len(models) == 0 {
+		return nil, nil
+	}
+	runs = max(runs, 1)
+	for _, m := range models {
+		if err := m.Train(false); err != nil {
+			return nil, err
+		}
+	}
+	x, err := model.Example(shape, models[0].Device())
+	if err != nil {
+		return nil, err
+	}
+	defer x.Close()
+	times := make([][]float64, len(models))
+	for i := 0; i < warmup+runs; i++ {
+		for j, m := range models {
+			d, err := once(m, x)
+			if err != nil {
+				return nil, err
+			}
+			if i >= warmup {
+				times[j] = append(times[j], float64(d.Microseconds())/1000)
+			}
+		}
+	}
+	out := make([]Result, len(models))
+	for j, ts := range times {
+		slices.Sort(ts)
+		med := ts[len(ts)/2]
+		if len(ts)%2 == 0 {
+			med = (ts[len(ts)/2-1] + ts[len(ts)/2]) / 2
+		}
+		out[j] = Result{Batch: shape[0], Device: models[j].Device().String(), MedianMs: med, MinMs: ts[0], Runs: runs}
+	}
+	return out, nil
+}
+
+func once(m *torch.Module, x *torch.Tensor) (time.Duration, error) {
+	start := time.Now()
+	y, err := m.Forward(true, x)
+	if err != nil {
+		return 0, fmt.Errorf("forward: %w", err)
+	}
+	// Asynchronous devices have finished only once synchronised.
+	err = torch.Synchronize(m.Device())
+	y.Close()
+	return time.Since(start), err
+}

@@ -1,0 +1,326 @@
+//go:build cgo
+
+// Package model loads a TorchScript model for pruning and turns it into the
+// IR and channel groups that the rest of gopruner works on. It explains bad
+// model files in the user's terms (a state_dict is not TorchScript, and how
+// to export one) instead of passing libtorch's zip-reader messages through.
+package model
+
+import (
+	"archive/zip"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/ir"
+	"github.com/gopruner/gopruner/torch"
+)
+
+const exportHint = "export it with torch.jit.script(model).save(path) or torch.jit.trace(model, example).save(path)"
+
+// Load reads a TorchScript file. The file is only read, never written.
+// Files that are not TorchScript, or have no forward, give a usage error
+// that says what the file is.
+func Load(path string, dev torch.Device) (*torch.Module, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fail.Usagef("model %s: no such file", path)
+		}
+		return nil, fail.Usagef("model %s: %v", path, err)
+	}
+	if st.IsDir() {
+		return nil, fail.Usagef("model %s: is a directory, not a TorchScript file", path)
+	}
+	if why := diagnose(path, st.Size()); why != "" {
+		return nil, fail.Usagef("model %s: %s", path, why)
+	}
+	m, err := torch.Load(path, dev)
+	if err != nil {
+		return nil, fail.Usagef("model %s: cannot load as TorchScript: %v", path, err)
+	}
+	ok, err := m.HasMethod("forward")
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	if !ok {
+		m.Close()
+		return nil, fail.Usagef("model %s: TorchScript module has no forward method; gopruner prunes what forward computes", path)
+	}
+	return m, nil
+}
+
+// diagnose looks inside the file before libtorch does, to name what it is
+// when it is not a TorchScript archive.
+func diagnose(path string, size int64) string {
+	if size == 0 {
+		return "empty file"
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	head := make([]byte, 4)
+	n, _ := f.Read(head)
+	head = head[:n]
+	if len(head) >= 2 && head[0] == 0x80 && head[1] <= 5 {
+		return "a legacy torch.save pickle, not TorchScript; " + exportHint
+	}
+	if !bytes.HasPrefix(head, []byte("PK\x03\x04")) {
+		return "not a TorchScript file (not a zip archive); " + exportHint
+	}
+	zr, err := zip.NewReader(f, size)
+	if err != nil {
+		return "truncated or corrupt TorchScript archive (" + err.Error() + ")"
+	}
+	hasCode, hasData, hasConstants := false, false, false
+	for _, e := range zr.File {
+		parts := strings.SplitN(e.Name, "/", 3)
+		if len(parts) < 2 {
+			continue
+		}
+		switch {
+		case parts[1] == "code" || strings.HasPrefix(parts[1], "code"):
+			hasCode = true
+		case parts[1] == "data.pkl":
+			hasData = true
+		case parts[1] == "constants.pkl":
+			hasConstants = true
+		}
+	}
+	if hasData && !hasCode && !hasConstants {
+		return "a torch.save'd state_dict or pickled nn.Module, not TorchScript (no code/ in the archive); " + exportHint
+	}
+	return ""
+}
+
+// Params returns the shape of every parameter and buffer by dotted name.
+func Params(m *torch.Module) (map[string][]int64, error) {
+	names, err := m.ParameterNames()
+	if err != nil {
+		return nil, err
+	}
+	bufs, err := m.BufferNames()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]int64, len(names)+len(bufs))
+	for _, n := range append(names, bufs...) {
+		t, err := m.Get(n)
+		if err != nil {
+			return nil, err
+		}
+		s, err := t.Shape()
+		t.Close()
+		if err != nil {
+			return nil, err
+		}
+		out[n] = s
+	}
+	return out, nil
+}
+
+// Example makes the example input for tracing: standard-normal values from
+// a fixed seed, so analyses are reproducible.
+func Example(shape []int64, dev torch.Device) (*torch.Tensor, error) {
+	if len(shape) < 2 {
+		return nil, fail.Usagef("input shape %v: want at least [N, C], e.g. 1,3,224,224", shape)
+	}
+	n := int64(1)
+	for _, d := range shape {
+		if d <= 0 {
+			return nil, fail.Usagef("input shape %v: dimensions must be positive", shape)
+		}
+		n *= d
+	}
+	data := make([]float32, n)
+	// A cheap deterministic fill: the values only need to be generic.
+	s := uint64(0x9E3779B97F4A7C15)
+	for i := range data {
+		s ^= s << 13
+		s ^= s >> 7
+		s ^= s << 17
+		data[i] = float32(int64(s>>40)-(1<<23)) / float32(1<<23)
+	}
+	return torch.FromFloat32(data, shape, dev)
+}
+
+// Trace runs forward once on an example input of the given shape and
+// returns the IR. A shape the model rejects is a usage error that, where
+// libtorch says which weight refused it, names the layer and both counts.
+func Trace(m *torch.Module, shape []int64) (*ir.Graph, error) {
+	x, err := Example(shape, m.Device())
+	if err != nil {
+		return nil, err
+	}
+	defer x.Close()
+	js, err := m.ExportIR(x)
+	if err != nil {
+		return nil, explainForward(m, shape, err)
+	}
+	g, err := ir.Parse(js)
+	if err != nil {
+		return nil, fmt.Errorf("model IR: %w", err)
+	}
+	return g, nil
+}
+
+var (
+	convShapeErr = regexp.MustCompile(`weight of size \[([0-9, ]+)\], expected input\[([0-9, ]+)\] to have (\d+) channels, but got (\d+) channels`)
+	convRankErr  = regexp.MustCompile(`Expected (\d+)-dimensional input for \d+-dimensional weight \[([0-9, ]+)\], but got (\d+)-dimensional input`)
+	linearErr    = regexp.MustCompile(`mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)`)
+)
+
+// explainForward turns a forward failure on the example input into an
+// input-shape error. It finds the layer libtorch complained about by the
+// weight shape it printed.
+func explainForward(m *torch.Module, shape []int64, err error) error {
+	msg := err.Error()
+	var te *torch.Error
+	if errors.As(err, &te) {
+		msg = te.Msg // without the bridge call's name ("export_ir: ")
+	}
+	if sm := convShapeErr.FindStringSubmatch(msg); sm != nil {
+		wshape := parseInts(sm[1])
+		layer := layerOf(m, wshape, "the first convolution")
+		if len(wshape) >= 3 && len(shape) != len(wshape) {
+			// A scripted conv takes an input one dimension short as
+			// unbatched, so the count it prints is not the channel count.
+			return fail.Usagef("input shape %v does not fit the model: layer %s expects %d-dimensional input%s, the input shape has %d dimensions", shape, layer, len(wshape), dimsHint(len(wshape)), len(shape))
+		}
+		return fail.Usagef("input shape %v does not fit the model: layer %s expects %s input channels, the input shape gives %s", shape, layer, sm[3], sm[4])
+	}
+	if sm := convRankErr.FindStringSubmatch(msg); sm != nil {
+		layer := layerOf(m, parseInts(sm[2]), "the first convolution")
+		want, _ := strconv.Atoi(sm[1])
+		return fail.Usagef("input shape %v does not fit the model: layer %s expects %d-dimensional input%s, the input shape has %s dimensions", shape, layer, want, dimsHint(want), sm[3])
+	}
+	if sm := linearErr.FindStringSubmatch(msg); sm != nil {
+		// mat2 is the transposed weight [in, out] of the Linear layer.
+		in, out := parseInts(sm[3]), parseInts(sm[4])
+		if len(in) == 1 && len(out) == 1 {
+			if layer := layerOf(m, []int64{out[0], in[0]}, ""); layer != "" {
+				return fail.Usagef("input shape %v does not fit the model: layer %s expects %d input features, it gets %s", shape, layer, in[0], sm[2])
+			}
+		}
+	}
+	if strings.Contains(msg, "Expected") || strings.Contains(msg, "expected") || strings.Contains(msg, "shape") || strings.Contains(msg, "size") {
+		return fail.Usagef("input shape %v does not fit the model: %s", shape, msg)
+	}
+	return fmt.Errorf("forward on an example input of shape %v: %w", shape, err)
+}
+
+// dimsHint spells out the dimensions of an image batch.
+func dimsHint(rank int) string {
+	if rank == 4 {
+		return " (N,C,H,W)"
+	}
+	return ""
+}
+
+// layerOf names the layer whose weight has shape w (the first by name when
+// several do), or def when none has.
+func layerOf(m *torch.Module, w []int64, def string) string {
+	params, err := Params(m)
+	if err != nil {
+		return def
+	}
+	var hits []string
+	for name, s := range params {
+		if strings.HasSuffix(name, ".weight") && slices.Equal(s, w) {
+			hits = append(hits, strings.TrimSuffix(name, ".weight"))
+		}
+	}
+	if len(hits) == 0 {
+		return def
+	}
+	slices.Sort(hits)
+	return hits[0]
+}
+
+func parseInts(s string) []int64 {
+	var out []int64
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		if err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Analyzed is a loaded model with its IR and channel groups.
+type Analyzed struct {
+	Module     *torch.Module
+	Path       string
+	InputShape []int64
+	Graph      *ir.Graph
+	Analysis   *graph.Analysis
+	Params     map[string][]int64
+	Timings    Timings
+}
+
+// Timings is how long Open and Analyze spent in each phase (for benchmarks
+// and the prune run's timings log line).
+type Timings struct {
+	Load     time.Duration // reading the TorchScript file (Open only)
+	IRExport time.Duration // forward on the example input, IR export and parse
+	Analysis time.Duration // channel groups
+}
+
+// Close frees the module.
+func (a *Analyzed) Close() {
+	if a != nil {
+		a.Module.Close()
+	}
+}
+
+// Open loads, traces and analyses a model.
+func Open(path string, shape []int64, dev torch.Device) (*Analyzed, error) {
+	start := time.Now()
+	m, err := Load(path, dev)
+	if err != nil {
+		return nil, err
+	}
+	load := time.Since(start)
+	a, err := Analyze(m, shape)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	a.Path = path
+	a.Timings.Load = load
+	return a, nil
+}
+
+// Analyze traces an already loaded module and finds its channel groups.
+func Analyze(m *torch.Module, shape []int64) (*Analyzed, error) {
+	start := time.Now()
+	g, err := Trace(m, shape)
+	if err != nil {
+		return nil, err
+	}
+	traced := time.Now()
+	an, err := graph.Analyze(g)
+	if err != nil {
+		return nil, fmt.Errorf("channel analysis: %w", err)
+	}
+	analysed := time.Now()
+	params := make(map[string][]int64, len(g.Params))
+	for n, p := range g.Params {
+		params[n] = p.Shape
+	}
+	return &Analyzed{Module: m, InputShape: slices.Clone(shape), Graph: g, Analysis: an, Params: params,
+		Timings: Timings{IRExport: traced.Sub(start), Analysis: analysed.Sub(traced)}}, nil
+}

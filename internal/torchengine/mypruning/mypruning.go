@@ -1,0 +1,320 @@
+//go:build cgo
+
+// Package mypruning is the libtorch side of gopruner's my_pruning algorithm
+// (NetAdapt). Package netadapt decides keep counts, schedules candidates over
+// the cart slots and records history; this package does the tensor work
+// behind its Evaluator, Finisher and Checkpointer interfaces: choosing which
+// channels to drop by the criterion, channel surgery, short- and long-term
+// fine-tuning, validation, and the checkpoints in exp_save/model_name.
+//
+// The current model is held as a serialised TorchScript archive plus the
+// kept channel indices of every group relative to the ORIGINAL model. Each
+// candidate loads its own copy of the archive on its slot's device, so no
+// Module is ever shared between goroutines, and cutting the current model
+// is expressed through the original analysis (no re-tracing): the original
+// tensor keeps of the current and of the next index choice are compared,
+// and the next one is translated into positions of the current tensors.
+// Because kept indices are always original-relative, the final plan is a
+// plain plan of the original model and `gopruner apply` reproduces the
+// final model's shapes from it.
+package mypruning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/plan"
+	"github.com/gopruner/gopruner/internal/core/search/netadapt"
+	"github.com/gopruner/gopruner/internal/torchengine/criteria"
+	"github.com/gopruner/gopruner/internal/torchengine/model"
+	"github.com/gopruner/gopruner/internal/torchengine/prune"
+	"github.com/gopruner/gopruner/internal/torchengine/train"
+	"github.com/gopruner/gopruner/torch"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultTaylorBatches = 10
+	DefaultEvalBatch     = 256
+)
+
+// Hooks are netadapt's progress hooks, passed through unchanged so the CLI
+// can print tables and progress. They are called one at a time.
+type Hooks struct {
+	OnIterationStart func(iteration int, budget int64, cands []netadapt.Candidate)
+	OnCandidateStart func(slot int, c netadapt.Candidate)
+	OnCandidate      func(o netadapt.Outcome)
+	OnIteration      func(rec netadapt.IterationRecord) // after the iteration's checkpoint was saved
+}
+
+// Options configure Run.
+type Options struct {
+	P         float64 // fraction of MACs to remove, in (0,1)
+	DeltaCrop float64 // step size, in (0,1)
+	Alf       int     // kept counts are multiples of Alf, never below it
+	Select    string  // netadapt.SelectAcc (default) or netadapt.SelectAccPerMAC
+	Step      string  // netadapt.StepChannels (default) or netadapt.StepMACs
+	ResizeAlf bool
+
+	// Slots is the cart: one worker per entry, "cpu" or "cuda:N". Empty
+	// means one "cpu" slot.
+	Slots []string
+	// Criterion is criteria.TaylorFOWeight (default) or criteria.L2Norm.
+	Criterion string
+	// TaylorBatches is how many training batches TaylorFOWeight scores on
+	// (default DefaultTaylorBatches).
+	TaylorBatches int
+	// ShortTermSteps is the number of training batches each candidate is
+	// fine-tuned for before validation (0: none).
+	ShortTermSteps int
+	// LongTermEpochs is the fine-tuning after the search (0: none).
+	LongTermEpochs int
+	// Train holds the optimiser settings and batch size of both fine-tunes;
+	// Run sets Steps, Epochs and Seed per phase.
+	Train     train.Options
+	EvalBatch int // validation batch size (default DefaultEvalBatch)
+	ISKL      []string
+	Seed      int64
+	// Threads is the total CPU thread count; every cpu slot's modules use
+	// max(1, Threads/#cpu slots). 0 keeps the process setting.
+	Threads int
+
+	// Dir (exp_save/model_name) receives the checkpoints; "" disables them.
+	Dir    string
+	Resume bool
+	// Fingerprint identifies what the checkpoint was made from (model,
+	// data, options). It is saved with the checkpoint; resuming with a
+	// different one is a usage error naming the key.
+	Fingerprint map[string]string
+
+	Log   zerolog.Logger
+	Hooks Hooks
+
+	// VerifyCommit validates the re-done winner in Commit and logs a
+	// warning when its accuracy differs from the candidate's (the re-run is
+	// deterministic on CPU at a fixed thread count; CUDA may differ). It
+	// costs one validation per iteration.
+	VerifyCommit bool
+}
+
+// Result is a finished (or interrupted) my_pruning run.
+type Result struct {
+	// State is the search record; on an error it is the last state
+	// reached (nil when Run failed before the search began).
+	State *netadapt.State
+	// Module is the final pruned model on the first slot's device; the
+	// caller closes it. Nil when Run returns an error.
+	Module *torch.Module
+	// Plan turns the ORIGINAL model into Module: kept indices per group,
+	// MACs and params before and after.
+	Plan *plan.Plan
+	// Kept is the kept channel indices per pruned-or-prunable group,
+	// relative to the original model.
+	Kept                map[int][]int
+	AccBefore, AccAfter float64
+	// CommitMismatches counts iterations whose re-done winner validated
+	// differently from the candidate (only with VerifyCommit).
+	CommitMismatches int
+}
+
+// Run prunes am's model with NetAdapt. am is the analysis of the original
+// model and is only read (its Module is cloned through Bytes, never
+// modified). On ctx cancellation Run stops between candidates, keeps the
+// last finished iteration checkpointed, and returns ctx.Err() with the
+// partial Result.
+func Run(ctx context.Context, am *model.Analyzed, trainSplit, valSplit *data.Split, o Options) (*Result, error) {
+	o, err := normalize(o)
+	if err != nil {
+		return nil, err
+	}
+	if trainSplit == nil || valSplit == nil {
+		return nil, errors.New("my_pruning: a train and a val split are needed")
+	}
+	devs, threads, err := slotDevices(o.Slots, o.Threads)
+	if err != nil {
+		return nil, err
+	}
+	excl, err := prune.Excluded(am.Analysis, am.Params, o.ISKL)
+	if err != nil {
+		return nil, err
+	}
+	cands := prune.Candidates(am.Analysis, excl)
+	if len(cands) == 0 {
+		return nil, fail.Usagef("my_pruning: the model has no prunable channel group outside iskl")
+	}
+	orig, err := am.Module.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("my_pruning: serialising the model: %w", err)
+	}
+	ev := newEvaluator(am, trainSplit, valSplit, o, devs, threads, cands, orig)
+
+	groups := make([]netadapt.Group, 0, len(cands))
+	for _, g := range cands {
+		groups = append(groups, netadapt.Group{ID: g.ID, Layers: slices.Clone(g.Layers), Channels: g.Channels})
+	}
+
+	var ck netadapt.Checkpointer
+	if o.Dir != "" {
+		if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("my_pruning: %w", err)
+		}
+		ck = &checkpointer{ev: ev, dir: o.Dir, fingerprint: o.Fingerprint}
+	}
+
+	res := &Result{}
+	var start *netadapt.State
+	if o.Resume {
+		if o.Dir == "" {
+			return nil, fail.Usagef("--resume: no exp_save/model_name directory to resume from")
+		}
+		st, err := resume(ev, o.Dir, o.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		start = st
+		res.AccBefore = st.Accuracy0
+		o.Log.Info().Int("iteration", st.Iteration).Int64("macs", st.MACs).Float64("acc", st.Accuracy).
+			Str("dir", o.Dir).Msg("my_pruning: resuming from checkpoint")
+	} else {
+		acc, err := ev.validateBytes(ctx, 0, ev.cur, o.Threads)
+		if err != nil {
+			return nil, fmt.Errorf("my_pruning: validating the unpruned model: %w", err)
+		}
+		res.AccBefore = acc
+		o.Log.Info().Float64("acc", acc).Msg("my_pruning: accuracy of the unpruned model")
+	}
+
+	nopt := netadapt.Options{P: o.P, DeltaCrop: o.DeltaCrop, Alf: o.Alf, Select: o.Select, Step: o.Step,
+		Slots: slices.Clone(o.Slots), BaseAccuracy: res.AccBefore, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
+		OnIterationStart: o.Hooks.OnIterationStart, OnCandidateStart: o.Hooks.OnCandidateStart,
+		OnCandidate: o.Hooks.OnCandidate,
+		OnIteration: func(rec netadapt.IterationRecord) {
+			logIteration(o.Log, rec)
+			if o.Hooks.OnIteration != nil {
+				o.Hooks.OnIteration(rec)
+			}
+		}}
+	st, err := netadapt.Run(ctx, groups, ev, ck, start, nopt)
+	res.State = st
+	res.CommitMismatches = ev.mismatches
+	if st != nil {
+		res.AccAfter = st.Accuracy
+	}
+	res.Kept = ev.keptCopy()
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return res, ctx.Err()
+		}
+		return res, fmt.Errorf("my_pruning: %w", err)
+	}
+	p, err := prune.Plan(am, res.Kept)
+	if err != nil {
+		return res, fmt.Errorf("my_pruning: the final plan: %w", err)
+	}
+	res.Plan = p
+	m, err := torch.LoadBytes(ev.cur, devs[0])
+	if err != nil {
+		return res, fmt.Errorf("my_pruning: loading the final model: %w", err)
+	}
+	res.Module = m
+	o.Log.Info().Int64("macs_before", p.MACsBefore).Int64("macs_after", p.MACsAfter).
+		Float64("acc_before", res.AccBefore).Float64("acc_after", res.AccAfter).
+		Int("iterations", st.Iteration).Str("reason", st.Reason).Msg("my_pruning: done")
+	return res, nil
+}
+
+func normalize(o Options) (Options, error) {
+	if len(o.Slots) == 0 {
+		o.Slots = []string{"cpu"}
+	}
+	switch o.Criterion {
+	case "":
+		o.Criterion = criteria.TaylorFOWeight
+	case criteria.TaylorFOWeight, criteria.L2Norm:
+	default:
+		return o, fail.Usagef("my_pruning: criterion %q: want %s or %s", o.Criterion, criteria.TaylorFOWeight, criteria.L2Norm)
+	}
+	if o.TaylorBatches <= 0 {
+		o.TaylorBatches = DefaultTaylorBatches
+	}
+	if o.EvalBatch <= 0 {
+		o.EvalBatch = DefaultEvalBatch
+	}
+	if o.ShortTermSteps < 0 || o.LongTermEpochs < 0 {
+		return o, fail.Usagef("my_pruning: short-term steps (%d) and long-term epochs (%d) must not be negative", o.ShortTermSteps, o.LongTermEpochs)
+	}
+	if o.Train.BatchSize <= 0 {
+		return o, fail.Usagef("my_pruning: training batch size %d must be positive", o.Train.BatchSize)
+	}
+	if (o.ShortTermSteps > 0 || o.LongTermEpochs > 0) && !(o.Train.LR > 0) {
+		return o, fail.Usagef("my_pruning: learning rate %g must be positive", o.Train.LR)
+	}
+	if !(o.P > 0 && o.P < 1) {
+		return o, fail.Usagef("my_pruning: P %g is outside (0,1)", o.P)
+	}
+	if !(o.DeltaCrop > 0 && o.DeltaCrop < 1) {
+		return o, fail.Usagef("my_pruning: delta_crop %g is outside (0,1)", o.DeltaCrop)
+	}
+	if o.Alf < 1 {
+		return o, fail.Usagef("my_pruning: alf %d must be at least 1", o.Alf)
+	}
+	o.Train.Progress = nil // workers run concurrently; progress comes through the hooks
+	return o, nil
+}
+
+// slotDevices parses the cart and gives every cpu slot its share of the
+// CPU threads (CUDA slots keep the process setting).
+func slotDevices(slots []string, total int) ([]torch.Device, []int, error) {
+	devs := make([]torch.Device, len(slots))
+	ncpu := 0
+	for i, s := range slots {
+		d, err := torch.ParseDevice(s)
+		if err != nil {
+			return nil, nil, fail.Usagef("cart slot %d: %v", i, err)
+		}
+		if err := d.Check(); err != nil {
+			return nil, nil, fail.Usagef("cart slot %d (%s): %v", i, s, err)
+		}
+		devs[i] = d
+		if !d.IsCUDA() {
+			ncpu++
+		}
+	}
+	threads := make([]int, len(slots))
+	if total > 0 && ncpu > 0 {
+		for i, d := range devs {
+			if !d.IsCUDA() {
+				threads[i] = max(1, total/ncpu)
+			}
+		}
+	}
+	return devs, threads, nil
+}
+
+// logIteration writes one iteration as a table: every candidate, then the
+// winner.
+func logIteration(log zerolog.Logger, rec netadapt.IterationRecord) {
+	for _, c := range rec.Candidates {
+		log.Debug().Int("iteration", rec.Iteration).Int("group", c.Group).Str("layers", shortLayers(c.Layers)).
+			Int("from", c.From).Int("to", c.To).Int64("macs", c.MACs).Float64("acc", c.Accuracy).
+			Bool("winner", c.Group == rec.Group).Msg("my_pruning: candidate")
+	}
+	log.Info().Int("iteration", rec.Iteration).Int("group", rec.Group).Str("layers", shortLayers(rec.Layers)).
+		Int("from", rec.From).Int("to", rec.To).Int64("macs_before", rec.MACsBefore).Int64("macs", rec.MACs).
+		Float64("acc_before", rec.AccuracyBefore).Float64("acc", rec.Accuracy).Msg("my_pruning: iteration done")
+}
+
+func shortLayers(ls []string) string {
+	if len(ls) > 3 {
+		return fmt.Sprintf("%s, … %d more", strings.Join(ls[:3], ", "), len(ls)-3)
+	}
+	return strings.Join(ls, ", ")
+}

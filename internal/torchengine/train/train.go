@@ -1,0 +1,279 @@
+//go:build cgo
+
+// Package train fine-tunes and evaluates TorchScript classifiers on a data
+// split through the bridge. It is the one training loop in gopruner: the
+// train and eval commands and the pruning algorithms' short- and long-term
+// fine-tuning all call it.
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"time"
+
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/torch"
+)
+
+// Optimizer names.
+const (
+	SGD  = "sgd"
+	Adam = "adam"
+)
+
+// Options configure Fit.
+type Options struct {
+	Epochs      int // full passes; ignored when Steps > 0
+	Steps       int // step budget (batches) across epochs; 0 = Epochs
+	BatchSize   int
+	LR          float64
+	Momentum    float64
+	WeightDecay float64
+	Nesterov    bool
+	Optimizer   string // SGD (default) or Adam
+	WarmupSteps int    // linear warm-up from 0 to LR
+	Cosine      bool   // cosine decay to 0 after warm-up
+	Seed        int64  // shuffling; epoch e uses (Seed, e)
+	Flip        bool
+	CropPad     int
+	// Progress, when set, is called after every step (from the calling
+	// goroutine).
+	Progress func(Progress)
+}
+
+// Progress is the state after one step.
+type Progress struct {
+	Epoch, Step, TotalSteps int
+	Loss, Accuracy          float64 // running means over the epoch so far
+	ImagesPerSec            float64
+	EpochDone               bool
+}
+
+// Result summarises a Fit.
+type Result struct {
+	Steps        int
+	Images       int
+	Loss         float64 // mean over the last epoch's steps
+	Accuracy     float64 // running train accuracy over the last epoch
+	ImagesPerSec float64
+	Duration     time.Duration
+}
+
+// Fit trains m on the split. m is put in training mode and left in eval
+// mode. It stops early, with ctx.Err(), when ctx is cancelled.
+func Fit(ctx context.Context, m *torch.Module, split *data.Split, o Options) (Result, error) {
+	if o.BatchSize <= 0 {
+		return Result{}, fmt.Errorf("train: batch size %d must be positive", o.BatchSize)
+	}
+	if !(o.LR > 0) {
+		return Result{}, fmt.Errorf("train: learning rate %g must be positive", o.LR)
+	}
+	bo := data.BatchOptions{BatchSize: o.BatchSize, Shuffle: true, Seed: o.Seed, DropLast: split.Len() >= 2*o.BatchSize, Flip: o.Flip, CropPad: o.CropPad,
+		// trainStep copies each batch into a tensor before the next is asked for.
+		Reuse: true}
+	perEpoch := split.NumBatches(bo)
+	if perEpoch == 0 {
+		return Result{}, fmt.Errorf("train: split %q has no batch of %d", split.Name(), o.BatchSize)
+	}
+	total := o.Steps
+	if total <= 0 {
+		if o.Epochs <= 0 {
+			return Result{}, fmt.Errorf("train: epochs %d must be positive", o.Epochs)
+		}
+		total = o.Epochs * perEpoch
+	}
+	// libtorch's freed buffers go back to the malloc arena of the OS thread
+	// that freed them; a goroutine hopping threads between cgo calls makes
+	// every step fault in fresh pages (measured: 1.39M page faults an epoch
+	// against 0.28M pinned, 24% more images/s).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	opt, err := newOptimizer(m, o)
+	if err != nil {
+		return Result{}, err
+	}
+	defer opt.Close()
+	if err := m.Train(true); err != nil {
+		return Result{}, err
+	}
+	defer m.Train(false)
+
+	opts := split.Dataset().Options()
+	shape := []int64{0, int64(opts.Channels), int64(opts.Height), int64(opts.Width)}
+	dev := m.Device()
+	start := time.Now()
+	var res Result
+	step := 0
+	for epoch := 0; step < total; epoch++ {
+		bo.Epoch = epoch
+		bo.MaxBatches = min(perEpoch, total-step)
+		var lossSum float64
+		var correct, seen, n int
+		epochStart := time.Now()
+		for b, err := range split.Batches(ctx, bo) {
+			if err != nil {
+				return res, err
+			}
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			if err := opt.SetLR(lrAt(o, step, total)); err != nil {
+				return res, err
+			}
+			loss, c, err := trainStep(m, opt, b, shape, dev)
+			if err != nil {
+				return res, fmt.Errorf("train step %d: %w", step+1, err)
+			}
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				return res, fmt.Errorf("train step %d: loss is %v (learning rate %g too high?)", step+1, loss, o.LR)
+			}
+			step++
+			n++
+			lossSum += loss
+			correct += int(c)
+			seen += b.N
+			res.Images += b.N
+			if o.Progress != nil {
+				el := time.Since(epochStart).Seconds()
+				o.Progress(Progress{Epoch: epoch, Step: step, TotalSteps: total, Loss: lossSum / float64(n),
+					Accuracy: float64(correct) / float64(seen), ImagesPerSec: float64(seen) / math.Max(el, 1e-9),
+					EpochDone: n == bo.MaxBatches})
+			}
+		}
+		if n > 0 {
+			res.Loss = lossSum / float64(n)
+			res.Accuracy = float64(correct) / float64(seen)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	res.Steps = step
+	res.Duration = time.Since(start)
+	res.ImagesPerSec = float64(res.Images) / math.Max(res.Duration.Seconds(), 1e-9)
+	return res, nil
+}
+
+func trainStep(m *torch.Module, opt *torch.Optimizer, b *data.Batch, shape []int64, dev torch.Device) (float64, int64, error) {
+	shape[0] = int64(b.N)
+	x, err := torch.FromFloat32(b.X, shape, dev)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer x.Close()
+	y, err := torch.FromInt64(b.Y, []int64{int64(b.N)}, dev)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer y.Close()
+	return torch.TrainStep(m, opt, x, y)
+}
+
+func newOptimizer(m *torch.Module, o Options) (*torch.Optimizer, error) {
+	switch o.Optimizer {
+	case "", SGD:
+		return torch.NewSGD(m, torch.SGDOptions{LR: o.LR, Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov && o.Momentum > 0})
+	case Adam:
+		return torch.NewAdam(m, torch.AdamOptions{LR: o.LR, WeightDecay: o.WeightDecay})
+	}
+	return nil, fmt.Errorf("train: unknown optimizer %q (sgd or adam)", o.Optimizer)
+}
+
+// lrAt is the learning rate for step (0-based) of total: linear warm-up,
+// then constant or cosine decay.
+func lrAt(o Options, step, total int) float64 {
+	if o.WarmupSteps > 0 && step < o.WarmupSteps {
+		return o.LR * float64(step+1) / float64(o.WarmupSteps)
+	}
+	if !o.Cosine {
+		return o.LR
+	}
+	span := total - o.WarmupSteps
+	if span <= 0 {
+		return o.LR
+	}
+	t := float64(step-o.WarmupSteps) / float64(span)
+	return o.LR * 0.5 * (1 + math.Cos(math.Pi*t))
+}
+
+// EvalResult is the accuracy and mean loss on a split.
+type EvalResult struct {
+	Accuracy float64       `json:"accuracy"`
+	Loss     float64       `json:"loss"`
+	Samples  int           `json:"samples"`
+	PerClass []ClassResult `json:"-"`
+}
+
+// ClassResult is one class's accuracy.
+type ClassResult struct {
+	Class    string
+	Correct  int
+	Samples  int
+	Accuracy float64
+}
+
+// Evaluate runs m in eval mode over the whole split.
+func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize int) (EvalResult, error) {
+	if batchSize <= 0 {
+		batchSize = 64
+	}
+	runtime.LockOSThread() // see Fit
+	defer runtime.UnlockOSThread()
+	if err := m.Train(false); err != nil {
+		return EvalResult{}, err
+	}
+	opts := split.Dataset().Options()
+	classes := split.Dataset().Classes
+	shape := []int64{0, int64(opts.Channels), int64(opts.Height), int64(opts.Width)}
+	dev := m.Device()
+	per := make([]ClassResult, len(classes))
+	for i, c := range classes {
+		per[i].Class = c
+	}
+	var lossSum float64
+	var correct, n int
+	preds := make([]int64, batchSize)
+	for b, err := range split.Batches(ctx, data.BatchOptions{BatchSize: batchSize, Reuse: true}) {
+		if err != nil {
+			return EvalResult{}, err
+		}
+		shape[0] = int64(b.N)
+		x, err := torch.FromFloat32(b.X, shape, dev)
+		if err != nil {
+			return EvalResult{}, err
+		}
+		y, err := torch.FromInt64(b.Y, []int64{int64(b.N)}, dev)
+		if err != nil {
+			x.Close()
+			return EvalResult{}, err
+		}
+		l, c, err := torch.EvalBatch(m, x, y, preds[:b.N])
+		x.Close()
+		y.Close()
+		if err != nil {
+			return EvalResult{}, fmt.Errorf("eval: %w", err)
+		}
+		lossSum += l
+		correct += int(c)
+		n += b.N
+		for i := 0; i < b.N; i++ {
+			if lbl := int(b.Y[i]); lbl >= 0 && lbl < len(per) {
+				per[lbl].Samples++
+				if preds[i] == b.Y[i] {
+					per[lbl].Correct++
+				}
+			}
+		}
+	}
+	if n == 0 {
+		return EvalResult{}, fmt.Errorf("eval: split %q is empty", split.Name())
+	}
+	for i := range per {
+		if per[i].Samples > 0 {
+			per[i].Accuracy = float64(per[i].Correct) / float64(per[i].Samples)
+		}
+	}
+	return EvalResult{Accuracy: float64(correct) / float64(n), Loss: lossSum / float64(n), Samples: n, PerClass: per}, nil
+}
