@@ -8,9 +8,11 @@ import (
 	"sync"
 	"text/tabwriter"
 
+	"github.com/gopruner/gopruner/internal/core/config"
+
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/core/summary"
-	"github.com/gopruner/gopruner/internal/torchengine/mypruning"
+	"github.com/gopruner/gopruner/internal/pipeline"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 )
@@ -30,13 +32,13 @@ type cartProgress struct {
 	current []string // what each slot runs now, read by the bars' decorators
 }
 
-func (r *pruneRun) progressHooks() mypruning.Hooks {
-	slots := make([]string, len(r.cfg.Cart))
-	for i, s := range r.cfg.Cart {
+func progressHooks(cfg *config.Config) pipeline.Hooks {
+	slots := make([]string, len(cfg.Cart))
+	for i, s := range cfg.Cart {
 		slots[i] = string(s)
 	}
 	cp := &cartProgress{w: os.Stderr, slots: slots, tty: isTerminal(os.Stderr), current: make([]string, len(slots))}
-	return mypruning.Hooks{
+	return pipeline.Hooks{
 		OnIterationStart: cp.iterationStart,
 		OnCandidateStart: cp.candidateStart,
 		OnCandidate:      cp.candidateDone,

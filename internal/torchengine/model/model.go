@@ -22,6 +22,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/ir"
+	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/torch"
 )
 
@@ -277,6 +278,11 @@ type Timings struct {
 	Load     time.Duration // reading the TorchScript file (Open only)
 	IRExport time.Duration // forward on the example input, IR export and parse
 	Analysis time.Duration // channel groups
+}
+
+// Base is the pure description of the model that every decision is made on.
+func (a *Analyzed) Base() *cut.Base {
+	return &cut.Base{Graph: a.Graph, Analysis: a.Analysis, Params: a.Params, InputShape: a.InputShape}
 }
 
 // Close frees the module.

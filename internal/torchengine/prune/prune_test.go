@@ -3,6 +3,7 @@
 package prune
 
 import (
+	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -58,7 +59,7 @@ func checkEquivalence(t *testing.T, path string, shape []int64, p float64, ran b
 		t.Fatal(err)
 	}
 	defer am.Close()
-	groups := Candidates(am.Analysis, nil)
+	groups := am.Base().Candidates(nil)
 	if len(groups) == 0 {
 		t.Fatal("no prunable group")
 	}
@@ -66,7 +67,7 @@ func checkEquivalence(t *testing.T, path string, shape []int64, p float64, ran b
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := OneShot(am, scores, OneShotOptions{P: p, Alf: 1})
+	out, err := am.Base().OneShot(scores, cut.OneShotOptions{P: p, Alf: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,19 +232,19 @@ func TestExcludedISKL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer am.Close()
-	ex, err := Excluded(am.Analysis, am.Params, []string{"layer1.0.conv1"})
+	ex, err := am.Base().Excluded([]string{"layer1.0.conv1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ex) == 0 {
 		t.Fatal("layer1.0.conv1 excluded no group")
 	}
-	groups := Candidates(am.Analysis, ex)
+	groups := am.Base().Candidates(ex)
 	scores, err := criteria.L2(am.Module, groups)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := OneShot(am, scores, OneShotOptions{P: 0.4, Alf: 8, ISKL: []string{"layer1.0.conv1"}})
+	out, err := am.Base().OneShot(scores, cut.OneShotOptions{P: 0.4, Alf: 8, ISKL: []string{"layer1.0.conv1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestExcludedISKL(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Excluded(am.Analysis, am.Params, []string{"layer9.conv"}); err == nil {
+	if _, err := am.Base().Excluded([]string{"layer9.conv"}); err == nil {
 		t.Error("an iskl name matching nothing was accepted")
 	} else if !strings.Contains(err.Error(), "layer9.conv") {
 		t.Errorf("error does not name the layer: %v", err)

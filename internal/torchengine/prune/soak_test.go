@@ -3,6 +3,7 @@
 package prune
 
 import (
+	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -26,11 +27,11 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer am.Close()
-	scores, err := criteria.L2(am.Module, Candidates(am.Analysis, nil))
+	scores, err := criteria.L2(am.Module, am.Base().Candidates(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := OneShot(am, scores, OneShotOptions{P: 0.5, Alf: 1})
+	out, err := am.Base().OneShot(scores, cut.OneShotOptions{P: 0.5, Alf: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,9 @@
-//go:build cgo
-
-// Package mypruning is the libtorch side of gopruner's my_pruning algorithm
-// (NetAdapt). Package netadapt decides keep counts, schedules candidates over
-// the cart slots and records history; this package does the tensor work
-// behind its Evaluator, Finisher and Checkpointer interfaces: choosing which
-// channels to drop by the criterion, channel surgery, short- and long-term
-// fine-tuning, validation, and the checkpoints in exp_save/model_name.
+// my_pruning (NetAdapt). Package netadapt decides keep counts, schedules
+// candidates over the cart slots and records history; this file drives the
+// engine behind its Evaluator, Finisher and Checkpointer interfaces:
+// choosing which channels to drop by the criterion, channel surgery, short-
+// and long-term fine-tuning, validation, and the checkpoints in
+// exp_save/model_name.
 //
 // The current model is held as a serialised TorchScript archive plus the
 // kept channel indices of every group relative to the ORIGINAL model. Each
@@ -17,7 +15,8 @@
 // Because kept indices are always original-relative, the final plan is a
 // plain plan of the original model and `gopruner apply` reproduces the
 // final model's shapes from it.
-package mypruning
+
+package pipeline
 
 import (
 	"context"
@@ -25,19 +24,16 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 
 	"github.com/rs/zerolog"
 
+	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/core/plan"
+	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
-	"github.com/gopruner/gopruner/internal/torchengine/criteria"
-	"github.com/gopruner/gopruner/internal/torchengine/model"
-	"github.com/gopruner/gopruner/internal/torchengine/prune"
-	"github.com/gopruner/gopruner/internal/torchengine/train"
-	"github.com/gopruner/gopruner/torch"
+	"github.com/gopruner/gopruner/internal/engine"
 )
 
 // Defaults for zero Options fields.
@@ -55,8 +51,8 @@ type Hooks struct {
 	OnIteration      func(rec netadapt.IterationRecord) // after the iteration's checkpoint was saved
 }
 
-// Options configure Run.
-type Options struct {
+// MyPruningOptions configure MyPruning.
+type MyPruningOptions struct {
 	P         float64 // fraction of MACs to remove, in (0,1)
 	DeltaCrop float64 // step size, in (0,1)
 	Alf       int     // kept counts are multiples of Alf, never below it
@@ -67,7 +63,7 @@ type Options struct {
 	// Slots is the cart: one worker per entry, "cpu" or "cuda:N". Empty
 	// means one "cpu" slot.
 	Slots []string
-	// Criterion is criteria.TaylorFOWeight (default) or criteria.L2Norm.
+	// Criterion is engine.TaylorFOWeight (default) or engine.L2Norm.
 	Criterion string
 	// TaylorBatches is how many training batches TaylorFOWeight scores on
 	// (default DefaultTaylorBatches).
@@ -79,7 +75,7 @@ type Options struct {
 	LongTermEpochs int
 	// Train holds the optimiser settings and batch size of both fine-tunes;
 	// Run sets Steps, Epochs and Seed per phase.
-	Train     train.Options
+	Train     engine.TrainOptions
 	EvalBatch int // validation batch size (default DefaultEvalBatch)
 	ISKL      []string
 	Seed      int64
@@ -105,14 +101,14 @@ type Options struct {
 	VerifyCommit bool
 }
 
-// Result is a finished (or interrupted) my_pruning run.
-type Result struct {
+// MyPruningResult is a finished (or interrupted) my_pruning run.
+type MyPruningResult struct {
 	// State is the search record; on an error it is the last state
 	// reached (nil when Run failed before the search began).
 	State *netadapt.State
 	// Module is the final pruned model on the first slot's device; the
 	// caller closes it. Nil when Run returns an error.
-	Module *torch.Module
+	Module engine.Module
 	// Plan turns the ORIGINAL model into Module: kept indices per group,
 	// MACs and params before and after.
 	Plan *plan.Plan
@@ -125,12 +121,11 @@ type Result struct {
 	CommitMismatches int
 }
 
-// Run prunes am's model with NetAdapt. am is the analysis of the original
-// model and is only read (its Module is cloned through Bytes, never
-// modified). On ctx cancellation Run stops between candidates, keeps the
-// last finished iteration checkpointed, and returns ctx.Err() with the
-// partial Result.
-func Run(ctx context.Context, am *model.Analyzed, trainSplit, valSplit *data.Split, o Options) (*Result, error) {
+// MyPruning prunes base with NetAdapt on eng. base is the original model
+// and is only read (its Module is copied through Bytes, never modified). On
+// ctx cancellation it stops between candidates, keeps the last finished
+// iteration checkpointed, and returns ctx.Err() with the partial result.
+func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, trainSplit, valSplit *data.Split, o MyPruningOptions) (*MyPruningResult, error) {
 	o, err := normalize(o)
 	if err != nil {
 		return nil, err
@@ -142,19 +137,19 @@ func Run(ctx context.Context, am *model.Analyzed, trainSplit, valSplit *data.Spl
 	if err != nil {
 		return nil, err
 	}
-	excl, err := prune.Excluded(am.Analysis, am.Params, o.ISKL)
+	excl, err := base.Excluded(o.ISKL)
 	if err != nil {
 		return nil, err
 	}
-	cands := prune.Candidates(am.Analysis, excl)
+	cands := base.Candidates(excl)
 	if len(cands) == 0 {
 		return nil, fail.Usagef("my_pruning: the model has no prunable channel group outside iskl")
 	}
-	orig, err := am.Module.Bytes()
+	orig, err := base.Module.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("my_pruning: serialising the model: %w", err)
 	}
-	ev := newEvaluator(am, trainSplit, valSplit, o, devs, threads, cands, orig)
+	ev := newEvaluator(eng, &base.Base, trainSplit, valSplit, o, devs, threads, cands, orig)
 
 	groups := make([]netadapt.Group, 0, len(cands))
 	for _, g := range cands {
@@ -169,7 +164,7 @@ func Run(ctx context.Context, am *model.Analyzed, trainSplit, valSplit *data.Spl
 		ck = &checkpointer{ev: ev, dir: o.Dir, fingerprint: o.Fingerprint}
 	}
 
-	res := &Result{}
+	res := &MyPruningResult{}
 	var start *netadapt.State
 	if o.Resume {
 		if o.Dir == "" {
@@ -184,7 +179,7 @@ func Run(ctx context.Context, am *model.Analyzed, trainSplit, valSplit *data.Spl
 		o.Log.Info().Int("iteration", st.Iteration).Int64("macs", st.MACs).Float64("acc", st.Accuracy).
 			Str("dir", o.Dir).Msg("my_pruning: resuming from checkpoint")
 	} else {
-		acc, err := ev.validateBytes(ctx, 0, ev.cur, o.Threads)
+		acc, err := ev.validateArchive(ctx, ev.cur, o.Threads)
 		if err != nil {
 			return nil, fmt.Errorf("my_pruning: validating the unpruned model: %w", err)
 		}
@@ -215,12 +210,12 @@ func Run(ctx context.Context, am *model.Analyzed, trainSplit, valSplit *data.Spl
 		}
 		return res, fmt.Errorf("my_pruning: %w", err)
 	}
-	p, err := prune.Plan(am, res.Kept)
+	p, err := base.Plan(res.Kept)
 	if err != nil {
 		return res, fmt.Errorf("my_pruning: the final plan: %w", err)
 	}
 	res.Plan = p
-	m, err := torch.LoadBytes(ev.cur, devs[0])
+	m, err := eng.Load(ev.cur, devs[0], 0)
 	if err != nil {
 		return res, fmt.Errorf("my_pruning: loading the final model: %w", err)
 	}
@@ -231,16 +226,16 @@ func Run(ctx context.Context, am *model.Analyzed, trainSplit, valSplit *data.Spl
 	return res, nil
 }
 
-func normalize(o Options) (Options, error) {
+func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	if len(o.Slots) == 0 {
 		o.Slots = []string{"cpu"}
 	}
 	switch o.Criterion {
 	case "":
-		o.Criterion = criteria.TaylorFOWeight
-	case criteria.TaylorFOWeight, criteria.L2Norm:
+		o.Criterion = engine.TaylorFOWeight
+	case engine.TaylorFOWeight, engine.L2Norm:
 	default:
-		return o, fail.Usagef("my_pruning: criterion %q: want %s or %s", o.Criterion, criteria.TaylorFOWeight, criteria.L2Norm)
+		return o, fail.Usagef("my_pruning: criterion %q: want %s or %s", o.Criterion, engine.TaylorFOWeight, engine.L2Norm)
 	}
 	if o.TaylorBatches <= 0 {
 		o.TaylorBatches = DefaultTaylorBatches
@@ -266,24 +261,21 @@ func normalize(o Options) (Options, error) {
 	if o.Alf < 1 {
 		return o, fail.Usagef("my_pruning: alf %d must be at least 1", o.Alf)
 	}
-	o.Train.Progress = nil // workers run concurrently; progress comes through the hooks
 	return o, nil
 }
 
-// slotDevices parses the cart and gives every cpu slot its share of the
-// CPU threads (CUDA slots keep the process setting).
-func slotDevices(slots []string, total int) ([]torch.Device, []int, error) {
-	devs := make([]torch.Device, len(slots))
+// slotDevices normalises the cart ("cpu", "cuda:N"; the CLI has checked
+// that each device exists) and gives every cpu slot its share of the CPU
+// threads (CUDA slots keep the process setting).
+func slotDevices(slots []string, total int) ([]string, []int, error) {
+	devs := make([]string, len(slots))
 	ncpu := 0
 	for i, s := range slots {
-		d, err := torch.ParseDevice(s)
+		d, err := config.ParseSlot(s)
 		if err != nil {
 			return nil, nil, fail.Usagef("cart slot %d: %v", i, err)
 		}
-		if err := d.Check(); err != nil {
-			return nil, nil, fail.Usagef("cart slot %d (%s): %v", i, s, err)
-		}
-		devs[i] = d
+		devs[i] = string(d)
 		if !d.IsCUDA() {
 			ncpu++
 		}
@@ -291,7 +283,7 @@ func slotDevices(slots []string, total int) ([]torch.Device, []int, error) {
 	threads := make([]int, len(slots))
 	if total > 0 && ncpu > 0 {
 		for i, d := range devs {
-			if !d.IsCUDA() {
+			if !config.Slot(d).IsCUDA() {
 				threads[i] = max(1, total/ncpu)
 			}
 		}
@@ -303,18 +295,11 @@ func slotDevices(slots []string, total int) ([]torch.Device, []int, error) {
 // winner.
 func logIteration(log zerolog.Logger, rec netadapt.IterationRecord) {
 	for _, c := range rec.Candidates {
-		log.Debug().Int("iteration", rec.Iteration).Int("group", c.Group).Str("layers", shortLayers(c.Layers)).
+		log.Debug().Int("iteration", rec.Iteration).Int("group", c.Group).Str("layers", cut.ShortLayers(c.Layers)).
 			Int("from", c.From).Int("to", c.To).Int64("macs", c.MACs).Float64("acc", c.Accuracy).
 			Bool("winner", c.Group == rec.Group).Msg("my_pruning: candidate")
 	}
-	log.Info().Int("iteration", rec.Iteration).Int("group", rec.Group).Str("layers", shortLayers(rec.Layers)).
+	log.Info().Int("iteration", rec.Iteration).Int("group", rec.Group).Str("layers", cut.ShortLayers(rec.Layers)).
 		Int("from", rec.From).Int("to", rec.To).Int64("macs_before", rec.MACsBefore).Int64("macs", rec.MACs).
 		Float64("acc_before", rec.AccuracyBefore).Float64("acc", rec.Accuracy).Msg("my_pruning: iteration done")
-}
-
-func shortLayers(ls []string) string {
-	if len(ls) > 3 {
-		return fmt.Sprintf("%s, … %d more", strings.Join(ls[:3], ", "), len(ls)-3)
-	}
-	return strings.Join(ls, ", ")
 }

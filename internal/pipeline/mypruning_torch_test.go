@@ -1,6 +1,6 @@
 //go:build cgo
 
-package mypruning
+package pipeline
 
 import (
 	"context"
@@ -17,8 +17,9 @@ import (
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
+	"github.com/gopruner/gopruner/internal/engine"
 	"github.com/gopruner/gopruner/internal/fixtures"
-	"github.com/gopruner/gopruner/internal/torchengine/criteria"
+	"github.com/gopruner/gopruner/internal/torchengine"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/internal/torchengine/prune"
 	"github.com/gopruner/gopruner/internal/torchengine/train"
@@ -84,12 +85,12 @@ func analyzed(t *testing.T, b []byte) *model.Analyzed {
 	return am
 }
 
-func baseOptions(t *testing.T) Options {
+func baseOptions(t *testing.T) MyPruningOptions {
 	// Small short-term batches and two one-thread slots keep the package
 	// within a few minutes on two cores.
-	return Options{P: 0.5, DeltaCrop: 0.25, Alf: 4, Slots: []string{"cpu", "cpu"}, Criterion: criteria.TaylorFOWeight,
+	return MyPruningOptions{P: 0.5, DeltaCrop: 0.25, Alf: 4, Slots: []string{"cpu", "cpu"}, Criterion: engine.TaylorFOWeight,
 		ShortTermSteps: 50, LongTermEpochs: 1, EvalBatch: 600, Seed: 7, Threads: 2,
-		Train: train.Options{BatchSize: 16, LR: 0.01, Momentum: 0.9},
+		Train: engine.TrainOptions{BatchSize: 16, LR: 0.01, Momentum: 0.9},
 		Dir:   t.TempDir(), Fingerprint: map[string]string{"model": "democnn", "P": "0.5"}}
 }
 
@@ -101,9 +102,9 @@ func TestAcceptance(t *testing.T) {
 	// cmd/gopruner's TestMyPruningAcceptance runs both criteria end to end
 	// on the full 12k/2k split; here the invariants are checked on one
 	// criterion unless GOPRUNER_LONG=1 asks for both.
-	crits := []string{criteria.TaylorFOWeight}
+	crits := []string{engine.TaylorFOWeight}
 	if os.Getenv("GOPRUNER_LONG") == "1" {
-		crits = append(crits, criteria.L2Norm)
+		crits = append(crits, engine.L2Norm)
 	}
 	for _, crit := range crits {
 		t.Run(crit, func(t *testing.T) {
@@ -115,13 +116,13 @@ func TestAcceptance(t *testing.T) {
 			commits := 0
 			afterCommit = func(e *evaluator) {
 				commits++
-				m, err := torch.LoadBytes(e.cur, torch.CPU)
+				m, err := torchengine.Engine{}.Load(e.cur, "cpu", 0)
 				if err != nil {
 					t.Error(err)
 					return
 				}
 				defer m.Close()
-				if err := checkShapes(am, m, e.kept); err != nil {
+				if err := checkShapes(am.Base(), m, e.kept); err != nil {
 					t.Errorf("after commit %d: %v", commits, err)
 				}
 			}
@@ -129,7 +130,7 @@ func TestAcceptance(t *testing.T) {
 			var iters []int
 			o.Hooks.OnIteration = func(rec netadapt.IterationRecord) { iters = append(iters, rec.Iteration) }
 			t0 := time.Now()
-			res, err := Run(context.Background(), am, tr, val, o)
+			res, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,7 +177,7 @@ func TestAcceptance(t *testing.T) {
 			if err := prune.Apply(orig, am.Analysis, p); err != nil {
 				t.Fatal(err)
 			}
-			want, err := model.Params(res.Module)
+			want, err := res.Module.Shapes()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,7 +188,7 @@ func TestAcceptance(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("plan applied to the original gives other shapes than the final model")
 			}
-			if err := checkShapes(am, res.Module, res.Kept); err != nil {
+			if err := checkShapes(am.Base(), res.Module, res.Kept); err != nil {
 				t.Error(err)
 			}
 
@@ -208,7 +209,7 @@ func pad3(i int) string {
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 // smallOptions is a quick search for the scheduling and resume tests.
-func smallOptions(t *testing.T) Options {
+func smallOptions(t *testing.T) MyPruningOptions {
 	o := baseOptions(t)
 	o.P, o.ShortTermSteps, o.LongTermEpochs = 0.25, 5, 0
 	o.TaylorBatches = 3
@@ -223,7 +224,7 @@ func TestSlotsSameChoices(t *testing.T) {
 
 	one := smallOptions(t)
 	one.Threads = 1
-	r1, err := Run(context.Background(), am, tr, val, one)
+	r1, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, one)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestSlotsSameChoices(t *testing.T) {
 		spans[[2]int{o.Candidate.Iteration, o.Candidate.Group}].end = time.Now()
 		mu.Unlock()
 	}
-	r2, err := Run(context.Background(), am, tr, val, two)
+	r2, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, two)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func TestResume(t *testing.T) {
 	am := analyzed(t, b)
 
 	full := smallOptions(t)
-	rf, err := Run(context.Background(), am, tr, val, full)
+	rf, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, full)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func TestResume(t *testing.T) {
 			cancel()
 		}
 	}
-	ri, err := Run(ctx, am, tr, val, o)
+	ri, err := MyPruning(ctx, torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, o)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v", err)
 	}
@@ -302,18 +303,18 @@ func TestResume(t *testing.T) {
 	bad.Hooks = Hooks{}
 	bad.Resume = true
 	bad.Fingerprint = map[string]string{"model": "democnn", "P": "0.6"}
-	if _, err := Run(context.Background(), am, tr, val, bad); !fail.IsUsage(err) || !strings.Contains(err.Error(), "P differs") {
+	if _, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, bad); !fail.IsUsage(err) || !strings.Contains(err.Error(), "P differs") {
 		t.Errorf("fingerprint mismatch: %v", err)
 	}
 	missing := o
 	missing.Hooks, missing.Resume, missing.Dir = Hooks{}, true, t.TempDir()
-	if _, err := Run(context.Background(), am, tr, val, missing); !fail.IsUsage(err) || !strings.Contains(err.Error(), "no checkpoint") {
+	if _, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, missing); !fail.IsUsage(err) || !strings.Contains(err.Error(), "no checkpoint") {
 		t.Errorf("missing checkpoint: %v", err)
 	}
 
 	o.Hooks = Hooks{}
 	o.Resume = true
-	rr, err := Run(context.Background(), am, tr, val, o)
+	rr, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, o)
 	if err != nil {
 		t.Fatal(err)
 	}

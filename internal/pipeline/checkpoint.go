@@ -1,6 +1,4 @@
-//go:build cgo
-
-package mypruning
+package pipeline
 
 import (
 	"context"
@@ -16,7 +14,6 @@ import (
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
-	"github.com/gopruner/gopruner/torch"
 )
 
 // Checkpoint file names inside Options.Dir.
@@ -145,13 +142,13 @@ func resume(ev *evaluator, dir string, fingerprint map[string]string) (*netadapt
 	if ck.Model == "" || filepath.Base(ck.Model) != ck.Model {
 		return nil, fail.Usagef("--resume: %s: bad model file name %q", path, ck.Model)
 	}
-	for id := range ev.groups {
-		if _, ok := ck.Kept[id]; !ok {
-			return nil, fail.Usagef("--resume: %s: no kept channels for group %d", path, id)
+	for _, g := range ev.groups {
+		if _, ok := ck.Kept[g.ID]; !ok {
+			return nil, fail.Usagef("--resume: %s: no kept channels for group %d", path, g.ID)
 		}
 	}
 	for id, k := range ck.Kept {
-		g, ok := ev.groups[id]
+		g, ok := ev.group(id)
 		if !ok {
 			return nil, fail.Usagef("--resume: %s: group %d is not a prunable group of this model", path, id)
 		}
@@ -169,15 +166,15 @@ func resume(ev *evaluator, dir string, fingerprint map[string]string) (*netadapt
 	if err != nil {
 		return nil, fail.Usagef("--resume: the checkpoint's model: %v", err)
 	}
-	m, err := torch.LoadBytes(b, torch.CPU)
+	m, err := ev.eng.Load(b, "cpu", 0)
 	if err != nil {
 		return nil, fail.Usagef("--resume: %s: %v", mpath, err)
 	}
 	defer m.Close()
-	if err := checkShapes(ev.am, m, ck.Kept); err != nil {
+	if err := checkShapes(ev.base, m, ck.Kept); err != nil {
 		return nil, fail.Usagef("--resume: %s does not match the checkpoint's kept channels: %v", mpath, err)
 	}
-	ev.cur, ev.kept = b, ck.Kept
+	ev.cur, ev.curDigest, ev.kept = b, Digest(b), ck.Kept
 	st := ck.State
 	return &st, nil
 }

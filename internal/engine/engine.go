@@ -1,0 +1,133 @@
+// Package engine is the narrow contract between gopruner's pure core and
+// the library that does tensor work. Everything that touches a tensor is a
+// method here: load, export the IR (Open), score, cut, fine-tune, evaluate,
+// save. The libtorch implementation lives in internal/torchengine; package
+// fake implements it in plain Go so that the pipeline and both algorithms
+// are tested without libtorch.
+//
+// A Module is owned by one goroutine at a time and must be closed. Modules
+// never share state, so candidates on different slots run concurrently.
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/search/cut"
+)
+
+// Engine loads models.
+type Engine interface {
+	// Open loads the model file at path on dev ("cpu", "cuda:N"), runs it
+	// once on an example input of shape and analyses its channel groups.
+	Open(ctx context.Context, path string, shape []int64, dev string) (*Model, error)
+	// Load makes a private copy of a model archive (Module.Bytes) on dev;
+	// threads > 0 sets the copy's CPU thread count.
+	Load(archive []byte, dev string, threads int) (Module, error)
+	// Latency times forward (eval, no grad, batch of shape) of each module,
+	// alternating between them so that load on the machine slows them alike.
+	Latency(ms []Module, shape []int64) ([]Latency, error)
+}
+
+// Model is an opened original model: its module and the pure description
+// of it that every decision is made on.
+type Model struct {
+	cut.Base
+	Module Module
+	Path   string
+	// Timings of Open's phases, for the run's timings log line.
+	Timings Timings
+	// Warnings about the model that matter to a run that fine-tunes (for
+	// example BatchNorm traced in eval mode), one line each.
+	Warnings []string
+}
+
+// Timings is how long Open spent in each phase.
+type Timings struct {
+	Load, IRExport, Analysis time.Duration
+}
+
+// Close frees the module.
+func (m *Model) Close() {
+	if m != nil && m.Module != nil {
+		m.Module.Close()
+	}
+}
+
+// Module is one model instance.
+type Module interface {
+	// Bytes serialises the module as an archive Load reads.
+	Bytes() ([]byte, error)
+	// Clone is an independent copy on the same device.
+	Clone() (Module, error)
+	// Cut removes channels in place: every slice is applied in one
+	// transaction (on an error the module is unchanged), then the depthwise
+	// convs in convGroups get their new groups count.
+	Cut(slices []cut.Slice, convGroups map[string]int64) error
+	// Runs checks that forward still runs on an input of shape.
+	Runs(shape []int64) error
+	// Shapes is the shape of every parameter and buffer by dotted name.
+	Shapes() (map[string][]int64, error)
+	// Scores scores every channel of groups (given in the module's current
+	// layout) by the criterion; Taylor criteria read up to o.Batches
+	// training batches of split.
+	Scores(ctx context.Context, criterion string, groups []*graph.Group, split *data.Split, o ScoreOptions) (map[int][]float64, error)
+	// Fit fine-tunes on split.
+	Fit(ctx context.Context, split *data.Split, o TrainOptions) (FitResult, error)
+	// Evaluate runs the module in eval mode over the whole split.
+	Evaluate(ctx context.Context, split *data.Split, batch int) (EvalResult, error)
+	// Save writes the module atomically to path.
+	Save(path string) error
+	Close()
+}
+
+// Criteria names.
+const (
+	TaylorFOWeight = "TaylorFOWeight"
+	L2Norm         = "L2Norm"
+)
+
+// ScoreOptions configure a data-driven criterion.
+type ScoreOptions struct {
+	Batches   int // training batches to score on
+	BatchSize int
+	Seed      int64 // shuffling
+}
+
+// TrainOptions configure Fit.
+type TrainOptions struct {
+	Epochs      int // full passes; ignored when Steps > 0
+	Steps       int // step budget (batches) across epochs; 0 = Epochs
+	BatchSize   int
+	LR          float64
+	Momentum    float64
+	WeightDecay float64
+	Nesterov    bool
+	Optimizer   string // "sgd" (default) or "adam"
+	WarmupSteps int
+	Cosine      bool
+	Seed        int64 // shuffling
+}
+
+// FitResult summarises a Fit.
+type FitResult struct {
+	Steps        int
+	Loss         float64 // mean over the last epoch's steps
+	ImagesPerSec float64
+}
+
+// EvalResult is the accuracy and mean loss on a split.
+type EvalResult struct {
+	Accuracy float64
+	Loss     float64
+	Samples  int
+}
+
+// Latency is one module's forward time.
+type Latency struct {
+	Device   string
+	Batch    int64
+	MedianMs float64
+}

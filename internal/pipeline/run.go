@@ -1,0 +1,387 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gopruner/gopruner/internal/core/config"
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/plan"
+	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/core/search/netadapt"
+	"github.com/gopruner/gopruner/internal/core/summary"
+	"github.com/gopruner/gopruner/internal/engine"
+	"github.com/gopruner/gopruner/internal/report"
+)
+
+// Run is one prune run with every input checked: the CLI builds it from the
+// config and calls Execute.
+type Run struct {
+	Cfg    *config.Config
+	Engine engine.Engine
+	Log    zerolog.Logger
+	Device string  // "cpu", "cuda:N"
+	Shape  []int64 // the example input
+	// RunDir is exp_save/model_name; Out the pruned model; PlanOut an extra
+	// copy of plan.json ("" for none).
+	RunDir, Out, PlanOut string
+	// Data is the data set (nil when the run has none).
+	Data *data.Dataset
+	// Hooks report my_pruning's progress (the CLI's table).
+	Hooks   Hooks
+	Started time.Time
+	// Latency measures the original and pruned models side by side for the
+	// report (it costs a few hundred forwards).
+	Latency bool
+
+	phases []phase
+}
+
+// Outcome is what an algorithm hands back; the outputs are written from it.
+type Outcome struct {
+	Pruned     engine.Module
+	Plan       *plan.Plan
+	Kept       map[int][]int
+	Target     int64
+	Reached    bool
+	AccBefore  *float64
+	AccAfter   *float64
+	Iterations []summary.Iteration
+	Points     []report.Point
+}
+
+// Algorithm is a pruning algorithm: from the opened original model to an
+// Outcome. It never modifies base.
+type Algorithm interface {
+	Name() string
+	Prune(ctx context.Context, r *Run, base *engine.Model) (*Outcome, error)
+}
+
+// AlgorithmFor is the algorithm a config names.
+func AlgorithmFor(name string) (Algorithm, error) {
+	switch name {
+	case config.AlgorithmL2Norm:
+		return L2NormAlgorithm{}, nil
+	case config.AlgorithmMyPruning:
+		return MyPruningAlgorithm{}, nil
+	}
+	return nil, fail.Usagef("algorithm %q: want my_pruning or L2Norm", name)
+}
+
+// phase is how long one step of the run took.
+type phase struct {
+	name string
+	d    time.Duration
+}
+
+// lap records the phase that began at start and returns now, the start of
+// the next one.
+func (r *Run) lap(name string, start time.Time) time.Time {
+	now := time.Now()
+	r.phases = append(r.phases, phase{name, now.Sub(start)})
+	return now
+}
+
+// logTimings logs one "timings" line: milliseconds per phase, the IR's op
+// count and the total.
+func (r *Run) logTimings(base *engine.Model) {
+	ev := r.Log.Info()
+	for _, p := range r.phases {
+		ev = ev.Float64(p.name+"_ms", float64(p.d.Microseconds())/1e3)
+	}
+	ev.Float64("total_ms", float64(time.Since(r.Started).Microseconds())/1e3).Int("ir_ops", len(base.Graph.Ops)).Msg("timings")
+}
+
+// FineTunes says whether the run trains the model: my_pruning always
+// fine-tunes its candidates, L2Norm only with training on.
+func FineTunes(cfg *config.Config) bool {
+	return cfg.Finetune || cfg.Algorithm == config.AlgorithmMyPruning
+}
+
+// Execute opens the model, runs the algorithm and writes the outputs; the
+// human summary goes to stdout.
+func (r *Run) Execute(ctx context.Context, stdout io.Writer) error {
+	cfg := r.Cfg
+	if r.Started.IsZero() {
+		r.Started = time.Now()
+	}
+	alg, err := AlgorithmFor(cfg.Algorithm)
+	if err != nil {
+		return err
+	}
+	// The model, the input shape and iskl are checked before the first log
+	// line, so that a bad input is reported as the one error line alone.
+	base, err := r.Engine.Open(ctx, cfg.Path.Model, r.Shape, r.Device)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	r.phases = append(r.phases, phase{"load", base.Timings.Load}, phase{"ir_export", base.Timings.IRExport},
+		phase{"analysis", base.Timings.Analysis})
+	if _, err := base.Excluded(cfg.Iskl); err != nil {
+		return err
+	}
+	r.Log.Info().Str("model", cfg.Path.Model).Str("algorithm", cfg.Algorithm).Float64("P", cfg.P).Int("alf", cfg.Alf).
+		Str("device", r.Device).Msg("prune")
+	if FineTunes(cfg) {
+		for _, w := range base.Warnings {
+			r.Log.Warn().Msg(w)
+		}
+	}
+	t := time.Now()
+	res, err := alg.Prune(ctx, r, base)
+	if cfg.Algorithm == config.AlgorithmMyPruning {
+		r.lap("my_pruning", t)
+	}
+	if err != nil {
+		return err
+	}
+	defer res.Pruned.Close()
+	return r.finish(base, res, stdout)
+}
+
+func (r *Run) split(name string) (*data.Split, error) {
+	if r.Data == nil {
+		return nil, fail.Usagef("no dataset: give --dataset or path.dataset")
+	}
+	s, err := r.Data.Split(name)
+	if err != nil {
+		return nil, fail.Usage(err)
+	}
+	return s, nil
+}
+
+// TrainOptions are the long-term fine-tune's settings from the config.
+func TrainOptions(cfg *config.Config) engine.TrainOptions {
+	t := cfg.Train
+	return engine.TrainOptions{Epochs: cfg.LongTermEpochs, BatchSize: t.BatchSize, LR: t.LR, Momentum: t.Momentum,
+		WeightDecay: t.WeightDecay, Nesterov: t.Nesterov, Optimizer: t.Optimizer, WarmupSteps: t.WarmupSteps,
+		Cosine: t.Cosine, Seed: cfg.Seed}
+}
+
+// L2NormAlgorithm is the one-shot cut by filter L2 norm, with an optional
+// fine-tune.
+type L2NormAlgorithm struct{}
+
+// Name is the config's name.
+func (L2NormAlgorithm) Name() string { return config.AlgorithmL2Norm }
+
+// Prune scores, cuts a clone of the model to the target and, with data,
+// evaluates and fine-tunes it.
+func (L2NormAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model) (*Outcome, error) {
+	cfg := r.Cfg
+	t := time.Now()
+	groups := base.Candidates(nil)
+	scores, err := base.Module.Scores(ctx, engine.L2Norm, groups, nil, engine.ScoreOptions{})
+	if err != nil {
+		return nil, err
+	}
+	t = r.lap("scoring", t)
+	os, err := base.OneShot(scores, cutOptions(cfg))
+	if err != nil {
+		return nil, err
+	}
+	t = r.lap("search", t)
+	pruned, err := base.Module.Clone()
+	if err != nil {
+		return nil, err
+	}
+	res := &Outcome{Pruned: pruned, Plan: os.Plan, Kept: os.Kept, Target: os.Target, Reached: os.Reached}
+	ok := false
+	defer func() {
+		if !ok {
+			pruned.Close()
+		}
+	}()
+	slices, convGroups := base.PlanSlices(os.Plan)
+	if err := pruned.Cut(slices, convGroups); err != nil {
+		return nil, fmt.Errorf("surgery: %w", err)
+	}
+	if err := pruned.Runs(os.Plan.InputShape); err != nil {
+		return nil, err
+	}
+	t = r.lap("surgery", t)
+	r.Log.Info().Int64("macs_before", os.Plan.MACsBefore).Int64("macs_after", os.Plan.MACsAfter).Int("groups", len(os.Plan.Groups)).Msg("L2Norm one-shot")
+	if r.Data != nil {
+		val, err := r.split(data.Val)
+		if err != nil {
+			return nil, err
+		}
+		before, err := base.Module.Evaluate(ctx, val, cfg.Train.BatchSize)
+		if err != nil {
+			return nil, err
+		}
+		res.AccBefore = &before.Accuracy
+		if cfg.Finetune && cfg.LongTermEpochs > 0 {
+			trainSplit, err := r.split(data.Train)
+			if err != nil {
+				return nil, err
+			}
+			fit, err := pruned.Fit(ctx, trainSplit, TrainOptions(cfg))
+			if err != nil {
+				return nil, fmt.Errorf("fine-tune: %w", err)
+			}
+			r.Log.Info().Int("steps", fit.Steps).Float64("loss", fit.Loss).Float64("images_per_s", fit.ImagesPerSec).Msg("fine-tuned")
+		}
+		after, err := pruned.Evaluate(ctx, val, cfg.Train.BatchSize)
+		if err != nil {
+			return nil, err
+		}
+		res.AccAfter = &after.Accuracy
+		r.lap("finetune_eval", t)
+	}
+	ok = true
+	return res, nil
+}
+
+func cutOptions(cfg *config.Config) cut.OneShotOptions {
+	return cut.OneShotOptions{P: cfg.P, Alf: cfg.Alf, ISKL: cfg.Iskl, Global: cfg.Global}
+}
+
+// MyPruningAlgorithm is the NetAdapt search over the cart slots.
+type MyPruningAlgorithm struct{}
+
+// Name is the config's name.
+func (MyPruningAlgorithm) Name() string { return config.AlgorithmMyPruning }
+
+// Prune runs the search.
+func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model) (*Outcome, error) {
+	cfg := r.Cfg
+	trainSplit, err := r.split(data.Train)
+	if err != nil {
+		return nil, err
+	}
+	val, err := r.split(data.Val)
+	if err != nil {
+		return nil, err
+	}
+	slots := make([]string, len(cfg.Cart))
+	for i, s := range cfg.Cart {
+		slots[i] = string(s)
+	}
+	res, err := MyPruning(ctx, r.Engine, base, trainSplit, val, MyPruningOptions{
+		P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Select: cfg.Select, Step: cfg.Step, ResizeAlf: cfg.ResizeAlf,
+		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
+		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize,
+		ISKL: cfg.Iskl, Seed: cfg.Seed, Threads: cfg.Threads, Dir: r.RunDir, Resume: cfg.Resume,
+		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: r.Hooks,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &Outcome{Pruned: res.Module, Plan: res.Plan, Kept: res.Kept, Target: res.State.Target,
+		Reached: res.State.MACs <= res.State.Target}
+	ab, aa := res.AccBefore, res.AccAfter
+	out.AccBefore, out.AccAfter = &ab, &aa
+	out.Points = append(out.Points, report.Point{Iteration: 0, MACs: res.State.MACs0, Accuracy: res.AccBefore, Label: "original"})
+	for _, it := range res.State.History {
+		out.Iterations = append(out.Iterations, iterationOf(it))
+		out.Points = append(out.Points, report.Point{Iteration: it.Iteration, MACs: it.MACs, Accuracy: it.Accuracy,
+			Label: fmt.Sprintf("%s %d→%d", strings.Join(it.Layers, ","), it.From, it.To)})
+	}
+	return out, nil
+}
+
+func iterationOf(it netadapt.IterationRecord) summary.Iteration {
+	return summary.Iteration{Iteration: it.Iteration, Layers: it.Layers, Group: it.Group, From: it.From, To: it.To,
+		MACs: it.MACs, Accuracy: it.Accuracy, Candidates: len(it.Candidates)}
+}
+
+// finish saves the model, plan, summary and report, and prints the table.
+func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
+	cfg := r.Cfg
+	t := time.Now()
+	if err := res.Pruned.Save(r.Out); err != nil {
+		return fmt.Errorf("save %s: %w", r.Out, err)
+	}
+	if err := res.Plan.Write(filepath.Join(r.RunDir, "plan.json")); err != nil {
+		return err
+	}
+	if r.PlanOut != "" {
+		if err := res.Plan.Write(r.PlanOut); err != nil {
+			return err
+		}
+	}
+	s := &summary.Summary{
+		Algorithm: cfg.Algorithm, Model: cfg.Path.Model,
+		MACsBefore: res.Plan.MACsBefore, MACsAfter: res.Plan.MACsAfter,
+		ParamsBefore: res.Plan.ParamsBefore, ParamsAfter: res.Plan.ParamsAfter,
+		AccBefore: res.AccBefore, AccAfter: res.AccAfter, Iterations: res.Iterations,
+		ModelOut: r.Out, PlanOut: r.PlanOut, Target: res.Target, Reached: res.Reached,
+		Started: r.Started, Layers: layerTable(base, res.Kept),
+	}
+	if cfg.Algorithm == config.AlgorithmMyPruning {
+		s.Criterion = cfg.Criterion
+	}
+	t = r.lap("save", t)
+	if r.Latency {
+		if ls, err := r.Engine.Latency([]engine.Module{base.Module, res.Pruned}, r.Shape); err == nil {
+			s.Latency = []summary.Latency{{Device: ls[0].Device, Batch: ls[0].Batch, BeforeMs: ls[0].MedianMs, AfterMs: ls[1].MedianMs}}
+		} else {
+			r.Log.Warn().Err(err).Msg("latency not measured")
+		}
+		t = r.lap("latency", t)
+	}
+	s.Report = filepath.Join(r.RunDir, "report.html")
+	if err := report.Write(s.Report, reportData(s, res)); err != nil {
+		r.Log.Warn().Err(err).Msg("report not written")
+		s.Report = ""
+	}
+	s.Seconds = time.Since(r.Started).Seconds()
+	if err := s.WriteJSON(filepath.Join(r.RunDir, "summary.json")); err != nil {
+		return err
+	}
+	txt := filepath.Join(cfg.Path.ExpSave, cfg.Path.ModelName+".txt")
+	if err := s.WriteText(txt); err != nil {
+		return err
+	}
+	r.lap("report", t)
+	r.logTimings(base)
+	s.Text(stdout)
+	fmt.Fprintf(stdout, "summary:      %s\n", txt)
+	if !res.Reached {
+		return fmt.Errorf("target not reached: MACs %d of %d (%.1f%% removed, P=%.2f asked); the best model found is saved at %s",
+			res.Plan.MACsAfter, res.Plan.MACsBefore, 100*(1-float64(res.Plan.MACsAfter)/float64(res.Plan.MACsBefore)), cfg.P, r.Out)
+	}
+	return nil
+}
+
+// layerTable lists each producing layer's output channels before and after.
+func layerTable(base *engine.Model, kept map[int][]int) []summary.Layer {
+	var out []summary.Layer
+	for _, g := range base.Analysis.Groups {
+		if len(g.Layers) == 0 {
+			continue
+		}
+		after := g.Channels
+		if k, ok := kept[g.ID]; ok {
+			after = len(k)
+		}
+		for _, l := range g.Layers {
+			out = append(out, summary.Layer{Name: l, Before: g.Channels, After: after})
+		}
+	}
+	return out
+}
+
+func reportData(s *summary.Summary, res *Outcome) report.Data {
+	d := report.Data{
+		Title: "gopruner: " + filepath.Base(s.Model), ModelPath: s.Model, OutPath: s.ModelOut, Algorithm: s.Algorithm,
+		Created: time.Now(), MACsBefore: s.MACsBefore, MACsAfter: s.MACsAfter, ParamsBefore: s.ParamsBefore,
+		ParamsAfter: s.ParamsAfter, AccBefore: s.AccBefore, AccAfter: s.AccAfter, Iterations: res.Points,
+	}
+	for _, l := range s.Layers {
+		d.Layers = append(d.Layers, report.Layer{Name: l.Name, Before: l.Before, After: l.After})
+	}
+	for _, l := range s.Latency {
+		d.Latency = append(d.Latency, report.Latency{Device: l.Device, Batch: int(l.Batch), BeforeMs: l.BeforeMs, AfterMs: l.AfterMs})
+	}
+	return d
+}

@@ -1,0 +1,227 @@
+//go:build cgo
+
+// Package torchengine implements engine.Engine over libtorch (package
+// torch and the shim). Its subpackages hold the tensor work: model loading
+// and IR export, surgery, criteria, the training loop, latency.
+package torchengine
+
+import (
+	"context"
+	"fmt"
+	"iter"
+
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/engine"
+	"github.com/gopruner/gopruner/internal/torchengine/criteria"
+	"github.com/gopruner/gopruner/internal/torchengine/latency"
+	"github.com/gopruner/gopruner/internal/torchengine/model"
+	"github.com/gopruner/gopruner/internal/torchengine/train"
+	"github.com/gopruner/gopruner/torch"
+)
+
+// Engine is the libtorch engine. The zero value is ready to use.
+type Engine struct{}
+
+var _ engine.Engine = Engine{}
+
+// Open loads, traces and analyses the model at path.
+func (Engine) Open(_ context.Context, path string, shape []int64, dev string) (*engine.Model, error) {
+	d, err := torch.ParseDevice(dev)
+	if err != nil {
+		return nil, err
+	}
+	am, err := model.Open(path, shape, d)
+	if err != nil {
+		return nil, err
+	}
+	out := FromAnalyzed(am)
+	if fixed, total, err := am.Module.BatchNormModes(); err == nil && fixed > 0 {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("model %s: %d of %d BatchNorm layers were traced in eval mode; fine-tuning keeps their running statistics as they are (export with torch.jit.script to let it update them)", path, fixed, total))
+	}
+	return out, nil
+}
+
+// FromAnalyzed wraps an analysed model; the result owns am's module.
+func FromAnalyzed(am *model.Analyzed) *engine.Model {
+	return &engine.Model{Base: *am.Base(), Module: &Module{m: am.Module}, Path: am.Path,
+		Timings: engine.Timings{Load: am.Timings.Load, IRExport: am.Timings.IRExport, Analysis: am.Timings.Analysis}}
+}
+
+// Load reads an archive onto dev with threads CPU threads (0: the process
+// setting).
+func (Engine) Load(archive []byte, dev string, threads int) (engine.Module, error) {
+	d, err := torch.ParseDevice(dev)
+	if err != nil {
+		return nil, err
+	}
+	m, err := torch.LoadBytes(archive, d)
+	if err != nil {
+		return nil, fmt.Errorf("loading the model on %s: %w", d, err)
+	}
+	if err := m.SetThreads(threads); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &Module{m: m}, nil
+}
+
+// Latency measures the modules side by side (2 warm-up runs, median of 7).
+func (Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, error) {
+	mods := make([]*torch.Module, len(ms))
+	for i, m := range ms {
+		tm, ok := m.(*Module)
+		if !ok {
+			return nil, fmt.Errorf("latency: module %d is not a libtorch module", i)
+		}
+		mods[i] = tm.m
+	}
+	rs, err := latency.Measure(mods, shape, 2, 7)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]engine.Latency, len(rs))
+	for i, r := range rs {
+		out[i] = engine.Latency{Device: r.Device, Batch: r.Batch, MedianMs: r.MedianMs}
+	}
+	return out, nil
+}
+
+// Module wraps a TorchScript module.
+type Module struct{ m *torch.Module }
+
+// Torch is the underlying module (for the CLI's train/eval commands).
+func (m *Module) Torch() *torch.Module { return m.m }
+
+// Bytes serialises the module.
+func (m *Module) Bytes() ([]byte, error) { return m.m.Bytes() }
+
+// Clone copies the module on its device.
+func (m *Module) Clone() (engine.Module, error) {
+	c, err := m.m.Clone()
+	if err != nil {
+		return nil, err
+	}
+	return &Module{m: c}, nil
+}
+
+// Cut applies channel surgery in one bridge call.
+func (m *Module) Cut(slices []cut.Slice, convGroups map[string]int64) error {
+	ed := make([]torch.Slice, len(slices))
+	for i, s := range slices {
+		ed[i] = torch.Slice{Tensor: s.Tensor, Keep: s.Keep}
+	}
+	if err := m.m.Prune(ed, convGroups); err != nil {
+		return fmt.Errorf("channel surgery: %w", err)
+	}
+	return nil
+}
+
+// Runs checks forward on an example input.
+func (m *Module) Runs(shape []int64) error {
+	x, err := model.Example(shape, m.m.Device())
+	if err != nil {
+		return err
+	}
+	defer x.Close()
+	y, err := m.m.Forward(true, x)
+	if err != nil {
+		return fmt.Errorf("the pruned model does not run: %w", err)
+	}
+	y.Close()
+	return nil
+}
+
+// Shapes lists parameter and buffer shapes.
+func (m *Module) Shapes() (map[string][]int64, error) { return model.Params(m.m) }
+
+// Scores runs the criterion.
+func (m *Module) Scores(ctx context.Context, criterion string, groups []*graph.Group, split *data.Split, o engine.ScoreOptions) (map[int][]float64, error) {
+	switch criterion {
+	case engine.L2Norm:
+		s, err := criteria.L2(m.m, groups)
+		if err != nil {
+			return nil, fmt.Errorf("L2Norm scores: %w", err)
+		}
+		return s, nil
+	case engine.TaylorFOWeight:
+		// NNI scores TaylorFOWeight in training mode. The BatchNorm
+		// statistics it updates belong to this module: callers score a
+		// throw-away copy.
+		if err := m.m.Train(true); err != nil {
+			return nil, err
+		}
+		s, err := taylor(ctx, m.m, groups, split, o.BatchSize, o.Batches, o.Seed)
+		if err != nil {
+			return nil, fmt.Errorf("TaylorFOWeight scores: %w", err)
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("criterion %q: want %s or %s", criterion, engine.TaylorFOWeight, engine.L2Norm)
+}
+
+// taylor feeds up to n shuffled training batches to criteria.Taylor.
+func taylor(ctx context.Context, m *torch.Module, groups []*graph.Group, split *data.Split, bs, n int, seed int64) (criteria.Scores, error) {
+	bo := data.BatchOptions{BatchSize: bs, Shuffle: true, Seed: seed, MaxBatches: n, DropLast: split.Len() >= 2*bs}
+	next, stop := iter.Pull2(split.Batches(ctx, bo))
+	defer stop()
+	opts := split.Dataset().Options()
+	var held []*torch.Tensor
+	defer func() {
+		for _, t := range held {
+			t.Close()
+		}
+	}()
+	return criteria.Taylor(m, groups, func() (criteria.Batch, bool, error) {
+		b, err, ok := next()
+		if !ok {
+			return criteria.Batch{}, false, nil
+		}
+		if err != nil {
+			return criteria.Batch{}, false, err
+		}
+		x, err := torch.FromFloat32(b.X, []int64{int64(b.N), int64(opts.Channels), int64(opts.Height), int64(opts.Width)}, m.Device())
+		if err != nil {
+			return criteria.Batch{}, false, err
+		}
+		held = append(held, x)
+		y, err := torch.FromInt64(b.Y, []int64{int64(b.N)}, m.Device())
+		if err != nil {
+			return criteria.Batch{}, false, err
+		}
+		held = append(held, y)
+		return criteria.Batch{X: x, Y: y}, true, nil
+	})
+}
+
+// Fit fine-tunes with the one training loop.
+func (m *Module) Fit(ctx context.Context, split *data.Split, o engine.TrainOptions) (engine.FitResult, error) {
+	r, err := train.Fit(ctx, m.m, split, TrainOptions(o))
+	if err != nil {
+		return engine.FitResult{}, err
+	}
+	return engine.FitResult{Steps: r.Steps, Loss: r.Loss, ImagesPerSec: r.ImagesPerSec}, nil
+}
+
+// TrainOptions converts the engine's options to the training loop's.
+func TrainOptions(o engine.TrainOptions) train.Options {
+	return train.Options{Epochs: o.Epochs, Steps: o.Steps, BatchSize: o.BatchSize, LR: o.LR, Momentum: o.Momentum,
+		WeightDecay: o.WeightDecay, Nesterov: o.Nesterov, Optimizer: o.Optimizer, WarmupSteps: o.WarmupSteps,
+		Cosine: o.Cosine, Seed: o.Seed}
+}
+
+// Evaluate validates on the split.
+func (m *Module) Evaluate(ctx context.Context, split *data.Split, batch int) (engine.EvalResult, error) {
+	r, err := train.Evaluate(ctx, m.m, split, batch)
+	if err != nil {
+		return engine.EvalResult{}, err
+	}
+	return engine.EvalResult{Accuracy: r.Accuracy, Loss: r.Loss, Samples: r.Samples}, nil
+}
+
+// Save writes the module atomically.
+func (m *Module) Save(path string) error { return m.m.Save(path) }
+
+// Close frees the module.
+func (m *Module) Close() { m.m.Close() }
