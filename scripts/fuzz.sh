@@ -12,6 +12,7 @@ targets=(
   "./internal/core/config FuzzLoad"
   "./internal/core/plan FuzzParse"
   "./internal/report FuzzRender"
+  "./internal/core/search/cut FuzzCutSequence"
 )
 for tgt in "${targets[@]}"; do
   set -- $tgt

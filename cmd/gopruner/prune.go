@@ -59,7 +59,9 @@ func newLogger(c *config.Config, runDir string) (zerolog.Logger, func(), error) 
 	}
 	var console io.Writer = os.Stderr
 	if c.LogFormat != config.LogFormatJSON {
-		console = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05"}
+		// Colour codes only for a person at a terminal: in files and CI
+		// logs they are noise.
+		console = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05", NoColor: !isTerminal(os.Stderr)}
 	}
 	closeFn := func() {}
 	var w io.Writer = levelFilter{w: console, min: lvl}

@@ -1,4 +1,7 @@
-//go:build cgo
+//go:build cgo && !race
+
+// These tests run real libtorch searches, minutes long; the race pass runs
+// the same flow on the fake engine (pipeline_test.go) instead.
 
 package pipeline
 

@@ -1,0 +1,327 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gopruner/gopruner/internal/core/config"
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/graph/irtest"
+	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/core/search/netadapt"
+	"github.com/gopruner/gopruner/internal/core/summary"
+	"github.com/gopruner/gopruner/internal/engine"
+	"github.com/gopruner/gopruner/internal/engine/fake"
+	"github.com/gopruner/gopruner/third_party/mnist"
+)
+
+// smallCNN is a four-conv MNIST-shaped classifier with a residual add, so
+// that groups merge across layers.
+func smallCNN(t *testing.T) cut.Base {
+	t.Helper()
+	b := irtest.New()
+	x := b.Input(1, 1, 28, 28)
+	c1 := b.Relu(b.BN(b.Conv(x, "conv1", 16, 3, irtest.ConvOpts{Pad: 1}), "bn1"))
+	c2 := b.Relu(b.BN(b.Conv(c1, "conv2", 16, 3, irtest.ConvOpts{Pad: 1}), "bn2"))
+	r := b.Add(c2, c1)
+	p := b.MaxPool(r, 2, 2)
+	c3 := b.Relu(b.BN(b.Conv(p, "conv3", 32, 3, irtest.ConvOpts{Pad: 1}), "bn3"))
+	c4 := b.Relu(b.BN(b.Conv(c3, "conv4", 24, 3, irtest.ConvOpts{Pad: 1}), "bn4"))
+	flat := b.Flatten(b.AdaptiveAvgPool(c4, 1, 1), 1)
+	b.Output(b.Linear(flat, "fc", 10, true))
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := graph.Analyze(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := map[string][]int64{}
+	for n, p := range g.Params {
+		params[n] = p.Shape
+	}
+	return cut.Base{Graph: g, Analysis: a, Params: params, InputShape: []int64{1, 1, 28, 28}}
+}
+
+var mnistOnce struct {
+	sync.Once
+	ds  *data.Dataset
+	err error
+}
+
+func mnistData(t *testing.T) *data.Dataset {
+	t.Helper()
+	mnistOnce.Do(func() {
+		mnistOnce.ds, mnistOnce.err = data.FromMNIST(mnist.FS(), data.Options{Channels: 1, Height: 28, Width: 28})
+	})
+	if mnistOnce.err != nil {
+		t.Fatal(mnistOnce.err)
+	}
+	return mnistOnce.ds
+}
+
+func testConfig(t *testing.T, alg string) *config.Config {
+	cfg := config.Default()
+	cfg.Algorithm = alg
+	cfg.Path.Model = "small.pt"
+	cfg.Path.ExpSave = t.TempDir()
+	cfg.Path.ModelName = "small"
+	cfg.InputShape = []int{1, 1, 28, 28}
+	cfg.P, cfg.Alf, cfg.DeltaCrop = 0.5, 4, 0.25
+	cfg.Cart = []config.Slot{"cpu", "cpu"}
+	cfg.ShortTermSteps, cfg.LongTermEpochs, cfg.Seed = 5, 1, 3
+	return cfg
+}
+
+func newRun(t *testing.T, cfg *config.Config, eng *fake.Engine, ds *data.Dataset) *Run {
+	runDir := filepath.Join(cfg.Path.ExpSave, cfg.Path.ModelName)
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &Run{Cfg: cfg, Engine: eng, Log: zerolog.Nop(), Device: "cpu", Shape: []int64{1, 1, 28, 28},
+		RunDir: runDir, Out: filepath.Join(runDir, "small_pruned.pt"), Data: ds, Latency: true}
+}
+
+func readSummary(t *testing.T, path string) summary.Summary {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s summary.Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestBothAlgorithms drives L2Norm and my_pruning through Execute on the
+// fake engine: the target is met, every output is written, the saved model
+// has the shapes plan.json gives, and no module is left open.
+func TestBothAlgorithms(t *testing.T) {
+	base := smallCNN(t)
+	for _, tc := range []struct {
+		alg  string
+		data bool
+	}{{config.AlgorithmL2Norm, false}, {config.AlgorithmL2Norm, true}, {config.AlgorithmMyPruning, true}} {
+		t.Run(tc.alg, func(t *testing.T) {
+			eng := fake.New(base)
+			cfg := testConfig(t, tc.alg)
+			var ds *data.Dataset
+			if tc.data {
+				ds = mnistData(t)
+			}
+			r := newRun(t, cfg, eng, ds)
+			var iters int
+			r.Hooks.OnIteration = func(netadapt.IterationRecord) { iters++ }
+			var out bytes.Buffer
+			if err := r.Execute(context.Background(), &out); err != nil {
+				t.Fatal(err)
+			}
+			if eng.Live() != 0 {
+				t.Errorf("%d modules left open", eng.Live())
+			}
+			s := readSummary(t, filepath.Join(r.RunDir, "summary.json"))
+			if s.Algorithm != tc.alg || !s.Reached || s.MACsAfter > s.Target || s.Target > s.MACsBefore/2 {
+				t.Errorf("summary: %+v", s)
+			}
+			if tc.data != (s.AccBefore != nil && s.AccAfter != nil) {
+				t.Errorf("accuracy reported %v/%v with data %v", s.AccBefore, s.AccAfter, tc.data)
+			}
+			if len(s.Latency) != 1 || !(s.Latency[0].AfterMs < s.Latency[0].BeforeMs) {
+				t.Errorf("latency %+v", s.Latency)
+			}
+			for _, f := range []string{"plan.json", "report.html", "small_pruned.pt"} {
+				if _, err := os.Stat(filepath.Join(r.RunDir, f)); err != nil {
+					t.Error(err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(cfg.Path.ExpSave, "small.txt")); err != nil {
+				t.Error(err)
+			}
+			if tc.alg == config.AlgorithmMyPruning {
+				if len(s.Iterations) == 0 || len(s.Iterations) != iters {
+					t.Errorf("%d iterations in summary.json, %d hooks", len(s.Iterations), iters)
+				}
+				if _, err := os.Stat(filepath.Join(r.RunDir, CheckpointFile)); err != nil {
+					t.Error(err)
+				}
+			}
+			// The saved model's shapes are what the plan's kept indices give.
+			b, err := os.ReadFile(r.Out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := eng.Load(b, "cpu", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			got, _ := m.Shapes()
+			for name, tp := range readPlan(t, filepath.Join(r.RunDir, "plan.json")) {
+				if !reflect.DeepEqual(got[name], tp) {
+					t.Errorf("%s: saved %v, plan says %v", name, got[name], tp)
+				}
+			}
+		})
+	}
+}
+
+func readPlan(t *testing.T, path string) map[string][]int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Tensors map[string]struct {
+			After []int64 `json:"shape_after"`
+		} `json:"tensors"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]int64{}
+	for n, tp := range p.Tensors {
+		out[n] = tp.After
+	}
+	return out
+}
+
+func myOptions(t *testing.T, slots ...string) MyPruningOptions {
+	cfg := testConfig(t, config.AlgorithmMyPruning)
+	o := MyPruningOptions{P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Slots: slots, ShortTermSteps: 5,
+		LongTermEpochs: 1, Train: engine0(cfg), Seed: 3, Dir: t.TempDir(), Fingerprint: map[string]string{"P": "0.5"},
+		Log: zerolog.Nop()}
+	return o
+}
+
+func engine0(cfg *config.Config) (o engine.TrainOptions) {
+	o = TrainOptions(cfg)
+	o.BatchSize = 32
+	return o
+}
+
+// TestMyPruningSlotsAndResume: two slots give the one-slot history, and a
+// search cancelled after iteration 2 resumes to the same end.
+func TestMyPruningSlotsAndResume(t *testing.T) {
+	base := smallCNN(t)
+	ds := mnistData(t)
+	tr, err := ds.Split(data.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := ds.Split(data.Val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(ctx context.Context, o MyPruningOptions) (*MyPruningResult, error) {
+		eng := fake.New(base)
+		bm, err := eng.Open(ctx, "small.pt", base.InputShape, "cpu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := MyPruning(ctx, eng, bm, tr, val, o)
+		if res != nil && res.Module != nil {
+			res.Module.Close()
+		}
+		bm.Close()
+		if eng.Live() != 0 {
+			t.Errorf("%d modules left open", eng.Live())
+		}
+		return res, err
+	}
+	one, err := run(context.Background(), myOptions(t, "cpu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.State.Iteration < 3 {
+		t.Fatalf("want at least 3 iterations, got %d", one.State.Iteration)
+	}
+	two, err := run(context.Background(), myOptions(t, "cpu", "cpu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(one.State.History, two.State.History) || !reflect.DeepEqual(one.Kept, two.Kept) {
+		t.Errorf("two slots chose differently from one")
+	}
+
+	o := myOptions(t, "cpu", "cpu")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o.Hooks.OnIteration = func(rec netadapt.IterationRecord) {
+		if rec.Iteration == 2 {
+			cancel()
+		}
+	}
+	if _, err := run(ctx, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	o.Hooks, o.Resume = Hooks{}, true
+	res, err := run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(one.State, res.State) || !reflect.DeepEqual(one.Kept, res.Kept) {
+		t.Errorf("resumed run differs:\n full:    %+v\n resumed: %+v", one.State, res.State)
+	}
+}
+
+// TestCandidateRequestIsData: a request survives a JSON round trip and
+// gives the same result as the original.
+func TestCandidateRequestIsData(t *testing.T) {
+	base := smallCNN(t)
+	eng := fake.New(base)
+	bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bm.Close()
+	archive, _ := bm.Module.Bytes()
+	g := base.Candidates(nil)[0]
+	kept := cut.All(base.Candidates(nil))
+	next := cut.All(base.Candidates(nil))
+	next[g.ID] = next[g.ID][:g.Channels/2]
+	sl, cg, err := base.Edits(kept, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := CandidateRequest{BaseDigest: Digest(archive), Iteration: 1, Group: g.ID, From: g.Channels, To: g.Channels / 2,
+		Kept: kept, Next: next, Slices: sl, ConvGroups: cg, Device: "cpu", Validate: true, EvalBatch: 64}
+	b, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back CandidateRequest
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if b2, _ := json.Marshal(back); !bytes.Equal(b, b2) {
+		t.Fatalf("request changed in a JSON round trip:\n%s\n%s", b, b2)
+	}
+	val, _ := mnistData(t).Split(data.Val)
+	r1, m1, err := RunCandidate(context.Background(), eng, archive, req, nil, val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1.Close()
+	r2, m2, err := RunCandidate(context.Background(), eng, archive, back, nil, val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2.Close()
+	if r1.Accuracy != r2.Accuracy || r1.BaseDigest != req.BaseDigest {
+		t.Errorf("results differ: %+v vs %+v", r1, r2)
+	}
+}
