@@ -12,6 +12,8 @@ targets=(
   "./internal/core/config FuzzLoad"
   "./internal/core/plan FuzzParse"
   "./internal/report FuzzRender"
+  "./internal/core/safepath FuzzWithin"
+  "./internal/core/safepath FuzzComponent"
 )
 for tgt in "${targets[@]}"; do
   set -- $tgt
