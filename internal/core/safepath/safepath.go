@@ -50,23 +50,24 @@ var (
 // Component checks that name is usable as exactly one path component: not
 // empty, not "." or "..", no '/' or '\\', no control characters (a newline
 // in a file name breaks every log and summary line that names it), valid
-// UTF-8, at most MaxComponent bytes. The error says which rule failed.
+// UTF-8, at most MaxComponent bytes. The error says which rule failed
+// without repeating the name, which callers quote.
 func Component(name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("%w: empty", ErrInvalid)
 	case name == "." || name == "..":
-		return fmt.Errorf("%w: %q is a directory reference, not a name", ErrInvalid, name)
+		return fmt.Errorf("%w: it is a directory reference", ErrInvalid)
 	case strings.ContainsAny(name, `/\`):
-		return fmt.Errorf("%w: %q contains a path separator; give one name, not a path", ErrInvalid, name)
+		return fmt.Errorf("%w: it contains a path separator; give one name, not a path", ErrInvalid)
 	case !utf8.ValidString(name):
-		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalid, name)
+		return fmt.Errorf("%w: it is not valid UTF-8", ErrInvalid)
 	case len(name) > MaxComponent:
-		return fmt.Errorf("%w: %d bytes long, at most %d", ErrInvalid, len(name), MaxComponent)
+		return fmt.Errorf("%w: it is %d bytes long, at most %d", ErrInvalid, len(name), MaxComponent)
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) {
-			return fmt.Errorf("%w: %q contains a control character", ErrInvalid, name)
+			return fmt.Errorf("%w: it contains a control character", ErrInvalid)
 		}
 	}
 	return nil
