@@ -111,6 +111,10 @@ func openCSV(dir, csvPath string, t *csvTable, opts Options) (*Dataset, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", csvPath, err)
 	}
+	root, err := safepath.NewRoot(dir, opts.AllowExternalPaths)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
 	d := &Dataset{Classes: lab.classes, opts: opts, origin: csvPath}
 	d.samples = make([]sample, len(t.rows))
 	for i, r := range t.rows {
@@ -123,7 +127,7 @@ func openCSV(dir, csvPath string, t *csvTable, opts Options) (*Dataset, error) {
 		}
 		// The policy comes first and never opens anything, so a row that
 		// points out of the data set is not even statted for its content.
-		if s.path, err = safepath.Within(dir, filepath.FromSlash(r.Path), opts.AllowExternalPaths); err != nil {
+		if s.path, err = root.Within(filepath.FromSlash(r.Path)); err != nil {
 			return nil, fmt.Errorf("%s row %d: image %q: %w", csvPath, r.Row, r.Path, policyErr(err))
 		}
 		_, err := checkRegular(s.path)
@@ -151,8 +155,8 @@ func isImageFile(name string) bool {
 // folderPolicy is where an ImageFolder scan may lead: entries that are
 // symlinks must resolve inside root unless allow.
 type folderPolicy struct {
-	root  string
-	allow bool
+	root string
+	sp   *safepath.Root
 }
 
 // listDir returns the visible subdirectories and image files of dir, sorted.
@@ -175,7 +179,7 @@ func listDir(dir string, pol folderPolicy) (dirs, images []string, err error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("dataset %q: %q: %w", pol.root, full, err)
 			}
-			if _, err := safepath.Within(pol.root, rel, pol.allow); err != nil {
+			if _, err := pol.sp.Within(rel); err != nil {
 				return nil, nil, fmt.Errorf("dataset %q: entry %q: %w", pol.root, filepath.ToSlash(rel), policyErr(err))
 			}
 			fi, err := os.Stat(full)
@@ -199,7 +203,11 @@ func listDir(dir string, pol folderPolicy) (dirs, images []string, err error) {
 }
 
 func openFolder(dir string, opts Options) (*Dataset, error) {
-	pol := folderPolicy{root: dir, allow: opts.AllowExternalPaths}
+	sp, err := safepath.NewRoot(dir, opts.AllowExternalPaths)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	pol := folderPolicy{root: dir, sp: sp}
 	top, topImages, err := listDir(dir, pol)
 	if err != nil {
 		return nil, err

@@ -21,8 +21,20 @@ func FuzzWithin(f *testing.F) {
 	}
 	f.Add("../x", true)
 	root, _ := tree(f)
+	// One Root shared by every input, as data.Open shares one per data
+	// set: its directory cache must never change an answer.
+	shared, err := NewRoot(root, false)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, rel string, allow bool) {
 		got, err := Within(root, rel, allow)
+		if !allow {
+			sgot, serr := shared.Within(rel)
+			if sgot != got || (serr == nil) != (err == nil) {
+				t.Fatalf("Within(%q) = %q, %v; the shared Root says %q, %v", rel, got, err, sgot, serr)
+			}
+		}
 		if err != nil {
 			if allow && rel != "" && !strings.ContainsRune(rel, 0) {
 				t.Fatalf("allowExternal refused %q: %v", rel, err)
