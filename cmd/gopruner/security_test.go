@@ -372,8 +372,9 @@ func TestSIGTERMKeepsCheckpoint(t *testing.T) {
 	}
 }
 
-// TestUntrustedFileLimits: a YAML alias bomb and a plan.json with 10⁶
-// tensors fail fast with exit 2 and one line naming the file and key.
+// TestUntrustedFileLimits: a YAML alias bomb, a data.csv whose first row
+// is 1 GB long and a plan.json with 10⁶ tensors fail fast with exit 2 and
+// one line naming the file and the key or row.
 func TestUntrustedFileLimits(t *testing.T) {
 	t.Parallel()
 	model := fixtures.Path(t, "smallcnn_scripted.pt")
@@ -394,15 +395,27 @@ func TestUntrustedFileLimits(t *testing.T) {
 	}
 	plan.WriteString("}}")
 	setup := func(t *testing.T, dir string) {
-		for name, s := range map[string]string{"bomb.yaml": bomb.String(), "plan.json": plan.String()} {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+		for name, s := range map[string]string{"bomb.yaml": bomb.String(), "plan.json": plan.String(),
+			"ds/data.csv": "path,label\n"} {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				t.Fatal(err)
 			}
+			if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A 1 GB first row, as a sparse file: nothing is allocated, on disk
+		// or in memory, unless the reader reads it all.
+		if err := os.Truncate(filepath.Join(dir, "ds", "data.csv"), 1<<30); err != nil {
+			t.Fatal(err)
 		}
 	}
 	runBadCases(t, setup, []badCase{
 		{name: "YAML alias bomb", code: 2, wants: []string{"bomb.yaml:5", "e:", "alias bomb"},
 			args: []string{"prune", "--config", "bomb.yaml", "--model", model, "--input-shape", "1,3,32,32"}},
+		{name: "1 GB data.csv line", code: 2, wants: []string{"data.csv row 1", "longer than 65536 bytes"},
+			args: trainArgs(secModel(t), "ds")},
 		{name: "plan with a million tensors", code: 2, wants: []string{"plan.json", "tensors", "more than 100000"},
 			args: []string{"apply", "--model", model, "--plan", "plan.json", "--out", "out.pt"}},
 	})
