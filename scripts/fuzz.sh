@@ -10,10 +10,10 @@ targets=(
   "./internal/core/graph FuzzAnalyze"
   "./internal/core/data FuzzParseCSV"
   "./internal/core/config FuzzLoad"
-  "./internal/core/plan FuzzParse"
-  "./internal/report FuzzRender"
   "./internal/core/safepath FuzzWithin"
   "./internal/core/safepath FuzzComponent"
+  "./internal/core/plan FuzzParse"
+  "./internal/report FuzzRender"
 )
 for tgt in "${targets[@]}"; do
   set -- $tgt
