@@ -60,8 +60,16 @@ fixtures:
 # short seeded fuzz runs and the race detector on the pure core.
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) shim
+	@$(MAKE) --no-print-directory check-libtorch2
 	@$(MAKE) --no-print-directory build fixtures
 	@$(MAKE) --no-print-directory test-go
+
+# The shim must stay compilable against libtorch 2.x: Debian trixie's
+# libtorch-dev 2.6 headers, fetched into .cache/libtorch2 (no GPU, nothing
+# installed system-wide), every cgo/*.cc with -fsyntax-only.
+.PHONY: check-libtorch2
+check-libtorch2:
+	@CXX="$(CXX)" JOBS=$(JOBS) bash scripts/check_libtorch2.sh
 
 test-go:
 	CGO_ENABLED=0 $(GO) test -count=1 $(PURE_PKGS)
