@@ -12,6 +12,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/core/summary"
 	"github.com/gopruner/gopruner/internal/report"
@@ -176,10 +177,10 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 			return nil, nil, fmt.Errorf("cart: %w", err)
 		}
 	}
-	if cfg.Algorithm == config.AlgorithmMyPruning && cfg.Path.Dataset == "" {
+	if cfg.Algorithm == kinds.AlgorithmMyPruning && cfg.Path.Dataset == "" {
 		return nil, nil, fail.Usagef("my_pruning evaluates candidates on data: give --dataset or path.dataset")
 	}
-	if cfg.Algorithm == config.AlgorithmL2Norm && cfg.Finetune && cfg.Path.Dataset == "" {
+	if cfg.Algorithm == kinds.AlgorithmL2Norm && cfg.Finetune && cfg.Path.Dataset == "" {
 		return nil, nil, fail.Usagef("training is on but there is no dataset: give --dataset or set training: false (--finetune=false)")
 	}
 	r.runDir = filepath.Join(cfg.Path.ExpSave, cfg.Path.ModelName)
@@ -250,7 +251,7 @@ func prepare(ctx context.Context, cfg *config.Config) (*pruneRun, func(), error)
 // fineTunes says whether the run trains the model: my_pruning always
 // fine-tunes its candidates, L2Norm only with training on.
 func fineTunes(cfg *config.Config) bool {
-	return cfg.Finetune || cfg.Algorithm == config.AlgorithmMyPruning
+	return cfg.Finetune || cfg.Algorithm == kinds.AlgorithmMyPruning
 }
 
 // checkOutPath refuses to overwrite the input model.
@@ -292,7 +293,7 @@ func (r *pruneRun) execute(ctx context.Context, stdout io.Writer) error {
 	if _, err := prune.Excluded(am.Analysis, am.Params, cfg.Iskl); err != nil {
 		return err
 	}
-	r.log.Info().Str("model", cfg.Path.Model).Str("algorithm", cfg.Algorithm).Float64("P", cfg.P).Int("alf", cfg.Alf).
+	r.log.Info().Str("model", cfg.Path.Model).Str("algorithm", string(cfg.Algorithm)).Float64("P", cfg.P).Int("alf", cfg.Alf).
 		Str("device", r.dev.String()).Msg("prune")
 	if fineTunes(cfg) {
 		if w := frozenBN(am.Module, cfg.Path.Model); w != "" {
@@ -301,9 +302,9 @@ func (r *pruneRun) execute(ctx context.Context, stdout io.Writer) error {
 	}
 	var res *outcome
 	switch cfg.Algorithm {
-	case config.AlgorithmL2Norm:
+	case kinds.AlgorithmL2Norm:
 		res, err = r.l2norm(ctx, am)
-	case config.AlgorithmMyPruning:
+	case kinds.AlgorithmMyPruning:
 		t := time.Now()
 		res, err = r.myPruning(ctx, am)
 		r.lap("my_pruning", t)
@@ -408,15 +409,15 @@ func (r *pruneRun) finish(ctx context.Context, am *model.Analyzed, res *outcome,
 		}
 	}
 	s := &summary.Summary{
-		Algorithm: cfg.Algorithm, Model: cfg.Path.Model,
+		Algorithm: string(cfg.Algorithm), Model: cfg.Path.Model,
 		MACsBefore: res.plan.MACsBefore, MACsAfter: res.plan.MACsAfter,
 		ParamsBefore: res.plan.ParamsBefore, ParamsAfter: res.plan.ParamsAfter,
 		AccBefore: res.accBefore, AccAfter: res.accAfter, Iterations: res.iterations,
 		ModelOut: r.out, PlanOut: r.planOut, Target: res.target, Reached: res.reached,
 		Started: r.started, Layers: layerTable(am, res.kept),
 	}
-	if cfg.Algorithm == config.AlgorithmMyPruning {
-		s.Criterion = cfg.Criterion
+	if cfg.Algorithm == kinds.AlgorithmMyPruning {
+		s.Criterion = string(cfg.Criterion)
 	}
 	t = r.lap("save", t)
 	if lat, err := measurePair(am.Module, res.pruned, r.shape); err == nil {

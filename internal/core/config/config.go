@@ -16,31 +16,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-)
 
-// Algorithms (the `algorithm` key and the names of the file's sections).
-const (
-	AlgorithmMyPruning = "my_pruning"
-	AlgorithmL2Norm    = "L2Norm"
-)
-
-// Criteria (the `criterion` key, spelt `algoritm` in the old my_pruning section).
-const (
-	CriterionTaylorFOWeight = "TaylorFOWeight"
-	CriterionL2Norm         = "L2Norm"
-)
-
-// Candidate selection rules for my_pruning (the `select` key).
-const (
-	SelectAcc       = "acc"
-	SelectAccPerMAC = "acc_per_mac"
-)
-
-// Step sizes for my_pruning (the `step` key): delta_crop of a group's channels,
-// or delta_crop of the model's MACs.
-const (
-	StepChannels = "channels"
-	StepMACs     = "macs"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 )
 
 // Optimizers (the `optimizer` key).
@@ -67,22 +44,22 @@ const EnvConfigFile = EnvPrefix + "CONFIG"
 // Config is the effective configuration of one run. Load fills it; the field
 // comments give the YAML key in brackets.
 type Config struct {
-	Algorithm string // [algorithm] AlgorithmMyPruning or AlgorithmL2Norm
-	Path      Paths  // [path.*]
+	Algorithm kinds.Algorithm // [algorithm]
+	Path      Paths           // [path.*]
 
-	P              float64  // [P] fraction of MACs to remove, in (0,1)
-	Alf            int      // [alf] channel counts are rounded down to multiples of Alf (1 = no rounding)
-	Iskl           []string // [iskl] module paths never pruned
-	Cart           []Slot   // [cart] device slots for my_pruning candidates
-	ResizeAlf      bool     // [resize_alf] final pass rounding every prunable group to Alf
-	DeltaCrop      float64  // [delta_crop] share of a group's channels one my_pruning candidate removes, in (0,1)
-	Criterion      string   // [criterion, alias algoritm] CriterionTaylorFOWeight or CriterionL2Norm
-	Global         bool     // [global] L2Norm: rank filters across the whole model
-	Select         string   // [select] SelectAcc or SelectAccPerMAC
-	Step           string   // [step] StepChannels or StepMACs
-	ShortTermSteps int      // [short_term_steps] fine-tune steps per my_pruning candidate
-	LongTermEpochs int      // [long_term_epochs] fine-tune epochs after my_pruning
-	TaylorBatches  int      // [taylor_batches] batches summed for Taylor scores
+	P              float64         // [P] fraction of MACs to remove, in (0,1)
+	Alf            int             // [alf] channel counts are rounded down to multiples of Alf (1 = no rounding)
+	Iskl           []string        // [iskl] module paths never pruned
+	Cart           []Slot          // [cart] device slots for my_pruning candidates
+	ResizeAlf      bool            // [resize_alf] final pass rounding every prunable group to Alf
+	DeltaCrop      float64         // [delta_crop] share of a group's channels one my_pruning candidate removes, in (0,1)
+	Criterion      kinds.Criterion // [criterion, alias algoritm]
+	Global         bool            // [global] L2Norm: rank filters across the whole model
+	Select         kinds.Select    // [select]
+	Step           kinds.Step      // [step]
+	ShortTermSteps int             // [short_term_steps] fine-tune steps per my_pruning candidate
+	LongTermEpochs int             // [long_term_epochs] fine-tune epochs after my_pruning
+	TaylorBatches  int             // [taylor_batches] batches summed for Taylor scores
 
 	Finetune bool  // [training] fine-tune after pruning
 	Train    Train // [epochs, lr, ...]

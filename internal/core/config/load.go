@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -121,7 +122,7 @@ func Load(src Sources) (*Config, error) {
 
 	// The algorithm picks the file section that overrides the top level, so
 	// it is settled first, by the same precedence as every other key.
-	alg := AlgorithmMyPruning
+	alg := string(kinds.AlgorithmMyPruning)
 	if v, ok := file.top["algorithm"]; ok {
 		alg = v.val.(string)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/core/search/oneshot"
@@ -214,7 +215,7 @@ func (e *evaluator) computeScores(ctx context.Context, seed int64) (criteria.Sco
 		return nil, err
 	}
 	defer m.Close()
-	if e.o.Criterion == criteria.L2Norm {
+	if e.o.Criterion == kinds.L2Norm {
 		s, err := criteria.L2(m, groups)
 		if err != nil {
 			return nil, fmt.Errorf("L2Norm scores: %w", err)

@@ -31,9 +31,9 @@ import (
 
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
-	"github.com/gopruner/gopruner/internal/torchengine/criteria"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/internal/torchengine/prune"
 	"github.com/gopruner/gopruner/internal/torchengine/train"
@@ -57,18 +57,18 @@ type Hooks struct {
 
 // Options configure Run.
 type Options struct {
-	P         float64 // fraction of MACs to remove, in (0,1)
-	DeltaCrop float64 // step size, in (0,1)
-	Alf       int     // kept counts are multiples of Alf, never below it
-	Select    string  // netadapt.SelectAcc (default) or netadapt.SelectAccPerMAC
-	Step      string  // netadapt.StepChannels (default) or netadapt.StepMACs
+	P         float64      // fraction of MACs to remove, in (0,1)
+	DeltaCrop float64      // step size, in (0,1)
+	Alf       int          // kept counts are multiples of Alf, never below it
+	Select    kinds.Select // kinds.SelectAcc (default) or kinds.SelectAccPerMAC
+	Step      kinds.Step   // kinds.StepChannels (default) or kinds.StepMACs
 	ResizeAlf bool
 
 	// Slots is the cart: one worker per entry, "cpu" or "cuda:N". Empty
 	// means one "cpu" slot.
 	Slots []string
-	// Criterion is criteria.TaylorFOWeight (default) or criteria.L2Norm.
-	Criterion string
+	// Criterion is kinds.TaylorFOWeight (default) or kinds.L2Norm.
+	Criterion kinds.Criterion
 	// TaylorBatches is how many training batches TaylorFOWeight scores on
 	// (default DefaultTaylorBatches).
 	TaylorBatches int
@@ -235,12 +235,9 @@ func normalize(o Options) (Options, error) {
 	if len(o.Slots) == 0 {
 		o.Slots = []string{"cpu"}
 	}
-	switch o.Criterion {
-	case "":
-		o.Criterion = criteria.TaylorFOWeight
-	case criteria.TaylorFOWeight, criteria.L2Norm:
-	default:
-		return o, fail.Usagef("my_pruning: criterion %q: want %s or %s", o.Criterion, criteria.TaylorFOWeight, criteria.L2Norm)
+	o.Criterion = kinds.Or(o.Criterion, kinds.TaylorFOWeight)
+	if _, err := kinds.Parse("criterion", string(o.Criterion), kinds.Criteria); err != nil {
+		return o, fail.Usagef("my_pruning: %v", err)
 	}
 	if o.TaylorBatches <= 0 {
 		o.TaylorBatches = DefaultTaylorBatches

@@ -33,7 +33,7 @@ func ResizeAlf(keep map[int]int, alf int, exclude map[int]bool) map[int]int {
 // whose ceiling would otherwise cut one channel too many.
 const eps = 1e-9
 
-// channelStep is StepChannels for one group: cut ceil(delta·current)
+// channelStep is kinds.StepChannels for one group: cut ceil(delta·current)
 // channels (at least one), round the remaining count down to a multiple of
 // alf and clamp it at alf. Rounding the remainder rather than the cut is what
 // aligns a count that is not a multiple (33 → 32 with alf 32); for a multiple
@@ -55,7 +55,7 @@ func channelStep(current, alf int, delta float64) (keep int, ok bool) {
 	return keep, true
 }
 
-// macsStep is StepMACs for one group: the largest keep count k (a multiple
+// macsStep is kinds.StepMACs for one group: the largest keep count k (a multiple
 // of alf, alf <= k < current) whose model MACs are at most goal. When even k
 // = alf stays above goal, the group cuts all it can (alf). macsAt(k) is the
 // model's MACs with the group at k channels and must be non-decreasing in k.
