@@ -3,20 +3,12 @@ package netadapt
 import (
 	"math"
 	"sort"
+
+	"github.com/gopruner/gopruner/internal/core/plan"
 )
 
-// RoundAlf rounds n down to a multiple of alf, never below alf and never
-// above n (a count already under alf cannot be rounded up: channels that
-// are gone stay gone). alf <= 1 leaves n unchanged.
-func RoundAlf(n, alf int) int {
-	if alf <= 1 || n <= alf {
-		return n
-	}
-	return n / alf * alf
-}
-
 // ResizeAlf is the resize_alf pass: every group in keep that is not excluded
-// gets RoundAlf of its count. It returns a new map.
+// gets plan.RoundAlf of its count. It returns a new map.
 func ResizeAlf(keep map[int]int, alf int, exclude map[int]bool) map[int]int {
 	out := make(map[int]int, len(keep))
 	for id, n := range keep {
@@ -24,7 +16,7 @@ func ResizeAlf(keep map[int]int, alf int, exclude map[int]bool) map[int]int {
 			out[id] = n
 			continue
 		}
-		out[id] = RoundAlf(n, alf)
+		out[id] = plan.RoundAlf(n, alf)
 	}
 	return out
 }

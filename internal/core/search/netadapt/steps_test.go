@@ -7,28 +7,6 @@ import (
 	"github.com/gopruner/gopruner/internal/core/kinds"
 )
 
-func TestRoundAlf(t *testing.T) {
-	tests := []struct{ n, alf, want int }{
-		{33, 32, 32},
-		{65, 32, 64},
-		{33, 8, 32},
-		{65, 8, 64},
-		{7, 7, 7},
-		{64, 32, 64},
-		{31, 32, 31}, // already under alf: never rounded up
-		{1, 8, 1},
-		{50, 1, 50},
-		{50, 0, 50},
-		{96, 32, 96},
-		{127, 32, 96},
-	}
-	for _, tt := range tests {
-		if got := RoundAlf(tt.n, tt.alf); got != tt.want {
-			t.Errorf("RoundAlf(%d, %d) = %d, want %d", tt.n, tt.alf, got, tt.want)
-		}
-	}
-}
-
 func TestResizeAlf(t *testing.T) {
 	keep := map[int]int{0: 33, 1: 65, 2: 7, 3: 33, 4: 64}
 	got := ResizeAlf(keep, 32, map[int]bool{3: true})
