@@ -14,9 +14,9 @@ package config
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
+	"github.com/gopruner/gopruner/internal/core/device"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 )
 
@@ -121,51 +121,28 @@ const SlotCPU Slot = "cpu"
 
 // ParseSlot accepts "cpu", "cuda" (= cuda:0), "cuda:N" and "N" (= cuda:N).
 func ParseSlot(s string) (Slot, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	switch {
-	case t == "cpu":
-		return SlotCPU, nil
-	case t == "cuda":
-		return "cuda:0", nil
-	case strings.HasPrefix(t, "cuda:"):
-		t = t[len("cuda:"):]
-	}
-	n, err := strconv.Atoi(t)
-	if err != nil || n < 0 {
+	d, err := device.ParseSlot(s)
+	if err != nil {
 		return "", fmt.Errorf("%s is not a device slot (want a GPU number N, \"cuda:N\" or \"cpu\")", clip(s))
 	}
-	return Slot("cuda:" + strconv.Itoa(n)), nil
+	return Slot(d.String()), nil
 }
 
-// IsCUDA reports whether the slot is a GPU.
-func (s Slot) IsCUDA() bool { return strings.HasPrefix(string(s), "cuda:") }
-
-// CUDAIndex is the GPU number of a CUDA slot, -1 for the CPU.
-func (s Slot) CUDAIndex() int {
-	if !s.IsCUDA() {
-		return -1
-	}
-	n, err := strconv.Atoi(string(s)[len("cuda:"):])
-	if err != nil {
-		return -1
-	}
-	return n
+// Device is the device the slot names.
+func (s Slot) Device() device.Device {
+	d, _ := device.ParseSlot(string(s))
+	return d
 }
 
 // parseDevice accepts what libtorch's device strings accept for the backends
 // gopruner supports, case-insensitively, and keeps "cuda" without an index
 // because libtorch gives it its own meaning (the current device).
 func parseDevice(s string) (string, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	if t == "cpu" || t == "cuda" {
-		return t, nil
+	d, err := device.ParseName(s)
+	if err != nil {
+		return "", fmt.Errorf("%s is not a device (want cpu, cuda or cuda:N)", clip(s))
 	}
-	if rest, ok := strings.CutPrefix(t, "cuda:"); ok {
-		if n, err := strconv.Atoi(rest); err == nil && n >= 0 {
-			return "cuda:" + strconv.Itoa(n), nil
-		}
-	}
-	return "", fmt.Errorf("%s is not a device (want cpu, cuda or cuda:N)", clip(s))
+	return d, nil
 }
 
 // Default returns the configuration that applies when no file, variable or

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gopruner/gopruner/internal/core/device"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/spf13/pflag"
 )
@@ -339,7 +340,7 @@ func TestCart(t *testing.T) {
 			}
 		})
 	}
-	if s := Slot("cuda:3"); !s.IsCUDA() || s.CUDAIndex() != 3 || SlotCPU.IsCUDA() || SlotCPU.CUDAIndex() != -1 {
+	if s := Slot("cuda:3"); s.Device() != (device.Device{CUDA: true, Index: 3}) || SlotCPU.Device() != device.CPU {
 		t.Errorf("Slot helpers wrong")
 	}
 }

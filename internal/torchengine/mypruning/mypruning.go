@@ -30,6 +30,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/device"
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/plan"
@@ -273,11 +274,11 @@ func slotDevices(slots []string, total int) ([]torch.Device, []int, error) {
 	devs := make([]torch.Device, len(slots))
 	ncpu := 0
 	for i, s := range slots {
-		d, err := torch.ParseDevice(s)
+		d, err := device.Parse(s)
 		if err != nil {
 			return nil, nil, fail.Usagef("cart slot %d: %v", i, err)
 		}
-		if err := d.Check(); err != nil {
+		if err := torch.CheckDevice(d); err != nil {
 			return nil, nil, fail.Usagef("cart slot %d (%s): %v", i, s, err)
 		}
 		devs[i] = d
