@@ -2,12 +2,11 @@ package report
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 )
 
 // Layer is the channel count of one prunable layer before and after pruning.
@@ -84,44 +83,14 @@ func Render(w io.Writer, d Data) error {
 // (temporary file in the same directory, fsync, rename), so readers never
 // see a partial report and on error nothing is left behind. The directory
 // must exist.
-func Write(path string, d Data) (err error) {
+func Write(path string, d Data) error {
 	var buf bytes.Buffer
 	if err := Render(&buf, d); err != nil {
 		return fmt.Errorf("report: %s: %w", path, err)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("report: create temporary file for %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			// The close error is irrelevant once we are failing anyway.
-			_ = f.Close()
-			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
-				err = errors.Join(err, fmt.Errorf("report: remove %s: %w", tmp, rmErr))
-			}
-		}
-	}()
-	if _, err = f.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("report: write %s: %w", tmp, err)
-	}
-	// CreateTemp makes 0600 files; a report is meant to be shared.
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("report: chmod %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("report: sync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("report: close %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("report: rename %s to %s: %w", tmp, path, err)
+	// A report is meant to be shared: 0644.
+	if err := atomicfile.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
 	}
 	return nil
 }
