@@ -427,7 +427,7 @@ func (r *pruneRun) finish(ctx context.Context, am *model.Analyzed, res *outcome,
 	}
 	t = r.lap("latency", t)
 	s.Report = filepath.Join(r.runDir, "report.html")
-	if err := report.Write(s.Report, reportData(s, res)); err != nil {
+	if err := report.Write(s.Report, report.FromSummary(s, res.points)); err != nil {
 		r.log.Warn().Err(err).Msg("report not written")
 		s.Report = ""
 	}
@@ -474,19 +474,4 @@ func layerTable(am *model.Analyzed, kept map[int][]int) []summary.Layer {
 		}
 	}
 	return out
-}
-
-func reportData(s *summary.Summary, res *outcome) report.Data {
-	d := report.Data{
-		Title: "gopruner: " + filepath.Base(s.Model), ModelPath: s.Model, OutPath: s.ModelOut, Algorithm: s.Algorithm,
-		Created: time.Now(), MACsBefore: s.MACsBefore, MACsAfter: s.MACsAfter, ParamsBefore: s.ParamsBefore,
-		ParamsAfter: s.ParamsAfter, AccBefore: s.AccBefore, AccAfter: s.AccAfter, Iterations: res.points,
-	}
-	for _, l := range s.Layers {
-		d.Layers = append(d.Layers, report.Layer{Name: l.Name, Before: l.Before, After: l.After})
-	}
-	for _, l := range s.Latency {
-		d.Latency = append(d.Latency, report.Latency{Device: l.Device, Batch: int(l.Batch), BeforeMs: l.BeforeMs, AfterMs: l.AfterMs})
-	}
-	return d
 }

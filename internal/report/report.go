@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/atomicfile"
+	"github.com/gopruner/gopruner/internal/core/summary"
 )
 
-// Layer is the channel count of one prunable layer before and after pruning.
-type Layer struct {
-	Name          string
-	Before, After int
-}
+// Layer is the channel count of one prunable layer before and after
+// pruning: summary.json's layer row.
+type Layer = summary.Layer
 
 // Point is the state of the model after one pruning iteration.
 type Point struct {
@@ -25,12 +25,9 @@ type Point struct {
 	Label string
 }
 
-// Latency is one latency measurement of the model before and after pruning.
-type Latency struct {
-	Device            string
-	Batch             int
-	BeforeMs, AfterMs float64
-}
+// Latency is one latency measurement of the model before and after
+// pruning: summary.json's latency row.
+type Latency = summary.Latency
 
 // Data is everything a report shows. Zero values mean "unknown" and hide
 // the corresponding cell, row, section or plot: zero MACs/params, nil
@@ -59,6 +56,17 @@ type Data struct {
 	Latency    []Latency
 	// Notes are free-form lines (warnings, settings) shown as a list.
 	Notes []string
+}
+
+// FromSummary is the report of a run from its summary.json and the
+// accuracy-over-MACs points of its iterations (nil for one-shot runs).
+func FromSummary(s *summary.Summary, points []Point) Data {
+	return Data{
+		Title: "gopruner: " + filepath.Base(s.Model), ModelPath: s.Model, OutPath: s.ModelOut, Algorithm: s.Algorithm,
+		Created: time.Now(), MACsBefore: s.MACsBefore, MACsAfter: s.MACsAfter, ParamsBefore: s.ParamsBefore,
+		ParamsAfter: s.ParamsAfter, AccBefore: s.AccBefore, AccAfter: s.AccAfter, Iterations: points,
+		Layers: s.Layers, Latency: s.Latency,
+	}
 }
 
 // Render writes the HTML report for d to w.
