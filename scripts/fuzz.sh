@@ -10,6 +10,8 @@ targets=(
   "./internal/core/graph FuzzAnalyze"
   "./internal/core/data FuzzParseCSV"
   "./internal/core/config FuzzLoad"
+  "./internal/core/safepath FuzzWithin"
+  "./internal/core/safepath FuzzComponent"
   "./internal/core/plan FuzzParse"
   "./internal/report FuzzRender"
   "./internal/core/search/cut FuzzCutSequence"

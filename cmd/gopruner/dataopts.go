@@ -28,7 +28,7 @@ import (
 // flags, on top of its own.
 var dataConfigKeys = []string{
 	"path.model", "path.dataset", "input_shape", "mean", "std", "val_fraction",
-	"batch_size", "device", "threads", "seed", "workers",
+	"batch_size", "device", "threads", "seed", "workers", "allow_external_paths",
 }
 
 // registerConfigFlags defines the flags of the given configuration keys.
@@ -95,6 +95,9 @@ func dataOptions(c *config.Config, shape []int64, classes []string) data.Options
 		Seed:     c.Seed,
 		Workers:  c.Workers,
 		Classes:  classes,
+		// The path policy: rows and symlinks stay in the dataset unless
+		// the user lifts it (issue 17).
+		AllowExternalPaths: c.AllowExternalPaths,
 	}
 	// For data, 0 means "the default fraction"; a user who writes
 	// val_fraction: 0 means no carve-out, which data spells as negative.

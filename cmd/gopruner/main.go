@@ -5,12 +5,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/spf13/cobra"
@@ -32,20 +29,22 @@ func run(args []string) (code int) {
 			code = 1
 		}
 	}()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// SIGINT and SIGTERM cancel ctx; see signals.go for the forced exit.
+	ctx, sigs := watchSignals(context.Background(), signalGrace)
+	defer sigs.stop()
 	root := newRootCmd()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	sig := sigs.finish()
 	for _, f := range atExit {
 		f()
 	}
 	if err == nil {
 		return 0
 	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "gopruner: interrupted; finished iterations are kept (use --resume)")
-		return 130
+	if sig != nil {
+		fmt.Fprintf(os.Stderr, "gopruner: %s; finished iterations are kept (use --resume)\n", signalWord(sig))
+		return signalCode(sig)
 	}
 	fmt.Fprintln(os.Stderr, "gopruner: "+oneLine(err.Error()))
 	if cobraUsage(err) {

@@ -68,6 +68,9 @@ type Config struct {
 	Mean        []float64 // [mean] per-channel normalisation; nil = the data loader's default
 	Std         []float64 // [std] per-channel normalisation; nil = the data loader's default
 	ValFraction float64   // [val_fraction] share of the dataset held out for validation, in [0,1)
+	// [allow_external_paths] data.csv rows may be absolute or lead out of
+	// the dataset directory, and ImageFolder symlinks anywhere.
+	AllowExternalPaths bool
 
 	Device  string // [device] "cpu", "cuda" or "cuda:N"
 	Threads int    // [threads] intra-op threads, 0 = libtorch's choice

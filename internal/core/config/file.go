@@ -93,6 +93,10 @@ func parseFile(name string, data []byte, probs *problems) *fileLayers {
 	if doc == nil {
 		return f
 	}
+	if e := f.aliasBudget(doc); e != nil {
+		probs.add(e)
+		return f
+	}
 	root := doc
 	if root.Kind == yaml.DocumentNode {
 		if len(root.Content) == 0 {

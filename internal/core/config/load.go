@@ -380,6 +380,9 @@ func flagText(f *pflag.Flag) string {
 // crossCheck validates what no single key can: per-channel normalisation
 // must match the input's channel count.
 func (c *Config) crossCheck() error {
+	if err := c.checkPaths(); err != nil {
+		return err
+	}
 	for _, pair := range []struct {
 		key string
 		v   []float64

@@ -294,6 +294,10 @@ var keys = []*spec{
 		help: "share of the dataset held out for validation when it has no split column, 0<=x<1",
 		get:  func(c *Config) any { return c.ValFraction }, set: func(c *Config, v any) { c.ValFraction = v.(float64) }},
 
+	{name: "allow_external_paths", flag: "allow-external-paths", kind: kBool, def: false,
+		help: "let data.csv rows and ImageFolder symlinks lead outside the dataset directory",
+		get:  func(c *Config) any { return c.AllowExternalPaths }, set: func(c *Config, v any) { c.AllowExternalPaths = v.(bool) }},
+
 	{name: "device", flag: "device", kind: kDevice, def: "cpu",
 		help: "cpu, cuda or cuda:N",
 		get:  func(c *Config) any { return c.Device }, set: func(c *Config, v any) { c.Device = v.(string) }},

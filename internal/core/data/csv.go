@@ -1,6 +1,7 @@
 package data
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/csv"
 	"errors"
@@ -46,16 +47,19 @@ type csvTable struct {
 // parseCSV reads a data.csv. name is what errors call the file. It never
 // looks at the file system, so that it can be fuzzed on its own.
 func parseCSV(r io.Reader, name string) (*csvTable, error) {
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	// Streamed, not read whole: the limits on size and line length trip
+	// just past them, however large the file (see limits.go).
+	br := bufio.NewReader(&boundedReader{r: r, maxTotal: csvLimits.bytes, maxLine: csvLimits.line})
+	first, err := br.ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: header: %w", name, err)
 	}
 	// Spreadsheets save a BOM, which would otherwise glue itself to the first
 	// column's name.
-	raw = bytes.TrimPrefix(raw, []byte("\ufeff"))
+	first = bytes.TrimPrefix(first, []byte("\ufeff"))
 
-	cr := csv.NewReader(bytes.NewReader(raw))
-	cr.Comma = sniffComma(raw)
+	cr := csv.NewReader(io.MultiReader(bytes.NewReader(first), br))
+	cr.Comma = sniffComma(first)
 	cr.FieldsPerRecord = -1 // checked below, with a better message
 	cr.TrimLeadingSpace = true
 	cr.ReuseRecord = true
@@ -90,6 +94,9 @@ func parseCSV(r io.Reader, name string) (*csvTable, error) {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if err == nil && int64(row) > csvLimits.rows {
+			err = fmt.Errorf("more than %d data rows: %w", csvLimits.rows, errLimit)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s row %d: %w", name, row, err)

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gopruner/gopruner/internal/core/atomicfile"
+	"github.com/gopruner/gopruner/internal/core/safepath"
 )
 
 // Dataset is a set of labelled images split into train, val and test. It is
@@ -54,7 +55,11 @@ type sample struct {
 //
 // data.csv has a header naming a path column (path, file, filename or image;
 // case-insensitive), a label column (label, class or target) and optionally a
-// split column (train, val, test). Paths are relative to dir unless absolute.
+// split column (train, val, test). Paths are relative to dir and must stay
+// inside it once symlinks are resolved (package safepath), unless
+// Options.AllowExternalPaths; the same holds for ImageFolder entries. Only
+// regular files are read: a named pipe or a device is refused before it is
+// opened. data.csv is bounded by MaxCSVBytes, MaxCSVRows and MaxCSVLine.
 // Labels are names (classes sorted by name) or integers (used as is), unless
 // Options.Classes fixes the class list. Open checks that every image file
 // exists; images are decoded later, when first used (or by Split.Preload).
@@ -71,7 +76,7 @@ func Open(dir string, opts Options) (*Dataset, error) {
 		return nil, fmt.Errorf("dataset %q: not a directory", dir)
 	}
 	csvPath := filepath.Join(dir, "data.csv")
-	f, err := os.Open(csvPath)
+	f, err := openCSVFile(csvPath)
 	switch {
 	case err == nil:
 		defer f.Close()
@@ -87,6 +92,17 @@ func Open(dir string, opts Options) (*Dataset, error) {
 	}
 }
 
+// openCSVFile opens data.csv if it is a regular file; a named pipe there
+// would block the open.
+func openCSVFile(csvPath string) (*os.File, error) {
+	if _, err := os.Stat(csvPath); err == nil {
+		if _, err := checkRegular(csvPath); err != nil {
+			return nil, fmt.Errorf("%s: %w", csvPath, err)
+		}
+	}
+	return os.Open(csvPath)
+}
+
 func openCSV(dir, csvPath string, t *csvTable, opts Options) (*Dataset, error) {
 	labels := make([]string, len(t.rows))
 	for i, r := range t.rows {
@@ -95,6 +111,10 @@ func openCSV(dir, csvPath string, t *csvTable, opts Options) (*Dataset, error) {
 	lab, err := newLabeler(labels, opts.Classes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", csvPath, err)
+	}
+	root, err := safepath.NewRoot(dir, opts.AllowExternalPaths)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
 	}
 	d := &Dataset{Classes: lab.classes, opts: opts, origin: csvPath}
 	d.samples = make([]sample, len(t.rows))
@@ -106,18 +126,17 @@ func openCSV(dir, csvPath string, t *csvTable, opts Options) (*Dataset, error) {
 		if s.label, err = lab.index(r.Label); err != nil {
 			return nil, fmt.Errorf("%s row %d: image %q: %w", csvPath, r.Row, r.Path, err)
 		}
-		s.path = filepath.FromSlash(r.Path)
-		if !filepath.IsAbs(s.path) {
-			s.path = filepath.Join(dir, s.path)
+		// The policy comes first and never opens anything, so a row that
+		// points out of the data set is not even statted for its content.
+		if s.path, err = root.Within(filepath.FromSlash(r.Path)); err != nil {
+			return nil, fmt.Errorf("%s row %d: image %q: %w", csvPath, r.Row, r.Path, policyErr(err))
 		}
-		fi, err := os.Stat(s.path)
+		_, err := checkRegular(s.path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("%s row %d: image %q: file not found (%s)", csvPath, r.Row, r.Path, s.path)
 		case err != nil:
-			return nil, fmt.Errorf("%s row %d: image %q: %w", csvPath, r.Row, r.Path, err)
-		case fi.IsDir():
-			return nil, fmt.Errorf("%s row %d: image %q: is a directory", csvPath, r.Row, r.Path)
+			return nil, fmt.Errorf("%s row %d: image %q: %w", csvPath, r.Row, r.Path, pathErrText(err))
 		}
 		d.samples[i] = s
 	}
@@ -134,8 +153,17 @@ func isImageFile(name string) bool {
 	return false
 }
 
+// folderPolicy is where an ImageFolder scan may lead: entries that are
+// symlinks must resolve inside root unless allow.
+type folderPolicy struct {
+	root string
+	sp   *safepath.Root
+}
+
 // listDir returns the visible subdirectories and image files of dir, sorted.
-func listDir(dir string) (dirs, images []string, err error) {
+// A symlink that leads out of the data set, and an image that is not a
+// regular file, are errors naming the entry.
+func listDir(dir string, pol folderPolicy) (dirs, images []string, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset: %w", err)
@@ -145,16 +173,30 @@ func listDir(dir string) (dirs, images []string, err error) {
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		isDir := e.IsDir()
-		if e.Type()&fs.ModeSymlink != 0 {
-			if fi, err := os.Stat(filepath.Join(dir, name)); err == nil {
-				isDir = fi.IsDir()
+		full := filepath.Join(dir, name)
+		mode := e.Type()
+		if mode&fs.ModeSymlink != 0 {
+			rel, err := filepath.Rel(pol.root, full)
+			if err != nil {
+				return nil, nil, fmt.Errorf("dataset %q: %q: %w", pol.root, full, err)
 			}
+			if _, err := pol.sp.Within(rel); err != nil {
+				return nil, nil, fmt.Errorf("dataset %q: entry %q: %w", pol.root, filepath.ToSlash(rel), policyErr(err))
+			}
+			fi, err := os.Stat(full)
+			if err != nil {
+				continue // a dangling link, allowed out: nothing to read
+			}
+			mode = fi.Mode().Type()
 		}
 		switch {
-		case isDir:
+		case mode.IsDir():
 			dirs = append(dirs, name)
 		case isImageFile(name):
+			if !mode.IsRegular() {
+				rel, _ := filepath.Rel(pol.root, full)
+				return nil, nil, fmt.Errorf("dataset %q: image %q: is not a regular file (%s)", pol.root, filepath.ToSlash(rel), fileKind(mode))
+			}
 			images = append(images, name)
 		}
 	}
@@ -162,7 +204,12 @@ func listDir(dir string) (dirs, images []string, err error) {
 }
 
 func openFolder(dir string, opts Options) (*Dataset, error) {
-	top, topImages, err := listDir(dir)
+	sp, err := safepath.NewRoot(dir, opts.AllowExternalPaths)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	pol := folderPolicy{root: dir, sp: sp}
+	top, topImages, err := listDir(dir, pol)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +221,7 @@ func openFolder(dir string, opts Options) (*Dataset, error) {
 			splitLayout = false
 			break
 		}
-		sub, subImages, err := listDir(filepath.Join(dir, name))
+		sub, subImages, err := listDir(filepath.Join(dir, name), pol)
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +234,7 @@ func openFolder(dir string, opts Options) (*Dataset, error) {
 	var cdirs []classDir
 	if splitLayout {
 		for _, s := range top {
-			classes, _, err := listDir(filepath.Join(dir, s))
+			classes, _, err := listDir(filepath.Join(dir, s), pol)
 			if err != nil {
 				return nil, err
 			}
@@ -219,7 +266,7 @@ func openFolder(dir string, opts Options) (*Dataset, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dataset %q: directory %q: %w", dir, c.rel, err)
 		}
-		_, files, err := listDir(filepath.Join(dir, c.rel))
+		_, files, err := listDir(filepath.Join(dir, c.rel), pol)
 		if err != nil {
 			return nil, err
 		}
@@ -464,4 +511,22 @@ func shortList(c []string) string {
 		return fmt.Sprintf("%q", c)
 	}
 	return fmt.Sprintf("%q … (%d classes)", c[:n], len(c))
+}
+
+// policyErr adds to a path-policy refusal how to lift it.
+func policyErr(err error) error {
+	if errors.Is(err, safepath.ErrAbsolute) || errors.Is(err, safepath.ErrEscapes) {
+		return fmt.Errorf("%w; paths must stay inside the dataset directory (allow_external_paths: true lifts this)", err)
+	}
+	return err
+}
+
+// pathErrText drops the path that *fs.PathError repeats, since the message
+// names the row already.
+func pathErrText(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

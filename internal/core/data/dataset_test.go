@@ -223,7 +223,12 @@ func TestOpenAbsolutePath(t *testing.T) {
 	saveImage(t, imgDir, "x.png", constGray(4, 4, 9))
 	dir := t.TempDir()
 	writeFile(t, dir, "data.csv", "filename,target\n"+filepath.Join(imgDir, "x.png")+",0\n")
-	ds, err := Open(dir, grayOptions(4))
+	if _, err := Open(dir, grayOptions(4)); err == nil || !strings.Contains(err.Error(), "absolute path") {
+		t.Fatalf("an absolute path without AllowExternalPaths: %v", err)
+	}
+	o := grayOptions(4)
+	o.AllowExternalPaths = true
+	ds, err := Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}

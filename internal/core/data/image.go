@@ -8,7 +8,6 @@ import (
 	stddraw "image/draw"
 	_ "image/jpeg" // registers the JPEG decoder for image.Decode
 	_ "image/png"  // registers the PNG decoder for image.Decode
-	"os"
 
 	"golang.org/x/image/draw"
 )
@@ -21,9 +20,9 @@ const maxPixels = 100 << 20
 // decodeFile reads and decodes an image file by its content, not its name:
 // exported datasets often have .png files that are really JPEGs.
 func decodeFile(path string) (image.Image, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readRegular(path, MaxImageBytes)
 	if err != nil {
-		return nil, err
+		return nil, pathErrText(err)
 	}
 	return decodeBytes(raw)
 }

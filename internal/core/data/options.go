@@ -37,6 +37,10 @@ type Options struct {
 	// looked up in it; integer labels index it. Empty means the classes are
 	// derived from the data: names sorted, or 0..max for integer labels.
 	Classes []string
+	// AllowExternalPaths lets data.csv rows be absolute or lead out of the
+	// dataset directory (by ".." or a symlink), and ImageFolder symlinks
+	// lead anywhere. Off, such a path is an error naming its row or entry.
+	AllowExternalPaths bool
 }
 
 var (

@@ -7,7 +7,6 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,15 +185,19 @@ func (t Tensor) KeptByDim() map[int][]int {
 
 // Read parses plan.json. Malformed files are usage errors.
 func Read(path string) (*Plan, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path)
 	if err != nil {
-		return nil, fail.Usage(fmt.Errorf("plan: %w", err))
+		return nil, err
 	}
 	return Parse(data, path)
 }
 
-// Parse decodes a plan; name is used in error messages.
+// Parse decodes a plan; name is used in error messages. A plan over
+// MaxPlanBytes, MaxPlanTensors or MaxPlanGroups is refused before decoding.
 func Parse(data []byte, name string) (*Plan, error) {
+	if err := checkLimits(data, name); err != nil {
+		return nil, err
+	}
 	var p Plan
 	if err := json.Unmarshal(data, &p); err != nil {
 		return nil, fail.Usagef("plan %s: not valid plan JSON: %v", name, err)
