@@ -10,9 +10,9 @@ import "C"
 import (
 	"fmt"
 	"runtime"
-	"strconv"
-	"strings"
 	"unsafe"
+
+	"github.com/gopruner/gopruner/internal/core/device"
 )
 
 // Version is the version of the libtorch the shim was built against.
@@ -92,49 +92,15 @@ func LiveHandles() (tensors, modules int64) {
 	return int64(t), int64(m)
 }
 
-// Device is where tensors live: the CPU or CUDA device Index.
-type Device struct {
-	CUDA  bool
-	Index int
-}
+// Device is where tensors live: the CPU or CUDA device Index. It is
+// internal/core/device's type; device.Parse reads its spellings.
+type Device = device.Device
 
 // CPU is the host device.
-var CPU = Device{}
+var CPU = device.CPU
 
-// ParseDevice accepts "cpu", "cuda" (device 0), "cuda:N" and a bare "N".
-func ParseDevice(s string) (Device, error) {
-	s = strings.TrimSpace(strings.ToLower(s))
-	switch {
-	case s == "" || s == "cpu":
-		return CPU, nil
-	case s == "cuda" || s == "gpu":
-		return Device{CUDA: true}, nil
-	case strings.HasPrefix(s, "cuda:"):
-		n, err := strconv.Atoi(s[len("cuda:"):])
-		if err != nil || n < 0 {
-			return Device{}, fmt.Errorf("device %q: want cpu, cuda or cuda:N", s)
-		}
-		return Device{CUDA: true, Index: n}, nil
-	}
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return Device{CUDA: true, Index: n}, nil
-	}
-	return Device{}, fmt.Errorf("device %q: want cpu, cuda or cuda:N", s)
-}
-
-// IsCUDA reports whether d is a CUDA device.
-func (d Device) IsCUDA() bool { return d.CUDA }
-
-// String is libtorch's spelling: "cpu" or "cuda:N".
-func (d Device) String() string {
-	if !d.CUDA {
-		return "cpu"
-	}
-	return fmt.Sprintf("cuda:%d", d.Index)
-}
-
-// Check reports an error when d names a CUDA device that does not exist.
-func (d Device) Check() error {
+// CheckDevice reports an error when d names a CUDA device that does not exist.
+func CheckDevice(d Device) error {
 	if !d.CUDA {
 		return nil
 	}

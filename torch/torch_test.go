@@ -303,28 +303,9 @@ func TestNoLeaks(t *testing.T) {
 	}
 }
 
-func TestParseDevice(t *testing.T) {
-	cases := []struct {
-		in   string
-		want Device
-		bad  bool
-	}{
-		{"cpu", CPU, false},
-		{"", CPU, false},
-		{"cuda", Device{CUDA: true}, false},
-		{"cuda:3", Device{CUDA: true, Index: 3}, false},
-		{"1", Device{CUDA: true, Index: 1}, false},
-		{"cuda:x", Device{}, true},
-		{"tpu", Device{}, true},
-	}
-	for _, c := range cases {
-		got, err := ParseDevice(c.in)
-		if (err != nil) != c.bad || (!c.bad && got != c.want) {
-			t.Errorf("ParseDevice(%q) = %v, %v", c.in, got, err)
-		}
-	}
+func TestCheckDevice(t *testing.T) {
 	if !CUDAAvailable() {
-		if err := (Device{CUDA: true, Index: 0}).Check(); err == nil {
+		if err := CheckDevice(Device{CUDA: true, Index: 0}); err == nil {
 			t.Error("Check of cuda:0 without CUDA passed")
 		}
 	}

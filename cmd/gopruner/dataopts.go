@@ -12,6 +12,7 @@ import (
 
 	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/device"
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/torch"
@@ -176,11 +177,11 @@ func loadSplit(ctx context.Context, ds *data.Dataset, name string, optional bool
 // usableDevice parses a device name and checks that it exists here; both
 // failures are usage errors.
 func usableDevice(s string) (torch.Device, error) {
-	dev, err := torch.ParseDevice(s)
+	dev, err := device.Parse(s)
 	if err != nil {
 		return dev, fail.Usage(err)
 	}
-	if err := dev.Check(); err != nil {
+	if err := torch.CheckDevice(dev); err != nil {
 		return dev, fail.Usage(err)
 	}
 	return dev, nil

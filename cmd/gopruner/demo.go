@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/demo"
@@ -74,7 +75,7 @@ func runDemo(cmd *cobra.Command, dir string) error {
 // accuracy to keep while pruning.
 func trainDemo(cmd *cobra.Command, dir, dataDir, out string) error {
 	raw := filepath.Join(dir, "democnn.pt")
-	if err := os.WriteFile(raw, demo.Model, 0o644); err != nil {
+	if err := atomicfile.WriteFile(raw, demo.Model, 0o644); err != nil {
 		return err
 	}
 	m, err := model.Load(raw, torch.CPU)

@@ -12,6 +12,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/pipeline"
 	"github.com/gopruner/gopruner/internal/torchengine"
 	"github.com/rs/zerolog"
@@ -135,10 +136,10 @@ func prepare(ctx context.Context, cfg *config.Config) (*pipeline.Run, func(), er
 			return nil, nil, fmt.Errorf("cart: %w", err)
 		}
 	}
-	if cfg.Algorithm == config.AlgorithmMyPruning && cfg.Path.Dataset == "" {
+	if cfg.Algorithm == kinds.AlgorithmMyPruning && cfg.Path.Dataset == "" {
 		return nil, nil, fail.Usagef("my_pruning evaluates candidates on data: give --dataset or path.dataset")
 	}
-	if cfg.Algorithm == config.AlgorithmL2Norm && cfg.Finetune && cfg.Path.Dataset == "" {
+	if cfg.Algorithm == kinds.AlgorithmL2Norm && cfg.Finetune && cfg.Path.Dataset == "" {
 		return nil, nil, fail.Usagef("training is on but there is no dataset: give --dataset or set training: false (--finetune=false)")
 	}
 	r.RunDir = filepath.Join(cfg.Path.ExpSave, cfg.Path.ModelName)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 )
 
@@ -73,7 +74,7 @@ type Module interface {
 	// Scores scores every channel of groups (given in the module's current
 	// layout) by the criterion; Taylor criteria read up to o.Batches
 	// training batches of split.
-	Scores(ctx context.Context, criterion string, groups []*graph.Group, split *data.Split, o ScoreOptions) (map[int][]float64, error)
+	Scores(ctx context.Context, criterion kinds.Criterion, groups []*graph.Group, split *data.Split, o ScoreOptions) (map[int][]float64, error)
 	// Fit fine-tunes on split.
 	Fit(ctx context.Context, split *data.Split, o TrainOptions) (FitResult, error)
 	// Evaluate runs the module in eval mode over the whole split.
@@ -82,12 +83,6 @@ type Module interface {
 	Save(path string) error
 	Close()
 }
-
-// Criteria names.
-const (
-	TaylorFOWeight = "TaylorFOWeight"
-	L2Norm         = "L2Norm"
-)
 
 // ScoreOptions configure a data-driven criterion.
 type ScoreOptions struct {

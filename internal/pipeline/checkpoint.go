@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 	"github.com/gopruner/gopruner/internal/core/fail"
-	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 )
 
@@ -55,7 +55,7 @@ func (c *checkpointer) Save(_ context.Context, s netadapt.State) error {
 	}
 	// The archive is exactly what Module.Save would write; writing the held
 	// bytes spares loading the model once more.
-	if err := plan.WriteFileAtomic(filepath.Join(c.dir, name), c.ev.cur); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(c.dir, name), c.ev.cur, 0o644); err != nil {
 		return fmt.Errorf("writing the model: %w", err)
 	}
 	ck := Checkpoint{Format: CheckpointFormat, State: s, Kept: c.ev.keptCopy(), Fingerprint: c.fingerprint, Model: name}
@@ -63,7 +63,7 @@ func (c *checkpointer) Save(_ context.Context, s netadapt.State) error {
 	if err != nil {
 		return err
 	}
-	if err := plan.WriteFileAtomic(filepath.Join(c.dir, CheckpointFile), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(c.dir, CheckpointFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", CheckpointFile, err)
 	}
 	if len(s.History) == 0 {
@@ -78,7 +78,7 @@ func (c *checkpointer) Save(_ context.Context, s netadapt.State) error {
 	if err != nil {
 		return err
 	}
-	return plan.WriteFileAtomic(filepath.Join(idir, fmt.Sprintf("iter_%03d.json", rec.Iteration)), append(rb, '\n'))
+	return atomicfile.WriteFile(filepath.Join(idir, fmt.Sprintf("iter_%03d.json", rec.Iteration)), append(rb, '\n'), 0o644)
 }
 
 // ReadCheckpoint reads dir/checkpoint.json. A missing file is a usage

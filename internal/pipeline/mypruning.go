@@ -30,6 +30,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
@@ -53,18 +54,18 @@ type Hooks struct {
 
 // MyPruningOptions configure MyPruning.
 type MyPruningOptions struct {
-	P         float64 // fraction of MACs to remove, in (0,1)
-	DeltaCrop float64 // step size, in (0,1)
-	Alf       int     // kept counts are multiples of Alf, never below it
-	Select    string  // netadapt.SelectAcc (default) or netadapt.SelectAccPerMAC
-	Step      string  // netadapt.StepChannels (default) or netadapt.StepMACs
+	P         float64      // fraction of MACs to remove, in (0,1)
+	DeltaCrop float64      // step size, in (0,1)
+	Alf       int          // kept counts are multiples of Alf, never below it
+	Select    kinds.Select // kinds.SelectAcc (default) or kinds.SelectAccPerMAC
+	Step      kinds.Step   // kinds.StepChannels (default) or kinds.StepMACs
 	ResizeAlf bool
 
 	// Slots is the cart: one worker per entry, "cpu" or "cuda:N". Empty
 	// means one "cpu" slot.
 	Slots []string
-	// Criterion is engine.TaylorFOWeight (default) or engine.L2Norm.
-	Criterion string
+	// Criterion is kinds.TaylorFOWeight (default) or kinds.L2Norm.
+	Criterion kinds.Criterion
 	// TaylorBatches is how many training batches TaylorFOWeight scores on
 	// (default DefaultTaylorBatches).
 	TaylorBatches int
@@ -230,12 +231,9 @@ func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	if len(o.Slots) == 0 {
 		o.Slots = []string{"cpu"}
 	}
-	switch o.Criterion {
-	case "":
-		o.Criterion = engine.TaylorFOWeight
-	case engine.TaylorFOWeight, engine.L2Norm:
-	default:
-		return o, fail.Usagef("my_pruning: criterion %q: want %s or %s", o.Criterion, engine.TaylorFOWeight, engine.L2Norm)
+	o.Criterion = kinds.Or(o.Criterion, kinds.TaylorFOWeight)
+	if _, err := kinds.Parse("criterion", string(o.Criterion), kinds.Criteria); err != nil {
+		return o, fail.Usagef("my_pruning: %v", err)
 	}
 	if o.TaylorBatches <= 0 {
 		o.TaylorBatches = DefaultTaylorBatches
@@ -276,14 +274,14 @@ func slotDevices(slots []string, total int) ([]string, []int, error) {
 			return nil, nil, fail.Usagef("cart slot %d: %v", i, err)
 		}
 		devs[i] = string(d)
-		if !d.IsCUDA() {
+		if !d.Device().IsCUDA() {
 			ncpu++
 		}
 	}
 	threads := make([]int, len(slots))
 	if total > 0 && ncpu > 0 {
 		for i, d := range devs {
-			if !config.Slot(d).IsCUDA() {
+			if !config.Slot(d).Device().IsCUDA() {
 				threads[i] = max(1, total/ncpu)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/engine"
 	"github.com/gopruner/gopruner/internal/fixtures"
@@ -91,7 +92,7 @@ func analyzed(t *testing.T, b []byte) *model.Analyzed {
 func baseOptions(t *testing.T) MyPruningOptions {
 	// Small short-term batches and two one-thread slots keep the package
 	// within a few minutes on two cores.
-	return MyPruningOptions{P: 0.5, DeltaCrop: 0.25, Alf: 4, Slots: []string{"cpu", "cpu"}, Criterion: engine.TaylorFOWeight,
+	return MyPruningOptions{P: 0.5, DeltaCrop: 0.25, Alf: 4, Slots: []string{"cpu", "cpu"}, Criterion: kinds.TaylorFOWeight,
 		ShortTermSteps: 50, LongTermEpochs: 1, EvalBatch: 600, Seed: 7, Threads: 2,
 		Train: engine.TrainOptions{BatchSize: 16, LR: 0.01, Momentum: 0.9},
 		Dir:   t.TempDir(), Fingerprint: map[string]string{"model": "democnn", "P": "0.5"}}
@@ -105,12 +106,12 @@ func TestAcceptance(t *testing.T) {
 	// cmd/gopruner's TestMyPruningAcceptance runs both criteria end to end
 	// on the full 12k/2k split; here the invariants are checked on one
 	// criterion unless GOPRUNER_LONG=1 asks for both.
-	crits := []string{engine.TaylorFOWeight}
+	crits := []kinds.Criterion{kinds.TaylorFOWeight}
 	if os.Getenv("GOPRUNER_LONG") == "1" {
-		crits = append(crits, engine.L2Norm)
+		crits = append(crits, kinds.L2Norm)
 	}
 	for _, crit := range crits {
-		t.Run(crit, func(t *testing.T) {
+		t.Run(string(crit), func(t *testing.T) {
 			tr, val, b := setup(t)
 			am := analyzed(t, b)
 			o := baseOptions(t)

@@ -17,6 +17,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/graph/irtest"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/core/summary"
@@ -71,7 +72,7 @@ func mnistData(t *testing.T) *data.Dataset {
 	return mnistOnce.ds
 }
 
-func testConfig(t *testing.T, alg string) *config.Config {
+func testConfig(t *testing.T, alg kinds.Algorithm) *config.Config {
 	cfg := config.Default()
 	cfg.Algorithm = alg
 	cfg.Path.Model = "small.pt"
@@ -112,10 +113,10 @@ func readSummary(t *testing.T, path string) summary.Summary {
 func TestBothAlgorithms(t *testing.T) {
 	base := smallCNN(t)
 	for _, tc := range []struct {
-		alg  string
+		alg  kinds.Algorithm
 		data bool
-	}{{config.AlgorithmL2Norm, false}, {config.AlgorithmL2Norm, true}, {config.AlgorithmMyPruning, true}} {
-		t.Run(tc.alg, func(t *testing.T) {
+	}{{kinds.AlgorithmL2Norm, false}, {kinds.AlgorithmL2Norm, true}, {kinds.AlgorithmMyPruning, true}} {
+		t.Run(string(tc.alg), func(t *testing.T) {
 			eng := fake.New(base)
 			cfg := testConfig(t, tc.alg)
 			var ds *data.Dataset
@@ -133,7 +134,7 @@ func TestBothAlgorithms(t *testing.T) {
 				t.Errorf("%d modules left open", eng.Live())
 			}
 			s := readSummary(t, filepath.Join(r.RunDir, "summary.json"))
-			if s.Algorithm != tc.alg || !s.Reached || s.MACsAfter > s.Target || s.Target > s.MACsBefore/2 {
+			if s.Algorithm != string(tc.alg) || !s.Reached || s.MACsAfter > s.Target || s.Target > s.MACsBefore/2 {
 				t.Errorf("summary: %+v", s)
 			}
 			if tc.data != (s.AccBefore != nil && s.AccAfter != nil) {
@@ -150,7 +151,7 @@ func TestBothAlgorithms(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(cfg.Path.ExpSave, "small.txt")); err != nil {
 				t.Error(err)
 			}
-			if tc.alg == config.AlgorithmMyPruning {
+			if tc.alg == kinds.AlgorithmMyPruning {
 				if len(s.Iterations) == 0 || len(s.Iterations) != iters {
 					t.Errorf("%d iterations in summary.json, %d hooks", len(s.Iterations), iters)
 				}
@@ -200,7 +201,7 @@ func readPlan(t *testing.T, path string) map[string][]int64 {
 }
 
 func myOptions(t *testing.T, slots ...string) MyPruningOptions {
-	cfg := testConfig(t, config.AlgorithmMyPruning)
+	cfg := testConfig(t, kinds.AlgorithmMyPruning)
 	o := MyPruningOptions{P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Slots: slots, ShortTermSteps: 5,
 		LongTermEpochs: 1, Train: engine0(cfg), Seed: 3, Dir: t.TempDir(), Fingerprint: map[string]string{"P": "0.5"},
 		Log: zerolog.Nop()}

@@ -13,6 +13,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
@@ -65,11 +66,11 @@ type Algorithm interface {
 }
 
 // AlgorithmFor is the algorithm a config names.
-func AlgorithmFor(name string) (Algorithm, error) {
+func AlgorithmFor(name kinds.Algorithm) (Algorithm, error) {
 	switch name {
-	case config.AlgorithmL2Norm:
+	case kinds.AlgorithmL2Norm:
 		return L2NormAlgorithm{}, nil
-	case config.AlgorithmMyPruning:
+	case kinds.AlgorithmMyPruning:
 		return MyPruningAlgorithm{}, nil
 	}
 	return nil, fail.Usagef("algorithm %q: want my_pruning or L2Norm", name)
@@ -102,7 +103,7 @@ func (r *Run) logTimings(base *engine.Model) {
 // FineTunes says whether the run trains the model: my_pruning always
 // fine-tunes its candidates, L2Norm only with training on.
 func FineTunes(cfg *config.Config) bool {
-	return cfg.Finetune || cfg.Algorithm == config.AlgorithmMyPruning
+	return cfg.Finetune || cfg.Algorithm == kinds.AlgorithmMyPruning
 }
 
 // Execute opens the model, runs the algorithm and writes the outputs; the
@@ -128,7 +129,7 @@ func (r *Run) Execute(ctx context.Context, stdout io.Writer) error {
 	if _, err := base.Excluded(cfg.Iskl); err != nil {
 		return err
 	}
-	r.Log.Info().Str("model", cfg.Path.Model).Str("algorithm", cfg.Algorithm).Float64("P", cfg.P).Int("alf", cfg.Alf).
+	r.Log.Info().Str("model", cfg.Path.Model).Str("algorithm", string(cfg.Algorithm)).Float64("P", cfg.P).Int("alf", cfg.Alf).
 		Str("device", r.Device).Msg("prune")
 	if FineTunes(cfg) {
 		for _, w := range base.Warnings {
@@ -137,7 +138,7 @@ func (r *Run) Execute(ctx context.Context, stdout io.Writer) error {
 	}
 	t := time.Now()
 	res, err := alg.Prune(ctx, r, base)
-	if cfg.Algorithm == config.AlgorithmMyPruning {
+	if cfg.Algorithm == kinds.AlgorithmMyPruning {
 		r.lap("my_pruning", t)
 	}
 	if err != nil {
@@ -171,7 +172,7 @@ func TrainOptions(cfg *config.Config) engine.TrainOptions {
 type L2NormAlgorithm struct{}
 
 // Name is the config's name.
-func (L2NormAlgorithm) Name() string { return config.AlgorithmL2Norm }
+func (L2NormAlgorithm) Name() string { return string(kinds.AlgorithmL2Norm) }
 
 // Prune scores, cuts a clone of the model to the target and, with data,
 // evaluates and fine-tunes it.
@@ -179,7 +180,7 @@ func (L2NormAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model) (*
 	cfg := r.Cfg
 	t := time.Now()
 	groups := base.Candidates(nil)
-	scores, err := base.Module.Scores(ctx, engine.L2Norm, groups, nil, engine.ScoreOptions{})
+	scores, err := base.Module.Scores(ctx, kinds.L2Norm, groups, nil, engine.ScoreOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +250,7 @@ func cutOptions(cfg *config.Config) cut.OneShotOptions {
 type MyPruningAlgorithm struct{}
 
 // Name is the config's name.
-func (MyPruningAlgorithm) Name() string { return config.AlgorithmMyPruning }
+func (MyPruningAlgorithm) Name() string { return string(kinds.AlgorithmMyPruning) }
 
 // Prune runs the search.
 func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model) (*Outcome, error) {
@@ -310,15 +311,15 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 		}
 	}
 	s := &summary.Summary{
-		Algorithm: cfg.Algorithm, Model: cfg.Path.Model,
+		Algorithm: string(cfg.Algorithm), Model: cfg.Path.Model,
 		MACsBefore: res.Plan.MACsBefore, MACsAfter: res.Plan.MACsAfter,
 		ParamsBefore: res.Plan.ParamsBefore, ParamsAfter: res.Plan.ParamsAfter,
 		AccBefore: res.AccBefore, AccAfter: res.AccAfter, Iterations: res.Iterations,
 		ModelOut: r.Out, PlanOut: r.PlanOut, Target: res.Target, Reached: res.Reached,
 		Started: r.Started, Layers: layerTable(base, res.Kept),
 	}
-	if cfg.Algorithm == config.AlgorithmMyPruning {
-		s.Criterion = cfg.Criterion
+	if cfg.Algorithm == kinds.AlgorithmMyPruning {
+		s.Criterion = string(cfg.Criterion)
 	}
 	t = r.lap("save", t)
 	if r.Latency {
@@ -330,7 +331,7 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 		t = r.lap("latency", t)
 	}
 	s.Report = filepath.Join(r.RunDir, "report.html")
-	if err := report.Write(s.Report, reportData(s, res)); err != nil {
+	if err := report.Write(s.Report, report.FromSummary(s, res.Points)); err != nil {
 		r.Log.Warn().Err(err).Msg("report not written")
 		s.Report = ""
 	}
@@ -369,19 +370,4 @@ func layerTable(base *engine.Model, kept map[int][]int) []summary.Layer {
 		}
 	}
 	return out
-}
-
-func reportData(s *summary.Summary, res *Outcome) report.Data {
-	d := report.Data{
-		Title: "gopruner: " + filepath.Base(s.Model), ModelPath: s.Model, OutPath: s.ModelOut, Algorithm: s.Algorithm,
-		Created: time.Now(), MACsBefore: s.MACsBefore, MACsAfter: s.MACsAfter, ParamsBefore: s.ParamsBefore,
-		ParamsAfter: s.ParamsAfter, AccBefore: s.AccBefore, AccAfter: s.AccAfter, Iterations: res.Points,
-	}
-	for _, l := range s.Layers {
-		d.Layers = append(d.Layers, report.Layer{Name: l.Name, Before: l.Before, After: l.After})
-	}
-	for _, l := range s.Latency {
-		d.Latency = append(d.Latency, report.Latency{Device: l.Device, Batch: int(l.Batch), BeforeMs: l.BeforeMs, AfterMs: l.AfterMs})
-	}
-	return d
 }

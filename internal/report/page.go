@@ -80,7 +80,7 @@ func buildPage(d Data) page {
 	}
 
 	scale := accScale(d)
-	p.Summary = summary(d, scale)
+	p.Summary = summaryRows(d, scale)
 	p.Latency = latencyRows(d.Latency)
 	p.Layers, p.Totals = layerRows(d.Layers)
 	p.Iters = iterRows(d, scale)
@@ -90,7 +90,7 @@ func buildPage(d Data) page {
 	return p
 }
 
-func summary(d Data, scale float64) []summaryRow {
+func summaryRows(d Data, scale float64) []summaryRow {
 	var rows []summaryRow
 	count := func(name string, before, after int64) {
 		if before <= 0 && after <= 0 {
@@ -140,7 +140,7 @@ func latencyRows(ls []Latency) []latencyRow {
 			r.Device = dash
 		}
 		if l.Batch > 0 {
-			r.Batch = strconv.Itoa(l.Batch)
+			r.Batch = strconv.FormatInt(l.Batch, 10)
 		}
 		if s, ok := speedup(l); ok {
 			r.Speedup = fmt.Sprintf("%.2f×", s)

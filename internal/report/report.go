@@ -2,19 +2,18 @@ package report
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
+	"github.com/gopruner/gopruner/internal/core/summary"
 )
 
-// Layer is the channel count of one prunable layer before and after pruning.
-type Layer struct {
-	Name          string
-	Before, After int
-}
+// Layer is the channel count of one prunable layer before and after
+// pruning: summary.json's layer row.
+type Layer = summary.Layer
 
 // Point is the state of the model after one pruning iteration.
 type Point struct {
@@ -26,12 +25,9 @@ type Point struct {
 	Label string
 }
 
-// Latency is one latency measurement of the model before and after pruning.
-type Latency struct {
-	Device            string
-	Batch             int
-	BeforeMs, AfterMs float64
-}
+// Latency is one latency measurement of the model before and after
+// pruning: summary.json's latency row.
+type Latency = summary.Latency
 
 // Data is everything a report shows. Zero values mean "unknown" and hide
 // the corresponding cell, row, section or plot: zero MACs/params, nil
@@ -62,6 +58,17 @@ type Data struct {
 	Notes []string
 }
 
+// FromSummary is the report of a run from its summary.json and the
+// accuracy-over-MACs points of its iterations (nil for one-shot runs).
+func FromSummary(s *summary.Summary, points []Point) Data {
+	return Data{
+		Title: "gopruner: " + filepath.Base(s.Model), ModelPath: s.Model, OutPath: s.ModelOut, Algorithm: s.Algorithm,
+		Created: time.Now(), MACsBefore: s.MACsBefore, MACsAfter: s.MACsAfter, ParamsBefore: s.ParamsBefore,
+		ParamsAfter: s.ParamsAfter, AccBefore: s.AccBefore, AccAfter: s.AccAfter, Iterations: points,
+		Layers: s.Layers, Latency: s.Latency,
+	}
+}
+
 // Render writes the HTML report for d to w.
 //
 // The page is built completely in memory first, so w receives either the
@@ -84,44 +91,14 @@ func Render(w io.Writer, d Data) error {
 // (temporary file in the same directory, fsync, rename), so readers never
 // see a partial report and on error nothing is left behind. The directory
 // must exist.
-func Write(path string, d Data) (err error) {
+func Write(path string, d Data) error {
 	var buf bytes.Buffer
 	if err := Render(&buf, d); err != nil {
 		return fmt.Errorf("report: %s: %w", path, err)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("report: create temporary file for %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			// The close error is irrelevant once we are failing anyway.
-			_ = f.Close()
-			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
-				err = errors.Join(err, fmt.Errorf("report: remove %s: %w", tmp, rmErr))
-			}
-		}
-	}()
-	if _, err = f.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("report: write %s: %w", tmp, err)
-	}
-	// CreateTemp makes 0600 files; a report is meant to be shared.
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("report: chmod %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("report: sync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("report: close %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("report: rename %s to %s: %w", tmp, path, err)
+	// A report is meant to be shared: 0644.
+	if err := atomicfile.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
 	}
 	return nil
 }

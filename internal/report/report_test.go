@@ -448,7 +448,7 @@ func FuzzRender(f *testing.F) {
 			ParamsBefore: macsB, ParamsAfter: macsA, AccBefore: &accB, AccAfter: &accA,
 			Layers:     []Layer{{Name: name, Before: before, After: after}, {Name: name + "2", Before: after, After: before}},
 			Iterations: []Point{{Iteration: 1, MACs: macsA, Accuracy: accA, Label: name}, {Iteration: 2, MACs: macsB, Accuracy: accB}},
-			Latency:    []Latency{{Device: name, Batch: before, BeforeMs: latB, AfterMs: latA}},
+			Latency:    []Latency{{Device: name, Batch: int64(before), BeforeMs: latB, AfterMs: latA}},
 			Notes:      []string{name}}
 		var b bytes.Buffer
 		if err := Render(&b, d); err != nil {

@@ -11,7 +11,9 @@ import (
 	"iter"
 
 	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/device"
 	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/engine"
 	"github.com/gopruner/gopruner/internal/torchengine/criteria"
@@ -28,7 +30,7 @@ var _ engine.Engine = Engine{}
 
 // Open loads, traces and analyses the model at path.
 func (Engine) Open(_ context.Context, path string, shape []int64, dev string) (*engine.Model, error) {
-	d, err := torch.ParseDevice(dev)
+	d, err := device.Parse(dev)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +54,7 @@ func FromAnalyzed(am *model.Analyzed) *engine.Model {
 // Load reads an archive onto dev with threads CPU threads (0: the process
 // setting).
 func (Engine) Load(archive []byte, dev string, threads int) (engine.Module, error) {
-	d, err := torch.ParseDevice(dev)
+	d, err := device.Parse(dev)
 	if err != nil {
 		return nil, err
 	}
@@ -137,15 +139,15 @@ func (m *Module) Runs(shape []int64) error {
 func (m *Module) Shapes() (map[string][]int64, error) { return model.Params(m.m) }
 
 // Scores runs the criterion.
-func (m *Module) Scores(ctx context.Context, criterion string, groups []*graph.Group, split *data.Split, o engine.ScoreOptions) (map[int][]float64, error) {
+func (m *Module) Scores(ctx context.Context, criterion kinds.Criterion, groups []*graph.Group, split *data.Split, o engine.ScoreOptions) (map[int][]float64, error) {
 	switch criterion {
-	case engine.L2Norm:
+	case kinds.L2Norm:
 		s, err := criteria.L2(m.m, groups)
 		if err != nil {
 			return nil, fmt.Errorf("L2Norm scores: %w", err)
 		}
 		return s, nil
-	case engine.TaylorFOWeight:
+	case kinds.TaylorFOWeight:
 		// NNI scores TaylorFOWeight in training mode. The BatchNorm
 		// statistics it updates belong to this module: callers score a
 		// throw-away copy.
@@ -158,7 +160,7 @@ func (m *Module) Scores(ctx context.Context, criterion string, groups []*graph.G
 		}
 		return s, nil
 	}
-	return nil, fmt.Errorf("criterion %q: want %s or %s", criterion, engine.TaylorFOWeight, engine.L2Norm)
+	return nil, fmt.Errorf("criterion %q: want %s or %s", criterion, kinds.TaylorFOWeight, kinds.L2Norm)
 }
 
 // taylor feeds up to n shuffled training batches to criteria.Taylor.

@@ -14,33 +14,10 @@ package config
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
-)
 
-// Algorithms (the `algorithm` key and the names of the file's sections).
-const (
-	AlgorithmMyPruning = "my_pruning"
-	AlgorithmL2Norm    = "L2Norm"
-)
-
-// Criteria (the `criterion` key, spelt `algoritm` in the old my_pruning section).
-const (
-	CriterionTaylorFOWeight = "TaylorFOWeight"
-	CriterionL2Norm         = "L2Norm"
-)
-
-// Candidate selection rules for my_pruning (the `select` key).
-const (
-	SelectAcc       = "acc"
-	SelectAccPerMAC = "acc_per_mac"
-)
-
-// Step sizes for my_pruning (the `step` key): delta_crop of a group's channels,
-// or delta_crop of the model's MACs.
-const (
-	StepChannels = "channels"
-	StepMACs     = "macs"
+	"github.com/gopruner/gopruner/internal/core/device"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 )
 
 // Optimizers (the `optimizer` key).
@@ -67,22 +44,22 @@ const EnvConfigFile = EnvPrefix + "CONFIG"
 // Config is the effective configuration of one run. Load fills it; the field
 // comments give the YAML key in brackets.
 type Config struct {
-	Algorithm string // [algorithm] AlgorithmMyPruning or AlgorithmL2Norm
-	Path      Paths  // [path.*]
+	Algorithm kinds.Algorithm // [algorithm]
+	Path      Paths           // [path.*]
 
-	P              float64  // [P] fraction of MACs to remove, in (0,1)
-	Alf            int      // [alf] channel counts are rounded down to multiples of Alf (1 = no rounding)
-	Iskl           []string // [iskl] module paths never pruned
-	Cart           []Slot   // [cart] device slots for my_pruning candidates
-	ResizeAlf      bool     // [resize_alf] final pass rounding every prunable group to Alf
-	DeltaCrop      float64  // [delta_crop] share of a group's channels one my_pruning candidate removes, in (0,1)
-	Criterion      string   // [criterion, alias algoritm] CriterionTaylorFOWeight or CriterionL2Norm
-	Global         bool     // [global] L2Norm: rank filters across the whole model
-	Select         string   // [select] SelectAcc or SelectAccPerMAC
-	Step           string   // [step] StepChannels or StepMACs
-	ShortTermSteps int      // [short_term_steps] fine-tune steps per my_pruning candidate
-	LongTermEpochs int      // [long_term_epochs] fine-tune epochs after my_pruning
-	TaylorBatches  int      // [taylor_batches] batches summed for Taylor scores
+	P              float64         // [P] fraction of MACs to remove, in (0,1)
+	Alf            int             // [alf] channel counts are rounded down to multiples of Alf (1 = no rounding)
+	Iskl           []string        // [iskl] module paths never pruned
+	Cart           []Slot          // [cart] device slots for my_pruning candidates
+	ResizeAlf      bool            // [resize_alf] final pass rounding every prunable group to Alf
+	DeltaCrop      float64         // [delta_crop] share of a group's channels one my_pruning candidate removes, in (0,1)
+	Criterion      kinds.Criterion // [criterion, alias algoritm]
+	Global         bool            // [global] L2Norm: rank filters across the whole model
+	Select         kinds.Select    // [select]
+	Step           kinds.Step      // [step]
+	ShortTermSteps int             // [short_term_steps] fine-tune steps per my_pruning candidate
+	LongTermEpochs int             // [long_term_epochs] fine-tune epochs after my_pruning
+	TaylorBatches  int             // [taylor_batches] batches summed for Taylor scores
 
 	Finetune bool  // [training] fine-tune after pruning
 	Train    Train // [epochs, lr, ...]
@@ -147,51 +124,28 @@ const SlotCPU Slot = "cpu"
 
 // ParseSlot accepts "cpu", "cuda" (= cuda:0), "cuda:N" and "N" (= cuda:N).
 func ParseSlot(s string) (Slot, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	switch {
-	case t == "cpu":
-		return SlotCPU, nil
-	case t == "cuda":
-		return "cuda:0", nil
-	case strings.HasPrefix(t, "cuda:"):
-		t = t[len("cuda:"):]
-	}
-	n, err := strconv.Atoi(t)
-	if err != nil || n < 0 {
+	d, err := device.ParseSlot(s)
+	if err != nil {
 		return "", fmt.Errorf("%s is not a device slot (want a GPU number N, \"cuda:N\" or \"cpu\")", clip(s))
 	}
-	return Slot("cuda:" + strconv.Itoa(n)), nil
+	return Slot(d.String()), nil
 }
 
-// IsCUDA reports whether the slot is a GPU.
-func (s Slot) IsCUDA() bool { return strings.HasPrefix(string(s), "cuda:") }
-
-// CUDAIndex is the GPU number of a CUDA slot, -1 for the CPU.
-func (s Slot) CUDAIndex() int {
-	if !s.IsCUDA() {
-		return -1
-	}
-	n, err := strconv.Atoi(string(s)[len("cuda:"):])
-	if err != nil {
-		return -1
-	}
-	return n
+// Device is the device the slot names.
+func (s Slot) Device() device.Device {
+	d, _ := device.ParseSlot(string(s))
+	return d
 }
 
 // parseDevice accepts what libtorch's device strings accept for the backends
 // gopruner supports, case-insensitively, and keeps "cuda" without an index
 // because libtorch gives it its own meaning (the current device).
 func parseDevice(s string) (string, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	if t == "cpu" || t == "cuda" {
-		return t, nil
+	d, err := device.ParseName(s)
+	if err != nil {
+		return "", fmt.Errorf("%s is not a device (want cpu, cuda or cuda:N)", clip(s))
 	}
-	if rest, ok := strings.CutPrefix(t, "cuda:"); ok {
-		if n, err := strconv.Atoi(rest); err == nil && n >= 0 {
-			return "cuda:" + strconv.Itoa(n), nil
-		}
-	}
-	return "", fmt.Errorf("%s is not a device (want cpu, cuda or cuda:N)", clip(s))
+	return d, nil
 }
 
 // Default returns the configuration that applies when no file, variable or

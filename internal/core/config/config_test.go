@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gopruner/gopruner/internal/core/device"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/spf13/pflag"
 )
 
@@ -75,7 +77,7 @@ func TestOldStyleFile(t *testing.T) {
 	}{
 		{"L2Norm selected in the file", nil, func(t *testing.T, c *Config) {
 			want := Default()
-			want.Algorithm = AlgorithmL2Norm
+			want.Algorithm = kinds.AlgorithmL2Norm
 			want.Path = Paths{Model: "shared/results/interface.pt", ExpSave: "exp_save", ModelName: "xray_pruned"}
 			want.InputShape = []int{1, 3, 480, 640}
 			want.P = 0.3
@@ -94,14 +96,14 @@ func TestOldStyleFile(t *testing.T) {
 			}
 		}},
 		{"my_pruning selected by flag", []string{"--algorithm", "my_pruning"}, func(t *testing.T, c *Config) {
-			if c.Algorithm != AlgorithmMyPruning || c.P != 0.5 || !c.ResizeAlf || !c.Finetune || c.Alf != 8 {
+			if c.Algorithm != kinds.AlgorithmMyPruning || c.P != 0.5 || !c.ResizeAlf || !c.Finetune || c.Alf != 8 {
 				t.Errorf("got algorithm %s P %v resize_alf %v training %v alf %d", c.Algorithm, c.P, c.ResizeAlf, c.Finetune, c.Alf)
 			}
 			want := []Slot{"cuda:0", "cuda:0", "cuda:1", "cuda:1", "cuda:1", "cuda:2"}
 			if !reflect.DeepEqual(c.Cart, want) {
 				t.Errorf("cart = %v, want %v", c.Cart, want)
 			}
-			if c.Criterion != CriterionTaylorFOWeight || c.Origin("criterion").Where != "Pruning.yaml:11 my_pruning.algoritm" {
+			if c.Criterion != kinds.TaylorFOWeight || c.Origin("criterion").Where != "Pruning.yaml:11 my_pruning.algoritm" {
 				t.Errorf("criterion = %s from %s", c.Criterion, c.Origin("criterion"))
 			}
 		}},
@@ -242,7 +244,7 @@ func TestPrecedence(t *testing.T) {
 		{"bool flag over env", file, []string{"GOPRUNER_TRAINING=true"}, []string{"--finetune=false"}, "training", false, SourceFlag},
 		{"list env over file", file, []string{"GOPRUNER_CART=0,1"}, nil, "cart", []Slot{"cuda:0", "cuda:1"}, SourceEnv},
 		{"list flag over env", file, []string{"GOPRUNER_CART=0,1"}, []string{"--cart", "2"}, "cart", []Slot{"cuda:2"}, SourceFlag},
-		{"alias env", "", []string{"GOPRUNER_ALGORITM=l2norm"}, nil, "criterion", CriterionL2Norm, SourceEnv},
+		{"alias env", "", []string{"GOPRUNER_ALGORITM=l2norm"}, nil, "criterion", string(kinds.L2Norm), SourceEnv},
 		{"algorithm env selects section", "L2Norm:\n  P: 0.2\nP: 0.3\n", []string{"GOPRUNER_ALGORITHM=L2Norm"}, nil, "P", 0.2, SourceFile},
 		{"algorithm flag over env for section", "L2Norm:\n  P: 0.2\nP: 0.3\n", []string{"GOPRUNER_ALGORITHM=L2Norm"}, []string{"--algorithm=my_pruning"}, "P", 0.3, SourceFile},
 		{"env over section", "L2Norm:\n  P: 0.2\nalgorithm: L2Norm\n", []string{"GOPRUNER_P=0.7"}, nil, "P", 0.7, SourceEnv},
@@ -280,8 +282,8 @@ L2Norm:
 		alf         int
 		model, save string
 	}{
-		{AlgorithmMyPruning, 0.6, 4, "section.pt", "top"},
-		{AlgorithmL2Norm, 0.3, 16, "top.pt", "top"},
+		{string(kinds.AlgorithmMyPruning), 0.6, 4, "section.pt", "top"},
+		{string(kinds.AlgorithmL2Norm), 0.3, 16, "top.pt", "top"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.alg, func(t *testing.T) {
@@ -338,14 +340,14 @@ func TestCart(t *testing.T) {
 			}
 		})
 	}
-	if s := Slot("cuda:3"); !s.IsCUDA() || s.CUDAIndex() != 3 || SlotCPU.IsCUDA() || SlotCPU.CUDAIndex() != -1 {
+	if s := Slot("cuda:3"); s.Device() != (device.Device{CUDA: true, Index: 3}) || SlotCPU.Device() != device.CPU {
 		t.Errorf("Slot helpers wrong")
 	}
 }
 
 func TestCaseAndSpelling(t *testing.T) {
 	c := mustLoad(t, "p: 0.3\nl2norm:\n  P: 0.2\nALGORITHM: l2NORM\nlog_level: DEBUG\n", nil)
-	if c.P != 0.2 || c.Algorithm != AlgorithmL2Norm || c.LogLevel != "debug" {
+	if c.P != 0.2 || c.Algorithm != kinds.AlgorithmL2Norm || c.LogLevel != "debug" {
 		t.Errorf("got P %v algorithm %q log_level %q", c.P, c.Algorithm, c.LogLevel)
 	}
 	// The old PyYAML spellings of booleans, integral floats for integers.
@@ -604,8 +606,8 @@ func TestDefaults(t *testing.T) {
 	c := mustLoad(t, "", nil)
 	d := Default()
 	assertSameSettings(t, c, d)
-	if c.Algorithm != AlgorithmMyPruning || c.P != 0.5 || c.Alf != 1 || c.DeltaCrop != 0.1 || c.Criterion != CriterionTaylorFOWeight ||
-		!c.Finetune || c.Select != SelectAcc || c.Step != StepChannels || c.ShortTermSteps != 50 || c.LongTermEpochs != 1 ||
+	if c.Algorithm != kinds.AlgorithmMyPruning || c.P != 0.5 || c.Alf != 1 || c.DeltaCrop != 0.1 || c.Criterion != kinds.TaylorFOWeight ||
+		!c.Finetune || c.Select != kinds.SelectAcc || c.Step != kinds.StepChannels || c.ShortTermSteps != 50 || c.LongTermEpochs != 1 ||
 		c.TaylorBatches != 10 || c.Train.Epochs != 1 || c.Train.LR != 0.01 || c.Train.Momentum != 0.9 || c.Train.WeightDecay != 5e-4 ||
 		c.Train.Optimizer != OptimizerSGD || c.Train.BatchSize != 32 || c.ValFraction != 0.1 || c.Device != "cpu" ||
 		c.Path.ExpSave != "exp_save" || c.LogLevel != "info" || c.LogFormat != LogFormatText || !reflect.DeepEqual(c.Cart, []Slot{SlotCPU}) {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -90,10 +91,10 @@ func (o Origin) errWhere() string {
 	return ""
 }
 
-// layerValue is one validated value of the env or flag layer.
+// layerValue is one validated value of the env or flag layer, in its key's
+// canonical type.
 type layerValue struct {
 	val    any
-	text   string // as given, for viper's flag layer
 	origin Origin
 }
 
@@ -121,7 +122,7 @@ func Load(src Sources) (*Config, error) {
 
 	// The algorithm picks the file section that overrides the top level, so
 	// it is settled first, by the same precedence as every other key.
-	alg := AlgorithmMyPruning
+	alg := string(kinds.AlgorithmMyPruning)
 	if v, ok := file.top["algorithm"]; ok {
 		alg = v.val.(string)
 	}
@@ -154,13 +155,9 @@ func Load(src Sources) (*Config, error) {
 		given[k.name] = o.Source != SourceDefault
 		c.origins[k.name] = o
 
-		raw := v.Get(strings.ToLower(k.name))
-		if raw == nil {
+		val := v.Get(strings.ToLower(k.name))
+		if val == nil {
 			continue // unset, or a default derived below
-		}
-		val, p := normalize(k, raw)
-		if p != "" {
-			return nil, &Error{Where: o.errWhere(), Key: k.name, Msg: p}
 		}
 		k.set(c, cloneValue(val))
 	}
@@ -171,10 +168,12 @@ func Load(src Sources) (*Config, error) {
 	return c, nil
 }
 
-// merge lets one local viper instance apply the precedence. Viper reads the
-// environment only from the process, while Sources.Env is injected, so the
-// env layer is merged into viper's config layer after the file (a later
-// merge wins); changed flags go to viper's flag layer.
+// merge is viper's one job: it stacks the layers, every value already
+// validated and in its key's canonical type, and answers each key from the
+// strongest layer that has it (flags > environment > file > defaults).
+// Viper reads the environment only from the process, while Sources.Env is
+// injected, so the env layer is merged into viper's config layer after the
+// file (a later merge wins); the changed flags are viper's overrides.
 func merge(fileL map[string]fileValue, envL, flagL map[string]layerValue) (*viper.Viper, error) {
 	v := viper.New()
 	for _, k := range keys {
@@ -196,9 +195,7 @@ func merge(fileL map[string]fileValue, envL, flagL map[string]layerValue) (*vipe
 		}
 	}
 	for name, lv := range flagL {
-		if err := v.BindFlagValue(strings.ToLower(name), textFlag{name: lv.origin.Where, text: lv.text}); err != nil {
-			return nil, &Error{Where: lv.origin.String(), Key: name, Msg: "binding flag", Err: err}
-		}
+		v.Set(strings.ToLower(name), cloneValue(lv.val))
 	}
 	return v, nil
 }
@@ -222,15 +219,6 @@ func nest(flat map[string]any) map[string]any {
 	}
 	return out
 }
-
-// textFlag hands viper a flag's text as given; Load parses it again with the
-// key's parser, which already accepted it once.
-type textFlag struct{ name, text string }
-
-func (f textFlag) HasChanged() bool    { return true }
-func (f textFlag) Name() string        { return f.name }
-func (f textFlag) ValueString() string { return f.text }
-func (f textFlag) ValueType() string   { return "string" }
 
 // environ indexes KEY=VALUE pairs; a later duplicate wins, as in execve.
 func environ(list []string) map[string]string {
@@ -330,7 +318,7 @@ func envLayer(env map[string]string, probs *problems) (map[string]layerValue, []
 				probs.add(&Error{Where: "env " + name, Key: k.name, Msg: p})
 				continue
 			}
-			out[k.name] = layerValue{val: v, text: text, origin: Origin{Source: SourceEnv, Where: name}}
+			out[k.name] = layerValue{val: v, origin: Origin{Source: SourceEnv, Where: name}}
 		}
 	}
 	var warnings []string
@@ -372,7 +360,7 @@ func flagLayer(fset *pflag.FlagSet, probs *problems) map[string]layerValue {
 			probs.add(&Error{Where: "flag --" + k.flag, Key: k.name, Msg: p})
 			continue
 		}
-		out[k.name] = layerValue{val: v, text: text, origin: Origin{Source: SourceFlag, Where: "--" + k.flag}}
+		out[k.name] = layerValue{val: v, origin: Origin{Source: SourceFlag, Where: "--" + k.flag}}
 	}
 	return out
 }

@@ -270,32 +270,3 @@ func parseNode(k *spec, n *yaml.Node) (any, string) {
 	}
 	return nil, "is not " + k.describe()
 }
-
-// normalize brings a value that went through viper back to the key's
-// canonical type: flags reach viper as text, everything else already typed.
-func normalize(k *spec, v any) (any, string) {
-	if s, ok := v.(string); ok {
-		return parseString(k, s)
-	}
-	var ok bool
-	switch k.kind {
-	case kFloat:
-		_, ok = v.(float64)
-	case kInt:
-		_, ok = v.(int)
-	case kBool:
-		_, ok = v.(bool)
-	case kStrings:
-		_, ok = v.([]string)
-	case kInts:
-		_, ok = v.([]int)
-	case kFloats:
-		_, ok = v.([]float64)
-	case kSlots:
-		_, ok = v.([]Slot)
-	}
-	if !ok {
-		return nil, fmt.Sprintf("has unexpected type %T, want %s", v, k.describe())
-	}
-	return v, ""
-}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/gopruner/gopruner/internal/core/kinds"
 )
 
 // kind is the type of a key's value. Values travel between layers in one
@@ -189,10 +191,10 @@ func nonEmptyString(v any) string {
 // keys lists every configuration key in the order of Pruning.example.yaml and
 // of `gopruner config --print`.
 var keys = []*spec{
-	{name: "algorithm", flag: "algorithm", kind: kEnum, enum: []string{AlgorithmMyPruning, AlgorithmL2Norm},
-		def: AlgorithmMyPruning, topOnly: true,
+	{name: "algorithm", flag: "algorithm", kind: kEnum, enum: kinds.Names(kinds.Algorithms),
+		def: string(kinds.AlgorithmMyPruning), topOnly: true,
 		help: "pruning algorithm: my_pruning (NetAdapt) or L2Norm (one shot)",
-		get:  func(c *Config) any { return c.Algorithm }, set: func(c *Config, v any) { c.Algorithm = v.(string) }},
+		get:  func(c *Config) any { return string(c.Algorithm) }, set: func(c *Config, v any) { c.Algorithm = kinds.Algorithm(v.(string)) }},
 
 	{name: "path.model", flag: "model", kind: kString,
 		help: "input TorchScript model (never modified)",
@@ -226,21 +228,21 @@ var keys = []*spec{
 		help: "share of a group's channels one my_pruning candidate removes, 0<x<1",
 		get:  func(c *Config) any { return c.DeltaCrop }, set: func(c *Config, v any) { c.DeltaCrop = v.(float64) }},
 	{name: "criterion", aliases: []string{"algoritm"}, flag: "criterion", kind: kEnum,
-		enum: []string{CriterionTaylorFOWeight, CriterionL2Norm}, def: CriterionTaylorFOWeight,
+		enum: kinds.Names(kinds.Criteria), def: string(kinds.TaylorFOWeight),
 		help: "filter ranking of my_pruning: TaylorFOWeight or L2Norm (old key: algoritm)",
-		get:  func(c *Config) any { return c.Criterion }, set: func(c *Config, v any) { c.Criterion = v.(string) }},
+		get:  func(c *Config) any { return string(c.Criterion) }, set: func(c *Config, v any) { c.Criterion = kinds.Criterion(v.(string)) }},
 	{name: "training", flag: "finetune", env: []string{EnvPrefix + "FINETUNE"}, kind: kBool, def: true,
 		help: "fine-tune after pruning",
 		get:  func(c *Config) any { return c.Finetune }, set: func(c *Config, v any) { c.Finetune = v.(bool) }},
 	{name: "global", flag: "global", kind: kBool, def: false,
 		help: "L2Norm: rank filters across the whole model instead of a uniform ratio",
 		get:  func(c *Config) any { return c.Global }, set: func(c *Config, v any) { c.Global = v.(bool) }},
-	{name: "select", flag: "select", kind: kEnum, enum: []string{SelectAcc, SelectAccPerMAC}, def: SelectAcc,
+	{name: "select", flag: "select", kind: kEnum, enum: kinds.Names(kinds.Selects), def: string(kinds.SelectAcc),
 		help: "my_pruning keeps the candidate with the best acc or acc_per_mac",
-		get:  func(c *Config) any { return c.Select }, set: func(c *Config, v any) { c.Select = v.(string) }},
-	{name: "step", flag: "step", kind: kEnum, enum: []string{StepChannels, StepMACs}, def: StepChannels,
+		get:  func(c *Config) any { return string(c.Select) }, set: func(c *Config, v any) { c.Select = kinds.Select(v.(string)) }},
+	{name: "step", flag: "step", kind: kEnum, enum: kinds.Names(kinds.Steps), def: string(kinds.StepChannels),
 		help: "delta_crop is a share of a group's channels or of the model's MACs",
-		get:  func(c *Config) any { return c.Step }, set: func(c *Config, v any) { c.Step = v.(string) }},
+		get:  func(c *Config) any { return string(c.Step) }, set: func(c *Config, v any) { c.Step = kinds.Step(v.(string)) }},
 	{name: "short_term_steps", flag: "short-steps", kind: kInt, def: 50, check: intAtLeast(0),
 		help: "fine-tune steps for each my_pruning candidate",
 		get:  func(c *Config) any { return c.ShortTermSteps }, set: func(c *Config, v any) { c.ShortTermSteps = v.(int) }},
@@ -328,7 +330,7 @@ var keys = []*spec{
 }
 
 // sections are the algorithms' own mappings in the file, by canonical name.
-var sections = []string{AlgorithmMyPruning, AlgorithmL2Norm}
+var sections = kinds.Names(kinds.Algorithms)
 
 var (
 	byName = map[string]*spec{} // canonical name → spec

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 	"github.com/gopruner/gopruner/internal/core/safepath"
 )
 
@@ -409,7 +410,7 @@ func (d *Dataset) WriteClasses(path string) error {
 	if err != nil {
 		return fmt.Errorf("write classes: %w", err)
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o600)
 }
 
 // ReadClasses reads a class list written by WriteClasses (a bare JSON array
@@ -431,27 +432,6 @@ func ReadClasses(path string) ([]string, error) {
 		return nil, fmt.Errorf("read classes %s: no classes", path)
 	}
 	return obj.Classes, nil
-}
-
-// writeFileAtomic writes via a temporary file and a rename so that a crash
-// never leaves a truncated file behind.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // labeler maps label strings to class indices.

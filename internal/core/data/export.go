@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 )
 
 // ExportPart selects samples for WriteImageCSV.
@@ -108,7 +110,7 @@ func WriteImageCSV(dir string, src *Dataset, parts ...ExportPart) error {
 		return fmt.Errorf("write image csv: %w", err)
 	}
 	// data.csv last: its presence means the directory is complete.
-	return writeFileAtomic(filepath.Join(dir, "data.csv"), buf.Bytes())
+	return atomicfile.WriteFile(filepath.Join(dir, "data.csv"), buf.Bytes(), 0o600)
 }
 
 // pngEncoder shares compressor state between images: allocating a fresh

@@ -6,7 +6,8 @@
 // model again: shapes come from graph.Analysis under the kept channel
 // counts.
 //
-// ptflops hooks modules, the trace has ops; the mapping is:
+// ptflops hooks modules, the trace has ops; the mapping (the Cost of each
+// op in internal/core/ops, the table graph shares) is:
 //
 //	conv (incl. transposed)  N·∏out_spatial·numel(weight) (+ N·C_out·∏out_spatial with bias)
 //	linear, addmm, matmul    (in·out + out with bias)·∏leading dims
@@ -32,6 +33,7 @@ import (
 
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/ir"
+	"github.com/gopruner/gopruner/internal/core/ops"
 )
 
 // Layer is the cost of one counted op. The JSON form is part of
@@ -52,24 +54,6 @@ type Result struct {
 	// module, used in forward or not, as ptflops counts them.
 	Params int64   `json:"params"`
 	Layers []Layer `json:"layers"`
-}
-
-var reluLike = map[string]string{
-	"relu": "relu", "relu6": "relu", "hardtanh": "relu",
-	"leaky_relu": "leaky_relu", "elu": "elu", "prelu": "prelu",
-}
-
-var convOps = map[string]bool{
-	"_convolution": true, "convolution": true, "conv1d": true, "conv2d": true, "conv3d": true,
-	"conv_transpose1d": true, "conv_transpose2d": true, "conv_transpose3d": true,
-}
-
-var poolOps = map[string]bool{
-	"max_pool1d": true, "max_pool2d": true, "max_pool3d": true,
-	"max_pool1d_with_indices": true, "max_pool2d_with_indices": true, "max_pool3d_with_indices": true,
-	"avg_pool1d": true, "avg_pool2d": true, "avg_pool3d": true,
-	"adaptive_avg_pool1d": true, "adaptive_avg_pool2d": true, "adaptive_avg_pool3d": true,
-	"adaptive_max_pool1d": true, "adaptive_max_pool2d": true, "adaptive_max_pool3d": true,
 }
 
 var errOverflow = errors.New("count overflows int64")
@@ -285,26 +269,27 @@ func (c *counter) totalParams() (int64, error) {
 
 // op counts one op; ok is false for ops ptflops does not count.
 func (c *counter) op(op *ir.Op) (Layer, bool, error) {
-	kind := strings.TrimPrefix(op.Kind, "aten::")
-	base := strings.TrimSuffix(kind, "_")
+	// Traces spell ops "aten::conv2d"; hand-made graphs may leave the
+	// namespace out.
+	info := ops.Lookup(ops.Aten(op.Kind))
 	if len(op.Outputs) == 0 || len(op.Inputs) == 0 {
 		return Layer{}, false, nil
 	}
 	out := op.Outputs[0]
-	switch {
-	case convOps[kind]:
+	switch info.Cost {
+	case ops.ConvCost:
 		return c.conv(op, out)
-	case kind == "linear":
+	case ops.LinearCost:
 		return c.linear(in(op, 0), out, c.paramOf(op, 1), in(op, 2))
-	case kind == "addmm":
+	case ops.AddmmCost:
 		return c.linear(in(op, 1), out, c.weightParam(in(op, 2)), in(op, 0))
-	case kind == "mm" || kind == "matmul":
+	case ops.MatmulCost:
 		w := c.weightParam(in(op, 1))
 		if w == "" {
 			return Layer{}, false, nil // activation product: not a module in ptflops
 		}
 		return c.linear(in(op, 0), out, w, math.MinInt)
-	case kind == "batch_norm":
+	case ops.NormCost:
 		x, w, b := in(op, 0), in(op, 1), in(op, 2)
 		s, err := c.shape(x)
 		if err != nil {
@@ -323,8 +308,8 @@ func (c *counter) op(op *ir.Op) (Layer, bool, error) {
 		if err != nil {
 			return Layer{}, false, err
 		}
-		return Layer{Kind: "batchnorm", MACs: macs, Params: p}, true, nil
-	case reluLike[base] != "":
+		return Layer{Kind: info.Layer, MACs: macs, Params: p}, true, nil
+	case ops.ActCost:
 		s, err := c.shape(out)
 		if err != nil {
 			return Layer{}, false, err
@@ -334,26 +319,26 @@ func (c *counter) op(op *ir.Op) (Layer, bool, error) {
 			return Layer{}, false, err
 		}
 		var p int64
-		if base == "prelu" {
+		if info.Layer == "prelu" {
 			if p, err = c.params(c.paramOf(op, 1)); err != nil {
 				return Layer{}, false, err
 			}
 		}
-		return Layer{Kind: reluLike[base], MACs: macs, Params: p}, true, nil
-	case poolOps[kind]:
+		return Layer{Kind: info.Layer, MACs: macs, Params: p}, true, nil
+	case ops.PoolCost:
 		s, err := c.shape(in(op, 0))
 		if err != nil {
 			return Layer{}, false, err
 		}
 		macs, err := numel(s)
-		return Layer{Kind: "pool", MACs: macs}, err == nil, err
-	case strings.HasPrefix(kind, "upsample_") || strings.HasPrefix(kind, "_upsample_"):
+		return Layer{Kind: info.Layer, MACs: macs}, err == nil, err
+	case ops.UpsampleCost:
 		s, err := c.shape(out)
 		if err != nil {
 			return Layer{}, false, err
 		}
 		macs, err := numel(s)
-		return Layer{Kind: "upsample", MACs: macs}, err == nil, err
+		return Layer{Kind: info.Layer, MACs: macs}, err == nil, err
 	}
 	return Layer{}, false, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/core/ir"
+	"github.com/gopruner/gopruner/internal/core/ops"
 )
 
 func init() { recoverPanics = false }
@@ -145,7 +146,7 @@ func prunedErrors(g *ir.Graph, a *Analysis, kept map[int]int) []string {
 			out = op.Outputs[0]
 		}
 		switch {
-		case convKinds[op.Kind]:
+		case ops.Lookup(op.Kind).Rule == ops.Conv:
 			x, w := in(0), in(1)
 			groups := int64(1)
 			gi := 8
@@ -178,7 +179,7 @@ func prunedErrors(g *ir.Graph, a *Analysis, kept map[int]int) []string {
 		case op.Kind == "aten::linear":
 			rel("linear in", func(k map[int]int) bool { return dim(in(1), 1, k) == dim(in(0), -1, k) })
 			rel("linear out", func(k map[int]int) bool { return dim(in(1), 0, k) == dim(out, -1, k) })
-		case elementwiseKinds[op.Kind]:
+		case ops.Lookup(op.Kind).Rule == ops.Elementwise:
 			var ts []int
 			for _, x := range op.Inputs {
 				if v := g.Value(x); v != nil && v.Kind == ir.KindTensor {
@@ -228,13 +229,13 @@ func prunedErrors(g *ir.Graph, a *Analysis, kept map[int]int) []string {
 				}
 				return sum == o[d]
 			})
-		case reshapeKinds[op.Kind]:
+		case ops.Lookup(op.Kind).Rule == ops.Reshape || ops.Lookup(op.Kind).Rule == ops.ReshapeAs:
 			rel("numel", func(k map[int]int) bool {
 				p1, ok1 := prod(shape(in(0), k))
 				p2, ok2 := prod(shape(out, k))
 				return ok1 && ok2 && p1 == p2
 			})
-		case unaryKinds[op.Kind] || op.Kind == "aten::mean":
+		case ops.Lookup(op.Kind).Rule == ops.Unary || ops.Lookup(op.Kind).Rule == ops.DtypeOnly || op.Kind == "aten::mean":
 			rel("channels pass through", func(k map[int]int) bool { return dim(in(0), 1, k) == dim(out, 1, k) })
 		}
 	}

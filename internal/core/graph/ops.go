@@ -6,99 +6,12 @@ import (
 	"strings"
 
 	"github.com/gopruner/gopruner/internal/core/ir"
+	"github.com/gopruner/gopruner/internal/core/ops"
 )
 
-func set(xs ...string) map[string]bool {
-	m := make(map[string]bool, len(xs))
-	for _, x := range xs {
-		m["aten::"+x] = true
-	}
-	return m
-}
-
-// withInplace adds the in-place variant (trailing underscore) of every kind.
-func withInplace(xs ...string) map[string]bool {
-	m := set(xs...)
-	for _, x := range xs {
-		m["aten::"+x+"_"] = true
-	}
-	return m
-}
-
-var (
-	convKinds = set("_convolution", "convolution", "conv1d", "conv2d", "conv3d",
-		"conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
-
-	// unaryKinds keep every dim of their first input: activations, dropout,
-	// pooling (spatial dims change, channels do not), padding, casts.
-	unaryKinds = mergeSets(
-		withInplace("relu", "relu6", "hardtanh", "hardswish", "silu", "gelu", "sigmoid",
-			"hardsigmoid", "tanh", "leaky_relu", "elu", "selu", "celu", "mish", "threshold",
-			"clamp", "clamp_min", "clamp_max", "abs", "neg", "exp", "log", "sqrt", "rsqrt",
-			"reciprocal", "square", "sign", "floor", "ceil", "round", "erf", "dropout",
-			"feature_dropout", "alpha_dropout", "feature_alpha_dropout", "detach", "zero",
-			"nan_to_num", "hardshrink", "softshrink", "fill"),
-		set("softplus", "softsign", "log_sigmoid", "tanhshrink", "native_dropout",
-			"dropout1d", "dropout2d", "dropout3d",
-			"contiguous", "clone", "to", "type_as", "float", "half", "double", "cpu", "cuda",
-			"max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices",
-			"max_pool2d_with_indices", "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d",
-			"avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-			"adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-			"pad", "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
-			"replication_pad1d", "replication_pad2d", "replication_pad3d",
-			"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like"),
-	)
-
-	// dtypeOnly ops read their second tensor for its dtype/device only.
-	dtypeOnly = set("to", "type_as")
-
-	// elementwiseKinds broadcast all their tensor operands against each other.
-	elementwiseKinds = mergeSets(
-		withInplace("add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder",
-			"fmod", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
-			"masked_fill", "addcmul", "addcdiv", "lerp", "logical_and", "logical_or",
-			"logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "atan2", "hypot",
-			"copysign", "xlogy"),
-		set("rsub", "where", "__and__", "__or__", "__xor__", "expand_as"),
-	)
-
-	splitKinds = set("split", "split_with_sizes", "unsafe_split", "unsafe_split_with_sizes",
-		"chunk", "unsafe_chunk", "tensor_split")
-
-	reshapeKinds = set("view", "reshape", "_unsafe_view", "flatten", "unsqueeze", "unsqueeze_",
-		"squeeze", "squeeze_", "view_as", "reshape_as", "_reshape_alias")
-
-	// sizeListKinds take the target shape as their second input.
-	sizeListKinds = set("view", "reshape", "_unsafe_view", "expand", "broadcast_to")
-
-	// reduceListKinds reduce over an int[] of dims (a plain int there is a dtype).
-	reduceListKinds = set("mean", "sum", "nansum", "amax", "amin", "std", "var", "logsumexp")
-	// reduceIntKinds reduce over one int dim.
-	reduceIntKinds = set("prod", "argmax", "argmin", "max", "min", "median", "mode",
-		"kthvalue", "all", "any")
-
-	// alongDimKinds work along one dim without removing it; along the
-	// channel dim they mix channels.
-	alongDimKinds = set("softmax", "log_softmax", "_softmax", "_log_softmax", "cumsum",
-		"cumprod", "logcumsumexp", "index_select", "gather", "roll")
-
-	// shapeOnly ops read a tensor's metadata, never its channels.
-	shapeOnly = mergeSets(set("size", "dim", "numel", "len", "is_floating_point",
-		"is_contiguous", "__is__", "__isnot__", "sym_size", "_shape_as_tensor"),
-		map[string]bool{"prim::dtype": true, "prim::device": true, "prim::layout": true,
-			"prim::is_cuda": true, "prim::shape": true, "prim::requires_grad": true})
-)
-
-func mergeSets(ms ...map[string]bool) map[string]bool {
-	out := map[string]bool{}
-	for _, m := range ms {
-		for k := range m {
-			out[k] = true
-		}
-	}
-	return out
-}
+// sizeListKinds take the target shape as their second input.
+var sizeListKinds = map[string]bool{"aten::view": true, "aten::reshape": true, "aten::_unsafe_view": true,
+	"aten::expand": true, "aten::broadcast_to": true}
 
 // dispatch runs the handler for op. Each handler follows the channels of
 // its data inputs (first: the positions, all: every tensor input); any other
@@ -109,66 +22,66 @@ func (a *analyzer) dispatch(op *ir.Op) {
 	first := []int{0}
 	var h func()
 	data := first
-	switch {
-	case convKinds[k]:
+	r := ops.Lookup(k).Rule
+	if (k == "aten::max" || k == "aten::min") && a.isTensor(a.in(1)) {
+		r = ops.Elementwise // max/min of two tensors
+	}
+	switch r {
+	case ops.Conv:
 		h = a.conv
-	case k == "aten::linear":
+	case ops.Linear:
 		h = a.linear
-	case k == "aten::addmm":
+	case ops.Addmm:
 		h, data = a.addmm, []int{1}
-	case k == "aten::mm" || k == "aten::matmul":
+	case ops.Matmul:
 		h = a.matmul
-	case k == "aten::batch_norm" || k == "aten::instance_norm":
+	case ops.BatchNorm:
 		h = a.batchNorm
-	case k == "aten::layer_norm":
+	case ops.LayerNorm:
 		h = a.layerNorm
-	case k == "aten::group_norm":
+	case ops.GroupNorm:
 		h = a.groupNorm
-	case k == "aten::prelu":
+	case ops.PReLU:
 		h = a.prelu
-	case k == "aten::cat" || k == "aten::concat" || k == "aten::concatenate":
+	case ops.Cat:
 		h = a.cat
-	case splitKinds[k] || k == "prim::ConstantChunk":
+	case ops.Split:
 		h = a.split
-	case k == "prim::ListUnpack" || k == "prim::TupleUnpack":
+	case ops.Unpack:
 		h = a.unpack
-	case k == "aten::__getitem__" || k == "prim::TupleIndex" || k == "prim::ListIndex":
+	case ops.GetItem:
 		h = a.getItem
-	case k == "prim::ListConstruct" || k == "prim::TupleConstruct" || shapeOnly[k]:
+	case ops.Skip:
 		// Lists: whoever consumes them decides what the elements mean.
 		// Shape queries read metadata only.
 		return
-	case k == "aten::narrow" || k == "aten::slice":
+	case ops.Slice:
 		h = a.slice
-	case k == "aten::select":
+	case ops.Select:
 		h = a.selectDim
-	case k == "aten::view_as" || k == "aten::reshape_as":
+	case ops.ReshapeAs:
 		h, data = a.reshape, []int{0, 1}
-	case reshapeKinds[k]:
+	case ops.Reshape:
 		h = a.reshape
-	case k == "aten::expand" || k == "aten::repeat" || k == "aten::broadcast_to":
+	case ops.Expand:
 		h = a.expand
-	case k == "aten::transpose" || k == "aten::transpose_" || k == "aten::swapaxes" ||
-		k == "aten::swapdims":
+	case ops.Transpose:
 		h = a.transpose
-	case k == "aten::permute":
+	case ops.Permute:
 		h = a.permute
-	case k == "aten::t" || k == "aten::t_":
+	case ops.T:
 		h = a.transposeT
-	case (k == "aten::max" || k == "aten::min") && a.isTensor(a.in(1)):
-		h, data = a.elementwise, nil
-	case reduceListKinds[k]:
+	case ops.ReduceList:
 		h = func() { a.reduce(true) }
-	case reduceIntKinds[k]:
+	case ops.ReduceInt:
 		h = func() { a.reduce(false) }
-	case alongDimKinds[k]:
+	case ops.AlongDim:
 		h = a.alongDim
-	case elementwiseKinds[k]:
+	case ops.Elementwise:
 		h, data = a.elementwise, nil
-	case dtypeOnly[k]:
+	case ops.DtypeOnly:
 		h, data = a.unary, nil // the second tensor lends its dtype only
-	case unaryKinds[k] || strings.HasPrefix(k, "aten::upsample_") ||
-		strings.HasPrefix(k, "aten::_upsample_"):
+	case ops.Unary:
 		h, data = a.unary, nil // falls back to elementwise if it has tensor operands
 	default:
 		a.unknown(fmt.Sprintf("unsupported op %s", a.desc()))
@@ -225,7 +138,7 @@ func (a *analyzer) freezeInputs(reason string) {
 
 func (a *analyzer) unary() {
 	x := a.in(0)
-	if !dtypeOnly[a.op.Kind] && len(a.op.Inputs) > 1 {
+	if ops.Lookup(a.op.Kind).Rule != ops.DtypeOnly && len(a.op.Inputs) > 1 {
 		for _, in := range a.op.Inputs[1:] {
 			if a.isTensor(in) {
 				// clamp(x, min_tensor, max_tensor), fill_(x, tensor): data

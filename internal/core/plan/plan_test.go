@@ -12,6 +12,7 @@ func TestRoundAlf(t *testing.T) {
 	cases := []struct{ n, alf, want int }{
 		{33, 32, 32}, {65, 64, 64}, {65, 8, 64}, {33, 8, 32}, {7, 8, 7}, {8, 8, 8},
 		{3, 1, 3}, {0, 1, 0}, {100, 0, 100}, {31, 32, 31},
+		{7, 7, 7}, {64, 32, 64}, {1, 8, 1}, {50, 1, 50}, {96, 32, 96}, {127, 32, 96},
 	}
 	for _, c := range cases {
 		if got := RoundAlf(c.n, c.alf); got != c.want {

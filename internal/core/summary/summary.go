@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/gopruner/gopruner/internal/core/plan"
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 )
 
 // Iteration is one finished search iteration.
@@ -73,14 +73,14 @@ func (s *Summary) WriteJSON(path string) error {
 	if err != nil {
 		return err
 	}
-	return plan.WriteFileAtomic(path, append(data, '\n'))
+	return atomicfile.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // WriteText writes the human summary atomically.
 func (s *Summary) WriteText(path string) error {
 	var b strings.Builder
 	s.Text(&b)
-	return plan.WriteFileAtomic(path, []byte(b.String()))
+	return atomicfile.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // Text renders the before/after table and the iterations.

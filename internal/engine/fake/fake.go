@@ -15,9 +15,10 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/graph"
-	"github.com/gopruner/gopruner/internal/core/plan"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/engine"
 )
@@ -172,8 +173,8 @@ func (m *Module) Shapes() (map[string][]int64, error) {
 
 // Scores gives every current channel a score derived from its producer
 // rows' names and positions.
-func (m *Module) Scores(_ context.Context, criterion string, groups []*graph.Group, _ *data.Split, o engine.ScoreOptions) (map[int][]float64, error) {
-	if criterion != engine.L2Norm && criterion != engine.TaylorFOWeight {
+func (m *Module) Scores(_ context.Context, criterion kinds.Criterion, groups []*graph.Group, _ *data.Split, o engine.ScoreOptions) (map[int][]float64, error) {
+	if criterion != kinds.L2Norm && criterion != kinds.TaylorFOWeight {
 		return nil, fmt.Errorf("fake: criterion %q", criterion)
 	}
 	out := map[int][]float64{}
@@ -226,7 +227,7 @@ func (m *Module) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	return plan.WriteFileAtomic(path, b)
+	return atomicfile.WriteFile(path, b, 0o644)
 }
 
 // Close marks the module closed (idempotent).

@@ -13,12 +13,6 @@ import (
 	"github.com/gopruner/gopruner/torch"
 )
 
-// Names of the criteria, as the config spells them.
-const (
-	L2Norm         = "L2Norm"
-	TaylorFOWeight = "TaylorFOWeight"
-)
-
 // Scores maps a group id to one score per channel.
 type Scores map[int][]float64
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/kinds"
 )
 
 // runner holds one Run's validated inputs.
@@ -94,19 +96,12 @@ func newRunner(groups []Group, ev Evaluator, ck Checkpointer, opt Options) (*run
 	if opt.Alf < 1 {
 		return nil, fmt.Errorf("netadapt: alf %d must be >= 1", opt.Alf)
 	}
-	switch opt.Select {
-	case "":
-		opt.Select = SelectAcc
-	case SelectAcc, SelectAccPerMAC:
-	default:
-		return nil, fmt.Errorf("netadapt: unknown select %q (want %s or %s)", opt.Select, SelectAcc, SelectAccPerMAC)
+	opt.Select, opt.Step = kinds.Or(opt.Select, kinds.SelectAcc), kinds.Or(opt.Step, kinds.StepChannels)
+	if _, err := kinds.Parse("select", string(opt.Select), kinds.Selects); err != nil {
+		return nil, fmt.Errorf("netadapt: %w", err)
 	}
-	switch opt.Step {
-	case "":
-		opt.Step = StepChannels
-	case StepChannels, StepMACs:
-	default:
-		return nil, fmt.Errorf("netadapt: unknown step %q (want %s or %s)", opt.Step, StepChannels, StepMACs)
+	if _, err := kinds.Parse("step", string(opt.Step), kinds.Steps); err != nil {
+		return nil, fmt.Errorf("netadapt: %w", err)
 	}
 	if len(opt.Slots) == 0 {
 		return nil, errors.New("netadapt: no device slots (cart is empty)")
@@ -189,7 +184,7 @@ func (r *runner) initial(start *State) (*State, error) {
 // the target closer, and acc_per_mac would divide by zero.
 func (r *runner) candidates(st *State) ([]Candidate, int64) {
 	var budget int64
-	if r.opt.Step == StepMACs {
+	if r.opt.Step == kinds.StepMACs {
 		budget = int64(math.Ceil(r.opt.DeltaCrop*float64(st.MACs0) - eps))
 		budget = max(1, min(budget, st.MACs-st.Target))
 	}
@@ -201,7 +196,7 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 		cur := st.Keep[g.ID]
 		var to int
 		var ok bool
-		if r.opt.Step == StepMACs {
+		if r.opt.Step == kinds.StepMACs {
 			to, ok = macsStep(cur, r.opt.Alf, st.MACs-budget, func(k int) int64 {
 				return r.ev.MACs(withKeep(st.Keep, g.ID, k))
 			})
@@ -213,7 +208,7 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 		}
 		keep := withKeep(st.Keep, g.ID, to)
 		m := r.ev.MACs(keep)
-		if r.opt.Step != StepMACs && m < st.Target {
+		if r.opt.Step != kinds.StepMACs && m < st.Target {
 			// A full delta_crop cut that passes the target removes more than
 			// the run asks for; as in NetAdapt, the candidate then cuts only as
 			// far as the target, keeping the channels it need not lose.
@@ -357,9 +352,9 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]float64, er
 // choose returns the index of the winning candidate. cands is in group-id
 // order, and the comparison is total, so the choice does not depend on the
 // order results arrived in.
-func choose(mode string, cands []Candidate, accs []float64, accPrev float64, macsPrev int64) int {
+func choose(mode kinds.Select, cands []Candidate, accs []float64, accPrev float64, macsPrev int64) int {
 	score := func(i int) float64 {
-		if mode == SelectAccPerMAC {
+		if mode == kinds.SelectAccPerMAC {
 			// candidates() guarantees macsPrev > MACs, so no division by 0.
 			return (accs[i] - accPrev) / float64(macsPrev-cands[i].MACs)
 		}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/kinds"
 )
 
 func baseOptions() Options {
@@ -30,8 +32,8 @@ func jsonRound(t *testing.T, s *State) *State {
 }
 
 func TestTargetReached(t *testing.T) {
-	for _, step := range []string{StepChannels, StepMACs} {
-		t.Run(step, func(t *testing.T) {
+	for _, step := range []kinds.Step{kinds.StepChannels, kinds.StepMACs} {
+		t.Run(string(step), func(t *testing.T) {
 			f := newFakeNet(t, 16, 32, 24, 40)
 			ck := &memCheckpoints{}
 			opt := baseOptions()
@@ -182,7 +184,7 @@ func TestExclude(t *testing.T) {
 func TestSelectModes(t *testing.T) {
 	// Group 0 is expensive per channel and hurts accuracy a little; group 1
 	// is cheap and hurts less in absolute terms but more per MAC.
-	run := func(sel string) IterationRecord {
+	run := func(sel kinds.Select) IterationRecord {
 		ev := &linearNet{cost: []int64{10, 1}, drop: []float64{0.10, 0.05}}
 		opt := baseOptions()
 		opt.Select, opt.P = sel, 0.05
@@ -192,10 +194,10 @@ func TestSelectModes(t *testing.T) {
 		}
 		return st.History[0]
 	}
-	if rec := run(SelectAcc); rec.Group != 1 {
+	if rec := run(kinds.SelectAcc); rec.Group != 1 {
 		t.Errorf("acc chose group %d, want 1 (accuracy 0.95 over 0.90)", rec.Group)
 	}
-	if rec := run(SelectAccPerMAC); rec.Group != 0 {
+	if rec := run(kinds.SelectAccPerMAC); rec.Group != 0 {
 		t.Errorf("acc_per_mac chose group %d, want 0 (−0.01/MAC over −0.05/MAC)", rec.Group)
 	}
 }
@@ -232,7 +234,7 @@ func (l *linearNet) Commit(context.Context, Candidate) error { return nil }
 func TestStepMACsEqualReduction(t *testing.T) {
 	f := newFakeNet(t, 64, 48, 96, 80)
 	opt := baseOptions()
-	opt.Step, opt.Alf, opt.DeltaCrop, opt.P = StepMACs, 4, 0.05, 0.4
+	opt.Step, opt.Alf, opt.DeltaCrop, opt.P = kinds.StepMACs, 4, 0.05, 0.4
 	var iterations int
 	opt.OnIterationStart = func(_ int, budget int64, cands []Candidate) {
 		iterations++
@@ -317,7 +319,7 @@ func TestConcurrentSlots(t *testing.T) {
 func TestCancelAndResume(t *testing.T) {
 	opt := baseOptions()
 	opt.Slots = []string{"cuda:0", "cuda:1"}
-	opt.Select = SelectAccPerMAC
+	opt.Select = kinds.SelectAccPerMAC
 	channels := []int{16, 32, 24, 40}
 
 	full := newFakeNet(t, channels...)

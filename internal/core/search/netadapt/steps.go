@@ -3,20 +3,12 @@ package netadapt
 import (
 	"math"
 	"sort"
+
+	"github.com/gopruner/gopruner/internal/core/plan"
 )
 
-// RoundAlf rounds n down to a multiple of alf, never below alf and never
-// above n (a count already under alf cannot be rounded up: channels that
-// are gone stay gone). alf <= 1 leaves n unchanged.
-func RoundAlf(n, alf int) int {
-	if alf <= 1 || n <= alf {
-		return n
-	}
-	return n / alf * alf
-}
-
 // ResizeAlf is the resize_alf pass: every group in keep that is not excluded
-// gets RoundAlf of its count. It returns a new map.
+// gets plan.RoundAlf of its count. It returns a new map.
 func ResizeAlf(keep map[int]int, alf int, exclude map[int]bool) map[int]int {
 	out := make(map[int]int, len(keep))
 	for id, n := range keep {
@@ -24,7 +16,7 @@ func ResizeAlf(keep map[int]int, alf int, exclude map[int]bool) map[int]int {
 			out[id] = n
 			continue
 		}
-		out[id] = RoundAlf(n, alf)
+		out[id] = plan.RoundAlf(n, alf)
 	}
 	return out
 }
@@ -33,7 +25,7 @@ func ResizeAlf(keep map[int]int, alf int, exclude map[int]bool) map[int]int {
 // whose ceiling would otherwise cut one channel too many.
 const eps = 1e-9
 
-// channelStep is StepChannels for one group: cut ceil(delta·current)
+// channelStep is kinds.StepChannels for one group: cut ceil(delta·current)
 // channels (at least one), round the remaining count down to a multiple of
 // alf and clamp it at alf. Rounding the remainder rather than the cut is what
 // aligns a count that is not a multiple (33 → 32 with alf 32); for a multiple
@@ -55,7 +47,7 @@ func channelStep(current, alf int, delta float64) (keep int, ok bool) {
 	return keep, true
 }
 
-// macsStep is StepMACs for one group: the largest keep count k (a multiple
+// macsStep is kinds.StepMACs for one group: the largest keep count k (a multiple
 // of alf, alf <= k < current) whose model MACs are at most goal. When even k
 // = alf stays above goal, the group cuts all it can (alf). macsAt(k) is the
 // model's MACs with the group at k channels and must be non-decreasing in k.

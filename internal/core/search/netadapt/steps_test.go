@@ -3,29 +3,9 @@ package netadapt
 import (
 	"maps"
 	"testing"
-)
 
-func TestRoundAlf(t *testing.T) {
-	tests := []struct{ n, alf, want int }{
-		{33, 32, 32},
-		{65, 32, 64},
-		{33, 8, 32},
-		{65, 8, 64},
-		{7, 7, 7},
-		{64, 32, 64},
-		{31, 32, 31}, // already under alf: never rounded up
-		{1, 8, 1},
-		{50, 1, 50},
-		{50, 0, 50},
-		{96, 32, 96},
-		{127, 32, 96},
-	}
-	for _, tt := range tests {
-		if got := RoundAlf(tt.n, tt.alf); got != tt.want {
-			t.Errorf("RoundAlf(%d, %d) = %d, want %d", tt.n, tt.alf, got, tt.want)
-		}
-	}
-}
+	"github.com/gopruner/gopruner/internal/core/kinds"
+)
 
 func TestResizeAlf(t *testing.T) {
 	keep := map[int]int{0: 33, 1: 65, 2: 7, 3: 33, 4: 64}
@@ -116,15 +96,15 @@ func TestChoose(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		mode string
+		mode kinds.Select
 		accs []float64
 		want int
 	}{
-		{"acc: highest accuracy", SelectAcc, []float64{0.90, 0.95, 0.93}, 1},
-		{"acc per mac: smallest drop per MAC", SelectAccPerMAC, []float64{0.90, 0.95, 0.93}, 0}, // −0.01, −0.05, −0.014
-		{"acc tie: fewer MACs", SelectAcc, []float64{0.9, 0.95, 0.95}, 2},
-		{"acc tie everywhere: fewer MACs", SelectAcc, []float64{0.9, 0.9, 0.9}, 0},
-		{"acc per mac: a gain beats a drop", SelectAccPerMAC, []float64{0.90, 1.01, 0.99}, 1},
+		{"acc: highest accuracy", kinds.SelectAcc, []float64{0.90, 0.95, 0.93}, 1},
+		{"acc per mac: smallest drop per MAC", kinds.SelectAccPerMAC, []float64{0.90, 0.95, 0.93}, 0}, // −0.01, −0.05, −0.014
+		{"acc tie: fewer MACs", kinds.SelectAcc, []float64{0.9, 0.95, 0.95}, 2},
+		{"acc tie everywhere: fewer MACs", kinds.SelectAcc, []float64{0.9, 0.9, 0.9}, 0},
+		{"acc per mac: a gain beats a drop", kinds.SelectAccPerMAC, []float64{0.90, 1.01, 0.99}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,7 +115,7 @@ func TestChoose(t *testing.T) {
 	}
 	// Same score and MACs: the lower group id wins, wherever it sits.
 	tied := []Candidate{{Group: 5, MACs: 90}, {Group: 3, MACs: 90}}
-	if got := choose(SelectAcc, tied, []float64{0.5, 0.5}, 1, 100); got != 1 {
+	if got := choose(kinds.SelectAcc, tied, []float64{0.5, 0.5}, 1, 100); got != 1 {
 		t.Errorf("tie on score and MACs chose %d, want the lower group id (index 1)", got)
 	}
 }

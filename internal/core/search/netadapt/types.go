@@ -15,28 +15,8 @@ package netadapt
 import (
 	"context"
 	"time"
-)
 
-// Selection rules (Options.Select).
-const (
-	// SelectAcc keeps the candidate with the highest accuracy; ties go to
-	// fewer MACs, then to the lower group id.
-	SelectAcc = "acc"
-	// SelectAccPerMAC keeps the candidate with the best accuracy change per
-	// MAC removed, (acc − acc_prev)/(macs_prev − macs_cand), i.e. the
-	// smallest drop per MAC; ties as for SelectAcc.
-	SelectAccPerMAC = "acc_per_mac"
-)
-
-// Step rules (Options.Step).
-const (
-	// StepChannels cuts delta_crop of a group's current channels, or fewer
-	// when fewer reach the MACs target.
-	StepChannels = "channels"
-	// StepMACs makes every candidate remove about the same MACs,
-	// delta_crop·MACs₀ per iteration (NetAdapt's resource reduction
-	// schedule), capped at what is left to the target.
-	StepMACs = "macs"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 )
 
 // Reasons the search ended (State.Reason).
@@ -166,11 +146,11 @@ type CandidateRecord struct {
 
 // Options configure Run.
 type Options struct {
-	P         float64 // fraction of MACs to remove, in (0,1)
-	DeltaCrop float64 // step size, in (0,1); see Step
-	Alf       int     // kept counts are multiples of Alf, never below it; >= 1
-	Select    string  // SelectAcc (default when empty) or SelectAccPerMAC
-	Step      string  // StepChannels (default when empty) or StepMACs
+	P         float64      // fraction of MACs to remove, in (0,1)
+	DeltaCrop float64      // step size, in (0,1); see Step
+	Alf       int          // kept counts are multiples of Alf, never below it; >= 1
+	Select    kinds.Select // kinds.SelectAcc (default when empty) or kinds.SelectAccPerMAC
+	Step      kinds.Step   // kinds.StepChannels (default when empty) or kinds.StepMACs
 	// Slots names the device slots of cart ("cpu", "cuda:0", ...); one
 	// worker per entry. Evaluate receives the index.
 	Slots []string
