@@ -91,19 +91,33 @@ type ScoreOptions struct {
 	Seed      int64 // shuffling
 }
 
-// TrainOptions configure Fit.
+// TrainOptions configure Fit. They are plain data (a candidate request
+// carries them to another process), except Progress, which stays local.
 type TrainOptions struct {
-	Epochs      int // full passes; ignored when Steps > 0
-	Steps       int // step budget (batches) across epochs; 0 = Epochs
-	BatchSize   int
-	LR          float64
-	Momentum    float64
-	WeightDecay float64
-	Nesterov    bool
-	Optimizer   string // "sgd" (default) or "adam"
-	WarmupSteps int
-	Cosine      bool
-	Seed        int64 // shuffling
+	Epochs      int     `json:"epochs,omitempty"` // full passes; ignored when Steps > 0
+	Steps       int     `json:"steps,omitempty"`  // step budget (batches) across epochs; 0 = Epochs
+	BatchSize   int     `json:"batch_size"`
+	LR          float64 `json:"lr"`
+	Momentum    float64 `json:"momentum,omitempty"`
+	WeightDecay float64 `json:"weight_decay,omitempty"`
+	Nesterov    bool    `json:"nesterov,omitempty"`
+	Optimizer   string  `json:"optimizer,omitempty"` // "sgd" (default) or "adam"
+	WarmupSteps int     `json:"warmup_steps,omitempty"`
+	Cosine      bool    `json:"cosine,omitempty"`
+	Seed        int64   `json:"seed"` // shuffling; epoch e uses (Seed, e)
+	Flip        bool    `json:"flip,omitempty"`
+	CropPad     int     `json:"crop_pad,omitempty"`
+	// Progress, when set, is called after every step (from the calling
+	// goroutine).
+	Progress func(TrainProgress) `json:"-"`
+}
+
+// TrainProgress is the state after one training step.
+type TrainProgress struct {
+	Epoch, Step, TotalSteps int
+	Loss, Accuracy          float64 // running means over the epoch so far
+	ImagesPerSec            float64
+	EpochDone               bool
 }
 
 // FitResult summarises a Fit.

@@ -259,6 +259,7 @@ func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	if o.Alf < 1 {
 		return o, fail.Usagef("my_pruning: alf %d must be at least 1", o.Alf)
 	}
+	o.Train.Progress = nil // workers run concurrently; progress comes through the hooks
 	return o, nil
 }
 

@@ -199,18 +199,11 @@ func taylor(ctx context.Context, m *torch.Module, groups []*graph.Group, split *
 
 // Fit fine-tunes with the one training loop.
 func (m *Module) Fit(ctx context.Context, split *data.Split, o engine.TrainOptions) (engine.FitResult, error) {
-	r, err := train.Fit(ctx, m.m, split, TrainOptions(o))
+	r, err := train.Fit(ctx, m.m, split, o)
 	if err != nil {
 		return engine.FitResult{}, err
 	}
 	return engine.FitResult{Steps: r.Steps, Loss: r.Loss, ImagesPerSec: r.ImagesPerSec}, nil
-}
-
-// TrainOptions converts the engine's options to the training loop's.
-func TrainOptions(o engine.TrainOptions) train.Options {
-	return train.Options{Epochs: o.Epochs, Steps: o.Steps, BatchSize: o.BatchSize, LR: o.LR, Momentum: o.Momentum,
-		WeightDecay: o.WeightDecay, Nesterov: o.Nesterov, Optimizer: o.Optimizer, WarmupSteps: o.WarmupSteps,
-		Cosine: o.Cosine, Seed: o.Seed}
 }
 
 // Evaluate validates on the split.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/engine"
 	"github.com/gopruner/gopruner/torch"
 )
 
@@ -23,33 +24,11 @@ const (
 	Adam = "adam"
 )
 
-// Options configure Fit.
-type Options struct {
-	Epochs      int // full passes; ignored when Steps > 0
-	Steps       int // step budget (batches) across epochs; 0 = Epochs
-	BatchSize   int
-	LR          float64
-	Momentum    float64
-	WeightDecay float64
-	Nesterov    bool
-	Optimizer   string // SGD (default) or Adam
-	WarmupSteps int    // linear warm-up from 0 to LR
-	Cosine      bool   // cosine decay to 0 after warm-up
-	Seed        int64  // shuffling; epoch e uses (Seed, e)
-	Flip        bool
-	CropPad     int
-	// Progress, when set, is called after every step (from the calling
-	// goroutine).
-	Progress func(Progress)
-}
+// Options configure Fit: the engine's training settings.
+type Options = engine.TrainOptions
 
 // Progress is the state after one step.
-type Progress struct {
-	Epoch, Step, TotalSteps int
-	Loss, Accuracy          float64 // running means over the epoch so far
-	ImagesPerSec            float64
-	EpochDone               bool
-}
+type Progress = engine.TrainProgress
 
 // Result summarises a Fit.
 type Result struct {
