@@ -23,9 +23,12 @@ func newApplyCmd() *cobra.Command {
 		Short: "Apply a plan.json to a model and save the pruned model",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, _ := cmd.Flags().GetString("model")
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			path, out := cfg.Path.Model, cfg.Out
 			planPath, _ := cmd.Flags().GetString("plan")
-			out, _ := cmd.Flags().GetString("out")
 			if path == "" || planPath == "" || out == "" {
 				return fail.Usagef("apply needs --model, --plan and --out")
 			}
@@ -63,9 +66,8 @@ func newApplyCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().String("model", "", "TorchScript model (.pt)")
+	registerConfigFlags(cmd, "path.model", "out")
 	cmd.Flags().String("plan", "", "plan.json written by prune --plan-out")
-	cmd.Flags().String("out", "", "where to save the pruned model")
 	return cmd
 }
 

@@ -299,13 +299,15 @@ func TestBadInputShape(t *testing.T) {
 		return []string{"prune", "--model", model, "--input-shape", shape, "--algorithm", "L2Norm",
 			"--finetune=false", "--exp-save", "exp", "--out", "out.pt"}
 	}
-	rank := []string{"layer conv1", "4-dimensional", "3 dimensions"}
+	// Every command reads --input-shape through the configuration, which
+	// checks its rank before any model is loaded.
+	rank := []string{"input_shape", "3 dimensions", "N,C,H,W"}
 	channels := []string{"layer conv1", "3 input channels", "gives 1"}
 	runBadCases(t, nil, []badCase{
 		{name: "rank/flops scripted", code: 2, wants: rank, args: []string{"flops", "--model", scripted, "--input-shape", "1,3,32"}},
 		{name: "rank/graph traced", code: 2, wants: rank, args: []string{"graph", "--model", traced, "--input-shape", "1,3,32"}},
-		{name: "rank/prune", code: 2, wants: []string{"input_shape", "3 dimensions", "N,C,H,W"}, args: prune(scripted, "1,3,32")},
-		{name: "rank/not a number", code: 2, wants: []string{"--input-shape", "1,3,x,32"},
+		{name: "rank/prune", code: 2, wants: rank, args: prune(scripted, "1,3,32")},
+		{name: "rank/not a number", code: 2, wants: []string{"--input-shape", `"x"`, "not an integer"},
 			args: []string{"flops", "--model", scripted, "--input-shape", "1,3,x,32"}},
 		{name: "channels/flops scripted", code: 2, wants: channels, args: []string{"flops", "--model", scripted, "--input-shape", "1,1,32,32"}},
 		{name: "channels/flops traced", code: 2, wants: channels, args: []string{"flops", "--model", traced, "--input-shape", "1,1,32,32"}},

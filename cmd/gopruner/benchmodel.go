@@ -20,25 +20,11 @@ func newBenchModelCmd() *cobra.Command {
 		Short: "Measure a model's forward latency (warm-up, then the median of N runs)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, _ := cmd.Flags().GetString("model")
-			if path == "" {
-				return fail.Usagef("--model is required")
-			}
-			s, _ := cmd.Flags().GetString("input-shape")
-			shape, err := parseShape(s)
+			cfg, shape, dev, err := modelSettings(cmd)
 			if err != nil {
 				return err
 			}
-			d, _ := cmd.Flags().GetString("device")
-			dev, err := usableDevice(d)
-			if err != nil {
-				return err
-			}
-			if n, _ := cmd.Flags().GetInt("threads"); n > 0 {
-				if err := torch.SetNumThreads(n); err != nil {
-					return err
-				}
-			}
+			path := cfg.Path.Model
 			m, err := model.Load(path, dev)
 			if err != nil {
 				return err
@@ -64,12 +50,8 @@ func newBenchModelCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().String("model", "", "TorchScript model (.pt)")
-	cmd.Flags().String("input-shape", "", "input shape, e.g. 1,3,224,224 (the first number is the batch)")
-	cmd.Flags().String("device", "cpu", "cpu, cuda or cuda:N")
+	modelFlags(cmd)
 	cmd.Flags().Int("warmup", 5, "untimed runs first")
 	cmd.Flags().Int("runs", 30, "timed runs")
-	cmd.Flags().Int("threads", 0, "libtorch threads (0: libtorch's default)")
-	cmd.Flags().Bool("json", false, "print JSON")
 	return cmd
 }

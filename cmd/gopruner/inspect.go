@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/core/flops"
 	"github.com/gopruner/gopruner/internal/core/summary"
@@ -22,50 +22,50 @@ func init() {
 	})
 }
 
-// parseShape reads "1,3,224,224".
-func parseShape(s string) ([]int64, error) {
-	s = strings.Trim(strings.TrimSpace(s), "[]")
-	if s == "" {
-		return nil, fail.Usagef("--input-shape is required, e.g. --input-shape 1,3,224,224")
-	}
-	var out []int64
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
-		if err != nil || n <= 0 {
-			return nil, fail.Usagef("--input-shape %q: want positive integers such as 1,3,224,224", s)
-		}
-		out = append(out, n)
-	}
-	if len(out) < 2 {
-		return nil, fail.Usagef("--input-shape %q: want at least N,C (e.g. 1,3,224,224)", s)
-	}
-	return out, nil
-}
-
-// openModel loads and analyses --model at --input-shape on the CPU.
+// openModel loads and analyses the configured model at the configured input
+// shape (flags > GOPRUNER_* > Pruning.yaml, as for every command).
 func openModel(cmd *cobra.Command) (*model.Analyzed, error) {
-	path, _ := cmd.Flags().GetString("model")
-	if path == "" {
-		return nil, fail.Usagef("--model is required")
-	}
-	s, _ := cmd.Flags().GetString("input-shape")
-	shape, err := parseShape(s)
+	cfg, shape, dev, err := modelSettings(cmd)
 	if err != nil {
 		return nil, err
 	}
-	dev := torch.CPU
-	if d, _ := cmd.Flags().GetString("device"); d != "" {
-		if dev, err = usableDevice(d); err != nil {
-			return nil, err
-		}
-	}
-	return model.Open(path, shape, dev)
+	return model.Open(cfg.Path.Model, shape, dev)
 }
 
+// modelSettings loads the configuration of a command that reads one model
+// at an example input: the model, the shape and a usable device, with the
+// thread count applied when one is set.
+func modelSettings(cmd *cobra.Command) (*config.Config, []int64, torch.Device, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, nil, torch.CPU, err
+	}
+	if cfg.Path.Model == "" {
+		return nil, nil, torch.CPU, fail.Usagef("--model is required")
+	}
+	if len(cfg.InputShape) == 0 {
+		return nil, nil, torch.CPU, fail.Usagef("--input-shape is required, e.g. --input-shape 1,3,224,224")
+	}
+	shape := make([]int64, len(cfg.InputShape))
+	for i, d := range cfg.InputShape {
+		shape[i] = int64(d)
+	}
+	dev, err := usableDevice(cfg.Device)
+	if err != nil {
+		return nil, nil, torch.CPU, err
+	}
+	if cfg.Threads > 0 {
+		if err := torch.SetNumThreads(cfg.Threads); err != nil {
+			return nil, nil, torch.CPU, err
+		}
+	}
+	return cfg, shape, dev, nil
+}
+
+// modelFlags are the flags of a command that reads one model: the
+// configuration keys, so that a Pruning.yaml and GOPRUNER_* apply too.
 func modelFlags(cmd *cobra.Command) {
-	cmd.Flags().String("model", "", "TorchScript model (.pt)")
-	cmd.Flags().String("input-shape", "", "example input shape, e.g. 1,3,224,224")
-	cmd.Flags().String("device", "cpu", "cpu, cuda or cuda:N")
+	registerConfigFlags(cmd, "path.model", "input_shape", "device", "threads")
 	cmd.Flags().Bool("json", false, "print JSON")
 }
 
