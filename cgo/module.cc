@@ -275,22 +275,6 @@ gpt_err gpt_module_train(gpt_module h, int on) {
   GPT_CATCH
 }
 
-gpt_err gpt_module_is_training(gpt_module h, int *out) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  *out = h->m.is_training() ? 1 : 0;
-  GPT_CATCH
-}
-
-gpt_err gpt_module_to(gpt_module h, const char *device) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  auto dev = gpt::parse_device(device);
-  h->m.to(dev);
-  h->device = dev;
-  GPT_CATCH
-}
-
 gpt_err gpt_module_set_threads(gpt_module h, int n) {
   GPT_CHECK_HANDLE(h, "module")
   if (n < 0) return gpt::dup("thread count must not be negative");
@@ -368,39 +352,6 @@ gpt_err gpt_module_set(gpt_module h, const char *name, gpt_tensor t) {
   GPT_CATCH
 }
 
-gpt_err gpt_module_get_int(gpt_module h, const char *name, int64_t *out) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  std::string leaf;
-  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
-  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no attribute \"") + name + "\"");
-  c10::IValue v = owner.attr(leaf);
-  if (v.isInt()) *out = v.toInt();
-  else if (v.isBool()) *out = v.toBool() ? 1 : 0;
-  else return gpt::dup(std::string("\"") + name + "\" is not an int");
-  GPT_CATCH
-}
-
-gpt_err gpt_module_set_int(gpt_module h, const char *name, int64_t v) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  std::string leaf;
-  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
-  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no attribute \"") + name + "\"");
-  if (!owner.attr(leaf).isInt()) return gpt::dup(std::string("\"") + name + "\" is not an int");
-  owner.setattr(leaf, v);
-  GPT_CATCH
-}
-
-gpt_err gpt_module_set_conv_groups(gpt_module h, const char *weight_name,
-                                   int64_t groups) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  set_conv_groups(h->m, {{std::string(weight_name), groups}});
-  if (h->ran) reload(h);
-  GPT_CATCH
-}
-
 gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
                          const int64_t *off, const int64_t *spec, int nconvs,
                          const char **conv_names, const int64_t *groups) {
@@ -449,13 +400,6 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
   for (int j = 0; j < nconvs; j++) new_groups[conv_names[j]] = groups[j];
   set_conv_groups(h->m, new_groups);
   if (nconvs > 0 && h->ran) reload(h);
-  GPT_CATCH
-}
-
-gpt_err gpt_module_zero_grad(gpt_module h) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  gpt::drop_grads(h->m.parameters(true));
   GPT_CATCH
 }
 

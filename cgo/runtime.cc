@@ -104,16 +104,4 @@ gpt_err gpt_cuda_synchronize(int device) {
   GPT_CATCH
 }
 
-gpt_err gpt_no_grad_enter(void **guard) {
-  GPT_TRY
-  *guard = new at::NoGradGuard();
-  GPT_CATCH
-}
-
-gpt_err gpt_no_grad_exit(void *guard) {
-  GPT_TRY
-  delete static_cast<at::NoGradGuard *>(guard);
-  GPT_CATCH
-}
-
 }  // extern "C"

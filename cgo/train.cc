@@ -92,14 +92,6 @@ at::Tensor forward_logits(gpt_module_s *h, const at::Tensor &x) {
 
 extern "C" {
 
-gpt_err gpt_cross_entropy(gpt_tensor logits, gpt_tensor targets, gpt_tensor *out) {
-  GPT_CHECK_HANDLE(logits, "logits")
-  GPT_CHECK_HANDLE(targets, "targets")
-  GPT_TRY
-  *out = gpt::wrap(torch::nn::functional::cross_entropy(logits->t, targets->t));
-  GPT_CATCH
-}
-
 gpt_err gpt_optim_sgd(gpt_module m, double lr, double momentum, double weight_decay,
                       int nesterov, gpt_optim *out) {
   GPT_CHECK_HANDLE(m, "module")
@@ -115,20 +107,6 @@ gpt_err gpt_optim_adam(gpt_module m, double lr, double beta1, double beta2, doub
   GPT_TRY
   auto opts = torch::optim::AdamOptions(lr).betas({beta1, beta2}).eps(eps).weight_decay(weight_decay);
   *out = new gpt_optim_s{std::make_unique<torch::optim::Adam>(trainable(m->m), opts)};
-  GPT_CATCH
-}
-
-gpt_err gpt_optim_step(gpt_optim o) {
-  GPT_CHECK_HANDLE(o, "optimizer")
-  GPT_TRY
-  o->opt->step();
-  GPT_CATCH
-}
-
-gpt_err gpt_optim_zero_grad(gpt_optim o) {
-  GPT_CHECK_HANDLE(o, "optimizer")
-  GPT_TRY
-  drop_optimizer_grads(*o->opt);
   GPT_CATCH
 }
 

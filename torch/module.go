@@ -148,19 +148,6 @@ func (m *Module) Train(on bool) error {
 	return errFrom("train", C.gpt_module_train(h, cbool(on)))
 }
 
-// IsTraining reports the module's mode.
-func (m *Module) IsTraining() (bool, error) {
-	h, err := m.handle()
-	if err != nil {
-		return false, err
-	}
-	var v C.int
-	if err := errFrom("is_training", C.gpt_module_is_training(h, &v)); err != nil {
-		return false, err
-	}
-	return v != 0, nil
-}
-
 // BatchNormModes counts the BatchNorm calls in forward and, of those, the
 // ones whose training flag is fixed in the graph: a model traced in eval mode
 // normalises with its running statistics, and never updates them, even in
@@ -175,21 +162,6 @@ func (m *Module) BatchNormModes() (fixed, total int, err error) {
 		return 0, 0, err
 	}
 	return int(f), int(n), nil
-}
-
-// To moves the module's parameters and buffers to a device.
-func (m *Module) To(d Device) error {
-	h, err := m.handle()
-	if err != nil {
-		return err
-	}
-	cd := cstr(d.String())
-	defer freeC(cd)
-	if err := errFrom("to", C.gpt_module_to(h, cd)); err != nil {
-		return err
-	}
-	m.dev = d
-	return nil
 }
 
 // SetThreads sets the libtorch thread count that calls on this module use
@@ -273,44 +245,6 @@ func (m *Module) Set(name string, t *Tensor) error {
 	return errFrom("set "+name, C.gpt_module_set(h, cn, ht))
 }
 
-// GetInt reads an int attribute by dotted name.
-func (m *Module) GetInt(name string) (int64, error) {
-	h, err := m.handle()
-	if err != nil {
-		return 0, err
-	}
-	cn := cstr(name)
-	defer freeC(cn)
-	var v C.int64_t
-	if err := errFrom("get_int "+name, C.gpt_module_get_int(h, cn, &v)); err != nil {
-		return 0, err
-	}
-	return int64(v), nil
-}
-
-// SetInt writes an int attribute by dotted name.
-func (m *Module) SetInt(name string, v int64) error {
-	h, err := m.handle()
-	if err != nil {
-		return err
-	}
-	cn := cstr(name)
-	defer freeC(cn)
-	return errFrom("set_int "+name, C.gpt_module_set_int(h, cn, C.int64_t(v)))
-}
-
-// SetConvGroups sets the groups argument of the conv whose weight is
-// weightName (graph constants in TorchScript, hence a graph edit).
-func (m *Module) SetConvGroups(weightName string, groups int64) error {
-	h, err := m.handle()
-	if err != nil {
-		return err
-	}
-	cn := cstr(weightName)
-	defer freeC(cn)
-	return errFrom("set_conv_groups "+weightName, C.gpt_module_set_conv_groups(h, cn, C.int64_t(groups)))
-}
-
 // Slice says which indices of each dimension of one tensor to keep.
 type Slice struct {
 	Tensor string
@@ -388,15 +322,6 @@ func cStrings(ps []*C.char) **C.char {
 		return nil
 	}
 	return &ps[0]
-}
-
-// ZeroGrad drops the gradients of all parameters.
-func (m *Module) ZeroGrad() error {
-	h, err := m.handle()
-	if err != nil {
-		return err
-	}
-	return errFrom("zero_grad", C.gpt_module_zero_grad(h))
 }
 
 // ExportIR traces forward once on the inputs (eval mode, no grad) and returns

@@ -14,23 +14,6 @@ import (
 	"unsafe"
 )
 
-// CrossEntropy is the mean cross-entropy of logits [N,C] against targets [N].
-func CrossEntropy(logits, targets *Tensor) (*Tensor, error) {
-	hl, err := logits.handle()
-	if err != nil {
-		return nil, err
-	}
-	ht, err := targets.handle()
-	if err != nil {
-		return nil, err
-	}
-	var out C.gpt_tensor
-	if err := errFrom("cross_entropy", C.gpt_cross_entropy(hl, ht, &out)); err != nil {
-		return nil, err
-	}
-	return newTensor(out), nil
-}
-
 // Optimizer updates a module's parameters. It holds the parameter tensors
 // the module had when it was made: after surgery, make a new one.
 type Optimizer struct {
@@ -109,24 +92,6 @@ func (o *Optimizer) handle() (C.gpt_optim, error) {
 		return nil, ErrClosed
 	}
 	return o.h, nil
-}
-
-// Step applies one update from the accumulated gradients.
-func (o *Optimizer) Step() error {
-	h, err := o.handle()
-	if err != nil {
-		return err
-	}
-	return errFrom("optim_step", C.gpt_optim_step(h))
-}
-
-// ZeroGrad clears the gradients of the optimizer's parameters.
-func (o *Optimizer) ZeroGrad() error {
-	h, err := o.handle()
-	if err != nil {
-		return err
-	}
-	return errFrom("optim_zero_grad", C.gpt_optim_zero_grad(h))
 }
 
 // SetLR changes the learning rate of every parameter group.
