@@ -77,7 +77,11 @@ func newTensor(h C.gpt_tensor) *Tensor {
 		return nil
 	}
 	t := &Tensor{h: h}
-	t.cleanup = runtime.AddCleanup(t, func(h C.gpt_tensor) { C.gpt_tensor_free(h) }, h)
+	t.cleanup = runtime.AddCleanup(t, func(h C.gpt_tensor) {
+		if cleanupMayFree(unsafe.Pointer(h)) {
+			C.gpt_tensor_free(h)
+		}
+	}, h)
 	return t
 }
 
@@ -156,7 +160,9 @@ func (t *Tensor) Shape() ([]int64, error) {
 	}
 	dims := make([]int64, 16)
 	var nd C.int
-	if err := errFrom("shape", C.gpt_tensor_shape(h, (*C.int64_t)(unsafe.Pointer(&dims[0])), 16, &nd)); err != nil {
+	err = errFrom("shape", C.gpt_tensor_shape(h, (*C.int64_t)(unsafe.Pointer(&dims[0])), 16, &nd))
+	runtime.KeepAlive(t)
+	if err != nil {
 		return nil, err
 	}
 	return dims[:nd], nil
@@ -180,7 +186,9 @@ func (t *Tensor) copyOut(dt DType, ptr unsafe.Pointer, n int) error {
 	if err != nil {
 		return err
 	}
-	return errFrom("copy_data", C.gpt_tensor_copy_data(h, ptr, C.int64_t(n*dt.Size())))
+	err = errFrom("copy_data", C.gpt_tensor_copy_data(h, ptr, C.int64_t(n*dt.Size())))
+	runtime.KeepAlive(t)
+	return err
 }
 
 // Float32s copies the tensor (converted to float32, on the CPU) into Go memory.
@@ -227,7 +235,9 @@ func (t *Tensor) unary(op string, f func(C.gpt_tensor, *C.gpt_tensor) C.gpt_err)
 		return nil, err
 	}
 	var out C.gpt_tensor
-	if err := errFrom(op, f(h, &out)); err != nil {
+	err = errFrom(op, f(h, &out))
+	runtime.KeepAlive(t)
+	if err != nil {
 		return nil, err
 	}
 	return newTensor(out), nil
@@ -272,7 +282,10 @@ func (t *Tensor) MaxAbsDiff(u *Tensor) (diff, scale float64, err error) {
 		return 0, 0, err
 	}
 	var d, s C.double
-	if err := errFrom("max_abs_diff", C.gpt_tensor_max_abs_diff(h, hu, &d, &s)); err != nil {
+	err = errFrom("max_abs_diff", C.gpt_tensor_max_abs_diff(h, hu, &d, &s))
+	runtime.KeepAlive(t)
+	runtime.KeepAlive(u)
+	if err != nil {
 		return 0, 0, err
 	}
 	return float64(d), float64(s), nil

@@ -8,9 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/gopruner/gopruner/internal/fixtures"
 )
@@ -459,3 +463,94 @@ func TestBatchNormModes(t *testing.T) {
 		}
 	}
 }
+
+// TestNoFreeDuringCall drops every Go reference to a tensor (or module) as
+// soon as the C call that uses it starts, and collects garbage as hard as it
+// can (GOGC=1 and a goroutine looping runtime.GC) while the call runs. The
+// safety-net cleanup must not free the handle before the call returns, and
+// the call's result must be right. Without the runtime.KeepAlive after each C
+// call this fails: the cleanup fires mid-call.
+func TestNoFreeDuringCall(t *testing.T) {
+	path, meta := fixtures.Model(t, "resnet18_scripted")
+	shape := append([]int64{2}, meta.InputShape[1:]...)
+	data := make([]float32, 2*shape[1]*shape[2]*shape[3])
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range data {
+		data[i] = float32(r.NormFloat64())
+	}
+	keep := must[*Module](t)(Load(path, CPU))
+	defer keep.Close()
+	x0 := must[*Tensor](t)(FromFloat32(data, shape, CPU))
+	defer x0.Close()
+	ref := must[*Tensor](t)(keep.Forward(true, x0))
+	defer ref.Close()
+
+	defer debug.SetGCPercent(debug.SetGCPercent(1))
+	// inCall is the handle a C call is using right now (nil between calls).
+	var inCall atomic.Pointer[byte]
+	var freedMidCall atomic.Int64
+	hook := func(h unsafe.Pointer) bool {
+		if h != nil && (*byte)(h) == inCall.Load() {
+			freedMidCall.Add(1)
+			return false // leak it rather than crash the test
+		}
+		return true
+	}
+	cleanupHook.Store(&hook)
+	defer cleanupHook.Store(nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+
+	check := func(what string, out *Tensor, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		defer out.Close()
+		if d, s, err := out.MaxAbsDiff(ref); err != nil || d > 1e-5*math.Max(s, 1) {
+			t.Fatalf("%s: result differs from the reference by %g (%v)", what, d, err)
+		}
+	}
+	for i := 0; i < 8; i++ {
+		// An input tensor: its only reference goes into Forward's
+		// variadic slice.
+		x := must[*Tensor](t)(FromFloat32(data, shape, CPU))
+		inCall.Store((*byte)(unsafe.Pointer(x.h)))
+		out, err := keep.Forward(true, x)
+		inCall.Store(nil)
+		check("forward, dropped input", out, err)
+
+		// A module whose only reference is the receiver.
+		m := must[*Module](t)(Load(path, CPU))
+		inCall.Store((*byte)(unsafe.Pointer(m.h)))
+		out, err = m.Forward(true, x0)
+		inCall.Store(nil)
+		check("forward, dropped module", out, err)
+
+		// A tensor whose only reference is the receiver.
+		y := must[*Tensor](t)(keep.Forward(true, x0))
+		inCall.Store((*byte)(unsafe.Pointer(y.h)))
+		d, _, err := y.MaxAbsDiff(ref)
+		inCall.Store(nil)
+		if err != nil || d > 1e-4 {
+			t.Fatalf("max_abs_diff, dropped receiver: %g, %v", d, err)
+		}
+		if n := freedMidCall.Load(); n > 0 {
+			t.Fatalf("round %d: %d handle(s) freed by their cleanup while a C call was using them", i, n)
+		}
+	}
+}
+

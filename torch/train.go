@@ -23,7 +23,11 @@ type Optimizer struct {
 
 func newOptim(h C.gpt_optim) *Optimizer {
 	o := &Optimizer{h: h}
-	o.cleanup = runtime.AddCleanup(o, func(h C.gpt_optim) { C.gpt_optim_free(h) }, h)
+	o.cleanup = runtime.AddCleanup(o, func(h C.gpt_optim) {
+		if cleanupMayFree(unsafe.Pointer(h)) {
+			C.gpt_optim_free(h)
+		}
+	}, h)
 	return o
 }
 
@@ -43,7 +47,9 @@ func NewSGD(m *Module, o SGDOptions) (*Optimizer, error) {
 		return nil, fmt.Errorf("sgd: nesterov needs momentum > 0")
 	}
 	var out C.gpt_optim
-	if err := errFrom("sgd", C.gpt_optim_sgd(h, C.double(o.LR), C.double(o.Momentum), C.double(o.WeightDecay), cbool(o.Nesterov), &out)); err != nil {
+	err = errFrom("sgd", C.gpt_optim_sgd(h, C.double(o.LR), C.double(o.Momentum), C.double(o.WeightDecay), cbool(o.Nesterov), &out))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return nil, err
 	}
 	return newOptim(out), nil
@@ -71,7 +77,9 @@ func NewAdam(m *Module, o AdamOptions) (*Optimizer, error) {
 		o.Eps = 1e-8
 	}
 	var out C.gpt_optim
-	if err := errFrom("adam", C.gpt_optim_adam(h, C.double(o.LR), C.double(o.Beta1), C.double(o.Beta2), C.double(o.Eps), C.double(o.WeightDecay), &out)); err != nil {
+	err = errFrom("adam", C.gpt_optim_adam(h, C.double(o.LR), C.double(o.Beta1), C.double(o.Beta2), C.double(o.Eps), C.double(o.WeightDecay), &out))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return nil, err
 	}
 	return newOptim(out), nil
@@ -100,7 +108,9 @@ func (o *Optimizer) SetLR(lr float64) error {
 	if err != nil {
 		return err
 	}
-	return errFrom("optim_set_lr", C.gpt_optim_set_lr(h, C.double(lr)))
+	err = errFrom("optim_set_lr", C.gpt_optim_set_lr(h, C.double(lr)))
+	runtime.KeepAlive(o)
+	return err
 }
 
 // TrainStep runs one whole step in libtorch: zero_grad, forward,
@@ -125,7 +135,9 @@ func TrainStep(m *Module, o *Optimizer, x, y *Tensor) (loss float64, correct int
 	}
 	var l C.double
 	var c C.int64_t
-	if err := errFrom("train_step", C.gpt_train_step(hm, ho, hx, hy, &l, &c)); err != nil {
+	err = errFrom("train_step", C.gpt_train_step(hm, ho, hx, hy, &l, &c))
+	keepAlive(m, o, x, y)
+	if err != nil {
 		return 0, 0, err
 	}
 	return float64(l), int64(c), nil
@@ -153,6 +165,7 @@ func EvalBatch(m *Module, x, y *Tensor, preds []int64) (lossSum float64, correct
 	var l C.double
 	var c C.int64_t
 	err = errFrom("eval_batch", C.gpt_eval_batch(hm, hx, hy, &l, &c, p))
+	keepAlive(m, x, y)
 	runtime.KeepAlive(preds)
 	if err != nil {
 		return 0, 0, err
@@ -201,6 +214,7 @@ func (a *TaylorAccumulator) Add(m *Module, x, y *Tensor) (float64, error) {
 	var l C.double
 	// C fills in the handles it creates on the first call.
 	err = errFrom("taylor", C.gpt_taylor_accumulate(hm, hx, hy, C.int(len(a.names)), cStrings(cn), &a.acc[0], &l))
+	keepAlive(m, x, y)
 	if err != nil {
 		return 0, err
 	}
