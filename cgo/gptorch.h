@@ -124,9 +124,11 @@ gpt_err gpt_optim_free(gpt_optim o);
 gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
                        double *loss, int64_t *correct);
 /* One evaluation batch without grad: summed loss, correct count, and when
- * preds is not NULL the N predicted classes. */
+ * preds is not NULL the N predicted classes. preds has room for preds_cap
+ * values; an error, with nothing written, when the model gives more rows. */
 gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y,
-                       double *loss_sum, int64_t *correct, int64_t *preds);
+                       double *loss_sum, int64_t *correct, int64_t *preds,
+                       int64_t preds_cap);
 /* Taylor first-order scores: forward/backward on one batch with no weight
  * update, then for each named weight accum[i] += sum over all dims but 0 of
  * (w * dL/dw)^2 (float64, one value per output channel). accum[i] may be

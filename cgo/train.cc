@@ -145,7 +145,7 @@ gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
 }
 
 gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_sum,
-                       int64_t *correct, int64_t *preds) {
+                       int64_t *correct, int64_t *preds, int64_t preds_cap) {
   GPT_CHECK_HANDLE(m, "module")
   GPT_CHECK_HANDLE(x, "input")
   GPT_CHECK_HANDLE(y, "targets")
@@ -158,6 +158,9 @@ gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_su
   *loss_sum = F::cross_entropy(logits, y->t, F::CrossEntropyFuncOptions().reduction(torch::kSum))
                   .item<double>();
   at::Tensor p = logits.argmax(1);
+  if (preds != nullptr && p.numel() > preds_cap)
+    return gpt::dup("eval_batch: " + std::to_string(p.numel()) + " predictions for a buffer of " +
+                    std::to_string(preds_cap));
   *correct = p.eq(y->t).sum().item<int64_t>();
   if (preds != nullptr) {
     at::Tensor pc = p.to(at::kCPU).to(at::kLong).contiguous();

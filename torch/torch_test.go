@@ -554,3 +554,24 @@ func TestNoFreeDuringCall(t *testing.T) {
 	}
 }
 
+// TestEvalBatchPredsCapacity: the shim is told the predictions buffer's
+// length and refuses to write past it.
+func TestEvalBatchPredsCapacity(t *testing.T) {
+	path, meta := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	x, y := randomBatch(t, 4, meta.InputShape, meta.OutputShape[1], 7)
+	preds := []int64{-1, -1, -1, -1}
+	if _, _, err := EvalBatch(m, x, y, preds[:3:3]); err == nil || !strings.Contains(err.Error(), "buffer") {
+		t.Fatalf("eval batch into a 3-slot buffer for 4 rows: %v", err)
+	}
+	if !slices.Equal(preds, []int64{-1, -1, -1, -1}) {
+		t.Fatalf("a refused eval batch wrote predictions: %v", preds)
+	}
+	if _, _, err := EvalBatch(m, x, y, preds); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(preds, -1) {
+		t.Fatalf("predictions not written: %v", preds)
+	}
+}

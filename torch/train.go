@@ -144,7 +144,8 @@ func TrainStep(m *Module, o *Optimizer, x, y *Tensor) (loss float64, correct int
 }
 
 // EvalBatch evaluates one batch without grad: summed loss, correct count,
-// and the predicted class of each sample when preds is non-nil (len N).
+// and the predicted class of each sample when preds is non-nil (len N; an
+// error when the model gives more rows than preds holds).
 func EvalBatch(m *Module, x, y *Tensor, preds []int64) (lossSum float64, correct int64, err error) {
 	hm, err := m.handle()
 	if err != nil {
@@ -164,7 +165,7 @@ func EvalBatch(m *Module, x, y *Tensor, preds []int64) (lossSum float64, correct
 	}
 	var l C.double
 	var c C.int64_t
-	err = errFrom("eval_batch", C.gpt_eval_batch(hm, hx, hy, &l, &c, p))
+	err = errFrom("eval_batch", C.gpt_eval_batch(hm, hx, hy, &l, &c, p, C.int64_t(len(preds))))
 	keepAlive(m, x, y)
 	runtime.KeepAlive(preds)
 	if err != nil {
