@@ -52,6 +52,22 @@ at::Tensor first_tensor(const c10::IValue &v) {
                            "tensor is the logits");
 }
 
+std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self) {
+  std::vector<std::string> parts;
+  while (v != self) {
+    torch::jit::Node *n = v->node();
+    if (n->kind() != c10::prim::GetAttr) return "";
+    parts.push_back(n->s(c10::attr::name));
+    v = n->input(0);
+  }
+  std::string out;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (!out.empty()) out += ".";
+    out += *it;
+  }
+  return out;
+}
+
 }  // namespace gpt
 
 namespace {
@@ -70,24 +86,6 @@ void check_forward(const torch::jit::Module &m) {
     throw std::runtime_error("the model has no forward method");
 }
 
-// Gives the dotted name of a prim::GetAttr chain that starts at the graph's
-// self input, or "" when the value is not such a chain.
-std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self) {
-  std::vector<std::string> parts;
-  while (v != self) {
-    torch::jit::Node *n = v->node();
-    if (n->kind() != c10::prim::GetAttr) return "";
-    parts.push_back(n->s(c10::attr::name));
-    v = n->input(0);
-  }
-  std::string out;
-  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
-    if (!out.empty()) out += ".";
-    out += *it;
-  }
-  return out;
-}
-
 int groups_input_index(const torch::jit::Node *n) {
   auto k = n->kind();
   if (k == c10::aten::_convolution || k == c10::aten::convolution) return 8;
@@ -104,7 +102,7 @@ void rewrite_groups(torch::jit::Block *b, torch::jit::Value *self,
     for (torch::jit::Block *sub : node->blocks()) rewrite_groups(sub, self, groups, hits);
     int gi = groups_input_index(node);
     if (gi < 0 || static_cast<int>(node->inputs().size()) <= gi) continue;
-    auto it = groups.find(attr_chain(node->input(1), self));
+    auto it = groups.find(gpt::attr_chain(node->input(1), self));
     if (it == groups.end()) continue;
     node->replaceInput(gi, it->second);
     (*hits)[it->first]++;
