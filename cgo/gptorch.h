@@ -96,12 +96,15 @@ gpt_err gpt_module_get(gpt_module m, const char *name, gpt_tensor *out);
 /* Replace a parameter or buffer by a tensor of any shape; parameters keep
  * requires_grad. */
 gpt_err gpt_module_set(gpt_module m, const char *name, gpt_tensor t);
-/* Channel surgery in one call. For tensor i (names[i]) the int64 run
- * spec[off[i]:off[i+1]] holds repeated (dim, count, idx[count]) triples:
- * the tensor is index_selected along each dim. Then each conv in
- * conv_names gets groups[j]. The module is then re-serialised and reloaded
- * in place when a graph was edited, so it runs exactly what a saved copy
- * would run. */
+/* Channel surgery in one call, all or nothing. For tensor i (names[i],
+ * each named once) the int64 run spec[off[i]:off[i+1]] holds repeated
+ * (dim, count, idx[count]) triples, dims ascending, indices ascending,
+ * unique and in range: the tensor is index_selected along each dim. Then
+ * each conv in conv_names (by weight name, each once) gets groups[j] >= 1.
+ * Everything is checked and computed before the module changes; on any
+ * error the module is exactly as it was. When forward has already run and
+ * a graph is edited, the module is replaced by an edited serialise/load
+ * copy, so it runs exactly what a saved copy would run. */
 gpt_err gpt_module_prune(gpt_module m, int ntensors, const char **names,
                          const int64_t *off, const int64_t *spec, int nconvs,
                          const char **conv_names, const int64_t *groups);

@@ -3,6 +3,7 @@
 package torch
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -574,4 +575,102 @@ func TestEvalBatchPredsCapacity(t *testing.T) {
 	if slices.Contains(preds, -1) {
 		t.Fatalf("predictions not written: %v", preds)
 	}
+}
+
+// TestPruneIsTransactional: a Prune with one good and one bad entry fails and
+// leaves the module exactly as it was (every parameter and buffer, and the
+// forward output, bit for bit), whether or not forward has run before, and
+// whichever check fails: a bad slice, or a groups entry for a conv that
+// forward does not have (found only after every tensor was computed).
+func TestPruneIsTransactional(t *testing.T) {
+	half := func(n int) []int {
+		out := make([]int, 0, n/2)
+		for i := 0; i < n; i += 2 {
+			out = append(out, i)
+		}
+		return out
+	}
+	good := []Slice{
+		{Tensor: "conv1.weight", Keep: map[int][]int{0: half(16)}},
+		{Tensor: "bn1.weight", Keep: map[int][]int{0: half(16)}},
+		{Tensor: "bn1.bias", Keep: map[int][]int{0: half(16)}},
+		{Tensor: "bn1.running_mean", Keep: map[int][]int{0: half(16)}},
+		{Tensor: "bn1.running_var", Keep: map[int][]int{0: half(16)}},
+		{Tensor: "conv2.weight", Keep: map[int][]int{1: half(16)}},
+	}
+	cases := []struct {
+		name   string
+		edits  []Slice
+		groups map[string]int64
+		want   string
+	}{
+		{"index out of range", append(slices.Clone(good), Slice{Tensor: "conv3.bias", Keep: map[int][]int{0: {0, 32}}}), nil, "out of range"},
+		{"unsorted indices", append(slices.Clone(good), Slice{Tensor: "conv3.bias", Keep: map[int][]int{0: {3, 1}}}), nil, "ascending"},
+		{"no such tensor", append(slices.Clone(good), Slice{Tensor: "conv9.weight", Keep: map[int][]int{0: {0}}}), nil, "conv9"},
+		{"tensor twice", append(slices.Clone(good), good[0]), nil, "twice"},
+		{"no such conv", good, map[string]int64{"conv2.weight": 1, "fc.weight": 1}, "no convolution"},
+		{"bad groups", good, map[string]int64{"conv2.weight": 0}, "positive"},
+	}
+	for _, fixture := range []string{"smallcnn_scripted", "smallcnn_traced"} {
+		path, meta := fixtures.Model(t, fixture)
+		ref := must[*Module](t)(Load(path, CPU))
+		x, _ := randomBatch(t, 2, meta.InputShape, meta.OutputShape[1], 11)
+		want := must[[]float32](t)(s1(t, must[*Tensor](t)(ref.Forward(true, x))))
+		ref.Close()
+		for _, ran := range []bool{false, true} {
+			for _, c := range cases {
+				t.Run(fmt.Sprintf("%s/ran=%v/%s", fixture, ran, c.name), func(t *testing.T) {
+					m := must[*Module](t)(Load(path, CPU))
+					defer m.Close()
+					if ran {
+						must[*Tensor](t)(m.Forward(true, x)).Close()
+					}
+					before := moduleState(t, m)
+					err := m.Prune(c.edits, c.groups)
+					if err == nil || !strings.Contains(err.Error(), c.want) {
+						t.Fatalf("prune: error %v, want one that says %q", err, c.want)
+					}
+					after := moduleState(t, m)
+					if len(after) != len(before) {
+						t.Fatalf("%d tensors before, %d after", len(before), len(after))
+					}
+					for n, v := range before {
+						if !slices.Equal(math32bits(v), math32bits(after[n])) {
+							t.Errorf("%s changed by a failed prune", n)
+						}
+					}
+					got := must[[]float32](t)(s1(t, must[*Tensor](t)(m.Forward(true, x))))
+					if !slices.Equal(math32bits(got), math32bits(want)) {
+						t.Error("forward output changed by a failed prune")
+					}
+				})
+			}
+		}
+	}
+}
+
+// s1 is y's values; y is closed.
+func s1(t *testing.T, y *Tensor) ([]float32, error) {
+	defer y.Close()
+	return y.Float32s()
+}
+
+// moduleState is every parameter and buffer of m, as float32 values.
+func moduleState(t *testing.T, m *Module) map[string][]float32 {
+	out := map[string][]float32{}
+	names := append(must[[]string](t)(m.ParameterNames()), must[[]string](t)(m.BufferNames())...)
+	for _, n := range names {
+		v := must[*Tensor](t)(m.Get(n))
+		out[n] = must[[]float32](t)(v.Float32s())
+		v.Close()
+	}
+	return out
+}
+
+func math32bits(v []float32) []uint32 {
+	out := make([]uint32, len(v))
+	for i, f := range v {
+		out[i] = math.Float32bits(f)
+	}
+	return out
 }
