@@ -43,6 +43,19 @@ enum {
 
 void gpt_free(void *p);
 
+/* ---- settings (runtime.cc) ----
+ * Policy comes from the caller (Go's torch.Configure); the shim reads no
+ * environment variable and runs no load-time constructor. */
+/* 1 (the default): train, eval and Taylor steps probe each model once and
+ * feed it CPU image batches as channels-last (NHWC) when it accepts them;
+ * 0: always NCHW. */
+gpt_err gpt_set_channels_last(int on);
+/* mallopt M_ARENA_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (each when > 0).
+ * An arena limit binds only threads that have not allocated yet: call it
+ * before libtorch starts its threads. An error when mallopt refuses. */
+gpt_err gpt_tune_malloc(int arena_max, int64_t mmap_threshold,
+                        int64_t trim_threshold);
+
 /* ---- runtime (runtime.cc) ---- */
 gpt_err gpt_version(char **out);            /* libtorch version, e.g. "1.13.1" */
 gpt_err gpt_cuda_available(int *out);

@@ -34,6 +34,8 @@ namespace gpt {
 
 extern std::atomic<int64_t> live_tensors;
 extern std::atomic<int64_t> live_modules;
+// gpt_set_channels_last; read by train.cc.
+extern std::atomic<bool> channels_last;
 
 inline char *dup(const std::string &s) {
   char *p = static_cast<char *>(std::malloc(s.size() + 1));

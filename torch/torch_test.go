@@ -674,3 +674,44 @@ func math32bits(v []float32) []uint32 {
 	}
 	return out
 }
+
+// TestSettings: the defaults follow the environment (GOPRUNER_NCHW turns
+// channels-last off; a malloc the user tunes is left alone), and with
+// channels-last off the steps still give the plain forward's loss.
+func TestSettings(t *testing.T) {
+	t.Setenv("GOPRUNER_NCHW", "1")
+	t.Setenv("MALLOC_ARENA_MAX", "4")
+	if s := DefaultSettings(); s.ChannelsLast || s.MallocTuning {
+		t.Errorf("defaults with GOPRUNER_NCHW and MALLOC_ARENA_MAX set: %+v", s)
+	}
+	os.Unsetenv("GOPRUNER_NCHW")
+	os.Unsetenv("MALLOC_ARENA_MAX")
+	if s := DefaultSettings(); !s.ChannelsLast {
+		t.Errorf("defaults without GOPRUNER_NCHW: %+v", s)
+	}
+	old := CurrentSettings()
+	defer func() {
+		if err := Configure(old); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := Configure(Settings{ChannelsLast: false, MallocTuning: old.MallocTuning}); err != nil {
+		t.Fatal(err)
+	}
+	if CurrentSettings().ChannelsLast {
+		t.Fatal("channels-last still on after Configure")
+	}
+	path, meta := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	x, y := randomBatch(t, 4, meta.InputShape, meta.OutputShape[1], 13)
+	lv := must[[]float32](t)(s1(t, must[*Tensor](t)(m.Forward(true, x))))
+	want := crossEntropySum(lv, 4, labelsOf(4, meta.OutputShape[1]))
+	got, _, err := EvalBatch(m, x, y, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := math.Abs(got-want) / math.Max(math.Abs(want), 1e-6); d > 1e-4 {
+		t.Errorf("NCHW eval loss %.7g, plain forward %.7g", got, want)
+	}
+}
