@@ -96,3 +96,9 @@ container-check:
 
 clean:
 	rm -rf bin lib build
+
+# AddressSanitizer + UBSan build of the shim (into build/asan/, lib/ is left
+# alone) and the torch package's tests against it; see scripts/test_asan.sh.
+.PHONY: test-asan
+test-asan:
+	@CXX="$(CXX)" GO="$(GO)" JOBS=$(JOBS) TORCH_INC="$(TORCH_INC)" TORCH_LIB="$(TORCH_LIB)" TORCH_CUDA="$(TORCH_CUDA)" FIXTURES="$${GOPRUNER_FIXTURES:-$(CURDIR)/$(FIXTURES)}" bash scripts/test_asan.sh

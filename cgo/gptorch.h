@@ -41,12 +41,20 @@ enum {
   GPT_OTHER = 99
 };
 
-/* element-wise binary ops */
-enum { GPT_ADD = 0, GPT_SUB = 1, GPT_MUL = 2, GPT_DIV = 3 };
-/* reductions */
-enum { GPT_SUM = 0, GPT_MEAN = 1, GPT_MAX = 2, GPT_MIN = 3 };
-
 void gpt_free(void *p);
+
+/* ---- settings (runtime.cc) ----
+ * Policy comes from the caller (Go's torch.Configure); the shim reads no
+ * environment variable and runs no load-time constructor. */
+/* 1 (the default): train, eval and Taylor steps probe each model once and
+ * feed it CPU image batches as channels-last (NHWC) when it accepts them;
+ * 0: always NCHW. */
+gpt_err gpt_set_channels_last(int on);
+/* mallopt M_ARENA_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (each when > 0).
+ * An arena limit binds only threads that have not allocated yet: call it
+ * before libtorch starts its threads. An error when mallopt refuses. */
+gpt_err gpt_tune_malloc(int arena_max, int64_t mmap_threshold,
+                        int64_t trim_threshold);
 
 /* ---- runtime (runtime.cc) ---- */
 gpt_err gpt_version(char **out);            /* libtorch version, e.g. "1.13.1" */
@@ -57,42 +65,21 @@ gpt_err gpt_set_num_threads(int n);
 gpt_err gpt_get_num_threads(int *out);
 gpt_err gpt_manual_seed(uint64_t seed);     /* CPU and every CUDA device */
 gpt_err gpt_cuda_synchronize(int device);   /* -1: current device */
-gpt_err gpt_no_grad_enter(void **guard);    /* caller must stay on one OS thread */
-gpt_err gpt_no_grad_exit(void *guard);
 
 /* ---- tensors (tensor.cc) ---- */
 gpt_err gpt_tensor_from_data(const void *data, const int64_t *shape, int ndim,
                              int dtype, const char *device, gpt_tensor *out);
 gpt_err gpt_tensor_copy_data(gpt_tensor t, void *dst, int64_t nbytes);
 gpt_err gpt_tensor_shape(gpt_tensor t, int64_t *dims, int cap, int *ndim);
-gpt_err gpt_tensor_dtype(gpt_tensor t, int *out);
-gpt_err gpt_tensor_device(gpt_tensor t, char **out);
-gpt_err gpt_tensor_to(gpt_tensor t, const char *device, gpt_tensor *out);
 gpt_err gpt_tensor_to_dtype(gpt_tensor t, int dtype, gpt_tensor *out);
-gpt_err gpt_tensor_clone(gpt_tensor t, gpt_tensor *out);
 gpt_err gpt_tensor_index_select(gpt_tensor t, int dim, const int64_t *idx,
                                 int64_t n, gpt_tensor *out);
-gpt_err gpt_tensor_narrow(gpt_tensor t, int dim, int64_t start, int64_t length,
-                          gpt_tensor *out);
-gpt_err gpt_tensor_binary(int op, gpt_tensor a, gpt_tensor b, gpt_tensor *out);
-gpt_err gpt_tensor_scalar(int op, gpt_tensor a, double s, gpt_tensor *out);
 gpt_err gpt_tensor_norm(gpt_tensor t, double p, const int64_t *dims, int ndims,
                         int keepdim, gpt_tensor *out);
-gpt_err gpt_tensor_reduce(int op, gpt_tensor t, const int64_t *dims, int ndims,
-                          int keepdim, gpt_tensor *out); /* ndims 0: all */
-gpt_err gpt_tensor_argmax(gpt_tensor t, int dim, int keepdim, gpt_tensor *out);
-gpt_err gpt_tensor_cat(const gpt_tensor *ts, int n, int dim, gpt_tensor *out);
-gpt_err gpt_tensor_zeros(const int64_t *shape, int ndim, int dtype,
-                         const char *device, gpt_tensor *out);
 gpt_err gpt_tensor_randn(const int64_t *shape, int ndim, const char *device,
                          gpt_tensor *out);
-gpt_err gpt_tensor_item(gpt_tensor t, double *out);
 gpt_err gpt_tensor_max_abs_diff(gpt_tensor a, gpt_tensor b, double *maxdiff,
                                 double *maxabs);
-gpt_err gpt_tensor_set_requires_grad(gpt_tensor t, int on);
-gpt_err gpt_tensor_requires_grad(gpt_tensor t, int *out);
-gpt_err gpt_tensor_grad(gpt_tensor t, gpt_tensor *out); /* NULL if none */
-gpt_err gpt_tensor_backward(gpt_tensor t);
 gpt_err gpt_tensor_free(gpt_tensor t);
 gpt_err gpt_live_tensors(int64_t *out); /* handles not yet freed */
 
@@ -108,11 +95,9 @@ gpt_err gpt_module_free(gpt_module m);
 gpt_err gpt_live_modules(int64_t *out);
 gpt_err gpt_module_has_method(gpt_module m, const char *name, int *out);
 gpt_err gpt_module_train(gpt_module m, int on);
-gpt_err gpt_module_is_training(gpt_module m, int *out);
 /* BatchNorm calls in forward (inlined): total, and fixed, those whose training
    flag is a constant (traced), which m's train mode cannot change. */
 gpt_err gpt_module_bn_modes(gpt_module m, int *fixed, int *total);
-gpt_err gpt_module_to(gpt_module m, const char *device);
 /* Threads used by calls on this module (0: leave libtorch's setting). */
 gpt_err gpt_module_set_threads(gpt_module m, int n);
 /* forward(inputs...); a tuple/list result gives its first tensor. */
@@ -124,22 +109,18 @@ gpt_err gpt_module_get(gpt_module m, const char *name, gpt_tensor *out);
 /* Replace a parameter or buffer by a tensor of any shape; parameters keep
  * requires_grad. */
 gpt_err gpt_module_set(gpt_module m, const char *name, gpt_tensor t);
-gpt_err gpt_module_get_int(gpt_module m, const char *name, int64_t *out);
-gpt_err gpt_module_set_int(gpt_module m, const char *name, int64_t v);
-/* Rewrites the groups argument of every conv call whose weight is
- * weight_name, in the (inlined) forward graph. */
-gpt_err gpt_module_set_conv_groups(gpt_module m, const char *weight_name,
-                                   int64_t groups);
-/* Channel surgery in one call. For tensor i (names[i]) the int64 run
- * spec[off[i]:off[i+1]] holds repeated (dim, count, idx[count]) triples:
- * the tensor is index_selected along each dim. Then each conv in
- * conv_names gets groups[j]. The module is then re-serialised and reloaded
- * in place when a graph was edited, so it runs exactly what a saved copy
- * would run. */
+/* Channel surgery in one call, all or nothing. For tensor i (names[i],
+ * each named once) the int64 run spec[off[i]:off[i+1]] holds repeated
+ * (dim, count, idx[count]) triples, dims ascending, indices ascending,
+ * unique and in range: the tensor is index_selected along each dim. Then
+ * each conv in conv_names (by weight name, each once) gets groups[j] >= 1.
+ * Everything is checked and computed before the module changes; on any
+ * error the module is exactly as it was. When forward has already run and
+ * a graph is edited, the module is replaced by an edited serialise/load
+ * copy, so it runs exactly what a saved copy would run. */
 gpt_err gpt_module_prune(gpt_module m, int ntensors, const char **names,
                          const int64_t *off, const int64_t *spec, int nconvs,
                          const char **conv_names, const int64_t *groups);
-gpt_err gpt_module_zero_grad(gpt_module m);
 
 /* ---- model IR (ir.cc) ---- */
 /* Traces forward once on inputs (eval mode, no grad) and returns the
@@ -148,14 +129,10 @@ gpt_err gpt_module_export_ir(gpt_module m, const gpt_tensor *inputs, int n,
                              char **json);
 
 /* ---- losses, optimizers, training (train.cc) ---- */
-gpt_err gpt_cross_entropy(gpt_tensor logits, gpt_tensor targets,
-                          gpt_tensor *out);
 gpt_err gpt_optim_sgd(gpt_module m, double lr, double momentum,
                       double weight_decay, int nesterov, gpt_optim *out);
 gpt_err gpt_optim_adam(gpt_module m, double lr, double beta1, double beta2,
                        double eps, double weight_decay, gpt_optim *out);
-gpt_err gpt_optim_step(gpt_optim o);
-gpt_err gpt_optim_zero_grad(gpt_optim o);
 gpt_err gpt_optim_set_lr(gpt_optim o, double lr);
 gpt_err gpt_optim_free(gpt_optim o);
 /* One whole training step: zero_grad, forward, cross-entropy, backward,
@@ -163,9 +140,11 @@ gpt_err gpt_optim_free(gpt_optim o);
 gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
                        double *loss, int64_t *correct);
 /* One evaluation batch without grad: summed loss, correct count, and when
- * preds is not NULL the N predicted classes. */
+ * preds is not NULL the N predicted classes. preds has room for preds_cap
+ * values; an error, with nothing written, when the model gives more rows. */
 gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y,
-                       double *loss_sum, int64_t *correct, int64_t *preds);
+                       double *loss_sum, int64_t *correct, int64_t *preds,
+                       int64_t preds_cap);
 /* Taylor first-order scores: forward/backward on one batch with no weight
  * update, then for each named weight accum[i] += sum over all dims but 0 of
  * (w * dL/dw)^2 (float64, one value per output channel). accum[i] may be

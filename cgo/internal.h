@@ -25,7 +25,8 @@ struct gpt_module_s {
   // probed yet, 0 no (it views an activation as NCHW), 1 yes. See train.cc.
   int nhwc = -1;
   // Whether forward has run (and so built its executor from the graph). A
-  // graph edit before that needs no reload to take effect; see reload().
+  // graph edit before that needs no reload to take effect; see
+  // gpt_module_prune.
   bool ran = false;
 };
 
@@ -33,6 +34,8 @@ namespace gpt {
 
 extern std::atomic<int64_t> live_tensors;
 extern std::atomic<int64_t> live_modules;
+// gpt_set_channels_last; read by train.cc.
+extern std::atomic<bool> channels_last;
 
 inline char *dup(const std::string &s) {
   char *p = static_cast<char *>(std::malloc(s.size() + 1));
@@ -73,6 +76,9 @@ std::vector<int64_t> dims_of(const int64_t *dims, int n);
 torch::jit::Module owner_of(const torch::jit::Module &root,
                             const std::string &dotted, std::string *leaf);
 at::Tensor first_tensor(const c10::IValue &v);
+// Gives the dotted name of a prim::GetAttr chain that starts at a graph's
+// self input, or "" when v is not such a chain (module.cc; ir.cc uses it too).
+std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self);
 
 }  // namespace gpt
 

@@ -96,21 +96,7 @@ struct Exporter {
   std::ostringstream vals;
   bool first_val = true;
 
-  std::string chain(Value *v) {
-    std::vector<std::string> parts;
-    while (v != self) {
-      Node *n = v->node();
-      if (n->kind() != c10::prim::GetAttr) return "";
-      parts.push_back(n->s(c10::attr::name));
-      v = n->input(0);
-    }
-    std::string out;
-    for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
-      if (!out.empty()) out += ".";
-      out += *it;
-    }
-    return out;
-  }
+  std::string chain(Value *v) { return gpt::attr_chain(v, self); }
 
   void value(Value *v) {
     if (!emitted.insert(v).second) return;

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <map>
+#include <set>
 #include <sstream>
 #include <unistd.h>
 
@@ -52,6 +53,22 @@ at::Tensor first_tensor(const c10::IValue &v) {
                            "tensor is the logits");
 }
 
+std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self) {
+  std::vector<std::string> parts;
+  while (v != self) {
+    torch::jit::Node *n = v->node();
+    if (n->kind() != c10::prim::GetAttr) return "";
+    parts.push_back(n->s(c10::attr::name));
+    v = n->input(0);
+  }
+  std::string out;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (!out.empty()) out += ".";
+    out += *it;
+  }
+  return out;
+}
+
 }  // namespace gpt
 
 namespace {
@@ -70,24 +87,6 @@ void check_forward(const torch::jit::Module &m) {
     throw std::runtime_error("the model has no forward method");
 }
 
-// Gives the dotted name of a prim::GetAttr chain that starts at the graph's
-// self input, or "" when the value is not such a chain.
-std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self) {
-  std::vector<std::string> parts;
-  while (v != self) {
-    torch::jit::Node *n = v->node();
-    if (n->kind() != c10::prim::GetAttr) return "";
-    parts.push_back(n->s(c10::attr::name));
-    v = n->input(0);
-  }
-  std::string out;
-  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
-    if (!out.empty()) out += ".";
-    out += *it;
-  }
-  return out;
-}
-
 int groups_input_index(const torch::jit::Node *n) {
   auto k = n->kind();
   if (k == c10::aten::_convolution || k == c10::aten::convolution) return 8;
@@ -104,22 +103,20 @@ void rewrite_groups(torch::jit::Block *b, torch::jit::Value *self,
     for (torch::jit::Block *sub : node->blocks()) rewrite_groups(sub, self, groups, hits);
     int gi = groups_input_index(node);
     if (gi < 0 || static_cast<int>(node->inputs().size()) <= gi) continue;
-    auto it = groups.find(attr_chain(node->input(1), self));
+    auto it = groups.find(gpt::attr_chain(node->input(1), self));
     if (it == groups.end()) continue;
     node->replaceInput(gi, it->second);
     (*hits)[it->first]++;
   }
 }
 
-// Edits the root forward so that each conv named in groups (by weight) uses
-// its new groups count. Instances of one module type share their method
-// graphs, so the edit is made on the root's inlined forward, where each
-// call site is distinct; one inlining and one pass serve every conv.
-void set_conv_groups(torch::jit::Module &m, const std::map<std::string, int64_t> &groups) {
-  if (groups.empty()) return;
-  check_forward(m);
-  auto &fn = torch::jit::toGraphFunction(m.get_method("forward").function());
-  std::shared_ptr<torch::jit::Graph> g = fn.graph();
+// Edits g, the root forward graph, so that each conv named in groups (by
+// weight) uses its new groups count, and throws when a name matches no conv.
+// Instances of one module type share their method graphs, so the edit is
+// made on the root's inlined forward, where each call site is distinct; one
+// inlining and one pass serve every conv.
+void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
+                      const std::map<std::string, int64_t> &groups) {
   torch::jit::Inline(*g);
   torch::jit::ConstantPropagation(g);
   torch::jit::Value *self = g->inputs().at(0);
@@ -135,17 +132,9 @@ void set_conv_groups(torch::jit::Module &m, const std::map<std::string, int64_t>
       throw std::runtime_error("no convolution with weight \"" + kv.first + "\" in forward");
 }
 
-// reload replaces h's module by a serialise/load round trip of itself. A
-// method's executor keeps the optimised copy of the graph it was built from,
-// so once forward has run, an edit of its graph only takes effect through a
-// fresh load; before that, the edit is simply what the executor will copy.
-void reload(gpt_module_s *h) {
-  h->nhwc = -1;
-  h->ran = false;
-  std::stringstream ss;
-  h->m.save(ss);
-  ss.seekg(0);
-  h->m = torch::jit::load(ss, h->device);
+std::shared_ptr<torch::jit::Graph> forward_graph(const torch::jit::Module &m) {
+  check_forward(m);
+  return torch::jit::toGraphFunction(m.get_method("forward").function()).graph();
 }
 
 }  // namespace
@@ -275,22 +264,6 @@ gpt_err gpt_module_train(gpt_module h, int on) {
   GPT_CATCH
 }
 
-gpt_err gpt_module_is_training(gpt_module h, int *out) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  *out = h->m.is_training() ? 1 : 0;
-  GPT_CATCH
-}
-
-gpt_err gpt_module_to(gpt_module h, const char *device) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  auto dev = gpt::parse_device(device);
-  h->m.to(dev);
-  h->device = dev;
-  GPT_CATCH
-}
-
 gpt_err gpt_module_set_threads(gpt_module h, int n) {
   GPT_CHECK_HANDLE(h, "module")
   if (n < 0) return gpt::dup("thread count must not be negative");
@@ -368,55 +341,28 @@ gpt_err gpt_module_set(gpt_module h, const char *name, gpt_tensor t) {
   GPT_CATCH
 }
 
-gpt_err gpt_module_get_int(gpt_module h, const char *name, int64_t *out) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  std::string leaf;
-  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
-  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no attribute \"") + name + "\"");
-  c10::IValue v = owner.attr(leaf);
-  if (v.isInt()) *out = v.toInt();
-  else if (v.isBool()) *out = v.toBool() ? 1 : 0;
-  else return gpt::dup(std::string("\"") + name + "\" is not an int");
-  GPT_CATCH
-}
-
-gpt_err gpt_module_set_int(gpt_module h, const char *name, int64_t v) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  std::string leaf;
-  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
-  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no attribute \"") + name + "\"");
-  if (!owner.attr(leaf).isInt()) return gpt::dup(std::string("\"") + name + "\" is not an int");
-  owner.setattr(leaf, v);
-  GPT_CATCH
-}
-
-gpt_err gpt_module_set_conv_groups(gpt_module h, const char *weight_name,
-                                   int64_t groups) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  set_conv_groups(h->m, {{std::string(weight_name), groups}});
-  if (h->ran) reload(h);
-  GPT_CATCH
-}
-
 gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
                          const int64_t *off, const int64_t *spec, int nconvs,
                          const char **conv_names, const int64_t *groups) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
   at::NoGradGuard ng;
-  // Build every new tensor first, so a bad spec leaves the module untouched.
-  struct Edit {
-    torch::jit::Module owner;
-    std::string leaf;
-    at::Tensor t;
-  };
-  std::vector<Edit> edits;
+  // Phase 1 changes nothing: it checks every slice and every groups entry
+  // and computes every new tensor. Only then does phase 2 write them.
+  if (ntensors < 0 || nconvs < 0) return gpt::dup("prune: negative count");
+  if (ntensors > 0 && (names == nullptr || off == nullptr || spec == nullptr))
+    return gpt::dup("prune: NULL names or spec");
+  if (nconvs > 0 && (conv_names == nullptr || groups == nullptr))
+    return gpt::dup("prune: NULL conv names or groups");
+  if (ntensors > 0 && off[0] != 0) return gpt::dup("prune: spec offsets must start at 0");
+  std::vector<std::pair<std::string, at::Tensor>> edits;
   edits.reserve(ntensors);
+  std::set<std::string> seen;
   for (int i = 0; i < ntensors; i++) {
+    if (names[i] == nullptr) return gpt::dup("prune: NULL tensor name");
     std::string name(names[i]);
+    if (!seen.insert(name).second) return gpt::dup("prune: \"" + name + "\" is listed twice");
+    if (off[i + 1] < off[i]) return gpt::dup("prune: spec offsets go backwards at \"" + name + "\"");
     std::string leaf;
     torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
     if (!owner.hasattr(leaf)) return gpt::dup("prune: no tensor \"" + name + "\" in the model");
@@ -424,38 +370,83 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
     if (!old.isTensor()) return gpt::dup("prune: \"" + name + "\" is not a tensor");
     at::Tensor ot = old.toTensor();
     at::Tensor t = ot.detach();
+    int64_t last_dim = -1;
     for (int64_t k = off[i]; k < off[i + 1];) {
       if (k + 2 > off[i + 1]) return gpt::dup("prune: truncated spec for \"" + name + "\"");
       int64_t dim = spec[k], count = spec[k + 1];
       if (dim < 0 || dim >= t.dim())
         return gpt::dup("prune: \"" + name + "\" has no dim " + std::to_string(dim));
-      if (count < 0 || k + 2 + count > off[i + 1])
+      if (dim <= last_dim)
+        return gpt::dup("prune: dims of \"" + name + "\" are not ascending and unique");
+      last_dim = dim;
+      if (count < 0 || count > off[i + 1] - k - 2)
         return gpt::dup("prune: bad index count for \"" + name + "\"");
+      const int64_t *idx = spec + k + 2;
+      for (int64_t j = 0; j < count; j++) {
+        if (idx[j] < 0 || idx[j] >= t.size(dim))
+          return gpt::dup("prune: index " + std::to_string(idx[j]) + " out of range for \"" +
+                          name + "\" dim " + std::to_string(dim) + " (size " +
+                          std::to_string(t.size(dim)) + ")");
+        if (j > 0 && idx[j] <= idx[j - 1])
+          return gpt::dup("prune: kept indices of \"" + name + "\" dim " + std::to_string(dim) +
+                          " are not ascending and unique");
+      }
       auto index = at::empty({count}, at::kLong);
-      if (count > 0) std::memcpy(index.data_ptr(), spec + k + 2, count * sizeof(int64_t));
-      if (count > 0 && (index.min().item<int64_t>() < 0 ||
-                        index.max().item<int64_t>() >= t.size(dim)))
-        return gpt::dup("prune: index out of range for \"" + name + "\" dim " +
-                        std::to_string(dim) + " (size " + std::to_string(t.size(dim)) + ")");
+      if (count > 0) std::memcpy(index.data_ptr(), idx, count * sizeof(int64_t));
       t = t.index_select(dim, index.to(t.device()));
       k += 2 + count;
     }
     t = t.contiguous().clone();
     t.set_requires_grad(ot.requires_grad());
-    edits.push_back(Edit{owner, leaf, t});
+    edits.emplace_back(std::move(name), std::move(t));
   }
-  for (auto &e : edits) e.owner.setattr(e.leaf, e.t);
   std::map<std::string, int64_t> new_groups;
-  for (int j = 0; j < nconvs; j++) new_groups[conv_names[j]] = groups[j];
-  set_conv_groups(h->m, new_groups);
-  if (nconvs > 0 && h->ran) reload(h);
-  GPT_CATCH
-}
+  for (int j = 0; j < nconvs; j++) {
+    if (conv_names[j] == nullptr) return gpt::dup("prune: NULL conv name");
+    if (groups[j] < 1)
+      return gpt::dup(std::string("prune: groups for \"") + conv_names[j] + "\" must be positive");
+    if (!new_groups.emplace(conv_names[j], groups[j]).second)
+      return gpt::dup(std::string("prune: conv \"") + conv_names[j] + "\" is listed twice");
+  }
+  if (!new_groups.empty()) edit_conv_groups(forward_graph(h->m)->copy(), new_groups);
 
-gpt_err gpt_module_zero_grad(gpt_module h) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  gpt::drop_grads(h->m.parameters(true));
+  // Phase 2. A method's executor keeps the optimised copy of the graph it
+  // was built from, so once forward has run, a graph edit only takes effect
+  // through a fresh load; before that, the edit is simply what the executor
+  // will copy. In the first case the edits go to a fresh copy that replaces
+  // the module only when all of them are in: an exception leaves h as it
+  // was. Otherwise they go to h itself; every step was checked above, and
+  // should one still throw, the old tensors are put back.
+  if (!new_groups.empty() && h->ran) {
+    std::stringstream ss;
+    h->m.save(ss);
+    ss.seekg(0);
+    torch::jit::Module fresh = torch::jit::load(ss, h->device);
+    for (auto &[name, t] : edits) {
+      std::string leaf;
+      gpt::owner_of(fresh, name, &leaf).setattr(leaf, t);
+    }
+    edit_conv_groups(forward_graph(fresh), new_groups);
+    h->m = std::move(fresh);
+    h->nhwc = -1;
+    h->ran = false;
+    return nullptr;
+  }
+  std::vector<std::pair<torch::jit::Module, std::pair<std::string, c10::IValue>>> undo;
+  undo.reserve(edits.size());
+  try {
+    for (auto &[name, t] : edits) {
+      std::string leaf;
+      torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
+      undo.push_back({owner, {leaf, owner.attr(leaf)}});
+      owner.setattr(leaf, t);
+    }
+    if (!new_groups.empty()) edit_conv_groups(forward_graph(h->m), new_groups);
+  } catch (...) {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it)
+      it->first.setattr(it->second.first, it->second.second);
+    throw;
+  }
   GPT_CATCH
 }
 

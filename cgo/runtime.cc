@@ -1,46 +1,41 @@
-// runtime.cc: versions, devices, threads, seeds and grad mode.
+// runtime.cc: settings, versions, devices, threads and seeds.
 #include <malloc.h>
 #include <torch/cuda.h>
 
+#include <climits>
 #include <cstdlib>
 
 #include "internal.h"
 
-namespace {
+namespace gpt {
 
-// Go calls into libtorch from its own OS threads, and glibc gives each of
-// those threads a secondary arena: a chain of 64 MB heaps of which the newest
-// is unmapped as soon as it is free again. A training step whose buffers
-// cross a heap boundary then maps, faults in and unmaps that heap every step
-// (measured on the demo CNN: 1.1M page faults an epoch and a third of the
-// CPU time in the kernel; a plain PyTorch loop hits the same, intermittently,
-// in its OpenMP threads). One arena, with thresholds that keep step-sized
-// buffers mapped, brings that to 0.06M, run after run. It runs at
-// load time because an arena limit only binds threads that have not
-// allocated yet, and Go starts threads before any package initialiser. A
-// user who tunes malloc through the environment keeps their own settings.
-constexpr int kMmapThreshold = 32 << 20;   // glibc's own dynamic ceiling
-constexpr int kTrimThreshold = 256 << 20;  // free memory the heap may keep
+std::atomic<bool> channels_last{true};
 
-bool user_tuned_malloc() {
-  for (const char *v : {"GLIBC_TUNABLES", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
-                        "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX"})
-    if (std::getenv(v) != nullptr) return true;
-  return false;
-}
-
-__attribute__((constructor)) void tune_malloc() {
-  if (user_tuned_malloc()) return;
-  mallopt(M_ARENA_MAX, 1);
-  mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
-  mallopt(M_TRIM_THRESHOLD, kTrimThreshold);
-}
-
-}  // namespace
+}  // namespace gpt
 
 extern "C" {
 
 void gpt_free(void *p) { std::free(p); }
+
+gpt_err gpt_set_channels_last(int on) {
+  gpt::channels_last = on != 0;
+  return nullptr;
+}
+
+gpt_err gpt_tune_malloc(int arena_max, int64_t mmap_threshold, int64_t trim_threshold) {
+  GPT_TRY
+  if (mmap_threshold > INT_MAX || trim_threshold > INT_MAX)
+    return gpt::dup("tune_malloc: threshold exceeds INT_MAX");
+  // mallopt returns 0 when it refuses (a sanitizer's allocator, a libc
+  // without these knobs); then nothing is tuned and the caller is told.
+  if (arena_max > 0 && mallopt(M_ARENA_MAX, arena_max) == 0)
+    return gpt::dup("tune_malloc: mallopt(M_ARENA_MAX) refused");
+  if (mmap_threshold > 0 && mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold)) == 0)
+    return gpt::dup("tune_malloc: mallopt(M_MMAP_THRESHOLD) refused");
+  if (trim_threshold > 0 && mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold)) == 0)
+    return gpt::dup("tune_malloc: mallopt(M_TRIM_THRESHOLD) refused");
+  GPT_CATCH
+}
 
 gpt_err gpt_version(char **out) {
   GPT_TRY
@@ -101,18 +96,6 @@ gpt_err gpt_cuda_synchronize(int device) {
   auto t = at::zeros({1}, at::TensorOptions().device(c10::Device(c10::kCUDA, device < 0 ? 0 : device)));
   (void)t.sum().item<float>();
 #endif
-  GPT_CATCH
-}
-
-gpt_err gpt_no_grad_enter(void **guard) {
-  GPT_TRY
-  *guard = new at::NoGradGuard();
-  GPT_CATCH
-}
-
-gpt_err gpt_no_grad_exit(void *guard) {
-  GPT_TRY
-  delete static_cast<at::NoGradGuard *>(guard);
   GPT_CATCH
 }
 

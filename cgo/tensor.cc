@@ -89,38 +89,10 @@ gpt_err gpt_tensor_shape(gpt_tensor h, int64_t *dims, int cap, int *ndim) {
   GPT_CATCH
 }
 
-gpt_err gpt_tensor_dtype(gpt_tensor h, int *out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  *out = gpt::from_scalar(T(h).scalar_type());
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_device(gpt_tensor h, char **out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  *out = gpt::dup(T(h).device().str());
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_to(gpt_tensor h, const char *device, gpt_tensor *out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  *out = gpt::wrap(T(h).to(gpt::parse_device(device)));
-  GPT_CATCH
-}
-
 gpt_err gpt_tensor_to_dtype(gpt_tensor h, int dtype, gpt_tensor *out) {
   GPT_CHECK_HANDLE(h, "tensor")
   GPT_TRY
   *out = gpt::wrap(T(h).to(gpt::to_scalar(dtype)));
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_clone(gpt_tensor h, gpt_tensor *out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  *out = gpt::wrap(T(h).detach().clone());
   GPT_CATCH
 }
 
@@ -131,45 +103,6 @@ gpt_err gpt_tensor_index_select(gpt_tensor h, int dim, const int64_t *idx,
   auto index = at::empty({n}, at::kLong);
   if (n > 0) std::memcpy(index.data_ptr(), idx, n * sizeof(int64_t));
   *out = gpt::wrap(T(h).index_select(dim, index.to(T(h).device())));
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_narrow(gpt_tensor h, int dim, int64_t start, int64_t length,
-                          gpt_tensor *out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  *out = gpt::wrap(T(h).narrow(dim, start, length).clone());
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_binary(int op, gpt_tensor a, gpt_tensor b, gpt_tensor *out) {
-  GPT_CHECK_HANDLE(a, "tensor a")
-  GPT_CHECK_HANDLE(b, "tensor b")
-  GPT_TRY
-  at::Tensor r;
-  switch (op) {
-    case GPT_ADD: r = T(a) + T(b); break;
-    case GPT_SUB: r = T(a) - T(b); break;
-    case GPT_MUL: r = T(a) * T(b); break;
-    case GPT_DIV: r = T(a) / T(b); break;
-    default: return gpt::dup("unknown binary op " + std::to_string(op));
-  }
-  *out = gpt::wrap(std::move(r));
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_scalar(int op, gpt_tensor a, double s, gpt_tensor *out) {
-  GPT_CHECK_HANDLE(a, "tensor")
-  GPT_TRY
-  at::Tensor r;
-  switch (op) {
-    case GPT_ADD: r = T(a) + s; break;
-    case GPT_SUB: r = T(a) - s; break;
-    case GPT_MUL: r = T(a) * s; break;
-    case GPT_DIV: r = T(a) / s; break;
-    default: return gpt::dup("unknown scalar op " + std::to_string(op));
-  }
-  *out = gpt::wrap(std::move(r));
   GPT_CATCH
 }
 
@@ -186,74 +119,11 @@ gpt_err gpt_tensor_norm(gpt_tensor h, double p, const int64_t *dims, int ndims,
   GPT_CATCH
 }
 
-gpt_err gpt_tensor_reduce(int op, gpt_tensor h, const int64_t *dims, int ndims,
-                          int keepdim, gpt_tensor *out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  at::Tensor t = T(h);
-  at::Tensor r;
-  auto d = gpt::dims_of(dims, ndims);
-  bool kd = keepdim != 0;
-  switch (op) {
-    case GPT_SUM: r = ndims == 0 ? t.sum() : t.sum(d, kd); break;
-    case GPT_MEAN: r = ndims == 0 ? t.mean() : t.mean(d, kd); break;
-    case GPT_MAX:
-      if (ndims == 0) r = t.max();
-      else if (ndims == 1) r = std::get<0>(t.max(d[0], kd));
-      else return gpt::dup("max over several dims is not supported");
-      break;
-    case GPT_MIN:
-      if (ndims == 0) r = t.min();
-      else if (ndims == 1) r = std::get<0>(t.min(d[0], kd));
-      else return gpt::dup("min over several dims is not supported");
-      break;
-    default: return gpt::dup("unknown reduction " + std::to_string(op));
-  }
-  *out = gpt::wrap(std::move(r));
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_argmax(gpt_tensor h, int dim, int keepdim, gpt_tensor *out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  *out = gpt::wrap(T(h).argmax(dim, keepdim != 0));
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_cat(const gpt_tensor *ts, int n, int dim, gpt_tensor *out) {
-  GPT_TRY
-  std::vector<at::Tensor> v;
-  v.reserve(n);
-  for (int i = 0; i < n; i++) {
-    if (ts[i] == nullptr) return gpt::dup("cat: NULL tensor");
-    v.push_back(ts[i]->t);
-  }
-  *out = gpt::wrap(at::cat(v, dim));
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_zeros(const int64_t *shape, int ndim, int dtype,
-                         const char *device, gpt_tensor *out) {
-  GPT_TRY
-  *out = gpt::wrap(at::zeros(gpt::dims_of(shape, ndim),
-                             at::TensorOptions()
-                                 .dtype(gpt::to_scalar(dtype))
-                                 .device(gpt::parse_device(device))));
-  GPT_CATCH
-}
-
 gpt_err gpt_tensor_randn(const int64_t *shape, int ndim, const char *device,
                          gpt_tensor *out) {
   GPT_TRY
   *out = gpt::wrap(at::randn(gpt::dims_of(shape, ndim),
                              at::TensorOptions().device(gpt::parse_device(device))));
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_item(gpt_tensor h, double *out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  *out = T(h).item<double>();
   GPT_CATCH
 }
 
@@ -269,35 +139,6 @@ gpt_err gpt_tensor_max_abs_diff(gpt_tensor a, gpt_tensor b, double *maxdiff,
                     " vs " + c10::str(y.sizes()));
   *maxdiff = x.numel() == 0 ? 0 : (x - y).abs().max().item<double>();
   *maxabs = x.numel() == 0 ? 0 : x.abs().max().item<double>();
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_set_requires_grad(gpt_tensor h, int on) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  T(h).set_requires_grad(on != 0);
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_requires_grad(gpt_tensor h, int *out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  *out = T(h).requires_grad() ? 1 : 0;
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_grad(gpt_tensor h, gpt_tensor *out) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  const at::Tensor &g = T(h).grad();
-  *out = g.defined() ? gpt::wrap(g) : nullptr;
-  GPT_CATCH
-}
-
-gpt_err gpt_tensor_backward(gpt_tensor h) {
-  GPT_CHECK_HANDLE(h, "tensor")
-  GPT_TRY
-  T(h).backward();
   GPT_CATCH
 }
 

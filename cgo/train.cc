@@ -62,8 +62,7 @@ at::Tensor channels_last(const at::Tensor &x) {
 // throw on NHWC; the probe is one sample in eval mode without grad, so it
 // leaves no trace (no BatchNorm statistics update) whatever the answer.
 bool accepts_nhwc(gpt_module_s *h, const at::Tensor &x) {
-  static const bool forced_nchw = std::getenv("GOPRUNER_NCHW") != nullptr;
-  if (forced_nchw) return false;
+  if (!gpt::channels_last.load()) return false;
   if (h->nhwc >= 0) return h->nhwc == 1;
   std::vector<std::pair<torch::jit::Module, bool>> modes;
   for (const auto &sm : h->m.modules()) modes.emplace_back(sm, sm.is_training());
@@ -92,14 +91,6 @@ at::Tensor forward_logits(gpt_module_s *h, const at::Tensor &x) {
 
 extern "C" {
 
-gpt_err gpt_cross_entropy(gpt_tensor logits, gpt_tensor targets, gpt_tensor *out) {
-  GPT_CHECK_HANDLE(logits, "logits")
-  GPT_CHECK_HANDLE(targets, "targets")
-  GPT_TRY
-  *out = gpt::wrap(torch::nn::functional::cross_entropy(logits->t, targets->t));
-  GPT_CATCH
-}
-
 gpt_err gpt_optim_sgd(gpt_module m, double lr, double momentum, double weight_decay,
                       int nesterov, gpt_optim *out) {
   GPT_CHECK_HANDLE(m, "module")
@@ -115,20 +106,6 @@ gpt_err gpt_optim_adam(gpt_module m, double lr, double beta1, double beta2, doub
   GPT_TRY
   auto opts = torch::optim::AdamOptions(lr).betas({beta1, beta2}).eps(eps).weight_decay(weight_decay);
   *out = new gpt_optim_s{std::make_unique<torch::optim::Adam>(trainable(m->m), opts)};
-  GPT_CATCH
-}
-
-gpt_err gpt_optim_step(gpt_optim o) {
-  GPT_CHECK_HANDLE(o, "optimizer")
-  GPT_TRY
-  o->opt->step();
-  GPT_CATCH
-}
-
-gpt_err gpt_optim_zero_grad(gpt_optim o) {
-  GPT_CHECK_HANDLE(o, "optimizer")
-  GPT_TRY
-  drop_optimizer_grads(*o->opt);
   GPT_CATCH
 }
 
@@ -167,7 +144,7 @@ gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
 }
 
 gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_sum,
-                       int64_t *correct, int64_t *preds) {
+                       int64_t *correct, int64_t *preds, int64_t preds_cap) {
   GPT_CHECK_HANDLE(m, "module")
   GPT_CHECK_HANDLE(x, "input")
   GPT_CHECK_HANDLE(y, "targets")
@@ -180,6 +157,9 @@ gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_su
   *loss_sum = F::cross_entropy(logits, y->t, F::CrossEntropyFuncOptions().reduction(torch::kSum))
                   .item<double>();
   at::Tensor p = logits.argmax(1);
+  if (preds != nullptr && p.numel() > preds_cap)
+    return gpt::dup("eval_batch: " + std::to_string(p.numel()) + " predictions for a buffer of " +
+                    std::to_string(preds_cap));
   *correct = p.eq(y->t).sum().item<int64_t>();
   if (preds != nullptr) {
     at::Tensor pc = p.to(at::kCPU).to(at::kLong).contiguous();

@@ -27,7 +27,11 @@ type Module struct {
 
 func newModule(h C.gpt_module, dev Device) *Module {
 	m := &Module{h: h, dev: dev}
-	m.cleanup = runtime.AddCleanup(m, func(h C.gpt_module) { C.gpt_module_free(h) }, h)
+	m.cleanup = runtime.AddCleanup(m, func(h C.gpt_module) {
+		if cleanupMayFree(unsafe.Pointer(h)) {
+			C.gpt_module_free(h)
+		}
+	}, h)
 	return m
 }
 
@@ -91,7 +95,9 @@ func (m *Module) Save(path string) error {
 	}
 	cp := cstr(path)
 	defer freeC(cp)
-	return errFrom("save", C.gpt_module_save(h, cp))
+	err = errFrom("save", C.gpt_module_save(h, cp))
+	runtime.KeepAlive(m)
+	return err
 }
 
 // Bytes serialises the module to a TorchScript archive in memory.
@@ -102,7 +108,9 @@ func (m *Module) Bytes() ([]byte, error) {
 	}
 	var p unsafe.Pointer
 	var n C.size_t
-	if err := errFrom("save", C.gpt_module_save_bytes(h, &p, &n)); err != nil {
+	err = errFrom("save", C.gpt_module_save_bytes(h, &p, &n))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return nil, err
 	}
 	defer C.gpt_free(p)
@@ -117,7 +125,9 @@ func (m *Module) Clone() (*Module, error) {
 		return nil, err
 	}
 	var out C.gpt_module
-	if err := errFrom("clone", C.gpt_module_clone(h, &out)); err != nil {
+	err = errFrom("clone", C.gpt_module_clone(h, &out))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return nil, err
 	}
 	return newModule(out, m.dev), nil
@@ -132,7 +142,9 @@ func (m *Module) HasMethod(name string) (bool, error) {
 	cn := cstr(name)
 	defer freeC(cn)
 	var v C.int
-	if err := errFrom("has_method", C.gpt_module_has_method(h, cn, &v)); err != nil {
+	err = errFrom("has_method", C.gpt_module_has_method(h, cn, &v))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return false, err
 	}
 	return v != 0, nil
@@ -145,20 +157,9 @@ func (m *Module) Train(on bool) error {
 	if err != nil {
 		return err
 	}
-	return errFrom("train", C.gpt_module_train(h, cbool(on)))
-}
-
-// IsTraining reports the module's mode.
-func (m *Module) IsTraining() (bool, error) {
-	h, err := m.handle()
-	if err != nil {
-		return false, err
-	}
-	var v C.int
-	if err := errFrom("is_training", C.gpt_module_is_training(h, &v)); err != nil {
-		return false, err
-	}
-	return v != 0, nil
+	err = errFrom("train", C.gpt_module_train(h, cbool(on)))
+	runtime.KeepAlive(m)
+	return err
 }
 
 // BatchNormModes counts the BatchNorm calls in forward and, of those, the
@@ -171,25 +172,12 @@ func (m *Module) BatchNormModes() (fixed, total int, err error) {
 		return 0, 0, err
 	}
 	var f, n C.int
-	if err := errFrom("bn_modes", C.gpt_module_bn_modes(h, &f, &n)); err != nil {
+	err = errFrom("bn_modes", C.gpt_module_bn_modes(h, &f, &n))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return 0, 0, err
 	}
 	return int(f), int(n), nil
-}
-
-// To moves the module's parameters and buffers to a device.
-func (m *Module) To(d Device) error {
-	h, err := m.handle()
-	if err != nil {
-		return err
-	}
-	cd := cstr(d.String())
-	defer freeC(cd)
-	if err := errFrom("to", C.gpt_module_to(h, cd)); err != nil {
-		return err
-	}
-	m.dev = d
-	return nil
 }
 
 // SetThreads sets the libtorch thread count that calls on this module use
@@ -199,7 +187,9 @@ func (m *Module) SetThreads(n int) error {
 	if err != nil {
 		return err
 	}
-	return errFrom("set_threads", C.gpt_module_set_threads(h, C.int(n)))
+	err = errFrom("set_threads", C.gpt_module_set_threads(h, C.int(n)))
+	runtime.KeepAlive(m)
+	return err
 }
 
 // Forward runs forward on the inputs. A tuple or list result gives its first
@@ -214,7 +204,10 @@ func (m *Module) Forward(noGrad bool, inputs ...*Tensor) (*Tensor, error) {
 		return nil, err
 	}
 	var out C.gpt_tensor
-	if err := errFrom("forward", C.gpt_module_forward(h, p, C.int(len(hs)), cbool(noGrad), &out)); err != nil {
+	err = errFrom("forward", C.gpt_module_forward(h, p, C.int(len(hs)), cbool(noGrad), &out))
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(inputs)
+	if err != nil {
 		return nil, err
 	}
 	return newTensor(out), nil
@@ -226,7 +219,9 @@ func (m *Module) names(buffers bool) ([]string, error) {
 		return nil, err
 	}
 	var p *C.char
-	if err := errFrom("names", C.gpt_module_names(h, cbool(buffers), &p)); err != nil {
+	err = errFrom("names", C.gpt_module_names(h, cbool(buffers), &p))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return nil, err
 	}
 	s := strings.TrimRight(takeString(p), "\n")
@@ -252,7 +247,9 @@ func (m *Module) Get(name string) (*Tensor, error) {
 	cn := cstr(name)
 	defer freeC(cn)
 	var out C.gpt_tensor
-	if err := errFrom("get "+name, C.gpt_module_get(h, cn, &out)); err != nil {
+	err = errFrom("get "+name, C.gpt_module_get(h, cn, &out))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return nil, err
 	}
 	return newTensor(out), nil
@@ -270,45 +267,10 @@ func (m *Module) Set(name string, t *Tensor) error {
 	}
 	cn := cstr(name)
 	defer freeC(cn)
-	return errFrom("set "+name, C.gpt_module_set(h, cn, ht))
-}
-
-// GetInt reads an int attribute by dotted name.
-func (m *Module) GetInt(name string) (int64, error) {
-	h, err := m.handle()
-	if err != nil {
-		return 0, err
-	}
-	cn := cstr(name)
-	defer freeC(cn)
-	var v C.int64_t
-	if err := errFrom("get_int "+name, C.gpt_module_get_int(h, cn, &v)); err != nil {
-		return 0, err
-	}
-	return int64(v), nil
-}
-
-// SetInt writes an int attribute by dotted name.
-func (m *Module) SetInt(name string, v int64) error {
-	h, err := m.handle()
-	if err != nil {
-		return err
-	}
-	cn := cstr(name)
-	defer freeC(cn)
-	return errFrom("set_int "+name, C.gpt_module_set_int(h, cn, C.int64_t(v)))
-}
-
-// SetConvGroups sets the groups argument of the conv whose weight is
-// weightName (graph constants in TorchScript, hence a graph edit).
-func (m *Module) SetConvGroups(weightName string, groups int64) error {
-	h, err := m.handle()
-	if err != nil {
-		return err
-	}
-	cn := cstr(weightName)
-	defer freeC(cn)
-	return errFrom("set_conv_groups "+weightName, C.gpt_module_set_conv_groups(h, cn, C.int64_t(groups)))
+	err = errFrom("set "+name, C.gpt_module_set(h, cn, ht))
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(t)
+	return err
 }
 
 // Slice says which indices of each dimension of one tensor to keep.
@@ -375,6 +337,7 @@ func (m *Module) Prune(edits []Slice, groups map[string]int64) error {
 	err = errFrom("prune", C.gpt_module_prune(h, C.int(len(edits)), cStrings(names),
 		(*C.int64_t)(unsafe.Pointer(&off[0])), (*C.int64_t)(unsafe.Pointer(&spec[0])),
 		C.int(len(keys)), cStrings(convNames), (*C.int64_t)(unsafe.Pointer(&gv[0]))))
+	runtime.KeepAlive(m)
 	runtime.KeepAlive(off)
 	runtime.KeepAlive(spec)
 	runtime.KeepAlive(gv)
@@ -390,15 +353,6 @@ func cStrings(ps []*C.char) **C.char {
 	return &ps[0]
 }
 
-// ZeroGrad drops the gradients of all parameters.
-func (m *Module) ZeroGrad() error {
-	h, err := m.handle()
-	if err != nil {
-		return err
-	}
-	return errFrom("zero_grad", C.gpt_module_zero_grad(h))
-}
-
 // ExportIR traces forward once on the inputs (eval mode, no grad) and returns
 // the executed ops as "gopruner-ir/1" JSON (package internal/core/ir parses it).
 func (m *Module) ExportIR(inputs ...*Tensor) ([]byte, error) {
@@ -411,7 +365,10 @@ func (m *Module) ExportIR(inputs ...*Tensor) ([]byte, error) {
 		return nil, err
 	}
 	var js *C.char
-	if err := errFrom("export_ir", C.gpt_module_export_ir(h, p, C.int(len(hs)), &js)); err != nil {
+	err = errFrom("export_ir", C.gpt_module_export_ir(h, p, C.int(len(hs)), &js))
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(inputs)
+	if err != nil {
 		return nil, err
 	}
 	return []byte(takeString(js)), nil

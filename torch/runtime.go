@@ -9,8 +9,6 @@ import "C"
 
 import (
 	"fmt"
-	"runtime"
-	"unsafe"
 
 	"github.com/gopruner/gopruner/internal/core/device"
 )
@@ -68,19 +66,6 @@ func Synchronize(d Device) error {
 		return nil
 	}
 	return errFrom("cuda_synchronize", C.gpt_cuda_synchronize(C.int(d.Index)))
-}
-
-// NoGrad runs fn with autograd disabled. libtorch keeps grad mode per OS
-// thread, so the goroutine is pinned to its thread for the duration.
-func NoGrad(fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var g unsafe.Pointer
-	if err := errFrom("no_grad", C.gpt_no_grad_enter(&g)); err != nil {
-		return err
-	}
-	defer C.gpt_no_grad_exit(g)
-	return fn()
 }
 
 // LiveHandles reports the tensor and module handles not yet freed; leak

@@ -77,7 +77,11 @@ func newTensor(h C.gpt_tensor) *Tensor {
 		return nil
 	}
 	t := &Tensor{h: h}
-	t.cleanup = runtime.AddCleanup(t, func(h C.gpt_tensor) { C.gpt_tensor_free(h) }, h)
+	t.cleanup = runtime.AddCleanup(t, func(h C.gpt_tensor) {
+		if cleanupMayFree(unsafe.Pointer(h)) {
+			C.gpt_tensor_free(h)
+		}
+	}, h)
 	return t
 }
 
@@ -156,14 +160,16 @@ func (t *Tensor) Shape() ([]int64, error) {
 	}
 	dims := make([]int64, 16)
 	var nd C.int
-	if err := errFrom("shape", C.gpt_tensor_shape(h, (*C.int64_t)(unsafe.Pointer(&dims[0])), 16, &nd)); err != nil {
+	err = errFrom("shape", C.gpt_tensor_shape(h, (*C.int64_t)(unsafe.Pointer(&dims[0])), 16, &nd))
+	runtime.KeepAlive(t)
+	if err != nil {
 		return nil, err
 	}
 	return dims[:nd], nil
 }
 
-// Numel is the number of elements.
-func (t *Tensor) Numel() (int64, error) {
+// numel is the number of elements.
+func (t *Tensor) numel() (int64, error) {
 	s, err := t.Shape()
 	if err != nil {
 		return 0, err
@@ -175,48 +181,24 @@ func (t *Tensor) Numel() (int64, error) {
 	return n, nil
 }
 
-// DType is the element type.
-func (t *Tensor) DType() (DType, error) {
-	h, err := t.handle()
-	if err != nil {
-		return 0, err
-	}
-	var d C.int
-	if err := errFrom("dtype", C.gpt_tensor_dtype(h, &d)); err != nil {
-		return 0, err
-	}
-	return DType(d), nil
-}
-
-// Device is where the tensor lives, as libtorch spells it.
-func (t *Tensor) Device() (string, error) {
-	h, err := t.handle()
-	if err != nil {
-		return "", err
-	}
-	var p *C.char
-	if err := errFrom("device", C.gpt_tensor_device(h, &p)); err != nil {
-		return "", err
-	}
-	return takeString(p), nil
-}
-
 func (t *Tensor) copyOut(dt DType, ptr unsafe.Pointer, n int) error {
 	h, err := t.handle()
 	if err != nil {
 		return err
 	}
-	return errFrom("copy_data", C.gpt_tensor_copy_data(h, ptr, C.int64_t(n*dt.Size())))
+	err = errFrom("copy_data", C.gpt_tensor_copy_data(h, ptr, C.int64_t(n*dt.Size())))
+	runtime.KeepAlive(t)
+	return err
 }
 
 // Float32s copies the tensor (converted to float32, on the CPU) into Go memory.
 func (t *Tensor) Float32s() ([]float32, error) {
-	c, err := t.ToDType(Float32)
+	c, err := t.toDType(Float32)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	n, err := c.Numel()
+	n, err := c.numel()
 	if err != nil {
 		return nil, err
 	}
@@ -230,12 +212,12 @@ func (t *Tensor) Float32s() ([]float32, error) {
 
 // Float64s copies the tensor (converted to float64) into Go memory.
 func (t *Tensor) Float64s() ([]float64, error) {
-	c, err := t.ToDType(Float64)
+	c, err := t.toDType(Float64)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	n, err := c.Numel()
+	n, err := c.numel()
 	if err != nil {
 		return nil, err
 	}
@@ -247,52 +229,23 @@ func (t *Tensor) Float64s() ([]float64, error) {
 	return out, c.copyOut(Float64, p, int(n))
 }
 
-// Int64s copies the tensor (converted to int64) into Go memory.
-func (t *Tensor) Int64s() ([]int64, error) {
-	c, err := t.ToDType(Int64)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	n, err := c.Numel()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]int64, n)
-	var p unsafe.Pointer
-	if n > 0 {
-		p = unsafe.Pointer(&out[0])
-	}
-	return out, c.copyOut(Int64, p, int(n))
-}
-
 func (t *Tensor) unary(op string, f func(C.gpt_tensor, *C.gpt_tensor) C.gpt_err) (*Tensor, error) {
 	h, err := t.handle()
 	if err != nil {
 		return nil, err
 	}
 	var out C.gpt_tensor
-	if err := errFrom(op, f(h, &out)); err != nil {
+	err = errFrom(op, f(h, &out))
+	runtime.KeepAlive(t)
+	if err != nil {
 		return nil, err
 	}
 	return newTensor(out), nil
 }
 
-// To copies the tensor to a device.
-func (t *Tensor) To(d Device) (*Tensor, error) {
-	cs := cstr(d.String())
-	defer freeC(cs)
-	return t.unary("to", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err { return C.gpt_tensor_to(h, cs, o) })
-}
-
-// ToDType converts the element type.
-func (t *Tensor) ToDType(dt DType) (*Tensor, error) {
+// toDType converts the element type.
+func (t *Tensor) toDType(dt DType) (*Tensor, error) {
 	return t.unary("to_dtype", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err { return C.gpt_tensor_to_dtype(h, C.int(dt), o) })
-}
-
-// Clone is a detached deep copy.
-func (t *Tensor) Clone() (*Tensor, error) {
-	return t.unary("clone", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err { return C.gpt_tensor_clone(h, o) })
 }
 
 // IndexSelect keeps the given indices of dimension dim.
@@ -308,47 +261,6 @@ func (t *Tensor) IndexSelect(dim int, idx []int64) (*Tensor, error) {
 	return r, err
 }
 
-// Narrow copies length entries of dimension dim starting at start.
-func (t *Tensor) Narrow(dim int, start, length int64) (*Tensor, error) {
-	return t.unary("narrow", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err {
-		return C.gpt_tensor_narrow(h, C.int(dim), C.int64_t(start), C.int64_t(length), o)
-	})
-}
-
-func (t *Tensor) binary(op C.int, name string, u *Tensor) (*Tensor, error) {
-	hu, err := u.handle()
-	if err != nil {
-		return nil, err
-	}
-	return t.unary(name, func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err { return C.gpt_tensor_binary(op, h, hu, o) })
-}
-
-// Add is t + u (broadcasting).
-func (t *Tensor) Add(u *Tensor) (*Tensor, error) { return t.binary(C.GPT_ADD, "add", u) }
-
-// Sub is t - u.
-func (t *Tensor) Sub(u *Tensor) (*Tensor, error) { return t.binary(C.GPT_SUB, "sub", u) }
-
-// Mul is t * u.
-func (t *Tensor) Mul(u *Tensor) (*Tensor, error) { return t.binary(C.GPT_MUL, "mul", u) }
-
-// Div is t / u.
-func (t *Tensor) Div(u *Tensor) (*Tensor, error) { return t.binary(C.GPT_DIV, "div", u) }
-
-// MulScalar is t * s.
-func (t *Tensor) MulScalar(s float64) (*Tensor, error) {
-	return t.unary("mul_scalar", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err {
-		return C.gpt_tensor_scalar(C.GPT_MUL, h, C.double(s), o)
-	})
-}
-
-// AddScalar is t + s.
-func (t *Tensor) AddScalar(s float64) (*Tensor, error) {
-	return t.unary("add_scalar", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err {
-		return C.gpt_tensor_scalar(C.GPT_ADD, h, C.double(s), o)
-	})
-}
-
 // Norm is the p-norm over dims (all dims when empty).
 func (t *Tensor) Norm(p float64, dims []int64, keepdim bool) (*Tensor, error) {
 	dp, nd := cShape(dims)
@@ -357,50 +269,6 @@ func (t *Tensor) Norm(p float64, dims []int64, keepdim bool) (*Tensor, error) {
 	})
 	runtime.KeepAlive(dims)
 	return r, err
-}
-
-func (t *Tensor) reduce(op C.int, name string, dims []int64, keepdim bool) (*Tensor, error) {
-	dp, nd := cShape(dims)
-	r, err := t.unary(name, func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err {
-		return C.gpt_tensor_reduce(op, h, dp, nd, cbool(keepdim), o)
-	})
-	runtime.KeepAlive(dims)
-	return r, err
-}
-
-// Sum over dims (all when empty).
-func (t *Tensor) Sum(dims []int64, keepdim bool) (*Tensor, error) {
-	return t.reduce(C.GPT_SUM, "sum", dims, keepdim)
-}
-
-// Mean over dims (all when empty).
-func (t *Tensor) Mean(dims []int64, keepdim bool) (*Tensor, error) {
-	return t.reduce(C.GPT_MEAN, "mean", dims, keepdim)
-}
-
-// Max over one dim (all when empty).
-func (t *Tensor) Max(dims []int64, keepdim bool) (*Tensor, error) {
-	return t.reduce(C.GPT_MAX, "max", dims, keepdim)
-}
-
-// Argmax along dim.
-func (t *Tensor) Argmax(dim int, keepdim bool) (*Tensor, error) {
-	return t.unary("argmax", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err {
-		return C.gpt_tensor_argmax(h, C.int(dim), cbool(keepdim), o)
-	})
-}
-
-// Item is the value of a one-element tensor.
-func (t *Tensor) Item() (float64, error) {
-	h, err := t.handle()
-	if err != nil {
-		return 0, err
-	}
-	var v C.double
-	if err := errFrom("item", C.gpt_tensor_item(h, &v)); err != nil {
-		return 0, err
-	}
-	return float64(v), nil
 }
 
 // MaxAbsDiff returns max|t-u| and max|t|, for equivalence checks.
@@ -414,76 +282,13 @@ func (t *Tensor) MaxAbsDiff(u *Tensor) (diff, scale float64, err error) {
 		return 0, 0, err
 	}
 	var d, s C.double
-	if err := errFrom("max_abs_diff", C.gpt_tensor_max_abs_diff(h, hu, &d, &s)); err != nil {
+	err = errFrom("max_abs_diff", C.gpt_tensor_max_abs_diff(h, hu, &d, &s))
+	runtime.KeepAlive(t)
+	runtime.KeepAlive(u)
+	if err != nil {
 		return 0, 0, err
 	}
 	return float64(d), float64(s), nil
-}
-
-// SetRequiresGrad marks the tensor as an autograd leaf (or not).
-func (t *Tensor) SetRequiresGrad(on bool) error {
-	h, err := t.handle()
-	if err != nil {
-		return err
-	}
-	return errFrom("set_requires_grad", C.gpt_tensor_set_requires_grad(h, cbool(on)))
-}
-
-// RequiresGrad reports whether autograd tracks the tensor.
-func (t *Tensor) RequiresGrad() (bool, error) {
-	h, err := t.handle()
-	if err != nil {
-		return false, err
-	}
-	var v C.int
-	if err := errFrom("requires_grad", C.gpt_tensor_requires_grad(h, &v)); err != nil {
-		return false, err
-	}
-	return v != 0, nil
-}
-
-// Grad is the accumulated gradient, or nil when there is none.
-func (t *Tensor) Grad() (*Tensor, error) {
-	return t.unary("grad", func(h C.gpt_tensor, o *C.gpt_tensor) C.gpt_err { return C.gpt_tensor_grad(h, o) })
-}
-
-// Backward runs autograd from this scalar.
-func (t *Tensor) Backward() error {
-	h, err := t.handle()
-	if err != nil {
-		return err
-	}
-	return errFrom("backward", C.gpt_tensor_backward(h))
-}
-
-// Cat concatenates tensors along dim.
-func Cat(ts []*Tensor, dim int) (*Tensor, error) {
-	if len(ts) == 0 {
-		return nil, fmt.Errorf("cat: no tensors")
-	}
-	hs, p, err := tensorHandles(ts)
-	if err != nil {
-		return nil, err
-	}
-	var out C.gpt_tensor
-	if err := errFrom("cat", C.gpt_tensor_cat(p, C.int(len(hs)), C.int(dim), &out)); err != nil {
-		return nil, err
-	}
-	return newTensor(out), nil
-}
-
-// Zeros makes a zero tensor.
-func Zeros(shape []int64, dt DType, d Device) (*Tensor, error) {
-	cs := cstr(d.String())
-	defer freeC(cs)
-	sp, nd := cShape(shape)
-	var out C.gpt_tensor
-	err := errFrom("zeros", C.gpt_tensor_zeros(sp, nd, C.int(dt), cs, &out))
-	runtime.KeepAlive(shape)
-	if err != nil {
-		return nil, err
-	}
-	return newTensor(out), nil
 }
 
 // Randn makes a standard-normal float32 tensor from libtorch's generator.
@@ -517,17 +322,6 @@ type Scope struct {
 func (s *Scope) Add(t *Tensor) *Tensor {
 	if t != nil {
 		s.ts = append(s.ts, t)
-	}
-	return t
-}
-
-// Keep removes t from the scope, so it survives Close.
-func (s *Scope) Keep(t *Tensor) *Tensor {
-	for i, u := range s.ts {
-		if u == t {
-			s.ts = append(s.ts[:i], s.ts[i+1:]...)
-			break
-		}
 	}
 	return t
 }

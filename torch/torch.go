@@ -10,6 +10,14 @@
 // GC timing is no memory policy. Scope collects the temporaries of a step so
 // one deferred call frees them all.
 //
+// Because the cleanup frees the handle once its Go owner is unreachable,
+// every call that hands a handle to C keeps the owner reachable until C
+// returns: the pattern is `h, err := x.handle()`, the C call, then
+// runtime.KeepAlive(x) (or keepAlive for several). Without it the compiler
+// may treat x as dead as soon as h is loaded, and a caller that dropped its
+// last reference (relying on the safety net) could see the handle freed in
+// the middle of the call. TestNoFreeDuringCall checks this under GOGC=1.
+//
 // Goroutines: a Tensor or Optimizer may be used from any goroutine, but never
 // from two at once. A Module must be used by one goroutine at a time; cart
 // workers each own their own Module (see Module.Clone). Calls do not depend
@@ -26,7 +34,9 @@ import "C"
 
 import (
 	"errors"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -82,4 +92,22 @@ func takeString(p *C.char) string {
 	s := C.GoString(p)
 	C.gpt_free(unsafe.Pointer(p))
 	return s
+}
+
+// cleanupHook is nil outside tests. A test sets it to watch the safety-net
+// cleanups: it sees each handle a cleanup is about to free and may veto the
+// free (the test then reports the use-after-free it would have been).
+var cleanupHook atomic.Pointer[func(h unsafe.Pointer) bool]
+
+func cleanupMayFree(h unsafe.Pointer) bool {
+	f := cleanupHook.Load()
+	return f == nil || (*f)(h)
+}
+
+// keepAlive keeps each handle owner reachable up to this point; call it
+// after the C call that used their handles.
+func keepAlive(owners ...any) {
+	for _, o := range owners {
+		runtime.KeepAlive(o)
+	}
 }

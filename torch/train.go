@@ -14,23 +14,6 @@ import (
 	"unsafe"
 )
 
-// CrossEntropy is the mean cross-entropy of logits [N,C] against targets [N].
-func CrossEntropy(logits, targets *Tensor) (*Tensor, error) {
-	hl, err := logits.handle()
-	if err != nil {
-		return nil, err
-	}
-	ht, err := targets.handle()
-	if err != nil {
-		return nil, err
-	}
-	var out C.gpt_tensor
-	if err := errFrom("cross_entropy", C.gpt_cross_entropy(hl, ht, &out)); err != nil {
-		return nil, err
-	}
-	return newTensor(out), nil
-}
-
 // Optimizer updates a module's parameters. It holds the parameter tensors
 // the module had when it was made: after surgery, make a new one.
 type Optimizer struct {
@@ -40,7 +23,11 @@ type Optimizer struct {
 
 func newOptim(h C.gpt_optim) *Optimizer {
 	o := &Optimizer{h: h}
-	o.cleanup = runtime.AddCleanup(o, func(h C.gpt_optim) { C.gpt_optim_free(h) }, h)
+	o.cleanup = runtime.AddCleanup(o, func(h C.gpt_optim) {
+		if cleanupMayFree(unsafe.Pointer(h)) {
+			C.gpt_optim_free(h)
+		}
+	}, h)
 	return o
 }
 
@@ -60,7 +47,9 @@ func NewSGD(m *Module, o SGDOptions) (*Optimizer, error) {
 		return nil, fmt.Errorf("sgd: nesterov needs momentum > 0")
 	}
 	var out C.gpt_optim
-	if err := errFrom("sgd", C.gpt_optim_sgd(h, C.double(o.LR), C.double(o.Momentum), C.double(o.WeightDecay), cbool(o.Nesterov), &out)); err != nil {
+	err = errFrom("sgd", C.gpt_optim_sgd(h, C.double(o.LR), C.double(o.Momentum), C.double(o.WeightDecay), cbool(o.Nesterov), &out))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return nil, err
 	}
 	return newOptim(out), nil
@@ -88,7 +77,9 @@ func NewAdam(m *Module, o AdamOptions) (*Optimizer, error) {
 		o.Eps = 1e-8
 	}
 	var out C.gpt_optim
-	if err := errFrom("adam", C.gpt_optim_adam(h, C.double(o.LR), C.double(o.Beta1), C.double(o.Beta2), C.double(o.Eps), C.double(o.WeightDecay), &out)); err != nil {
+	err = errFrom("adam", C.gpt_optim_adam(h, C.double(o.LR), C.double(o.Beta1), C.double(o.Beta2), C.double(o.Eps), C.double(o.WeightDecay), &out))
+	runtime.KeepAlive(m)
+	if err != nil {
 		return nil, err
 	}
 	return newOptim(out), nil
@@ -111,31 +102,15 @@ func (o *Optimizer) handle() (C.gpt_optim, error) {
 	return o.h, nil
 }
 
-// Step applies one update from the accumulated gradients.
-func (o *Optimizer) Step() error {
-	h, err := o.handle()
-	if err != nil {
-		return err
-	}
-	return errFrom("optim_step", C.gpt_optim_step(h))
-}
-
-// ZeroGrad clears the gradients of the optimizer's parameters.
-func (o *Optimizer) ZeroGrad() error {
-	h, err := o.handle()
-	if err != nil {
-		return err
-	}
-	return errFrom("optim_zero_grad", C.gpt_optim_zero_grad(h))
-}
-
 // SetLR changes the learning rate of every parameter group.
 func (o *Optimizer) SetLR(lr float64) error {
 	h, err := o.handle()
 	if err != nil {
 		return err
 	}
-	return errFrom("optim_set_lr", C.gpt_optim_set_lr(h, C.double(lr)))
+	err = errFrom("optim_set_lr", C.gpt_optim_set_lr(h, C.double(lr)))
+	runtime.KeepAlive(o)
+	return err
 }
 
 // TrainStep runs one whole step in libtorch: zero_grad, forward,
@@ -160,14 +135,17 @@ func TrainStep(m *Module, o *Optimizer, x, y *Tensor) (loss float64, correct int
 	}
 	var l C.double
 	var c C.int64_t
-	if err := errFrom("train_step", C.gpt_train_step(hm, ho, hx, hy, &l, &c)); err != nil {
+	err = errFrom("train_step", C.gpt_train_step(hm, ho, hx, hy, &l, &c))
+	keepAlive(m, o, x, y)
+	if err != nil {
 		return 0, 0, err
 	}
 	return float64(l), int64(c), nil
 }
 
 // EvalBatch evaluates one batch without grad: summed loss, correct count,
-// and the predicted class of each sample when preds is non-nil (len N).
+// and the predicted class of each sample when preds is non-nil (len N; an
+// error when the model gives more rows than preds holds).
 func EvalBatch(m *Module, x, y *Tensor, preds []int64) (lossSum float64, correct int64, err error) {
 	hm, err := m.handle()
 	if err != nil {
@@ -187,7 +165,8 @@ func EvalBatch(m *Module, x, y *Tensor, preds []int64) (lossSum float64, correct
 	}
 	var l C.double
 	var c C.int64_t
-	err = errFrom("eval_batch", C.gpt_eval_batch(hm, hx, hy, &l, &c, p))
+	err = errFrom("eval_batch", C.gpt_eval_batch(hm, hx, hy, &l, &c, p, C.int64_t(len(preds))))
+	keepAlive(m, x, y)
 	runtime.KeepAlive(preds)
 	if err != nil {
 		return 0, 0, err
@@ -236,6 +215,7 @@ func (a *TaylorAccumulator) Add(m *Module, x, y *Tensor) (float64, error) {
 	var l C.double
 	// C fills in the handles it creates on the first call.
 	err = errFrom("taylor", C.gpt_taylor_accumulate(hm, hx, hy, C.int(len(a.names)), cStrings(cn), &a.acc[0], &l))
+	keepAlive(m, x, y)
 	if err != nil {
 		return 0, err
 	}
