@@ -42,12 +42,12 @@ const (
 )
 
 // DefaultSettings are the settings the package starts with: channels-last
-// unless GOPRUNER_NCHW is set (to anything), and malloc tuning unless the
-// environment tunes malloc itself (GLIBC_TUNABLES or MALLOC_*_), in which
-// case the user's own settings stand.
+// (a program turns it off from its configuration: gopruner's `nchw` key),
+// and malloc tuning unless the environment tunes malloc itself
+// (GLIBC_TUNABLES or MALLOC_*_), in which case the user's own settings
+// stand.
 func DefaultSettings() Settings {
-	_, nchw := os.LookupEnv("GOPRUNER_NCHW")
-	return Settings{ChannelsLast: !nchw, MallocTuning: !userTunedMalloc()}
+	return Settings{ChannelsLast: true, MallocTuning: !userTunedMalloc()}
 }
 
 func userTunedMalloc() bool {

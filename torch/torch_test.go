@@ -656,19 +656,18 @@ func math32bits(v []float32) []uint32 {
 	return out
 }
 
-// TestSettings: the defaults follow the environment (GOPRUNER_NCHW turns
-// channels-last off; a malloc the user tunes is left alone), and with
-// channels-last off the steps still give the plain forward's loss.
+// TestSettings: the defaults follow the environment (a malloc the user
+// tunes is left alone; channels-last is on, the program's configuration
+// turns it off), and with channels-last off the steps still give the plain
+// forward's loss.
 func TestSettings(t *testing.T) {
-	t.Setenv("GOPRUNER_NCHW", "1")
 	t.Setenv("MALLOC_ARENA_MAX", "4")
-	if s := DefaultSettings(); s.ChannelsLast || s.MallocTuning {
-		t.Errorf("defaults with GOPRUNER_NCHW and MALLOC_ARENA_MAX set: %+v", s)
+	if s := DefaultSettings(); !s.ChannelsLast || s.MallocTuning {
+		t.Errorf("defaults with MALLOC_ARENA_MAX set: %+v", s)
 	}
-	os.Unsetenv("GOPRUNER_NCHW")
 	os.Unsetenv("MALLOC_ARENA_MAX")
 	if s := DefaultSettings(); !s.ChannelsLast {
-		t.Errorf("defaults without GOPRUNER_NCHW: %+v", s)
+		t.Errorf("defaults: %+v", s)
 	}
 	old := CurrentSettings()
 	defer func() {

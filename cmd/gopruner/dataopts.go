@@ -57,6 +57,13 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	for _, w := range c.Warnings {
 		fmt.Fprintln(cmd.ErrOrStderr(), "gopruner: warning: "+w)
 	}
+	// The bridge's layout policy comes from the configuration (nchw, or
+	// GOPRUNER_NCHW); malloc tuning was settled when the library loaded.
+	s := torch.CurrentSettings()
+	s.ChannelsLast = !c.NCHW
+	if err := torch.Configure(s); err != nil {
+		return nil, fmt.Errorf("bridge settings: %w", err)
+	}
 	return c, nil
 }
 

@@ -74,6 +74,7 @@ type Config struct {
 
 	Device  string // [device] "cpu", "cuda" or "cuda:N"
 	Threads int    // [threads] intra-op threads, 0 = libtorch's choice
+	NCHW    bool   // [nchw] never feed channels-last batches
 	Seed    int64  // [seed]
 	Workers int    // [workers] image decode workers, 0 = one per CPU
 
