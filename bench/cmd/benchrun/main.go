@@ -18,6 +18,9 @@
 //     fine-tune budget, and one NetAdapt iteration at 1 and 2 cart slots;
 //  6. scaling: prune and analysis time against the IR's op count.
 //
+// Each benchmark lives in its own file, benchN_*.go; prunerun.go holds the
+// prune runs several of them share.
+//
 // Only the standard library: benchrun needs no cgo and no libtorch itself.
 package main
 
