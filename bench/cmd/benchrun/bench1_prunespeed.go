@@ -21,7 +21,7 @@ func (b *bench) pruneSpeed(s *section) error {
 		hdr = append(hdr, ph+" ms")
 	}
 	hdr = append(hdr, "other ms", "Python floor (import + jit.load)", "floor RSS", "floor + 1 forward", "wall / floor", "wall w/o latency check", "w/o latency check / floor", "w/o latency check / (floor + forward)")
-	t := s.addTable("gopruner prune --algorithm L2Norm --P 0.5 --finetune=false --input-shape 1,3,224,224 (phases from the run's \"timings\" log line; "+
+	t := s.addTable("gopruner prune --algorithm L2Norm --P 0.5 --finetune=false --input-shape 1,3,224,224 (phases from the run's summary.json timings; "+
 		"\"other\" = process start, libtorch loading, config, exit)", hdr...)
 	var gp, ref, rat, ratWork []string
 	var errs []string

@@ -9,11 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/flops"
+	"github.com/gopruner/gopruner/internal/fixtures"
 )
 
 // 2. MACs accuracy.
 
-type flopsJSON struct {
+// counts is what results.json keeps of a MACs/params count.
+type counts struct {
 	MACs   int64 `json:"macs"`
 	Params int64 `json:"params"`
 }
@@ -23,22 +27,23 @@ func (b *bench) macsAccuracy(s *section) error {
 	t := s.addTable("gopruner flops --json vs the fixture sidecar (scripts/flopcount.py on the eager nn.Module, ptflops formulas)",
 		"model", "gopruner MACs", "formula MACs", "MACs diff", "MACs rel. error", "gopruner params", "sidecar params", "params rel. error", "flops wall")
 	type row struct {
-		Gopruner  flopsJSON `json:"gopruner"`
-		Reference flopsJSON `json:"reference"`
-		MACsErr   float64   `json:"macs_rel_err"`
-		ParamsErr float64   `json:"params_rel_err"`
-		WallS     float64   `json:"wall_s"`
+		Gopruner  counts  `json:"gopruner"`
+		Reference counts  `json:"reference"`
+		MACsErr   float64 `json:"macs_rel_err"`
+		ParamsErr float64 `json:"params_rel_err"`
+		WallS     float64 `json:"wall_s"`
 	}
 	data := map[string]row{}
 	s.Data = data
 	worstM, worstP := 0.0, 0.0
 	var errs, differ []string
 	for _, m := range models {
-		var want flopsJSON
+		var meta fixtures.Meta // the sidecar scripts/make_fixtures.py writes
 		raw, err := os.ReadFile(filepath.Join(b.o.fixtures, m+"_scripted.json"))
 		if err == nil {
-			err = json.Unmarshal(raw, &want)
+			err = json.Unmarshal(raw, &meta)
 		}
+		want := counts{meta.MACs, meta.Params}
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s sidecar: %v", m, err))
 			continue
@@ -47,10 +52,11 @@ func (b *bench) macsAccuracy(s *section) error {
 		if err == nil {
 			err = p.ok()
 		}
-		var got flopsJSON
+		var res flops.Result // exactly `gopruner flops --json`
 		if err == nil {
-			err = json.Unmarshal(p.Stdout, &got)
+			err = json.Unmarshal(p.Stdout, &res)
 		}
+		got := counts{res.MACs, res.Params}
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", m, err))
 			t.add(m, "error: "+err.Error())

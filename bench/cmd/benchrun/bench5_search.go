@@ -8,36 +8,21 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/summary"
 )
 
 // 5. Search: my_pruning (NetAdapt) vs L2Norm one-shot + the same fine-tune
 // budget, and the wall time of one NetAdapt iteration at 1 and 2 cart slots.
 
-type summaryJSON struct {
-	MACsBefore int64    `json:"macs_before"`
-	MACsAfter  int64    `json:"macs_after"`
-	AccBefore  *float64 `json:"acc_before"`
-	AccAfter   *float64 `json:"acc_after"`
-	Iterations []struct {
-		Candidates int `json:"candidates"`
-	} `json:"iterations"`
-	Reached bool    `json:"target_reached"`
-	Seconds float64 `json:"seconds"`
-	Latency []struct {
-		Batch    int64   `json:"batch"`
-		BeforeMs float64 `json:"before_ms"`
-		AfterMs  float64 `json:"after_ms"`
-	} `json:"latency"`
-}
-
 // searchRun is one pruning run of the search benchmark.
 type searchRun struct {
-	Name       string       `json:"name"`
-	Proc       *proc        `json:"process"`
-	Summary    *summaryJSON `json:"summary"`
-	TrainSteps int          `json:"train_steps"` // fine-tune batches in all
-	// IterationS is the wall time of each NetAdapt iteration, from the
-	// arrival of its log lines (my_pruning only).
+	Name       string           `json:"name"`
+	Proc       *proc            `json:"process"`
+	Summary    *summary.Summary `json:"summary"`
+	TrainSteps int              `json:"train_steps"` // fine-tune batches in all
+	// IterationS is the wall time of each NetAdapt iteration, from
+	// summary.json (my_pruning only).
 	IterationS []float64 `json:"iteration_s,omitempty"`
 }
 
@@ -68,17 +53,13 @@ func (b *bench) myPruning(name, model, ds string, p float64, cart string, longEp
 		return nil, err
 	}
 	sr := &searchRun{Name: name, Proc: pr}
-	if sr.Summary, err = readJSON[summaryJSON](filepath.Join(b.o.out, "exp", name, "summary.json")); err != nil {
+	if sr.Summary, err = readJSON[summary.Summary](filepath.Join(b.o.out, "exp", name, "summary.json")); err != nil {
 		return nil, err
 	}
-	// One iteration: from the unpruned model's validation (or the previous
-	// iteration) to the iteration's "done" line.
-	_, t0, ok := pr.logEvent("my_pruning: accuracy of the unpruned model")
-	if ok {
-		prev := t0
-		for _, ev := range pr.logEvents("my_pruning: iteration done") {
-			sr.IterationS = append(sr.IterationS, (ev.at - prev).Seconds())
-			prev = ev.at
+	// One iteration: from its start to its checkpoint, as the run timed it.
+	for _, it := range sr.Summary.Iterations {
+		if it.Seconds > 0 {
+			sr.IterationS = append(sr.IterationS, it.Seconds)
 		}
 	}
 	return sr, nil
@@ -140,7 +121,7 @@ func (b *bench) search(s *section) error {
 	var l2 *searchRun
 	if err == nil {
 		l2 = &searchRun{Name: name, Proc: lp, TrainSteps: epochs * stepsPerEpoch}
-		l2.Summary, err = readJSON[summaryJSON](filepath.Join(b.o.out, "exp", name, "summary.json"))
+		l2.Summary, err = readJSON[summary.Summary](filepath.Join(b.o.out, "exp", name, "summary.json"))
 	}
 	if err != nil {
 		t.add("L2Norm one-shot + fine-tune", "error: "+err.Error())
@@ -168,7 +149,7 @@ func (b *bench) search(s *section) error {
 	// One NetAdapt iteration at 2 cart slots: the same first iteration as
 	// above (same model, same candidates), stopped after it (P below one
 	// step, no long-term fine-tune).
-	it := s.addTable("wall time of one NetAdapt iteration (the first: every candidate cut, short-term fine-tuned and validated; from the log lines' arrival); the 2-slot run gives each slot 1 of the 2 threads",
+	it := s.addTable("wall time of one NetAdapt iteration (the first: every candidate cut, short-term fine-tuned and validated; summary.json's iteration seconds); the 2-slot run gives each slot 1 of the 2 threads",
 		"cart", "slots", "iteration 1", "mean iteration", "speed-up")
 	it1 := first(mp.IterationS)
 	it.add("cpu", "1", secStr(it1), secStr(mean(mp.IterationS)), "1.00×")

@@ -21,7 +21,10 @@
 // Each benchmark lives in its own file, benchN_*.go; prunerun.go holds the
 // prune runs several of them share.
 //
-// Only the standard library: benchrun needs no cgo and no libtorch itself.
+// No cgo: benchrun needs no libtorch itself. It reads gopruner's outputs
+// with the project's own pure types: summary.json as internal/core/summary,
+// plan.json as internal/core/plan, `gopruner flops --json` as
+// internal/core/flops, the fixture sidecars as internal/fixtures.
 package main
 
 import (

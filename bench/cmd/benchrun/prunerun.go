@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/plan"
+	"github.com/gopruner/gopruner/internal/core/summary"
 )
 
 // The prune runs several benchmarks share, the Python floor, JSON files.
 
-// phaseOrder is the order of the prune run's "timings" log fields.
+// phaseOrder is the order of the phases in summary.json's timings
+// (summary.Timings), as the prune command runs them.
 var phaseOrder = []string{"load", "ir_export", "analysis", "scoring", "search", "surgery", "save", "latency", "report"}
 
 // workPhases are the phases that pruning itself needs (the rest is the
@@ -28,7 +31,7 @@ type pruneRun struct {
 	PhaseMs map[string]float64 `json:"phase_ms"`
 	TotalMs float64            `json:"total_ms"` // gopruner's own, from prepare to the end
 	IROps   int                `json:"ir_ops"`
-	Plan    *planInfo          `json:"plan"`
+	Plan    planInfo           `json:"plan"`
 	WallsS  []float64          `json:"walls_s"` // every repetition
 	// LatencyCheck is the prune command's own before/after latency
 	// (batch 1, the two models interleaved in one process).
@@ -56,6 +59,7 @@ func (p *pruneRun) workMs() float64 {
 	return t
 }
 
+// planInfo is what results.json keeps of the run's plan.json.
 type planInfo struct {
 	MACsBefore   int64 `json:"macs_before"`
 	MACsAfter    int64 `json:"macs_after"`
@@ -110,9 +114,13 @@ func (b *bench) prune(name, modelPath string, alf int) (*pruneRun, error) {
 		if err := p.ok(); err != nil {
 			return nil, err
 		}
-		ev, _, ok := p.logEvent("timings")
-		if !ok {
-			return nil, fmt.Errorf("prune %s: no \"timings\" log line (is bin/gopruner older than cmd/gopruner/prune.go?)", name)
+		sum, err := readJSON[summary.Summary](filepath.Join(b.o.out, "exp", run, "summary.json"))
+		if err != nil {
+			return nil, err
+		}
+		tm := sum.Timings
+		if tm == nil {
+			return nil, fmt.Errorf("prune %s: summary.json has no timings (is bin/gopruner older than cmd/gopruner/timings.go?)", name)
 		}
 		if pr == nil {
 			pr = &pruneRun{Model: name, Alf: alf, Out: out, Proc: p, PhaseMs: map[string]float64{}}
@@ -121,33 +129,27 @@ func (b *bench) prune(name, modelPath string, alf int) (*pruneRun, error) {
 		}
 		pr.WallsS = append(pr.WallsS, round(p.WallS, 3))
 		// Each phase's fastest count: load on the machine only ever adds.
-		for k, v := range ev {
-			f, ok := v.(float64)
-			if !ok || !strings.HasSuffix(k, "_ms") || k == "total_ms" {
-				continue
-			}
-			k = strings.TrimSuffix(k, "_ms")
+		for k, f := range tm.PhaseMs {
 			if old, seen := pr.PhaseMs[k]; !seen || f < old {
 				pr.PhaseMs[k] = f
 			}
 		}
-		if tot, ok := num(ev, "total_ms"); ok && (pr.TotalMs == 0 || tot < pr.TotalMs) {
-			pr.TotalMs = tot
+		if pr.TotalMs == 0 || tm.TotalMs < pr.TotalMs {
+			pr.TotalMs = tm.TotalMs
 		}
-		if n, ok := num(ev, "ir_ops"); ok {
-			pr.IROps = int(n)
-		}
-		if sum, err := readJSON[summaryJSON](filepath.Join(b.o.out, "exp", run, "summary.json")); err == nil && len(sum.Latency) > 0 {
+		pr.IROps = tm.IROps
+		if len(sum.Latency) > 0 {
 			l := sum.Latency[0]
 			if pr.LatencyCheck == nil || l.AfterMs+l.BeforeMs < pr.LatencyCheck.AfterMs+pr.LatencyCheck.BeforeMs {
 				pr.LatencyCheck = &latencyCheck{l.Batch, l.BeforeMs, l.AfterMs}
 			}
 		}
 	}
-	var err error
-	if pr.Plan, err = readJSON[planInfo](planPath); err != nil {
+	pl, err := plan.Read(planPath)
+	if err != nil {
 		return nil, err
 	}
+	pr.Plan = planInfo{pl.MACsBefore, pl.MACsAfter, pl.ParamsBefore, pl.ParamsAfter}
 	b.prunes[key] = pr
 	return pr, nil
 }
