@@ -55,8 +55,6 @@ type options struct {
 	searchShort     int
 	searchLong      int
 	searchAlf       int
-	searchTrainN    int
-	searchValN      int
 	trainN, valN    int
 	latRuns1        int
 	latWarm1        int
