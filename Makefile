@@ -100,19 +100,18 @@ test-go:
 test-fuzz:
 	@bash scripts/fuzz.sh 10s
 
-# ---- race detector on the libtorch side --------------------------------------
-# Where the concurrency is: the cart slots evaluating candidates at once with
-# real libtorch (mypruning), and the CLI's my_pruning flow run through a
-# -race build of the binary (cmd/gopruner's tests run the binary). Chosen
-# tests only, a few minutes in all; GORACE makes the first race fatal.
-RACE_MYPRUNING ?= ^TestSlotsSameChoices$$
+# ---- race detector on the CLI -------------------------------------------------
+# internal/pipeline's concurrent search (cart slots) runs under -race with the
+# fake engine in test-go's race pass over the pure packages. Here the real
+# thing: the CLI's my_pruning flow through a -race build of the binary
+# (cmd/gopruner's tests run the binary), chosen tests only, a few minutes.
+# GORACE makes the first race fatal (exit 66), which the tests report.
 RACE_CMD ?= ^TestWriteFailureKeepsLastCheckpoint$$
 .PHONY: test-race
 test-race:
 	@mkdir -p bin
 	$(GO) build -race $(GOFLAGS_BUILD) -o bin/gopruner-race ./cmd/gopruner
 	GORACE=halt_on_error=1 $(TEST_ENV) GOPRUNER_BIN=$(CURDIR)/bin/gopruner-race $(GO) test -count=1 -race -timeout 20m -run '$(RACE_CMD)' ./cmd/gopruner
-	GORACE=halt_on_error=1 $(TEST_ENV) $(GO) test -count=1 -race -timeout 20m -run '$(RACE_MYPRUNING)' ./internal/torchengine/mypruning
 
 # ---- habits: gofmt, vet, staticcheck, the inner loop ------------------------
 # staticcheck is pinned and installed from the Go module proxy into .cache.
