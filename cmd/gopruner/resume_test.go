@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/fixtures"
 	"github.com/gopruner/gopruner/third_party/mnist"
 )
 
@@ -26,7 +27,7 @@ func goMNIST(t *testing.T) fs.FS {
 	t.Helper()
 	dir, err := data.LocateGoMNIST()
 	if err != nil {
-		t.Skipf("GoMNIST: %v", err)
+		fixtures.Missing(t, "GoMNIST: %v", err)
 	}
 	return os.DirFS(dir)
 }

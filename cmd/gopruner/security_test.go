@@ -30,7 +30,7 @@ func secModel(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("demo model democnn.pt not found")
+	fixtures.Missing(t, "demo model democnn.pt not found")
 	return ""
 }
 

@@ -221,7 +221,9 @@ func smallOptions(t *testing.T) MyPruningOptions {
 }
 
 // TestSlotsSameChoices checks that two cpu slots choose what one does at
-// the same per-slot thread count, and that candidates really overlap.
+// the same per-slot thread count. That the slots run candidates at once is
+// the scheduler's property, proven without timing in netadapt's
+// TestConcurrentSlots; this test compares the choices only.
 func TestSlotsSameChoices(t *testing.T) {
 	tr, val, b := setup(t)
 	am := analyzed(t, b)
@@ -236,17 +238,11 @@ func TestSlotsSameChoices(t *testing.T) {
 
 	two := smallOptions(t)
 	two.Slots, two.Threads = []string{"cpu", "cpu"}, 2
-	type span struct{ start, end time.Time }
 	var mu sync.Mutex
-	spans := map[[2]int]*span{}
-	two.Hooks.OnCandidateStart = func(_ int, c netadapt.Candidate) {
-		mu.Lock()
-		spans[[2]int{c.Iteration, c.Group}] = &span{start: time.Now()}
-		mu.Unlock()
-	}
+	perSlot := map[int]int{}
 	two.Hooks.OnCandidate = func(o netadapt.Outcome) {
 		mu.Lock()
-		spans[[2]int{o.Candidate.Iteration, o.Candidate.Group}].end = time.Now()
+		perSlot[o.Slot]++
 		mu.Unlock()
 	}
 	r2, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, two)
@@ -257,18 +253,7 @@ func TestSlotsSameChoices(t *testing.T) {
 	if !reflect.DeepEqual(r1.State.History, r2.State.History) {
 		t.Errorf("histories differ:\n one slot: %+v\ntwo slots: %+v", r1.State.History, r2.State.History)
 	}
-	overlap := false
-	for k1, a := range spans {
-		for k2, b := range spans {
-			if k1 != k2 && a.start.Before(b.end) && b.start.Before(a.end) {
-				overlap = true
-			}
-		}
-	}
-	if !overlap {
-		t.Errorf("no two candidates ran at the same time (%d candidates)", len(spans))
-	}
-	t.Logf("%d iterations, %d candidates on two slots", r2.State.Iteration, len(spans))
+	t.Logf("%d iterations, candidates per slot %v", r2.State.Iteration, perSlot)
 }
 
 // TestResume interrupts a search after iteration 2 and resumes it: the

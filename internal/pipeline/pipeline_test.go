@@ -151,9 +151,20 @@ func TestBothAlgorithms(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(cfg.Path.ExpSave, "small.txt")); err != nil {
 				t.Error(err)
 			}
+			// make bench reads the phases and each iteration's time here.
+			if tm := s.Timings; tm == nil || tm.IROps == 0 || tm.TotalMs <= 0 || len(tm.PhaseMs) == 0 {
+				t.Errorf("summary.json timings %+v", tm)
+			} else if _, ok := tm.PhaseMs["report"]; !ok {
+				t.Errorf("summary.json timings lack the report phase: %v", tm.PhaseMs)
+			}
 			if tc.alg == kinds.AlgorithmMyPruning {
 				if len(s.Iterations) == 0 || len(s.Iterations) != iters {
 					t.Errorf("%d iterations in summary.json, %d hooks", len(s.Iterations), iters)
+				}
+				for _, it := range s.Iterations {
+					if it.Seconds <= 0 {
+						t.Errorf("iteration %d: %v seconds", it.Iteration, it.Seconds)
+					}
 				}
 				if _, err := os.Stat(filepath.Join(r.RunDir, CheckpointFile)); err != nil {
 					t.Error(err)

@@ -42,7 +42,7 @@ type Run struct {
 	// report (it costs a few hundred forwards).
 	Latency bool
 
-	phases []phase
+	phases []phase // for summary.json's timings and the "timings" log line
 }
 
 // Outcome is what an algorithm hands back; the outputs are written from it.
@@ -267,12 +267,13 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	for i, s := range cfg.Cart {
 		slots[i] = string(s)
 	}
+	var clock iterationClock
 	res, err := MyPruning(ctx, r.Engine, base, trainSplit, val, MyPruningOptions{
 		P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Select: cfg.Select, Step: cfg.Step, ResizeAlf: cfg.ResizeAlf,
 		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
 		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize,
 		ISKL: cfg.Iskl, Seed: cfg.Seed, Threads: cfg.Threads, Dir: r.RunDir, Resume: cfg.Resume,
-		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: r.Hooks,
+		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: clock.wrap(r.Hooks),
 	})
 	if err != nil {
 		return nil, err
@@ -283,7 +284,9 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	out.AccBefore, out.AccAfter = &ab, &aa
 	out.Points = append(out.Points, report.Point{Iteration: 0, MACs: res.State.MACs0, Accuracy: res.AccBefore, Label: "original"})
 	for _, it := range res.State.History {
-		out.Iterations = append(out.Iterations, iterationOf(it))
+		si := iterationOf(it)
+		si.Seconds = clock.of(it.Iteration)
+		out.Iterations = append(out.Iterations, si)
 		out.Points = append(out.Points, report.Point{Iteration: it.Iteration, MACs: it.MACs, Accuracy: it.Accuracy,
 			Label: fmt.Sprintf("%s %d→%d", strings.Join(it.Layers, ","), it.From, it.To)})
 	}
@@ -335,7 +338,9 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 		r.Log.Warn().Err(err).Msg("report not written")
 		s.Report = ""
 	}
+	r.lap("report", t)
 	s.Seconds = time.Since(r.Started).Seconds()
+	s.Timings = r.timings(base)
 	if err := s.WriteJSON(filepath.Join(r.RunDir, "summary.json")); err != nil {
 		return err
 	}
@@ -343,7 +348,6 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 	if err := s.WriteText(txt); err != nil {
 		return err
 	}
-	r.lap("report", t)
 	r.logTimings(base)
 	s.Text(stdout)
 	fmt.Fprintf(stdout, "summary:      %s\n", txt)

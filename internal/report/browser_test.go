@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/fixtures"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -56,11 +58,11 @@ func tail(s string, n int) string {
 // TestBrowserRendersPlots opens written reports in headless Chromium and
 // checks the page's own plot check and a screenshot.
 func TestBrowserRendersPlots(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("%s not available: %v", chromiumPath, err)
-	}
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		fixtures.Missing(t, "%s not available (make deps): %v", chromiumPath, err)
 	}
 	many := fullData()
 	many.Layers = testLayers(150)

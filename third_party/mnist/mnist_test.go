@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/fixtures"
 	"github.com/gopruner/gopruner/third_party/mnist"
 
 	// Keeps the module (and its full MNIST files, which gen.go and the tests
@@ -55,7 +56,7 @@ func gunzip(t *testing.T, b []byte, limit int64) []byte {
 func TestSampleMatchesGoMNIST(t *testing.T) {
 	dir, err := data.LocateGoMNIST()
 	if err != nil {
-		t.Skip(err)
+		fixtures.Missing(t, "GoMNIST: %v", err)
 	}
 	for _, name := range []string{
 		"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

@@ -39,20 +39,13 @@ func TestLogSlope(t *testing.T) {
 	}
 }
 
-func TestProcLogEvents(t *testing.T) {
+func TestProcLastErr(t *testing.T) {
 	p := &proc{Args: []string{"/bin/gopruner"}, Exit: 2, Lines: []logLine{
 		{At: 1, Text: `{"level":"info","message":"prune"}`},
 		{At: 2, Text: `iteration 1: 6 candidates on 1 slot(s)`},
-		{At: 3, Text: `{"level":"info","load_ms":12.5,"ir_ops":7,"message":"timings"}`},
 		{At: 4, Text: `gopruner: model x.pt: no such file`},
+		{At: 5, Text: `{"level":"info","message":"after"}`},
 	}}
-	ev, at, ok := p.logEvent("timings")
-	if !ok || at != 3 {
-		t.Fatalf("logEvent: ok %v at %v", ok, at)
-	}
-	if v, _ := num(ev, "load_ms"); v != 12.5 {
-		t.Errorf("load_ms = %v", v)
-	}
 	if err := p.ok(); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("ok() = %v, want the gopruner: line", err)
 	}

@@ -18,7 +18,13 @@
 //     fine-tune budget, and one NetAdapt iteration at 1 and 2 cart slots;
 //  6. scaling: prune and analysis time against the IR's op count.
 //
-// Only the standard library: benchrun needs no cgo and no libtorch itself.
+// Each benchmark lives in its own file, benchN_*.go; prunerun.go holds the
+// prune runs several of them share.
+//
+// No cgo: benchrun needs no libtorch itself. It reads gopruner's outputs
+// with the project's own pure types: summary.json as internal/core/summary,
+// plan.json as internal/core/plan, `gopruner flops --json` as
+// internal/core/flops, the fixture sidecars as internal/fixtures.
 package main
 
 import (
@@ -49,8 +55,6 @@ type options struct {
 	searchShort     int
 	searchLong      int
 	searchAlf       int
-	searchTrainN    int
-	searchValN      int
 	trainN, valN    int
 	latRuns1        int
 	latWarm1        int

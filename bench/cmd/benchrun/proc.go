@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -211,44 +210,6 @@ func (p *proc) lastErr() string {
 		return p.Lines[n-1].Text
 	}
 	return "(no output)"
-}
-
-// logEvent finds the first zerolog JSON line on stderr whose message is msg.
-func (p *proc) logEvent(msg string) (map[string]any, time.Duration, bool) {
-	evs := p.logEvents(msg)
-	if len(evs) == 0 {
-		return nil, 0, false
-	}
-	return evs[0].fields, evs[0].at, true
-}
-
-type event struct {
-	fields map[string]any
-	at     time.Duration
-}
-
-// logEvents returns every zerolog JSON line on stderr with message msg, with
-// the time it arrived.
-func (p *proc) logEvents(msg string) []event {
-	var out []event
-	for _, l := range p.Lines {
-		if !strings.HasPrefix(l.Text, "{") || !strings.Contains(l.Text, msg) {
-			continue
-		}
-		var m map[string]any
-		if json.Unmarshal([]byte(l.Text), &m) != nil {
-			continue
-		}
-		if m["message"] == msg {
-			out = append(out, event{m, l.At})
-		}
-	}
-	return out
-}
-
-func num(m map[string]any, k string) (float64, bool) {
-	v, ok := m[k].(float64)
-	return v, ok
 }
 
 func shellJoin(args []string) string {

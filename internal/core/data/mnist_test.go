@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+
+	"github.com/gopruner/gopruner/internal/fixtures"
 )
 
 func idx(typ byte, dims []int, payload []byte) []byte {
@@ -168,7 +170,7 @@ var gomnist = func() func(t *testing.T) *Dataset {
 			ds, err = FromMNIST(os.DirFS(dir), Options{})
 		})
 		if skip {
-			t.Skip(err)
+			fixtures.Missing(t, "GoMNIST: %v", err)
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package flops
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/graph/irtest"
 	"github.com/gopruner/gopruner/internal/core/ir"
+	"github.com/gopruner/gopruner/internal/fixtures"
 )
 
 func build(t *testing.T, f func(b *irtest.Builder)) *ir.Graph {
@@ -265,17 +265,10 @@ func TestJSON(t *testing.T) {
 }
 
 // TestRealIR compares with the ptflops numbers the fixture script recorded
-// for the models whose IR was dumped (skips without them; GOPRUNER_IR_DIR
-// overrides .cache/ir).
+// for every fixture, on the IR libtorch exports (`make fixtures` writes it
+// into .cache/ir; skips without it, fails in CI).
 func TestRealIR(t *testing.T) {
-	dir := os.Getenv("GOPRUNER_IR_DIR")
-	if dir == "" {
-		dir = "../../../.cache/ir"
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	if len(files) == 0 {
-		t.Skipf("no IR dumps in %s", dir)
-	}
+	files, _ := filepath.Glob(filepath.Join(fixtures.IRDir(t), "*.json"))
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
 		t.Run(name, func(t *testing.T) {
@@ -304,22 +297,7 @@ func TestRealIR(t *testing.T) {
 			if len(kept) > 0 && (p.MACs >= r.MACs || p.Params >= r.Params || p.MACs <= 0) {
 				t.Errorf("halving gives %d MACs %d params", p.MACs, p.Params)
 			}
-			meta, err := os.ReadFile(filepath.Join("../../../.cache/fixtures", name+".json"))
-			if err != nil {
-				return
-			}
-			var fx struct {
-				MACs   int64 `json:"macs"`
-				Params int64 `json:"params"`
-				Layers []struct {
-					Name string
-					Kind string
-					MACs int64 `json:"macs"`
-				}
-			}
-			if err := json.Unmarshal(meta, &fx); err != nil {
-				t.Fatal(err)
-			}
+			fx := fixtures.ReadMeta(t, name)
 			// Functional pooling/activations are counted here but not by
 			// ptflops (mobilenet_v2's F.adaptive_avg_pool2d: 0.02%).
 			if d := float64(r.MACs-fx.MACs) / float64(fx.MACs); r.Params != fx.Params || d < 0 || d > 0.005 {

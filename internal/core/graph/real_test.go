@@ -1,26 +1,13 @@
 package graph
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/core/ir"
+	"github.com/gopruner/gopruner/internal/fixtures"
 )
-
-// irDir holds IR dumps of real models exported with libtorch (not
-// committed; the test skips without them). GOPRUNER_IR_DIR overrides it.
-func irDir() string {
-	if d := os.Getenv("GOPRUNER_IR_DIR"); d != "" {
-		return d
-	}
-	return "../../../.cache/ir"
-}
-
-// fixtureDir holds the fixture metadata (ptflops numbers, layer lists).
-const fixtureDir = "../../../.cache/fixtures"
 
 // wantPrunable is the number of prunable groups of the dumps we know: one
 // per residual stage plus one per block-internal conv (resnet18); one per
@@ -35,11 +22,10 @@ var wantPrunable = map[string]int{
 	"smallcnn_traced":       3,
 }
 
+// TestRealIR analyses the IR libtorch exports for every fixture (written by
+// `make fixtures` into .cache/ir; skips without it, fails in CI).
 func TestRealIR(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(irDir(), "*.json"))
-	if len(files) == 0 {
-		t.Skipf("no IR dumps in %s", irDir())
-	}
+	files, _ := filepath.Glob(filepath.Join(fixtures.IRDir(t), "*.json"))
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
 		t.Run(name, func(t *testing.T) {
@@ -64,17 +50,7 @@ func TestRealIR(t *testing.T) {
 				}
 			}
 			// Every conv/linear the fixture metadata lists is a known layer.
-			meta, err := os.ReadFile(filepath.Join(fixtureDir, name+".json"))
-			if err != nil {
-				return
-			}
-			var fx struct {
-				Layers []struct{ Name, Kind string }
-			}
-			if err := json.Unmarshal(meta, &fx); err != nil {
-				t.Fatalf("fixture metadata: %v", err)
-			}
-			for _, l := range fx.Layers {
+			for _, l := range fixtures.ReadMeta(t, name).Layers {
 				if (strings.HasPrefix(l.Kind, "Conv") || l.Kind == "Linear") && !a.HasLayer(l.Name) {
 					t.Errorf("layer %s (%s) unknown to the analysis", l.Name, l.Kind)
 				}

@@ -24,6 +24,19 @@ type Iteration struct {
 	MACs       int64    `json:"macs"`
 	Accuracy   float64  `json:"accuracy"`
 	Candidates int      `json:"candidates"`
+	// Seconds is the iteration's wall time, from its start to its
+	// checkpoint (0, omitted, for iterations a resumed run inherited).
+	Seconds float64 `json:"seconds,omitempty"`
+}
+
+// Timings is how long each phase of the run took, in milliseconds by phase
+// name (load, ir_export, analysis, scoring, search, surgery, save, latency,
+// report, as the run has them), and the IR's op count: what `make bench`
+// reads.
+type Timings struct {
+	PhaseMs map[string]float64 `json:"phase_ms"`
+	TotalMs float64            `json:"total_ms"` // from the start of the run to summary.json
+	IROps   int                `json:"ir_ops"`
 }
 
 // Latency is a forward-latency measurement before and after.
@@ -62,6 +75,7 @@ type Summary struct {
 	Layers       []Layer     `json:"layers,omitempty"`
 	Started      time.Time   `json:"started"`
 	Seconds      float64     `json:"seconds"`
+	Timings      *Timings    `json:"timings,omitempty"`
 }
 
 // WriteJSON writes summary.json atomically.

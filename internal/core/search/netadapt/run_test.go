@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -286,7 +287,32 @@ func TestConcurrentSlots(t *testing.T) {
 		opt.Slots, opt.P = slots, 0.3
 		var mu sync.Mutex
 		var overlapping, running int
-		opt.OnCandidateStart = func(int, Candidate) { mu.Lock(); running++; overlapping = max(overlapping, running); mu.Unlock() }
+		// With several slots, every candidate waits until two have started:
+		// the slots provably run at once, however loaded the machine is
+		// (no timing involved; the guard only turns a hang into an error).
+		together := make(chan struct{})
+		var met sync.Once
+		opt.OnCandidateStart = func(int, Candidate) {
+			mu.Lock()
+			running++
+			overlapping = max(overlapping, running)
+			if running >= 2 {
+				met.Do(func() { close(together) })
+			}
+			mu.Unlock()
+		}
+		if len(slots) > 1 {
+			f.before = func(ctx context.Context, _ Candidate) error {
+				select {
+				case <-together:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(2 * time.Minute):
+					return fmt.Errorf("no second candidate started while the first waited on %d slots", len(slots))
+				}
+			}
+		}
 		opt.OnCandidate = func(o Outcome) {
 			mu.Lock()
 			running--
