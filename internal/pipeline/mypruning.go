@@ -290,15 +290,16 @@ func slotDevices(slots []string, total int) ([]string, []int, error) {
 	return devs, threads, nil
 }
 
-// logIteration writes one iteration as a table: every candidate, then the
-// winner.
+// logIteration logs one iteration: every candidate, then the winner.
 func logIteration(log zerolog.Logger, rec netadapt.IterationRecord) {
 	for _, c := range rec.Candidates {
 		log.Debug().Int("iteration", rec.Iteration).Int("group", c.Group).Str("layers", cut.ShortLayers(c.Layers)).
 			Int("from", c.From).Int("to", c.To).Int64("macs", c.MACs).Float64("acc", c.Accuracy).
 			Bool("winner", c.Group == rec.Group).Msg("my_pruning: candidate")
 	}
-	log.Info().Int("iteration", rec.Iteration).Int("group", rec.Group).Str("layers", cut.ShortLayers(rec.Layers)).
+	// Debug like the candidates: the console shows the CLI's iteration
+	// table, and log.jsonl (which records debug) keeps the machine copy.
+	log.Debug().Int("iteration", rec.Iteration).Int("group", rec.Group).Str("layers", cut.ShortLayers(rec.Layers)).
 		Int("from", rec.From).Int("to", rec.To).Int64("macs_before", rec.MACsBefore).Int64("macs", rec.MACs).
 		Float64("acc_before", rec.AccuracyBefore).Float64("acc", rec.Accuracy).Msg("my_pruning: iteration done")
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/data"
-	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/graph/irtest"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
@@ -44,15 +43,11 @@ func smallCNN(t *testing.T) cut.Base {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := graph.Analyze(g)
+	base, err := cut.FromGraph(g, []int64{1, 1, 28, 28})
 	if err != nil {
 		t.Fatal(err)
 	}
-	params := map[string][]int64{}
-	for n, p := range g.Params {
-		params[n] = p.Shape
-	}
-	return cut.Base{Graph: g, Analysis: a, Params: params, InputShape: []int64{1, 1, 28, 28}}
+	return *base
 }
 
 var mnistOnce struct {

@@ -40,6 +40,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 )
 
 type options struct {
@@ -217,23 +219,15 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(o.results, "results.json"), append(js, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(o.results, "results.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(o.results, "results.md"), []byte(md)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(o.results, "results.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "benchrun: wrote %s and %s in %s\n", filepath.Join(o.results, "results.json"),
 		filepath.Join(o.results, "results.md"), time.Since(b.start).Round(time.Second))
 	return nil
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func (b *bench) machine() machine {

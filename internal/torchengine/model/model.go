@@ -318,15 +318,11 @@ func Analyze(m *torch.Module, shape []int64) (*Analyzed, error) {
 		return nil, err
 	}
 	traced := time.Now()
-	an, err := graph.Analyze(g)
+	b, err := cut.FromGraph(g, shape)
 	if err != nil {
-		return nil, fmt.Errorf("channel analysis: %w", err)
+		return nil, err
 	}
 	analysed := time.Now()
-	params := make(map[string][]int64, len(g.Params))
-	for n, p := range g.Params {
-		params[n] = p.Shape
-	}
-	return &Analyzed{Module: m, InputShape: slices.Clone(shape), Graph: g, Analysis: an, Params: params,
+	return &Analyzed{Module: m, InputShape: b.InputShape, Graph: g, Analysis: b.Analysis, Params: b.Params,
 		Timings: Timings{IRExport: traced.Sub(start), Analysis: analysed.Sub(traced)}}, nil
 }

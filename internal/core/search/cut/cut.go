@@ -33,6 +33,20 @@ type Base struct {
 	InputShape []int64
 }
 
+// FromGraph analyses g's channel groups and describes the model it is the
+// IR of, run on an input of shape.
+func FromGraph(g *ir.Graph, shape []int64) (*Base, error) {
+	a, err := graph.Analyze(g)
+	if err != nil {
+		return nil, fmt.Errorf("channel analysis: %w", err)
+	}
+	params := make(map[string][]int64, len(g.Params))
+	for n, p := range g.Params {
+		params[n] = p.Shape
+	}
+	return &Base{Graph: g, Analysis: a, Params: params, InputShape: slices.Clone(shape)}, nil
+}
+
 // Slice is the surgery of one tensor: the kept indices (ascending, in
 // positions of the tensor as it is now) of every dim that shrinks.
 type Slice struct {

@@ -31,15 +31,11 @@ func testBase(t testing.TB) *Base {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := graph.Analyze(g)
+	base, err := FromGraph(g, []int64{1, 3, 8, 8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	params := map[string][]int64{}
-	for n, p := range g.Params {
-		params[n] = p.Shape
-	}
-	return &Base{Graph: g, Analysis: a, Params: params, InputShape: []int64{1, 3, 8, 8}}
+	return base
 }
 
 // applySlices index-selects shapes as surgery would, checking every index.
