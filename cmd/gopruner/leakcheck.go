@@ -1,4 +1,4 @@
-//go:build leakcheck
+//go:build cgo && leakcheck
 
 package main
 

@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Command gopruner structurally prunes TorchScript CNNs: it removes whole
 // channels from Conv2d, BatchNorm2d and Linear layers, fine-tunes, and saves
 // a smaller TorchScript model that PyTorch loads as before.

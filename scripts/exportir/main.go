@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Command exportir writes the IR of test fixtures as JSON, so the pure
 // packages' real-IR tests (internal/core/graph, internal/core/flops) run
 // against what libtorch really exports. `make fixtures` runs it:
