@@ -203,6 +203,12 @@ func in(op *ir.Op, i int) int {
 // keeping kept[gid] channels (missing groups keep all). a may be nil when
 // kept is empty: the traced shapes are then used as they are.
 func Count(g *ir.Graph, a *graph.Analysis, kept map[int]int) (Result, error) {
+	return count(g, a, kept, nil)
+}
+
+// count is Count calling visit, when not nil, with every conv and linear
+// layer and the parameter its weight is ("" when the weight is computed).
+func count(g *ir.Graph, a *graph.Analysis, kept map[int]int, visit func(l Layer, weight string)) (Result, error) {
 	if g == nil {
 		return Result{}, errors.New("flops: nil graph")
 	}
@@ -233,6 +239,9 @@ func Count(g *ir.Graph, a *graph.Analysis, kept map[int]int) (Result, error) {
 			return Result{}, fmt.Errorf("flops: total: %w", err)
 		}
 		res.Layers = append(res.Layers, l)
+		if visit != nil && (l.Kind == "conv" || l.Kind == "linear") {
+			visit(l, c.weightOf(op))
+		}
 	}
 	total, err := c.totalParams()
 	if err != nil {
@@ -341,6 +350,20 @@ func (c *counter) op(op *ir.Op) (Layer, bool, error) {
 		return Layer{Kind: info.Layer, MACs: macs}, err == nil, err
 	}
 	return Layer{}, false, nil
+}
+
+// weightOf is the parameter a conv or linear op reads as its weight, as op
+// finds it ("" when the weight is computed).
+func (c *counter) weightOf(op *ir.Op) string {
+	switch ops.Lookup(ops.Aten(op.Kind)).Cost {
+	case ops.ConvCost, ops.LinearCost:
+		return c.paramOf(op, 1)
+	case ops.AddmmCost:
+		return c.weightParam(in(op, 2))
+	case ops.MatmulCost:
+		return c.weightParam(in(op, 1))
+	}
+	return ""
 }
 
 func (c *counter) conv(op *ir.Op, out int) (Layer, bool, error) {
