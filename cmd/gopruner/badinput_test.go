@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -273,10 +274,38 @@ func TestBadInputTupleOutput(t *testing.T) {
 				Groups []struct {
 					Channels int    `json:"channels"`
 					Reason   string `json:"reason"`
+					MACs     *int64 `json:"macs"`
 				} `json:"groups"`
+				Share  *float64 `json:"prunable_macs_share"`
+				Frozen []struct {
+					Reason string  `json:"reason"`
+					MACs   int64   `json:"macs"`
+					Share  float64 `json:"share"`
+					Groups int     `json:"groups"`
+				} `json:"frozen_reasons"`
 			}
 			if err := json.Unmarshal([]byte(r.stdout), &g); err != nil {
 				t.Fatal(err)
+			}
+			// Why: the classifier reads the features the model also
+			// returns, so both its groups are model outputs and its MACs
+			// (only those) are frozen.
+			for i, gr := range g.Groups {
+				if gr.MACs == nil || *gr.MACs < 0 {
+					t.Errorf("group %d: macs missing or negative", i)
+				}
+			}
+			if g.Share == nil || *g.Share <= 0.99 || *g.Share >= 1 {
+				t.Errorf("prunable_macs_share %v, want in (0.99, 1)", g.Share)
+			}
+			if len(g.Frozen) == 0 || g.Frozen[0].Reason != "model output" || g.Frozen[0].MACs <= 0 ||
+				g.Frozen[0].Groups != 2 || g.Share != nil && math.Abs(*g.Share+g.Frozen[0].Share-1) > 1e-9 {
+				t.Errorf("frozen_reasons %+v, want model output first with the rest of the MACs", g.Frozen)
+			}
+			for i := 1; i < len(g.Frozen); i++ {
+				if g.Frozen[i].MACs > g.Frozen[i-1].MACs {
+					t.Errorf("frozen_reasons not ranked: %+v", g.Frozen)
+				}
 			}
 			var outs []int
 			for _, gr := range g.Groups {

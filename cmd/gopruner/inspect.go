@@ -12,6 +12,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/core/flops"
+	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/summary"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/torch"
@@ -120,8 +121,12 @@ func newGraphCmd() *cobra.Command {
 				return err
 			}
 			defer am.Close()
+			cov, err := flops.Attribute(am.Graph, am.Analysis)
+			if err != nil {
+				return err
+			}
 			if j, _ := cmd.Flags().GetBool("json"); j {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"groups": am.Analysis.Groups})
+				return writeJSON(cmd.OutOrStdout(), graphJSON(am.Analysis.Groups, cov))
 			}
 			out := cmd.OutOrStdout()
 			prunable := 0
@@ -135,7 +140,7 @@ func newGraphCmd() *cobra.Command {
 				} else {
 					prunable++
 				}
-				fmt.Fprintf(out, "group %d  %d channels  %s\n", g.ID, g.Channels, state)
+				fmt.Fprintf(out, "group %d  %d channels  %s MACs  %s\n", g.ID, g.Channels, summary.Human(cov.GroupMACs[g.ID]), state)
 				if len(g.Layers) > 0 {
 					fmt.Fprintf(out, "  layers:  %s\n", strings.Join(g.Layers, ", "))
 				}
@@ -149,11 +154,45 @@ func newGraphCmd() *cobra.Command {
 				fmt.Fprintf(out, "  members: %s\n", strings.Join(ms, " "))
 			}
 			fmt.Fprintf(out, "%d groups, %d prunable\n", len(am.Analysis.Groups), prunable)
+			fmt.Fprintf(out, "prunable: %s of conv/linear MACs (%s of %s)", flops.Percent(cov.PrunableShare),
+				summary.Human(cov.PrunableMACs), summary.Human(cov.LayerMACs))
+			if f := cov.FrozenText(len(cov.Frozen)); f != "" {
+				fmt.Fprintf(out, "; frozen: %s", f)
+			}
+			fmt.Fprintln(out)
 			return nil
 		},
 	}
 	modelFlags(cmd)
 	return cmd
+}
+
+// graphGroup is a group as `graph --json` lists it: the group with the MACs
+// of its conv/linear layers (flops.Coverage).
+type graphGroup struct {
+	graph.Group
+	MACs int64 `json:"macs"`
+}
+
+// graphJSON is `graph --json`: the groups, and how much of the model's
+// conv/linear MACs they can reach, with the reasons that freeze the rest,
+// most MACs first.
+func graphJSON(groups []graph.Group, cov flops.Coverage) any {
+	gs := make([]graphGroup, len(groups))
+	for i, g := range groups {
+		gs[i] = graphGroup{Group: g, MACs: cov.GroupMACs[i]}
+	}
+	frozen := cov.Frozen
+	if frozen == nil {
+		frozen = []flops.FrozenReason{}
+	}
+	return struct {
+		Groups            []graphGroup         `json:"groups"`
+		LayerMACs         int64                `json:"conv_linear_macs"`
+		PrunableMACs      int64                `json:"prunable_macs"`
+		PrunableMACsShare float64              `json:"prunable_macs_share"`
+		FrozenReasons     []flops.FrozenReason `json:"frozen_reasons"`
+	}{gs, cov.LayerMACs, cov.PrunableMACs, cov.PrunableShare, frozen}
 }
 
 func writeJSON(w io.Writer, v any) error {
