@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
@@ -330,5 +333,41 @@ func TestCandidateRequestIsData(t *testing.T) {
 	m2.Close()
 	if r1.Accuracy != r2.Accuracy || r1.BaseDigest != req.BaseDigest {
 		t.Errorf("results differ: %+v vs %+v", r1, r2)
+	}
+}
+
+// TestTargetNotReachedSaysWhy: when channel shuffles freeze most of the
+// MACs, the run cannot reach P and its error names the reason with the
+// share of the MACs it freezes, as `gopruner graph` ranks them.
+func TestTargetNotReachedSaysWhy(t *testing.T) {
+	b := irtest.New()
+	shuffle := func(y int) int {
+		y = b.View(y, 1, 2, 8, 28, 28)
+		y = b.Act("aten::contiguous", b.Transpose(y, 1, 2), b.Int(0))
+		return b.View(y, 1, 16, 28, 28)
+	}
+	x := b.Input(1, 1, 28, 28)
+	y := shuffle(b.Relu(b.Conv(x, "conv1", 16, 3, irtest.ConvOpts{Pad: 1})))
+	y = shuffle(b.Relu(b.Conv(y, "conv2", 16, 3, irtest.ConvOpts{Pad: 1})))
+	y = b.Relu(b.Conv(y, "conv3", 8, 1, irtest.ConvOpts{}))
+	b.Output(b.Linear(b.Flatten(b.AdaptiveAvgPool(y, 1, 1), 1), "fc", 10, true))
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := cut.FromGraph(g, []int64{1, 1, 28, 28})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := fake.New(*base)
+	r := newRun(t, testConfig(t, kinds.AlgorithmL2Norm), eng, nil)
+	err = r.Execute(context.Background(), io.Discard)
+	t.Log(err)
+	// conv1 and conv2 are frozen: 784·16·9 + 784·16·16·9 of those plus
+	// conv3's 784·16·8 and fc's 90.
+	frozen := float64(784*16*9+784*16*16*9) / float64(784*16*9+784*16*16*9+784*16*8+90)
+	want := fmt.Sprintf("; frozen conv/linear MACs: %.1f%% aten::view splits or merges the channel dim with another dim; ", 100*frozen)
+	if err == nil || !strings.Contains(err.Error(), "target not reached") || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want it to contain %q", err, want)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/core/flops"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
@@ -352,10 +353,26 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 	s.Text(stdout)
 	fmt.Fprintf(stdout, "summary:      %s\n", txt)
 	if !res.Reached {
-		return fmt.Errorf("target not reached: MACs %d of %d (%.1f%% removed, P=%.2f asked); the best model found is saved at %s",
-			res.Plan.MACsAfter, res.Plan.MACsBefore, 100*(1-float64(res.Plan.MACsAfter)/float64(res.Plan.MACsBefore)), cfg.P, r.Out)
+		return fmt.Errorf("target not reached: MACs %d of %d (%.1f%% removed, P=%.2f asked)%s; the best model found is saved at %s",
+			res.Plan.MACsAfter, res.Plan.MACsBefore, 100*(1-float64(res.Plan.MACsAfter)/float64(res.Plan.MACsBefore)), cfg.P,
+			frozenNote(base), r.Out)
 	}
 	return nil
+}
+
+// frozenNote says, for a run that missed its target, which reasons freeze
+// the most conv/linear MACs (up to three, as `gopruner graph` ranks them):
+// "; frozen conv/linear MACs: 34.0% aten::view splits ...". It is empty when no
+// MACs are frozen or the coverage cannot be computed.
+func frozenNote(base *engine.Model) string {
+	cov, err := flops.Attribute(base.Graph, base.Analysis)
+	if err != nil {
+		return ""
+	}
+	if f := cov.FrozenText(3); f != "" {
+		return "; frozen conv/linear MACs: " + f
+	}
+	return ""
 }
 
 // layerTable lists each producing layer's output channels before and after.
