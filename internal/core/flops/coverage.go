@@ -180,11 +180,14 @@ func (c Coverage) FrozenText(n int) string {
 	return strings.Join(parts, ", ")
 }
 
-// Percent writes a share as "34.0%", and a share that is not 0 but would
-// round to 0.0% as "<0.1%".
+// Percent writes a share as "34.0%"; a share that is not 0 (1) but would
+// round to 0.0% (100.0%) is "<0.1%" (">99.9%").
 func Percent(share float64) string {
-	if share > 0 && share < 0.0005 {
+	switch {
+	case share > 0 && share < 0.0005:
 		return "<0.1%"
+	case share < 1 && share >= 0.9995:
+		return ">99.9%"
 	}
 	return fmt.Sprintf("%.1f%%", 100*share)
 }

@@ -173,6 +173,17 @@ func TestAttribute(t *testing.T) {
 	}
 }
 
+func TestPercent(t *testing.T) {
+	for _, tc := range []struct {
+		share float64
+		want  string
+	}{{0, "0.0%"}, {0.0001, "<0.1%"}, {0.0005, "0.1%"}, {0.27267, "27.3%"}, {0.9998, ">99.9%"}, {1, "100.0%"}} {
+		if got := Percent(tc.share); got != tc.want {
+			t.Errorf("Percent(%v) = %q, want %q", tc.share, got, tc.want)
+		}
+	}
+}
+
 func TestAttributeErrors(t *testing.T) {
 	g := build(t, smallCNN)
 	if _, err := Attribute(g, nil); err == nil {
