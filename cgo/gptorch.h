@@ -88,7 +88,7 @@ gpt_err gpt_module_load(const char *path, const char *device, gpt_module *out);
 gpt_err gpt_module_load_bytes(const void *data, size_t n, const char *device,
                               gpt_module *out);
 /* Writes path.tmp-<pid> and renames it over path. */
-gpt_err gpt_module_save(gpt_module m, const char *path);
+gpt_err gpt_module_save(gpt_module m, const char *path); /* writes path as it is; not atomic */
 gpt_err gpt_module_save_bytes(gpt_module m, void **data, size_t *n); /* gpt_free */
 gpt_err gpt_module_clone(gpt_module m, gpt_module *out);
 gpt_err gpt_module_free(gpt_module m);

@@ -161,22 +161,13 @@ gpt_err gpt_module_load_bytes(const void *data, size_t n, const char *device,
   GPT_CATCH
 }
 
+// Writes the archive at path as it is: the caller (Go's atomicfile) gives a
+// temporary path and renames it, so the atomic-replace policy lives in one
+// place.
 gpt_err gpt_module_save(gpt_module h, const char *path) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
-  std::string final_path(path);
-  std::string tmp = final_path + ".tmp-" + std::to_string(getpid());
-  try {
-    h->m.save(tmp);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
-  if (std::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    return gpt::dup("rename " + tmp + " to " + final_path + ": " + why);
-  }
+  h->m.save(std::string(path));
   GPT_CATCH
 }
 

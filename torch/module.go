@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"unsafe"
+
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 )
 
 // Module is a TorchScript module (scripted or traced) loaded in libtorch.
@@ -93,9 +95,11 @@ func (m *Module) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	cp := cstr(path)
-	defer freeC(cp)
-	err = errFrom("save", C.gpt_module_save(h, cp))
+	err = atomicfile.WritePath(path, 0o644, func(tmp string) error {
+		cp := cstr(tmp)
+		defer freeC(cp)
+		return errFrom("save", C.gpt_module_save(h, cp))
+	})
 	runtime.KeepAlive(m)
 	return err
 }
