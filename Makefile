@@ -32,7 +32,7 @@ FIXTURES := .cache/fixtures
 GOFLAGS_BUILD := -trimpath -ldflags '-extldflags "-Wl,-rpath,$$ORIGIN/../lib"'
 PURE_PKGS = $(shell CGO_ENABLED=0 $(GO) list -f '{{if .GoFiles}}{{.ImportPath}}{{end}}' ./third_party/... ./internal/... 2>/dev/null)
 
-.PHONY: all deps shim build test test-go test-fuzz run bench fixtures container-check clean
+.PHONY: all deps shim build test test-go test-cli test-core test-fuzz run bench fixtures container-check clean
 
 all: build
 
@@ -76,7 +76,6 @@ ir:
 # a test that lacks a fixture, the binary or a tool fails instead of skipping.
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) shim
-	@$(MAKE) --no-print-directory check-libtorch2
 	@$(MAKE) --no-print-directory build fixtures
 	@$(MAKE) --no-print-directory test-go
 
@@ -89,16 +88,31 @@ check-libtorch2:
 
 TEST_ENV = GOPRUNER_FIXTURES=$(abspath $(FIXTURES)) GOPRUNER_IR_DIR=$(abspath $(IR_DIR)) GOPRUNER_BIN=$(CURDIR)/bin/gopruner
 
+# Two lanes, so that the CLI's end-to-end tests (the longest package: it
+# runs bin/gopruner through whole searches) overlap everything else; -O keeps
+# each lane's output together.
 test-go:
+	@$(MAKE) --no-print-directory -j2 -O test-cli test-core
+
+test-cli:
+	$(TEST_ENV) $(GO) test -count=1 -timeout 40m ./cmd/gopruner
+
+# The libtorch 2.x compile check, the pure core without cgo and under -race,
+# lint, fuzz, the other libtorch packages (the pure ones already ran;
+# internal/pipeline also has a libtorch test), the race build of the CLI.
+MODULE := github.com/gopruner/gopruner
+CGO_PKGS = $(filter-out $(PURE_PKGS) $(MODULE)/cmd/gopruner,$(shell $(GO) list ./...)) $(MODULE)/internal/pipeline
+test-core:
+	@$(MAKE) --no-print-directory check-libtorch2
 	$(TEST_ENV) CGO_ENABLED=0 $(GO) test -count=1 $(PURE_PKGS)
 	@$(MAKE) --no-print-directory lint
 	$(TEST_ENV) $(GO) test -count=1 -race $(PURE_PKGS)
 	@$(MAKE) --no-print-directory test-fuzz
-	$(TEST_ENV) $(GO) test -count=1 -timeout 40m ./...
+	$(TEST_ENV) $(GO) test -count=1 -timeout 30m $(CGO_PKGS)
 	@$(MAKE) --no-print-directory test-race
 
 test-fuzz:
-	@bash scripts/fuzz.sh 10s
+	@bash scripts/fuzz.sh 5s
 
 # ---- race detector on the CLI -------------------------------------------------
 # internal/pipeline's concurrent search (cart slots) runs under -race with the

@@ -1,7 +1,9 @@
 //go:build cgo && !race
 
 // These tests run real libtorch searches, minutes long; the race pass runs
-// the same flow on the fake engine (pipeline_test.go) instead.
+// the same flow on the fake engine (pipeline_test.go) instead. Resuming is
+// tested there (TestMyPruningSlotsAndResume) and end to end, killed and
+// interrupted, through the CLI (cmd/gopruner TestResumeAfterKillAndInterrupt).
 
 package pipeline
 
@@ -254,64 +256,4 @@ func TestSlotsSameChoices(t *testing.T) {
 		t.Errorf("histories differ:\n one slot: %+v\ntwo slots: %+v", r1.State.History, r2.State.History)
 	}
 	t.Logf("%d iterations, candidates per slot %v", r2.State.Iteration, perSlot)
-}
-
-// TestResume interrupts a search after iteration 2 and resumes it: the
-// result equals an uninterrupted run. A changed fingerprint is refused.
-func TestResume(t *testing.T) {
-	tr, val, b := setup(t)
-	am := analyzed(t, b)
-
-	full := smallOptions(t)
-	rf, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, full)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rf.Module.Close()
-	if rf.State.Iteration < 3 {
-		t.Fatalf("the search needs at least 3 iterations for this test, got %d", rf.State.Iteration)
-	}
-
-	o := smallOptions(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	o.Hooks.OnIteration = func(rec netadapt.IterationRecord) {
-		if rec.Iteration == 2 {
-			cancel()
-		}
-	}
-	ri, err := MyPruning(ctx, torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, o)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted run: %v", err)
-	}
-	if ri.State.Iteration != 2 {
-		t.Fatalf("interrupted after iteration %d, want 2", ri.State.Iteration)
-	}
-
-	bad := o
-	bad.Hooks = Hooks{}
-	bad.Resume = true
-	bad.Fingerprint = map[string]string{"model": "democnn", "P": "0.6"}
-	if _, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, bad); !fail.IsUsage(err) || !strings.Contains(err.Error(), "P differs") {
-		t.Errorf("fingerprint mismatch: %v", err)
-	}
-	missing := o
-	missing.Hooks, missing.Resume, missing.Dir = Hooks{}, true, t.TempDir()
-	if _, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, missing); !fail.IsUsage(err) || !strings.Contains(err.Error(), "no checkpoint") {
-		t.Errorf("missing checkpoint: %v", err)
-	}
-
-	o.Hooks = Hooks{}
-	o.Resume = true
-	rr, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rr.Module.Close()
-	if !reflect.DeepEqual(rf.State, rr.State) {
-		t.Errorf("resumed state differs:\nfull:    %+v\nresumed: %+v", rf.State, rr.State)
-	}
-	if !reflect.DeepEqual(rf.Kept, rr.Kept) {
-		t.Errorf("resumed kept channels differ")
-	}
 }
