@@ -399,7 +399,9 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
     if (!new_groups.emplace(conv_names[j], groups[j]).second)
       return gpt::dup(std::string("prune: conv \"") + conv_names[j] + "\" is listed twice");
   }
-  if (!new_groups.empty()) edit_conv_groups(forward_graph(h->m)->copy(), new_groups);
+  // Once forward has run, the groups edit is checked where it is made, on
+  // the fresh copy below, before anything of h changes.
+  if (!new_groups.empty() && !h->ran) edit_conv_groups(forward_graph(h->m)->copy(), new_groups);
 
   // Phase 2. A method's executor keeps the optimised copy of the graph it
   // was built from, so once forward has run, a graph edit only takes effect

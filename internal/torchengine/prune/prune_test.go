@@ -267,3 +267,37 @@ func TestExcludedISKL(t *testing.T) {
 		t.Errorf("error does not name the layer: %v", err)
 	}
 }
+
+// TestApplyToAnalysedModule prunes the very module the IR was exported from,
+// as `gopruner apply` does: a depthwise groups edit must work after the
+// export's traced run, and give the shapes the plan promises.
+func TestApplyToAnalysedModule(t *testing.T) {
+	for _, name := range fixtures.Names([]string{"depthwise", "mobilenet_v2"}) {
+		t.Run(name, func(t *testing.T) {
+			path, meta := fixtures.Model(t, name)
+			am, err := model.Open(path, meta.InputShape, torch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer am.Close()
+			scores, err := criteria.L2(am.Module, am.Base().Candidates(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := am.Base().OneShot(scores, cut.OneShotOptions{P: 0.5, Alf: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Apply(am.Module, am.Analysis, out.Plan); err != nil {
+				t.Fatal(err)
+			}
+			got, err := model.Params(am.Module)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := am.Base().CheckShapes(got, out.Kept); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
