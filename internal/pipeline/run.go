@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,14 +93,15 @@ func (r *Run) lap(name string, start time.Time) time.Time {
 	return now
 }
 
-// logTimings logs one "timings" line: milliseconds per phase, the IR's op
-// count and the total.
+// logTimings logs one "timings" line: summary.json's timings as they stand
+// now (the report phase included).
 func (r *Run) logTimings(base *engine.Model) {
+	t := r.timings(base)
 	ev := r.Log.Info()
-	for _, p := range r.phases {
-		ev = ev.Float64(p.name+"_ms", float64(p.d.Microseconds())/1e3)
+	for _, name := range slices.Sorted(maps.Keys(t.PhaseMs)) {
+		ev = ev.Float64(name+"_ms", t.PhaseMs[name])
 	}
-	ev.Float64("total_ms", float64(time.Since(r.Started).Microseconds())/1e3).Int("ir_ops", len(base.Graph.Ops)).Msg("timings")
+	ev.Float64("total_ms", t.TotalMs).Int("ir_ops", t.IROps).Msg("timings")
 }
 
 // FineTunes says whether the run trains the model: my_pruning always
@@ -204,7 +207,7 @@ func (L2NormAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model) (*
 	}()
 	slices, convGroups := base.PlanSlices(os.Plan)
 	if err := pruned.Cut(slices, convGroups); err != nil {
-		return nil, fmt.Errorf("surgery: %w", err)
+		return nil, err
 	}
 	if err := pruned.Runs(os.Plan.InputShape); err != nil {
 		return nil, err

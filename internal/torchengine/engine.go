@@ -47,7 +47,7 @@ func (Engine) Open(_ context.Context, path string, shape []int64, dev string) (*
 
 // FromAnalyzed wraps an analysed model; the result owns am's module.
 func FromAnalyzed(am *model.Analyzed) *engine.Model {
-	return &engine.Model{Base: *am.Base(), Module: &Module{m: am.Module}, Path: am.Path,
+	return &engine.Model{Base: *am.Base(), Module: Wrap(am.Module), Path: am.Path,
 		Timings: engine.Timings{Load: am.Timings.Load, IRExport: am.Timings.IRExport, Analysis: am.Timings.Analysis}}
 }
 
@@ -92,6 +92,9 @@ func (Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, erro
 
 // Module wraps a TorchScript module.
 type Module struct{ m *torch.Module }
+
+// Wrap makes m an engine module; closing the result closes m.
+func Wrap(m *torch.Module) *Module { return &Module{m: m} }
 
 // Torch is the underlying module (for the CLI's train/eval commands).
 func (m *Module) Torch() *torch.Module { return m.m }

@@ -1,53 +1,15 @@
 //go:build cgo
 
-// Package surgery physically removes channels from a TorchScript module
-// according to a plan: every changed tensor is index-selected in one bridge
-// call, and depthwise convolutions get their new groups count. The module
-// keeps its attribute names, so the saved file loads in PyTorch as before.
+// Package surgery holds what the equivalence tests need beside the engine's
+// Cut: zeroing, in the original, what a cut removes.
 package surgery
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/gopruner/gopruner/internal/core/graph"
-	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/torch"
 )
-
-// DepthwiseGroups returns the new groups argument of every depthwise
-// convolution whose channels the plan changes. It is derived from the
-// analysis rather than stored in plan.json: a depthwise conv's groups always
-// equals its channel count.
-func DepthwiseGroups(a *graph.Analysis, p *plan.Plan) map[string]int64 {
-	out := map[string]int64{}
-	for i := range a.Groups {
-		for _, w := range a.Groups[i].DepthwiseConvs {
-			if t, ok := p.Tensors[w]; ok && len(t.ShapeAfter) > 0 {
-				out[w] = t.ShapeAfter[0]
-			}
-		}
-	}
-	return out
-}
-
-// Apply prunes m in place by the plan. Nothing changes when the plan does
-// not fit (the bridge builds every new tensor before swapping any).
-func Apply(m *torch.Module, p *plan.Plan, convGroups map[string]int64) error {
-	names := make([]string, 0, len(p.Tensors))
-	for n := range p.Tensors {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	edits := make([]torch.Slice, 0, len(names))
-	for _, n := range names {
-		edits = append(edits, torch.Slice{Tensor: n, Keep: p.Tensors[n].KeptByDim()})
-	}
-	if err := m.Prune(edits, convGroups); err != nil {
-		return fmt.Errorf("surgery: %w", err)
-	}
-	return nil
-}
 
 // ZeroRemoved zeroes, in m, what pruning the complement of kept removes from
 // the producing side: the filters and biases of the removed channels and
