@@ -138,7 +138,7 @@ func (a *analyzer) finish() *Analysis {
 		sp := &a.spaces[c.root]
 		id := len(res.Groups)
 		gid[c.root] = id
-		grp := Group{ID: id, Channels: sp.n, Frozen: sp.frozen, Reason: sp.reason}
+		grp := Group{ID: id, Channels: sp.n, Frozen: sp.frozen, Reason: sp.reason, Exact: sp.inexact == "", Inexact: sp.inexact}
 		for _, mr := range c.members {
 			grp.Members = append(grp.Members, mr.m)
 			if mr.producer {
@@ -151,6 +151,7 @@ func (a *analyzer) finish() *Analysis {
 		}
 		grp.Layers = uniq(sp.layers)
 		grp.DepthwiseConvs = uniq(sp.dw)
+		grp.LayerNorms = uniq(sp.ln)
 		for _, l := range grp.Layers {
 			res.byLayer[l] = append(res.byLayer[l], id)
 		}

@@ -73,13 +73,17 @@ type srec struct {
 // space is a node of the union-find over channel spaces. Only roots carry
 // members, layers and the frozen state.
 type space struct {
-	parent  int
-	n       int
-	frozen  bool
-	reason  string
+	parent int
+	n      int
+	frozen bool
+	reason string
+	// inexact says why pruning this space is not function-preserving
+	// (a LayerNorm over its channels); "" when it is.
+	inexact string
 	members []mrec
 	layers  []srec
 	dw      []srec
+	ln      []srec // LayerNorm weights over these channels (normalized_shape follows)
 }
 
 type analyzer struct {
@@ -413,10 +417,14 @@ func (a *analyzer) union(x, y int) {
 		}
 		dst.frozen = true
 	}
+	if dst.inexact == "" {
+		dst.inexact = src.inexact
+	}
 	dst.members = append(dst.members, src.members...)
 	dst.layers = append(dst.layers, src.layers...)
 	dst.dw = append(dst.dw, src.dw...)
-	src.members, src.layers, src.dw = nil, nil, nil
+	dst.ln = append(dst.ln, src.ln...)
+	src.members, src.layers, src.dw, src.ln = nil, nil, nil, nil
 }
 
 func (a *analyzer) freezeSp(sp int, reason string) {
@@ -424,6 +432,15 @@ func (a *analyzer) freezeSp(sp int, reason string) {
 	if !r.frozen {
 		r.frozen = true
 		r.reason = reason
+	}
+}
+
+// inexactMap marks every space of m as prunable only approximately.
+func (a *analyzer) inexactMap(m *cmap, reason string) {
+	for _, s := range m.segs {
+		if r := &a.spaces[a.find(s.sp)]; r.inexact == "" {
+			r.inexact = reason
+		}
 	}
 }
 

@@ -212,13 +212,20 @@ func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64) {
 	}
 	groups := map[string]int64{}
 	for i := range b.Analysis.Groups {
-		for _, w := range b.Analysis.Groups[i].DepthwiseConvs {
+		for _, w := range sizeArgs(&b.Analysis.Groups[i]) {
 			if t, ok := p.Tensors[w]; ok && len(t.ShapeAfter) > 0 {
 				groups[w] = t.ShapeAfter[0]
 			}
 		}
 	}
 	return out, groups
+}
+
+// sizeArgs are the weights of g's ops whose size argument is the group's
+// channel count (a depthwise conv's groups, a LayerNorm's
+// normalized_shape): pruning sets it to the weight's new dim-0 size.
+func sizeArgs(g *graph.Group) []string {
+	return append(slices.Clone(g.DepthwiseConvs), g.LayerNorms...)
 }
 
 // All is the identity keep of every group in gs: all its channels.
@@ -370,7 +377,7 @@ func (b *Base) Edits(cur, next map[int][]int) ([]Slice, map[string]int64, error)
 	}
 	groups := map[string]int64{}
 	for i := range a.Groups {
-		for _, w := range a.Groups[i].DepthwiseConvs {
+		for _, w := range sizeArgs(&a.Groups[i]) {
 			for _, s := range out {
 				if s.Tensor == w {
 					if k, ok := s.Keep[0]; ok {
