@@ -48,6 +48,7 @@ func flopsJSON(t *testing.T, model, shape string) (int64, int64) {
 //     of the original, and the pruned model counts what summary.json says;
 //   - `apply` of its plan writes a model with the same count;
 //   - `bench-model` times the pruned model
+//
 // (the last three on the scripted exports only, for time).
 func TestAnyRankCLI(t *testing.T) {
 	dir, meta := fixtures.RankModels(t)
