@@ -70,6 +70,12 @@ type srec struct {
 	s   string
 }
 
+// crec is a grouped conv recorded on a space, with its registration order.
+type crec struct {
+	seq int
+	c   GroupedConv
+}
+
 // space is a node of the union-find over channel spaces. Only roots carry
 // members, layers and the frozen state.
 type space struct {
@@ -79,7 +85,9 @@ type space struct {
 	reason  string
 	members []mrec
 	layers  []srec
-	dw      []srec
+	convs   []crec
+	// block is the granularity grouped convs impose (0: none).
+	block int
 }
 
 type analyzer struct {
@@ -415,8 +423,9 @@ func (a *analyzer) union(x, y int) {
 	}
 	dst.members = append(dst.members, src.members...)
 	dst.layers = append(dst.layers, src.layers...)
-	dst.dw = append(dst.dw, src.dw...)
-	src.members, src.layers, src.dw = nil, nil, nil
+	dst.convs = append(dst.convs, src.convs...)
+	dst.block = lcm(dst.block, src.block)
+	src.members, src.layers, src.convs = nil, nil, nil
 }
 
 func (a *analyzer) freezeSp(sp int, reason string) {

@@ -1,6 +1,7 @@
 package cut
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -11,9 +12,9 @@ import (
 	"github.com/gopruner/gopruner/internal/core/plan"
 )
 
-// testBase is a CNN with a residual add (merged group), a concat (offset
-// members), a depthwise conv (groups edit) and a flatten into Linear
-// (strided members).
+// testBase is a CNN with a residual add (merged group), a ResNeXt-style
+// grouped conv (a group of blocks of 4), a concat (offset members), a
+// depthwise conv (groups edit) and a flatten into Linear (strided members).
 func testBase(t testing.TB) *Base {
 	t.Helper()
 	b := irtest.New()
@@ -21,6 +22,9 @@ func testBase(t testing.TB) *Base {
 	c1 := b.Relu(b.BN(b.Conv(x, "c1", 8, 3, irtest.ConvOpts{Pad: 1}), "bn1"))
 	c2 := b.BN(b.Conv(c1, "c2", 8, 3, irtest.ConvOpts{Pad: 1}), "bn2")
 	r := b.Relu(b.Add(c2, c1))
+	ga := b.Relu(b.BN(b.Conv(r, "ga", 12, 1, irtest.ConvOpts{}), "bna"))
+	gg := b.Relu(b.BN(b.Conv(ga, "gg", 12, 3, irtest.ConvOpts{Pad: 1, Groups: 3}), "bng"))
+	r = b.Relu(b.Add(r, b.Conv(gg, "gb", 8, 1, irtest.ConvOpts{})))
 	dw := b.Relu(b.Conv(r, "dw", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 8}))
 	c3 := b.Conv(dw, "c3", 6, 1, irtest.ConvOpts{})
 	c4 := b.Conv(dw, "c4", 4, 1, irtest.ConvOpts{})
@@ -70,11 +74,12 @@ func randomCuts(t testing.TB, b *Base, rng *rand.Rand, n int) {
 	}
 	for step := 0; step < n; step++ {
 		g := cands[rng.IntN(len(cands))]
+		u := g.Unit()
 		cur := len(kept[g.ID])
-		if cur <= 1 {
+		if cur <= u {
 			continue
 		}
-		to := 1 + rng.IntN(cur-1)
+		to := u * (1 + rng.IntN(cur/u-1))
 		cgs, err := b.CurrentGroups(cands, kept)
 		if err != nil {
 			t.Fatal(err)
@@ -93,12 +98,15 @@ func randomCuts(t testing.TB, b *Base, rng *rand.Rand, n int) {
 				}
 			}
 		}
-		next, err := CutBy(kept, scores, map[int]int{g.ID: to})
+		next, err := b.CutBy(kept, scores, map[int]int{g.ID: to})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(next[g.ID]) != to || !slices.IsSorted(next[g.ID]) {
 			t.Fatalf("step %d: cut to %d gave %v", step, to, next[g.ID])
+		}
+		if err := b.Analysis.ValidateKept(next); err != nil {
+			t.Fatalf("step %d: %v", step, err)
 		}
 		sl, _, err := b.Edits(kept, next)
 		if err != nil {
@@ -120,7 +128,13 @@ func randomCuts(t testing.TB, b *Base, rng *rand.Rand, n int) {
 	for k, v := range b.Params {
 		orig[k] = slices.Clone(v)
 	}
-	sl, _ := b.PlanSlices(p)
+	sl, groups, err := b.PlanSlices(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(groups, p.ConvGroups) && (len(groups) > 0 || len(p.ConvGroups) > 0) {
+		t.Fatalf("plan slices give conv groups %v, the plan records %v", groups, p.ConvGroups)
+	}
 	applySlices(t, orig, sl)
 	for name, s := range shapes {
 		if !slices.Equal(orig[name], s) {

@@ -99,7 +99,7 @@ func TestGlobalPrefersLowScores(t *testing.T) {
 }
 
 func TestSelect(t *testing.T) {
-	got := Select(map[int][]float64{0: {0.5, 0.1, 0.9, 0.3}}, map[int]int{0: 2})
+	got := Select(nil, map[int][]float64{0: {0.5, 0.1, 0.9, 0.3}}, map[int]int{0: 2})
 	if want := []int{0, 2}; len(got[0]) != 2 || got[0][0] != want[0] || got[0][1] != want[1] {
 		t.Fatalf("Select = %v, want %v", got[0], want)
 	}
