@@ -5,6 +5,7 @@
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/serialization/import.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -94,16 +95,29 @@ int groups_input_index(const torch::jit::Node *n) {
   return -1;
 }
 
-// Rewrites, in b and its sub-blocks, the groups input of every conv whose
-// weight chain names a key of groups, and counts the rewrites per weight.
+// norm_groups_inputs gives, for aten::group_norm(input, num_groups, weight,
+// bias, eps, cudnn_enabled), where its num_groups and its weight are: a
+// GroupNorm pruned in whole groups is named by its weight like a conv, and
+// its num_groups follows the kept channels the same way.
+bool norm_groups_inputs(const torch::jit::Node *n, int *gi, int *wi) {
+  if (n->kind() != c10::aten::group_norm) return false;
+  *gi = 1;
+  *wi = 2;
+  return true;
+}
+
+// Rewrites, in b and its sub-blocks, the groups input of every conv (and
+// the num_groups of every group norm) whose weight chain names a key of
+// groups, and counts the rewrites per weight.
 void rewrite_groups(torch::jit::Block *b, torch::jit::Value *self,
                     const std::map<std::string, torch::jit::Value *> &groups,
                     std::map<std::string, int> *hits) {
   for (torch::jit::Node *node : b->nodes()) {
     for (torch::jit::Block *sub : node->blocks()) rewrite_groups(sub, self, groups, hits);
-    int gi = groups_input_index(node);
-    if (gi < 0 || static_cast<int>(node->inputs().size()) <= gi) continue;
-    auto it = groups.find(gpt::attr_chain(node->input(1), self));
+    int gi = groups_input_index(node), wi = 1;
+    if (gi < 0) norm_groups_inputs(node, &gi, &wi);
+    if (gi < 0 || static_cast<int>(node->inputs().size()) <= std::max(gi, wi)) continue;
+    auto it = groups.find(gpt::attr_chain(node->input(wi), self));
     if (it == groups.end()) continue;
     node->replaceInput(gi, it->second);
     (*hits)[it->first]++;
@@ -129,7 +143,7 @@ void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
   rewrite_groups(g->block(), self, consts, &hits);
   for (const auto &kv : groups)
     if (hits[kv.first] == 0)
-      throw std::runtime_error("no convolution with weight \"" + kv.first + "\" in forward");
+      throw std::runtime_error("no convolution or group norm with weight \"" + kv.first + "\" in forward");
 }
 
 std::shared_ptr<torch::jit::Graph> forward_graph(const torch::jit::Module &m) {

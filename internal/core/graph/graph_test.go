@@ -468,7 +468,7 @@ var analyzeCases = []struct {
 			contains: []string{"ln.weight:0", "ln.bias:0", "b.weight:1"}}},
 	},
 	{
-		name: "group_norm freezes",
+		name: "group_norm prunes whole groups",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)
 			y := b.Conv(x, "a", 8, 1, irtest.ConvOpts{})
@@ -476,8 +476,9 @@ var analyzeCases = []struct {
 				b.Float(1e-5), b.Bool(true)}, []int64{1, 8, 8, 8})
 			b.Output(b.Conv(y, "c", 4, 1, irtest.ConvOpts{}))
 		},
-		want: []wantGroup{{has: "a.weight:0", channels: 8, reason: "channels per group",
-			contains: []string{"gn.weight:0", "gn.bias:0", "c.weight:1"}}},
+		want: []wantGroup{{has: "a.weight:0", channels: 8, prunable: true, block: 4,
+			convs: []GroupedConv{{"gn.weight", 4}}, dw: []string{},
+			members: []string{"a.weight:0", "gn.weight:0", "gn.bias:0", "c.weight:1"}}},
 	},
 	{
 		name: "channel shuffle freezes",

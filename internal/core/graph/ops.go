@@ -581,25 +581,6 @@ func (a *analyzer) layerNorm() {
 	a.passMap(x, a.out(0))
 }
 
-// groupNorm freezes, for the reason groupNormReason gives.
-func (a *analyzer) groupNorm() {
-	x := a.in(0)
-	m := a.maps[x]
-	if m == nil {
-		return
-	}
-	g, known := a.constInt(a.in(1))
-	reason := groupNormReason(a.desc(), g, m.extent(), known)
-	if m.dim != 1 {
-		reason = fmt.Sprintf("%s: channels are not on dim 1", a.desc())
-	}
-	a.freezeMap(m, reason)
-	if m.dim == 1 {
-		a.perChannel(m, a.in(2), a.in(3))
-	}
-	a.passMap(x, a.out(0))
-}
-
 func (a *analyzer) prelu() {
 	x, w := a.in(0), a.in(1)
 	m := a.maps[x]

@@ -55,13 +55,15 @@ type Group struct {
 	Layers []string `json:"layers"`
 	// Block, above 1, is the granularity of the group: its channels go in
 	// whole blocks of Block consecutive channels (channel c is in block
-	// c/Block), because a grouped convolution reads them and can only lose
-	// whole groups. Channels is a multiple of it; 0 or 1: any channel may go
+	// c/Block), because a grouped convolution or a GroupNorm reads them and
+	// can only lose whole groups. Channels is a multiple of it; 0 or 1: any channel may go
 	// alone.
 	Block int `json:"block,omitempty"`
 	// GroupedConvs are the convolutions (groups > 1) whose input and output
 	// channels are this group's, channel c in being channel c out; their
-	// groups argument must become the new channel count over PerGroup.
+	// groups argument must become the new channel count over PerGroup. The
+	// GroupNorms over the group's channels are listed too (Weight is the
+	// norm's affine weight): their num_groups follows the same rule.
 	GroupedConvs []GroupedConv `json:"grouped_convs,omitempty"`
 	// DepthwiseConvs are the weights of the GroupedConvs with one channel per
 	// group (groups equals the channel count), listed for graph --json
