@@ -92,6 +92,10 @@ int groups_input_index(const torch::jit::Node *n) {
   auto k = n->kind();
   if (k == c10::aten::_convolution || k == c10::aten::convolution) return 8;
   if (k == c10::aten::conv2d || k == c10::aten::conv1d || k == c10::aten::conv3d) return 6;
+  // conv_transpose{1,2,3}d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+  if (k == c10::aten::conv_transpose1d || k == c10::aten::conv_transpose2d ||
+      k == c10::aten::conv_transpose3d)
+    return 6;
   return -1;
 }
 

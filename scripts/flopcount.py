@@ -61,6 +61,7 @@ RULES = {
     nn.Conv1d: ("conv", _conv),
     nn.Conv2d: ("conv", _conv),
     nn.Conv3d: ("conv", _conv),
+    # ptflops counts transposed convs with the same hook (output positions).
     nn.ConvTranspose1d: ("conv", _conv),
     nn.ConvTranspose2d: ("conv", _conv),
     nn.ConvTranspose3d: ("conv", _conv),

@@ -139,6 +139,9 @@ func newGraphCmd() *cobra.Command {
 					}
 				} else {
 					prunable++
+					if g.Block > 1 {
+						state = fmt.Sprintf("prunable in blocks of %d", g.Block)
+					}
 				}
 				fmt.Fprintf(out, "group %d  %d channels  %s MACs  %s\n", g.ID, g.Channels, summary.Human(cov.GroupMACs[g.ID]), state)
 				if len(g.Layers) > 0 {

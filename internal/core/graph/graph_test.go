@@ -322,6 +322,37 @@ var analyzeCases = []struct {
 			convs: []GroupedConv{{"g1.weight", 4}, {"g2.weight", 6}}}},
 	},
 	{
+		name: "grouped transposed conv ties in and out in blocks",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 16, 1, irtest.ConvOpts{}))
+			// conv_transpose2d(input, weight [Cin, Cout/groups, k, k], bias,
+			// stride, padding, output_padding, groups, dilation)
+			w := b.Param("t.weight", 16, 4, 3, 3)
+			y = b.Op1("aten::conv_transpose2d", "t", []int{y, w, b.Param("t.bias", 16), b.IntList(1, 1),
+				b.IntList(1, 1), b.IntList(0, 0), b.Int(4), b.IntList(1, 1)}, []int64{1, 16, 8, 8})
+			b.Output(b.Conv(b.Relu(y), "c", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 16, prunable: true, block: 4,
+			layers: []string{"a", "t"}, convs: []GroupedConv{{"t.weight", 4}},
+			members: []string{"a.weight:0", "t.weight:0", "t.bias:0", "c.weight:1"}}},
+	},
+	{
+		name: "grouped transposed conv that changes the channel count freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 16, 1, irtest.ConvOpts{}))
+			w := b.Param("t.weight", 16, 8, 3, 3)
+			y = b.Op1("aten::conv_transpose2d", "t", []int{y, w, b.None(), b.IntList(1, 1),
+				b.IntList(1, 1), b.IntList(0, 0), b.Int(4), b.IntList(1, 1)}, []int64{1, 32, 8, 8})
+			b.Output(b.Conv(b.Relu(y), "c", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 16, reason: "grouped transposed conv t (groups=4, 16 to 32 channels) changes the channel count"},
+			{has: "t.weight:1", channels: 32, reason: "grouped transposed conv t"},
+		},
+	},
+	{
 		name: "grouped conv that changes the channel count freezes",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)

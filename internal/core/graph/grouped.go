@@ -44,19 +44,21 @@ func (a *analyzer) groupedConv(m *cmap, w int, wname, layer string, per int64, a
 
 // groupedReason says why a conv with groups > 1 was not followed.
 func groupedReason(layer string, groups, cin, cout int64, transposed bool, m *cmap) string {
+	kind := "grouped conv"
+	if transposed {
+		kind = "grouped transposed conv"
+	}
 	switch {
-	case transposed:
-		return fmt.Sprintf("grouped transposed conv %s (groups=%d)", layer, groups)
 	case cin != cout:
 		// Whole groups would drop Cin/groups channels on one side and
 		// Cout/groups on the other: two spaces of different sizes.
-		return fmt.Sprintf("grouped conv %s (groups=%d, %d to %d channels) changes the channel count", layer, groups, cin, cout)
+		return fmt.Sprintf("%s %s (groups=%d, %d to %d channels) changes the channel count", kind, layer, groups, cin, cout)
+	case m == nil || m.dim != 1 || m.extent() != cin:
+		return fmt.Sprintf("%s %s (groups=%d) reads channels that are not followed on dim 1", kind, layer, groups)
 	case groups == cin:
 		return fmt.Sprintf("depthwise conv %s on strided channels", layer)
-	case m == nil || m.dim != 1:
-		return fmt.Sprintf("grouped conv %s (groups=%d) reads channels that are not followed on dim 1", layer, groups)
 	default:
-		return fmt.Sprintf("grouped conv %s (groups=%d) on strided channels or concatenated ones that do not split into whole groups", layer, groups)
+		return fmt.Sprintf("%s %s (groups=%d) on strided channels or concatenated ones that do not split into whole groups", kind, layer, groups)
 	}
 }
 

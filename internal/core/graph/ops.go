@@ -345,9 +345,12 @@ func (a *analyzer) conv() {
 		a.setMap(out, om)
 		return
 	}
-	if !transposed && cin == cout && m != nil && m.dim == 1 && m.extent() == cin && blocksFit(m, cin/groups) {
+	if cin == cout && m != nil && m.dim == 1 && m.extent() == cin && blocksFit(m, cin/groups) {
 		// Channel c in is channel c out (depthwise: one per group); the
-		// conv's groups follow the channel count.
+		// conv's groups follow the channel count. A transposed conv's
+		// weight is [Cin, Cout/groups, k...]: its dim 0 rows are input
+		// channels, and a block of them holds exactly its group's weights,
+		// as a block of output rows does for a plain conv.
 		a.groupedConv(m, w, wname, layer, cin/groups, addBias)
 		a.setMap(out, m)
 		return
