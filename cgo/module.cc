@@ -5,6 +5,7 @@
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/serialization/import.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -91,27 +92,41 @@ int groups_input_index(const torch::jit::Node *n) {
   auto k = n->kind();
   if (k == c10::aten::_convolution || k == c10::aten::convolution) return 8;
   if (k == c10::aten::conv2d || k == c10::aten::conv1d || k == c10::aten::conv3d) return 6;
+  // conv_transpose{1,2,3}d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+  if (k == c10::aten::conv_transpose1d || k == c10::aten::conv_transpose2d ||
+      k == c10::aten::conv_transpose3d)
+    return 6;
   return -1;
 }
 
-// A new size argument for the ops of one weight, as an int (a conv's groups)
-// and as an int[] (a LayerNorm's normalized_shape).
+// A new size argument for the ops of one weight, as an int (a conv's or a
+// group norm's groups) and as an int[] (a LayerNorm's normalized_shape).
 struct SizeArg {
   torch::jit::Value *scalar, *list;
 };
 
+// size_arg_inputs says where an op's size argument and the weight that names
+// it are: a conv's groups (input 1 is the weight), aten::group_norm(input,
+// num_groups, weight, ...) and aten::layer_norm(input, normalized_shape,
+// weight, ...), whose normalized_shape is an int[]. False for other ops.
+bool size_arg_inputs(const torch::jit::Node *n, int *arg, int *weight, bool *list) {
+  *arg = groups_input_index(n), *weight = 1, *list = false;
+  if (n->kind() == c10::aten::group_norm) *arg = 1, *weight = 2;
+  if (n->kind() == c10::aten::layer_norm) *arg = 1, *weight = 2, *list = true;
+  return *arg >= 0 && static_cast<int>(n->inputs().size()) > std::max(*arg, *weight);
+}
+
 // Rewrites, in b and its sub-blocks, the size argument of every op whose
-// weight chain names a key of sizes: a conv's groups (depthwise convs, whose
-// groups follow their channel count) and a LayerNorm's normalized_shape
-// (over pruned channels: [C]). Counts the rewrites per weight.
+// weight chain names a key of sizes: grouped and depthwise convs and group
+// norms pruned in whole groups take their new groups count, a LayerNorm
+// over pruned channels its new [C]. Counts the rewrites per weight.
 void rewrite_sizes(torch::jit::Block *b, torch::jit::Value *self,
                    const std::map<std::string, SizeArg> &sizes, std::map<std::string, int> *hits) {
   for (torch::jit::Node *node : b->nodes()) {
     for (torch::jit::Block *sub : node->blocks()) rewrite_sizes(sub, self, sizes, hits);
-    int arg = groups_input_index(node), weight = 1;
-    bool list = false;
-    if (node->kind() == c10::aten::layer_norm) arg = 1, weight = 2, list = true;
-    if (arg < 0 || static_cast<int>(node->inputs().size()) <= std::max(arg, weight)) continue;
+    int arg, weight;
+    bool list;
+    if (!size_arg_inputs(node, &arg, &weight, &list)) continue;
     auto it = sizes.find(gpt::attr_chain(node->input(weight), self));
     if (it == sizes.end()) continue;
     node->replaceInput(arg, list ? it->second.list : it->second.scalar);
@@ -140,7 +155,8 @@ void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
   rewrite_sizes(g->block(), self, consts, &hits);
   for (const auto &kv : sizes)
     if (hits[kv.first] == 0)
-      throw std::runtime_error("no convolution or layer_norm with weight \"" + kv.first + "\" in forward");
+      throw std::runtime_error("no convolution, group_norm or layer_norm with weight \"" + kv.first +
+                               "\" in forward");
 }
 
 std::shared_ptr<torch::jit::Graph> forward_graph(const torch::jit::Module &m) {

@@ -262,6 +262,33 @@ class ViewFlatten(FlattenLinear):  # input 1x3x16x16
         return self.fc2(self.relu2(self.fc1(x.view(x.size(0), -1))))
 
 
+class Grouped(nn.Module):  # input 1x3x32x32
+    """Grouped convolutions that keep the channel count: a ResNeXt bottleneck
+    (groups=4, 8 channels per group, biased grouped conv) with its residual,
+    a RegNet-style stage (groups of 4), then a grouped transposed conv
+    (groups=4, 12 channels per group) feeding the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 32, 3, 2))
+        self.b1 = nn.Sequential(*cbr(32, 32, 1), nn.Conv2d(32, 32, 3, 1, 1, groups=4),
+                                nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+                                nn.Conv2d(32, 32, 1, bias=False), nn.BatchNorm2d(32))
+        self.relu = nn.ReLU(inplace=True)
+        self.b2 = nn.Sequential(*cbr(32, 24, 1), nn.Conv2d(24, 24, 3, 2, 1, groups=6, bias=False),
+                                nn.BatchNorm2d(24), nn.ReLU(inplace=True), *cbr(24, 48, 1))
+        self.up = nn.Sequential(nn.ConvTranspose2d(48, 48, 3, 1, 1, groups=4), nn.BatchNorm2d(48),
+                                nn.ReLU(inplace=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(48, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.relu(x + self.b1(x))
+        x = self.up(self.b2(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
 IMG32 = [1, 3, 32, 32]
 
 # name, class, input shape
@@ -271,6 +298,7 @@ SMALL_MODELS = [
     ("se", SE, IMG32),
     ("concat", Concat, IMG32),
     ("depthwise", Depthwise, IMG32),
+    ("grouped", Grouped, IMG32),
     ("flatten_linear", FlattenLinear, [1, 3, 16, 16]),
     ("linear_linear", LinearLinear, [1, 20]),
     ("shuffle", Shuffle, IMG32),

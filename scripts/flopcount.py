@@ -22,6 +22,9 @@ def _first_tensor(x):
 
 
 def _conv(m, inp, out):
+    # ptflops' conv hook, which it also maps the transposed convs to: the
+    # positions are the OUTPUT's for both (a transposed conv's weight is
+    # [in, out/groups, k...], so per_pos is numel(weight) either way).
     n = out.shape[0]
     out_spatial = _prod(out.shape[2:])
     kernel = _prod(m.kernel_size)
@@ -40,6 +43,7 @@ def _linear(m, inp, out):
 
 
 def _bn(m, inp, out):
+    # BatchNorm, InstanceNorm and GroupNorm all have `affine`.
     n = inp.numel()
     return 2 * n if m.affine else n
 
@@ -57,10 +61,18 @@ RULES = {
     nn.Conv1d: ("conv", _conv),
     nn.Conv2d: ("conv", _conv),
     nn.Conv3d: ("conv", _conv),
+    # ptflops counts transposed convs with the same hook (output positions).
+    nn.ConvTranspose1d: ("conv", _conv),
+    nn.ConvTranspose2d: ("conv", _conv),
+    nn.ConvTranspose3d: ("conv", _conv),
     nn.Linear: ("linear", _linear),
     nn.BatchNorm1d: ("batch_norm", _bn),
     nn.BatchNorm2d: ("batch_norm", _bn),
     nn.BatchNorm3d: ("batch_norm", _bn),
+    nn.InstanceNorm1d: ("instance_norm", _bn),
+    nn.InstanceNorm2d: ("instance_norm", _bn),
+    nn.InstanceNorm3d: ("instance_norm", _bn),
+    nn.GroupNorm: ("group_norm", _bn),
     nn.ReLU: ("activation", _numel_out),
     nn.ReLU6: ("activation", _numel_out),
     nn.LeakyReLU: ("activation", _numel_out),

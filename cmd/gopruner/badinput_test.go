@@ -332,12 +332,21 @@ func TestBadInputShape(t *testing.T) {
 	}
 	// Every command reads --input-shape through the configuration, which
 	// checks its rank before any model is loaded.
-	rank := []string{"input_shape", "3 dimensions", "N,C,H,W"}
+	rank := []string{"input_shape", "6 dimensions", "want 2 to 5"}
+	// Ranks 2 to 5 pass the configuration; a 2-D conv model refuses them
+	// naming the rank it wants.
+	fits := []string{"does not fit the model", "4-dimensional input (N,C,H,W)"}
 	channels := []string{"layer conv1", "3 input channels", "gives 1"}
 	runBadCases(t, nil, []badCase{
-		{name: "rank/flops scripted", code: 2, wants: rank, args: []string{"flops", "--model", scripted, "--input-shape", "1,3,32"}},
-		{name: "rank/graph traced", code: 2, wants: rank, args: []string{"graph", "--model", traced, "--input-shape", "1,3,32"}},
-		{name: "rank/prune", code: 2, wants: rank, args: prune(scripted, "1,3,32")},
+		{name: "rank/flops scripted", code: 2, wants: rank, args: []string{"flops", "--model", scripted, "--input-shape", "1,3,2,2,32,32"}},
+		{name: "rank/graph traced", code: 2, wants: rank, args: []string{"graph", "--model", traced, "--input-shape", "1,3,2,2,32,32"}},
+		{name: "rank/prune", code: 2, wants: rank, args: prune(scripted, "1,3,2,2,32,32")},
+		{name: "fits/flops scripted 3", code: 2, wants: append(fits, "3 dimensions"), args: []string{"flops", "--model", scripted, "--input-shape", "1,3,32"}},
+		{name: "fits/flops scripted 5", code: 2, wants: append(fits, "5 dimensions"), args: []string{"flops", "--model", scripted, "--input-shape", "1,3,4,32,32"}},
+		{name: "fits/graph traced 2", code: 2, wants: append(fits, "2 dimensions"), args: []string{"graph", "--model", traced, "--input-shape", "1,3"}},
+		{name: "fits/prune scripted 2", code: 2, wants: append(fits, "2 dimensions"), args: prune(scripted, "1,3")},
+		{name: "fits/bench-model 5", code: 2, wants: append(fits, "5 dimensions"),
+			args: []string{"bench-model", "--model", scripted, "--input-shape", "1,3,4,32,32", "--runs", "1", "--warmup", "0"}},
 		{name: "rank/not a number", code: 2, wants: []string{"--input-shape", `"x"`, "not an integer"},
 			args: []string{"flops", "--model", scripted, "--input-shape", "1,3,x,32"}},
 		{name: "channels/flops scripted", code: 2, wants: channels, args: []string{"flops", "--model", scripted, "--input-shape", "1,1,32,32"}},

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/gopruner/gopruner/internal/core/config"
@@ -83,6 +84,9 @@ func requireInput(c *config.Config) ([]int64, error) {
 		// would silently resize every image to the wrong size.
 		return nil, fail.Usagef("--input-shape is required: the model's input N,C,H,W, e.g. --input-shape 1,3,224,224 (or input_shape in Pruning.yaml)")
 	}
+	if err := imageShape(c); err != nil {
+		return nil, err
+	}
 	shape := make([]int64, len(c.InputShape))
 	for i, d := range c.InputShape {
 		shape[i] = int64(d)
@@ -91,6 +95,28 @@ func requireInput(c *config.Config) ([]int64, error) {
 		return nil, fail.Usagef("--input-shape %v: images can feed 1 (gray) or 3 (RGB) channels, not %d", c.InputShape, ch)
 	}
 	return shape, nil
+}
+
+// imageShape refuses a dataset with an input shape that is not an image
+// batch: the dataset reader decodes images into N,C,H,W batches only, so
+// a model of another rank (an MLP head, a 1-D signal or volumetric net)
+// can be pruned without data (--finetune=false) but not fine-tuned,
+// trained or evaluated here.
+func imageShape(c *config.Config) error {
+	if c.Path.Dataset == "" || len(c.InputShape) == 4 {
+		return nil
+	}
+	return fail.Usagef("--dataset %s (path.dataset) reads images into N,C,H,W batches, but --input-shape %s (input_shape) has %d dimensions; data for other input ranks is not supported: prune without a dataset (--finetune=false)",
+		c.Path.Dataset, joinInts(c.InputShape), len(c.InputShape))
+}
+
+// joinInts writes a shape as the flag takes it, "1,2,256".
+func joinInts(xs []int) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.Itoa(x)
+	}
+	return strings.Join(parts, ",")
 }
 
 // dataOptions turns the configuration into the dataset's options.

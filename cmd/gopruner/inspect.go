@@ -139,9 +139,12 @@ func newGraphCmd() *cobra.Command {
 					}
 				} else {
 					prunable++
+					if g.Block > 1 {
+						state = fmt.Sprintf("prunable in blocks of %d", g.Block)
+					}
 					if !g.Exact {
 						inexact++
-						state = "prunable, inexact: " + g.Inexact
+						state += ", inexact: " + g.Inexact
 					}
 				}
 				fmt.Fprintf(out, "group %d  %d channels  %s MACs  %s\n", g.ID, g.Channels, summary.Human(cov.GroupMACs[g.ID]), state)

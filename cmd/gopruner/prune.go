@@ -123,6 +123,9 @@ func prepare(ctx context.Context, cfg *config.Config) (*pipeline.Run, func(), er
 	if len(cfg.InputShape) == 0 {
 		return nil, nil, fail.Usagef("no input shape: give --input-shape (e.g. 1,3,224,224) or input_shape in Pruning.yaml")
 	}
+	if err := imageShape(cfg); err != nil {
+		return nil, nil, err
+	}
 	r := &pipeline.Run{Cfg: cfg, Engine: torchengine.Engine{}, Started: time.Now(), Hooks: progressHooks(cfg),
 		Latency: cfg.Latency}
 	for _, d := range cfg.InputShape {

@@ -153,7 +153,7 @@ func (e *evaluator) cut(gid, to, iteration int) (map[int][]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cut.CutBy(e.kept, s, map[int]int{gid: to})
+	return e.base.CutBy(e.kept, s, map[int]int{gid: to})
 }
 
 // scoresFor returns the criterion's scores of the current model, computed
@@ -223,7 +223,7 @@ func (e *evaluator) Resize(ctx context.Context, keep map[int]int) (float64, erro
 	if err != nil {
 		return 0, err
 	}
-	next, err := cut.CutBy(e.kept, s, keep)
+	next, err := e.base.CutBy(e.kept, s, keep)
 	if err != nil {
 		return 0, err
 	}

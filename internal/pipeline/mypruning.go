@@ -154,7 +154,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 
 	groups := make([]netadapt.Group, 0, len(cands))
 	for _, g := range cands {
-		groups = append(groups, netadapt.Group{ID: g.ID, Layers: slices.Clone(g.Layers), Channels: g.Channels})
+		groups = append(groups, netadapt.Group{ID: g.ID, Layers: slices.Clone(g.Layers), Channels: g.Channels, Block: g.Block})
 	}
 
 	var ck netadapt.Checkpointer

@@ -211,7 +211,10 @@ func (L2NormAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model) (*
 			pruned.Close()
 		}
 	}()
-	slices, convGroups := base.PlanSlices(os.Plan)
+	slices, convGroups, err := base.PlanSlices(os.Plan)
+	if err != nil {
+		return nil, err
+	}
 	if err := pruned.Cut(slices, convGroups); err != nil {
 		return nil, err
 	}

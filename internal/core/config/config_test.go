@@ -177,7 +177,8 @@ func TestKeyErrorMessages(t *testing.T) {
 		{"algorithm", "algorithm: NetAdapt\n", nil, nil, `Pruning.yaml:1: algorithm: "NetAdapt" is not one of my_pruning, L2Norm`},
 		{"criterion via algoritm", "my_pruning:\n  algoritm: FPGM\n", nil, nil, `Pruning.yaml:2: my_pruning.algoritm: "FPGM" is not one of TaylorFOWeight, L2Norm`},
 		{"algorithm in a section", "my_pruning:\n  algorithm: L2Norm\n", nil, nil, "Pruning.yaml:2: my_pruning.algorithm: is chosen at the top level, not inside an algorithm section (did you mean algoritm, the criterion?)"},
-		{"input shape rank", "input_shape: [1, 3, 224]\n", nil, nil, "Pruning.yaml:1: input_shape: [1, 3, 224] has 3 dimensions, want 4 (N,C,H,W)"},
+		{"input shape rank 6", "input_shape: [1, 3, 4, 4, 8, 8]\n", nil, nil, "Pruning.yaml:1: input_shape: [1, 3, 4, 4, 8, 8] has 6 dimensions, want 2 to 5: N,F or N,C,L or N,C,H,W or N,C,D,H,W"},
+		{"input shape rank 1", "input_shape: [16]\n", nil, nil, "Pruning.yaml:1: input_shape: [16] has 1 dimension, want 2 to 5: N,F or N,C,L or N,C,H,W or N,C,D,H,W"},
 		{"device", "device: tpu\n", nil, nil, `Pruning.yaml:1: device: "tpu" is not a device (want cpu, cuda or cuda:N)`},
 		{"iskl blank", "iskl: [a, '']\n", nil, nil, `Pruning.yaml:1: iskl: [a, ] has "", which is not a module path like layer1.0.conv1`},
 		{"duplicate", "P: 0.3\np: 0.4\n", nil, nil, "Pruning.yaml:2: p: is set twice in the same mapping (first at line 1)"},
@@ -646,6 +647,29 @@ func TestConcurrentLoads(t *testing.T) {
 	for range 8 {
 		if err := <-done; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestInputShapeRanks: every rank whose channel dim is dim 1 is accepted,
+// from every source.
+func TestInputShapeRanks(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		args []string
+		want []int
+	}{
+		{"input_shape: [4, 20]\n", nil, []int{4, 20}},
+		{"", []string{"--input-shape", "1,2,256"}, []int{1, 2, 256}},
+		{"input_shape: [1, 3, 32, 32]\n", nil, []int{1, 3, 32, 32}},
+		{"input_shape: [1, 3, 4, 32, 32]\n", nil, []int{1, 3, 4, 32, 32}},
+	} {
+		c, err := load(t, tc.yaml, nil, tc.args...)
+		if err != nil {
+			t.Fatalf("%q %v: %v", tc.yaml, tc.args, err)
+		}
+		if !reflect.DeepEqual(c.InputShape, tc.want) {
+			t.Errorf("%q %v: input_shape %v, want %v", tc.yaml, tc.args, c.InputShape, tc.want)
 		}
 	}
 }

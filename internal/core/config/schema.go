@@ -153,10 +153,17 @@ func nonEmptySlots(v any) string {
 	return ""
 }
 
-func shape4(v any) string {
+// inputShape accepts the ranks whose channel dim is dim 1: [N,F] (MLP
+// heads), [N,C,L] (1-D signals), [N,C,H,W] (images) and [N,C,D,H,W]
+// (volumes, video).
+func inputShape(v any) string {
 	s := v.([]int)
-	if len(s) != 4 {
-		return fmt.Sprintf("has %d dimensions, want 4 (N,C,H,W)", len(s))
+	if len(s) < 2 || len(s) > 5 {
+		dims := "dimensions"
+		if len(s) == 1 {
+			dims = "dimension"
+		}
+		return fmt.Sprintf("has %d %s, want 2 to 5: N,F or N,C,L or N,C,H,W or N,C,D,H,W", len(s), dims)
 	}
 	for _, d := range s {
 		if d <= 0 {
@@ -284,8 +291,8 @@ var keys = []*spec{
 		help: "cosine learning-rate decay after warm-up",
 		get:  func(c *Config) any { return c.Train.Cosine }, set: func(c *Config, v any) { c.Train.Cosine = v.(bool) }},
 
-	{name: "input_shape", flag: "input-shape", kind: kInts, check: shape4,
-		help: "example input N,C,H,W, e.g. [1, 3, 224, 224]",
+	{name: "input_shape", flag: "input-shape", kind: kInts, check: inputShape,
+		help: "example input N,C,H,W (or N,F; N,C,L; N,C,D,H,W), e.g. [1, 3, 224, 224]",
 		get:  func(c *Config) any { return c.InputShape }, set: func(c *Config, v any) { c.InputShape = v.([]int) }},
 	{name: "mean", flag: "mean", kind: kFloats, check: channelValues(false),
 		help: "per-channel mean subtracted from images scaled to [0,1]",

@@ -11,11 +11,17 @@
 //
 //	conv (incl. transposed)  N·∏out_spatial·numel(weight) (+ N·C_out·∏out_spatial with bias)
 //	linear, addmm, matmul    (in·out + out with bias)·∏leading dims
-//	batch_norm               numel(input), twice that with affine weights
+//	batch/instance/group norm numel(input), twice that with affine weights
 //	relu, relu6/hardtanh, leaky_relu, elu, prelu   numel(output)
 //	max/avg/adaptive pooling numel(input)
 //	upsample                 numel(output)
-//	everything else          0 (layer/group/instance norm, gelu, sigmoid, add, ...)
+//	everything else          0 (layer norm, gelu, sigmoid, add, ...)
+//
+// Every rule holds for any rank: conv1d/2d/3d, pooling and upsampling over
+// [N,C,L] to [N,C,D,H,W], linear and batch norm on [N,F]. A transposed conv
+// is counted as ptflops' conv hook counts it (ptflops maps ConvTranspose*d
+// to that hook): per OUTPUT position, and its weight [C_in, C_out/groups,
+// k...] has the same numel as ∏kernel·C_in·C_out/groups.
 //
 // A functional call (F.relu, F.adaptive_avg_pool2d) traces like its module
 // and is counted too, where ptflops would skip it; the trace cannot tell
@@ -298,8 +304,11 @@ func (c *counter) op(op *ir.Op) (Layer, bool, error) {
 			return Layer{}, false, nil // activation product: not a module in ptflops
 		}
 		return c.linear(in(op, 0), out, w, math.MinInt)
-	case ops.NormCost:
+	case ops.NormCost, ops.GroupNormCost:
 		x, w, b := in(op, 0), in(op, 1), in(op, 2)
+		if info.Cost == ops.GroupNormCost {
+			w, b = in(op, 2), in(op, 3)
+		}
 		s, err := c.shape(x)
 		if err != nil {
 			return Layer{}, false, err

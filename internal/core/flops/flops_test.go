@@ -75,7 +75,7 @@ func TestFormulas(t *testing.T) {
 			x := b.Input(1, 8, 4, 4)
 			b.Output(b.Op1("aten::group_norm", "gn", []int{x, b.Int(2), b.Param("gn.weight", 8),
 				b.Param("gn.bias", 8), b.Float(1e-5), b.Bool(true)}, b.Shape(x)))
-		}, "", 0, 16, 0},
+		}, "groupnorm", 2 * 128, 16, 1},
 		{"relu_", func(b *irtest.Builder) { b.Output(b.Relu(b.Input(1, 4, 8, 8))) }, "relu", 256, 0, 1},
 		{"relu6 as hardtanh_", func(b *irtest.Builder) {
 			b.Output(b.Act("aten::hardtanh_", b.Input(1, 4, 8, 8), b.Int(0), b.Int(6)))

@@ -88,6 +88,9 @@ func (a *analyzer) finish() *Analysis {
 		if !hasProducer {
 			a.freezeSp(c.root, "no conv or linear produces these channels")
 		}
+		if b := a.spaces[c.root].block; b > 1 && n%b != 0 {
+			a.freezeSp(c.root, fmt.Sprintf("grouped convs need blocks of %d channels, which do not tile the %d channels", b, n))
+		}
 	}
 
 	// Index ranges of different groups on one tensor dim must not overlap
@@ -139,6 +142,9 @@ func (a *analyzer) finish() *Analysis {
 		id := len(res.Groups)
 		gid[c.root] = id
 		grp := Group{ID: id, Channels: sp.n, Frozen: sp.frozen, Reason: sp.reason, Exact: sp.inexact == "", Inexact: sp.inexact}
+		if sp.block > 1 {
+			grp.Block = sp.block
+		}
 		for _, mr := range c.members {
 			grp.Members = append(grp.Members, mr.m)
 			if mr.producer {
@@ -150,7 +156,12 @@ func (a *analyzer) finish() *Analysis {
 			}
 		}
 		grp.Layers = uniq(sp.layers)
-		grp.DepthwiseConvs = uniq(sp.dw)
+		grp.GroupedConvs = uniqConvs(sp.convs)
+		for _, c := range grp.GroupedConvs {
+			if c.PerGroup == 1 {
+				grp.DepthwiseConvs = append(grp.DepthwiseConvs, c.Weight)
+			}
+		}
 		grp.LayerNorms = uniq(sp.ln)
 		for _, l := range grp.Layers {
 			res.byLayer[l] = append(res.byLayer[l], id)
@@ -177,6 +188,17 @@ func uniq(xs []srec) []string {
 	for _, x := range xs {
 		if !slices.Contains(out, x.s) {
 			out = append(out, x.s)
+		}
+	}
+	return out
+}
+
+func uniqConvs(xs []crec) []GroupedConv {
+	slices.SortStableFunc(xs, func(x, y crec) int { return cmp.Compare(x.seq, y.seq) })
+	var out []GroupedConv
+	for _, x := range xs {
+		if !slices.Contains(out, x.c) {
+			out = append(out, x.c)
 		}
 	}
 	return out
@@ -378,6 +400,9 @@ func (a *Analysis) ValidateKept(kept map[int][]int) error {
 			if i > 0 && c <= idx[i-1] {
 				return fmt.Errorf("group %d: kept channels not strictly ascending at %d", id, c)
 			}
+		}
+		if err := g.CheckBlocks(idx); err != nil {
+			return fmt.Errorf("group %d: %w", id, err)
 		}
 	}
 	return nil

@@ -70,6 +70,12 @@ type srec struct {
 	s   string
 }
 
+// crec is a grouped conv recorded on a space, with its registration order.
+type crec struct {
+	seq int
+	c   GroupedConv
+}
+
 // space is a node of the union-find over channel spaces. Only roots carry
 // members, layers and the frozen state.
 type space struct {
@@ -82,8 +88,10 @@ type space struct {
 	inexact string
 	members []mrec
 	layers  []srec
-	dw      []srec
+	convs   []crec
 	ln      []srec // LayerNorm weights over these channels (normalized_shape follows)
+	// block is the granularity grouped convs impose (0: none).
+	block int
 }
 
 type analyzer struct {
@@ -422,9 +430,10 @@ func (a *analyzer) union(x, y int) {
 	}
 	dst.members = append(dst.members, src.members...)
 	dst.layers = append(dst.layers, src.layers...)
-	dst.dw = append(dst.dw, src.dw...)
+	dst.convs = append(dst.convs, src.convs...)
 	dst.ln = append(dst.ln, src.ln...)
-	src.members, src.layers, src.dw, src.ln = nil, nil, nil, nil
+	dst.block = lcm(dst.block, src.block)
+	src.members, src.layers, src.convs, src.ln = nil, nil, nil, nil
 }
 
 func (a *analyzer) freezeSp(sp int, reason string) {

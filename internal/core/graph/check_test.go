@@ -13,18 +13,27 @@ import (
 func init() { recoverPanics = false }
 
 // halfKept keeps the first half (at least one) of every prunable group's
-// channels, or every other channel when odd is set, so that offsets and
-// strides get exercised with non-prefix selections too.
+// blocks, or every other block when odd is set, so that offsets and strides
+// get exercised with non-prefix selections too. A block is one channel
+// unless a grouped conv asks for more.
 func halfKept(a *Analysis, odd bool) (map[int][]int, map[int]int) {
 	idx, cnt := map[int][]int{}, map[int]int{}
 	for _, g := range a.Prunable() {
-		var k []int
+		u := g.Unit()
+		nb := g.Channels / u
+		var blocks []int
 		if odd {
-			for c := 0; c < g.Channels; c += 2 {
-				k = append(k, c)
+			for j := 0; j < nb; j += 2 {
+				blocks = append(blocks, j)
 			}
 		} else {
-			for c := 0; c < max(1, g.Channels/2); c++ {
+			for j := 0; j < max(1, nb/2); j++ {
+				blocks = append(blocks, j)
+			}
+		}
+		var k []int
+		for _, j := range blocks {
+			for c := j * u; c < (j+1)*u; c++ {
 				k = append(k, c)
 			}
 		}
@@ -101,12 +110,12 @@ func checkAnalysis(t testing.TB, g *ir.Graph, a *Analysis) {
 func prunedErrors(g *ir.Graph, a *Analysis, kept map[int]int) []string {
 	var errs []string
 	shape := func(id int, k map[int]int) []int64 { return a.ValueShape(id, k) }
-	dwKept := map[string]int{}
+	// A grouped conv's new groups count is its weight's kept rows over its
+	// channels per group.
+	perGroup := map[string]int64{}
 	for _, grp := range a.Groups {
-		for _, w := range grp.DepthwiseConvs {
-			if k, ok := kept[grp.ID]; ok {
-				dwKept[w] = k
-			}
+		for _, c := range grp.GroupedConvs {
+			perGroup[c.Weight] = int64(c.PerGroup)
 		}
 	}
 	for i, op := range g.Ops {
@@ -160,10 +169,17 @@ func prunedErrors(g *ir.Graph, a *Analysis, kept map[int]int) []string {
 			if v := g.Value(w); v != nil {
 				wname = v.Param
 			}
-			if k, ok := dwKept[wname]; ok {
-				groups = int64(k)
+			groupsAt := func(k map[int]int) int64 {
+				if per, ok := perGroup[wname]; ok && per > 0 {
+					return dim(w, 0, k) / per
+				}
+				return groups
 			}
-			rel("weight in-channels", func(k map[int]int) bool { return dim(w, 1, k)*groups == dim(x, 1, k) })
+			rel("weight in-channels", func(k map[int]int) bool { return dim(w, 1, k)*groupsAt(k) == dim(x, 1, k) })
+			rel("groups divide the channels", func(k map[int]int) bool {
+				gk := groupsAt(k)
+				return gk > 0 && dim(w, 0, k)%gk == 0 && dim(x, 1, k)%gk == 0
+			})
 			rel("weight out-channels", func(k map[int]int) bool { return dim(w, 0, k) == dim(out, 1, k) })
 			if b := in(2); g.Value(b) != nil && g.Value(b).Param != "" {
 				rel("bias", func(k map[int]int) bool { return dim(b, 0, k) == dim(out, 1, k) })

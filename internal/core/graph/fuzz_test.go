@@ -73,12 +73,16 @@ func genGraph(data []byte) (*ir.Graph, error) {
 			}
 			o := irtest.ConvOpts{Bias: r.intn(2) == 0, Pad: 1, Func: r.intn(3) == 0}
 			cout := int64(1 + r.intn(8))
-			switch r.intn(4) {
+			switch r.intn(5) {
 			case 0:
 				o.Groups, cout = s[1], s[1]
 			case 1:
 				if s[1]%2 == 0 {
 					o.Groups, cout = 2, 2*cout
+				}
+			case 2: // grouped, channel count kept (ResNeXt, RegNet)
+				if g := int64(1 + r.intn(4)); s[1]%g == 0 {
+					o.Groups, cout = g, s[1]
 				}
 			}
 			add(b.Conv(y, name(), cout, 3, o))

@@ -54,6 +54,8 @@ type wantGroup struct {
 	dw        []string
 	inexact   string   // substring of Inexact; "" wants an exact group
 	ln        []string // LayerNorms whose normalized_shape follows the group
+	block     int
+	convs     []GroupedConv
 }
 
 func mustBuild(t testing.TB, b *irtest.Builder) *ir.Graph {
@@ -276,16 +278,136 @@ var analyzeCases = []struct {
 		},
 	},
 	{
-		name: "grouped conv freezes in and out",
+		name: "grouped conv ties in and out in blocks",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.BN(b.Conv(x, "a", 16, 1, irtest.ConvOpts{}), "a.bn"))
+			y = b.Relu(b.BN(b.Conv(y, "g", 16, 3, irtest.ConvOpts{Pad: 1, Groups: 4, Bias: true}), "g.bn"))
+			b.Output(b.Conv(y, "c", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 16, prunable: true, block: 4,
+			layers: []string{"a", "g"}, dw: []string{}, convs: []GroupedConv{{"g.weight", 4}},
+			producers: []string{"a.weight:0", "g.weight:0"},
+			members: join([]string{"a.weight:0"}, bnStats("a.bn"), []string{"g.weight:0", "g.bias:0"},
+				bnStats("g.bn"), []string{"c.weight:1"})}},
+		check: func(t *testing.T, a *Analysis) {
+			g := groupWith(a, "a.weight:0")
+			if s := a.ParamShape("g.weight", map[int]int{g.ID: 8}); !slices.Equal(s, []int64{8, 4, 3, 3}) {
+				t.Errorf("g.weight -> %v", s)
+			}
+			for _, tc := range []struct {
+				kept []int
+				err  string
+			}{
+				{[]int{4, 5, 6, 7, 12, 13, 14, 15}, ""},
+				{[]int{0, 1, 2}, "not a whole number of blocks"},
+				{[]int{1, 2, 3, 4}, "does not start a block"},
+				{[]int{0, 1, 2, 4}, "part of the block"},
+			} {
+				err := a.ValidateKept(map[int][]int{g.ID: tc.kept})
+				if (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("ValidateKept(%v) = %v, want %q", tc.kept, err, tc.err)
+				}
+			}
+		},
+	},
+	{
+		name: "grouped convs of different widths on one space take the lcm block",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 24, 1, irtest.ConvOpts{}))
+			y = b.Relu(b.Conv(y, "g1", 24, 3, irtest.ConvOpts{Pad: 1, Groups: 6}))
+			y = b.Relu(b.Conv(y, "g2", 24, 3, irtest.ConvOpts{Pad: 1, Groups: 4, Func: true}))
+			b.Output(b.Conv(y, "c", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 24, prunable: true, block: 12,
+			convs: []GroupedConv{{"g1.weight", 4}, {"g2.weight", 6}}}},
+	},
+	{
+		name: "grouped transposed conv ties in and out in blocks",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)
 			y := b.Relu(b.Conv(x, "a", 16, 1, irtest.ConvOpts{}))
-			y = b.Relu(b.Conv(y, "g", 16, 3, irtest.ConvOpts{Pad: 1, Groups: 4}))
+			// conv_transpose2d(input, weight [Cin, Cout/groups, k, k], bias,
+			// stride, padding, output_padding, groups, dilation)
+			w := b.Param("t.weight", 16, 4, 3, 3)
+			y = b.Op1("aten::conv_transpose2d", "t", []int{y, w, b.Param("t.bias", 16), b.IntList(1, 1),
+				b.IntList(1, 1), b.IntList(0, 0), b.Int(4), b.IntList(1, 1)}, []int64{1, 16, 8, 8})
+			b.Output(b.Conv(b.Relu(y), "c", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 16, prunable: true, block: 4,
+			layers: []string{"a", "t"}, convs: []GroupedConv{{"t.weight", 4}},
+			members: []string{"a.weight:0", "t.weight:0", "t.bias:0", "c.weight:1"}}},
+	},
+	{
+		name: "grouped transposed conv that changes the channel count freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 16, 1, irtest.ConvOpts{}))
+			w := b.Param("t.weight", 16, 8, 3, 3)
+			y = b.Op1("aten::conv_transpose2d", "t", []int{y, w, b.None(), b.IntList(1, 1),
+				b.IntList(1, 1), b.IntList(0, 0), b.Int(4), b.IntList(1, 1)}, []int64{1, 32, 8, 8})
+			b.Output(b.Conv(b.Relu(y), "c", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 16, reason: "grouped transposed conv t (groups=4, 16 to 32 channels) changes the channel count"},
+			{has: "t.weight:1", channels: 32, reason: "grouped transposed conv t"},
+		},
+	},
+	{
+		name: "grouped conv that changes the channel count freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 16, 1, irtest.ConvOpts{}))
+			y = b.Relu(b.Conv(y, "g", 32, 3, irtest.ConvOpts{Pad: 1, Groups: 4}))
 			b.Output(b.Conv(y, "c", 8, 1, irtest.ConvOpts{}))
 		},
 		want: []wantGroup{
-			{has: "a.weight:0", channels: 16, reason: "grouped conv g (groups=4)"},
-			{has: "g.weight:0", channels: 16, reason: "grouped conv g"},
+			{has: "a.weight:0", channels: 16, reason: "grouped conv g (groups=4, 16 to 32 channels) changes the channel count"},
+			{has: "g.weight:0", channels: 32, reason: "grouped conv g"},
+		},
+	},
+	{
+		name: "grouped conv over a concatenation of whole groups",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			c := b.Cat(1, b.Conv(x, "p", 8, 1, irtest.ConvOpts{}), b.Conv(x, "q", 4, 1, irtest.ConvOpts{}))
+			y := b.Relu(b.Conv(c, "g", 12, 3, irtest.ConvOpts{Pad: 1, Groups: 3}))
+			b.Output(b.Conv(y, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "p.weight:0", channels: 8, prunable: true, block: 4, convs: []GroupedConv{{"g.weight", 4}},
+				members: []string{"p.weight:0", "g.weight:0", "d.weight:1"}},
+			{has: "q.weight:0", channels: 4, prunable: true, block: 4, convs: []GroupedConv{{"g.weight", 4}},
+				members: []string{"q.weight:0", "g.weight:0+8", "d.weight:1+8"}},
+		},
+	},
+	{
+		name: "grouped conv over a concatenation that splits a group freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			c := b.Cat(1, b.Conv(x, "p", 6, 1, irtest.ConvOpts{}), b.Conv(x, "q", 6, 1, irtest.ConvOpts{}))
+			y := b.Relu(b.Conv(c, "g", 12, 3, irtest.ConvOpts{Pad: 1, Groups: 3}))
+			b.Output(b.Conv(y, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "p.weight:0", channels: 6, reason: "concatenated ones that do not split into whole groups"},
+			{has: "q.weight:0", channels: 6, reason: "grouped conv g (groups=3) on strided"},
+		},
+	},
+	{
+		name: "depthwise conv over a concatenation",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			c := b.Cat(1, b.Conv(x, "p", 5, 1, irtest.ConvOpts{}), b.Conv(x, "q", 3, 1, irtest.ConvOpts{}))
+			y := b.Relu(b.Conv(c, "dw", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 8}))
+			b.Output(b.Conv(y, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "p.weight:0", channels: 5, prunable: true, dw: []string{"dw.weight"},
+				members: []string{"p.weight:0", "dw.weight:0", "d.weight:1"}},
+			{has: "q.weight:0", channels: 3, prunable: true, dw: []string{"dw.weight"},
+				members: []string{"q.weight:0", "dw.weight:0+5", "d.weight:1+5"}},
 		},
 	},
 	{
@@ -429,7 +551,7 @@ var analyzeCases = []struct {
 		want: []wantGroup{{has: "c.weight:0", channels: 8, reason: "not on dim 1"}},
 	},
 	{
-		name: "group_norm freezes",
+		name: "group_norm prunes whole groups",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)
 			y := b.Conv(x, "a", 8, 1, irtest.ConvOpts{})
@@ -437,8 +559,9 @@ var analyzeCases = []struct {
 				b.Float(1e-5), b.Bool(true)}, []int64{1, 8, 8, 8})
 			b.Output(b.Conv(y, "c", 4, 1, irtest.ConvOpts{}))
 		},
-		want: []wantGroup{{has: "a.weight:0", channels: 8, reason: "channels per group",
-			contains: []string{"gn.weight:0", "gn.bias:0", "c.weight:1"}}},
+		want: []wantGroup{{has: "a.weight:0", channels: 8, prunable: true, block: 4,
+			convs: []GroupedConv{{"gn.weight", 4}}, dw: []string{},
+			members: []string{"a.weight:0", "gn.weight:0", "gn.bias:0", "c.weight:1"}}},
 	},
 	{
 		name: "channel shuffle freezes",
@@ -626,7 +749,13 @@ func TestAnalyze(t *testing.T) {
 				if w.layers != nil && !slices.Equal(grp.Layers, w.layers) {
 					t.Errorf("%s: layers %v, want %v", w.has, grp.Layers, w.layers)
 				}
-				if w.dw != nil && !slices.Equal(grp.DepthwiseConvs, w.dw) {
+				if grp.Block != w.block {
+					t.Errorf("%s: block %d, want %d", w.has, grp.Block, w.block)
+				}
+				if w.convs != nil && !slices.Equal(grp.GroupedConvs, w.convs) {
+					t.Errorf("%s: grouped convs %v, want %v", w.has, grp.GroupedConvs, w.convs)
+				}
+				if w.dw != nil && !slices.Equal(grp.DepthwiseConvs, w.dw) && (len(w.dw) > 0 || len(grp.DepthwiseConvs) > 0) {
 					t.Errorf("%s: depthwise %v, want %v", w.has, grp.DepthwiseConvs, w.dw)
 				}
 			}

@@ -345,24 +345,17 @@ func (a *analyzer) conv() {
 		a.setMap(out, om)
 		return
 	}
-	if !transposed && groups == cin && cin == cout && W[1] == 1 && m != nil && m.dim == 1 &&
-		len(m.segs) == 1 && m.segs[0].stride == 1 && m.extent() == cin {
-		// Depthwise: channel c in is channel c out, and groups must follow
-		// the channel count.
-		sp := m.segs[0].sp
-		a.addMembers(m, wname, 0, true)
-		a.addLayer(sp, layer)
-		r := &a.spaces[a.find(sp)]
-		r.dw = append(r.dw, srec{a.nextSeq(), wname})
-		addBias(m)
-		a.useParam(w, wname, 0)
+	if cin == cout && m != nil && m.dim == 1 && m.extent() == cin && blocksFit(m, cin/groups) {
+		// Channel c in is channel c out (depthwise: one per group); the
+		// conv's groups follow the channel count. A transposed conv's
+		// weight is [Cin, Cout/groups, k...]: its dim 0 rows are input
+		// channels, and a block of them holds exactly its group's weights,
+		// as a block of output rows does for a plain conv.
+		a.groupedConv(m, w, wname, layer, cin/groups, addBias)
 		a.setMap(out, m)
 		return
 	}
-	reason := fmt.Sprintf("grouped conv %s (groups=%d)", layer, groups)
-	if m != nil && groups == cin && cin == cout {
-		reason = fmt.Sprintf("depthwise conv %s on concatenated or strided channels", layer)
-	}
+	reason := groupedReason(layer, groups, cin, cout, transposed, m)
 	a.freezeMap(m, reason)
 	om := a.fresh(1, cout, reason)
 	if om == nil {
@@ -599,21 +592,6 @@ func (a *analyzer) layerNorm() {
 		a.inexactMap(m, fmt.Sprintf("%s normalizes over these channels: removing some changes its mean and variance", a.desc()))
 	default:
 		a.freezeMap(m, fmt.Sprintf("%s normalizes over the channels together with other dims", a.desc()))
-	}
-	a.passMap(x, a.out(0))
-}
-
-// groupNorm freezes: pruning would change the channels per group.
-func (a *analyzer) groupNorm() {
-	x := a.in(0)
-	m := a.maps[x]
-	if m == nil {
-		return
-	}
-	reason := fmt.Sprintf("%s: channels per group would change", a.desc())
-	a.freezeMap(m, reason)
-	if m.dim == 1 {
-		a.perChannel(m, a.in(2), a.in(3))
 	}
 	a.passMap(x, a.out(0))
 }

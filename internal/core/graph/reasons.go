@@ -12,7 +12,7 @@ var (
 	reOpPlace   = regexp.MustCompile(`([A-Za-z_]\w*::[A-Za-z_]\w*)(?: in [^\s:]+| \(op \d+\))`)
 	reParamRead = regexp.MustCompile(`^\S+ (is read .*)$`)
 	reNoFit     = regexp.MustCompile(`^\S+ does not fit tensor \S+$`)
-	reGrouped   = regexp.MustCompile(`^grouped conv \S+ \(groups=\d+\)$`)
+	reGrouped   = regexp.MustCompile(`^grouped (transposed )?conv \S+ \(groups=\d+[^)]*\)(.*)$`)
 	reDepthwise = regexp.MustCompile(`^depthwise conv \S+ (on .*)$`)
 	reValue     = regexp.MustCompile(`^value \d+ (is read .*)$`)
 )
@@ -36,7 +36,7 @@ func ReasonKind(reason string) string {
 	case reNoFit.MatchString(r):
 		return "a member does not fit its tensor"
 	case reGrouped.MatchString(r):
-		return "grouped conv"
+		return reGrouped.ReplaceAllString(r, "grouped ${1}conv$2")
 	case reDepthwise.MatchString(r):
 		r = reDepthwise.ReplaceAllString(r, "depthwise conv $1")
 	}

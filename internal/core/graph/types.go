@@ -53,9 +53,21 @@ type Group struct {
 	// Layers are the module paths of the layers whose output channels are
 	// this group ("layer1.0.conv1"); `iskl` matches against them.
 	Layers []string `json:"layers"`
-	// DepthwiseConvs are the weight names of convolutions whose groups
-	// argument equals this group's channel count and must be set to the new
-	// count when the group is pruned.
+	// Block, above 1, is the granularity of the group: its channels go in
+	// whole blocks of Block consecutive channels (channel c is in block
+	// c/Block), because a grouped convolution or a GroupNorm reads them and
+	// can only lose whole groups. Channels is a multiple of it; 0 or 1: any channel may go
+	// alone.
+	Block int `json:"block,omitempty"`
+	// GroupedConvs are the convolutions (groups > 1) whose input and output
+	// channels are this group's, channel c in being channel c out; their
+	// groups argument must become the new channel count over PerGroup. The
+	// GroupNorms over the group's channels are listed too (Weight is the
+	// norm's affine weight): their num_groups follows the same rule.
+	GroupedConvs []GroupedConv `json:"grouped_convs,omitempty"`
+	// DepthwiseConvs are the weights of the GroupedConvs with one channel per
+	// group (groups equals the channel count), listed for graph --json
+	// readers that predate GroupedConvs.
 	DepthwiseConvs []string `json:"depthwise_convs,omitempty"`
 	// LayerNorms are the weight names of LayerNorms over this group's
 	// channels (channels-last blocks), whose normalized_shape must be set to
@@ -76,3 +88,42 @@ type Group struct {
 
 // Prunable reports whether the group may lose channels.
 func (g *Group) Prunable() bool { return !g.Frozen && len(g.Producers) > 0 }
+
+// GroupedConv is a convolution whose groups argument follows a group's
+// channels: Weight is its weight parameter, PerGroup its channels per group
+// (1 for depthwise). Its new groups count is the kept size of the weight's
+// dim 0 over PerGroup.
+type GroupedConv struct {
+	Weight   string `json:"weight"`
+	PerGroup int    `json:"per_group"`
+}
+
+// Unit is the smallest number of channels the group can lose or keep: its
+// Block, or 1.
+func (g *Group) Unit() int { return max(g.Block, 1) }
+
+// CheckBlocks reports an error unless kept (ascending channel indices) is a
+// union of whole blocks of the group.
+func (g *Group) CheckBlocks(kept []int) error { return CheckBlocks(kept, g.Unit()) }
+
+// CheckBlocks reports an error unless kept (ascending indices) is a union of
+// whole aligned blocks of b consecutive indices.
+func CheckBlocks(kept []int, b int) error {
+	if b <= 1 {
+		return nil
+	}
+	if len(kept)%b != 0 {
+		return fmt.Errorf("keeps %d channels, not a whole number of blocks of %d", len(kept), b)
+	}
+	for i := 0; i < len(kept); i += b {
+		if kept[i]%b != 0 {
+			return fmt.Errorf("kept channel %d does not start a block of %d", kept[i], b)
+		}
+		for j := 1; j < b; j++ {
+			if kept[i+j] != kept[i]+j {
+				return fmt.Errorf("keeps part of the block of %d channels at %d", b, kept[i])
+			}
+		}
+	}
+	return nil
+}

@@ -51,15 +51,16 @@ const (
 type Cost uint8
 
 const (
-	Free         Cost = iota // not counted
-	ConvCost                 // N·∏out_spatial·numel(weight) (+ N·C_out·∏out_spatial with bias)
-	LinearCost               // (in·out + out with bias)·∏leading dims; operands of aten::linear
-	AddmmCost                // the linear rule on addmm's operands
-	MatmulCost               // the linear rule when the second operand is a weight
-	NormCost                 // numel(input), twice that with affine weights
-	ActCost                  // numel(output)
-	PoolCost                 // numel(input)
-	UpsampleCost             // numel(output)
+	Free          Cost = iota // not counted
+	ConvCost                  // N·∏out_spatial·numel(weight) (+ N·C_out·∏out_spatial with bias)
+	LinearCost                // (in·out + out with bias)·∏leading dims; operands of aten::linear
+	AddmmCost                 // the linear rule on addmm's operands
+	MatmulCost                // the linear rule when the second operand is a weight
+	NormCost                  // numel(input), twice that with affine weights (batch and instance norm: weight is input 1)
+	GroupNormCost             // NormCost with group_norm's operands (weight is input 2)
+	ActCost                   // numel(output)
+	PoolCost                  // numel(input)
+	UpsampleCost              // numel(output)
 )
 
 // Op is what the table says about one op kind.
@@ -196,6 +197,8 @@ func init() {
 	cost(AddmmCost, "linear", "addmm")
 	cost(MatmulCost, "linear", "mm", "matmul")
 	cost(NormCost, "batchnorm", "batch_norm")
+	cost(NormCost, "instancenorm", "instance_norm")
+	cost(GroupNormCost, "groupnorm", "group_norm")
 	cost(ActCost, "relu", inplace("relu", "relu6", "hardtanh")...)
 	cost(ActCost, "leaky_relu", inplace("leaky_relu")...)
 	cost(ActCost, "elu", inplace("elu")...)

@@ -59,3 +59,40 @@ func All(n int) []int {
 	}
 	return out
 }
+
+// Unit is the step of a group's keep count: a multiple of both alf and the
+// group's block (the channels per group of a grouped conv it feeds), so the
+// least common multiple of the two. Rounding by it (RoundAlfWithin,
+// KeepCount) keeps whole blocks and at least one of them.
+func Unit(alf, block int) int {
+	a, b := max(alf, 1), max(block, 1)
+	x, y := a, b
+	for y != 0 {
+		x, y = y, x%y
+	}
+	return a / x * b
+}
+
+// TopKBlocks is TopK over whole blocks of block consecutive scores: it
+// keeps the k/block blocks (at least one) whose scores sum highest, ties to
+// the lower block, and returns their channel indices ascending. A block of
+// 0 or 1 is TopK; scores that do not split into whole blocks keep all.
+func TopKBlocks(scores []float64, k, block int) []int {
+	if block <= 1 {
+		return TopK(scores, k)
+	}
+	if len(scores)%block != 0 {
+		return All(len(scores))
+	}
+	sums := make([]float64, len(scores)/block)
+	for i, s := range scores {
+		sums[i/block] += s
+	}
+	var out []int
+	for _, j := range TopK(sums, max(k/block, 1)) {
+		for c := j * block; c < (j+1)*block; c++ {
+			out = append(out, c)
+		}
+	}
+	return out
+}

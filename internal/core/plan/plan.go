@@ -7,6 +7,7 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,13 @@ type Plan struct {
 	ParamsAfter  int64             `json:"params_after"`
 	Groups       []Group           `json:"groups"`
 	Tensors      map[string]Tensor `json:"tensors"`
+	// ConvGroups is the new groups argument of every grouped conv and
+	// GroupNorm pruned in whole groups (by weight) whose channels shrink. It
+	// is derived from the kept channels, so plans without it (older ones)
+	// replay the same; when present, apply checks that it agrees. Depthwise
+	// convs are left out: their groups is their channel count, and plans of
+	// depthwise models read as before.
+	ConvGroups map[string]int64 `json:"conv_groups,omitempty"`
 }
 
 // Group is one pruned channel group.
@@ -67,6 +75,9 @@ func Build(a *graph.Analysis, params map[string][]int64, kept map[int][]int, inp
 		if err := checkKept(k, g.Channels); err != nil {
 			return nil, fmt.Errorf("plan: group %d (%v): %w", g.ID, g.Layers, err)
 		}
+		if err := g.CheckBlocks(k); err != nil {
+			return nil, fmt.Errorf("plan: group %d (%v): %w", g.ID, g.Layers, err)
+		}
 		members := make([]string, len(g.Members))
 		for j, m := range g.Members {
 			members[j] = m.String()
@@ -91,6 +102,21 @@ func Build(a *graph.Analysis, params map[string][]int64, kept map[int][]int, inp
 			t.Kept[strconv.Itoa(d)] = idx
 		}
 		p.Tensors[name] = t
+	}
+	for i := range a.Groups {
+		for _, c := range a.Groups[i].GroupedConvs {
+			t, ok := p.Tensors[c.Weight]
+			if !ok || c.PerGroup <= 1 || len(t.ShapeAfter) == 0 {
+				continue
+			}
+			if t.ShapeAfter[0]%int64(c.PerGroup) != 0 {
+				return nil, fmt.Errorf("plan: conv %s keeps %d channels, not whole groups of %d", c.Weight, t.ShapeAfter[0], c.PerGroup)
+			}
+			if p.ConvGroups == nil {
+				p.ConvGroups = map[string]int64{}
+			}
+			p.ConvGroups[c.Weight] = t.ShapeAfter[0] / int64(c.PerGroup)
+		}
 	}
 	return p, nil
 }
@@ -155,6 +181,14 @@ func (p *Plan) Validate(params map[string][]int64) error {
 			if _, ok := t.Kept[strconv.Itoa(d)]; !ok && t.ShapeAfter[d] != shape[d] {
 				return fail.Usagef("plan: tensor %q dim %d changes size but lists no kept indices", name, d)
 			}
+		}
+	}
+	for _, w := range slices.Sorted(maps.Keys(p.ConvGroups)) {
+		if _, ok := params[w]; !ok {
+			return fail.Usagef("plan: conv_groups names tensor %q, which the model does not have", w)
+		}
+		if p.ConvGroups[w] < 1 {
+			return fail.Usagef("plan: conv_groups[%q] = %d, want at least 1", w, p.ConvGroups[w])
 		}
 	}
 	for i, g := range p.Groups {

@@ -3,6 +3,7 @@ package plan
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/core/fail"
@@ -33,6 +34,49 @@ func TestKeepCount(t *testing.T) {
 	for _, c := range cases {
 		if got := KeepCount(c.n, c.ratio, c.alf); got != c.want {
 			t.Errorf("KeepCount(%d, %g, %d) = %d, want %d", c.n, c.ratio, c.alf, got, c.want)
+		}
+	}
+}
+
+func TestUnit(t *testing.T) {
+	for _, c := range []struct{ alf, block, want int }{
+		{1, 0, 1}, {0, 0, 1}, {8, 0, 8}, {1, 4, 4}, {8, 4, 8}, {6, 4, 12}, {32, 12, 96}, {4, 32, 32}, {-3, 5, 5},
+	} {
+		if got := Unit(c.alf, c.block); got != c.want {
+			t.Errorf("Unit(%d, %d) = %d, want %d", c.alf, c.block, got, c.want)
+		}
+	}
+	// KeepCount and RoundAlfWithin by a unit keep whole units, at least one.
+	for _, c := range []struct {
+		n     int
+		ratio float64
+		unit  int
+		want  int
+	}{
+		{128, 0.7, 4, 88}, {128, 0.01, 4, 4}, {96, 0.5, 12, 48}, {96, 0.49, 12, 36}, {8, 0.5, 12, 8},
+	} {
+		if got := KeepCount(c.n, c.ratio, c.unit); got != c.want {
+			t.Errorf("KeepCount(%d, %g, %d) = %d, want %d", c.n, c.ratio, c.unit, got, c.want)
+		}
+	}
+}
+
+func TestTopKBlocks(t *testing.T) {
+	sc := []float64{0.1, 0.1, 5, 0, 1, 1, 1, 1, 0, 0, 0, 0}
+	for _, c := range []struct {
+		k, block int
+		want     []int
+	}{
+		{4, 4, []int{0, 1, 2, 3}},                           // block sums 5.2, 4, 0
+		{8, 4, []int{0, 1, 2, 3, 4, 5, 6, 7}},               // the top two blocks
+		{1, 4, []int{0, 1, 2, 3}},                           // at least one block
+		{4, 2, []int{2, 3, 4, 5}},                           // pairs: 0.2, 5, 2, 2, 0, 0; tie to the lower pair
+		{6, 3, []int{0, 1, 2, 3, 4, 5}},                     // triples: 5.2, 2, 1, 0
+		{3, 1, []int{2, 4, 5}},                              // plain TopK
+		{4, 5, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}}, // 12 scores do not split into 5s
+	} {
+		if got := TopKBlocks(sc, c.k, c.block); !slices.Equal(got, c.want) {
+			t.Errorf("TopKBlocks(k=%d, block=%d) = %v, want %v", c.k, c.block, got, c.want)
 		}
 	}
 }
@@ -84,6 +128,8 @@ func TestValidate(t *testing.T) {
 		{"group member without dim", func(p *Plan) {
 			p.Groups = []Group{{Members: []string{"c.weight"}, ChannelsBefore: 4, Kept: []int{0, 3}}}
 		}},
+		{"conv_groups names unknown tensor", func(p *Plan) { p.ConvGroups = map[string]int64{"x.weight": 2} }},
+		{"conv_groups below one", func(p *Plan) { p.ConvGroups = map[string]int64{"c.weight": 0} }},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {

@@ -180,6 +180,8 @@ func Trace(m *torch.Module, shape []int64) (*ir.Graph, error) {
 var (
 	convShapeErr = regexp.MustCompile(`weight of size \[([0-9, ]+)\], expected input\[([0-9, ]+)\] to have (\d+) channels, but got (\d+) channels`)
 	convRankErr  = regexp.MustCompile(`Expected (\d+)-dimensional input for \d+-dimensional weight \[([0-9, ]+)\], but got (\d+)-dimensional input`)
+	// A scripted conv checks the rank itself, before any weight is named.
+	convBatchErr = regexp.MustCompile(`Expected \d+D \(unbatched\) or (\d+)D \(batched\) input to (conv\w*), but got input of size: \[([0-9, ]+)\]`)
 	linearErr    = regexp.MustCompile(`mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)`)
 )
 
@@ -207,6 +209,10 @@ func explainForward(m *torch.Module, shape []int64, err error) error {
 		want, _ := strconv.Atoi(sm[1])
 		return fail.Usagef("input shape %v does not fit the model: layer %s expects %d-dimensional input%s, the input shape has %s dimensions", shape, layer, want, dimsHint(want), sm[3])
 	}
+	if sm := convBatchErr.FindStringSubmatch(msg); sm != nil {
+		want, _ := strconv.Atoi(sm[1])
+		return fail.Usagef("input shape %v does not fit the model: its %s layers expect %d-dimensional input%s, the input shape has %d dimensions", shape, sm[2], want, dimsHint(want), len(shape))
+	}
 	if sm := linearErr.FindStringSubmatch(msg); sm != nil {
 		// mat2 is the transposed weight [in, out] of the Linear layer.
 		in, out := parseInts(sm[3]), parseInts(sm[4])
@@ -222,10 +228,17 @@ func explainForward(m *torch.Module, shape []int64, err error) error {
 	return fmt.Errorf("forward on an example input of shape %v: %w", shape, err)
 }
 
-// dimsHint spells out the dimensions of an image batch.
+// dimsHint spells out the dimensions of a batch of the given rank.
 func dimsHint(rank int) string {
-	if rank == 4 {
+	switch rank {
+	case 2:
+		return " (N,F)"
+	case 3:
+		return " (N,C,L)"
+	case 4:
 		return " (N,C,H,W)"
+	case 5:
+		return " (N,C,D,H,W)"
 	}
 	return ""
 }

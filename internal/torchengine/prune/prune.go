@@ -16,7 +16,10 @@ import (
 // Apply prunes m by the plan and checks that it still runs on an input of
 // the plan's shape.
 func Apply(m *torch.Module, a *graph.Analysis, p *plan.Plan) error {
-	sl, convGroups := (&cut.Base{Analysis: a}).PlanSlices(p)
+	sl, convGroups, err := (&cut.Base{Analysis: a}).PlanSlices(p)
+	if err != nil {
+		return err
+	}
 	mod := torchengine.Wrap(m)
 	if err := mod.Cut(sl, convGroups); err != nil {
 		return err

@@ -42,7 +42,7 @@ func TestL2NormEquivalence(t *testing.T) {
 // built) must reload to see; a fresh clone takes the edit as it is. The
 // equivalence test covers the fresh clone, this one the module that ran.
 func TestDepthwiseSurgeryAfterForward(t *testing.T) {
-	for _, name := range fixtures.Names([]string{"depthwise"}) {
+	for _, name := range fixtures.Names([]string{"depthwise", "grouped"}) {
 		t.Run(name, func(t *testing.T) {
 			path, meta := fixtures.Model(t, name)
 			checkEquivalence(t, path, meta.InputShape, 0.5, true)
@@ -272,7 +272,7 @@ func TestExcludedISKL(t *testing.T) {
 // as `gopruner apply` does: a depthwise groups edit must work after the
 // export's traced run, and give the shapes the plan promises.
 func TestApplyToAnalysedModule(t *testing.T) {
-	for _, name := range fixtures.Names([]string{"depthwise", "mobilenet_v2"}) {
+	for _, name := range fixtures.Names([]string{"depthwise", "grouped", "mobilenet_v2"}) {
 		t.Run(name, func(t *testing.T) {
 			path, meta := fixtures.Model(t, name)
 			am, err := model.Open(path, meta.InputShape, torch.CPU)

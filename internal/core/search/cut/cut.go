@@ -168,7 +168,7 @@ func (b *Base) OneShot(scores map[int][]float64, opt OneShotOptions) (*Outcome, 
 	} else {
 		res = oneshot.Uniform(groups, macs, target, opt.Alf)
 	}
-	kept := oneshot.Select(scores, res.Keep)
+	kept := oneshot.Select(groups, scores, res.Keep)
 	p, err := b.Plan(kept)
 	if err != nil {
 		return nil, err
@@ -201,31 +201,66 @@ func (b *Base) Plan(kept map[int][]int) (*plan.Plan, error) {
 }
 
 // PlanSlices is the surgery of a plan of the original model, tensors in
-// name order, and the new groups count of every depthwise conv it shrinks
-// (derived from the analysis rather than stored in plan.json: a depthwise
-// conv's groups always equals its channel count).
-func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64) {
+// name order, and the new groups count of every grouped or depthwise conv
+// it shrinks. The counts are derived from the analysis (a conv's kept rows
+// over its channels per group), so plans written before conv_groups existed
+// replay the same; a plan's conv_groups must agree with them. A plan that
+// keeps part of a conv's group, or names a conv_groups entry the analysis
+// does not know, is a usage error.
+func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64, error) {
 	names := slices.Sorted(maps.Keys(p.Tensors))
 	out := make([]Slice, 0, len(names))
 	for _, n := range names {
 		out = append(out, Slice{Tensor: n, Keep: p.Tensors[n].KeptByDim()})
 	}
 	groups := map[string]int64{}
+	known := map[string]bool{}
+	for _, c := range b.groupedConvs() {
+		known[c.Weight] = true
+		t, ok := p.Tensors[c.Weight]
+		if !ok || len(t.ShapeAfter) == 0 {
+			continue
+		}
+		rows, ok := t.KeptByDim()[0]
+		if !ok {
+			continue
+		}
+		if err := graph.CheckBlocks(rows, c.PerGroup); err != nil {
+			return nil, nil, fail.Usagef("plan: conv %s: %v (groups of %d channels)", c.Weight, err, c.PerGroup)
+		}
+		groups[c.Weight] = int64(len(rows) / c.PerGroup)
+	}
+	for _, w := range slices.Sorted(maps.Keys(p.ConvGroups)) {
+		if !known[w] {
+			return nil, nil, fail.Usagef("plan: conv_groups names %s, which is not a grouped conv's weight in this model", w)
+		}
+		if got, want := p.ConvGroups[w], groups[w]; got != want {
+			return nil, nil, fail.Usagef("plan: conv_groups gives %s %d groups, its kept channels give %d", w, got, want)
+		}
+	}
+	return out, groups, nil
+}
+
+// groupedConvs lists once, in group order, every op of the analysis whose
+// size argument follows a group's channels: grouped and depthwise convs and
+// GroupNorms (their groups count), and LayerNorms over the channels (their
+// normalized_shape, one channel per "group").
+func (b *Base) groupedConvs() []graph.GroupedConv {
+	var out []graph.GroupedConv
 	for i := range b.Analysis.Groups {
-		for _, w := range sizeArgs(&b.Analysis.Groups[i]) {
-			if t, ok := p.Tensors[w]; ok && len(t.ShapeAfter) > 0 {
-				groups[w] = t.ShapeAfter[0]
+		g := &b.Analysis.Groups[i]
+		for _, c := range g.GroupedConvs {
+			if !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+		for _, w := range g.LayerNorms {
+			if c := (graph.GroupedConv{Weight: w, PerGroup: 1}); !slices.Contains(out, c) {
+				out = append(out, c)
 			}
 		}
 	}
-	return out, groups
-}
-
-// sizeArgs are the weights of g's ops whose size argument is the group's
-// channel count (a depthwise conv's groups, a LayerNorm's
-// normalized_shape): pruning sets it to the weight's new dim-0 size.
-func sizeArgs(g *graph.Group) []string {
-	return append(slices.Clone(g.DepthwiseConvs), g.LayerNorms...)
+	return out
 }
 
 // All is the identity keep of every group in gs: all its channels.
@@ -238,11 +273,14 @@ func All(gs []*graph.Group) map[int][]int {
 }
 
 // CutBy reduces every group in counts to its count, keeping the channels
-// with the highest scores. kept holds original indices; scores[g] holds one
-// score per CURRENT channel of g (in kept order). The result is a new map.
-func CutBy(kept map[int][]int, s map[int][]float64, counts map[int]int) (map[int][]int, error) {
+// with the highest scores, in whole blocks where the group has them (each
+// block scored by the sum of its channels). kept holds original indices;
+// scores[g] holds one score per CURRENT channel of g (in kept order). A count
+// that is not a whole number of blocks is an error. The result is a new map.
+func (b *Base) CutBy(kept map[int][]int, s map[int][]float64, counts map[int]int) (map[int][]int, error) {
 	next := maps.Clone(kept)
-	for gid, to := range counts {
+	for _, gid := range slices.Sorted(maps.Keys(counts)) {
+		to := counts[gid]
 		k := kept[gid]
 		if to >= len(k) {
 			continue
@@ -251,7 +289,19 @@ func CutBy(kept map[int][]int, s map[int][]float64, counts map[int]int) (map[int
 		if !ok || len(sc) != len(k) {
 			return nil, fmt.Errorf("group %d: %d scores for %d channels", gid, len(sc), len(k))
 		}
-		pos := plan.TopK(sc, to)
+		unit := 1
+		if g := b.Analysis.Group(gid); g != nil {
+			unit = g.Unit()
+		}
+		if to < unit || to%unit != 0 {
+			return nil, fmt.Errorf("group %d: cannot keep %d channels: it loses whole blocks of %d", gid, to, unit)
+		}
+		// Kept channels are whole blocks in ascending order, so the current
+		// channels' blocks are consecutive runs of unit positions too.
+		if err := graph.CheckBlocks(k, unit); err != nil {
+			return nil, fmt.Errorf("group %d: %w", gid, err)
+		}
+		pos := plan.TopKBlocks(sc, to, unit)
 		idx := make([]int, len(pos))
 		for i, p := range pos {
 			idx[i] = k[p]
@@ -337,10 +387,18 @@ func (b *Base) positions(tk map[string]map[int][]int, name string, dim int) (map
 
 // Edits is the surgery that turns the current model (which keeps cur,
 // original indices) into the one that keeps next, in positions of the
-// current tensors, plus the new groups count of every depthwise conv it
-// shrinks. Pruned channels cannot come back: next must be a subset of cur.
+// current tensors, plus the new groups count of every grouped or depthwise
+// conv it shrinks. Pruned channels cannot come back: next must be a subset
+// of cur, and a group with blocks keeps whole ones.
 func (b *Base) Edits(cur, next map[int][]int) ([]Slice, map[string]int64, error) {
 	a := b.Analysis
+	for _, gid := range slices.Sorted(maps.Keys(next)) {
+		if g := a.Group(gid); g != nil {
+			if err := g.CheckBlocks(next[gid]); err != nil {
+				return nil, nil, fmt.Errorf("group %d (%s): %w", gid, ShortLayers(g.Layers), err)
+			}
+		}
+	}
 	ck := a.TensorKeeps(cur)
 	nk := a.TensorKeeps(next)
 	for name, dims := range ck {
@@ -376,14 +434,13 @@ func (b *Base) Edits(cur, next map[int][]int) ([]Slice, map[string]int64, error)
 		}
 	}
 	groups := map[string]int64{}
-	for i := range a.Groups {
-		for _, w := range sizeArgs(&a.Groups[i]) {
-			for _, s := range out {
-				if s.Tensor == w {
-					if k, ok := s.Keep[0]; ok {
-						groups[w] = int64(len(k))
-					}
+	for _, c := range b.groupedConvs() {
+		for _, s := range out {
+			if k, ok := s.Keep[0]; ok && s.Tensor == c.Weight && c.PerGroup > 0 {
+				if len(k)%c.PerGroup != 0 {
+					return nil, nil, fmt.Errorf("conv %s would keep %d channels, not whole groups of %d", c.Weight, len(k), c.PerGroup)
 				}
+				groups[c.Weight] = int64(len(k) / c.PerGroup)
 			}
 		}
 	}

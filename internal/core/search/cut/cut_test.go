@@ -1,19 +1,21 @@
 package cut
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/graph/irtest"
 	"github.com/gopruner/gopruner/internal/core/plan"
 )
 
-// testBase is a CNN with a residual add (merged group), a concat (offset
-// members), a depthwise conv (groups edit) and a flatten into Linear
-// (strided members).
+// testBase is a CNN with a residual add (merged group), a ResNeXt-style
+// grouped conv (a group of blocks of 4), a concat (offset members), a
+// depthwise conv (groups edit) and a flatten into Linear (strided members).
 func testBase(t testing.TB) *Base {
 	t.Helper()
 	b := irtest.New()
@@ -21,6 +23,9 @@ func testBase(t testing.TB) *Base {
 	c1 := b.Relu(b.BN(b.Conv(x, "c1", 8, 3, irtest.ConvOpts{Pad: 1}), "bn1"))
 	c2 := b.BN(b.Conv(c1, "c2", 8, 3, irtest.ConvOpts{Pad: 1}), "bn2")
 	r := b.Relu(b.Add(c2, c1))
+	ga := b.Relu(b.BN(b.Conv(r, "ga", 12, 1, irtest.ConvOpts{}), "bna"))
+	gg := b.Relu(b.BN(b.Conv(ga, "gg", 12, 3, irtest.ConvOpts{Pad: 1, Groups: 3}), "bng"))
+	r = b.Relu(b.Add(r, b.Conv(gg, "gb", 8, 1, irtest.ConvOpts{})))
 	dw := b.Relu(b.Conv(r, "dw", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 8}))
 	c3 := b.Conv(dw, "c3", 6, 1, irtest.ConvOpts{})
 	c4 := b.Conv(dw, "c4", 4, 1, irtest.ConvOpts{})
@@ -70,11 +75,12 @@ func randomCuts(t testing.TB, b *Base, rng *rand.Rand, n int) {
 	}
 	for step := 0; step < n; step++ {
 		g := cands[rng.IntN(len(cands))]
+		u := g.Unit()
 		cur := len(kept[g.ID])
-		if cur <= 1 {
+		if cur <= u {
 			continue
 		}
-		to := 1 + rng.IntN(cur-1)
+		to := u * (1 + rng.IntN(cur/u-1))
 		cgs, err := b.CurrentGroups(cands, kept)
 		if err != nil {
 			t.Fatal(err)
@@ -93,12 +99,15 @@ func randomCuts(t testing.TB, b *Base, rng *rand.Rand, n int) {
 				}
 			}
 		}
-		next, err := CutBy(kept, scores, map[int]int{g.ID: to})
+		next, err := b.CutBy(kept, scores, map[int]int{g.ID: to})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(next[g.ID]) != to || !slices.IsSorted(next[g.ID]) {
 			t.Fatalf("step %d: cut to %d gave %v", step, to, next[g.ID])
+		}
+		if err := b.Analysis.ValidateKept(next); err != nil {
+			t.Fatalf("step %d: %v", step, err)
 		}
 		sl, _, err := b.Edits(kept, next)
 		if err != nil {
@@ -120,7 +129,24 @@ func randomCuts(t testing.TB, b *Base, rng *rand.Rand, n int) {
 	for k, v := range b.Params {
 		orig[k] = slices.Clone(v)
 	}
-	sl, _ := b.PlanSlices(p)
+	sl, groups, err := b.PlanSlices(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The plan records the groups of grouped convs; a depthwise conv's
+	// groups is its channel count, which PlanSlices derives.
+	recorded := maps.Clone(groups)
+	for _, c := range b.groupedConvs() {
+		if c.PerGroup == 1 {
+			if n, ok := recorded[c.Weight]; ok && n != p.Tensors[c.Weight].ShapeAfter[0] {
+				t.Fatalf("depthwise %s: groups %d, channels %d", c.Weight, n, p.Tensors[c.Weight].ShapeAfter[0])
+			}
+			delete(recorded, c.Weight)
+		}
+	}
+	if !maps.Equal(recorded, p.ConvGroups) && (len(recorded) > 0 || len(p.ConvGroups) > 0) {
+		t.Fatalf("plan slices give conv groups %v, the plan records %v", groups, p.ConvGroups)
+	}
 	applySlices(t, orig, sl)
 	for name, s := range shapes {
 		if !slices.Equal(orig[name], s) {
@@ -214,6 +240,152 @@ func TestExcludedAndOneShot(t *testing.T) {
 	for _, g := range b.Analysis.Prunable() {
 		if k, ok := out.Kept[g.ID]; ex[g.ID] && ok && !slices.Equal(k, plan.All(g.Channels)) {
 			t.Errorf("excluded group %d was cut to %v", g.ID, k)
+		}
+	}
+}
+
+// groupedOf returns testBase's group of blocks (the ResNeXt-style conv gg).
+func groupedOf(t *testing.T, b *Base) *graph.Group {
+	t.Helper()
+	for _, g := range b.Candidates(nil) {
+		if len(g.GroupedConvs) > 0 && g.Block > 1 {
+			return g
+		}
+	}
+	t.Fatal("no prunable group with blocks")
+	return nil
+}
+
+func TestGroupedEditsSetGroups(t *testing.T) {
+	b := testBase(t)
+	g := groupedOf(t, b)
+	if g.Channels != 12 || g.Block != 4 || !slices.Equal(g.GroupedConvs, []graph.GroupedConv{{Weight: "gg.weight", PerGroup: 4}}) {
+		t.Fatalf("grouped group: %d channels, block %d, convs %v", g.Channels, g.Block, g.GroupedConvs)
+	}
+	cands := b.Candidates(nil)
+	kept := All(cands)
+	next := All(cands)
+	next[g.ID] = []int{4, 5, 6, 7}
+	sl, groups, err := b.Edits(kept, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(groups, map[string]int64{"gg.weight": 1}) {
+		t.Errorf("groups %v, want gg.weight: 1", groups)
+	}
+	for _, s := range sl {
+		if s.Tensor == "gg.weight" && (!slices.Equal(s.Keep[0], []int{4, 5, 6, 7}) || s.Keep[1] != nil) {
+			t.Errorf("gg.weight keeps %v", s.Keep)
+		}
+	}
+	// Part of a block is refused, by Edits and by the plan.
+	next[g.ID] = []int{4, 5, 6, 8}
+	if _, _, err := b.Edits(kept, next); err == nil || !strings.Contains(err.Error(), "block") {
+		t.Errorf("Edits of a partial block: %v", err)
+	}
+	if _, err := b.Plan(next); err == nil || !strings.Contains(err.Error(), "block") {
+		t.Errorf("Plan of a partial block: %v", err)
+	}
+}
+
+func TestCutByBlocks(t *testing.T) {
+	b := testBase(t)
+	g := groupedOf(t, b)
+	kept := All(b.Candidates(nil))
+	// Block sums: 1+1+1+1, 0+5+0+0, 2+2+2+2: the middle block has the best
+	// channel but not the best sum.
+	sc := map[int][]float64{g.ID: {1, 1, 1, 1, 0, 5, 0, 0, 2, 2, 2, 2}}
+	next, err := b.CutBy(kept, sc, map[int]int{g.ID: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(next[g.ID], []int{8, 9, 10, 11}) {
+		t.Errorf("kept %v, want the block of highest sum 8..11", next[g.ID])
+	}
+	// A second cut works in current positions: [0..3 | 8..11] -> the better block.
+	two := map[int][]int{g.ID: {0, 1, 2, 3, 8, 9, 10, 11}}
+	next, err = b.CutBy(two, map[int][]float64{g.ID: {5, 5, 5, 5, 1, 1, 1, 1}}, map[int]int{g.ID: 4})
+	if err != nil || !slices.Equal(next[g.ID], []int{0, 1, 2, 3}) {
+		t.Errorf("second cut: %v %v", next[g.ID], err)
+	}
+	for _, to := range []int{6, 0, 2} {
+		if _, err := b.CutBy(kept, sc, map[int]int{g.ID: to}); err == nil || !strings.Contains(err.Error(), "whole blocks") {
+			t.Errorf("CutBy to %d: %v", to, err)
+		}
+	}
+}
+
+func TestOneShotKeepsWholeBlocks(t *testing.T) {
+	b := testBase(t)
+	g := groupedOf(t, b)
+	scores := map[int][]float64{}
+	for _, c := range b.Candidates(nil) {
+		scores[c.ID] = make([]float64, c.Channels)
+		for i := range scores[c.ID] {
+			scores[c.ID][i] = float64((i*5)%c.Channels) + 1
+		}
+	}
+	for _, tc := range []struct {
+		alf    int
+		global bool
+		unit   int
+	}{
+		{1, false, 4}, {1, true, 4}, {2, false, 4}, {3, true, 12}, {8, false, 8},
+	} {
+		out, err := b.OneShot(scores, OneShotOptions{P: 0.5, Alf: tc.alf, Global: tc.global})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := out.Kept[g.ID]
+		if len(k) == 0 || (len(k)%tc.unit != 0 && len(k) != g.Channels) {
+			t.Errorf("alf %d global %v: the grouped group keeps %v, not whole units of %d", tc.alf, tc.global, k, tc.unit)
+		}
+		if err := g.CheckBlocks(k); err != nil {
+			t.Errorf("alf %d global %v: %v", tc.alf, tc.global, err)
+		}
+		if w := out.Plan.ConvGroups["gg.weight"]; len(k) < g.Channels && w != int64(len(k)/4) {
+			t.Errorf("alf %d global %v: plan conv_groups %v for %d kept", tc.alf, tc.global, out.Plan.ConvGroups, len(k))
+		}
+	}
+}
+
+func TestPlanSlicesChecksGroups(t *testing.T) {
+	b := testBase(t)
+	g := groupedOf(t, b)
+	kept := All(b.Candidates(nil))
+	kept[g.ID] = []int{0, 1, 2, 3, 8, 9, 10, 11}
+	p, err := b.Plan(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(p.ConvGroups, map[string]int64{"gg.weight": 2}) {
+		t.Fatalf("plan conv_groups %v", p.ConvGroups)
+	}
+	_, groups, err := b.PlanSlices(p)
+	if err != nil || !maps.Equal(groups, p.ConvGroups) {
+		t.Fatalf("PlanSlices: %v %v", groups, err)
+	}
+	// A plan written before conv_groups existed replays the same.
+	p.ConvGroups = nil
+	if _, groups, err := b.PlanSlices(p); err != nil || groups["gg.weight"] != 2 {
+		t.Errorf("plan without conv_groups: %v %v", groups, err)
+	}
+	for name, mut := range map[string]func(q *plan.Plan){
+		"disagreeing conv_groups": func(q *plan.Plan) { q.ConvGroups = map[string]int64{"gg.weight": 3} },
+		"conv_groups of a plain conv": func(q *plan.Plan) {
+			q.ConvGroups = map[string]int64{"gg.weight": 2, "c1.weight": 1}
+		},
+		"part of a conv group": func(q *plan.Plan) {
+			t := q.Tensors["gg.weight"]
+			t.Kept = map[string][]int{"0": {0, 1, 2, 3, 8, 9, 10, 12}}
+			q.Tensors["gg.weight"] = t
+		},
+	} {
+		q := *p
+		q.Tensors = maps.Clone(p.Tensors)
+		mut(&q)
+		if _, _, err := b.PlanSlices(&q); err == nil || fail.Code(err) != 2 || !strings.Contains(err.Error(), "gg.weight") && !strings.Contains(err.Error(), "c1.weight") {
+			t.Errorf("%s: %v, want a usage error naming the conv", name, err)
 		}
 	}
 }

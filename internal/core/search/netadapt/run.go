@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/kinds"
+	"github.com/gopruner/gopruner/internal/core/plan"
 )
 
 // runner holds one Run's validated inputs.
@@ -179,6 +180,20 @@ func (r *runner) initial(start *State) (*State, error) {
 	return st, nil
 }
 
+// unit is the step of g's keep count: alf combined with its block.
+func (r *runner) unit(g Group) int { return plan.Unit(r.opt.Alf, g.Block) }
+
+// blocks maps every group with blocks to its block.
+func (r *runner) blocks() map[int]int {
+	out := map[int]int{}
+	for _, g := range r.groups {
+		if g.Block > 1 {
+			out[g.ID] = g.Block
+		}
+	}
+	return out
+}
+
 // candidates makes one candidate per group that can still be cut, in group
 // id order. A cut that does not lower the MACs is left out: it cannot bring
 // the target closer, and acc_per_mac would divide by zero.
@@ -197,11 +212,11 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 		var to int
 		var ok bool
 		if r.opt.Step == kinds.StepMACs {
-			to, ok = macsStep(cur, r.opt.Alf, st.MACs-budget, func(k int) int64 {
+			to, ok = macsStep(cur, r.unit(g), st.MACs-budget, func(k int) int64 {
 				return r.ev.MACs(withKeep(st.Keep, g.ID, k))
 			})
 		} else {
-			to, ok = channelStep(cur, r.opt.Alf, r.opt.DeltaCrop)
+			to, ok = channelStep(cur, r.unit(g), r.opt.DeltaCrop)
 		}
 		if !ok {
 			continue
@@ -212,7 +227,7 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 			// A full delta_crop cut that passes the target removes more than
 			// the run asks for; as in NetAdapt, the candidate then cuts only as
 			// far as the target, keeping the channels it need not lose.
-			if k, _ := macsStep(cur, r.opt.Alf, st.Target, func(k int) int64 {
+			if k, _ := macsStep(cur, r.unit(g), st.Target, func(k int) int64 {
 				return r.ev.MACs(withKeep(st.Keep, g.ID, k))
 			}); k > to {
 				to, keep = k, withKeep(st.Keep, g.ID, k)
@@ -384,7 +399,7 @@ func (r *runner) finish(ctx context.Context, st *State) (*State, error) {
 			return st, err
 		}
 		next := cloneState(st)
-		keep := ResizeAlf(st.Keep, r.opt.Alf, r.opt.Exclude)
+		keep := ResizeAlf(st.Keep, r.opt.Alf, r.opt.Exclude, r.blocks())
 		if !maps.Equal(keep, st.Keep) {
 			acc, err := r.fin.Resize(ctx, maps.Clone(keep))
 			if err == nil && !finite(acc) {

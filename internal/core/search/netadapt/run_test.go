@@ -585,3 +585,40 @@ func TestStateJSON(t *testing.T) {
 		}
 	}
 }
+
+// A group with blocks (a grouped conv's channels per group) only ever steps
+// by whole blocks combined with alf, in both step kinds; groups without
+// blocks step by alf alone.
+func TestBlocksKeptWhole(t *testing.T) {
+	for _, step := range []kinds.Step{kinds.StepChannels, kinds.StepMACs} {
+		t.Run(string(step), func(t *testing.T) {
+			f := newFakeNet(t, 64, 96, 48)
+			f.groups[0].Block = 4  // unit lcm(2, 4) = 4
+			f.groups[1].Block = 12 // unit lcm(2, 12) = 12
+			unit := map[int]int{0: 4, 1: 12, 2: 2}
+			opt := baseOptions()
+			opt.P, opt.Alf, opt.DeltaCrop, opt.Step = 0.6, 2, 0.1, step
+			n := 0
+			opt.OnIterationStart = func(_ int, _ int64, cands []Candidate) {
+				for _, c := range cands {
+					n++
+					if u := unit[c.Group]; c.To%u != 0 || c.To < u || c.To >= c.From {
+						t.Errorf("candidate group %d %d→%d is not whole units of %d", c.Group, c.From, c.To, u)
+					}
+				}
+			}
+			st, err := Run(context.Background(), f.groups, f, nil, nil, opt)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if n == 0 {
+				t.Fatal("no candidates")
+			}
+			for id, k := range st.Keep {
+				if k%unit[id] != 0 {
+					t.Errorf("group %d ends at %d, not whole units of %d", id, k, unit[id])
+				}
+			}
+		})
+	}
+}

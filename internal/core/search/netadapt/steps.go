@@ -8,15 +8,16 @@ import (
 )
 
 // ResizeAlf is the resize_alf pass: every group in keep that is not excluded
-// gets plan.RoundAlf of its count. It returns a new map.
-func ResizeAlf(keep map[int]int, alf int, exclude map[int]bool) map[int]int {
+// gets plan.RoundAlf of its count, by alf combined with the group's block
+// where blocks has one (plan.Unit). It returns a new map.
+func ResizeAlf(keep map[int]int, alf int, exclude map[int]bool, blocks map[int]int) map[int]int {
 	out := make(map[int]int, len(keep))
 	for id, n := range keep {
 		if exclude[id] {
 			out[id] = n
 			continue
 		}
-		out[id] = plan.RoundAlf(n, alf)
+		out[id] = plan.RoundAlf(n, plan.Unit(alf, blocks[id]))
 	}
 	return out
 }

@@ -8,9 +8,11 @@ import (
 )
 
 func TestResizeAlf(t *testing.T) {
-	keep := map[int]int{0: 33, 1: 65, 2: 7, 3: 33, 4: 64}
-	got := ResizeAlf(keep, 32, map[int]bool{3: true})
-	want := map[int]int{0: 32, 1: 64, 2: 7, 3: 33, 4: 64}
+	keep := map[int]int{0: 33, 1: 65, 2: 7, 3: 33, 4: 64, 5: 72, 6: 36}
+	// Group 5 has blocks of 8 (with alf 32: steps of 32); group 6 blocks
+	// of 12 (steps of 96), so 36 is below one step and stays.
+	got := ResizeAlf(keep, 32, map[int]bool{3: true}, map[int]int{5: 8, 6: 12, 4: 1})
+	want := map[int]int{0: 32, 1: 64, 2: 7, 3: 33, 4: 64, 5: 64, 6: 36}
 	if !maps.Equal(got, want) {
 		t.Errorf("ResizeAlf = %v, want %v", got, want)
 	}

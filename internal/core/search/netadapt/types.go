@@ -31,6 +31,10 @@ type Group struct {
 	ID       int      `json:"id"`
 	Layers   []string `json:"layers"`   // module/tensor names, for reports and errors
 	Channels int      `json:"channels"` // channel count of the unpruned model
+	// Block, above 1, makes the group lose whole blocks of Block channels
+	// (a grouped conv's channels per group): its counts step by the least
+	// common multiple of alf and Block.
+	Block int `json:"block,omitempty"`
 }
 
 // Candidate is one proposed cut: group Group goes from From to To channels,

@@ -26,14 +26,15 @@ type Result struct {
 }
 
 // Uniform finds the largest keep ratio r such that every group keeping
-// KeepCount(channels, r, alf) channels gives MACs ≤ target. MACs only grow
+// KeepCount(channels, r, unit) channels gives MACs ≤ target, unit being alf
+// combined with the group's block (plan.Unit). MACs only grow
 // with r, so bisection works. If even the smallest counts miss the target,
 // the result keeps the fewest channels allowed and Reached is false.
 func Uniform(groups []*graph.Group, macs MACsFunc, target int64, alf int) Result {
 	at := func(r float64) map[int]int {
 		keep := make(map[int]int, len(groups))
 		for _, g := range groups {
-			keep[g.ID] = plan.KeepCount(g.Channels, r, alf)
+			keep[g.ID] = plan.KeepCount(g.Channels, r, plan.Unit(alf, g.Block))
 		}
 		return keep
 	}
@@ -61,7 +62,10 @@ func Uniform(groups []*graph.Group, macs MACsFunc, target int64, alf int) Result
 // Global ranks channels across groups by score normalised within each group
 // (score / the group's mean score, so layers of different scale compare) and
 // finds the largest threshold quantile that meets the target: each group
-// keeps its channels above the threshold, rounded by alf, at least alf.
+// keeps its channels above the threshold, rounded by alf, at least alf. In
+// a group with blocks every channel ranks with its block's mean, so whole
+// blocks cross the threshold together; the count is then rounded to whole
+// blocks and alf (plan.Unit).
 func Global(groups []*graph.Group, scores map[int][]float64, macs MACsFunc, target int64, alf int) Result {
 	norm := make(map[int][]float64, len(groups))
 	var all []float64
@@ -78,6 +82,18 @@ func Global(groups []*graph.Group, scores map[int][]float64, macs MACsFunc, targ
 		for i, v := range s {
 			if mean > 0 {
 				n[i] = v / mean
+			}
+		}
+		if b := g.Unit(); b > 1 && len(n)%b == 0 {
+			for j := 0; j < len(n); j += b {
+				bm := 0.0
+				for _, v := range n[j : j+b] {
+					bm += v
+				}
+				bm /= float64(b)
+				for i := j; i < j+b; i++ {
+					n[i] = bm
+				}
 			}
 		}
 		norm[g.ID] = n
@@ -102,7 +118,7 @@ func Global(groups []*graph.Group, scores map[int][]float64, macs MACsFunc, targ
 			if c < 1 {
 				c = 1
 			}
-			keep[g.ID] = plan.RoundAlfWithin(c, g.Channels, alf)
+			keep[g.ID] = plan.RoundAlfWithin(c, g.Channels, plan.Unit(alf, g.Block))
 		}
 		return keep
 	}
@@ -131,8 +147,13 @@ func Global(groups []*graph.Group, scores map[int][]float64, macs MACsFunc, targ
 }
 
 // Select keeps, in every group, the keep[id] channels with the highest
-// scores (ascending indices). Groups absent from keep are not listed.
-func Select(scores map[int][]float64, keep map[int]int) map[int][]int {
+// scores (ascending indices), in whole blocks for the groups of groups that
+// have them. Groups absent from keep are not listed.
+func Select(groups []*graph.Group, scores map[int][]float64, keep map[int]int) map[int][]int {
+	block := make(map[int]int, len(groups))
+	for _, g := range groups {
+		block[g.ID] = g.Unit()
+	}
 	out := make(map[int][]int, len(keep))
 	ids := make([]int, 0, len(keep))
 	for id := range keep {
@@ -140,7 +161,7 @@ func Select(scores map[int][]float64, keep map[int]int) map[int][]int {
 	}
 	slices.SortFunc(ids, cmp.Compare)
 	for _, id := range ids {
-		out[id] = plan.TopK(scores[id], keep[id])
+		out[id] = plan.TopKBlocks(scores[id], keep[id], block[id])
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package oneshot
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/core/graph"
@@ -99,8 +100,41 @@ func TestGlobalPrefersLowScores(t *testing.T) {
 }
 
 func TestSelect(t *testing.T) {
-	got := Select(map[int][]float64{0: {0.5, 0.1, 0.9, 0.3}}, map[int]int{0: 2})
+	got := Select(nil, map[int][]float64{0: {0.5, 0.1, 0.9, 0.3}}, map[int]int{0: 2})
 	if want := []int{0, 2}; len(got[0]) != 2 || got[0][0] != want[0] || got[0][1] != want[1] {
 		t.Fatalf("Select = %v, want %v", got[0], want)
+	}
+}
+
+// In a group with blocks, Global ranks every channel by its block's mean
+// and Select keeps whole blocks by their sums: the block with the single
+// best channel loses to a uniformly good one.
+func TestGlobalBlocks(t *testing.T) {
+	gs, macs, m0 := chain([]int{8, 16})
+	gs[0].Block = 4
+	scores := map[int][]float64{
+		0: {0.1, 0.1, 0.1, 3, 1, 1, 1, 1},
+		1: {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+	}
+	for _, alf := range []int{1, 2} {
+		r := Global(gs, scores, macs, m0*6/10, alf)
+		if !r.Reached {
+			t.Fatalf("alf %d: target not reached: %+v", alf, r)
+		}
+		if k := r.Keep[0]; k != 4 {
+			t.Fatalf("alf %d: group 0 keeps %d, want one block of 4 (keep %v)", alf, k, r.Keep)
+		}
+		if got := Select(gs, scores, r.Keep); !slices.Equal(got[0], []int{4, 5, 6, 7}) {
+			t.Errorf("alf %d: Select keeps %v, want the block 4..7", alf, got[0])
+		}
+	}
+	// Uniform keeps whole blocks too, and lcm(alf, block) with alf.
+	for _, c := range []struct{ alf, unit int }{{1, 4}, {3, 12}} {
+		gs, macs, m0 := chain([]int{24, 16})
+		gs[0].Block = 4
+		r := Uniform(gs, macs, m0/2, c.alf)
+		if k := r.Keep[0]; k%c.unit != 0 || k < c.unit {
+			t.Errorf("alf %d: Uniform keeps %d of the group with blocks of 4, want whole units of %d", c.alf, k, c.unit)
+		}
 	}
 }
