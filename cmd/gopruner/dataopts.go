@@ -29,7 +29,7 @@ import (
 // dataConfigKeys are the configuration keys every dataset command offers as
 // flags, on top of its own.
 var dataConfigKeys = []string{
-	"path.model", "path.dataset", "input_shape", "mean", "std", "val_fraction",
+	"path.model", "path.dataset", "input_shape", "output", "mean", "std", "val_fraction",
 	"batch_size", "device", "threads", "seed", "workers", "allow_external_paths",
 }
 
@@ -59,14 +59,23 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	for _, w := range c.Warnings {
 		fmt.Fprintln(cmd.ErrOrStderr(), "gopruner: warning: "+w)
 	}
-	// The bridge's layout policy comes from the configuration (nchw, or
-	// GOPRUNER_NCHW); malloc tuning was settled when the library loaded.
-	s := torch.CurrentSettings()
-	s.ChannelsLast = !c.NCHW
-	if err := torch.Configure(s); err != nil {
-		return nil, fmt.Errorf("bridge settings: %w", err)
+	if err := configureBridge(c); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// configureBridge applies the configuration's bridge policies: the layout
+// (nchw) and which output tensor is the prediction (output). Malloc tuning
+// was settled when the library loaded.
+func configureBridge(c *config.Config) error {
+	s := torch.CurrentSettings()
+	s.ChannelsLast = !c.NCHW
+	s.Output = c.Output
+	if err := torch.Configure(s); err != nil {
+		return fmt.Errorf("bridge settings: %w", err)
+	}
+	return nil
 }
 
 // requireInput checks what every dataset command needs before it does any
