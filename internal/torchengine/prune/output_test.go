@@ -99,8 +99,15 @@ var outputCases = []outputCase{
 
 var outputShape = []int64{1, 3, 12, 12}
 
-// makeOutputModels runs outputModels once into a temporary directory.
+// makeOutputModels runs outputModels into a temporary directory.
 func makeOutputModels(t *testing.T) string {
+	t.Helper()
+	return pyModels(t, outputModels)
+}
+
+// pyModels runs a Python script that writes TorchScript models into the
+// directory it gets as its argument, and returns that directory.
+func pyModels(t *testing.T, source string) string {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		fixtures.Missing(t, "no /usr/bin/python3 (make deps)")
@@ -108,7 +115,7 @@ func makeOutputModels(t *testing.T) string {
 	dir := t.TempDir()
 	// TorchScript compiles from the classes' source, which python -c lacks.
 	script := filepath.Join(dir, "make_models.py")
-	if err := os.WriteFile(script, []byte(outputModels), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(source), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("/usr/bin/python3", script, dir).CombinedOutput()
