@@ -265,21 +265,32 @@ func checkOutputs(m *torch.Module, path string, shape []int64, classes []string)
 		return err
 	}
 	defer x.Close()
-	y, err := m.Forward(true, x)
+	ys, info, err := m.ForwardAll(true, x)
+	if err == nil && info.Selected < 0 {
+		err = errors.New(info.Error)
+	}
 	if err != nil {
 		// Trace explains a rejected shape in the user's terms (which layer
-		// wanted how many channels).
+		// wanted how many channels) and an output setting the model's
+		// output lacks.
 		if _, terr := model.Trace(m, one); terr != nil {
 			return terr
 		}
 		return fail.Usagef("model %s: input shape %v: %v", path, shape, err)
 	}
-	defer y.Close()
-	out, err := y.Shape()
+	defer func() {
+		for _, y := range ys {
+			y.Close()
+		}
+	}()
+	out, err := ys[info.Selected].Shape()
 	if err != nil {
 		return fmt.Errorf("model %s: output shape: %w", path, err)
 	}
 	if len(out) != 2 {
+		if len(info.Paths) > 1 {
+			return fail.Usagef("model %s: output %q has shape %v; a classifier's output is [N, classes] (the model returns %s: --output picks another of its tensors)", path, info.Paths[info.Selected], out, info.Structure)
+		}
 		return fail.Usagef("model %s: output has shape %v; a classifier's output is [N, classes]", path, out)
 	}
 	if int64(len(classes)) > out[1] {
