@@ -50,6 +50,13 @@ void gpt_free(void *p);
  * feed it CPU image batches as channels-last (NHWC) when it accepts them;
  * 0: always NCHW. */
 gpt_err gpt_set_channels_last(int on);
+/* Which tensor of forward's result is the prediction that forward, train,
+ * eval and Taylor steps use: a path of dict keys, NamedTuple field names and
+ * tuple/list indices joined by dots ("out", "aux.0"); NULL or "" is the whole
+ * result. The chosen value gives its first tensor depth-first, a dict's "out"
+ * entry before its others. Unchecked here: a path the model's result does not
+ * have fails the call that runs the model, naming the paths it has. */
+gpt_err gpt_set_output(const char *spec);
 /* mallopt M_ARENA_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (each when > 0).
  * An arena limit binds only threads that have not allocated yet: call it
  * before libtorch starts its threads. An error when mallopt refuses. */
@@ -100,9 +107,17 @@ gpt_err gpt_module_train(gpt_module m, int on);
 gpt_err gpt_module_bn_modes(gpt_module m, int *fixed, int *total);
 /* Threads used by calls on this module (0: leave libtorch's setting). */
 gpt_err gpt_module_set_threads(gpt_module m, int n);
-/* forward(inputs...); a tuple/list result gives its first tensor. */
+/* forward(inputs...); the tensor the output setting selects (gpt_set_output). */
 gpt_err gpt_module_forward(gpt_module m, const gpt_tensor *inputs, int n,
                            int no_grad, gpt_tensor *out);
+/* forward(inputs...) giving every tensor of the result in path order: *outs
+ * is a malloc'd array of *nouts handles (gpt_free the array, gpt_tensor_free
+ * each). When info is not NULL it receives JSON {"structure": "dict(out:
+ * tensor, aux: tensor)", "paths": ["out", "aux"], "selected": index into
+ * paths or -1, "error": why nothing was selected} (gpt_free). */
+gpt_err gpt_module_forward_all(gpt_module m, const gpt_tensor *inputs, int n,
+                               int no_grad, gpt_tensor **outs, int *nouts,
+                               char **info);
 /* Newline-separated dotted names of parameters (buffers=0) or buffers (1). */
 gpt_err gpt_module_names(gpt_module m, int buffers, char **out);
 gpt_err gpt_module_get(gpt_module m, const char *name, gpt_tensor *out);
@@ -126,7 +141,9 @@ gpt_err gpt_module_prune(gpt_module m, int ntensors, const char **names,
 
 /* ---- model IR (ir.cc) ---- */
 /* Traces forward once on inputs (eval mode, no grad) and returns the
- * executed aten ops as "gopruner-ir/1" JSON (see internal/core/ir). */
+ * executed aten ops as "gopruner-ir/1" JSON (see internal/core/ir). The
+ * graph's outputs are the result's tensors in path order, and "output" holds
+ * the result's structure as gpt_module_forward_all's info gives it. */
 gpt_err gpt_module_export_ir(gpt_module m, const gpt_tensor *inputs, int n,
                              char **json);
 
@@ -148,12 +165,13 @@ gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y,
                        double *loss_sum, int64_t *correct, int64_t *preds,
                        int64_t preds_cap);
 /* Taylor first-order scores: forward/backward on one batch with no weight
- * update, then for each named weight accum[i] += sum over all dims but 0 of
- * (w * dL/dw)^2 (float64, one value per output channel). accum[i] may be
+ * update, then for each named weight accum[i] += sum over all dims but
+ * dims[i] of (w * dL/dw)^2 (float64, one value per output channel: dim 0 of
+ * a conv or linear weight, dim 1 of a transposed conv's). accum[i] may be
  * NULL on the first call; it is then created. */
 gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
-                              const char **weight_names, gpt_tensor *accum,
-                              double *loss);
+                              const char **weight_names, const int *dims,
+                              gpt_tensor *accum, double *loss);
 
 #ifdef __cplusplus
 }

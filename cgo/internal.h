@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -75,7 +76,25 @@ std::vector<int64_t> dims_of(const int64_t *dims, int n);
 // Resolves a dotted attribute path to its owning submodule and leaf name.
 torch::jit::Module owner_of(const torch::jit::Module &root,
                             const std::string &dotted, std::string *leaf);
-at::Tensor first_tensor(const c10::IValue &v);
+// What forward returned (output.cc): each tensor with its path ("out",
+// "aux.0"; "" for a bare tensor), in the order forward built them.
+struct OutputLeaf {
+  std::string path;
+  at::Tensor t;
+};
+void set_output_spec(const std::string &spec);
+std::string output_spec();
+void flatten_output(const c10::IValue &v, const std::string &path, std::vector<OutputLeaf> *out);
+// A one-line type of v, e.g. "dict(out: tensor, aux: tensor)".
+std::string describe_output(const c10::IValue &v);
+// The path of the tensor that spec selects; std::invalid_argument naming the
+// available paths when it selects none.
+std::string select_path(const c10::IValue &v, const std::string &spec);
+// The prediction: the tensor the output setting selects.
+at::Tensor select_output(const c10::IValue &v);
+// {"structure", "paths", "selected", "error"} of v under the output setting.
+std::string output_info_json(const c10::IValue &v, const std::vector<OutputLeaf> &leaves);
+void json_str(std::ostringstream &o, const std::string &s);  // ir.cc
 // Gives the dotted name of a prim::GetAttr chain that starts at a graph's
 // self input, or "" when v is not such a chain (module.cc; ir.cc uses it too).
 std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self);

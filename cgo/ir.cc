@@ -14,10 +14,7 @@
 
 #include "internal.h"
 
-namespace {
-
-using torch::jit::Node;
-using torch::jit::Value;
+namespace gpt {
 
 void json_str(std::ostringstream &o, const std::string &s) {
   o << '"';
@@ -40,6 +37,14 @@ void json_str(std::ostringstream &o, const std::string &s) {
   }
   o << '"';
 }
+
+}  // namespace gpt
+
+namespace {
+
+using gpt::json_str;
+using torch::jit::Node;
+using torch::jit::Value;
 
 void json_double(std::ostringstream &o, double d) {
   if (std::isnan(d) || std::isinf(d)) {
@@ -153,7 +158,7 @@ struct Exporter {
     return n->kind() == c10::prim::Constant || n->kind() == c10::prim::GetAttr;
   }
 
-  std::string run(const torch::jit::Module &m) {
+  std::string run(const torch::jit::Module &m, const std::string &output_info) {
     std::ostringstream ops;
     bool first_op = true;
     for (Node *n : g->nodes()) {
@@ -217,7 +222,7 @@ struct Exporter {
     }
     std::ostringstream o;
     o << "{\"format\":\"gopruner-ir/1\",\"inputs\":[" << ins.str() << "],\"outputs\":["
-      << outs.str() << "],\n\"values\":[" << vals.str() << "],\n\"ops\":[" << ops.str()
+      << outs.str() << "],\n\"output\":" << output_info << ",\n\"values\":[" << vals.str() << "],\n\"ops\":[" << ops.str()
       << "],\n\"params\":{" << ps.str() << "}}\n";
     return o.str();
   }
@@ -243,13 +248,26 @@ gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n,
   h->m.eval();
   torch::jit::Module mod = h->m;
   std::shared_ptr<torch::jit::tracer::TracingState> state;
+  c10::IValue result;
+  std::vector<gpt::OutputLeaf> leaves;
   try {
     at::NoGradGuard ng;
     // The optimising executor would run profiling and specialised plans;
     // the plain interpreter records exactly the ops the code asks for.
     torch::jit::GraphOptimizerEnabledGuard opt(false);
-    auto fn = [&mod](torch::jit::Stack in) -> torch::jit::Stack {
-      return torch::jit::Stack{mod.forward(in)};
+    // The tracer takes tensors and plain containers of them as outputs,
+    // not NamedTuples or None entries; handing it the output's tensors
+    // flattened makes each a graph output, whatever holds it, and the
+    // structure goes into the JSON beside them.
+    auto fn = [&mod, &result, &leaves](torch::jit::Stack in) -> torch::jit::Stack {
+      result = mod.forward(in);
+      gpt::flatten_output(result, "", &leaves);
+      if (leaves.empty())
+        throw std::runtime_error("forward returned " + gpt::describe_output(result) +
+                                 ", which holds no tensor");
+      torch::jit::Stack out;
+      for (const auto &l : leaves) out.emplace_back(l.t);
+      return out;
     };
     auto res = torch::jit::tracer::trace(
         stack, fn, [](const at::Tensor &) { return std::string(); },
@@ -263,7 +281,7 @@ gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n,
   Exporter ex;
   ex.g = state->graph;
   ex.self = ex.g->inputs().at(0);
-  *json = gpt::dup(ex.run(h->m));
+  *json = gpt::dup(ex.run(h->m, gpt::output_info_json(result, leaves)));
   GPT_CATCH
 }
 

@@ -39,21 +39,6 @@ torch::jit::Module owner_of(const torch::jit::Module &root,
   }
 }
 
-at::Tensor first_tensor(const c10::IValue &v) {
-  if (v.isTensor()) return v.toTensor();
-  if (v.isTuple()) {
-    for (const auto &e : v.toTupleRef().elements())
-      if (e.isTensor()) return e.toTensor();
-  }
-  if (v.isList()) {
-    for (const c10::IValue &e : v.toListRef())
-      if (e.isTensor()) return e.toTensor();
-  }
-  throw std::runtime_error("forward returned " + v.tagKind() +
-                           "; gopruner needs a tensor, or a tuple/list whose first "
-                           "tensor is the logits");
-}
-
 std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self) {
   std::vector<std::string> parts;
   while (v != self) {
@@ -309,7 +294,7 @@ gpt_err gpt_module_forward(gpt_module h, const gpt_tensor *inputs, int n,
   } else {
     r = h->m.forward(in);
   }
-  *out = gpt::wrap(gpt::first_tensor(r));
+  *out = gpt::wrap(gpt::select_output(r));
   GPT_CATCH
 }
 

@@ -84,7 +84,7 @@ at::Tensor forward_logits(gpt_module_s *h, const at::Tensor &x) {
   bool nhwc = x.dim() == 4 && x.size(0) > 0 && x.device().is_cpu() && accepts_nhwc(h, x);
   std::vector<c10::IValue> in{nhwc ? channels_last(x) : x};
   h->ran = true;
-  return gpt::first_tensor(h->m.forward(in));
+  return gpt::select_output(h->m.forward(in));
 }
 
 }  // namespace
@@ -169,13 +169,15 @@ gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_su
 }
 
 gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
-                              const char **weight_names, gpt_tensor *accum,
-                              double *loss) {
+                              const char **weight_names, const int *dims,
+                              gpt_tensor *accum, double *loss) {
   GPT_CHECK_HANDLE(m, "module")
   GPT_CHECK_HANDLE(x, "input")
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
   gpt::use_threads(m);
+  if (n > 0 && (weight_names == nullptr || dims == nullptr || accum == nullptr))
+    return gpt::dup("taylor: NULL names, dims or accumulators");
   at::AutoGradMode grad(true);
   std::vector<at::Tensor> ws;
   ws.reserve(n);
@@ -187,6 +189,9 @@ gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
     at::Tensor w = owner.attr(leaf).toTensor();
     if (!w.requires_grad())
       return gpt::dup(std::string("taylor: \"") + weight_names[i] + "\" does not require grad");
+    if (dims[i] < 0 || dims[i] >= w.dim())
+      return gpt::dup(std::string("taylor: \"") + weight_names[i] + "\" has no dim " +
+                      std::to_string(dims[i]));
     ws.push_back(w);
   }
   gpt::drop_grads(m->m.parameters(true));
@@ -200,9 +205,9 @@ gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
     const at::Tensor &g = ws[i].grad();
     at::Tensor s;
     if (!g.defined()) {
-      s = at::zeros({ws[i].size(0)}, ws[i].options().dtype(at::kDouble));
+      s = at::zeros({ws[i].size(dims[i])}, ws[i].options().dtype(at::kDouble));
     } else {
-      at::Tensor prod = (ws[i].detach() * g).to(at::kDouble).pow(2);
+      at::Tensor prod = (ws[i].detach() * g).to(at::kDouble).pow(2).movedim(dims[i], 0);
       s = prod.reshape({prod.size(0), -1}).sum(1);
     }
     if (accum[i] == nullptr) {

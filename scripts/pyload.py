@@ -6,9 +6,10 @@ Usage: /usr/bin/python3 scripts/pyload.py MODEL.pt --input-shape 1,3,224,224
 
 torch.jit.load, eval(), forward under no_grad on IN.f32 (raw little-endian
 float32, C order) or on seeded torch.randn input. Prints one JSON line
-{"ok": true, "output_shape": [...], "output_shapes": [[...], ...]} and, with
---output, writes the output as raw little-endian float32 (a tuple/list output:
-its tensors flattened and concatenated in order). On any failure prints
+{"ok": true, "output_shape": [...], "output_shapes": [[...], ...],
+"structure": "dict(out: tensor, aux: tensor)"} and, with
+--output, writes the output as raw little-endian float32 (a tuple, list or
+dict output: its tensors flattened depth-first and concatenated in order). On any failure prints
 {"ok": false, "error": "..."} and a message on stderr, and exits 1.
 Used by the Go tests to prove that Python loads and runs pruned models.
 """
@@ -32,7 +33,30 @@ def flat_outputs(out):
         for k in out:
             res += flat_outputs(out[k])
         return res
+    if out is None or isinstance(out, (bool, int, float, str)):
+        return []
     raise TypeError(f"unsupported output type {type(out).__name__}")
+
+
+def structure(out):
+    """The output's type on one line, spelt as the shim's describe_output
+    (cgo/output.cc) spells it: tensor, None, tuple(...), list(...),
+    dict(key: ...), a NamedTuple as Name(field: ...)."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return "tensor"
+    if out is None:
+        return "None"
+    if isinstance(out, tuple) and hasattr(out, "_fields"):
+        inner = ", ".join(f"{f}: {structure(v)}" for f, v in zip(out._fields, out))
+        return f"{type(out).__name__}({inner})"
+    if isinstance(out, (tuple, list)):
+        kind = "tuple" if isinstance(out, tuple) else "list"
+        return f"{kind}({', '.join(structure(v) for v in out)})"
+    if isinstance(out, dict):
+        return "dict(" + ", ".join(f"{k}: {structure(v)}" for k, v in out.items()) + ")"
+    return {bool: "bool", int: "int", float: "double", str: "string"}.get(type(out), type(out).__name__)
 
 
 def run(args):
@@ -54,13 +78,14 @@ def run(args):
     m = torch.jit.load(args.model, map_location="cpu")
     m.eval()
     with torch.no_grad():
-        outs = flat_outputs(m(x))
+        res = m(x)
+        outs = flat_outputs(res)
     if args.output:
         with open(args.output, "wb") as fh:
             for t in outs:
                 fh.write(t.detach().float().contiguous().numpy().astype("<f4", copy=False).tobytes())
     return {"ok": True, "output_shape": list(outs[0].shape) if outs else [],
-            "output_shapes": [list(t.shape) for t in outs]}
+            "output_shapes": [list(t.shape) for t in outs], "structure": structure(res)}
 
 
 def main():

@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/gopruner/gopruner/internal/core/atomicfile"
+	"github.com/gopruner/gopruner/internal/core/ir"
 )
 
 // Module is a TorchScript module (scripted or traced) loaded in libtorch.
@@ -196,8 +197,9 @@ func (m *Module) SetThreads(n int) error {
 	return err
 }
 
-// Forward runs forward on the inputs. A tuple or list result gives its first
-// tensor. With noGrad, autograd records nothing.
+// Forward runs forward on the inputs and gives the tensor that
+// Settings.Output selects from its result. With noGrad, autograd records
+// nothing.
 func (m *Module) Forward(noGrad bool, inputs ...*Tensor) (*Tensor, error) {
 	h, err := m.handle()
 	if err != nil {
@@ -215,6 +217,42 @@ func (m *Module) Forward(noGrad bool, inputs ...*Tensor) (*Tensor, error) {
 		return nil, err
 	}
 	return newTensor(out), nil
+}
+
+// ForwardAll runs forward on the inputs and gives every tensor of the
+// result in path order (see ir.OutputInfo), with the result's structure and
+// which tensor Settings.Output selects. The caller closes the tensors.
+func (m *Module) ForwardAll(noGrad bool, inputs ...*Tensor) ([]*Tensor, *ir.OutputInfo, error) {
+	h, err := m.handle()
+	if err != nil {
+		return nil, nil, err
+	}
+	hs, p, err := tensorHandles(inputs)
+	if err != nil {
+		return nil, nil, err
+	}
+	var outs *C.gpt_tensor
+	var n C.int
+	var info *C.char
+	err = errFrom("forward", C.gpt_module_forward_all(h, p, C.int(len(hs)), cbool(noGrad), &outs, &n, &info))
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(inputs)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts := make([]*Tensor, int(n))
+	for i, th := range unsafe.Slice(outs, int(n)) {
+		ts[i] = newTensor(th)
+	}
+	C.gpt_free(unsafe.Pointer(outs))
+	oi, err := ir.ParseOutputInfo([]byte(takeString(info)))
+	if err != nil {
+		for _, t := range ts {
+			t.Close()
+		}
+		return nil, nil, err
+	}
+	return ts, oi, nil
 }
 
 func (m *Module) names(buffers bool) ([]string, error) {

@@ -33,6 +33,12 @@ type Settings struct {
 	// Configure with it on matters (an arena limit binds only threads that
 	// have not allocated yet); off changes nothing already applied.
 	MallocTuning bool
+	// Output picks the prediction among the tensors forward returns, for
+	// forward, train, eval and Taylor steps: a path of dict keys,
+	// NamedTuple field names and tuple/list indices joined by dots ("out",
+	// "aux.0"). Empty: the first tensor depth-first, a dict's "out" entry
+	// before its others (gopruner's `output` key).
+	Output string
 }
 
 const (
@@ -74,6 +80,13 @@ func Configure(s Settings) error {
 		return err
 	}
 	current.ChannelsLast = s.ChannelsLast
+	co := cstr(s.Output)
+	err := errFrom("set_output", C.gpt_set_output(co))
+	freeC(co)
+	if err != nil {
+		return err
+	}
+	current.Output = s.Output
 	if s.MallocTuning && !current.MallocTuning {
 		if err := errFrom("tune_malloc", C.gpt_tune_malloc(mallocArenaMax, mallocMmapThreshold, mallocTrimThreshold)); err != nil {
 			return err

@@ -177,12 +177,25 @@ func EvalBatch(m *Module, x, y *Tensor, preds []int64) (lossSum float64, correct
 // TaylorAccumulator sums Taylor first-order channel scores over batches.
 type TaylorAccumulator struct {
 	names []string
+	dims  []C.int
 	acc   []C.gpt_tensor
 }
 
-// NewTaylorAccumulator scores the output channels of the named weights.
-func NewTaylorAccumulator(weights []string) *TaylorAccumulator {
-	return &TaylorAccumulator{names: weights, acc: make([]C.gpt_tensor, len(weights))}
+// TaylorWeight is a weight to score and the dimension that holds its output
+// channels (0 for a conv or linear weight, 1 for a transposed conv's).
+type TaylorWeight struct {
+	Name string
+	Dim  int
+}
+
+// NewTaylorAccumulator scores the output channels of the given weights.
+func NewTaylorAccumulator(weights []TaylorWeight) *TaylorAccumulator {
+	a := &TaylorAccumulator{acc: make([]C.gpt_tensor, len(weights))}
+	for _, w := range weights {
+		a.names = append(a.names, w.Name)
+		a.dims = append(a.dims, C.int(w.Dim))
+	}
+	return a
 }
 
 // Add runs forward/backward on one batch, without updating weights, and adds
@@ -214,7 +227,7 @@ func (a *TaylorAccumulator) Add(m *Module, x, y *Tensor) (float64, error) {
 	}()
 	var l C.double
 	// C fills in the handles it creates on the first call.
-	err = errFrom("taylor", C.gpt_taylor_accumulate(hm, hx, hy, C.int(len(a.names)), cStrings(cn), &a.acc[0], &l))
+	err = errFrom("taylor", C.gpt_taylor_accumulate(hm, hx, hy, C.int(len(a.names)), cStrings(cn), &a.dims[0], &a.acc[0], &l))
 	keepAlive(m, x, y)
 	if err != nil {
 		return 0, err
@@ -222,12 +235,13 @@ func (a *TaylorAccumulator) Add(m *Module, x, y *Tensor) (float64, error) {
 	return float64(l), nil
 }
 
-// Scores returns the accumulated score of every output channel per weight
-// name, and frees the accumulator.
-func (a *TaylorAccumulator) Scores() (map[string][]float64, error) {
-	out := make(map[string][]float64, len(a.names))
+// Scores returns the accumulated score of every output channel, one slice
+// per weight in the order NewTaylorAccumulator got them, and frees the
+// accumulator.
+func (a *TaylorAccumulator) Scores() ([][]float64, error) {
+	out := make([][]float64, len(a.names))
 	defer a.Close()
-	for i, n := range a.names {
+	for i := range a.names {
 		if a.acc[i] == nil {
 			return nil, fmt.Errorf("taylor: no batch was scored")
 		}
@@ -236,7 +250,7 @@ func (a *TaylorAccumulator) Scores() (map[string][]float64, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[n] = v
+		out[i] = v
 	}
 	return out, nil
 }

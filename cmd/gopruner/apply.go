@@ -68,7 +68,7 @@ func newApplyCmd() *cobra.Command {
 			return nil
 		},
 	}
-	registerConfigFlags(cmd, "path.model", "out")
+	registerConfigFlags(cmd, "path.model", "out", "output")
 	cmd.Flags().String("plan", "", "plan.json written by prune --plan-out")
 	return cmd
 }

@@ -30,7 +30,7 @@ import (
 // dataConfigKeys are the configuration keys every dataset command offers as
 // flags, on top of its own.
 var dataConfigKeys = []string{
-	"path.model", "path.dataset", "input_shape", "mean", "std", "val_fraction",
+	"path.model", "path.dataset", "input_shape", "output", "mean", "std", "val_fraction",
 	"batch_size", "device", "threads", "seed", "workers", "allow_external_paths",
 }
 
@@ -60,14 +60,23 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	for _, w := range c.Warnings {
 		fmt.Fprintln(cmd.ErrOrStderr(), "gopruner: warning: "+w)
 	}
-	// The bridge's layout policy comes from the configuration (nchw, or
-	// GOPRUNER_NCHW); malloc tuning was settled when the library loaded.
-	s := torch.CurrentSettings()
-	s.ChannelsLast = !c.NCHW
-	if err := torch.Configure(s); err != nil {
-		return nil, fmt.Errorf("bridge settings: %w", err)
+	if err := configureBridge(c); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// configureBridge applies the configuration's bridge policies: the layout
+// (nchw) and which output tensor is the prediction (output). Malloc tuning
+// was settled when the library loaded.
+func configureBridge(c *config.Config) error {
+	s := torch.CurrentSettings()
+	s.ChannelsLast = !c.NCHW
+	s.Output = c.Output
+	if err := torch.Configure(s); err != nil {
+		return fmt.Errorf("bridge settings: %w", err)
+	}
+	return nil
 }
 
 // requireInput checks what every dataset command needs before it does any
@@ -282,21 +291,32 @@ func checkOutputs(m *torch.Module, path string, shape []int64, classes []string)
 		return err
 	}
 	defer x.Close()
-	y, err := m.Forward(true, x)
+	ys, info, err := m.ForwardAll(true, x)
+	if err == nil && info.Selected < 0 {
+		err = errors.New(info.Error)
+	}
 	if err != nil {
 		// Trace explains a rejected shape in the user's terms (which layer
-		// wanted how many channels).
+		// wanted how many channels) and an output setting the model's
+		// output lacks.
 		if _, terr := model.Trace(m, one); terr != nil {
 			return terr
 		}
 		return fail.Usagef("model %s: input shape %v: %v", path, shape, err)
 	}
-	defer y.Close()
-	out, err := y.Shape()
+	defer func() {
+		for _, y := range ys {
+			y.Close()
+		}
+	}()
+	out, err := ys[info.Selected].Shape()
 	if err != nil {
 		return fmt.Errorf("model %s: output shape: %w", path, err)
 	}
 	if len(out) != 2 {
+		if len(info.Paths) > 1 {
+			return fail.Usagef("model %s: output %q has shape %v; a classifier's output is [N, classes] (the model returns %s: --output picks another of its tensors)", path, info.Paths[info.Selected], out, info.Structure)
+		}
 		return fail.Usagef("model %s: output has shape %v; a classifier's output is [N, classes]", path, out)
 	}
 	if int64(len(classes)) > out[1] {

@@ -69,6 +69,9 @@ func runDemo(cmd *cobra.Command, dir string) error {
 	if err != nil {
 		return err
 	}
+	if err := configureBridge(cfg); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "pruning %s with my_pruning (TaylorFOWeight, P=%.2f, alf %d, delta_crop %.2f, cart %v)\n", trained, cfg.P, cfg.Alf, cfg.DeltaCrop, cfg.Cart)
 	return pruneWith(cmd.Context(), cfg, out)
 }

@@ -65,7 +65,11 @@ type Config struct {
 	Finetune bool  // [training] fine-tune after pruning
 	Train    Train // [epochs, lr, ...]
 
-	InputShape  []int     // [input_shape] the example input, [N,F] to [N,C,D,H,W]; nil when not given
+	InputShape []int // [input_shape] the example input, [N,F] to [N,C,D,H,W]; nil when not given
+	// [output] the prediction among the model's output tensors: a dict key,
+	// NamedTuple field or tuple/list index, dotted for nested outputs; "" =
+	// the first tensor depth-first, a dict's "out" entry first.
+	Output      string
 	Mean        []float64 // [mean] per-channel normalisation; nil = the data loader's default
 	Std         []float64 // [std] per-channel normalisation; nil = the data loader's default
 	ValFraction float64   // [val_fraction] share of the dataset held out for validation, in [0,1)

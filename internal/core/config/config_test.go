@@ -194,6 +194,9 @@ func TestKeyErrorMessages(t *testing.T) {
 		{"flag bool", "", nil, []string{"--finetune=perhaps"}, `flag --finetune: training: "perhaps" is not true or false`},
 		{"flag cart", "", nil, []string{"--cart", "0,gpu"}, `flag --cart: cart: "gpu" is not a device slot (want a GPU number N, "cuda:N" or "cpu") (item 2)`},
 		{"mean vs channels", "input_shape: [1, 3, 8, 8]\nmean: [0.5, 0.5]\n", nil, nil, "Pruning.yaml:2: mean: has 2 values but input_shape [1, 3, 8, 8] (file Pruning.yaml:1 input_shape) has 3 channels"},
+		{"output empty part", "output: aux..0\n", nil, nil, `Pruning.yaml:1: output: aux..0 has an empty part; write a dict key, NamedTuple field or index, dotted for nested outputs (out, aux.0)`},
+		{"output trailing dot", "", []string{"GOPRUNER_OUTPUT=out."}, nil, `env GOPRUNER_OUTPUT: output: out. has an empty part; write a dict key, NamedTuple field or index, dotted for nested outputs (out, aux.0)`},
+		{"output spaces", "", nil, []string{"--output", "aux. 0"}, `flag --output: output: aux. 0 has a part with surrounding spaces (" 0")`},
 		{"std positive", "", []string{"GOPRUNER_STD=0.2,0"}, nil, "env GOPRUNER_STD: std: [0.2, 0] must be > 0 for every channel"},
 	}
 	for _, tt := range tests {
@@ -213,6 +216,34 @@ func TestKeyErrorMessages(t *testing.T) {
 			}
 			if err.Error() != tt.want {
 				t.Errorf("error\n got %q\nwant %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestOutputKey: the output path comes from the file (a YAML integer is an
+// index), the environment or the flag, in the usual precedence, and stays
+// empty by default (the model's first tensor, a dict's "out").
+func TestOutputKey(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		env  []string
+		args []string
+		want string
+	}{
+		{"default", "", nil, nil, ""},
+		{"file key", "output: aux\n", nil, nil, "aux"},
+		{"file index", "output: 0\n", nil, nil, "0"},
+		{"file nested", "output: aux.1\n", nil, nil, "aux.1"},
+		{"section", "output: aux\nL2Norm:\n  output: out\nalgorithm: L2Norm\n", nil, nil, "out"},
+		{"env over file", "output: aux\n", []string{"GOPRUNER_OUTPUT=logits"}, nil, "logits"},
+		{"flag over env", "", []string{"GOPRUNER_OUTPUT=logits"}, []string{"--output", "1"}, "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mustLoad(t, tt.yaml, tt.env, tt.args...).Output; got != tt.want {
+				t.Errorf("output %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -195,6 +195,25 @@ func nonEmptyString(v any) string {
 	return ""
 }
 
+// outputPath checks the form of an output path: dot-separated parts, none
+// empty or padded. Whether the model's output has it is known only once the
+// model runs (the shim names the paths it has).
+func outputPath(v any) string {
+	s := v.(string)
+	if s == "" {
+		return ""
+	}
+	for _, part := range strings.Split(s, ".") {
+		if part == "" {
+			return "has an empty part; write a dict key, NamedTuple field or index, dotted for nested outputs (out, aux.0)"
+		}
+		if strings.TrimSpace(part) != part {
+			return fmt.Sprintf("has a part with surrounding spaces (%s)", clip(part))
+		}
+	}
+	return ""
+}
+
 // keys lists every configuration key in the order of Pruning.example.yaml and
 // of `gopruner config --print`.
 var keys = []*spec{
@@ -294,6 +313,9 @@ var keys = []*spec{
 	{name: "input_shape", flag: "input-shape", kind: kInts, check: inputShape,
 		help: "example input N,C,H,W (or N,F; N,C,L; N,C,D,H,W), e.g. [1, 3, 224, 224]",
 		get:  func(c *Config) any { return c.InputShape }, set: func(c *Config, v any) { c.InputShape = v.([]int) }},
+	{name: "output", flag: "output", kind: kString, check: outputPath,
+		help: "which tensor of the model's output is the prediction: a dict key, NamedTuple field or index, dotted for nested outputs (default: the first tensor, a dict's \"out\")",
+		get:  func(c *Config) any { return c.Output }, set: func(c *Config, v any) { c.Output = v.(string) }},
 	{name: "mean", flag: "mean", kind: kFloats, check: channelValues(false),
 		help: "per-channel mean subtracted from images scaled to [0,1]",
 		get:  func(c *Config) any { return c.Mean }, set: func(c *Config, v any) { c.Mean = v.([]float64) }},

@@ -9,6 +9,7 @@
 //
 //	{"format": "gopruner-ir/1",
 //	 "inputs": [0], "outputs": [57],
+//	 "output": {"structure": "tensor", "paths": [""], "selected": 0},
 //	 "values": [{"id": 0, "kind": "tensor", "shape": [1,3,224,224], "dtype": "float"},
 //	            {"id": 1, "kind": "tensor", "shape": [64,3,7,7], "param": "conv1.weight"},
 //	            {"id": 2, "kind": "none"},
@@ -88,12 +89,15 @@ type Param struct {
 
 // Graph is the exported forward pass.
 type Graph struct {
-	Format  string           `json:"format"`
-	Inputs  []int            `json:"inputs"`
-	Outputs []int            `json:"outputs"`
-	Values  []Value          `json:"values"`
-	Ops     []Op             `json:"ops"`
-	Params  map[string]Param `json:"params"`
+	Format  string `json:"format"`
+	Inputs  []int  `json:"inputs"`
+	Outputs []int  `json:"outputs"`
+	// Output describes forward's result, whose tensors Outputs are; nil in
+	// IR exported before it was recorded.
+	Output *OutputInfo      `json:"output,omitempty"`
+	Values []Value          `json:"values"`
+	Ops    []Op             `json:"ops"`
+	Params map[string]Param `json:"params"`
 
 	byID     map[int]int // value id -> index in Values
 	producer map[int]int // value id -> index in Ops
@@ -160,6 +164,14 @@ func (g *Graph) Index() error {
 	for _, id := range append(append([]int{}, g.Inputs...), g.Outputs...) {
 		if _, ok := g.byID[id]; !ok {
 			return fmt.Errorf("IR: graph input/output %d is not a value", id)
+		}
+	}
+	if g.Output != nil {
+		if err := g.Output.check(); err != nil {
+			return fmt.Errorf("IR: %w", err)
+		}
+		if len(g.Output.Paths) != len(g.Outputs) {
+			return fmt.Errorf("IR: %d output paths for %d outputs", len(g.Output.Paths), len(g.Outputs))
 		}
 	}
 	return nil

@@ -17,20 +17,23 @@ import (
 type Scores map[int][]float64
 
 // L2 scores each channel by the L2 norm of its filter in every producer of
-// its group, summed.
+// its group, summed. A producer's filters lie along its member's Dim: dim 0
+// of a conv or linear weight, dim 1 of a transposed conv's ([Cin, Cout/g,
+// k...]).
 func L2(m *torch.Module, groups []*graph.Group) (Scores, error) {
 	out := make(Scores, len(groups))
-	norms := map[string][]float64{}
+	norms := map[rowsKey][]float64{}
 	for _, g := range groups {
 		s := make([]float64, g.Channels)
 		for _, p := range g.Producers {
-			v, ok := norms[p.Tensor]
+			k := rowsKey{p.Tensor, p.Dim}
+			v, ok := norms[k]
 			if !ok {
 				var err error
-				if v, err = filterNorms(m, p.Tensor); err != nil {
-					return nil, err
+				if v, err = filterNorms(m, p.Tensor, p.Dim); err != nil {
+					return nil, fmt.Errorf("L2 of group %d: %w", g.ID, err)
 				}
-				norms[p.Tensor] = v
+				norms[k] = v
 			}
 			if err := addByChannel(s, v, p); err != nil {
 				return nil, fmt.Errorf("L2 of group %d: %w", g.ID, err)
@@ -41,8 +44,14 @@ func L2(m *torch.Module, groups []*graph.Group) (Scores, error) {
 	return out, nil
 }
 
-// filterNorms is the L2 norm of every slice along dim 0 of a weight.
-func filterNorms(m *torch.Module, name string) ([]float64, error) {
+// rowsKey is a weight and the dimension its per-channel values run along.
+type rowsKey struct {
+	tensor string
+	dim    int
+}
+
+// filterNorms is the L2 norm of every slice along dim of a weight.
+func filterNorms(m *torch.Module, name string, dim int) ([]float64, error) {
 	w, err := m.Get(name)
 	if err != nil {
 		return nil, err
@@ -52,12 +61,17 @@ func filterNorms(m *torch.Module, name string) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	dims := make([]int64, 0, len(shape))
-	for d := 1; d < len(shape); d++ {
-		dims = append(dims, int64(d))
+	if len(shape) < 2 {
+		return nil, fmt.Errorf("producer %s is %d-D; want a conv or linear weight", name, len(shape))
 	}
-	if len(dims) == 0 {
-		return nil, fmt.Errorf("producer %s is 1-D; want a conv or linear weight", name)
+	if dim < 0 || dim >= len(shape) {
+		return nil, fmt.Errorf("producer %s has no dim %d (shape %v)", name, dim, shape)
+	}
+	dims := make([]int64, 0, len(shape)-1)
+	for d := range shape {
+		if d != dim {
+			dims = append(dims, int64(d))
+		}
 	}
 	n, err := w.Norm(2, dims, false)
 	if err != nil {
@@ -67,13 +81,13 @@ func filterNorms(m *torch.Module, name string) ([]float64, error) {
 	return n.Float64s()
 }
 
-// addByChannel adds a producer's per-row values to the group's channel
-// scores, through the member's offset and stride.
+// addByChannel adds a producer's per-row values (rows of its member's Dim)
+// to the group's channel scores, through the member's offset and stride.
 func addByChannel(s, rows []float64, m graph.Member) error {
 	for c := range s {
 		for _, r := range m.Indices([]int{c}) {
 			if r < 0 || r >= len(rows) {
-				return fmt.Errorf("%s row %d outside %d", m.Tensor, r, len(rows))
+				return fmt.Errorf("%s dim %d row %d outside %d", m.Tensor, m.Dim, r, len(rows))
 			}
 			s[c] += rows[r]
 		}
@@ -91,17 +105,18 @@ type Batch struct {
 // The weights are not updated. next returns the next batch, or ok=false
 // when the budget is spent; the caller owns the batches.
 func Taylor(m *torch.Module, groups []*graph.Group, next func() (Batch, bool, error)) (Scores, error) {
-	var names []string
-	seen := map[string]bool{}
+	var weights []torch.TaylorWeight
+	index := map[rowsKey]int{}
 	for _, g := range groups {
 		for _, p := range g.Producers {
-			if !seen[p.Tensor] {
-				seen[p.Tensor] = true
-				names = append(names, p.Tensor)
+			k := rowsKey{p.Tensor, p.Dim}
+			if _, ok := index[k]; !ok {
+				index[k] = len(weights)
+				weights = append(weights, torch.TaylorWeight{Name: p.Tensor, Dim: p.Dim})
 			}
 		}
 	}
-	acc := torch.NewTaylorAccumulator(names)
+	acc := torch.NewTaylorAccumulator(weights)
 	defer acc.Close()
 	n := 0
 	for {
@@ -128,7 +143,7 @@ func Taylor(m *torch.Module, groups []*graph.Group, next func() (Batch, bool, er
 	for _, g := range groups {
 		s := make([]float64, g.Channels)
 		for _, p := range g.Producers {
-			if err := addByChannel(s, per[p.Tensor], p); err != nil {
+			if err := addByChannel(s, per[index[rowsKey{p.Tensor, p.Dim}]], p); err != nil {
 				return nil, fmt.Errorf("taylor of group %d: %w", g.ID, err)
 			}
 		}

@@ -174,6 +174,11 @@ func Trace(m *torch.Module, shape []int64) (*ir.Graph, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model IR: %w", err)
 	}
+	// The output setting can only be checked against what forward returns;
+	// here, before any work, is the first time that is known.
+	if o := g.Output; o != nil && o.Selected < 0 {
+		return nil, fail.Usagef("%s", o.Error)
+	}
 	return g, nil
 }
 

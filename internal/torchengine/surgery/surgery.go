@@ -6,6 +6,7 @@ package surgery
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/torch"
@@ -14,7 +15,7 @@ import (
 // ZeroRemoved zeroes, in m, what pruning the complement of kept removes from
 // the producing side: the filters and biases of the removed channels and
 // their normalisation weights and biases (every parameter member indexed on
-// dim 0). Running statistics stay. The zeroed model computes what the pruned
+// dim 0, and every producer on its own dim). Running statistics stay. The zeroed model computes what the pruned
 // one computes, which is how tests prove surgery correct.
 func ZeroRemoved(m *torch.Module, a *graph.Analysis, buffers map[string]bool, kept map[int][]int) error {
 	for i := range a.Groups {
@@ -25,7 +26,9 @@ func ZeroRemoved(m *torch.Module, a *graph.Analysis, buffers map[string]bool, ke
 		}
 		removed := complement(k, g.Channels)
 		for _, mem := range g.Members {
-			if mem.Dim != 0 || buffers[mem.Tensor] {
+			// A producer's filters may lie on another dim (dim 1 of a
+			// transposed conv's weight).
+			if (mem.Dim != 0 && !slices.Contains(g.Producers, mem)) || buffers[mem.Tensor] {
 				continue
 			}
 			if err := zeroRows(m, mem, removed); err != nil {
@@ -66,15 +69,25 @@ func zeroRows(m *torch.Module, mem graph.Member, channels []int) error {
 	if err != nil {
 		return err
 	}
-	row := 1
-	for _, d := range shape[1:] {
-		row *= int(d)
+	if mem.Dim < 0 || mem.Dim >= len(shape) {
+		return fmt.Errorf("zero %s: no dim %d in shape %v", mem.Tensor, mem.Dim, shape)
 	}
+	n := int(shape[mem.Dim])
+	zero := make([]bool, n)
 	for _, r := range mem.Indices(channels) {
-		if r < 0 || int64(r) >= shape[0] {
-			return fmt.Errorf("zero %s: row %d outside %d", mem.Tensor, r, shape[0])
+		if r < 0 || r >= n {
+			return fmt.Errorf("zero %s: index %d outside %d of dim %d", mem.Tensor, r, n, mem.Dim)
 		}
-		clear(vals[r*row : (r+1)*row])
+		zero[r] = true
+	}
+	inner := 1
+	for _, d := range shape[mem.Dim+1:] {
+		inner *= int(d)
+	}
+	for i := range vals {
+		if zero[(i/inner)%n] {
+			vals[i] = 0
+		}
 	}
 	z, err := torch.FromFloat32(vals, shape, m.Device())
 	if err != nil {
