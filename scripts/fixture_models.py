@@ -287,18 +287,37 @@ SMALL_MODELS = [
 # an MLP, a transposed-conv decoder).
 
 
+class VideoBlock(nn.Module):
+    """torchvision's video BasicBlock with Conv3DSimple, spelt with plain
+    nn.Conv3d: ptflops (and scripts/flopcount.py) look modules up by exact
+    type, so torchvision's Conv3DSimple subclass would count 0 MACs."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv3d(cin, cout, 3, stride, 1, bias=False),
+                                   nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(nn.Conv3d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm3d(cout))
+        self.relu = nn.ReLU(inplace=True)
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv3d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm3d(cout))
+        else:
+            self.downsample = None
+
+    def forward(self, x):
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.conv2(self.conv1(x)) + residual)
+
+
 class R3DSmall(nn.Module):  # input 1x3x4x32x32 (N, C, T, H, W)
-    """torchvision's r3d_18 structure (BasicStem, video BasicBlocks of
-    Conv3DSimple 3x3x3 convs with BatchNorm3d, ReLU and a residual add,
-    stride-2 stages downsampled by a 1x1x1 conv, AdaptiveAvgPool3d, Linear),
-    one block per stage and widths 16-128 instead of 64-512: 0.9M params
-    rather than r3d_18's 33M."""
+    """torchvision's r3d_18 structure (BasicStem, video BasicBlocks of 3x3x3
+    Conv3d with BatchNorm3d, ReLU and a residual add, stride-2 stages
+    downsampled by a 1x1x1 conv, AdaptiveAvgPool3d, Linear), one block per
+    stage and widths 16-128 instead of 64-512: 0.9M params rather than
+    r3d_18's 33M."""
 
     def __init__(self, widths=(16, 32, 64, 128), num_classes=10):
         super().__init__()
-        from torchvision.models.video.resnet import BasicBlock as VideoBlock
-        from torchvision.models.video.resnet import Conv3DSimple
-
         w0 = widths[0]
         self.stem = nn.Sequential(
             nn.Conv3d(3, w0, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
@@ -306,12 +325,7 @@ class R3DSmall(nn.Module):  # input 1x3x4x32x32 (N, C, T, H, W)
         layers = []
         cin = w0
         for i, w in enumerate(widths):
-            stride = 1 if i == 0 else 2
-            down = None
-            if stride != 1 or cin != w:
-                down = nn.Sequential(nn.Conv3d(cin, w, kernel_size=1, stride=stride, bias=False),
-                                     nn.BatchNorm3d(w))
-            layers.append(VideoBlock(cin, w, Conv3DSimple, stride, down))
+            layers.append(VideoBlock(cin, w, stride=1 if i == 0 else 2))
             cin = w
         self.layers = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
