@@ -62,13 +62,23 @@ fixtures:
 # The IR libtorch exports for every fixture, as JSON in .cache/ir, for the
 # pure packages' real-IR tests (internal/core/graph, internal/core/flops).
 # scripts/exportir keeps a dump that is newer than its model.
+# The coverage table's fixtures (issue 13: "group": "coverage" in their
+# sidecars) go to .cache/ir/coverage instead: the real-IR tests hold every
+# dump directly in .cache/ir to full acceptance, which not every coverage row
+# meets yet. A coverage model whose IR libtorch cannot export yet is
+# reported and left out (TestCoverage in internal/torchengine/prune measures
+# it).
 IR_DIR := .cache/ir
+COVERAGE_META = grep -ls '"group": "coverage"' *_scripted.json *_traced.json
 .PHONY: ir
 ir:
 	@test -e $(SHIM) || $(MAKE) --no-print-directory -j$(JOBS) shim
 	@mkdir -p bin
 	$(GO) build $(GOFLAGS_BUILD) -o bin/exportir ./scripts/exportir
-	./bin/exportir -fixtures $(FIXTURES) -out $(IR_DIR) $$(cd $(FIXTURES) && ls *_scripted.pt *_traced.pt | sed 's/\.pt$$//')
+	./bin/exportir -fixtures $(FIXTURES) -out $(IR_DIR) $$(cd $(FIXTURES) && ls *_scripted.pt *_traced.pt | sed 's/\.pt$$//' | grep -vxF -f <($(COVERAGE_META) | sed 's/\.json$$//'))
+	@for n in $$(cd $(FIXTURES) && $(COVERAGE_META) | sed 's/\.json$$//'); do \
+		./bin/exportir -fixtures $(FIXTURES) -out $(IR_DIR)/coverage $$n || echo "ir: $$n left out of $(IR_DIR)/coverage (a coverage gap)"; \
+	done
 
 # The whole suite: pure-Go packages without cgo, lint, the race detector on
 # the pure core, short seeded fuzz runs, everything with libtorch, and the

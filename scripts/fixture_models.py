@@ -306,3 +306,191 @@ SMALL_MODELS = [
     ("mnistnet", MNISTNet, [1, 1, 28, 28]),
     ("view_flatten", ViewFlatten, [1, 3, 16, 16]),
 ]
+
+
+# ---- coverage fixtures (issue 13) ---------------------------------------------
+# One row each of the coverage table: torchvision architectures at small
+# inputs, and hand-made nets for the layer kinds torchvision has no small
+# model for (Conv3d video, Conv1d signal with ConvTranspose1d and GroupNorm,
+# an MLP, a transposed-conv decoder).
+
+
+class VideoBlock(nn.Module):
+    """torchvision's video BasicBlock with Conv3DSimple, spelt with plain
+    nn.Conv3d: ptflops (and scripts/flopcount.py) look modules up by exact
+    type, so torchvision's Conv3DSimple subclass would count 0 MACs."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv3d(cin, cout, 3, stride, 1, bias=False),
+                                   nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(nn.Conv3d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm3d(cout))
+        self.relu = nn.ReLU(inplace=True)
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv3d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm3d(cout))
+        else:
+            self.downsample = None
+
+    def forward(self, x):
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.conv2(self.conv1(x)) + residual)
+
+
+class R3DSmall(nn.Module):  # input 1x3x4x32x32 (N, C, T, H, W)
+    """torchvision's r3d_18 structure (BasicStem, video BasicBlocks of 3x3x3
+    Conv3d with BatchNorm3d, ReLU and a residual add, stride-2 stages
+    downsampled by a 1x1x1 conv, AdaptiveAvgPool3d, Linear), one block per
+    stage and widths 16-128 instead of 64-512: 0.9M params rather than
+    r3d_18's 33M."""
+
+    def __init__(self, widths=(16, 32, 64, 128), num_classes=10):
+        super().__init__()
+        w0 = widths[0]
+        self.stem = nn.Sequential(
+            nn.Conv3d(3, w0, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
+            nn.BatchNorm3d(w0), nn.ReLU(inplace=True))
+        layers = []
+        cin = w0
+        for i, w in enumerate(widths):
+            layers.append(VideoBlock(cin, w, stride=1 if i == 0 else 2))
+            cin = w
+        self.layers = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class Signal1d(nn.Module):  # input 1x2x256 (N, C, L)
+    """A 1-d signal encoder/decoder classifier: Conv1d with BatchNorm1d and
+    GroupNorm, per-channel PReLU, MaxPool1d, a ConvTranspose1d that doubles
+    the length back, AdaptiveAvgPool1d and Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, 16, 7, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm1d(16)
+        self.act1 = nn.PReLU(16)
+        self.pool1 = nn.MaxPool1d(2)
+        self.conv2 = nn.Conv1d(16, 32, 5, padding=2)
+        self.gn2 = nn.GroupNorm(4, 32)
+        self.act2 = nn.PReLU(32)
+        self.pool2 = nn.MaxPool1d(2)
+        self.conv3 = nn.Conv1d(32, 64, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm1d(64)
+        self.relu3 = nn.ReLU(inplace=True)
+        self.up = nn.ConvTranspose1d(64, 32, 4, stride=2, padding=1)
+        self.gn4 = nn.GroupNorm(8, 32)
+        self.act4 = nn.PReLU(32)
+        self.conv5 = nn.Conv1d(32, 32, 3, padding=1, bias=False)
+        self.bn5 = nn.BatchNorm1d(32)
+        self.relu5 = nn.ReLU(inplace=True)
+        self.avgpool = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(32, 8)
+
+    def forward(self, x):
+        x = self.pool1(self.act1(self.bn1(self.conv1(x))))   # 16 x 128
+        x = self.pool2(self.act2(self.gn2(self.conv2(x))))   # 32 x 64
+        x = self.relu3(self.bn3(self.conv3(x)))              # 64 x 64
+        x = self.act4(self.gn4(self.up(x)))                  # 32 x 128
+        x = self.relu5(self.bn5(self.conv5(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class MLP(nn.Module):  # input 2x20 (batch 2: BatchNorm1d needs N > 1 to trace)
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(20, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(64, 5))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class TConvDecoder(nn.Module):  # input 1x3x32x32, output 1x3x32x32
+    """Encoder-decoder: strided Conv2d down to 8x8, a ConvTranspose2d up to
+    16x16, nearest upsampling to 32x32, a grouped ConvTranspose2d (groups=4)
+    and a 1x1 output conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc1 = nn.Sequential(*cbr(3, 16, 3, stride=2))
+        self.enc2 = nn.Sequential(*cbr(16, 32, 3, stride=2))
+        self.up1 = nn.ConvTranspose2d(32, 24, 4, stride=2, padding=1, bias=False)
+        self.bn_up1 = nn.BatchNorm2d(24)
+        self.relu_up1 = nn.ReLU(inplace=True)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.up2 = nn.ConvTranspose2d(24, 16, 3, stride=1, padding=1, groups=4)
+        self.bn_up2 = nn.BatchNorm2d(16)
+        self.relu_up2 = nn.ReLU(inplace=True)
+        self.out = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x):
+        x = self.enc2(self.enc1(x))
+        x = self.relu_up1(self.bn_up1(self.up1(x)))
+        x = self.upsample(x)
+        x = self.relu_up2(self.bn_up2(self.up2(x)))
+        return self.out(x)
+
+
+def _tv(name, **kw):
+    def ctor():
+        import torchvision.models as tvm
+
+        return getattr(tvm, name)(weights=None, **kw)
+    return ctor
+
+
+def _resnext14_32x4d():
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    return ResNet(Bottleneck, [1, 1, 1, 1], groups=32, width_per_group=4)
+
+
+def _convnext_mini():
+    """convnext_tiny's structure (stem, CNBlocks with depthwise 7x7 conv,
+    channels-last LayerNorm, Linear-GELU-Linear, layer_scale, downsampling
+    LayerNorm2d + 2x2 conv) with one block a stage and a quarter of the
+    widths: 0.5M params instead of 28M, for fast tests."""
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    cfg = [CNBlockConfig(24, 48, 1), CNBlockConfig(48, 96, 1), CNBlockConfig(96, 192, 1),
+           CNBlockConfig(192, None, 1)]
+    return ConvNeXt(cfg, num_classes=10)
+
+
+def _segmentation(name, **kw):
+    def ctor():
+        import torchvision.models.segmentation as seg
+
+        return getattr(seg, name)(weights=None, weights_backbone=None, **kw)
+    return ctor
+
+
+IMG64 = [1, 3, 64, 64]
+
+# The rows of the coverage table (internal/fixtures.Coverage): name,
+# constructor, input shape.
+COVERAGE_MODELS = [
+    ("googlenet", _tv("googlenet", aux_logits=False, init_weights=False), IMG64),
+    # inception_v3 needs at least 75x75.
+    ("inception_v3", _tv("inception_v3", aux_logits=False, init_weights=False), [1, 3, 80, 80]),
+    # ResNet with 1 grouped Bottleneck a stage: 14 weighted layers (stem conv,
+    # 4x3 block convs, fc) plus 4 downsample convs.
+    ("resnext14_32x4d", _resnext14_32x4d, IMG64),
+    ("regnet_x_400mf", _tv("regnet_x_400mf"), IMG64),
+    ("convnext_tiny", _tv("convnext_tiny"), IMG64),
+    ("convnext_mini", _convnext_mini, IMG64),
+    ("shufflenet_v2_x1_0", _tv("shufflenet_v2_x1_0"), IMG64),
+    ("lraspp_mobilenet_v3_large", _segmentation("lraspp_mobilenet_v3_large"), IMG64),
+    ("deeplabv3_mobilenet_v3_large", _segmentation("deeplabv3_mobilenet_v3_large", aux_loss=False), IMG64),
+    ("r3d_small", R3DSmall, [1, 3, 4, 32, 32]),
+    ("signal1d", Signal1d, [1, 2, 256]),
+    ("mlp", MLP, [2, 20]),
+    ("tconv_decoder", TConvDecoder, IMG32),
+]

@@ -12,11 +12,17 @@ that equivalence tests are meaningful.
 For every model NAME_{scripted,traced}.pt it writes
   NAME.in.f32   example input, raw little-endian float32, C order
   NAME.out.f32  output of the saved-and-reloaded TorchScript model on that input
-                (eval, no_grad); for a tuple output, the elements flattened and
-                concatenated in order (see "output_shapes")
-  NAME.json     {"input_shape", "output_shape", "macs", "params", "layers": [...],
-                 ...} with MACs counted independently on the eager nn.Module
-                 (scripts/flopcount.py, ptflops formulas, count_functional=False)
+                (eval, no_grad); for a tuple, NamedTuple or dict output, its
+                tensors flattened and concatenated depth first (dict values in
+                key order, None elements skipped; see "output_shapes")
+  NAME.json     {"input_shape", "output_shape", "output_shapes",
+                 "output_structure" ("tensor", "tuple(tensor,tensor)",
+                 "dict(out)", "namedtuple(logits,aux_logits)"), "macs",
+                 "params", "layers": [...], ...} with MACs counted
+                 independently on the eager nn.Module (scripts/flopcount.py,
+                 ptflops formulas, count_functional=False); the coverage
+                 table's fixtures (fixture_models.COVERAGE_MODELS) also carry
+                 "group": "coverage"
 and OUTDIR/manifest.json listing everything. When OUTDIR/manifest.json already
 carries the sha256 of this script (with fixture_models.py and flopcount.py) and every listed file
 exists, the script does nothing.
@@ -104,9 +110,10 @@ def main():
         "torchvision_version": torchvision.__version__,
         "sidecars": {
             "input": "<name>.in.f32: raw little-endian float32, C order, shape input_shape",
-            "output": "<name>.out.f32: raw little-endian float32, C order; tuple outputs "
-                      "are concatenated in order (meta output_shapes)",
-            "meta": "<name>.json: input_shape, output_shape, output_shapes, macs, params, "
+            "output": "<name>.out.f32: raw little-endian float32, C order; tuple, NamedTuple "
+                      "and dict outputs are concatenated depth first (meta output_shapes)",
+            "meta": "<name>.json: input_shape, output_shape, output_shapes, output_structure, "
+                    "macs, params, "
                     "layers[{name,kind,macs,params,calls}] (ptflops formulas, modules only)",
         },
         "fixtures": gen.fixtures,
@@ -133,13 +140,18 @@ def seed_of(name):
 
 
 def randomise_bn(model, seed):
+    """Random statistics and affine parameters for every norm layer, so that a
+    pruned channel's norm parameters matter in the equivalence tests. Also
+    per-channel PReLU slopes and ConvNeXt's layer_scale: left at their
+    constant defaults (0.25, 1e-6) they would hide a wrong slice, or (1e-6)
+    make a whole residual branch invisible in the output."""
     import torch
     import torch.nn as nn
 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
                 c = m.num_features
                 if m.track_running_stats:
                     m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
@@ -147,11 +159,29 @@ def randomise_bn(model, seed):
                 if m.affine:
                     m.weight.copy_(torch.rand(c, generator=g) + 0.5)
                     m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+            elif isinstance(m, nn.GroupNorm) and m.affine:
+                c = m.num_channels
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+            elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+                shape = m.normalized_shape
+                m.weight.copy_(torch.rand(shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(shape, generator=g) * 0.1)
+            elif isinstance(m, nn.PReLU):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5)
+            ls = getattr(m, "layer_scale", None)
+            if isinstance(ls, nn.Parameter):
+                ls.copy_(torch.rand(ls.shape, generator=g) * 0.5 + 0.25)
 
 
 def flat_outputs(out):
+    """The output's tensors depth first: tuple, list and NamedTuple elements
+    in order, dict values in key order; None (an absent optional output such
+    as a scripted googlenet's aux logits) contributes nothing."""
     import torch
 
+    if out is None:
+        return []
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, (tuple, list)):
@@ -159,6 +189,31 @@ def flat_outputs(out):
         for o in out:
             res += flat_outputs(o)
         return res
+    if isinstance(out, dict):
+        res = []
+        for k in out:
+            res += flat_outputs(out[k])
+        return res
+    raise TypeError(f"unsupported output type {type(out).__name__}")
+
+
+def output_structure(out):
+    """A short description of the output's nesting: "tensor", "none",
+    "dict(out,aux)", "namedtuple(logits,aux_logits2,aux_logits1)",
+    "tuple(tensor,tensor)", "list(...)"."""
+    import torch
+
+    if out is None:
+        return "none"
+    if isinstance(out, torch.Tensor):
+        return "tensor"
+    if isinstance(out, dict):
+        return "dict(" + ",".join(str(k) for k in out) + ")"
+    if isinstance(out, tuple) and hasattr(out, "_fields"):
+        return "namedtuple(" + ",".join(out._fields) + ")"
+    if isinstance(out, (tuple, list)):
+        kind = "tuple" if isinstance(out, tuple) else "list"
+        return kind + "(" + ",".join(output_structure(o) for o in out) + ")"
     raise TypeError(f"unsupported output type {type(out).__name__}")
 
 
@@ -183,13 +238,15 @@ class Generator:
         import torch
         import torchvision.models as tvm
 
-        from fixture_models import SMALL_MODELS, NoForward, SmallCNN
+        from fixture_models import COVERAGE_MODELS, SMALL_MODELS, NoForward, SmallCNN
 
         for name, cls, shape in SMALL_MODELS:
             self.one(name, cls, shape)
         for arch in ("resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "densenet121"):
             self.one(arch, lambda a=arch: getattr(tvm, a)(weights=None), [1, 3, 224, 224])
         self.no_forward(NoForward)
+        for name, ctor, shape in COVERAGE_MODELS:
+            self.one(name, ctor, shape, group="coverage")
 
         # Not TorchScript: for error tests.
         torch.manual_seed(seed_of("smallcnn"))
@@ -203,7 +260,7 @@ class Generator:
         self.error_fixtures.append({"name": "pickled_module", "model": "pickled_module.pt",
                                     "what": "torch.save(eager smallcnn nn.Module), not TorchScript"})
 
-    def one(self, arch, ctor, shape):
+    def one(self, arch, ctor, shape, group=None):
         import torch
         import flopcount
 
@@ -216,7 +273,10 @@ class Generator:
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed + 1))
         cnt = flopcount.count(model, (x,))
         with torch.no_grad():
-            ref = flat_outputs(model(x))
+            eager_out = model(x)
+        ref = flat_outputs(eager_out)
+        # trace refuses dict outputs unless strict is off (segmentation models).
+        trace_kw = {"strict": False} if isinstance(eager_out, dict) else {}
 
         for export in ("scripted", "traced"):
             name = f"{arch}_{export}"
@@ -224,13 +284,16 @@ class Generator:
                 if export == "scripted":
                     sm = torch.jit.script(model)
                 else:
-                    sm = torch.jit.trace(model, (x,))
+                    sm = torch.jit.trace(model, (x,), **trace_kw)
             torch.jit.save(sm, self.p(name + ".pt"))
             del sm
             loaded = torch.jit.load(self.p(name + ".pt"))
             loaded.eval()
             with torch.no_grad():
-                outs = flat_outputs(loaded(x))
+                out = loaded(x)
+            outs = flat_outputs(out)
+            if len(outs) != len(ref):
+                raise SystemExit(f"{name}: reloaded model returns {len(outs)} tensors, eager {len(ref)}")
             for a, b in zip(outs, ref):
                 err = (a - b).abs().max().item() / max(b.abs().max().item(), 1e-12)
                 if not err <= 1e-4:
@@ -245,6 +308,7 @@ class Generator:
                 "output_shape": list(outs[0].shape),
                 "output_shapes": [list(o.shape) for o in outs],
                 "tuple_output": len(outs) > 1,
+                "output_structure": output_structure(out),
                 "dtype": "float32",
                 "byte_order": "little",
                 "seed": seed,
@@ -252,6 +316,8 @@ class Generator:
                 "params": cnt["params"],
                 "layers": cnt["layers"],
             }
+            if group:
+                meta["group"] = group
             with open(self.p(name + ".json"), "w") as fh:
                 json.dump(meta, fh, indent=1)
                 fh.write("\n")
@@ -262,7 +328,9 @@ class Generator:
                 "input_shape": list(shape), "output_shape": list(outs[0].shape),
                 "macs": cnt["macs"], "params": cnt["params"],
             })
-        print(f"  {arch:<15} macs={cnt['macs']:>13,} params={cnt['params']:>11,} "
+            if group:
+                self.fixtures[-1]["group"] = group
+        print(f"  {arch:<28} macs={cnt['macs']:>13,} params={cnt['params']:>11,} "
               f"{time.time() - t0:6.1f} s", flush=True)
 
     def no_forward(self, NoForward):
