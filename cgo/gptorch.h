@@ -113,7 +113,9 @@ gpt_err gpt_module_set(gpt_module m, const char *name, gpt_tensor t);
  * each named once) the int64 run spec[off[i]:off[i+1]] holds repeated
  * (dim, count, idx[count]) triples, dims ascending, indices ascending,
  * unique and in range: the tensor is index_selected along each dim. Then
- * each conv in conv_names (by weight name, each once) gets groups[j] >= 1.
+ * each op whose weight is conv_names[j] (each named once) takes the size
+ * groups[j] >= 1: a conv as its groups, a layer_norm as its
+ * normalized_shape [groups[j]].
  * Everything is checked and computed before the module changes; on any
  * error the module is exactly as it was. When forward has already run and
  * a graph is edited, the module is replaced by an edited serialise/load

@@ -98,42 +98,53 @@ int groups_input_index(const torch::jit::Node *n) {
   return -1;
 }
 
-// Rewrites, in b and its sub-blocks, the groups input of every conv whose
-// weight chain names a key of groups, and counts the rewrites per weight.
-void rewrite_groups(torch::jit::Block *b, torch::jit::Value *self,
-                    const std::map<std::string, torch::jit::Value *> &groups,
-                    std::map<std::string, int> *hits) {
+// A new size argument for the ops of one weight, as an int (a conv's groups)
+// and as an int[] (a LayerNorm's normalized_shape).
+struct SizeArg {
+  torch::jit::Value *scalar, *list;
+};
+
+// Rewrites, in b and its sub-blocks, the size argument of every op whose
+// weight chain names a key of sizes: a conv's groups (depthwise convs, whose
+// groups follow their channel count) and a LayerNorm's normalized_shape
+// (over pruned channels: [C]). Counts the rewrites per weight.
+void rewrite_sizes(torch::jit::Block *b, torch::jit::Value *self,
+                   const std::map<std::string, SizeArg> &sizes, std::map<std::string, int> *hits) {
   for (torch::jit::Node *node : b->nodes()) {
-    for (torch::jit::Block *sub : node->blocks()) rewrite_groups(sub, self, groups, hits);
-    int gi = groups_input_index(node);
-    if (gi < 0 || static_cast<int>(node->inputs().size()) <= gi) continue;
-    auto it = groups.find(gpt::attr_chain(node->input(1), self));
-    if (it == groups.end()) continue;
-    node->replaceInput(gi, it->second);
+    for (torch::jit::Block *sub : node->blocks()) rewrite_sizes(sub, self, sizes, hits);
+    int arg = groups_input_index(node), weight = 1;
+    bool list = false;
+    if (node->kind() == c10::aten::layer_norm) arg = 1, weight = 2, list = true;
+    if (arg < 0 || static_cast<int>(node->inputs().size()) <= std::max(arg, weight)) continue;
+    auto it = sizes.find(gpt::attr_chain(node->input(weight), self));
+    if (it == sizes.end()) continue;
+    node->replaceInput(arg, list ? it->second.list : it->second.scalar);
     (*hits)[it->first]++;
   }
 }
 
-// Edits g, the root forward graph, so that each conv named in groups (by
-// weight) uses its new groups count, and throws when a name matches no conv.
-// Instances of one module type share their method graphs, so the edit is
-// made on the root's inlined forward, where each call site is distinct; one
-// inlining and one pass serve every conv.
+// Edits g, the root forward graph, so that each op named in sizes (by
+// weight) takes its new size argument (see rewrite_sizes), and throws when
+// a name matches no op. Instances of one module type share their method
+// graphs, so the edit is made on the root's inlined forward, where each call
+// site is distinct; one inlining and one pass serve every op.
 void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
-                      const std::map<std::string, int64_t> &groups) {
+                      const std::map<std::string, int64_t> &sizes) {
   torch::jit::Inline(*g);
   torch::jit::ConstantPropagation(g);
   torch::jit::Value *self = g->inputs().at(0);
-  std::map<std::string, torch::jit::Value *> consts;
+  std::map<std::string, SizeArg> consts;
   {
     torch::jit::WithInsertPoint guard(g->block()->nodes().front());
-    for (const auto &kv : groups) consts[kv.first] = g->insertConstant(kv.second);
+    for (const auto &kv : sizes)
+      consts[kv.first] = {g->insertConstant(kv.second),
+                          g->insertConstant(std::vector<int64_t>{kv.second})};
   }
   std::map<std::string, int> hits;
-  rewrite_groups(g->block(), self, consts, &hits);
-  for (const auto &kv : groups)
+  rewrite_sizes(g->block(), self, consts, &hits);
+  for (const auto &kv : sizes)
     if (hits[kv.first] == 0)
-      throw std::runtime_error("no convolution with weight \"" + kv.first + "\" in forward");
+      throw std::runtime_error("no convolution or layer_norm with weight \"" + kv.first + "\" in forward");
 }
 
 std::shared_ptr<torch::jit::Graph> forward_graph(const torch::jit::Module &m) {

@@ -129,7 +129,7 @@ func newGraphCmd() *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), graphJSON(am.Analysis.Groups, cov))
 			}
 			out := cmd.OutOrStdout()
-			prunable := 0
+			prunable, inexact := 0, 0
 			for _, g := range am.Analysis.Groups {
 				state := "prunable"
 				if !g.Prunable() {
@@ -139,7 +139,10 @@ func newGraphCmd() *cobra.Command {
 					}
 				} else {
 					prunable++
-					if g.Block > 1 {
+					if !g.Exact {
+						inexact++
+						state = "prunable, inexact: " + g.Inexact
+					} else if g.Block > 1 {
 						state = fmt.Sprintf("prunable in blocks of %d", g.Block)
 					}
 				}
@@ -156,7 +159,11 @@ func newGraphCmd() *cobra.Command {
 				}
 				fmt.Fprintf(out, "  members: %s\n", strings.Join(ms, " "))
 			}
-			fmt.Fprintf(out, "%d groups, %d prunable\n", len(am.Analysis.Groups), prunable)
+			fmt.Fprintf(out, "%d groups, %d prunable", len(am.Analysis.Groups), prunable)
+			if inexact > 0 {
+				fmt.Fprintf(out, " (%d inexact: not function-preserving)", inexact)
+			}
+			fmt.Fprintln(out)
 			fmt.Fprintf(out, "prunable: %s of conv/linear MACs (%s of %s)", flops.Percent(cov.PrunableShare),
 				summary.Human(cov.PrunableMACs), summary.Human(cov.LayerMACs))
 			if f := cov.FrozenText(len(cov.Frozen)); f != "" {

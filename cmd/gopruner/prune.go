@@ -124,7 +124,7 @@ func prepare(ctx context.Context, cfg *config.Config) (*pipeline.Run, func(), er
 		return nil, nil, fail.Usagef("no input shape: give --input-shape (e.g. 1,3,224,224) or input_shape in Pruning.yaml")
 	}
 	r := &pipeline.Run{Cfg: cfg, Engine: torchengine.Engine{}, Started: time.Now(), Hooks: progressHooks(cfg),
-		Latency: true}
+		Latency: cfg.Latency}
 	for _, d := range cfg.InputShape {
 		r.Shape = append(r.Shape, int64(d))
 	}

@@ -166,6 +166,32 @@ func TestPlanOutThenApply(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("prune: exit %d: %s", r.code, r.stderr)
 	}
+	// Latency is measured only when asked for: it is not pruning work.
+	latencyOf := func(name string) []any {
+		t.Helper()
+		var s struct {
+			Latency []any `json:"latency"`
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "exp", name, "summary.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &s); err != nil {
+			t.Fatal(err)
+		}
+		return s.Latency
+	}
+	if l := latencyOf("residual_traced"); len(l) != 0 {
+		t.Errorf("latency measured without --latency: %v", l)
+	}
+	r = runIn(t, dir, "prune", "--model", model, "--algorithm", "L2Norm", "--P", "0.5", "--finetune=false",
+		"--input-shape", "1,3,32,32", "--exp-save", "exp", "--model-name", "lat", "--latency", "--out", "lat.pt")
+	if r.code != 0 {
+		t.Fatalf("prune --latency: exit %d: %s", r.code, r.stderr)
+	}
+	if l := latencyOf("lat"); len(l) != 1 {
+		t.Errorf("--latency: summary latency %v, want one entry", l)
+	}
 	r = runIn(t, dir, "apply", "--model", model, "--plan", "plan.json", "--out", "applied.pt")
 	if r.code != 0 {
 		t.Fatalf("apply: exit %d: %s", r.code, r.stderr)

@@ -50,7 +50,16 @@ type Timings struct {
 	Load, IRExport, Analysis time.Duration
 }
 
-// Close frees the module.
+// Take hands the module over to the caller, who then owns (and closes) it;
+// m keeps its description but no module. A one-shot run that needs the
+// original no more cuts it in place instead of paying for a copy.
+func (m *Model) Take() Module {
+	mod := m.Module
+	m.Module = nil
+	return mod
+}
+
+// Close frees the module, unless Take handed it over.
 func (m *Model) Close() {
 	if m != nil && m.Module != nil {
 		m.Module.Close()

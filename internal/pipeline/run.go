@@ -62,7 +62,8 @@ type Outcome struct {
 }
 
 // Algorithm is a pruning algorithm: from the opened original model to an
-// Outcome. It never modifies base.
+// Outcome. It never modifies base's module, but may Take it when the run
+// needs the original no more.
 type Algorithm interface {
 	Name() string
 	Prune(ctx context.Context, r *Run, base *engine.Model) (*Outcome, error)
@@ -194,8 +195,13 @@ func (L2NormAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model) (*
 		return nil, err
 	}
 	t = r.lap("search", t)
-	pruned, err := base.Module.Clone()
-	if err != nil {
+	// Without a latency comparison or an evaluation the original is needed
+	// no more: cut it in place rather than copy it (a copy serialises and
+	// reloads the whole model).
+	var pruned engine.Module
+	if !r.Latency && r.Data == nil {
+		pruned = base.Take()
+	} else if pruned, err = base.Module.Clone(); err != nil {
 		return nil, err
 	}
 	res := &Outcome{Pruned: pruned, Plan: os.Plan, Kept: os.Kept, Target: os.Target, Reached: os.Reached}

@@ -69,7 +69,8 @@ func (Engine) Load(archive []byte, dev string, threads int) (engine.Module, erro
 	return &Module{m: m}, nil
 }
 
-// Latency measures the modules side by side (2 warm-up runs, median of 7).
+// Latency measures the modules side by side: 2 warm-up runs, then rounds
+// until the medians are stable within 2% (5 to 30 rounds).
 func (Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, error) {
 	mods := make([]*torch.Module, len(ms))
 	for i, m := range ms {
@@ -79,7 +80,7 @@ func (Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, erro
 		}
 		mods[i] = tm.m
 	}
-	rs, err := latency.Measure(mods, shape, 2, 7)
+	rs, err := latency.Stable(mods, shape, 2, 5, 30, 0.02)
 	if err != nil {
 		return nil, err
 	}

@@ -44,12 +44,6 @@ type latencyCheck struct {
 	AfterMs  float64 `json:"after_ms"`
 }
 
-// essentialS is the wall time without the prune command's built-in latency
-// check and report: what the pruning itself costs, process start included.
-func (p *pruneRun) essentialS() float64 {
-	return p.Proc.WallS - (p.PhaseMs["latency"]+p.PhaseMs["report"])/1e3
-}
-
 // workMs is the time of the phases pruning needs.
 func (p *pruneRun) workMs() float64 {
 	t := 0.0

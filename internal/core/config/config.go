@@ -55,6 +55,7 @@ type Config struct {
 	DeltaCrop      float64         // [delta_crop] share of a group's channels one my_pruning candidate removes, in (0,1)
 	Criterion      kinds.Criterion // [criterion, alias algoritm]
 	Global         bool            // [global] L2Norm: rank filters across the whole model
+	Latency        bool            // [latency] measure the original's and the pruned model's forward latency for the report
 	Select         kinds.Select    // [select]
 	Step           kinds.Step      // [step]
 	ShortTermSteps int             // [short_term_steps] fine-tune steps per my_pruning candidate

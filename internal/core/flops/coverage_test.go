@@ -63,13 +63,15 @@ func TestAttribute(t *testing.T) {
 			build: func(b *irtest.Builder) {
 				x := b.Input(1, 3, 8, 8)
 				// "a" and "b" are frozen by an op the analysis does not know,
-				// "c" (cheaper) by a permute; "d" stays prunable.
+				// "c" (cheaper) by a transpose that mixes the channel dim
+				// with a spatial one; "d" stays prunable.
 				y := b.Relu(b.Conv(x, "a", 8, 3, irtest.ConvOpts{Pad: 1}))
 				y = b.Op1("my::op", "blk", []int{y}, []int64{1, 8, 8, 8})
 				y = b.Relu(b.Conv(y, "b", 8, 3, irtest.ConvOpts{Pad: 1}))
 				y = b.Op1("my::op", "blk2", []int{y}, []int64{1, 8, 8, 8})
 				y = b.Relu(b.Conv(y, "c", 4, 1, irtest.ConvOpts{}))
 				y = b.Op1("aten::permute", "head", []int{y, b.IntList(0, 2, 3, 1)}, []int64{1, 8, 8, 4})
+				y = b.Op1("aten::reshape", "head", []int{y, b.IntList(1, 8, 32)}, []int64{1, 8, 32})
 				z := b.Relu(b.Conv(x, "d", 16, 3, irtest.ConvOpts{Pad: 1}))
 				z = b.Conv(z, "d2", 4, 1, irtest.ConvOpts{})
 				b.Output(y, z)
@@ -77,7 +79,7 @@ func TestAttribute(t *testing.T) {
 			prunable: []string{"d", "d2"},
 			frozen: []frozen{
 				{"unsupported op my::op", []string{"a", "b"}},
-				{"aten::permute moves the channel dim", []string{"c"}},
+				{"aten::reshape splits or merges the channel dim with another dim", []string{"c"}},
 			},
 			groups: map[string][]string{"d": {"d", "d2"}, "b": {"b"}},
 			zero:   []string{"model input", "model output"},

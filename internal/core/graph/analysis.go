@@ -141,7 +141,7 @@ func (a *analyzer) finish() *Analysis {
 		sp := &a.spaces[c.root]
 		id := len(res.Groups)
 		gid[c.root] = id
-		grp := Group{ID: id, Channels: sp.n, Frozen: sp.frozen, Reason: sp.reason}
+		grp := Group{ID: id, Channels: sp.n, Frozen: sp.frozen, Reason: sp.reason, Exact: sp.inexact == "", Inexact: sp.inexact}
 		if sp.block > 1 {
 			grp.Block = sp.block
 		}
@@ -162,6 +162,7 @@ func (a *analyzer) finish() *Analysis {
 				grp.DepthwiseConvs = append(grp.DepthwiseConvs, c.Weight)
 			}
 		}
+		grp.LayerNorms = uniq(sp.ln)
 		for _, l := range grp.Layers {
 			res.byLayer[l] = append(res.byLayer[l], id)
 		}

@@ -79,13 +79,17 @@ type crec struct {
 // space is a node of the union-find over channel spaces. Only roots carry
 // members, layers and the frozen state.
 type space struct {
-	parent  int
-	n       int
-	frozen  bool
-	reason  string
+	parent int
+	n      int
+	frozen bool
+	reason string
+	// inexact says why pruning this space is not function-preserving
+	// (a LayerNorm over its channels); "" when it is.
+	inexact string
 	members []mrec
 	layers  []srec
 	convs   []crec
+	ln      []srec // LayerNorm weights over these channels (normalized_shape follows)
 	// block is the granularity grouped convs impose (0: none).
 	block int
 }
@@ -421,11 +425,15 @@ func (a *analyzer) union(x, y int) {
 		}
 		dst.frozen = true
 	}
+	if dst.inexact == "" {
+		dst.inexact = src.inexact
+	}
 	dst.members = append(dst.members, src.members...)
 	dst.layers = append(dst.layers, src.layers...)
 	dst.convs = append(dst.convs, src.convs...)
+	dst.ln = append(dst.ln, src.ln...)
 	dst.block = lcm(dst.block, src.block)
-	src.members, src.layers, src.convs = nil, nil, nil
+	src.members, src.layers, src.convs, src.ln = nil, nil, nil, nil
 }
 
 func (a *analyzer) freezeSp(sp int, reason string) {
@@ -433,6 +441,15 @@ func (a *analyzer) freezeSp(sp int, reason string) {
 	if !r.frozen {
 		r.frozen = true
 		r.reason = reason
+	}
+}
+
+// inexactMap marks every space of m as prunable only approximately.
+func (a *analyzer) inexactMap(m *cmap, reason string) {
+	for _, s := range m.segs {
+		if r := &a.spaces[a.find(s.sp)]; r.inexact == "" {
+			r.inexact = reason
+		}
 	}
 }
 

@@ -54,6 +54,8 @@ type wantGroup struct {
 	dw        []string
 	block     int
 	convs     []GroupedConv
+	inexact   string   // substring of Inexact; "" wants an exact group
+	ln        []string // LayerNorms whose normalized_shape follows the group
 }
 
 func mustBuild(t testing.TB, b *irtest.Builder) *ir.Graph {
@@ -513,7 +515,7 @@ var analyzeCases = []struct {
 		},
 	},
 	{
-		name: "layer_norm over the channels freezes",
+		name: "layer_norm over the channels is prunable but inexact",
 		build: func(b *irtest.Builder) {
 			x := b.Input(2, 12)
 			y := b.Linear(x, "a", 8, true)
@@ -521,8 +523,58 @@ var analyzeCases = []struct {
 				b.Float(1e-5), b.Bool(true)}, []int64{2, 8})
 			b.Output(b.Linear(y, "b", 4, true))
 		},
-		want: []wantGroup{{has: "a.weight:0", channels: 8, reason: "change its mean and variance",
-			contains: []string{"ln.weight:0", "ln.bias:0", "b.weight:1"}}},
+		want: []wantGroup{{has: "a.weight:0", channels: 8, prunable: true, inexact: "changes its mean and variance",
+			contains: []string{"ln.weight:0", "ln.bias:0", "b.weight:1"}, ln: []string{"ln.weight"}}},
+	},
+	{
+		name: "layer_norm over the channels without a weight freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(2, 12)
+			y := b.Linear(x, "a", 8, true)
+			y = b.Op1("aten::layer_norm", "ln", []int{y, b.IntList(8), b.None(), b.None(),
+				b.Float(1e-5), b.Bool(true)}, []int64{2, 8})
+			b.Output(b.Linear(y, "b", 4, true))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 8, reason: "no per-channel weight"}},
+	},
+	{
+		// torchvision's ConvNeXt block: depthwise conv, permute to
+		// channels-last, LayerNorm over C, Linear C->4C, GELU, Linear
+		// 4C->C, permute back, layer scale [C,1,1], residual add.
+		name: "convnext block: channels-last MLP exact, residual stream inexact",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			s := b.Conv(x, "stem", 8, 1, irtest.ConvOpts{})
+			y := b.Conv(s, "dw", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 8})
+			y = b.Op1("aten::permute", "blk", []int{y, b.IntList(0, 2, 3, 1)}, []int64{1, 8, 8, 8})
+			y = b.Op1("aten::layer_norm", "ln", []int{y, b.IntList(8), b.Param("ln.weight", 8), b.Param("ln.bias", 8),
+				b.Float(1e-6), b.Bool(true)}, []int64{1, 8, 8, 8})
+			y = b.Linear(y, "fc1", 32, true)
+			y = b.Act("aten::gelu", y)
+			y = b.Linear(y, "fc2", 8, true)
+			y = b.Op1("aten::permute", "blk", []int{y, b.IntList(0, 3, 1, 2)}, []int64{1, 8, 8, 8})
+			y = b.Mul(b.Param("layer_scale", 8, 1, 1), y)
+			y = b.Add(y, s)
+			b.Output(b.Conv(y, "head", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "stem.weight:0", channels: 8, prunable: true, inexact: "normalizes over these channels",
+				contains: []string{"dw.weight:0", "ln.weight:0", "ln.bias:0", "fc1.weight:1", "fc2.weight:0",
+					"fc2.bias:0", "layer_scale:0", "head.weight:1"},
+				ln: []string{"ln.weight"}, dw: []string{"dw.weight"}},
+			{has: "fc1.weight:0", channels: 32, prunable: true,
+				members: []string{"fc1.weight:0", "fc1.bias:0", "fc2.weight:1"}},
+		},
+	},
+	{
+		name: "channels-last conv input freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			y = b.Op1("aten::permute", "", []int{y, b.IntList(0, 2, 3, 1)}, []int64{1, 8, 8, 8})
+			b.Output(b.Conv(y, "d", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, reason: "not on dim 1"}},
 	},
 	{
 		name: "group_norm freezes",
@@ -552,14 +604,14 @@ var analyzeCases = []struct {
 		},
 	},
 	{
-		name: "transpose of the channel dim freezes",
+		name: "channels-last permute follows into a Linear over the channels",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)
 			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
 			y = b.Op1("aten::permute", "", []int{y, b.IntList(0, 2, 3, 1)}, []int64{1, 8, 8, 8})
 			b.Output(b.Linear(y, "fc", 4, true))
 		},
-		want: []wantGroup{{has: "c.weight:0", channels: 8, reason: "moves the channel dim"}},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "fc.weight:1"}}},
 	},
 	{
 		name: "chunk along the channels freezes",
@@ -697,6 +749,15 @@ func TestAnalyze(t *testing.T) {
 				}
 				if w.reason != "" && !strings.Contains(grp.Reason, w.reason) {
 					t.Errorf("%s: reason %q, want it to contain %q", w.has, grp.Reason, w.reason)
+				}
+				if w.inexact == "" && (!grp.Exact || grp.Inexact != "") {
+					t.Errorf("%s: inexact (%q), want exact", w.has, grp.Inexact)
+				}
+				if w.inexact != "" && (grp.Exact || !strings.Contains(grp.Inexact, w.inexact)) {
+					t.Errorf("%s: exact=%v inexact %q, want inexact containing %q", w.has, grp.Exact, grp.Inexact, w.inexact)
+				}
+				if w.ln != nil && !slices.Equal(grp.LayerNorms, w.ln) {
+					t.Errorf("%s: layer norms %v, want %v", w.has, grp.LayerNorms, w.ln)
 				}
 				got := mstrs(grp.Members)
 				if w.members != nil && !slices.Equal(got, w.members) {

@@ -554,8 +554,12 @@ func (a *analyzer) batchNorm() {
 	a.passMap(x, a.out(0))
 }
 
-// layerNorm follows a LayerNorm only over the followed dim alone, as after
-// a flatten or in an [N, C] classifier; over more dims it freezes.
+// layerNorm follows a LayerNorm over the followed dim alone: after a
+// flatten, in an [N, C] classifier, or over the channels of a channels-last
+// block (ConvNeXt). Over the channels, its mean and variance run over them,
+// so removing channels changes what it computes for the rest however the
+// weights are sliced: the group stays prunable but is marked inexact. Over
+// the channels together with other dims it freezes.
 func (a *analyzer) layerNorm() {
 	x := a.in(0)
 	m := a.maps[x]
@@ -573,11 +577,19 @@ func (a *analyzer) layerNorm() {
 	case m.dim < len(S)-k:
 		// normalizes other dims; weight and bias stay (step pins them)
 	case k == 1 && m.dim == len(S)-1:
-		// The mean and variance run over the channels, so a pruned model
-		// would normalise over fewer of them than the original with those
-		// channels zeroed: not equivalent, however the weights are sliced.
-		a.freezeMap(m, fmt.Sprintf("%s normalizes over the channels: removing some would change its mean and variance", a.desc()))
-		a.perChannel(m, a.in(2), a.in(3))
+		// Pruning rewrites normalized_shape, found through the weight.
+		wname := a.param(a.in(2))
+		if wname == "" || !a.perChannel(m, a.in(2), a.in(3)) {
+			a.freezeMap(m, fmt.Sprintf("%s over the channels has no per-channel weight parameter", a.desc()))
+			break
+		}
+		r := &a.spaces[a.find(m.segs[0].sp)]
+		if len(m.segs) != 1 || m.segs[0].stride != 1 {
+			a.freezeMap(m, fmt.Sprintf("%s over concatenated channels", a.desc()))
+			break
+		}
+		r.ln = append(r.ln, srec{a.nextSeq(), wname})
+		a.inexactMap(m, fmt.Sprintf("%s normalizes over these channels: removing some changes its mean and variance", a.desc()))
 	default:
 		a.freezeMap(m, fmt.Sprintf("%s normalizes over the channels together with other dims", a.desc()))
 	}
@@ -917,19 +929,32 @@ func (a *analyzer) expand() {
 	a.setMap(out, m)
 }
 
-// moveDim passes x's map to the output if the channel dim stays where it
-// is; moving it (channel shuffle, NCHW->NHWC) freezes.
+// moveDim follows the channels to the dim they move to (NCHW -> NHWC and
+// back, as ConvNeXt blocks do): every handler checks the dim it needs, so a
+// conv meeting channels-last input still freezes there, while a Linear or
+// LayerNorm over the last dim follows them. A move the analysis cannot
+// resolve (a non-constant permutation) freezes.
 func (a *analyzer) moveDim(newPos func(d int) (int, bool)) {
 	x := a.in(0)
 	m := a.maps[x]
 	if m == nil {
 		return
 	}
-	if nd, ok := newPos(m.dim); !ok || nd != m.dim {
-		a.freezeMap(m, fmt.Sprintf("%s moves the channel dim", a.desc()))
+	nd, ok := newPos(m.dim)
+	if !ok {
+		a.freezeMap(m, fmt.Sprintf("%s moves the channel dim by an unknown permutation", a.desc()))
 		return
 	}
-	a.passMap(x, a.out(0))
+	sx, _ := a.shape(x)
+	if so, ok := a.shape(a.out(0)); !ok || len(so) != len(sx) {
+		a.freezeMap(m, fmt.Sprintf("%s changes the rank", a.desc()))
+		return
+	}
+	if nd == m.dim {
+		a.setMap(a.out(0), m)
+		return
+	}
+	a.setMap(a.out(0), m.withDim(nd))
 }
 
 func (a *analyzer) transpose() {

@@ -67,10 +67,21 @@ type Group struct {
 	// group (groups equals the channel count), listed for graph --json
 	// readers that predate GroupedConvs.
 	DepthwiseConvs []string `json:"depthwise_convs,omitempty"`
+	// LayerNorms are the weight names of LayerNorms over this group's
+	// channels (channels-last blocks), whose normalized_shape must be set to
+	// the new count when the group is pruned.
+	LayerNorms []string `json:"layer_norms,omitempty"`
 	// Frozen groups are never pruned; Reason says why (model input/output,
 	// an op the analysis does not understand, a partial slice, ...).
 	Frozen bool   `json:"frozen"`
 	Reason string `json:"reason,omitempty"`
+	// Exact groups are function-preserving: the pruned model computes what
+	// the original computes with the removed channels zeroed. A group whose
+	// channels a LayerNorm normalizes over is not (removing channels changes
+	// its mean and variance); Inexact says why. Criteria and the search
+	// treat both kinds alike.
+	Exact   bool   `json:"exact"`
+	Inexact string `json:"inexact,omitempty"`
 }
 
 // Prunable reports whether the group may lose channels.

@@ -42,6 +42,10 @@ type Group struct {
 	Members        []string `json:"members"`
 	ChannelsBefore int      `json:"channels_before"`
 	Kept           []int    `json:"kept"`
+	// Exact is false (and present) only for a group whose pruning is not
+	// function-preserving (graph.Group.Exact); absent means exact, so plans
+	// of models without such groups read as before.
+	Exact *bool `json:"exact,omitempty"`
 }
 
 // Tensor is one parameter or buffer whose shape changes. Kept maps a
@@ -76,7 +80,11 @@ func Build(a *graph.Analysis, params map[string][]int64, kept map[int][]int, inp
 		for j, m := range g.Members {
 			members[j] = m.String()
 		}
-		p.Groups = append(p.Groups, Group{Members: members, ChannelsBefore: g.Channels, Kept: slices.Clone(k)})
+		pg := Group{Members: members, ChannelsBefore: g.Channels, Kept: slices.Clone(k)}
+		if !g.Exact {
+			pg.Exact = new(bool)
+		}
+		p.Groups = append(p.Groups, pg)
 	}
 	for name, dims := range a.TensorKeeps(kept) {
 		before, ok := params[name]

@@ -64,6 +64,78 @@ func Measure(models []*torch.Module, shape []int64, warmup, runs int) ([]Result,
 	return out, nil
 }
 
+// Stable is Measure with as few runs as the answer needs: after warmup, it
+// times rounds (one run of each model) until every model's median over all
+// rounds moved by at most tol (relative) in the last two rounds, with at
+// least minRuns and at most maxRuns rounds. A quiet machine stops after
+// minRuns; a noisy one pays for the runs it needs.
+func Stable(models []*torch.Module, shape []int64, warmup, minRuns, maxRuns int, tol float64) ([]Result, error) {
+	if len(models) == 0 {
+		return nil, nil
+	}
+	minRuns = max(minRuns, 3)
+	maxRuns = max(maxRuns, minRuns)
+	for _, m := range models {
+		if err := m.Train(false); err != nil {
+			return nil, err
+		}
+	}
+	x, err := model.Example(shape, models[0].Device())
+	if err != nil {
+		return nil, err
+	}
+	defer x.Close()
+	times := make([][]float64, len(models))
+	prev := make([][]float64, len(models)) // medians after the last rounds
+	for i := 0; i < warmup+maxRuns; i++ {
+		for j, m := range models {
+			d, err := once(m, x)
+			if err != nil {
+				return nil, err
+			}
+			if i >= warmup {
+				times[j] = append(times[j], float64(d.Microseconds())/1000)
+			}
+		}
+		if i < warmup {
+			continue
+		}
+		stable := true
+		for j := range models {
+			med := median(times[j])
+			prev[j] = append(prev[j], med)
+			if k := len(prev[j]); k < 3 || !within(prev[j][k-3:], med, tol) {
+				stable = false
+			}
+		}
+		if stable && i+1-warmup >= minRuns {
+			break
+		}
+	}
+	out := make([]Result, len(models))
+	for j, ts := range times {
+		out[j] = Result{Batch: shape[0], Device: models[j].Device().String(), MedianMs: median(ts), MinMs: slices.Min(ts), Runs: len(ts)}
+	}
+	return out, nil
+}
+
+func within(ms []float64, ref, tol float64) bool {
+	for _, m := range ms {
+		if ref <= 0 || (m-ref)/ref > tol || (ref-m)/ref > tol {
+			return false
+		}
+	}
+	return true
+}
+
+func median(ts []float64) float64 {
+	s := slices.Sorted(slices.Values(ts))
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
 func once(m *torch.Module, x *torch.Tensor) (time.Duration, error) {
 	start := time.Now()
 	y, err := m.Forward(true, x)
