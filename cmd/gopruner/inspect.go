@@ -68,7 +68,7 @@ func modelSettings(cmd *cobra.Command) (*config.Config, []int64, torch.Device, e
 // modelFlags are the flags of a command that reads one model: the
 // configuration keys, so that a Pruning.yaml and GOPRUNER_* apply too.
 func modelFlags(cmd *cobra.Command) {
-	registerConfigFlags(cmd, "path.model", "input_shape", "output", "device", "threads")
+	registerConfigFlags(cmd, "path.model", "input_shape", "device", "threads")
 	cmd.Flags().Bool("json", false, "print JSON")
 }
 
@@ -139,12 +139,11 @@ func newGraphCmd() *cobra.Command {
 					}
 				} else {
 					prunable++
-					if g.Block > 1 {
-						state = fmt.Sprintf("prunable in blocks of %d", g.Block)
-					}
 					if !g.Exact {
 						inexact++
-						state += ", inexact: " + g.Inexact
+						state = "prunable, inexact: " + g.Inexact
+					} else if g.Block > 1 {
+						state = fmt.Sprintf("prunable in blocks of %d", g.Block)
 					}
 				}
 				fmt.Fprintf(out, "group %d  %d channels  %s MACs  %s\n", g.ID, g.Channels, summary.Human(cov.GroupMACs[g.ID]), state)
@@ -159,11 +158,6 @@ func newGraphCmd() *cobra.Command {
 					}
 				}
 				fmt.Fprintf(out, "  members: %s\n", strings.Join(ms, " "))
-			}
-			if o := am.Graph.Output; o != nil && o.Structure != "tensor" {
-				// Every output tensor's channels are frozen; say which
-				// one the loss and accuracy use.
-				fmt.Fprintf(out, "output: %s\n", o)
 			}
 			fmt.Fprintf(out, "%d groups, %d prunable", len(am.Analysis.Groups), prunable)
 			if inexact > 0 {

@@ -52,10 +52,10 @@ type wantGroup struct {
 	producers []string
 	layers    []string
 	dw        []string
-	inexact   string   // substring of Inexact; "" wants an exact group
-	ln        []string // LayerNorms whose normalized_shape follows the group
 	block     int
 	convs     []GroupedConv
+	inexact   string   // substring of Inexact; "" wants an exact group
+	ln        []string // LayerNorms whose normalized_shape follows the group
 }
 
 func mustBuild(t testing.TB, b *irtest.Builder) *ir.Graph {
@@ -391,9 +391,35 @@ var analyzeCases = []struct {
 			b.Output(b.Conv(y, "d", 2, 1, irtest.ConvOpts{}))
 		},
 		want: []wantGroup{
-			{has: "p.weight:0", channels: 6, reason: "concatenated ones that do not split into whole groups"},
-			{has: "q.weight:0", channels: 6, reason: "grouped conv g (groups=3) on strided"},
+			{has: "p.weight:0", channels: 6, reason: "that do not split into whole groups"},
+			{has: "q.weight:0", channels: 6, reason: "grouped conv g (groups=3) on concatenated or strided"},
 		},
+	},
+	{
+		// view [1,4,8,4] -> [1,8,4,4]: each of a's channels owns two
+		// consecutive channels of the conv input (stride 2).
+		name: "grouped and depthwise convs over strided channels",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 4)
+			y := b.View(b.Relu(b.Conv(x, "a", 4, 1, irtest.ConvOpts{})), 1, -1, 4, 4)
+			y = b.Relu(b.Conv(y, "dw", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 8}))
+			y = b.Relu(b.Conv(y, "g2", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 4}))
+			y = b.Relu(b.Conv(y, "g4", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 2}))
+			b.Output(b.Conv(y, "c", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 4, prunable: true, block: 2,
+			dw: []string{"dw.weight"}, convs: []GroupedConv{{"dw.weight", 1}, {"g2.weight", 2}, {"g4.weight", 4}},
+			members: []string{"a.weight:0", "dw.weight:0*2", "g2.weight:0*2", "g4.weight:0*2", "c.weight:1*2"}}},
+	},
+	{
+		name: "grouped conv whose groups cut strided channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 12, 4)
+			y := b.View(b.Relu(b.Conv(x, "a", 4, 1, irtest.ConvOpts{})), 1, -1, 4, 4)
+			b.Output(b.Conv(b.Relu(b.Conv(y, "g", 12, 3, irtest.ConvOpts{Pad: 1, Groups: 6})), "c", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 4,
+			reason: "grouped conv g (groups=6) on concatenated or strided channels that do not split into whole groups"}},
 	},
 	{
 		name: "depthwise conv over a concatenation",

@@ -12,12 +12,31 @@ import "fmt"
 // weight's dim 1 is shared by all groups), which a member's
 // offset + c·stride layout cannot express; that mode is not built.
 
-// blocksFit reports whether every run of m is a plain (stride 1) run of
-// whole blocks of per channels, so that conv group boundaries fall on run
-// boundaries or inside runs at multiples of per from the run's start.
+// segBlock is the block a run of m must be pruned in so that the conv
+// loses whole groups of per channels: a run of stride s owns s conv
+// channels per space channel, so per/s space channels when s divides per,
+// and any single channel when per divides s. ok is false when neither holds
+// or the run does not end on a group boundary (then neither would the next
+// run start on one).
+func segBlock(sg seg, per int64) (block int, ok bool) {
+	s := int64(sg.stride)
+	if s < 1 || int64(sg.n)*s%per != 0 {
+		return 0, false
+	}
+	switch {
+	case per%s == 0:
+		return int(per / s), true
+	case s%per == 0:
+		return 1, true
+	}
+	return 0, false
+}
+
+// blocksFit reports whether every run of m fits whole groups of per
+// channels (segBlock).
 func blocksFit(m *cmap, per int64) bool {
-	for _, s := range m.segs {
-		if s.stride != 1 || int64(s.n)%per != 0 {
+	for _, sg := range m.segs {
+		if _, ok := segBlock(sg, per); !ok {
 			return false
 		}
 	}
@@ -25,7 +44,7 @@ func blocksFit(m *cmap, per int64) bool {
 }
 
 // groupedConv ties the input and output channels of a conv with groups > 1
-// and Cin == Cout whose input map m fits whole blocks of per channels: its
+// and Cin == Cout whose input map m fits whole groups of per channels: its
 // weight's dim 0 and its bias become members of m's spaces, which get the
 // block and record the conv so its groups argument follows them.
 func (a *analyzer) groupedConv(m *cmap, w int, wname, layer string, per int64, addBias func(*cmap)) {
@@ -34,8 +53,8 @@ func (a *analyzer) groupedConv(m *cmap, w int, wname, layer string, per int64, a
 		a.addLayer(s.sp, layer)
 		r := &a.spaces[a.find(s.sp)]
 		r.convs = append(r.convs, crec{a.nextSeq(), GroupedConv{Weight: wname, PerGroup: int(per)}})
-		if per > 1 {
-			r.block = lcm(r.block, int(per))
+		if b, _ := segBlock(s, per); b > 1 {
+			r.block = lcm(r.block, b)
 		}
 	}
 	addBias(m)
@@ -55,10 +74,8 @@ func groupedReason(layer string, groups, cin, cout int64, transposed bool, m *cm
 		return fmt.Sprintf("%s %s (groups=%d, %d to %d channels) changes the channel count", kind, layer, groups, cin, cout)
 	case m == nil || m.dim != 1 || m.extent() != cin:
 		return fmt.Sprintf("%s %s (groups=%d) reads channels that are not followed on dim 1", kind, layer, groups)
-	case groups == cin:
-		return fmt.Sprintf("depthwise conv %s on strided channels", layer)
 	default:
-		return fmt.Sprintf("%s %s (groups=%d) on strided channels or concatenated ones that do not split into whole groups", kind, layer, groups)
+		return fmt.Sprintf("%s %s (groups=%d) on concatenated or strided channels that do not split into whole groups", kind, layer, groups)
 	}
 }
 

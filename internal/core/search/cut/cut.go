@@ -201,12 +201,13 @@ func (b *Base) Plan(kept map[int][]int) (*plan.Plan, error) {
 }
 
 // PlanSlices is the surgery of a plan of the original model, tensors in
-// name order, and the new groups count of every grouped or depthwise conv
-// it shrinks. The counts are derived from the analysis (a conv's kept rows
-// over its channels per group), so plans written before conv_groups existed
-// replay the same; a plan's conv_groups must agree with them. A plan that
-// keeps part of a conv's group, or names a conv_groups entry the analysis
-// does not know, is a usage error.
+// name order, and the new size argument of every op that follows a pruned
+// group: a grouped or depthwise conv's groups, a LayerNorm's
+// normalized_shape (sizeArgs). They are derived from the analysis (a conv's
+// kept rows over its channels per group), so plans written before
+// conv_groups existed replay the same; a plan's conv_groups must agree with
+// them. A plan that keeps part of a conv's group, or names a conv_groups
+// entry that is not a grouped conv of the model, is a usage error.
 func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64, error) {
 	names := slices.Sorted(maps.Keys(p.Tensors))
 	out := make([]Slice, 0, len(names))
@@ -214,9 +215,7 @@ func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64, error) {
 		out = append(out, Slice{Tensor: n, Keep: p.Tensors[n].KeptByDim()})
 	}
 	groups := map[string]int64{}
-	known := map[string]bool{}
-	for _, c := range b.groupedConvs() {
-		known[c.Weight] = true
+	for _, c := range b.sizeArgs() {
 		t, ok := p.Tensors[c.Weight]
 		if !ok || len(t.ShapeAfter) == 0 {
 			continue
@@ -230,6 +229,12 @@ func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64, error) {
 		}
 		groups[c.Weight] = int64(len(rows) / c.PerGroup)
 	}
+	known := map[string]bool{}
+	for i := range b.Analysis.Groups {
+		for _, c := range b.Analysis.Groups[i].GroupedConvs {
+			known[c.Weight] = true
+		}
+	}
 	for _, w := range slices.Sorted(maps.Keys(p.ConvGroups)) {
 		if !known[w] {
 			return nil, nil, fail.Usagef("plan: conv_groups names %s, which is not a grouped conv's weight in this model", w)
@@ -241,21 +246,21 @@ func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64, error) {
 	return out, groups, nil
 }
 
-// groupedConvs lists once, in group order, every op of the analysis whose
-// size argument follows a group's channels: grouped and depthwise convs and
-// GroupNorms (their groups count), and LayerNorms over the channels (their
-// normalized_shape, one channel per "group").
-func (b *Base) groupedConvs() []graph.GroupedConv {
+// sizeArgs lists once, in group order, the weights of the ops whose size
+// argument follows their group's channels, with the channels per unit of
+// that argument: every grouped conv (groups = kept rows / PerGroup) and
+// every LayerNorm over the channels (normalized_shape = kept size, as
+// PerGroup 1).
+func (b *Base) sizeArgs() []graph.GroupedConv {
 	var out []graph.GroupedConv
 	for i := range b.Analysis.Groups {
 		g := &b.Analysis.Groups[i]
-		for _, c := range g.GroupedConvs {
-			if !slices.Contains(out, c) {
-				out = append(out, c)
-			}
+		cs := slices.Clone(g.GroupedConvs)
+		for _, ln := range g.LayerNorms {
+			cs = append(cs, graph.GroupedConv{Weight: ln, PerGroup: 1})
 		}
-		for _, w := range g.LayerNorms {
-			if c := (graph.GroupedConv{Weight: w, PerGroup: 1}); !slices.Contains(out, c) {
+		for _, c := range cs {
+			if !slices.Contains(out, c) {
 				out = append(out, c)
 			}
 		}
@@ -434,7 +439,7 @@ func (b *Base) Edits(cur, next map[int][]int) ([]Slice, map[string]int64, error)
 		}
 	}
 	groups := map[string]int64{}
-	for _, c := range b.groupedConvs() {
+	for _, c := range b.sizeArgs() {
 		for _, s := range out {
 			if k, ok := s.Keep[0]; ok && s.Tensor == c.Weight && c.PerGroup > 0 {
 				if len(k)%c.PerGroup != 0 {

@@ -136,7 +136,7 @@ func randomCuts(t testing.TB, b *Base, rng *rand.Rand, n int) {
 	// The plan records the groups of grouped convs; a depthwise conv's
 	// groups is its channel count, which PlanSlices derives.
 	recorded := maps.Clone(groups)
-	for _, c := range b.groupedConvs() {
+	for _, c := range b.sizeArgs() {
 		if c.PerGroup == 1 {
 			if n, ok := recorded[c.Weight]; ok && n != p.Tensors[c.Weight].ShapeAfter[0] {
 				t.Fatalf("depthwise %s: groups %d, channels %d", c.Weight, n, p.Tensors[c.Weight].ShapeAfter[0])
