@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -60,24 +59,24 @@ var coverageRows = map[string]covWant{
 	"inception_v3_traced":                   covGap,
 	"resnext14_32x4d_scripted":              covFull,
 	"resnext14_32x4d_traced":                covFull,
-	"regnet_x_400mf_scripted":               covGap,
-	"regnet_x_400mf_traced":                 covGap,
-	"convnext_tiny_scripted":                covGap,
-	"convnext_tiny_traced":                  covGap,
-	"convnext_mini_scripted":                covGap,
-	"convnext_mini_traced":                  covGap,
+	"regnet_x_400mf_scripted":               covFull,
+	"regnet_x_400mf_traced":                 covFull,
+	"convnext_tiny_scripted":                covFull,
+	"convnext_tiny_traced":                  covFull,
+	"convnext_mini_scripted":                covFull,
+	"convnext_mini_traced":                  covFull,
 	"shufflenet_v2_x1_0_scripted":           covFull,
 	"shufflenet_v2_x1_0_traced":             covFull,
 	"lraspp_mobilenet_v3_large_scripted":    covGap,
 	"lraspp_mobilenet_v3_large_traced":      covGap,
 	"deeplabv3_mobilenet_v3_large_scripted": covGap,
 	"deeplabv3_mobilenet_v3_large_traced":   covGap,
-	"r3d_small_scripted":                    covGap,
-	"r3d_small_traced":                      covGap,
-	"signal1d_scripted":                     covGap,
-	"signal1d_traced":                       covGap,
-	"mlp_scripted":                          covGap,
-	"mlp_traced":                            covGap,
+	"r3d_small_scripted":                    covFull,
+	"r3d_small_traced":                      covFull,
+	"signal1d_scripted":                     covFull,
+	"signal1d_traced":                       covFull,
+	"mlp_scripted":                          covFull,
+	"mlp_traced":                            covFull,
 	"tconv_decoder_scripted":                covGap,
 	"tconv_decoder_traced":                  covGap,
 }
@@ -153,11 +152,9 @@ func TestCoverage(t *testing.T) {
 type covRow struct {
 	Name, Arch, Export, Structure string
 
-	// Channel analysis of the original. ExactKnown is false until
-	// graph.Group says whether a group is exact (see groupExact); then
-	// every prunable group counts as exact.
+	// Channel analysis of the original; inexact groups are those through
+	// a LayerNorm over the channels (graph.Group.Exact).
 	Groups, Prunable, Exact, Inexact int
-	ExactKnown                       bool
 	Share                            float64
 	AnalysisErr                      string
 
@@ -220,9 +217,9 @@ func (r *covRow) cliRatio() float64 {
 }
 
 func (r *covRow) summary() string {
-	return fmt.Sprintf("share %.3f, groups %d (prunable %d: exact %d, inexact %d, known %v), MACs ours %d / formulas %d, "+
+	return fmt.Sprintf("share %.3f, groups %d (prunable %d: exact %d, inexact %d), MACs ours %d / formulas %d, "+
 		"CLI exit %d ratio %.3f, equivalence rel %.2g, python %q; lib %v cli %v python %v total %v",
-		r.Share, r.Groups, r.Prunable, r.Exact, r.Inexact, r.ExactKnown, r.MACs, r.MetaMACs,
+		r.Share, r.Groups, r.Prunable, r.Exact, r.Inexact, r.MACs, r.MetaMACs,
 		r.CLICode, r.cliRatio(), r.EquivRel, r.PyStructure, r.LibWall.Round(time.Millisecond),
 		r.CLIWall.Round(time.Millisecond), r.PyWall.Round(time.Millisecond), r.Wall.Round(time.Millisecond))
 }
@@ -281,23 +278,6 @@ func guard(f func() error) (err error) {
 	return f()
 }
 
-// groupExact says whether pruning g keeps the model exactly equivalent to
-// the masked original (known=false while graph.Group has no such field).
-// Groups through a LayerNorm over the channels are inexact: the norm's
-// statistics change with the channel count. Looked up by reflection so this
-// file builds before and after the field is added; replace it with the
-// field once it is merged.
-func groupExact(g *graph.Group) (exact, known bool) {
-	v := reflect.ValueOf(g).Elem()
-	if f := v.FieldByName("Exact"); f.IsValid() && f.Kind() == reflect.Bool {
-		return f.Bool(), true
-	}
-	if f := v.FieldByName("Inexact"); f.IsValid() && f.Kind() == reflect.Bool {
-		return !f.Bool(), true
-	}
-	return true, false
-}
-
 // measureLibrary analyses the original (groups, MACs, coverage) and proves
 // the L2 prune of its exact groups to P=0.5 equivalent to the masked
 // original on the fixture's input.
@@ -312,9 +292,7 @@ func measureLibrary(r *covRow, path string, shape []int64, input []float32) erro
 	var exact []*graph.Group
 	for _, g := range am.Base().Candidates(nil) {
 		r.Prunable++
-		ex, known := groupExact(g)
-		r.ExactKnown = known
-		if ex {
+		if g.Exact {
 			r.Exact++
 			exact = append(exact, g)
 		} else {
@@ -368,7 +346,7 @@ func equivalence(am *model.Analyzed, groups []*graph.Group, shape []int64, input
 		return 0, err
 	}
 	res := oneshot.Uniform(groups, base.MACsFunc(), int64(float64(before.MACs)*(1-covP)), 1)
-	kept := oneshot.Select(scores, res.Keep)
+	kept := oneshot.Select(groups, scores, res.Keep)
 	pl, err := base.Plan(kept)
 	if err != nil {
 		return 0, fmt.Errorf("plan: %w", err)
@@ -658,9 +636,6 @@ func coverageMarkdown(rows []*covRow) string {
 		if r.AnalysisErr == "" {
 			share = flops.Percent(r.Share)
 			groups = fmt.Sprintf("%d / %d", r.Exact, r.Inexact)
-			if !r.ExactKnown {
-				groups = fmt.Sprintf("%d / ?", r.Prunable)
-			}
 		}
 		prune, after, py := "✗ "+r.cliReason(), "—", "—"
 		if r.CLICode == 0 {
