@@ -1,10 +1,14 @@
 """MAC/param counter for eager nn.Modules, independent of gopruner.
 
-Implements ptflops' pytorch-backend formulas (get_model_complexity_info,
-count_functional=False) with forward hooks on modules only; functional calls
-(F.relu, torch.cat, x * s, ...) count 0. Used by make_fixtures.py and
-make_demo_model.py to write reference numbers that the Go flops package is
-tested against. Run with Debian's /usr/bin/python3 (torch 1.13).
+Implements ptflops' pytorch-backend formulas (get_model_complexity_info)
+with forward hooks on modules, and counts the torch.nn.functional calls that
+gopruner also counts (activations, pools, interpolate) when they are made
+outside a counted module, as ptflops' count_functional does: torchvision's
+googlenet and inception call F.relu and F.max_pool2d, its segmentation heads
+F.interpolate. Other functional and tensor ops (torch.cat, x * s, ...) count
+0, as in gopruner. Used by make_fixtures.py and make_demo_model.py to write
+reference numbers that the Go flops package is tested against. Run with
+Debian's /usr/bin/python3 (torch 1.13).
 """
 import math
 
@@ -97,6 +101,23 @@ RULES = {
 }
 
 
+# torch.nn.functional calls counted outside counted modules, by the rule of
+# the module that wraps each (numel of the output or of the input).
+FUNCTIONAL = {
+    "relu": ("activation", "out"), "relu_": ("activation", "out"),
+    "relu6": ("activation", "out"), "hardtanh": ("activation", "out"),
+    "hardtanh_": ("activation", "out"), "leaky_relu": ("activation", "out"),
+    "leaky_relu_": ("activation", "out"), "elu": ("activation", "out"),
+    "elu_": ("activation", "out"), "prelu": ("activation", "out"),
+    "max_pool1d": ("pool", "in"), "max_pool2d": ("pool", "in"), "max_pool3d": ("pool", "in"),
+    "avg_pool1d": ("pool", "in"), "avg_pool2d": ("pool", "in"), "avg_pool3d": ("pool", "in"),
+    "adaptive_avg_pool1d": ("pool", "in"), "adaptive_avg_pool2d": ("pool", "in"),
+    "adaptive_avg_pool3d": ("pool", "in"), "adaptive_max_pool1d": ("pool", "in"),
+    "adaptive_max_pool2d": ("pool", "in"), "adaptive_max_pool3d": ("pool", "in"),
+    "interpolate": ("upsample", "out"), "upsample": ("upsample", "out"),
+}
+
+
 def count(model, example_inputs):
     """Run model(*example_inputs) once and return
     {"macs": int, "params": int, "layers": [{"name","kind","macs","params","calls"}]}
@@ -113,6 +134,8 @@ def count(model, example_inputs):
     rows = {}
     order = []
     handles = []
+    fn_rows = []
+    depth = [0]  # counted modules running: functional calls inside them are theirs
     for name, m in model.named_modules():
         rule = RULES.get(type(m))
         if rule is None:
@@ -123,17 +146,46 @@ def count(model, example_inputs):
         rows[id(m)] = row
         order.append(row)
 
+        def pre(mod, inp):
+            depth[0] += 1
+
         def hook(mod, inp, out, row=row, fn=fn):
+            depth[0] -= 1
             row["macs"] += int(fn(mod, _first_tensor(inp), _first_tensor(out)))
             row["calls"] += 1
 
+        handles.append(m.register_forward_pre_hook(pre))
         handles.append(m.register_forward_hook(hook))
+
+    import torch.nn.functional as F
+
+    saved = {}
+    for fname, (kind, side) in FUNCTIONAL.items():
+        orig = getattr(F, fname, None)
+        if orig is None:
+            continue
+        row = {"name": "F." + fname, "kind": "functional " + fname, "macs": 0, "params": 0, "calls": 0}
+
+        def wrapped(*args, orig=orig, row=row, side=side, **kw):
+            out = orig(*args, **kw)
+            if depth[0] == 0:
+                t = _first_tensor(out) if side == "out" else args[0]
+                row["macs"] += int(t.numel())
+                row["calls"] += 1
+            return out
+
+        saved[fname] = orig
+        fn_rows.append(row)
+        setattr(F, fname, wrapped)
     try:
         with torch.no_grad():
             model(*example_inputs)
     finally:
         for h in handles:
             h.remove()
+        for fname, orig in saved.items():
+            setattr(F, fname, orig)
+    order += [r for r in fn_rows if r["calls"] > 0]
     return {
         "macs": sum(r["macs"] for r in order),
         "params": sum(p.numel() for p in model.parameters()),
