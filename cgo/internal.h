@@ -95,6 +95,9 @@ at::Tensor select_output(const c10::IValue &v);
 // {"structure", "paths", "selected", "error"} of v under the output setting.
 std::string output_info_json(const c10::IValue &v, const std::vector<OutputLeaf> &leaves);
 void json_str(std::ostringstream &o, const std::string &s);  // ir.cc
+// Runs forward of h on the n inputs (under no_grad when asked) and returns
+// its whole result; throws on a NULL input or a model without forward.
+c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no_grad);  // module.cc
 // Gives the dotted name of a prim::GetAttr chain that starts at a graph's
 // self input, or "" when v is not such a chain (module.cc; ir.cc uses it too).
 std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self);

@@ -55,6 +55,23 @@ std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self) {
   return out;
 }
 
+c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no_grad) {
+  use_threads(h);
+  if (!h->m.find_method("forward")) throw std::runtime_error("the model has no forward method");
+  std::vector<c10::IValue> in;
+  in.reserve(n);
+  for (int i = 0; i < n; i++) {
+    if (inputs[i] == nullptr) throw std::runtime_error("forward: NULL input tensor");
+    in.emplace_back(inputs[i]->t);
+  }
+  h->ran = true;
+  if (no_grad) {
+    at::NoGradGuard ng;
+    return h->m.forward(in);
+  }
+  return h->m.forward(in);
+}
+
 }  // namespace gpt
 
 namespace {
@@ -278,23 +295,7 @@ gpt_err gpt_module_forward(gpt_module h, const gpt_tensor *inputs, int n,
                            int no_grad, gpt_tensor *out) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
-  gpt::use_threads(h);
-  check_forward(h->m);
-  std::vector<c10::IValue> in;
-  in.reserve(n);
-  for (int i = 0; i < n; i++) {
-    if (inputs[i] == nullptr) return gpt::dup("forward: NULL input tensor");
-    in.emplace_back(inputs[i]->t);
-  }
-  c10::IValue r;
-  h->ran = true;
-  if (no_grad) {
-    at::NoGradGuard ng;
-    r = h->m.forward(in);
-  } else {
-    r = h->m.forward(in);
-  }
-  *out = gpt::wrap(gpt::select_output(r));
+  *out = gpt::wrap(gpt::select_output(gpt::run_forward(h, inputs, n, no_grad)));
   GPT_CATCH
 }
 

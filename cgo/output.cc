@@ -241,22 +241,7 @@ gpt_err gpt_module_forward_all(gpt_module h, const gpt_tensor *inputs, int n, in
                                gpt_tensor **outs, int *nouts, char **info) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
-  gpt::use_threads(h);
-  if (!h->m.find_method("forward")) return gpt::dup("the model has no forward method");
-  std::vector<c10::IValue> in;
-  in.reserve(n);
-  for (int i = 0; i < n; i++) {
-    if (inputs[i] == nullptr) return gpt::dup("forward: NULL input tensor");
-    in.emplace_back(inputs[i]->t);
-  }
-  c10::IValue r;
-  h->ran = true;
-  if (no_grad) {
-    at::NoGradGuard ng;
-    r = h->m.forward(in);
-  } else {
-    r = h->m.forward(in);
-  }
+  c10::IValue r = gpt::run_forward(h, inputs, n, no_grad);
   std::vector<gpt::OutputLeaf> leaves;
   gpt::flatten_output(r, "", &leaves);
   if (info != nullptr) *info = gpt::dup(gpt::output_info_json(r, leaves));

@@ -90,7 +90,7 @@ func interrupt(t *testing.T, dir string, args []string, sig syscall.Signal) (exi
 	t.Helper()
 	cmd := exec.Command(gopruner(t), args...)
 	cmd.Dir = dir
-	cmd.Env = cleanEnv()
+	cmd.Env = fixtures.CleanEnv()
 	var errb strings.Builder
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {

@@ -55,7 +55,7 @@ func runLimited(t *testing.T, dir string, limit time.Duration, env []string, arg
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gopruner(t), args...)
 	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = append(fixtures.CleanEnv(), env...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -231,7 +231,7 @@ func TestTrainNamedPipeImageExits(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, name, args...)
-			cmd.Dir, cmd.Env = t.TempDir(), cleanEnv()
+			cmd.Dir, cmd.Env = t.TempDir(), fixtures.CleanEnv()
 			var errb strings.Builder
 			cmd.Stderr = &errb
 			start := time.Now()
@@ -260,7 +260,7 @@ func blockedRun(t *testing.T) (*exec.Cmd, *strings.Builder, chan error) {
 	dir := t.TempDir()
 	fifo := secFIFO(t, filepath.Join(dir, "Pruning.yaml"))
 	cmd := exec.Command(gopruner(t), "train", "--config", fifo)
-	cmd.Dir, cmd.Env = dir, cleanEnv()
+	cmd.Dir, cmd.Env = dir, fixtures.CleanEnv()
 	errb := &strings.Builder{}
 	cmd.Stderr = errb
 	if err := cmd.Start(); err != nil {

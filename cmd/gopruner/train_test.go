@@ -61,7 +61,7 @@ func execCLI(t *testing.T, dir string, env []string, args ...string) cliResult {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gopruner(t), args...)
 	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = append(fixtures.CleanEnv(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -76,18 +76,6 @@ func execCLI(t *testing.T, dir string, env []string, args ...string) cliResult {
 		t.Fatalf("gopruner %s: %v", strings.Join(args, " "), err)
 	}
 	return r
-}
-
-// cleanEnv drops GOPRUNER_* settings of the developer's shell, which would
-// change what the flags mean.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GOPRUNER_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func demoModel(t *testing.T) string {

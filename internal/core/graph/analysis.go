@@ -183,22 +183,21 @@ func (a *analyzer) finish() *Analysis {
 }
 
 func uniq(xs []srec) []string {
-	slices.SortStableFunc(xs, func(x, y srec) int { return cmp.Compare(x.seq, y.seq) })
-	var out []string
-	for _, x := range xs {
-		if !slices.Contains(out, x.s) {
-			out = append(out, x.s)
-		}
-	}
-	return out
+	return uniqBySeq(xs, func(x srec) int { return x.seq }, func(x srec) string { return x.s })
 }
 
 func uniqConvs(xs []crec) []GroupedConv {
-	slices.SortStableFunc(xs, func(x, y crec) int { return cmp.Compare(x.seq, y.seq) })
-	var out []GroupedConv
+	return uniqBySeq(xs, func(x crec) int { return x.seq }, func(x crec) GroupedConv { return x.c })
+}
+
+// uniqBySeq lists the values of xs in the order of their registration
+// (seq), each once.
+func uniqBySeq[R any, T comparable](xs []R, seq func(R) int, val func(R) T) []T {
+	slices.SortStableFunc(xs, func(x, y R) int { return cmp.Compare(seq(x), seq(y)) })
+	var out []T
 	for _, x := range xs {
-		if !slices.Contains(out, x.c) {
-			out = append(out, x.c)
+		if v := val(x); !slices.Contains(out, v) {
+			out = append(out, v)
 		}
 	}
 	return out

@@ -23,45 +23,12 @@ type Result struct {
 }
 
 // Measure times forward (eval mode, no grad) of each model on one input of
-// shape (its first dimension is the batch). Runs alternate between the
-// models, so load on the machine slows them alike and the ratio holds.
+// shape (its first dimension is the batch): warmup runs, then the median of
+// runs timed runs. Runs alternate between the models, so load on the
+// machine slows them alike and the ratio holds.
 func Measure(models []*torch.Module, shape []int64, warmup, runs int) ([]Result, error) {
-	if len(models) == 0 {
-		return nil, nil
-	}
 	runs = max(runs, 1)
-	for _, m := range models {
-		if err := m.Train(false); err != nil {
-			return nil, err
-		}
-	}
-	x, err := model.Example(shape, models[0].Device())
-	if err != nil {
-		return nil, err
-	}
-	defer x.Close()
-	times := make([][]float64, len(models))
-	for i := 0; i < warmup+runs; i++ {
-		for j, m := range models {
-			d, err := once(m, x)
-			if err != nil {
-				return nil, err
-			}
-			if i >= warmup {
-				times[j] = append(times[j], float64(d.Microseconds())/1000)
-			}
-		}
-	}
-	out := make([]Result, len(models))
-	for j, ts := range times {
-		slices.Sort(ts)
-		med := ts[len(ts)/2]
-		if len(ts)%2 == 0 {
-			med = (ts[len(ts)/2-1] + ts[len(ts)/2]) / 2
-		}
-		out[j] = Result{Batch: shape[0], Device: models[j].Device().String(), MedianMs: med, MinMs: ts[0], Runs: runs}
-	}
-	return out, nil
+	return Stable(models, shape, warmup, runs, runs, 0)
 }
 
 // Stable is Measure with as few runs as the answer needs: after warmup, it
@@ -73,7 +40,7 @@ func Stable(models []*torch.Module, shape []int64, warmup, minRuns, maxRuns int,
 	if len(models) == 0 {
 		return nil, nil
 	}
-	minRuns = max(minRuns, 3)
+	minRuns = max(minRuns, 1)
 	maxRuns = max(maxRuns, minRuns)
 	for _, m := range models {
 		if err := m.Train(false); err != nil {

@@ -362,22 +362,11 @@ func equivalence(am *model.Analyzed, groups []*graph.Group, shape []int64, input
 	if err := Apply(pruned, am.Analysis, pl); err != nil {
 		return 0, fmt.Errorf("surgery: %w", err)
 	}
-	zeroed, err := am.Module.Clone()
+	zeroed, err := surgery.Masked(am.Module, am.Analysis, kept)
 	if err != nil {
 		return 0, err
 	}
 	defer zeroed.Close()
-	bufs, err := zeroed.BufferNames()
-	if err != nil {
-		return 0, err
-	}
-	isBuf := map[string]bool{}
-	for _, b := range bufs {
-		isBuf[b] = true
-	}
-	if err := surgery.ZeroRemoved(zeroed, am.Analysis, isBuf, kept); err != nil {
-		return 0, fmt.Errorf("zeroing: %w", err)
-	}
 	x, err := torch.FromFloat32(input, shape, torch.CPU)
 	if err != nil {
 		return 0, err
@@ -443,7 +432,7 @@ func measureCLI(t *testing.T, r *covRow, bin, path string, shape []int64, dir st
 		"--P", strconv.FormatFloat(covP, 'g', -1, 64), "--finetune=false", "--input-shape", dims(shape),
 		"--exp-save", "exp", "--out", "pruned.pt")
 	cmd.Dir = dir
-	cmd.Env = cleanEnv()
+	cmd.Env = fixtures.CleanEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -612,18 +601,6 @@ func gopruner(t *testing.T) string {
 		fixtures.Missing(t, "gopruner binary not built (make build): %v", err)
 	}
 	return bin
-}
-
-// cleanEnv drops GOPRUNER_* settings of the developer's shell, which would
-// change what the flags mean.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GOPRUNER_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // coverageMarkdown is the README's coverage table.

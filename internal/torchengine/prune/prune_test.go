@@ -3,12 +3,13 @@
 package prune
 
 import (
-	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gopruner/gopruner/internal/core/search/cut"
 
 	"github.com/gopruner/gopruner/internal/core/flops"
 	"github.com/gopruner/gopruner/internal/core/plan"
@@ -168,22 +169,11 @@ func checkEquivalence(t *testing.T, path string, shape []int64, p float64, ran b
 	}
 
 	// Equivalence: zero the removed channels in a copy of the original.
-	zeroed, err := am.Module.Clone()
+	zeroed, err := surgery.Masked(am.Module, am.Analysis, out.Kept)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer zeroed.Close()
-	bufs, err := zeroed.BufferNames()
-	if err != nil {
-		t.Fatal(err)
-	}
-	isBuf := map[string]bool{}
-	for _, b := range bufs {
-		isBuf[b] = true
-	}
-	if err := surgery.ZeroRemoved(zeroed, am.Analysis, isBuf, out.Kept); err != nil {
-		t.Fatal(err)
-	}
 	x, err := torch.Randn(shape, torch.CPU)
 	if err != nil {
 		t.Fatal(err)

@@ -3,10 +3,11 @@
 package prune
 
 import (
-	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/gopruner/gopruner/internal/core/search/cut"
 
 	"github.com/gopruner/gopruner/internal/fixtures"
 	"github.com/gopruner/gopruner/internal/torchengine/criteria"

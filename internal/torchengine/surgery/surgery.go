@@ -12,6 +12,29 @@ import (
 	"github.com/gopruner/gopruner/torch"
 )
 
+// Masked is a copy of orig with what pruning the complement of kept
+// removes zeroed (see ZeroRemoved): the reference a pruned model must equal.
+func Masked(orig *torch.Module, a *graph.Analysis, kept map[int][]int) (*torch.Module, error) {
+	m, err := orig.Clone()
+	if err != nil {
+		return nil, err
+	}
+	bufs, err := m.BufferNames()
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	isBuf := make(map[string]bool, len(bufs))
+	for _, b := range bufs {
+		isBuf[b] = true
+	}
+	if err := ZeroRemoved(m, a, isBuf, kept); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("zeroing: %w", err)
+	}
+	return m, nil
+}
+
 // ZeroRemoved zeroes, in m, what pruning the complement of kept removes from
 // the producing side: the filters and biases of the removed channels and
 // their normalisation weights and biases (every parameter member indexed on
