@@ -88,7 +88,7 @@ func readIterations(t *testing.T, dir string) []iterRow {
 // before the signal could land.
 func interrupt(t *testing.T, dir string, args []string, sig syscall.Signal) (exitCode int, stderr string, interrupted bool) {
 	t.Helper()
-	cmd := exec.Command(gopruner(t), args...)
+	cmd := exec.Command(fixtures.Binary(t), args...)
 	cmd.Dir = dir
 	cmd.Env = fixtures.CleanEnv()
 	var errb strings.Builder

@@ -53,7 +53,7 @@ func runLimited(t *testing.T, dir string, limit time.Duration, env []string, arg
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, gopruner(t), args...)
+	cmd := exec.CommandContext(ctx, fixtures.Binary(t), args...)
 	cmd.Dir = dir
 	cmd.Env = append(fixtures.CleanEnv(), env...)
 	var out, errb strings.Builder
@@ -224,7 +224,7 @@ func TestTrainNamedPipeImageExits(t *testing.T) {
 			if c.allow {
 				args = append(args, "--allow-external-paths")
 			}
-			name := gopruner(t)
+			name := fixtures.Binary(t)
 			if tp, err := exec.LookPath("timeout"); err == nil {
 				args, name = append([]string{"10", name}, args...), tp
 			}
@@ -259,7 +259,7 @@ func blockedRun(t *testing.T) (*exec.Cmd, *strings.Builder, chan error) {
 	t.Helper()
 	dir := t.TempDir()
 	fifo := secFIFO(t, filepath.Join(dir, "Pruning.yaml"))
-	cmd := exec.Command(gopruner(t), "train", "--config", fifo)
+	cmd := exec.Command(fixtures.Binary(t), "train", "--config", fifo)
 	cmd.Dir, cmd.Env = dir, fixtures.CleanEnv()
 	errb := &strings.Builder{}
 	cmd.Stderr = errb

@@ -27,20 +27,6 @@ import (
 // These tests run the built binary, as users do: exit codes and the
 // one-line error contract are properties of the process, not of RunE.
 
-// gopruner returns the binary under test: $GOPRUNER_BIN (set by the
-// Makefile) or bin/gopruner of this checkout.
-func gopruner(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("GOPRUNER_BIN")
-	if bin == "" {
-		bin = filepath.Join(fixtures.RepoRoot(t), "bin", "gopruner")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		fixtures.Missing(t, "gopruner binary not built (make build): %v", err)
-	}
-	return bin
-}
-
 // cliResult is one run of the binary.
 type cliResult struct {
 	stdout, stderr string
@@ -59,7 +45,7 @@ func execCLI(t *testing.T, dir string, env []string, args ...string) cliResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, gopruner(t), args...)
+	cmd := exec.CommandContext(ctx, fixtures.Binary(t), args...)
 	cmd.Dir = dir
 	cmd.Env = append(fixtures.CleanEnv(), env...)
 	var out, errb bytes.Buffer

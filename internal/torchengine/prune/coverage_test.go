@@ -118,7 +118,7 @@ func TestCoverage(t *testing.T) {
 			t.Errorf("coverageRows has %s, which is not in fixtures.Coverage", n)
 		}
 	}
-	bin := gopruner(t)
+	bin := fixtures.Binary(t)
 	var rows []*covRow
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
@@ -589,18 +589,6 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
-}
-
-// gopruner is the binary under test: $GOPRUNER_BIN, else bin/gopruner.
-func gopruner(t *testing.T) string {
-	bin := os.Getenv("GOPRUNER_BIN")
-	if bin == "" {
-		bin = filepath.Join(fixtures.RepoRoot(t), "bin", "gopruner")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		fixtures.Missing(t, "gopruner binary not built (make build): %v", err)
-	}
-	return bin
 }
 
 // coverageMarkdown is the README's coverage table.
