@@ -351,7 +351,7 @@ var analyzeCases = []struct {
 			b.Output(b.Conv(y, "c", 8, 1, irtest.ConvOpts{}))
 		},
 		want: []wantGroup{{has: "a.weight:0*6", channels: 4, prunable: true, layers: []string{"a", "g"},
-			convs: []GroupedConv{{"g.weight", 4}},
+			convs:     []GroupedConv{{"g.weight", 4}},
 			producers: []string{"a.weight:0*6", "g.weight:0*4"},
 			members: []string{"a.weight:0*6", "bn.weight:0*6", "bn.bias:0*6", "bn.running_mean:0*6", "bn.running_var:0*6",
 				"g.weight:0*4", "g.bias:0*4", "bn2.weight:0*4", "bn2.bias:0*4", "bn2.running_mean:0*4", "bn2.running_var:0*4",
