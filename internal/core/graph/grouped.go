@@ -8,7 +8,8 @@ import (
 // Grouped convolutions (1 < groups). Output channel c of group j reads only
 // the input channels of group j, so when the conv keeps the channel count
 // (Cin == Cout) channel c in and channel c out can share one space, as a
-// depthwise conv does. The conv can then lose whole groups only: the space
+// depthwise conv does. (Convs that change the count are regroupedConv's,
+// below.) The conv can then lose whole groups only: the space
 // gets a block of Cin/groups channels, and groups becomes the new count over
 // that block. Keeping the groups count and thinning every group instead
 // would need the same positions kept in every group's input block (the
@@ -71,12 +72,11 @@ func groupedReason(layer string, groups, cin, cout int64, transposed bool, m *cm
 		kind = "grouped transposed conv"
 	}
 	switch {
-	case cin != cout:
-		// Whole groups would drop Cin/groups channels on one side and
-		// Cout/groups on the other: two spaces of different sizes.
-		return fmt.Sprintf("%s %s (groups=%d, %d to %d channels) changes the channel count", kind, layer, groups, cin, cout)
 	case m == nil || m.dim != 1 || m.extent() != cin:
 		return fmt.Sprintf("%s %s (groups=%d) reads channels that are not followed on dim 1", kind, layer, groups)
+	case cin != cout:
+		// regroupedConv says why it refused; this is its fallback.
+		return fmt.Sprintf("%s %s (groups=%d, %d to %d channels) changes the channel count", kind, layer, groups, cin, cout)
 	default:
 		return fmt.Sprintf("%s %s (groups=%d) on concatenated or strided channels that do not split into whole groups", kind, layer, groups)
 	}
@@ -170,10 +170,10 @@ func (a *analyzer) canRestride(sp, f int) string {
 	if a.spaces[root].n%f != 0 {
 		return fmt.Sprintf("its %d input channels do not split into blocks of %d", a.spaces[root].n, f)
 	}
-	for id, m := range a.maps {
+	for _, m := range a.maps {
 		for _, s := range m.segs {
 			if a.find(s.sp) == root && s.n%f != 0 {
-				return fmt.Sprintf("value %d holds a run of %d of its input channels, not whole blocks of %d", id, s.n, f)
+				return fmt.Sprintf("a value holds a run of %d of its input channels, not whole blocks of %d", s.n, f)
 			}
 		}
 	}
