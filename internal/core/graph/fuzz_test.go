@@ -84,6 +84,10 @@ func genGraph(data []byte) (*ir.Graph, error) {
 				if g := int64(1 + r.intn(4)); s[1]%g == 0 {
 					o.Groups, cout = g, s[1]
 				}
+			case 3: // grouped, channel count changed (whole conv groups)
+				if g := int64(1 + r.intn(4)); s[1]%g == 0 {
+					o.Groups, cout = g, g*int64(1+r.intn(3))
+				}
 			}
 			add(b.Conv(y, name(), cout, 3, o))
 		case 2:

@@ -340,32 +340,97 @@ var analyzeCases = []struct {
 			members: []string{"a.weight:0", "t.weight:0", "t.bias:0", "c.weight:1"}}},
 	},
 	{
-		name: "grouped transposed conv that changes the channel count freezes",
+		// Conv group j reads input channels 6j..6j+5 and writes output
+		// channels 4j..4j+3: a's channels are re-strided into the 4 conv
+		// groups (stride 6) and g's output channels join them (stride 4).
+		name: "grouped conv that changes the channel count loses whole groups",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.BN(b.Conv(x, "a", 24, 1, irtest.ConvOpts{}), "bn"))
+			y = b.Relu(b.BN(b.Conv(y, "g", 16, 3, irtest.ConvOpts{Pad: 1, Groups: 4, Bias: true}), "bn2"))
+			b.Output(b.Conv(y, "c", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0*6", channels: 4, prunable: true, layers: []string{"a", "g"},
+			convs:     []GroupedConv{{"g.weight", 4}},
+			producers: []string{"a.weight:0*6", "g.weight:0*4"},
+			members: []string{"a.weight:0*6", "bn.weight:0*6", "bn.bias:0*6", "bn.running_mean:0*6", "bn.running_var:0*6",
+				"g.weight:0*4", "g.bias:0*4", "bn2.weight:0*4", "bn2.bias:0*4", "bn2.running_mean:0*4", "bn2.running_var:0*4",
+				"c.weight:1*4"}}},
+	},
+	{
+		// A transposed weight is [Cin, Cout/groups, k, k]: a conv group's
+		// weights are its 6 input rows, so PerGroup counts input rows.
+		name: "grouped transposed conv that changes the channel count loses whole groups",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 24, 1, irtest.ConvOpts{}))
+			w := b.Param("t.weight", 24, 4, 3, 3)
+			y = b.Op1("aten::conv_transpose2d", "t", []int{y, w, b.Param("t.bias", 16), b.IntList(1, 1),
+				b.IntList(1, 1), b.IntList(0, 0), b.Int(4), b.IntList(1, 1)}, []int64{1, 16, 8, 8})
+			b.Output(b.Conv(b.Relu(y), "c", 8, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0*6", channels: 4, prunable: true, layers: []string{"a", "t"},
+			convs:     []GroupedConv{{"t.weight", 6}},
+			producers: []string{"a.weight:0*6", "t.weight:0*6"},
+			members:   []string{"a.weight:0*6", "t.weight:0*6", "t.bias:0*4", "c.weight:1*4"}}},
+	},
+	{
+		// The 16->16 conv needs blocks of 8 channels (2 groups); re-strided
+		// into blocks of 4 for the 16->8 conv that becomes blocks of 2.
+		name: "re-strided channels keep an earlier grouped conv's block",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)
 			y := b.Relu(b.Conv(x, "a", 16, 1, irtest.ConvOpts{}))
-			w := b.Param("t.weight", 16, 8, 3, 3)
-			y = b.Op1("aten::conv_transpose2d", "t", []int{y, w, b.None(), b.IntList(1, 1),
-				b.IntList(1, 1), b.IntList(0, 0), b.Int(4), b.IntList(1, 1)}, []int64{1, 32, 8, 8})
-			b.Output(b.Conv(b.Relu(y), "c", 8, 1, irtest.ConvOpts{}))
+			y = b.Relu(b.Conv(y, "g1", 16, 3, irtest.ConvOpts{Pad: 1, Groups: 2}))
+			y = b.Relu(b.Conv(y, "g2", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 4}))
+			b.Output(b.Conv(y, "c", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0*4", channels: 4, prunable: true, block: 2,
+			convs:   []GroupedConv{{"g1.weight", 8}, {"g2.weight", 2}},
+			members: []string{"a.weight:0*4", "g1.weight:0*4", "g2.weight:0*2", "c.weight:1*2"}}},
+	},
+	{
+		// 12 -> 6 channels in 3 groups of 4 in, 2 out: p's 8 channels are
+		// two groups, q's 4 one; the output splits the same way.
+		name: "grouped conv that changes the channel count over a concatenation",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			c := b.Cat(1, b.Conv(x, "p", 8, 1, irtest.ConvOpts{}), b.Conv(x, "q", 4, 1, irtest.ConvOpts{}))
+			y := b.Relu(b.Conv(c, "g", 6, 3, irtest.ConvOpts{Pad: 1, Groups: 3}))
+			b.Output(b.Conv(y, "d", 2, 1, irtest.ConvOpts{}))
 		},
 		want: []wantGroup{
-			{has: "a.weight:0", channels: 16, reason: "grouped transposed conv t (groups=4, 16 to 32 channels) changes the channel count"},
-			{has: "t.weight:1", channels: 32, reason: "grouped transposed conv t"},
+			{has: "p.weight:0*4", channels: 2, prunable: true, convs: []GroupedConv{{"g.weight", 2}},
+				members: []string{"p.weight:0*4", "g.weight:0*2", "d.weight:1*2"}},
+			{has: "q.weight:0*4", channels: 1, prunable: true, convs: []GroupedConv{{"g.weight", 2}},
+				members: []string{"q.weight:0*4", "g.weight:0+4*2", "d.weight:1+4*2"}},
 		},
 	},
 	{
-		name: "grouped conv that changes the channel count freezes",
+		name: "grouped conv that changes the channel count over a concatenation that splits a group freezes",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)
-			y := b.Relu(b.Conv(x, "a", 16, 1, irtest.ConvOpts{}))
-			y = b.Relu(b.Conv(y, "g", 32, 3, irtest.ConvOpts{Pad: 1, Groups: 4}))
-			b.Output(b.Conv(y, "c", 8, 1, irtest.ConvOpts{}))
+			c := b.Cat(1, b.Conv(x, "p", 5, 1, irtest.ConvOpts{}), b.Conv(x, "q", 7, 1, irtest.ConvOpts{}))
+			y := b.Relu(b.Conv(c, "g", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 4}))
+			b.Output(b.Conv(y, "d", 2, 1, irtest.ConvOpts{}))
 		},
 		want: []wantGroup{
-			{has: "a.weight:0", channels: 16, reason: "grouped conv g (groups=4, 16 to 32 channels) changes the channel count"},
-			{has: "g.weight:0", channels: 32, reason: "grouped conv g"},
+			{has: "p.weight:0", channels: 5, reason: "grouped conv g (groups=4, 12 to 8 channels) cannot lose whole groups: a concatenated run of its input does not end on a group boundary"},
+			{has: "q.weight:0", channels: 7, reason: "grouped conv g (groups=4, 12 to 8 channels) cannot lose whole groups"},
+			{has: "g.weight:0", channels: 8, reason: "grouped conv g (groups=4, 12 to 8 channels) cannot lose whole groups"},
 		},
+	},
+	{
+		// view [1,3,8,4] -> [1,6,4,4]: each of a's channels owns two conv
+		// input channels, and a conv group three: neither divides the other.
+		name: "grouped conv that changes the channel count over strided channels that cut a group freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 4)
+			y := b.View(b.Relu(b.Conv(x, "a", 3, 1, irtest.ConvOpts{})), 1, -1, 4, 4)
+			b.Output(b.Conv(b.Relu(b.Conv(y, "g", 4, 3, irtest.ConvOpts{Pad: 1, Groups: 2})), "c", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 3,
+			reason: "grouped conv g (groups=2, 6 to 4 channels) cannot lose whole groups: input channels strided by 2 do not split into groups of 3"}},
 	},
 	{
 		name: "grouped conv over a concatenation of whole groups",

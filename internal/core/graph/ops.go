@@ -355,7 +355,14 @@ func (a *analyzer) conv() {
 		a.setMap(out, m)
 		return
 	}
-	reason := groupedReason(layer, groups, cin, cout, transposed, m)
+	var reason string
+	if cin != cout {
+		if reason = a.regroupedConv(m, w, out, wname, layer, groups, cin, cout, transposed, addBias); reason == "" {
+			return
+		}
+	} else {
+		reason = groupedReason(layer, groups, cin, cout, transposed, m)
+	}
 	a.freezeMap(m, reason)
 	om := a.fresh(1, cout, reason)
 	if om == nil {

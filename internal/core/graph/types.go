@@ -11,7 +11,9 @@ import "fmt"
 //
 // Channel c of the group (0 <= c < Group.Channels) owns the indices
 // [Offset + c*Stride, Offset + (c+1)*Stride) of dimension Dim of Tensor.
-// Stride is 1 except where a flatten feeds a Linear (then it is H*W); Offset
+// Stride is 1 except where a flatten feeds a Linear (then it is H*W) or a
+// group channel is one conv group of a grouped conv that changes the
+// channel count (Cin/groups or Cout/groups, on its side); Offset
 // is non-zero where the group is one part of a concatenation.
 type Member struct {
 	Tensor string `json:"tensor"`
@@ -60,8 +62,10 @@ type Group struct {
 	// alone.
 	Block int `json:"block,omitempty"`
 	// GroupedConvs are the convolutions (groups > 1) whose input and output
-	// channels are this group's, channel c in being channel c out; their
-	// groups argument must become the new channel count over PerGroup. The
+	// channels are this group's: channel c in is channel c out, or, for a
+	// conv that changes the channel count, group channel c is conv group c
+	// (its Cin/groups input and Cout/groups output channels). Their groups
+	// argument becomes the kept rows of the weight's dim 0 over PerGroup. The
 	// GroupNorms over the group's channels are listed too (Weight is the
 	// norm's affine weight): their num_groups follows the same rule.
 	GroupedConvs []GroupedConv `json:"grouped_convs,omitempty"`
@@ -90,9 +94,10 @@ type Group struct {
 func (g *Group) Prunable() bool { return !g.Frozen && len(g.Producers) > 0 }
 
 // GroupedConv is a convolution whose groups argument follows a group's
-// channels: Weight is its weight parameter, PerGroup its channels per group
-// (1 for depthwise). Its new groups count is the kept size of the weight's
-// dim 0 over PerGroup.
+// channels: Weight is its weight parameter, PerGroup the rows of the
+// weight's dim 0 per conv group (1 for depthwise; Cout/groups for a conv,
+// Cin/groups for a transposed conv). Its new groups count is the kept size
+// of the weight's dim 0 over PerGroup.
 type GroupedConv struct {
 	Weight   string `json:"weight"`
 	PerGroup int    `json:"per_group"`

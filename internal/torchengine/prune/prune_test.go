@@ -38,6 +38,19 @@ func TestL2NormEquivalence(t *testing.T) {
 	}
 }
 
+// TestRegroupedEquivalence: a grouped transposed conv that changes the
+// channel count (tconv_decoder's up2, 24 to 16 channels in 4 groups) loses
+// whole conv groups, its input and output blocks together, and the pruned
+// model's recount matches the plan's MACs.
+func TestRegroupedEquivalence(t *testing.T) {
+	for _, name := range fixtures.Names([]string{"tconv_decoder"}) {
+		t.Run(name, func(t *testing.T) {
+			path, meta := fixtures.Model(t, name)
+			checkEquivalence(t, path, meta.InputShape, 0.5, false)
+		})
+	}
+}
+
 // TestDepthwiseSurgeryAfterForward: a conv's new groups count is an edit of
 // the forward graph, which a module that has already run (its executor
 // built) must reload to see; a fresh clone takes the edit as it is. The

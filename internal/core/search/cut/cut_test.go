@@ -156,10 +156,49 @@ func randomCuts(t testing.TB, b *Base, rng *rand.Rand, n int) {
 }
 
 func TestRandomCutSequences(t *testing.T) {
-	b := testBase(t)
-	for seed := range uint64(50) {
-		randomCuts(t, b, rand.New(rand.NewPCG(seed, 1)), 12)
+	for name, b := range map[string]*Base{"base": testBase(t), "regroup": testRegroupBase(t)} {
+		for seed := range uint64(50) {
+			t.Run(name, func(t *testing.T) { randomCuts(t, b, rand.New(rand.NewPCG(seed, 1)), 12) })
+		}
 	}
+}
+
+// testRegroupBase chains grouped convs that change the channel count (whole
+// conv groups, re-strided input channels): 12 -> 8 in 4 groups, a
+// transposed 8 -> 12 in 4 groups, and 24 -> 8 in 4 groups over a
+// concatenation (which re-strides the first two's channels again), into a
+// flatten and Linear.
+func testRegroupBase(t testing.TB) *Base {
+	t.Helper()
+	b := irtest.New()
+	x := b.Input(1, 3, 8, 8)
+	a := b.Relu(b.BN(b.Conv(x, "a", 12, 3, irtest.ConvOpts{Pad: 1}), "bna"))
+	g := b.Relu(b.BN(b.Conv(a, "g", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 4, Bias: true}), "bng"))
+	w := b.Param("t.weight", 8, 3, 3, 3)
+	tc := b.Relu(b.Op1("aten::conv_transpose2d", "t", []int{g, w, b.Param("t.bias", 12), b.IntList(1, 1),
+		b.IntList(1, 1), b.IntList(0, 0), b.Int(4), b.IntList(1, 1)}, []int64{1, 12, 8, 8}))
+	cat := b.Cat(1, tc, b.Conv(x, "q", 12, 1, irtest.ConvOpts{}))
+	h := b.Relu(b.Conv(cat, "h", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 4}))
+	flat := b.Flatten(b.MaxPool(h, 4, 4), 1)
+	b.Output(b.Linear(flat, "fc", 5, true))
+	gr, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := FromGraph(gr, []int64{1, 3, 8, 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range base.Candidates(nil) {
+		if len(c.GroupedConvs) > 0 {
+			n++
+		}
+	}
+	if n < 2 {
+		t.Fatalf("want the regrouped convs' groups prunable, got %d candidates with grouped convs", n)
+	}
+	return base
 }
 
 func FuzzCutSequence(f *testing.F) {
