@@ -46,6 +46,10 @@ func registerConfigFlags(cmd *cobra.Command, keys ...string) {
 
 // loadConfig builds the effective configuration (flags > GOPRUNER_* > file >
 // defaults). Configuration errors are the user's input: exit code 2.
+// inputShapeOrigin is where the run's input_shape came from, for the error
+// line when the model refuses that shape (see run).
+var inputShapeOrigin string
+
 func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	if msg := cmd.Annotations["config-flags-error"]; msg != "" {
 		return nil, fmt.Errorf("%s flags: %s", cmd.Name(), msg)
@@ -59,6 +63,9 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	}
 	for _, w := range c.Warnings {
 		fmt.Fprintln(cmd.ErrOrStderr(), "gopruner: warning: "+w)
+	}
+	if len(c.InputShape) > 0 {
+		inputShapeOrigin = c.Origin("input_shape").String()
 	}
 	if err := configureBridge(c); err != nil {
 		return nil, err

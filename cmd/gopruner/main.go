@@ -7,11 +7,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/spf13/cobra"
 )
 
@@ -47,6 +49,10 @@ func run(args []string) (code int) {
 	if sig != nil {
 		fmt.Fprintf(os.Stderr, "gopruner: %s; finished iterations are kept (use --resume)\n", signalWord(sig))
 		return signalCode(sig)
+	}
+	var se *model.ShapeError
+	if errors.As(err, &se) && se.Origin == "" {
+		se.Origin = inputShapeOrigin
 	}
 	fmt.Fprintln(os.Stderr, "gopruner: "+oneLine(err.Error()))
 	if cobraUsage(err) {

@@ -193,6 +193,26 @@ var (
 // explainForward turns a forward failure on the example input into an
 // input-shape error. It finds the layer libtorch complained about by the
 // weight shape it printed.
+// ShapeError is an example input shape the model refuses. Origin, when
+// set, says where the shape came from ("file Pruning.yaml:9 input_shape"),
+// so that the one-line error names the setting to change.
+type ShapeError struct {
+	Shape  []int64
+	Why    string
+	Origin string
+}
+
+func (e *ShapeError) Error() string {
+	if e.Origin != "" {
+		return fmt.Sprintf("input_shape %v (%s) does not fit the model: %s", e.Shape, e.Origin, e.Why)
+	}
+	return fmt.Sprintf("input shape %v does not fit the model: %s", e.Shape, e.Why)
+}
+
+func shapeErr(shape []int64, format string, args ...any) error {
+	return fail.Usage(&ShapeError{Shape: shape, Why: fmt.Sprintf(format, args...)})
+}
+
 func explainForward(m *torch.Module, shape []int64, err error) error {
 	msg := err.Error()
 	var te *torch.Error
@@ -205,30 +225,30 @@ func explainForward(m *torch.Module, shape []int64, err error) error {
 		if len(wshape) >= 3 && len(shape) != len(wshape) {
 			// A scripted conv takes an input one dimension short as
 			// unbatched, so the count it prints is not the channel count.
-			return fail.Usagef("input shape %v does not fit the model: layer %s expects %d-dimensional input%s, the input shape has %d dimensions", shape, layer, len(wshape), dimsHint(len(wshape)), len(shape))
+			return shapeErr(shape, "layer %s expects %d-dimensional input%s, the input shape has %d dimensions", layer, len(wshape), dimsHint(len(wshape)), len(shape))
 		}
-		return fail.Usagef("input shape %v does not fit the model: layer %s expects %s input channels, the input shape gives %s", shape, layer, sm[3], sm[4])
+		return shapeErr(shape, "layer %s expects %s input channels, the input shape gives %s", layer, sm[3], sm[4])
 	}
 	if sm := convRankErr.FindStringSubmatch(msg); sm != nil {
 		layer := layerOf(m, parseInts(sm[2]), "the first convolution")
 		want, _ := strconv.Atoi(sm[1])
-		return fail.Usagef("input shape %v does not fit the model: layer %s expects %d-dimensional input%s, the input shape has %s dimensions", shape, layer, want, dimsHint(want), sm[3])
+		return shapeErr(shape, "layer %s expects %d-dimensional input%s, the input shape has %s dimensions", layer, want, dimsHint(want), sm[3])
 	}
 	if sm := convBatchErr.FindStringSubmatch(msg); sm != nil {
 		want, _ := strconv.Atoi(sm[1])
-		return fail.Usagef("input shape %v does not fit the model: its %s layers expect %d-dimensional input%s, the input shape has %d dimensions", shape, sm[2], want, dimsHint(want), len(shape))
+		return shapeErr(shape, "its %s layers expect %d-dimensional input%s, the input shape has %d dimensions", sm[2], want, dimsHint(want), len(shape))
 	}
 	if sm := linearErr.FindStringSubmatch(msg); sm != nil {
 		// mat2 is the transposed weight [in, out] of the Linear layer.
 		in, out := parseInts(sm[3]), parseInts(sm[4])
 		if len(in) == 1 && len(out) == 1 {
 			if layer := layerOf(m, []int64{out[0], in[0]}, ""); layer != "" {
-				return fail.Usagef("input shape %v does not fit the model: layer %s expects %d input features, it gets %s", shape, layer, in[0], sm[2])
+				return shapeErr(shape, "layer %s expects %d input features, it gets %s", layer, in[0], sm[2])
 			}
 		}
 	}
 	if strings.Contains(msg, "Expected") || strings.Contains(msg, "expected") || strings.Contains(msg, "shape") || strings.Contains(msg, "size") {
-		return fail.Usagef("input shape %v does not fit the model: %s", shape, msg)
+		return shapeErr(shape, "%s", msg)
 	}
 	return fmt.Errorf("forward on an example input of shape %v: %w", shape, err)
 }

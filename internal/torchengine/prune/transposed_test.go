@@ -4,6 +4,7 @@ package prune
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/core/graph"
@@ -77,8 +78,11 @@ func TestTransposedConvCriteria(t *testing.T) {
 				t.Fatalf("the transposed conv's output channels are not a prunable group of 24: %+v", g)
 			}
 			if name[:5] == "dec2d" {
-				if gg := groupWith(am.Analysis, "grouped.weight:1"); gg == nil || gg.Prunable() {
-					t.Errorf("the grouped transposed conv's channels are prunable: %+v", gg)
+				// A grouped transposed conv loses whole conv groups: its
+				// input rows (weight dim 0) go in blocks, its groups drops.
+				gg := groupWith(am.Analysis, "grouped.weight:0")
+				if gg == nil || !gg.Prunable() || !slices.ContainsFunc(gg.GroupedConvs, func(c graph.GroupedConv) bool { return c.Weight == "grouped.weight" }) {
+					t.Errorf("the grouped transposed conv is not pruned by whole groups: %+v", gg)
 				}
 			}
 			const dead = 5
