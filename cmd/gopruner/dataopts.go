@@ -44,12 +44,12 @@ func registerConfigFlags(cmd *cobra.Command, keys ...string) {
 	}
 }
 
-// loadConfig builds the effective configuration (flags > GOPRUNER_* > file >
-// defaults). Configuration errors are the user's input: exit code 2.
 // inputShapeOrigin is where the run's input_shape came from, for the error
 // line when the model refuses that shape (see run).
 var inputShapeOrigin string
 
+// loadConfig builds the effective configuration (flags > GOPRUNER_* > file >
+// defaults). Configuration errors are the user's input: exit code 2.
 func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	if msg := cmd.Annotations["config-flags-error"]; msg != "" {
 		return nil, fmt.Errorf("%s flags: %s", cmd.Name(), msg)

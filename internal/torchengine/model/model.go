@@ -190,9 +190,6 @@ var (
 	linearErr    = regexp.MustCompile(`mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)`)
 )
 
-// explainForward turns a forward failure on the example input into an
-// input-shape error. It finds the layer libtorch complained about by the
-// weight shape it printed.
 // ShapeError is an example input shape the model refuses. Origin, when
 // set, says where the shape came from ("file Pruning.yaml:9 input_shape"),
 // so that the one-line error names the setting to change.
@@ -213,6 +210,9 @@ func shapeErr(shape []int64, format string, args ...any) error {
 	return fail.Usage(&ShapeError{Shape: shape, Why: fmt.Sprintf(format, args...)})
 }
 
+// explainForward turns a forward failure on the example input into an
+// input-shape error. It finds the layer libtorch complained about by the
+// weight shape it printed.
 func explainForward(m *torch.Module, shape []int64, err error) error {
 	msg := err.Error()
 	var te *torch.Error

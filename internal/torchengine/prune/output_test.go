@@ -15,7 +15,6 @@ import (
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/fixtures"
-	"github.com/gopruner/gopruner/internal/torchengine/criteria"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/internal/torchengine/surgery"
 	"github.com/gopruner/gopruner/torch"
@@ -184,15 +183,7 @@ func TestOutputStructures(t *testing.T) {
 				t.Fatalf("c2's channels are not prunable: %+v", g)
 			}
 
-			groups := am.Base().Candidates(nil)
-			scores, err := criteria.L2(am.Module, groups)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := am.Base().OneShot(scores, cut.OneShotOptions{P: 0.5, Alf: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := l2OneShot(t, am, am.Base().Candidates(nil), cut.OneShotOptions{P: 0.5, Alf: 1})
 			if r := float64(res.Plan.MACsAfter) / float64(res.Plan.MACsBefore); r > 0.55 {
 				t.Fatalf("MACs %.3f of the original, want ≤ 0.55", r)
 			}

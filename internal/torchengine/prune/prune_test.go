@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 
 	"github.com/gopruner/gopruner/internal/core/flops"
@@ -77,14 +78,7 @@ func checkEquivalence(t *testing.T, path string, shape []int64, p float64, ran b
 	if len(groups) == 0 {
 		t.Fatal("no prunable group")
 	}
-	scores, err := criteria.L2(am.Module, groups)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := am.Base().OneShot(scores, cut.OneShotOptions{P: p, Alf: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := l2OneShot(t, am, groups, cut.OneShotOptions{P: p, Alf: 1})
 	pl := out.Plan
 	if ratio := float64(pl.MACsAfter) / float64(pl.MACsBefore); ratio > 1-p+0.05 {
 		t.Fatalf("MACs %d -> %d (%.3f of the original), want ≤ %.2f", pl.MACsBefore, pl.MACsAfter, ratio, 1-p+0.05)
@@ -242,15 +236,7 @@ func TestExcludedISKL(t *testing.T) {
 	if len(ex) == 0 {
 		t.Fatal("layer1.0.conv1 excluded no group")
 	}
-	groups := am.Base().Candidates(ex)
-	scores, err := criteria.L2(am.Module, groups)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := am.Base().OneShot(scores, cut.OneShotOptions{P: 0.4, Alf: 8, ISKL: []string{"layer1.0.conv1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := l2OneShot(t, am, am.Base().Candidates(ex), cut.OneShotOptions{P: 0.4, Alf: 8, ISKL: []string{"layer1.0.conv1"}})
 	for name := range out.Plan.Tensors {
 		if strings.HasPrefix(name, "layer1.0.conv1.") {
 			t.Errorf("iskl layer tensor %s is in the plan", name)
@@ -283,14 +269,7 @@ func TestApplyToAnalysedModule(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer am.Close()
-			scores, err := criteria.L2(am.Module, am.Base().Candidates(nil))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := am.Base().OneShot(scores, cut.OneShotOptions{P: 0.5, Alf: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := l2OneShot(t, am, am.Base().Candidates(nil), cut.OneShotOptions{P: 0.5, Alf: 1})
 			if err := Apply(am.Module, am.Analysis, out.Plan); err != nil {
 				t.Fatal(err)
 			}
@@ -303,4 +282,19 @@ func TestApplyToAnalysedModule(t *testing.T) {
 			}
 		})
 	}
+}
+
+// l2OneShot is L2Norm's one-shot cut of am's groups: filter L2 scores, then
+// the plan to opt's target.
+func l2OneShot(t *testing.T, am *model.Analyzed, groups []*graph.Group, opt cut.OneShotOptions) *cut.Outcome {
+	t.Helper()
+	scores, err := criteria.L2(am.Module, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := am.Base().OneShot(scores, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 
 	"github.com/gopruner/gopruner/internal/fixtures"
-	"github.com/gopruner/gopruner/internal/torchengine/criteria"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/torch"
 )
@@ -28,14 +27,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer am.Close()
-	scores, err := criteria.L2(am.Module, am.Base().Candidates(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := am.Base().OneShot(scores, cut.OneShotOptions{P: 0.5, Alf: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := l2OneShot(t, am, am.Base().Candidates(nil), cut.OneShotOptions{P: 0.5, Alf: 1})
 
 	cycle := func() {
 		c, err := am.Module.Clone()
