@@ -128,6 +128,17 @@ func setup(ctx context.Context, nc *nats.Conn, st Settings) (*Conn, error) {
 // Close drains the connection.
 func (c *Conn) Close() { c.NC.Close() }
 
+// PurgeRun drops the tasks and results of run.
+func (c *Conn) PurgeRun(ctx context.Context, run string) error {
+	if err := c.Results.Purge(ctx, jetstream.WithPurgeSubject(ResultPrefix+run+".>")); err != nil {
+		return fmt.Errorf("clearing the results of run %s: %w", run, err)
+	}
+	if err := c.Tasks.Purge(ctx, jetstream.WithPurgeSubject(TaskPrefix+run+".>")); err != nil {
+		return fmt.Errorf("clearing the tasks of run %s: %w", run, err)
+	}
+	return nil
+}
+
 // PutArchive stores an archive under its digest unless it is there. The
 // archive is also cached, so workers of this process never download it.
 func (c *Conn) PutArchive(ctx context.Context, digest string, b []byte) error {

@@ -39,6 +39,8 @@ type evaluator struct {
 	scores    map[int][]float64 // per group, one score per CURRENT channel
 	scoreErr  error
 
+	disp *dispatch // the broker; nil runs candidates directly
+
 	mu         sync.Mutex
 	ran        map[[2]int]ranOn // (iteration, group) → where Evaluate ran it, and its accuracy
 	mismatches int
@@ -75,11 +77,10 @@ func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate
 	if err != nil {
 		return 0, err
 	}
-	res, m, err := RunCandidate(ctx, e.eng, e.cur, req, e.train, e.val)
+	res, err := e.evaluate(ctx, req)
 	if err != nil {
 		return 0, err
 	}
-	m.Close()
 	e.mu.Lock()
 	e.ran[[2]int{c.Iteration, c.Group}] = ranOn{slot: slot, acc: res.Accuracy}
 	e.mu.Unlock()

@@ -95,6 +95,10 @@ type MyPruningOptions struct {
 	Log   zerolog.Logger
 	Hooks Hooks
 
+	// Broker says where candidates run: by default through an embedded
+	// JetStream broker and in-process workers, one per slot.
+	Broker BrokerOptions
+
 	// VerifyCommit validates the re-done winner in Commit and logs a
 	// warning when its accuracy differs from the candidate's (the re-run is
 	// deterministic on CPU at a fixed thread count; CUDA may differ). It
@@ -186,6 +190,15 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		}
 		res.AccBefore = acc
 		o.Log.Info().Float64("acc", acc).Msg("my_pruning: accuracy of the unpruned model")
+	}
+
+	if !o.Broker.Direct {
+		ds, err := startDispatch(ctx, ev, o)
+		if err != nil {
+			return nil, err
+		}
+		defer ds.stop()
+		ev.disp = ds
 	}
 
 	nopt := netadapt.Options{P: o.P, DeltaCrop: o.DeltaCrop, Alf: o.Alf, Select: o.Select, Step: o.Step,

@@ -1,0 +1,301 @@
+package pipeline
+
+// my_pruning's candidates travel through a NATS JetStream broker (package
+// broker): the evaluator queues each candidate as a task and waits for its
+// result; workers, in this process (one per cart slot, the default) or in
+// `gopruner worker` processes on other hosts, run them. One code path for
+// one host and many. The design is in docs/broker.md.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/gopruner/gopruner/internal/broker"
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/engine"
+)
+
+// BrokerOptions say where my_pruning's candidates run.
+type BrokerOptions struct {
+	// Direct runs candidates in this process without a broker (the path
+	// before the broker existed; kept to measure the broker's overhead).
+	Direct bool
+	// URL is an external broker (nats:// or tls://); "" starts an embedded
+	// one on loopback with its store under the run directory and serves the
+	// candidates with in-process workers, one per cart slot.
+	URL                    string
+	Token                  string
+	Insecure               bool
+	TLSCert, TLSKey, TLSCA string
+	Settings               broker.Settings
+	// Version is this build's version; workers of another refuse its tasks.
+	Version string
+	// Dataset is what remote workers open under their --data-root.
+	Dataset DatasetRef
+}
+
+// DatasetRef is the coordinator's data set as a task names it.
+type DatasetRef struct {
+	Dir     string // the coordinator's copy (its manifest is computed from it)
+	Options data.Options
+}
+
+// dispatch is the evaluator's side of the broker.
+type dispatch struct {
+	conn    *broker.Conn
+	d       *broker.Dispatcher
+	dataset broker.DatasetRef
+	version string
+
+	upMu     sync.Mutex
+	uploaded string // digest of the archive last stored
+
+	mu     sync.Mutex
+	worker map[[2]int]string // (iteration, group) → the worker that ran it
+
+	stop func() // ends the in-process workers and the embedded server
+}
+
+// startDispatch connects the evaluator to its broker. Without an external
+// broker it starts an embedded one and one worker per slot in this
+// process.
+func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*dispatch, error) {
+	b := o.Broker
+	var stops []func()
+	stopAll := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	url, token := b.URL, b.Token
+	if url == "" {
+		store, cleanup, err := storeDir(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, cleanup)
+		token = broker.NewToken()
+		srv, err := broker.StartServer(broker.ServerOptions{StoreDir: store, Token: token})
+		if err != nil {
+			stopAll()
+			return nil, fmt.Errorf("my_pruning: %w", err)
+		}
+		stops = append(stops, srv.Close)
+		url = srv.URL
+	}
+	conn, err := broker.Connect(ctx, broker.ConnectOptions{URL: url, Token: token, Insecure: b.Insecure,
+		TLSCert: b.TLSCert, TLSKey: b.TLSKey, TLSCA: b.TLSCA, Name: "gopruner coordinator", Settings: b.Settings})
+	if err != nil {
+		stopAll()
+		return nil, err
+	}
+	stops = append(stops, conn.Close)
+	run, err := runID(o.Dir)
+	if err != nil {
+		stopAll()
+		return nil, err
+	}
+	if !o.Resume {
+		// A fresh run does not inherit the results of an earlier one in the
+		// same directory; a resumed one reuses them.
+		if err := conn.PurgeRun(ctx, run); err != nil {
+			stopAll()
+			return nil, fmt.Errorf("my_pruning: %w", err)
+		}
+	}
+	d, err := broker.NewDispatcher(ctx, conn, run)
+	if err != nil {
+		stopAll()
+		return nil, fmt.Errorf("my_pruning: %w", err)
+	}
+	stops = append(stops, d.Close)
+	ds := &dispatch{conn: conn, d: d, version: b.Version, worker: map[[2]int]string{}}
+	if b.URL != "" {
+		// Remote workers open their own copy: name it and pin its content.
+		ref, err := datasetRef(b.Dataset)
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		ds.dataset = ref
+	} else {
+		wctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		host, _ := os.Hostname()
+		for slot := range e.devs {
+			wg.Go(func() {
+				h := func(ctx context.Context, t *broker.Task, archive []byte) (json.RawMessage, error) {
+					return runTask(ctx, e.eng, archive, t.Request, e.devs[slot], e.threads[slot], e.train, e.val)
+				}
+				name := fmt.Sprintf("%s/%d", host, slot)
+				if err := broker.Serve(wctx, conn, broker.WorkerOptions{Name: name, Version: b.Version, Log: o.Log}, h); err != nil {
+					o.Log.Error().Err(err).Str("worker", name).Msg("my_pruning: in-process worker stopped")
+				}
+			})
+		}
+		stops = append(stops, func() { cancel(); wg.Wait() })
+	}
+	ds.stop = stopAll
+	return ds, nil
+}
+
+// runTask is the one place a task's candidate runs, for in-process and
+// remote workers alike: the request runs on this worker's slot.
+func runTask(ctx context.Context, eng engine.Engine, archive []byte, raw json.RawMessage, dev string, threads int, train, val *data.Split) (json.RawMessage, error) {
+	var req CandidateRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, fmt.Errorf("%w: malformed candidate request: %v", broker.ErrRefused, err)
+	}
+	if d := Digest(archive); d != req.BaseDigest {
+		return nil, fmt.Errorf("archive digest %s, the request names %s", d[:12], req.BaseDigest)
+	}
+	req.Device, req.Threads = dev, threads
+	res, m, err := RunCandidate(ctx, eng, archive, req, train, val)
+	if err != nil {
+		return nil, err
+	}
+	m.Close()
+	return json.Marshal(res)
+}
+
+// evaluate runs req through the broker (or directly without one).
+func (e *evaluator) evaluate(ctx context.Context, req CandidateRequest) (CandidateResult, error) {
+	if e.disp == nil {
+		res, m, err := RunCandidate(ctx, e.eng, e.cur, req, e.train, e.val)
+		if err != nil {
+			return res, err
+		}
+		m.Close()
+		return res, nil
+	}
+	ds := e.disp
+	if err := ds.upload(ctx, e.curDigest, e.cur); err != nil {
+		return CandidateResult{}, err
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return CandidateResult{}, err
+	}
+	t := &broker.Task{Version: ds.version, ID: taskID(req, ds.dataset.Manifest), Iteration: req.Iteration, Group: req.Group,
+		Archive: req.BaseDigest, Dataset: ds.dataset, Request: b}
+	r, err := ds.d.Do(ctx, t)
+	if err != nil {
+		return CandidateResult{}, err
+	}
+	if r.Error != "" {
+		return CandidateResult{}, fmt.Errorf("candidate of group %d failed on worker %s after %d deliveries: %s", req.Group, orNone(r.Worker), r.Deliveries, r.Error)
+	}
+	var res CandidateResult
+	if err := json.Unmarshal(r.Result, &res); err != nil {
+		return res, fmt.Errorf("result of task %s from worker %s is malformed: %w", t.ID, r.Worker, err)
+	}
+	if res.BaseDigest != req.BaseDigest {
+		return res, fmt.Errorf("worker %s answered task %s for model %.12s, it was for %.12s", r.Worker, t.ID, res.BaseDigest, req.BaseDigest)
+	}
+	ds.mu.Lock()
+	ds.worker[[2]int{req.Iteration, req.Group}] = r.Worker
+	ds.mu.Unlock()
+	return res, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// upload stores the current model once per digest: every candidate of an
+// iteration starts from it.
+func (ds *dispatch) upload(ctx context.Context, digest string, b []byte) error {
+	ds.upMu.Lock()
+	defer ds.upMu.Unlock()
+	if ds.uploaded == digest {
+		return nil
+	}
+	if err := ds.conn.PutArchive(ctx, digest, b); err != nil {
+		return fmt.Errorf("my_pruning: %w", err)
+	}
+	ds.uploaded = digest
+	return nil
+}
+
+// Worker is the worker that ran the candidate of group in iteration, "" if
+// it did not run through the broker.
+func (ds *dispatch) Worker(iteration, group int) string {
+	if ds == nil {
+		return ""
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.worker[[2]int{iteration, group}]
+}
+
+// taskID names a request by its content, without where it runs: the same
+// candidate of the same model with the same data is the same task, so a
+// resumed coordinator finds the results of the tasks it queued before.
+func taskID(req CandidateRequest, manifest string) string {
+	req.Device, req.Threads = "", 0
+	b, _ := json.Marshal(req) // plain data: Marshal cannot fail
+	h := sha256.New()
+	h.Write(b)
+	h.Write([]byte(manifest))
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// runID names a run by its directory, so that --resume (same directory)
+// finds its results; a run without a directory gets a random one.
+func runID(dir string) (string, error) {
+	if dir == "" {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		return hex.EncodeToString(b), nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("my_pruning: %w", err)
+	}
+	h := sha256.Sum256([]byte(abs))
+	return hex.EncodeToString(h[:8]), nil
+}
+
+// storeDir is the embedded broker's file store: exp_save/model_name/broker,
+// or a temporary directory (removed by cleanup) for a run without one.
+func storeDir(dir string) (string, func(), error) {
+	if dir != "" {
+		return filepath.Join(dir, "broker"), func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "gopruner-broker-")
+	if err != nil {
+		return "", nil, fmt.Errorf("my_pruning: broker store: %w", err)
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
+}
+
+// datasetRef names the coordinator's data set for remote workers.
+func datasetRef(d DatasetRef) (broker.DatasetRef, error) {
+	if d.Dir == "" {
+		return broker.DatasetRef{}, errors.New("my_pruning: remote workers need the data set's directory")
+	}
+	m, err := Manifest(d.Dir)
+	if err != nil {
+		return broker.DatasetRef{}, fmt.Errorf("my_pruning: %w", err)
+	}
+	opts, err := json.Marshal(d.Options)
+	if err != nil {
+		return broker.DatasetRef{}, err
+	}
+	abs, err := filepath.Abs(d.Dir)
+	if err != nil {
+		return broker.DatasetRef{}, err
+	}
+	return broker.DatasetRef{Name: filepath.Base(abs), Manifest: m, Options: opts}, nil
+}

@@ -1,0 +1,132 @@
+package pipeline
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gopruner/gopruner/internal/broker"
+	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/engine/fake"
+)
+
+// diskMNIST writes a small MNIST data set with a data.csv under root/name.
+func diskMNIST(t *testing.T, root string) string {
+	t.Helper()
+	dir := filepath.Join(root, "mnist")
+	if err := data.WriteImageCSV(dir, mnistData(t), data.ExportPart{Split: data.Train, N: 300},
+		data.ExportPart{Split: data.Val, N: 100}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestDispatchPaths: the embedded broker with in-process workers and an
+// external broker with two separate workers (one slot each, their own
+// connection, engine and copy of the data) give the direct path's history;
+// a worker whose copy of the data differs refuses the tasks, and the
+// search fails naming the mismatch.
+func TestDispatchPaths(t *testing.T) {
+	base := smallCNN(t)
+	dsDir := diskMNIST(t, t.TempDir())
+	ds, err := data.Open(dsDir, data.Options{Channels: 1, Height: 28, Width: 28})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := ds.Split(data.Train)
+	val, _ := ds.Split(data.Val)
+	search := func(o MyPruningOptions) (*MyPruningResult, error) {
+		t.Helper()
+		eng := fake.New(base)
+		bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bm.Close()
+		res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
+		if res != nil && res.Module != nil {
+			res.Module.Close()
+		}
+		return res, err
+	}
+	o := myOptions(t, "cpu", "cpu")
+	o.Broker.Direct = true
+	direct, err := search(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if direct.State.Iteration < 3 {
+		t.Fatalf("want at least 3 iterations, got %d", direct.State.Iteration)
+	}
+
+	embedded, err := search(myOptions(t, "cpu", "cpu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(direct.State.History, embedded.State.History) || !reflect.DeepEqual(direct.Kept, embedded.Kept) {
+		t.Errorf("the embedded broker's history differs from the direct path's")
+	}
+
+	tok := broker.NewToken()
+	srv, err := broker.StartServer(broker.ServerOptions{StoreDir: t.TempDir(), Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	startWorker := func(host, root string) func() {
+		conn, err := broker.Connect(context.Background(), broker.ConnectOptions{URL: srv.URL, Token: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := ServeWorker(ctx, conn, fake.New(base), WorkerOptions{Slots: []string{"cpu"}, Threads: 1, DataRoot: root,
+				Host: host, Log: zerolog.Nop()}); err != nil {
+				t.Error(err)
+			}
+		})
+		return func() { cancel(); wg.Wait(); conn.Close() }
+	}
+	root := filepath.Dir(dsDir)
+	stop1, stop2 := startWorker("a", root), startWorker("b", root)
+	o = myOptions(t, "cpu", "cpu")
+	o.Broker = BrokerOptions{URL: srv.URL, Token: tok, Dataset: DatasetRef{Dir: dsDir, Options: ds.Options()}}
+	remote, err := search(o)
+	stop1()
+	stop2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(direct.State.History, remote.State.History) || !reflect.DeepEqual(direct.Kept, remote.Kept) {
+		t.Errorf("two remote workers' history differs from the direct path's")
+	}
+
+	// The same files, one label changed: the manifest differs.
+	other := t.TempDir()
+	otherDir := diskMNIST(t, other)
+	csv, err := os.ReadFile(filepath.Join(otherDir, "data.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(csv), "\n")
+	lines[1] = lines[1][:len(lines[1])-1] + "9"
+	if err := os.WriteFile(filepath.Join(otherDir, "data.csv"), []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := startWorker("c", other)
+	defer stop()
+	o = myOptions(t, "cpu")
+	o.Broker = BrokerOptions{URL: srv.URL, Token: tok,
+		Dataset: DatasetRef{Dir: dsDir, Options: ds.Options()}}
+	_, err = search(o)
+	if err == nil || !strings.Contains(err.Error(), "differs from the coordinator's") || !strings.Contains(err.Error(), "c/0") {
+		t.Errorf("a worker with other data: %v", err)
+	}
+}
