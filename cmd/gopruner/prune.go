@@ -147,6 +147,12 @@ func prepare(ctx context.Context, cfg *config.Config) (*pipeline.Run, func(), er
 	if cfg.Algorithm == kinds.AlgorithmL2Norm && cfg.Finetune && cfg.Path.Dataset == "" {
 		return nil, nil, fail.Usagef("training is on but there is no dataset: give --dataset or set training: false (--finetune=false)")
 	}
+	if cfg.Algorithm == kinds.AlgorithmMyPruning {
+		if err := checkBroker(ctx, cfg); err != nil {
+			return nil, nil, err
+		}
+		r.Broker = brokerOptions(cfg)
+	}
 	r.RunDir = filepath.Join(cfg.Path.ExpSave, cfg.Path.ModelName)
 	r.Out = cfg.Out
 	if r.Out == "" {

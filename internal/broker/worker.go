@@ -84,6 +84,7 @@ func handle(ctx context.Context, c *Conn, o WorkerOptions, h Handler, m jetstrea
 	}
 	log := o.Log.With().Str("worker", o.Name).Str("task", t.ID).Int("iteration", t.Iteration).Int("group", t.Group).
 		Int("delivery", deliveries).Logger()
+	log.Info().Msg("worker: task started")
 	fail := func(err error) {
 		if ctx.Err() != nil {
 			// Shutting down: hand the task back at once rather than after AckWait.

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/rs/zerolog"
+
 	"github.com/gopruner/gopruner/internal/broker"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/engine"
@@ -54,6 +56,7 @@ type dispatch struct {
 	d       *broker.Dispatcher
 	dataset broker.DatasetRef
 	version string
+	log     zerolog.Logger
 
 	upMu     sync.Mutex
 	uploaded string // digest of the archive last stored
@@ -117,7 +120,7 @@ func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*disp
 		return nil, fmt.Errorf("my_pruning: %w", err)
 	}
 	stops = append(stops, d.Close)
-	ds := &dispatch{conn: conn, d: d, version: b.Version, worker: map[[2]int]string{}}
+	ds := &dispatch{conn: conn, d: d, version: b.Version, log: o.Log, worker: map[[2]int]string{}}
 	if b.URL != "" {
 		// Remote workers open their own copy: name it and pin its content.
 		ref, err := datasetRef(b.Dataset)
@@ -203,6 +206,8 @@ func (e *evaluator) evaluate(ctx context.Context, req CandidateRequest) (Candida
 	ds.mu.Lock()
 	ds.worker[[2]int{req.Iteration, req.Group}] = r.Worker
 	ds.mu.Unlock()
+	ds.log.Debug().Int("iteration", req.Iteration).Int("group", req.Group).Str("worker", r.Worker).
+		Int("deliveries", r.Deliveries).Float64("seconds", r.Seconds).Msg("my_pruning: candidate ran")
 	return res, nil
 }
 

@@ -38,6 +38,9 @@ type Run struct {
 	RunDir, Out, PlanOut string
 	// Data is the data set (nil when the run has none).
 	Data *data.Dataset
+	// Broker says where my_pruning's candidates run (the data set is filled
+	// in from Data and the config).
+	Broker BrokerOptions
 	// Hooks report my_pruning's progress (the CLI's table).
 	Hooks   Hooks
 	Started time.Time
@@ -286,7 +289,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
 		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize,
 		ISKL: cfg.Iskl, Seed: cfg.Seed, Threads: cfg.Threads, Dir: r.RunDir, Resume: cfg.Resume,
-		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: clock.wrap(r.Hooks),
+		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: clock.wrap(r.Hooks), Broker: r.brokerOptions(),
 	})
 	if err != nil {
 		return nil, err
@@ -304,6 +307,15 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 			Label: fmt.Sprintf("%s %d→%d", strings.Join(it.Layers, ","), it.From, it.To)})
 	}
 	return out, nil
+}
+
+// brokerOptions is r.Broker with the data set remote workers open.
+func (r *Run) brokerOptions() BrokerOptions {
+	b := r.Broker
+	if r.Data != nil {
+		b.Dataset = DatasetRef{Dir: r.Cfg.Path.Dataset, Options: r.Data.Options()}
+	}
+	return b
 }
 
 func iterationOf(it netadapt.IterationRecord) summary.Iteration {

@@ -146,6 +146,17 @@ func layerNames(v any) string {
 	return ""
 }
 
+// brokerURL accepts "" (embedded), "direct" and nats:// or tls:// URLs;
+// whether a plaintext one may reach another host is decided at connect
+// time, with --insecure known.
+func brokerURL(v any) string {
+	s := v.(string)
+	if s == "" || s == "direct" || strings.HasPrefix(s, "nats://") || strings.HasPrefix(s, "tls://") {
+		return ""
+	}
+	return "is not nats://host:port, tls://host:port or direct"
+}
+
 func nonEmptySlots(v any) string {
 	if len(v.([]Slot)) == 0 {
 		return "must list at least one slot"
@@ -247,6 +258,30 @@ var keys = []*spec{
 	{name: "cart", flag: "cart", kind: kSlots, check: nonEmptySlots,
 		help: "device slots for my_pruning candidates: N = cuda:N, cpu, cuda:N (default: one slot on device)",
 		get:  func(c *Config) any { return c.Cart }, set: func(c *Config, v any) { c.Cart = v.([]Slot) }},
+	{name: "broker", flag: "broker", kind: kString, check: brokerURL,
+		help: "my_pruning's JetStream broker: nats://host:4222 or tls://host:4222 (default: an embedded one on loopback with in-process workers; direct: no broker)",
+		get:  func(c *Config) any { return c.Broker }, set: func(c *Config, v any) { c.Broker = v.(string) }},
+	{name: "broker_token", flag: "broker-token", kind: kString,
+		help: "token of the broker (a listening broker requires one)",
+		get:  func(c *Config) any { return c.BrokerToken }, set: func(c *Config, v any) { c.BrokerToken = v.(string) }},
+	{name: "broker_tls_cert", flag: "broker-tls-cert", kind: kString,
+		help: "TLS certificate (PEM) the broker serves, or the client presents",
+		get:  func(c *Config) any { return c.BrokerTLSCert }, set: func(c *Config, v any) { c.BrokerTLSCert = v.(string) }},
+	{name: "broker_tls_key", flag: "broker-tls-key", kind: kString,
+		help: "key (PEM) of broker_tls_cert",
+		get:  func(c *Config) any { return c.BrokerTLSKey }, set: func(c *Config, v any) { c.BrokerTLSKey = v.(string) }},
+	{name: "broker_tls_ca", flag: "broker-tls-ca", kind: kString,
+		help: "CA (PEM) that verifies the broker (clients) or client certificates (broker)",
+		get:  func(c *Config) any { return c.BrokerTLSCA }, set: func(c *Config, v any) { c.BrokerTLSCA = v.(string) }},
+	{name: "insecure", flag: "insecure", kind: kBool, def: false,
+		help: "allow a plaintext (nats://) broker on another host",
+		get:  func(c *Config) any { return c.Insecure }, set: func(c *Config, v any) { c.Insecure = v.(bool) }},
+	{name: "broker_ack_wait", flag: "broker-ack-wait", kind: kFloat, def: 30.0, check: positiveFloat,
+		help: "seconds a worker may go silent before its candidate is given to another (workers heartbeat every third of it)",
+		get:  func(c *Config) any { return c.BrokerAckWait }, set: func(c *Config, v any) { c.BrokerAckWait = v.(float64) }},
+	{name: "broker_max_deliver", flag: "broker-max-deliver", kind: kInt, def: 3, check: intAtLeast(1),
+		help: "deliveries of one candidate before it is reported failed",
+		get:  func(c *Config) any { return c.BrokerMaxDeliver }, set: func(c *Config, v any) { c.BrokerMaxDeliver = v.(int) }},
 	{name: "resize_alf", flag: "resize-alf", kind: kBool, def: false,
 		help: "final pass rounding every prunable group to a multiple of alf",
 		get:  func(c *Config) any { return c.ResizeAlf }, set: func(c *Config, v any) { c.ResizeAlf = v.(bool) }},
