@@ -51,7 +51,7 @@ func startProc(t *testing.T, dir string, waitFor []string, args ...string) *proc
 			p.mu.Lock()
 			p.stderr.WriteString(line + "\n")
 			for k, ch := range p.seen {
-				if strings.Contains(line, k) {
+				if containsAll(line, k) {
 					close(ch)
 					delete(p.seen, k)
 				}
@@ -62,6 +62,16 @@ func startProc(t *testing.T, dir string, waitFor []string, args ...string) *proc
 	}()
 	t.Cleanup(func() { p.stop(syscall.SIGKILL) })
 	return p
+}
+
+// containsAll reports whether line has every part of key ("a&&b").
+func containsAll(line, key string) bool {
+	for _, part := range strings.Split(key, "&&") {
+		if !strings.Contains(line, part) {
+			return false
+		}
+	}
+	return true
 }
 
 // await waits for the line key (one of startProc's waitFor).
@@ -116,11 +126,24 @@ func freePort(t *testing.T) int {
 // startBroker runs `gopruner broker` on a free loopback port with token tok.
 func startBroker(t *testing.T, tok string) string {
 	t.Helper()
-	port := freePort(t)
-	b := startProc(t, t.TempDir(), []string{"broker: listening"}, "broker", "--store", t.TempDir(),
+	url, _ := restartBroker(t, tok, "", 0)
+	return url
+}
+
+// restartBroker runs `gopruner broker` on port (0: a free one) with its
+// store in store ("": a new one).
+func restartBroker(t *testing.T, tok, store string, port int) (string, *proc) {
+	t.Helper()
+	if port == 0 {
+		port = freePort(t)
+	}
+	if store == "" {
+		store = t.TempDir()
+	}
+	b := startProc(t, t.TempDir(), []string{"broker: listening"}, "broker", "--store", store,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--broker-token", tok)
 	b.await(t, "broker: listening", time.Minute)
-	return fmt.Sprintf("nats://127.0.0.1:%d", port)
+	return fmt.Sprintf("nats://127.0.0.1:%d", port), b
 }
 
 // TestBrokerWorkers is issue 15's acceptance with real processes on
@@ -157,10 +180,10 @@ func TestBrokerWorkers(t *testing.T) {
 	t.Logf("wall: direct %.2f s, embedded broker %.2f s (%+.1f%%)", direct.Seconds(), r.wall.Seconds(),
 		100*(r.wall.Seconds()/direct.Seconds()-1))
 
-	tok := "test-token"
-	url := startBroker(t, tok)
+	tok, store, port := "test-token", t.TempDir(), freePort(t)
+	url, brk := restartBroker(t, tok, store, port)
 	worker := func(name string) *proc {
-		return startProc(t, t.TempDir(), []string{"worker: serving", "worker: task started"}, "worker", "--broker", url,
+		return startProc(t, t.TempDir(), []string{"worker: serving", "worker: task started", it2Started, it2Done}, "worker", "--broker", url,
 			"--broker-token", tok, "--cart", "cpu", "--threads", "1", "--data-root", filepath.Dir(dataset),
 			"--broker-ack-wait", "2", "--log-format", "json")
 	}
@@ -210,8 +233,63 @@ func TestBrokerWorkers(t *testing.T) {
 	if !strings.Contains(string(logb), `"deliveries":2`) {
 		t.Errorf("no candidate was delivered twice; the kill did not land on a running candidate")
 	}
+
+	// The coordinator SIGKILLed while a worker runs an iteration-2 candidate
+	// for it: --resume gives the history and reuses that candidate's result.
 	w2.stop(syscall.SIGINT)
+	w1 = worker("w4")
+	w1.await(t, "worker: serving", time.Minute)
+	resumed := t.TempDir()
+	coord = exec.Command(fixtures.Binary(t), args("--broker", url, "--broker-token", tok)...)
+	coord.Dir, coord.Env = resumed, fixtures.CleanEnv()
+	if err := coord.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w1.await(t, it2Started, 5*time.Minute)
+	_ = coord.Process.Kill()
+	_ = coord.Wait()
+	w1.await(t, it2Done, 5*time.Minute)
+	r = runIn(t, resumed, args("--broker", url, "--broker-token", tok, "--resume")...)
+	if r.code != 0 {
+		t.Fatalf("--resume after killing the coordinator: exit %d: %s", r.code, lastLine(r.stderr))
+	}
+	if got := readIterations(t, resumed); !reflect.DeepEqual(got, want) {
+		t.Errorf("the resumed history differs:\n got  %+v\n want %+v", got, want)
+	}
+	if logb, _ := os.ReadFile(filepath.Join(resumed, "exp", "m", "log.jsonl")); !strings.Contains(string(logb), `"reused":true`) {
+		t.Errorf("the resumed coordinator reused no result the worker stored while it was down")
+	}
+
+	// The broker restarted (same store and port) during iteration 2: the
+	// worker and the coordinator reconnect and nothing is lost.
+	w1.stop(syscall.SIGINT)
+	w1 = worker("w5")
+	w1.await(t, "worker: serving", time.Minute)
+	restarted := t.TempDir()
+	coord = exec.Command(fixtures.Binary(t), args("--broker", url, "--broker-token", tok)...)
+	coord.Dir, coord.Env = restarted, fixtures.CleanEnv()
+	cerr.Reset()
+	coord.Stderr = &cerr
+	if err := coord.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w1.await(t, it2Started, 5*time.Minute)
+	brk.stop(syscall.SIGTERM)
+	restartBroker(t, tok, store, port)
+	if err := coord.Wait(); err != nil {
+		t.Fatalf("search across a broker restart: %v: %s", err, lastLine(cerr.String()))
+	}
+	if got := readIterations(t, restarted); !reflect.DeepEqual(got, want) {
+		t.Errorf("the history across a broker restart differs:\n got  %+v\n want %+v", got, want)
+	}
+	w1.stop(syscall.SIGINT)
 }
+
+// The worker's JSON log lines of an iteration-2 candidate.
+const (
+	it2Started = `"iteration":2,&&worker: task started`
+	it2Done    = `"iteration":2,&&worker: task done`
+)
 
 // TestBrokerBadInput: an unreachable broker, a wrong token and a plaintext
 // remote broker without --insecure are one `gopruner: ` line, exit 2, and

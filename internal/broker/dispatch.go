@@ -118,6 +118,9 @@ func (d *Dispatcher) Do(ctx context.Context, t *Task) (*Result, error) {
 		d.mu.Unlock()
 	}()
 	if r, err := d.stored(ctx, t.ID); err != nil || r != nil {
+		if r != nil {
+			r.Reused = true
+		}
 		return r, err
 	}
 	b, err := json.Marshal(t)

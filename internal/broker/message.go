@@ -46,6 +46,10 @@ type Result struct {
 	// Error is empty on success; otherwise why the candidate failed for good.
 	Error  string          `json:"error,omitempty"`
 	Result json.RawMessage `json:"result,omitempty"` // pipeline.CandidateResult
+
+	// Reused is set by Dispatcher.Do when the result was stored before this
+	// coordinator queued the task (a resumed run's).
+	Reused bool `json:"-"`
 }
 
 // token is what run ids and task ids may be: one subject token.

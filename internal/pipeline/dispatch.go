@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/gopruner/gopruner/internal/broker"
 	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/engine"
 )
 
@@ -207,7 +209,7 @@ func (e *evaluator) evaluate(ctx context.Context, req CandidateRequest) (Candida
 	ds.worker[[2]int{req.Iteration, req.Group}] = r.Worker
 	ds.mu.Unlock()
 	ds.log.Debug().Int("iteration", req.Iteration).Int("group", req.Group).Str("worker", r.Worker).
-		Int("deliveries", r.Deliveries).Float64("seconds", r.Seconds).Msg("my_pruning: candidate ran")
+		Int("deliveries", r.Deliveries).Float64("seconds", r.Seconds).Bool("reused", r.Reused).Msg("my_pruning: candidate ran")
 	return res, nil
 }
 
@@ -233,15 +235,30 @@ func (ds *dispatch) upload(ctx context.Context, digest string, b []byte) error {
 	return nil
 }
 
-// Worker is the worker that ran the candidate of group in iteration, "" if
-// it did not run through the broker.
-func (ds *dispatch) Worker(iteration, group int) string {
-	if ds == nil {
-		return ""
+// onCandidate names the worker that ran a candidate in the progress
+// output: "cpu on host/1" for the coordinator's slot cpu.
+func (e *evaluator) onCandidate(f func(netadapt.Outcome)) func(netadapt.Outcome) {
+	if f == nil {
+		return nil
 	}
+	return func(o netadapt.Outcome) {
+		if e.disp != nil {
+			e.disp.mu.Lock()
+			w := e.disp.worker[[2]int{o.Candidate.Iteration, o.Candidate.Group}]
+			e.disp.mu.Unlock()
+			if w != "" {
+				o.SlotName += " on " + w
+			}
+		}
+		f(o)
+	}
+}
+
+// workers is a copy of which worker ran each candidate.
+func (ds *dispatch) workers() map[[2]int]string {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	return ds.worker[[2]int{iteration, group}]
+	return maps.Clone(ds.worker)
 }
 
 // taskID names a request by its content, without where it runs: the same

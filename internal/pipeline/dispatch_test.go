@@ -107,6 +107,16 @@ func TestDispatchPaths(t *testing.T) {
 	if !reflect.DeepEqual(direct.State.History, remote.State.History) || !reflect.DeepEqual(direct.Kept, remote.Kept) {
 		t.Errorf("two remote workers' history differs from the direct path's")
 	}
+	ran := map[string]int{}
+	for _, w := range remote.Workers {
+		ran[w]++
+	}
+	if len(ran) != 2 || ran["a/0"] == 0 || ran["b/0"] == 0 {
+		t.Errorf("candidates ran on %v, want both workers a/0 and b/0", ran)
+	}
+	if direct.Workers != nil || len(embedded.Workers) == 0 {
+		t.Errorf("workers recorded: direct %v, embedded %v", direct.Workers, embedded.Workers)
+	}
 
 	// The same files, one label changed: the manifest differs.
 	other := t.TempDir()

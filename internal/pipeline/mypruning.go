@@ -121,6 +121,9 @@ type MyPruningResult struct {
 	// relative to the original model.
 	Kept                map[int][]int
 	AccBefore, AccAfter float64
+	// Workers is the broker worker ("host/slot") that evaluated each
+	// candidate, by (iteration, group); nil on the direct path.
+	Workers map[[2]int]string
 	// CommitMismatches counts iterations whose re-done winner validated
 	// differently from the candidate (only with VerifyCommit).
 	CommitMismatches int
@@ -204,7 +207,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	nopt := netadapt.Options{P: o.P, DeltaCrop: o.DeltaCrop, Alf: o.Alf, Select: o.Select, Step: o.Step,
 		Slots: slices.Clone(o.Slots), BaseAccuracy: res.AccBefore, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
 		OnIterationStart: o.Hooks.OnIterationStart, OnCandidateStart: o.Hooks.OnCandidateStart,
-		OnCandidate: o.Hooks.OnCandidate,
+		OnCandidate: ev.onCandidate(o.Hooks.OnCandidate),
 		OnIteration: func(rec netadapt.IterationRecord) {
 			logIteration(o.Log, rec)
 			if o.Hooks.OnIteration != nil {
@@ -214,6 +217,9 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	st, err := netadapt.Run(ctx, groups, ev, ck, start, nopt)
 	res.State = st
 	res.CommitMismatches = ev.mismatches
+	if ev.disp != nil {
+		res.Workers = ev.disp.workers()
+	}
 	if st != nil {
 		res.AccAfter = st.Accuracy
 	}

@@ -302,6 +302,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	for _, it := range res.State.History {
 		si := iterationOf(it)
 		si.Seconds = clock.of(it.Iteration)
+		si.Worker = res.Workers[[2]int{it.Iteration, it.Group}]
 		out.Iterations = append(out.Iterations, si)
 		out.Points = append(out.Points, report.Point{Iteration: it.Iteration, MACs: it.MACs, Accuracy: it.Accuracy,
 			Label: fmt.Sprintf("%s %d→%d", strings.Join(it.Layers, ","), it.From, it.To)})

@@ -24,6 +24,10 @@ type Iteration struct {
 	MACs       int64    `json:"macs"`
 	Accuracy   float64  `json:"accuracy"`
 	Candidates int      `json:"candidates"`
+	// Worker is "host/slot" of the broker worker that evaluated the winning
+	// candidate (omitted on the direct path and for iterations a resumed run
+	// inherited).
+	Worker string `json:"worker,omitempty"`
 	// Seconds is the iteration's wall time, from its start to its
 	// checkpoint (0, omitted, for iterations a resumed run inherited).
 	Seconds float64 `json:"seconds,omitempty"`
