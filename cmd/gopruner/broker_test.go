@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopruner/gopruner/internal/broker"
 	"github.com/gopruner/gopruner/internal/fixtures"
 )
 
@@ -320,6 +322,42 @@ func TestBrokerBadInput(t *testing.T) {
 			}
 		})
 	}
+	t.Run("worker refusals", func(t *testing.T) {
+		// A worker whose copy of the data set has one label changed.
+		other := t.TempDir()
+		if err := os.CopyFS(filepath.Join(other, "mnist"), os.DirFS(dataset)); err != nil {
+			t.Fatal(err)
+		}
+		csvPath := filepath.Join(other, "mnist", "data.csv")
+		b, err := os.ReadFile(csvPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(b), "\n")
+		lines[1] = lines[1][:len(lines[1])-1] + "9"
+		if err := os.WriteFile(csvPath, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w := startProc(t, t.TempDir(), []string{"worker: serving", "data set refused", "malformed task message"}, "worker",
+			"--broker", url, "--broker-token", "right", "--cart", "cpu", "--threads", "1", "--data-root", other)
+		w.await(t, "worker: serving", time.Minute)
+		// A message no coordinator would send: refused, never run.
+		conn, err := broker.Connect(context.Background(), broker.ConnectOptions{URL: url, Token: "right"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.JS.Publish(context.Background(), broker.TaskSubject("junk", "junk"), []byte("{not json")); err != nil {
+			t.Fatal(err)
+		}
+		w.await(t, "malformed task message", time.Minute)
+		dir := t.TempDir()
+		r := runIn(t, dir, myPruningArgs(model, dataset, "--broker", url, "--broker-token", "right")...)
+		if r.code != 1 || !strings.Contains(lastLine(r.stderr), "differs from the coordinator's") {
+			t.Errorf("search with a mismatched worker: exit %d, %q; want 1 naming the mismatch", r.code, lastLine(r.stderr))
+		}
+		w.await(t, "data set refused", time.Minute)
+	})
 	for _, c := range []struct {
 		name string
 		args []string
