@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -73,6 +74,7 @@ type dispatch struct {
 // broker it starts an embedded one and one worker per slot in this
 // process.
 func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*dispatch, error) {
+	t0 := time.Now()
 	b := o.Broker
 	var stops []func()
 	stopAll := func() {
@@ -149,6 +151,7 @@ func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*disp
 		stops = append(stops, func() { cancel(); wg.Wait() })
 	}
 	ds.stop = stopAll
+	o.Log.Debug().Str("broker", orNone(b.URL)).Float64("seconds", time.Since(t0).Seconds()).Msg("my_pruning: broker ready")
 	return ds, nil
 }
 
@@ -182,6 +185,7 @@ func (e *evaluator) evaluate(ctx context.Context, req CandidateRequest) (Candida
 		return res, nil
 	}
 	ds := e.disp
+	start := time.Now()
 	if err := ds.upload(ctx, e.curDigest, e.cur); err != nil {
 		return CandidateResult{}, err
 	}
@@ -209,7 +213,9 @@ func (e *evaluator) evaluate(ctx context.Context, req CandidateRequest) (Candida
 	ds.worker[[2]int{req.Iteration, req.Group}] = r.Worker
 	ds.mu.Unlock()
 	ds.log.Debug().Int("iteration", req.Iteration).Int("group", req.Group).Str("worker", r.Worker).
-		Int("deliveries", r.Deliveries).Float64("seconds", r.Seconds).Bool("reused", r.Reused).Msg("my_pruning: candidate ran")
+		Int("deliveries", r.Deliveries).Float64("seconds", r.Seconds).Bool("reused", r.Reused).
+		// round_trip - run_seconds is what the broker cost this candidate.
+		Float64("round_trip", time.Since(start).Seconds()).Float64("run_seconds", res.Seconds).Msg("my_pruning: candidate ran")
 	return res, nil
 }
 
