@@ -110,7 +110,9 @@ func runWorker(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer conn.Close()
+	// host:pid, so two workers on one host stay apart in results and logs.
 	host, _ := os.Hostname()
+	host = fmt.Sprintf("%s:%d", host, os.Getpid())
 	slots := make([]string, len(cfg.Cart))
 	for i, s := range cfg.Cart {
 		slots[i] = string(s)
