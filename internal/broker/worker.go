@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -41,9 +42,16 @@ func Serve(ctx context.Context, c *Conn, o WorkerOptions, h Handler) error {
 		return fmt.Errorf("task consumer: %w", err)
 	}
 	for ctx.Err() == nil {
-		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		// The pull ends when ctx does, so stopping a worker (and the
+		// coordinator's in-process ones) does not wait out a poll.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := cons.Next(jetstream.FetchContext(pctx))
+		cancel()
 		if err != nil {
-			if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			if ctx.Err() != nil {
+				break
+			}
+			if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 				// The broker restarts or the connection is re-established:
 				// the client reconnects by itself; ask again shortly.
 				o.Log.Debug().Err(err).Str("worker", o.Name).Msg("worker: fetching a task")
