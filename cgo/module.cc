@@ -3,6 +3,7 @@
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/csrc/jit/serialization/import.h>
 
 #include <algorithm>
@@ -217,13 +218,28 @@ gpt_err gpt_module_save_bytes(gpt_module h, void **data, size_t *n) {
 gpt_err gpt_module_clone(gpt_module h, gpt_module *out) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
-  // A serialise/load round trip gives a copy that shares no tensors, no
-  // types and no method graphs with the original, so surgery on one never
-  // shows through in the other.
-  std::stringstream ss;
-  h->m.save(ss);
-  ss.seekg(0);
-  torch::jit::Module m = torch::jit::load(ss, h->device);
+  gpt::use_threads(h);
+  // Module::clone copies every tensor (tensors that alias stay aliased in
+  // the copy) and gives the copy its own class types and method graphs, so
+  // surgery on one never shows through in the other; unlike a serialise/
+  // load round trip it parses nothing. Under no_grad the copied parameters
+  // are leaves rather than outputs of a clone op; their requires_grad is
+  // then set back from the original's.
+  torch::jit::Module m;
+  {
+    torch::NoGradGuard no_grad;
+    m = h->m.clone();
+  }
+  std::vector<torch::jit::NameTensor> src, dst;
+  for (const auto &p : h->m.named_parameters(/*recurse=*/true)) src.push_back(p);
+  for (const auto &p : m.named_parameters(/*recurse=*/true)) dst.push_back(p);
+  if (src.size() != dst.size()) return gpt::dup("clone: the copy has a different parameter count");
+  for (size_t i = 0; i < dst.size(); i++) {
+    if (dst[i].name != src[i].name)
+      return gpt::dup("clone: parameter order differs at \"" + dst[i].name + "\"");
+    at::Tensor p = dst[i].value;
+    if (p.requires_grad() != src[i].value.requires_grad()) p.requires_grad_(src[i].value.requires_grad());
+  }
   m.train(h->m.is_training());
   *out = make(std::move(m), h->device, h->threads);
   GPT_CATCH
@@ -296,6 +312,14 @@ gpt_err gpt_module_forward(gpt_module h, const gpt_tensor *inputs, int n,
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
   *out = gpt::wrap(gpt::select_output(gpt::run_forward(h, inputs, n, no_grad)));
+  GPT_CATCH
+}
+
+gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  torch::jit::GraphOptimizerEnabledGuard opt(false);
+  gpt::run_forward(h, inputs, n, 1);
   GPT_CATCH
 }
 
@@ -375,6 +399,7 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
     at::Tensor ot = old.toTensor();
     at::Tensor t = ot.detach();
     int64_t last_dim = -1;
+    bool selected = false;
     for (int64_t k = off[i]; k < off[i + 1];) {
       if (k + 2 > off[i + 1]) return gpt::dup("prune: truncated spec for \"" + name + "\"");
       int64_t dim = spec[k], count = spec[k + 1];
@@ -398,9 +423,12 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
       auto index = at::empty({count}, at::kLong);
       if (count > 0) std::memcpy(index.data_ptr(), idx, count * sizeof(int64_t));
       t = t.index_select(dim, index.to(t.device()));
+      selected = true;
       k += 2 + count;
     }
-    t = t.contiguous().clone();
+    // index_select already made a new contiguous tensor; only an unselected
+    // one (no dims listed) still shares the original's storage.
+    if (!selected) t = t.contiguous().clone();
     t.set_requires_grad(ot.requires_grad());
     edits.emplace_back(std::move(name), std::move(t));
   }

@@ -30,6 +30,10 @@ type DatasetRef struct {
 	Name     string          `json:"name"`     // one path element under the worker's --data-root
 	Manifest string          `json:"manifest"` // Manifest of the coordinator's copy
 	Options  json.RawMessage `json:"options"`  // data.Options
+	// EvalSamples, above 0, validates on that seeded subset of val (the
+	// coordinator's eval_samples).
+	EvalSamples int   `json:"eval_samples,omitempty"`
+	EvalSeed    int64 `json:"eval_seed,omitempty"`
 }
 
 // Result is the outcome of a task, kept on ResultSubject(Run, ID).

@@ -98,6 +98,12 @@ type ScoreOptions struct {
 	Batches   int // training batches to score on
 	BatchSize int
 	Seed      int64 // shuffling
+	// Part of Parts (Parts > 1) scores only the batches whose index in the
+	// pass is Part mod Parts. Data-driven scores are sums over batches, so
+	// the parts' scores add up to the whole's: cart slots score an
+	// iteration's model together instead of one scoring while the others
+	// wait.
+	Part, Parts int
 }
 
 // TrainOptions configure Fit. They are plain data (a candidate request
@@ -134,6 +140,9 @@ type FitResult struct {
 	Steps        int
 	Loss         float64 // mean over the last epoch's steps
 	ImagesPerSec float64
+	// Compute is the part of the call spent in forward, backward and the
+	// optimizer step; the rest is the loop's overhead.
+	Compute time.Duration
 }
 
 // EvalResult is the accuracy and mean loss on a split.
@@ -141,6 +150,7 @@ type EvalResult struct {
 	Accuracy float64
 	Loss     float64
 	Samples  int
+	Compute  time.Duration // the part spent in forward passes
 }
 
 // Latency is one module's forward time.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/gopruner/gopruner/internal/broker"
 	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/engine"
 )
@@ -65,7 +66,12 @@ type dispatch struct {
 	uploaded string // digest of the archive last stored
 
 	mu     sync.Mutex
-	worker map[[2]int]string // (iteration, group) → the worker that ran it
+	worker map[[2]int]string        // (iteration, group) → the worker that ran it
+	parked map[string]engine.Module // in-process workers' fine-tuned modules by task id
+
+	// salt is what besides the request decides a result: the data set's
+	// manifest and validation subset.
+	salt string
 
 	stop func() // ends the in-process workers and the embedded server
 }
@@ -124,13 +130,16 @@ func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*disp
 		return nil, fmt.Errorf("my_pruning: %w", err)
 	}
 	stops = append(stops, d.Close)
-	ds := &dispatch{conn: conn, d: d, version: b.Version, log: o.Log, worker: map[[2]int]string{}}
+	ds := &dispatch{conn: conn, d: d, version: b.Version, log: o.Log, worker: map[[2]int]string{}, parked: map[string]engine.Module{}}
 	if b.URL != "" {
 		// Remote workers open their own copy: name it and pin its content.
 		ref, err := datasetRef(b.Dataset)
 		if err != nil {
 			stopAll()
 			return nil, err
+		}
+		if e.cval != e.val {
+			ref.EvalSamples, ref.EvalSeed = o.EvalSamples, evalSeed(o.Seed)
 		}
 		ds.dataset = ref
 	} else {
@@ -139,8 +148,18 @@ func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*disp
 		host, _ := os.Hostname()
 		for slot := range e.devs {
 			wg.Go(func() {
+				// Worker i runs on the evaluator's slot i (netadapt never
+				// commits while tasks run) and parks the fine-tuned module
+				// for Evaluate, which may hold it for Commit.
+				run := func(ctx context.Context, archive []byte, req CandidateRequest) (CandidateResult, engine.Module, error) {
+					return e.slots[slot].Run(ctx, archive, req, e.train, e.cval)
+				}
 				h := func(ctx context.Context, t *broker.Task, archive []byte) (json.RawMessage, error) {
-					return runTask(ctx, e.eng, archive, t.Request, e.devs[slot], e.threads[slot], e.train, e.val)
+					out, m, err := runTask(ctx, run, archive, t.Request, e.devs[slot], e.threads[slot])
+					if m != nil {
+						ds.park(t.ID, m)
+					}
+					return out, err
 				}
 				name := fmt.Sprintf("%s/%d", host, slot)
 				if err := broker.Serve(wctx, conn, broker.WorkerOptions{Name: name, Version: b.Version, Log: o.Log}, h); err != nil {
@@ -148,42 +167,96 @@ func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*disp
 				}
 			})
 		}
-		stops = append(stops, func() { cancel(); wg.Wait() })
+		stops = append(stops, func() { cancel(); wg.Wait(); ds.dropParked() })
 	}
+	ds.salt = fmt.Sprintf("%s/%d/%d", ds.dataset.Manifest, ds.dataset.EvalSamples, ds.dataset.EvalSeed)
 	ds.stop = stopAll
 	o.Log.Debug().Str("broker", orNone(b.URL)).Float64("seconds", time.Since(t0).Seconds()).Msg("my_pruning: broker ready")
 	return ds, nil
 }
 
+// evalSeed picks the validation subset of eval_samples; remote workers
+// pick the same one from it.
+func evalSeed(seed int64) int64 { return cut.DeriveSeed(seed, "eval", 0, 0) }
+
+// runFunc is a worker slot's candidate executor (a Slot's Run).
+type runFunc func(ctx context.Context, archive []byte, req CandidateRequest) (CandidateResult, engine.Module, error)
+
 // runTask is the one place a task's candidate runs, for in-process and
-// remote workers alike: the request runs on this worker's slot.
-func runTask(ctx context.Context, eng engine.Engine, archive []byte, raw json.RawMessage, dev string, threads int, train, val *data.Split) (json.RawMessage, error) {
+// remote workers alike: the request runs on this worker's slot. It returns
+// the result JSON and the fine-tuned module, which the caller owns.
+func runTask(ctx context.Context, run runFunc, archive []byte, raw json.RawMessage, dev string, threads int) (json.RawMessage, engine.Module, error) {
 	var req CandidateRequest
 	if err := json.Unmarshal(raw, &req); err != nil {
-		return nil, fmt.Errorf("%w: malformed candidate request: %v", broker.ErrRefused, err)
+		return nil, nil, fmt.Errorf("%w: malformed candidate request: %v", broker.ErrRefused, err)
 	}
 	if d := Digest(archive); d != req.BaseDigest {
-		return nil, fmt.Errorf("archive digest %s, the request names %s", d[:12], req.BaseDigest)
+		return nil, nil, fmt.Errorf("archive digest %s, the request names %s", d[:12], req.BaseDigest)
 	}
 	req.Device, req.Threads = dev, threads
-	res, m, err := RunCandidate(ctx, eng, archive, req, train, val)
+	res, m, err := run(ctx, archive, req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	m.Close()
-	return json.Marshal(res)
+	out, err := json.Marshal(res)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return out, m, nil
 }
 
-// evaluate runs req through the broker (or directly without one).
-func (e *evaluator) evaluate(ctx context.Context, req CandidateRequest) (CandidateResult, error) {
-	if e.disp == nil {
-		res, m, err := RunCandidate(ctx, e.eng, e.cur, req, e.train, e.val)
-		if err != nil {
-			return res, err
-		}
-		m.Close()
-		return res, nil
+// park keeps an in-process worker's fine-tuned module of task id for
+// Evaluate.
+func (ds *dispatch) park(id string, m engine.Module) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if old := ds.parked[id]; old != nil {
+		old.Close()
 	}
+	ds.parked[id] = m
+}
+
+// takeParked hands over the parked module of task id, nil if there is none
+// (a remote worker ran it, or the result was stored before).
+func (ds *dispatch) takeParked(id string) engine.Module {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	m := ds.parked[id]
+	delete(ds.parked, id)
+	return m
+}
+
+func (ds *dispatch) dropParked() {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	for id, m := range ds.parked {
+		m.Close()
+		delete(ds.parked, id)
+	}
+}
+
+// evaluate runs req through the broker (or directly on slot without one).
+// The module is the fine-tuned candidate when it ran in this process, else
+// nil (Commit then re-derives the winner).
+func (e *evaluator) evaluate(ctx context.Context, slot int, req CandidateRequest) (CandidateResult, engine.Module, error) {
+	if e.disp == nil {
+		return e.runOn(ctx, slot, req)
+	}
+	res, err := e.dispatched(ctx, req)
+	if err != nil {
+		return res, nil, err
+	}
+	m := e.disp.takeParked(taskID(req, e.disp.salt))
+	e.mu.Lock()
+	e.timing.Add(res.Timing)
+	e.runs++
+	e.mu.Unlock()
+	return res, m, nil
+}
+
+// dispatched queues req and waits for its result.
+func (e *evaluator) dispatched(ctx context.Context, req CandidateRequest) (CandidateResult, error) {
 	ds := e.disp
 	start := time.Now()
 	if err := ds.upload(ctx, e.curDigest, e.cur); err != nil {
@@ -193,7 +266,7 @@ func (e *evaluator) evaluate(ctx context.Context, req CandidateRequest) (Candida
 	if err != nil {
 		return CandidateResult{}, err
 	}
-	t := &broker.Task{Version: ds.version, ID: taskID(req, ds.dataset.Manifest), Iteration: req.Iteration, Group: req.Group,
+	t := &broker.Task{Version: ds.version, ID: taskID(req, ds.salt), Iteration: req.Iteration, Group: req.Group,
 		Archive: req.BaseDigest, Dataset: ds.dataset, Request: b}
 	r, err := ds.d.Do(ctx, t)
 	if err != nil {

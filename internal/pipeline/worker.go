@@ -49,12 +49,24 @@ func ServeWorker(ctx context.Context, conn *broker.Conn, eng engine.Engine, o Wo
 	for slot := range devs {
 		wg.Go(func() {
 			name := fmt.Sprintf("%s/%d", o.Host, slot)
+			// The slot keeps the iteration's base model loaded between its
+			// candidates, as the coordinator's own slots do.
+			sl := &Slot{Eng: eng}
+			defer sl.Close()
 			h := func(ctx context.Context, t *broker.Task, archive []byte) (json.RawMessage, error) {
 				d, err := dc.get(ctx, t.Dataset)
 				if err != nil {
 					return nil, err
 				}
-				return runTask(ctx, eng, archive, t.Request, devs[slot], threads[slot], d.train, d.val)
+				val := d.evalSplit(t.Dataset.EvalSamples, t.Dataset.EvalSeed)
+				run := func(ctx context.Context, archive []byte, req CandidateRequest) (CandidateResult, engine.Module, error) {
+					return sl.Run(ctx, archive, req, d.train, val)
+				}
+				out, m, err := runTask(ctx, run, archive, t.Request, devs[slot], threads[slot])
+				if m != nil {
+					m.Close() // the coordinator re-derives a winner it did not run itself
+				}
+				return out, err
 			}
 			check := func(t *broker.Task) error {
 				_, err := dc.get(ctx, t.Dataset)
@@ -79,6 +91,28 @@ type dataCache struct {
 type openData struct {
 	train, val *data.Split
 	err        error
+
+	mu   sync.Mutex
+	subs map[[2]int64]*data.Split // validation subsets by (samples, seed)
+}
+
+// evalSplit is val, or its subset of n samples picked by seed; one Split
+// per subset, so whatever is cached per split is reused across tasks.
+func (d *openData) evalSplit(n int, seed int64) *data.Split {
+	if n <= 0 {
+		return d.val
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := [2]int64{int64(n), seed}
+	if s, ok := d.subs[k]; ok {
+		return s
+	}
+	if d.subs == nil {
+		d.subs = map[[2]int64]*data.Split{}
+	}
+	d.subs[k] = d.val.Subset(n, seed)
+	return d.subs[k]
 }
 
 func (c *dataCache) get(ctx context.Context, ref broker.DatasetRef) (*openData, error) {

@@ -131,11 +131,9 @@ func (m *Module) Runs(shape []int64) error {
 		return err
 	}
 	defer x.Close()
-	y, err := m.m.Forward(true, x)
-	if err != nil {
+	if err := m.m.CheckForward(x); err != nil {
 		return fmt.Errorf("the pruned model does not run: %w", err)
 	}
-	y.Close()
 	return nil
 }
 
@@ -158,7 +156,7 @@ func (m *Module) Scores(ctx context.Context, criterion kinds.Criterion, groups [
 		if err := m.m.Train(true); err != nil {
 			return nil, err
 		}
-		s, err := taylor(ctx, m.m, groups, split, o.BatchSize, o.Batches, o.Seed)
+		s, err := taylor(ctx, m.m, groups, split, o)
 		if err != nil {
 			return nil, fmt.Errorf("TaylorFOWeight scores: %w", err)
 		}
@@ -167,11 +165,23 @@ func (m *Module) Scores(ctx context.Context, criterion kinds.Criterion, groups [
 	return nil, fmt.Errorf("criterion %q: want %s or %s", criterion, kinds.TaylorFOWeight, kinds.L2Norm)
 }
 
-// taylor feeds up to n shuffled training batches to criteria.Taylor.
-func taylor(ctx context.Context, m *torch.Module, groups []*graph.Group, split *data.Split, bs, n int, seed int64) (criteria.Scores, error) {
-	bo := data.BatchOptions{BatchSize: bs, Shuffle: true, Seed: seed, MaxBatches: n, DropLast: split.Len() >= 2*bs}
-	next, stop := iter.Pull2(split.Batches(ctx, bo))
+// taylor feeds up to o.Batches shuffled training batches (those of part
+// o.Part when o.Parts > 1) to criteria.Taylor.
+func taylor(ctx context.Context, m *torch.Module, groups []*graph.Group, split *data.Split, o engine.ScoreOptions) (criteria.Scores, error) {
+	bs := o.BatchSize
+	bo := data.BatchOptions{BatchSize: bs, Shuffle: true, Seed: o.Seed, MaxBatches: o.Batches, DropLast: split.Len() >= 2*bs}
+	pull, stop := iter.Pull2(split.Batches(ctx, bo))
 	defer stop()
+	index := -1
+	next := func() (*data.Batch, error, bool) {
+		for {
+			b, err, ok := pull()
+			index++
+			if !ok || err != nil || o.Parts <= 1 || index%o.Parts == o.Part {
+				return b, err, ok
+			}
+		}
+	}
 	opts := split.Dataset().Options()
 	var held []*torch.Tensor
 	defer func() {
@@ -207,7 +217,7 @@ func (m *Module) Fit(ctx context.Context, split *data.Split, o engine.TrainOptio
 	if err != nil {
 		return engine.FitResult{}, err
 	}
-	return engine.FitResult{Steps: r.Steps, Loss: r.Loss, ImagesPerSec: r.ImagesPerSec}, nil
+	return engine.FitResult{Steps: r.Steps, Loss: r.Loss, ImagesPerSec: r.ImagesPerSec, Compute: r.Compute}, nil
 }
 
 // Evaluate validates on the split.
@@ -216,7 +226,7 @@ func (m *Module) Evaluate(ctx context.Context, split *data.Split, batch int) (en
 	if err != nil {
 		return engine.EvalResult{}, err
 	}
-	return engine.EvalResult{Accuracy: r.Accuracy, Loss: r.Loss, Samples: r.Samples}, nil
+	return engine.EvalResult{Accuracy: r.Accuracy, Loss: r.Loss, Samples: r.Samples, Compute: r.Compute}, nil
 }
 
 // Save writes the module atomically.

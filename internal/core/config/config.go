@@ -47,30 +47,32 @@ type Config struct {
 	Algorithm kinds.Algorithm // [algorithm]
 	Path      Paths           // [path.*]
 
-	P    float64  // [P] fraction of MACs to remove, in (0,1)
-	Alf  int      // [alf] channel counts are rounded down to multiples of Alf (1 = no rounding)
-	Iskl []string // [iskl] module paths never pruned
-	Cart []Slot   // [cart] device slots for my_pruning candidates
+	P              float64         // [P] fraction of MACs to remove, in (0,1)
+	Alf            int             // [alf] channel counts are rounded down to multiples of Alf (1 = no rounding)
+	Iskl           []string        // [iskl] module paths never pruned
+	Cart           []Slot          // [cart] device slots for my_pruning candidates
+	ResizeAlf      bool            // [resize_alf] final pass rounding every prunable group to Alf
+	DeltaCrop      float64         // [delta_crop] share of a group's channels one my_pruning candidate removes, in (0,1)
+	Criterion      kinds.Criterion // [criterion, alias algoritm]
+	Global         bool            // [global] L2Norm: rank filters across the whole model
+	Latency        bool            // [latency] measure the original's and the pruned model's forward latency for the report
+	Select         kinds.Select    // [select]
+	Step           kinds.Step      // [step]
+	ShortTermSteps int             // [short_term_steps] fine-tune steps per my_pruning candidate
+	LongTermEpochs int             // [long_term_epochs] fine-tune epochs after my_pruning
+	TaylorBatches  int             // [taylor_batches] batches summed for Taylor scores
+	EvalSamples    int             // [eval_samples] val samples candidates are validated on; 0 = all
+
 	// [broker] the JetStream broker of my_pruning: "" embedded, "direct"
 	// none, else a nats:// or tls:// URL.
 	Broker           string
-	BrokerToken      string          // [broker_token]
-	BrokerTLSCert    string          // [broker_tls_cert]
-	BrokerTLSKey     string          // [broker_tls_key]
-	BrokerTLSCA      string          // [broker_tls_ca]
-	Insecure         bool            // [insecure] allow plaintext to a remote broker
-	BrokerAckWait    float64         // [broker_ack_wait] seconds
-	BrokerMaxDeliver int             // [broker_max_deliver]
-	ResizeAlf        bool            // [resize_alf] final pass rounding every prunable group to Alf
-	DeltaCrop        float64         // [delta_crop] share of a group's channels one my_pruning candidate removes, in (0,1)
-	Criterion        kinds.Criterion // [criterion, alias algoritm]
-	Global           bool            // [global] L2Norm: rank filters across the whole model
-	Latency          bool            // [latency] measure the original's and the pruned model's forward latency for the report
-	Select           kinds.Select    // [select]
-	Step             kinds.Step      // [step]
-	ShortTermSteps   int             // [short_term_steps] fine-tune steps per my_pruning candidate
-	LongTermEpochs   int             // [long_term_epochs] fine-tune epochs after my_pruning
-	TaylorBatches    int             // [taylor_batches] batches summed for Taylor scores
+	BrokerToken      string  // [broker_token]
+	BrokerTLSCert    string  // [broker_tls_cert]
+	BrokerTLSKey     string  // [broker_tls_key]
+	BrokerTLSCA      string  // [broker_tls_ca]
+	Insecure         bool    // [insecure] allow plaintext to a remote broker
+	BrokerAckWait    float64 // [broker_ack_wait] seconds
+	BrokerMaxDeliver int     // [broker_max_deliver]
 
 	Finetune bool  // [training] fine-tune after pruning
 	Train    Train // [epochs, lr, ...]
