@@ -60,6 +60,10 @@ type MyPruningOptions struct {
 	Select    kinds.Select // kinds.SelectAcc (default) or kinds.SelectAccPerMAC
 	Step      kinds.Step   // kinds.StepChannels (default) or kinds.StepMACs
 	ResizeAlf bool
+	// Schedule and DeltaDecay are netadapt's step schedule (default:
+	// constant).
+	Schedule   kinds.Schedule
+	DeltaDecay float64
 
 	// Slots is the cart: one worker per entry, "cpu" or "cuda:N". Empty
 	// means one "cpu" slot.
@@ -189,6 +193,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	}
 
 	nopt := netadapt.Options{P: o.P, DeltaCrop: o.DeltaCrop, Alf: o.Alf, Select: o.Select, Step: o.Step,
+		Schedule: o.Schedule, DeltaDecay: o.DeltaDecay,
 		Slots: slices.Clone(o.Slots), BaseAccuracy: res.AccBefore, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
 		OnIterationStart: o.Hooks.OnIterationStart, OnCandidateStart: o.Hooks.OnCandidateStart,
 		OnCandidate: o.Hooks.OnCandidate,
@@ -258,6 +263,13 @@ func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	}
 	if o.Alf < 1 {
 		return o, fail.Usagef("my_pruning: alf %d must be at least 1", o.Alf)
+	}
+	o.Schedule = kinds.Or(o.Schedule, kinds.ScheduleConstant)
+	if _, err := kinds.Parse("delta_schedule", string(o.Schedule), kinds.Schedules); err != nil {
+		return o, fail.Usagef("my_pruning: %v", err)
+	}
+	if o.Schedule == kinds.ScheduleDecay && !(o.DeltaDecay > 0 && o.DeltaDecay <= 1) {
+		return o, fail.Usagef("my_pruning: delta_decay %g is outside (0,1]", o.DeltaDecay)
 	}
 	o.Train.Progress = nil // workers run concurrently; progress comes through the hooks
 	return o, nil

@@ -58,6 +58,8 @@ type Config struct {
 	Latency        bool            // [latency] measure the original's and the pruned model's forward latency for the report
 	Select         kinds.Select    // [select]
 	Step           kinds.Step      // [step]
+	DeltaSchedule  kinds.Schedule  // [delta_schedule] constant or decaying step over the iterations
+	DeltaDecay     float64         // [delta_decay] per-iteration factor of the decaying schedule, in (0,1]
 	ShortTermSteps int             // [short_term_steps] fine-tune steps per my_pruning candidate
 	LongTermEpochs int             // [long_term_epochs] fine-tune epochs after my_pruning
 	TaylorBatches  int             // [taylor_batches] batches summed for Taylor scores

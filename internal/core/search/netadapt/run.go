@@ -104,6 +104,13 @@ func newRunner(groups []Group, ev Evaluator, ck Checkpointer, opt Options) (*run
 	if _, err := kinds.Parse("step", string(opt.Step), kinds.Steps); err != nil {
 		return nil, fmt.Errorf("netadapt: %w", err)
 	}
+	opt.Schedule = kinds.Or(opt.Schedule, kinds.ScheduleConstant)
+	if _, err := kinds.Parse("delta_schedule", string(opt.Schedule), kinds.Schedules); err != nil {
+		return nil, fmt.Errorf("netadapt: %w", err)
+	}
+	if opt.Schedule == kinds.ScheduleDecay && !(opt.DeltaDecay > 0 && opt.DeltaDecay <= 1) {
+		return nil, fmt.Errorf("netadapt: delta_decay %v is outside (0,1]", opt.DeltaDecay)
+	}
 	if len(opt.Slots) == 0 {
 		return nil, errors.New("netadapt: no device slots (cart is empty)")
 	}
@@ -198,9 +205,10 @@ func (r *runner) blocks() map[int]int {
 // id order. A cut that does not lower the MACs is left out: it cannot bring
 // the target closer, and acc_per_mac would divide by zero.
 func (r *runner) candidates(st *State) ([]Candidate, int64) {
+	delta := r.delta(st.Iteration + 1)
 	var budget int64
 	if r.opt.Step == kinds.StepMACs {
-		budget = int64(math.Ceil(r.opt.DeltaCrop*float64(st.MACs0) - eps))
+		budget = int64(math.Ceil(delta*float64(st.MACs0) - eps))
 		budget = max(1, min(budget, st.MACs-st.Target))
 	}
 	var out []Candidate
@@ -216,7 +224,7 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 				return r.ev.MACs(withKeep(st.Keep, g.ID, k))
 			})
 		} else {
-			to, ok = channelStep(cur, r.unit(g), r.opt.DeltaCrop)
+			to, ok = channelStep(cur, r.unit(g), delta)
 		}
 		if !ok {
 			continue
@@ -241,6 +249,16 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 			From: cur, To: to, MACs: m, Keep: keep})
 	}
 	return out, budget
+}
+
+// delta is the step share of iteration (1-based) under the schedule. The
+// constant schedule returns DeltaCrop itself, so its arithmetic is exactly
+// what it was before schedules existed.
+func (r *runner) delta(iteration int) float64 {
+	if r.opt.Schedule != kinds.ScheduleDecay {
+		return r.opt.DeltaCrop
+	}
+	return r.opt.DeltaCrop * math.Pow(r.opt.DeltaDecay, float64(iteration-1))
 }
 
 // iterate evaluates the candidates, picks the winner, commits it and returns
@@ -279,6 +297,9 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 	}
 	rec := IterationRecord{Iteration: w.Iteration, Group: w.Group, Layers: slices.Clone(w.Layers), From: w.From, To: w.To,
 		MACsBefore: st.MACs, MACs: w.MACs, AccuracyBefore: st.Accuracy, Accuracy: accs[best], Budget: budget}
+	if r.opt.Schedule == kinds.ScheduleDecay {
+		rec.Delta = r.delta(w.Iteration)
+	}
 	for i, c := range cands {
 		rec.Candidates = append(rec.Candidates, CandidateRecord{Group: c.Group, Layers: slices.Clone(c.Layers),
 			From: c.From, To: c.To, MACs: c.MACs, Accuracy: accs[i]})

@@ -135,6 +135,7 @@ type IterationRecord struct {
 	AccuracyBefore float64           `json:"acc_before"`
 	Accuracy       float64           `json:"acc"`
 	Budget         int64             `json:"macs_budget,omitempty"` // StepMACs: MACs each candidate was asked to remove
+	Delta          float64           `json:"delta,omitempty"`       // the step share under delta_schedule decay (0: constant, delta_crop)
 	Candidates     []CandidateRecord `json:"candidates"`
 }
 
@@ -155,6 +156,11 @@ type Options struct {
 	Alf       int          // kept counts are multiples of Alf, never below it; >= 1
 	Select    kinds.Select // kinds.SelectAcc (default when empty) or kinds.SelectAccPerMAC
 	Step      kinds.Step   // kinds.StepChannels (default when empty) or kinds.StepMACs
+	// Schedule is kinds.ScheduleConstant (default when empty) or
+	// kinds.ScheduleDecay: iteration i then steps by
+	// DeltaCrop·DeltaDecay^(i−1), DeltaDecay in (0,1].
+	Schedule   kinds.Schedule
+	DeltaDecay float64
 	// Slots names the device slots of cart ("cpu", "cuda:0", ...); one
 	// worker per entry. Evaluate receives the index.
 	Slots []string
