@@ -69,21 +69,22 @@ func (e *evaluator) group(id int) (*graph.Group, bool) {
 func (e *evaluator) MACs(keep map[int]int) int64 { return e.macs(keep) }
 
 // Evaluate cuts candidate c from a fresh copy of the current model on the
-// slot's device, short-term fine-tunes it and validates it.
-func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate) (float64, error) {
+// slot's device, short-term fine-tunes it and validates it on the whole
+// validation split.
+func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate) (netadapt.Result, error) {
 	req, err := e.request(slot, c, true)
 	if err != nil {
-		return 0, err
+		return netadapt.Result{}, err
 	}
 	res, m, err := RunCandidate(ctx, e.eng, e.cur, req, e.train, e.val)
 	if err != nil {
-		return 0, err
+		return netadapt.Result{}, err
 	}
 	m.Close()
 	e.mu.Lock()
 	e.ran[[2]int{c.Iteration, c.Group}] = ranOn{slot: slot, acc: res.Accuracy}
 	e.mu.Unlock()
-	return res.Accuracy, nil
+	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.val.Len(), TrainLoss: res.TrainLoss}, nil
 }
 
 // Commit re-does the winner exactly as Evaluate did (same scores, same
@@ -140,7 +141,7 @@ func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool) (Cand
 	if e.o.ShortTermSteps > 0 {
 		to := e.o.Train
 		to.Steps, to.Epochs = e.o.ShortTermSteps, 0
-		to.Seed = cut.DeriveSeed(e.o.Seed, "short-term", c.Iteration, c.Group)
+		to.Seed = cut.DeriveSeed(e.o.Seed, "short-term", c.Iteration, e.shortTermStream(c.Group))
 		req.Train = &to
 	}
 	return req, nil

@@ -64,6 +64,12 @@ type MyPruningOptions struct {
 	// constant).
 	Schedule   kinds.Schedule
 	DeltaDecay float64
+	// TieBreak is netadapt's rule among candidates within one standard
+	// error of the best (default kinds.TieBreakNone).
+	TieBreak kinds.TieBreak
+	// CommonBatches gives every candidate of an iteration the same
+	// short-term training seed, hence the same batches in the same order.
+	CommonBatches bool
 
 	// Slots is the cart: one worker per entry, "cpu" or "cuda:N". Empty
 	// means one "cpu" slot.
@@ -193,7 +199,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	}
 
 	nopt := netadapt.Options{P: o.P, DeltaCrop: o.DeltaCrop, Alf: o.Alf, Select: o.Select, Step: o.Step,
-		Schedule: o.Schedule, DeltaDecay: o.DeltaDecay,
+		Schedule: o.Schedule, DeltaDecay: o.DeltaDecay, TieBreak: o.TieBreak,
 		Slots: slices.Clone(o.Slots), BaseAccuracy: res.AccBefore, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
 		OnIterationStart: o.Hooks.OnIterationStart, OnCandidateStart: o.Hooks.OnCandidateStart,
 		OnCandidate: o.Hooks.OnCandidate,
@@ -270,6 +276,10 @@ func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	}
 	if o.Schedule == kinds.ScheduleDecay && !(o.DeltaDecay > 0 && o.DeltaDecay <= 1) {
 		return o, fail.Usagef("my_pruning: delta_decay %g is outside (0,1]", o.DeltaDecay)
+	}
+	o.TieBreak = kinds.Or(o.TieBreak, kinds.TieBreakNone)
+	if _, err := kinds.Parse("tie_break", string(o.TieBreak), kinds.TieBreaks); err != nil {
+		return o, fail.Usagef("my_pruning: %v", err)
 	}
 	o.Train.Progress = nil // workers run concurrently; progress comes through the hooks
 	return o, nil
