@@ -281,13 +281,14 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 		slots[i] = string(s)
 	}
 	var clock iterationClock
+	var cands candidateLog
 	res, err := MyPruning(ctx, r.Engine, base, trainSplit, val, MyPruningOptions{
 		P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Select: cfg.Select, Step: cfg.Step, ResizeAlf: cfg.ResizeAlf,
 		Schedule: cfg.DeltaSchedule, DeltaDecay: cfg.DeltaDecay, TieBreak: cfg.TieBreak, CommonBatches: cfg.CommonBatches,
 		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
 		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize,
 		ISKL: cfg.Iskl, Seed: cfg.Seed, Threads: cfg.Threads, Dir: r.RunDir, Resume: cfg.Resume,
-		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: clock.wrap(r.Hooks),
+		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: cands.wrap(clock.wrap(r.Hooks)),
 	})
 	if err != nil {
 		return nil, err
@@ -300,6 +301,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	for _, it := range res.State.History {
 		si := iterationOf(it)
 		si.Seconds = clock.of(it.Iteration)
+		si.TieBroken, si.Results = it.TieBroken, cands.results(it)
 		out.Iterations = append(out.Iterations, si)
 		out.Points = append(out.Points, report.Point{Iteration: it.Iteration, MACs: it.MACs, Accuracy: it.Accuracy,
 			Label: fmt.Sprintf("%s %d→%d", strings.Join(it.Layers, ","), it.From, it.To)})

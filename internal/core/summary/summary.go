@@ -27,6 +27,31 @@ type Iteration struct {
 	// Seconds is the iteration's wall time, from its start to its
 	// checkpoint (0, omitted, for iterations a resumed run inherited).
 	Seconds float64 `json:"seconds,omitempty"`
+	// TieBroken: the kept candidate is not the best score but one within
+	// its standard error that won the tie_break rule.
+	TieBroken bool `json:"tie_broken,omitempty"`
+	// Results are the iteration's candidates, in group-id order.
+	Results []Candidate `json:"candidate_results,omitempty"`
+}
+
+// Candidate is one evaluated candidate of an iteration. The measured
+// fields (standard error, training loss, time, slot) are absent for
+// iterations a resumed run inherited: only their accuracies were kept.
+type Candidate struct {
+	Group    int      `json:"group"`
+	Layers   []string `json:"layers"`
+	From     int      `json:"channels_before"`
+	To       int      `json:"channels_after"`
+	MACs     int64    `json:"macs"`
+	Accuracy float64  `json:"accuracy"`
+	// AccuracySE is the binomial standard error of Accuracy,
+	// sqrt(p(1−p)/n) over Samples validation samples.
+	AccuracySE float64 `json:"accuracy_se,omitempty"`
+	Samples    int     `json:"samples,omitempty"`
+	TrainLoss  float64 `json:"train_loss,omitempty"` // mean loss of the short-term fine-tune
+	Seconds    float64 `json:"seconds,omitempty"`    // evaluation wall time on its slot
+	Slot       string  `json:"slot,omitempty"`       // the cart slot that ran it
+	Kept       bool    `json:"kept,omitempty"`       // the iteration's winner
 }
 
 // Timings is how long each phase of the run took, in milliseconds by phase
