@@ -59,6 +59,10 @@ type Outcome struct {
 	AccAfter   *float64
 	Iterations []summary.Iteration
 	Points     []report.Point
+
+	// TestAccBefore and TestAccAfter are on the test split (nil without
+	// one); Execute fills them for every algorithm.
+	TestAccBefore, TestAccAfter *float64
 }
 
 // Algorithm is a pruning algorithm: from the opened original model to an
@@ -150,6 +154,9 @@ func (r *Run) Execute(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	defer res.Pruned.Close()
+	if res.TestAccBefore, res.TestAccAfter, err = r.testAccuracy(ctx, base, res.Pruned); err != nil {
+		return err
+	}
 	return r.finish(base, res, stdout)
 }
 
@@ -337,6 +344,7 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 		ModelOut: r.Out, PlanOut: r.PlanOut, Target: res.Target, Reached: res.Reached,
 		Started: r.Started, Layers: layerTable(base, res.Kept),
 	}
+	s.TestAccBefore, s.TestAccAfter = res.TestAccBefore, res.TestAccAfter
 	if cfg.Algorithm == kinds.AlgorithmMyPruning {
 		s.Criterion = string(cfg.Criterion)
 	}

@@ -122,10 +122,17 @@ func summaryRows(d Data, scale float64) []summaryRow {
 	count("MACs", d.MACsBefore, d.MACsAfter)
 	count("Parameters", d.ParamsBefore, d.ParamsAfter)
 
-	ab, okB := finitePtr(d.AccBefore)
-	aa, okA := finitePtr(d.AccAfter)
+	accuracyRow(&rows, "Accuracy", d.AccBefore, d.AccAfter, scale)
+	accuracyRow(&rows, "Test accuracy", d.TestAccBefore, d.TestAccAfter, scale)
+	return rows
+}
+
+// accuracyRow adds a before/after accuracy row when either is known.
+func accuracyRow(rows *[]summaryRow, name string, before, after *float64, scale float64) {
+	ab, okB := finitePtr(before)
+	aa, okA := finitePtr(after)
 	if okB || okA {
-		r := summaryRow{Name: "Accuracy", Before: dash, After: dash, Change: dash}
+		r := summaryRow{Name: name, Before: dash, After: dash, Change: dash}
 		if okB {
 			r.Before, r.BeforeExact = fmtAcc(ab, scale), strconv.FormatFloat(ab, 'g', -1, 64)
 		}
@@ -135,9 +142,8 @@ func summaryRows(d Data, scale float64) []summaryRow {
 		if okB && okA {
 			r.Change = signed((aa-ab)*scale, 2) + " points"
 		}
-		rows = append(rows, r)
+		*rows = append(*rows, r)
 	}
-	return rows
 }
 
 func latencyRows(ls []Latency) []latencyRow {
@@ -252,8 +258,10 @@ func accScale(d Data) float64 {
 	if d.AccBefore != nil {
 		accs = append(accs, *d.AccBefore)
 	}
-	if d.AccAfter != nil {
-		accs = append(accs, *d.AccAfter)
+	for _, p := range []*float64{d.AccAfter, d.TestAccBefore, d.TestAccAfter} {
+		if p != nil {
+			accs = append(accs, *p)
+		}
 	}
 	for _, it := range d.Iterations {
 		accs = append(accs, it.Accuracy)

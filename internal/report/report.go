@@ -60,6 +60,9 @@ type Data struct {
 	MACsBefore, MACsAfter     int64
 	ParamsBefore, ParamsAfter int64
 	AccBefore, AccAfter       *float64
+	// TestAccBefore and TestAccAfter are on the test split, which the
+	// search never selects by (nil: no test split).
+	TestAccBefore, TestAccAfter *float64
 
 	// Layers are listed in model order.
 	Layers []Layer
@@ -87,6 +90,7 @@ func FromSummary(s *summary.Summary, points []Point) Data {
 		Title: "gopruner: " + filepath.Base(s.Model), ModelPath: s.Model, OutPath: s.ModelOut, Algorithm: s.Algorithm,
 		Created: time.Now(), MACsBefore: s.MACsBefore, MACsAfter: s.MACsAfter, ParamsBefore: s.ParamsBefore,
 		ParamsAfter: s.ParamsAfter, AccBefore: s.AccBefore, AccAfter: s.AccAfter, Iterations: points,
+		TestAccBefore: s.TestAccBefore, TestAccAfter: s.TestAccAfter,
 		Layers: s.Layers, Latency: s.Latency,
 	}
 }

@@ -101,6 +101,11 @@ type Summary struct {
 	Started      time.Time   `json:"started"`
 	Seconds      float64     `json:"seconds"`
 	Timings      *Timings    `json:"timings,omitempty"`
+
+	// TestAccBefore and TestAccAfter are on the data set's test split, which
+	// the search never selects by; absent without one.
+	TestAccBefore *float64 `json:"test_acc_before,omitempty"`
+	TestAccAfter  *float64 `json:"test_acc_after,omitempty"`
 }
 
 // WriteJSON writes summary.json atomically.
@@ -131,6 +136,9 @@ func (s *Summary) Text(w io.Writer) {
 	fmt.Fprintf(tw, "params\t%s\t%s\t%.3f\n", Human(s.ParamsBefore), Human(s.ParamsAfter), ratio(s.ParamsAfter, s.ParamsBefore))
 	if s.AccBefore != nil && s.AccAfter != nil {
 		fmt.Fprintf(tw, "accuracy\t%.4f\t%.4f\t%+.4f\n", *s.AccBefore, *s.AccAfter, *s.AccAfter-*s.AccBefore)
+	}
+	if s.TestAccBefore != nil && s.TestAccAfter != nil {
+		fmt.Fprintf(tw, "test accuracy\t%.4f\t%.4f\t%+.4f\n", *s.TestAccBefore, *s.TestAccAfter, *s.TestAccAfter-*s.TestAccBefore)
 	}
 	for _, l := range s.Latency {
 		fmt.Fprintf(tw, "latency (%s, batch %d)\t%.2f ms\t%.2f ms\t%.2fx faster\n", l.Device, l.Batch, l.BeforeMs, l.AfterMs, l.BeforeMs/max(l.AfterMs, 1e-9))
