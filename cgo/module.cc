@@ -217,13 +217,28 @@ gpt_err gpt_module_save_bytes(gpt_module h, void **data, size_t *n) {
 gpt_err gpt_module_clone(gpt_module h, gpt_module *out) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
-  // A serialise/load round trip gives a copy that shares no tensors, no
-  // types and no method graphs with the original, so surgery on one never
-  // shows through in the other.
-  std::stringstream ss;
-  h->m.save(ss);
-  ss.seekg(0);
-  torch::jit::Module m = torch::jit::load(ss, h->device);
+  gpt::use_threads(h);
+  // Module::clone copies every tensor (tensors that alias stay aliased in
+  // the copy) and gives the copy its own class types and method graphs, so
+  // surgery on one never shows through in the other; unlike a serialise/
+  // load round trip it parses nothing. Under no_grad the copied parameters
+  // are leaves rather than outputs of a clone op; their requires_grad is
+  // then set back from the original's.
+  torch::jit::Module m;
+  {
+    torch::NoGradGuard no_grad;
+    m = h->m.clone();
+  }
+  std::vector<torch::jit::NameTensor> src, dst;
+  for (const auto &p : h->m.named_parameters(/*recurse=*/true)) src.push_back(p);
+  for (const auto &p : m.named_parameters(/*recurse=*/true)) dst.push_back(p);
+  if (src.size() != dst.size()) return gpt::dup("clone: the copy has a different parameter count");
+  for (size_t i = 0; i < dst.size(); i++) {
+    if (dst[i].name != src[i].name)
+      return gpt::dup("clone: parameter order differs at \"" + dst[i].name + "\"");
+    at::Tensor p = dst[i].value;
+    if (p.requires_grad() != src[i].value.requires_grad()) p.requires_grad_(src[i].value.requires_grad());
+  }
   m.train(h->m.is_training());
   *out = make(std::move(m), h->device, h->threads);
   GPT_CATCH

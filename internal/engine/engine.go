@@ -134,6 +134,9 @@ type FitResult struct {
 	Steps        int
 	Loss         float64 // mean over the last epoch's steps
 	ImagesPerSec float64
+	// Compute is the part of the call spent in forward, backward and the
+	// optimizer step; the rest is the loop's overhead.
+	Compute time.Duration
 }
 
 // EvalResult is the accuracy and mean loss on a split.
@@ -141,6 +144,7 @@ type EvalResult struct {
 	Accuracy float64
 	Loss     float64
 	Samples  int
+	Compute  time.Duration // the part spent in forward passes
 }
 
 // Latency is one module's forward time.

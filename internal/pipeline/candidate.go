@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/core/summary"
 	"github.com/gopruner/gopruner/internal/engine"
 )
 
@@ -44,10 +46,51 @@ type CandidateRequest struct {
 
 // CandidateResult is what running a request gives.
 type CandidateResult struct {
-	BaseDigest string  `json:"base_digest"`
-	Accuracy   float64 `json:"accuracy"` // 0 unless Validate
-	TrainLoss  float64 `json:"train_loss"`
-	Seconds    float64 `json:"seconds"`
+	BaseDigest string          `json:"base_digest"`
+	Accuracy   float64         `json:"accuracy"` // 0 unless Validate
+	TrainLoss  float64         `json:"train_loss"`
+	Seconds    float64         `json:"seconds"`
+	Timing     CandidateTiming `json:"timing"`
+}
+
+// CandidateTiming is where a candidate's time went, in seconds: what the
+// benchmark's per-candidate breakdown reads. Everything but the two compute
+// parts is overhead.
+type CandidateTiming struct {
+	// Load is getting the base model onto the slot: 0 when the slot
+	// already held it.
+	Load float64 `json:"load_s"`
+	// Surgery is the slot-local copy of the base and the cut.
+	Surgery float64 `json:"surgery_s"`
+	// FineTune is the whole short-term fine-tune, FineTuneCompute its
+	// forward, backward and optimizer steps.
+	FineTune        float64 `json:"fine_tune_s"`
+	FineTuneCompute float64 `json:"fine_tune_compute_s"`
+	// Eval is the whole validation, EvalCompute its forward passes.
+	Eval        float64 `json:"eval_s"`
+	EvalCompute float64 `json:"eval_compute_s"`
+	// Total is the whole run, as CandidateResult.Seconds.
+	Total float64 `json:"total_s"`
+}
+
+// Add accumulates o into t.
+func (t *CandidateTiming) Add(o CandidateTiming) {
+	t.Load += o.Load
+	t.Surgery += o.Surgery
+	t.FineTune += o.FineTune
+	t.FineTuneCompute += o.FineTuneCompute
+	t.Eval += o.Eval
+	t.EvalCompute += o.EvalCompute
+	t.Total += o.Total
+}
+
+// Summary is t over runs candidate runs, with the iterations' serial
+// scoring and commit time, as summary.json records it.
+func (t CandidateTiming) Summary(runs int, scoring, commit time.Duration) *summary.CandidateTimings {
+	ms := func(s float64) float64 { return math.Round(s*1e6) / 1e3 }
+	return &summary.CandidateTimings{Runs: runs, TotalMs: ms(t.Total), LoadMs: ms(t.Load), SurgeryMs: ms(t.Surgery),
+		FineTuneMs: ms(t.FineTune), FineTuneComputeMs: ms(t.FineTuneCompute), EvalMs: ms(t.Eval), EvalComputeMs: ms(t.EvalCompute),
+		ScoringMs: ms(scoring.Seconds()), CommitMs: ms(commit.Seconds())}
 }
 
 // Digest names an archive.
@@ -56,10 +99,86 @@ func Digest(archive []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// RunCandidate loads archive (the one req.BaseDigest names: the caller
-// looks it up by digest, so it is not hashed again here) on the request's device, cuts it, short-term
-// fine-tunes it on train and, when asked, validates it on val. The caller
-// closes the returned module.
+// Slot runs candidates on one device slot. It keeps the base model it last
+// loaded, by digest, so that the candidates of an iteration (which all start
+// from the same model) cost an in-memory copy each instead of deserialising
+// the archive. A Slot is used by one goroutine at a time; Close frees it.
+type Slot struct {
+	Eng engine.Engine
+
+	digest, dev string
+	threads     int
+	base        engine.Module
+}
+
+// Close frees the held base model.
+func (s *Slot) Close() {
+	if s.base != nil {
+		s.base.Close()
+		s.base, s.digest = nil, ""
+	}
+}
+
+// Run loads archive (the one req.BaseDigest names: the caller looks it up
+// by digest, so it is not hashed again here) on the request's device unless
+// the slot holds it already, copies and cuts it, short-term fine-tunes the
+// copy on train and, when asked, validates it on val. The caller closes the
+// returned module.
+func (s *Slot) Run(ctx context.Context, archive []byte, req CandidateRequest, train, val *data.Split) (CandidateResult, engine.Module, error) {
+	start := time.Now()
+	res := CandidateResult{BaseDigest: req.BaseDigest}
+	if s.base == nil || s.digest != req.BaseDigest || s.dev != req.Device || s.threads != req.Threads {
+		s.Close()
+		b, err := s.Eng.Load(archive, req.Device, req.Threads)
+		if err != nil {
+			return res, nil, err
+		}
+		s.base, s.digest, s.dev, s.threads = b, req.BaseDigest, req.Device, req.Threads
+		res.Timing.Load = time.Since(start).Seconds()
+	}
+	t := time.Now()
+	m, err := s.base.Clone()
+	if err != nil {
+		return res, nil, err
+	}
+	return finish(ctx, m, t, start, res, req, train, val)
+}
+
+// finish cuts m (owned: closed on an error), fine-tunes and validates it as
+// req asks. Surgery is timed from t, the whole candidate from start.
+func finish(ctx context.Context, m engine.Module, t, start time.Time, res CandidateResult, req CandidateRequest, train, val *data.Split) (CandidateResult, engine.Module, error) {
+	if err := m.Cut(req.Slices, req.ConvGroups); err != nil {
+		m.Close()
+		return res, nil, err
+	}
+	res.Timing.Surgery = time.Since(t).Seconds()
+	if req.Train != nil {
+		t = time.Now()
+		fr, err := m.Fit(ctx, train, *req.Train)
+		if err != nil {
+			m.Close()
+			return res, nil, fmt.Errorf("short-term fine-tuning: %w", err)
+		}
+		res.TrainLoss = fr.Loss
+		res.Timing.FineTune, res.Timing.FineTuneCompute = time.Since(t).Seconds(), fr.Compute.Seconds()
+	}
+	if req.Validate {
+		t = time.Now()
+		r, err := m.Evaluate(ctx, val, req.EvalBatch)
+		if err != nil {
+			m.Close()
+			return res, nil, fmt.Errorf("validation: %w", err)
+		}
+		res.Accuracy = r.Accuracy
+		res.Timing.Eval, res.Timing.EvalCompute = time.Since(t).Seconds(), r.Compute.Seconds()
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.Timing.Total = res.Seconds
+	return res, m, nil
+}
+
+// RunCandidate runs req once, on a model loaded for it alone (no slot to
+// keep it in, so no copy either).
 func RunCandidate(ctx context.Context, eng engine.Engine, archive []byte, req CandidateRequest, train, val *data.Split) (CandidateResult, engine.Module, error) {
 	start := time.Now()
 	res := CandidateResult{BaseDigest: req.BaseDigest}
@@ -67,26 +186,7 @@ func RunCandidate(ctx context.Context, eng engine.Engine, archive []byte, req Ca
 	if err != nil {
 		return res, nil, err
 	}
-	if err := m.Cut(req.Slices, req.ConvGroups); err != nil {
-		m.Close()
-		return res, nil, err
-	}
-	if req.Train != nil {
-		fr, err := m.Fit(ctx, train, *req.Train)
-		if err != nil {
-			m.Close()
-			return res, nil, fmt.Errorf("short-term fine-tuning: %w", err)
-		}
-		res.TrainLoss = fr.Loss
-	}
-	if req.Validate {
-		acc, err := validate(ctx, m, val, req.EvalBatch)
-		if err != nil {
-			m.Close()
-			return res, nil, err
-		}
-		res.Accuracy = acc
-	}
-	res.Seconds = time.Since(start).Seconds()
-	return res, m, nil
+	t := time.Now()
+	res.Timing.Load = t.Sub(start).Seconds()
+	return finish(ctx, m, t, start, res, req, train, val)
 }

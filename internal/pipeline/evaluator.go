@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/graph"
@@ -24,11 +25,14 @@ type evaluator struct {
 	eng        engine.Engine
 	base       *cut.Base
 	train, val *data.Split
-	o          MyPruningOptions
-	devs       []string
-	threads    []int
-	groups     []*graph.Group // the original groups netadapt may cut, by id
-	macs       oneshot.MACsFunc
+	// cval is what candidates (and everything the search compares) are
+	// validated on: val, or its fixed eval_samples subset.
+	cval    *data.Split
+	o       MyPruningOptions
+	devs    []string
+	threads []int
+	groups  []*graph.Group // the original groups netadapt may cut, by id
+	macs    oneshot.MACsFunc
 
 	cur       []byte        // the current model, an engine archive
 	curDigest string        // Digest(cur)
@@ -39,9 +43,24 @@ type evaluator struct {
 	scores    map[int][]float64 // per group, one score per CURRENT channel
 	scoreErr  error
 
-	mu         sync.Mutex
-	ran        map[[2]int]ranOn // (iteration, group) → where Evaluate ran it, and its accuracy
+	// slots hold each cart slot's copy of the current model, so that a
+	// candidate costs a copy in memory rather than an archive load. Slot i
+	// is used by Evaluate's worker i, or by Commit while no worker runs.
+	slots []*Slot
+
+	mu  sync.Mutex
+	ran map[[2]int]ranOn // (iteration, group) → where Evaluate ran it, and its accuracy
+	// held keeps the iteration's fine-tuned candidates (within
+	// heldBudget), so that Commit adopts the winner instead of re-doing its
+	// short-term fine-tune: with cart slots in parallel that re-run is the
+	// iteration's serial tail.
+	held       map[[2]int]engine.Module
+	heldBytes  int
 	mismatches int
+	timing     CandidateTiming // summed over every candidate run (commits included)
+	runs       int             // how many candidate runs timing sums
+	scoring    time.Duration   // computing the criterion's scores (serial: every slot waits)
+	commit     time.Duration   // Commit (serial), re-runs included
 }
 
 type ranOn struct {
@@ -53,8 +72,56 @@ func newEvaluator(eng engine.Engine, base *cut.Base, tr, val *data.Split, o MyPr
 	cands []*graph.Group, orig []byte) *evaluator {
 	groups := slices.Clone(cands)
 	slices.SortFunc(groups, func(x, y *graph.Group) int { return x.ID - y.ID })
-	return &evaluator{eng: eng, base: base, train: tr, val: val, o: o, devs: devs, threads: threads,
-		groups: groups, macs: base.MACsFunc(), cur: orig, curDigest: Digest(orig), kept: cut.All(cands), scoreIter: -1, ran: map[[2]int]ranOn{}}
+	slots := make([]*Slot, len(devs))
+	for i := range slots {
+		slots[i] = &Slot{Eng: eng}
+	}
+	return &evaluator{eng: eng, base: base, train: tr, val: val, cval: val.Subset(o.EvalSamples, cut.DeriveSeed(o.Seed, "eval", 0, 0)), o: o, devs: devs, threads: threads,
+		groups: groups, macs: base.MACsFunc(), cur: orig, curDigest: Digest(orig), kept: cut.All(cands), scoreIter: -1,
+		slots: slots, ran: map[[2]int]ranOn{}, held: map[[2]int]engine.Module{}}
+}
+
+// heldBudget bounds the bytes of archive (a proxy for the parameters) that
+// held candidates may take: beyond it, Commit re-runs the winner.
+var heldBudget = 1 << 30 // a variable for the tests
+
+// Close frees the slots' models and any held candidate.
+func (e *evaluator) Close() {
+	for _, s := range e.slots {
+		s.Close()
+	}
+	e.dropHeld()
+}
+
+// dropHeld frees every held candidate.
+func (e *evaluator) dropHeld() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, m := range e.held {
+		m.Close()
+		delete(e.held, k)
+	}
+	e.heldBytes = 0
+}
+
+// runOn runs req on slot and adds its timing to the run's.
+func (e *evaluator) runOn(ctx context.Context, slot int, req CandidateRequest) (CandidateResult, engine.Module, error) {
+	res, m, err := e.slots[slot].Run(ctx, e.cur, req, e.train, e.cval)
+	if err == nil {
+		e.mu.Lock()
+		e.timing.Add(res.Timing)
+		e.runs++
+		e.mu.Unlock()
+	}
+	return res, m, err
+}
+
+// Timing is the summed time breakdown of every candidate run so far, how
+// many runs it sums, and the iterations' serial parts: scoring and commits.
+func (e *evaluator) Timing() (t CandidateTiming, runs int, scoring, commit time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.timing, e.runs, e.scoring, e.commit
 }
 
 func (e *evaluator) group(id int) (*graph.Group, bool) {
@@ -69,38 +136,74 @@ func (e *evaluator) group(id int) (*graph.Group, bool) {
 func (e *evaluator) MACs(keep map[int]int) int64 { return e.macs(keep) }
 
 // Evaluate cuts candidate c from a fresh copy of the current model on the
-// slot's device, short-term fine-tunes it and validates it on the whole
-// validation split.
+// slot's device, short-term fine-tunes it and validates it on the
+// candidates' validation set (val, or its eval_samples subset).
 func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate) (netadapt.Result, error) {
 	req, err := e.request(slot, c, true)
 	if err != nil {
 		return netadapt.Result{}, err
 	}
-	res, m, err := RunCandidate(ctx, e.eng, e.cur, req, e.train, e.val)
+	res, m, err := e.runOn(ctx, slot, req)
 	if err != nil {
 		return netadapt.Result{}, err
 	}
-	m.Close()
+	key := [2]int{c.Iteration, c.Group}
 	e.mu.Lock()
-	e.ran[[2]int{c.Iteration, c.Group}] = ranOn{slot: slot, acc: res.Accuracy}
+	e.ran[key] = ranOn{slot: slot, acc: res.Accuracy}
+	if old := e.held[key]; old != nil {
+		old.Close()
+		e.heldBytes -= len(e.cur)
+	}
+	if e.heldBytes+len(e.cur) <= heldBudget {
+		e.held[key], m = m, nil
+		e.heldBytes += len(e.cur)
+	}
 	e.mu.Unlock()
-	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.val.Len(), TrainLoss: res.TrainLoss}, nil
+	if m != nil {
+		m.Close()
+	}
+	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.cval.Len(), TrainLoss: res.TrainLoss}, nil
 }
 
-// Commit re-does the winner exactly as Evaluate did (same scores, same
-// seed, same slot device and thread count) and makes it current. Re-running
-// costs one short-term fine-tune but keeps only one model per slot in
-// memory instead of one per candidate.
+// Commit makes the winner current: the fine-tuned candidate itself when
+// Evaluate could hold it, else the winner re-done exactly as Evaluate did
+// (same scores, same seed, same slot device and thread count), which gives
+// the same tensors on CPU. VerifyCommit always re-does it and compares.
 func (e *evaluator) Commit(ctx context.Context, c netadapt.Candidate) error {
+	defer func(t time.Time) {
+		e.mu.Lock()
+		e.commit += time.Since(t)
+		e.mu.Unlock()
+	}(time.Now())
+	key := [2]int{c.Iteration, c.Group}
 	e.mu.Lock()
-	r, ok := e.ran[[2]int{c.Iteration, c.Group}]
+	r, ok := e.ran[key]
 	clear(e.ran) // only this iteration's winner is needed, and only now
+	won := e.held[key]
+	delete(e.held, key)
 	e.mu.Unlock()
+	e.dropHeld()
 	req, err := e.request(r.slot, c, e.o.VerifyCommit)
 	if err != nil {
+		if won != nil {
+			won.Close()
+		}
 		return err
 	}
-	res, m, err := RunCandidate(ctx, e.eng, e.cur, req, e.train, e.val)
+	if won != nil && !e.o.VerifyCommit {
+		defer won.Close()
+		if err := e.adopt(won, req.Next, "pruned"); err != nil {
+			return err
+		}
+		if afterCommit != nil {
+			afterCommit(e)
+		}
+		return nil
+	}
+	if won != nil {
+		won.Close()
+	}
+	res, m, err := e.runOn(ctx, r.slot, req)
 	if err != nil {
 		return err
 	}
@@ -164,8 +267,12 @@ func (e *evaluator) scoresFor(iteration int) (map[int][]float64, error) {
 	e.scoreMu.Lock()
 	defer e.scoreMu.Unlock()
 	if e.scoreIter != iteration {
+		t := time.Now()
 		e.scores, e.scoreErr = e.computeScores(context.Background(), cut.DeriveSeed(e.o.Seed, "taylor", iteration, 0))
 		e.scoreIter = iteration
+		e.mu.Lock()
+		e.scoring += time.Since(t)
+		e.mu.Unlock()
 	}
 	return e.scores, e.scoreErr
 }
@@ -180,7 +287,8 @@ func (e *evaluator) computeScores(ctx context.Context, seed int64) (map[int][]fl
 	if err != nil {
 		return nil, err
 	}
-	m, err := e.eng.Load(e.cur, e.devs[0], e.threads[0])
+	// Every other slot waits for these scores, so they get all the threads.
+	m, err := e.eng.Load(e.cur, e.devs[0], e.allThreads(e.o.Threads))
 	if err != nil {
 		return nil, err
 	}
@@ -190,14 +298,19 @@ func (e *evaluator) computeScores(ctx context.Context, seed int64) (map[int][]fl
 }
 
 // validateArchive validates an archive on the first slot with threads CPU
-// threads (0: the slot's share).
-func (e *evaluator) validateArchive(ctx context.Context, b []byte, threads int) (float64, error) {
+// threads (0: the slot's share), on the whole val split and on the
+// candidates' subset of it (the same number when there is none).
+func (e *evaluator) validateArchive(ctx context.Context, b []byte, threads int) (full, sub float64, err error) {
 	m, err := e.eng.Load(b, e.devs[0], e.allThreads(threads))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer m.Close()
-	return validate(ctx, m, e.val, e.o.EvalBatch)
+	if full, err = validate(ctx, m, e.val, e.o.EvalBatch); err != nil || e.cval == e.val {
+		return full, full, err
+	}
+	sub, err = validate(ctx, m, e.cval, e.o.EvalBatch)
+	return full, sub, err
 }
 
 // allThreads is threads for a cpu first slot when threads > 0, else the
@@ -240,7 +353,7 @@ func (e *evaluator) Resize(ctx context.Context, keep map[int]int) (float64, erro
 	if err := m.Cut(ed, groups); err != nil {
 		return 0, err
 	}
-	acc, err := validate(ctx, m, e.val, e.o.EvalBatch)
+	acc, err := validate(ctx, m, e.cval, e.o.EvalBatch)
 	if err != nil {
 		return 0, err
 	}
@@ -248,7 +361,8 @@ func (e *evaluator) Resize(ctx context.Context, keep map[int]int) (float64, erro
 }
 
 // FineTune trains the current model for LongTermEpochs on the first slot
-// with all the CPU threads (nothing else runs now) and validates it.
+// with all the CPU threads (nothing else runs now) and validates it on the
+// whole val split (the search is over: nothing compares this accuracy).
 func (e *evaluator) FineTune(ctx context.Context) (float64, error) {
 	m, err := e.eng.Load(e.cur, e.devs[0], e.allThreads(e.o.Threads))
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -88,8 +89,12 @@ type MyPruningOptions struct {
 	// Run sets Steps, Epochs and Seed per phase.
 	Train     engine.TrainOptions
 	EvalBatch int // validation batch size (default DefaultEvalBatch)
-	ISKL      []string
-	Seed      int64
+	// EvalSamples, above 0, validates candidates (and every accuracy the
+	// search compares) on a fixed subset of that many val samples; the
+	// accuracies before and after are always on the whole val split.
+	EvalSamples int
+	ISKL        []string
+	Seed        int64
 	// Threads is the total CPU thread count; every cpu slot's modules use
 	// max(1, Threads/#cpu slots). 0 keeps the process setting.
 	Threads int
@@ -130,6 +135,11 @@ type MyPruningResult struct {
 	// CommitMismatches counts iterations whose re-done winner validated
 	// differently from the candidate (only with VerifyCommit).
 	CommitMismatches int
+	// Timing sums the time of the Runs candidate runs by part; Scoring
+	// and Commit are the iterations' serial parts.
+	Timing          CandidateTiming
+	Runs            int
+	Scoring, Commit time.Duration
 }
 
 // MyPruning prunes base with NetAdapt on eng. base is the original model
@@ -161,6 +171,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		return nil, fmt.Errorf("my_pruning: serialising the model: %w", err)
 	}
 	ev := newEvaluator(eng, &base.Base, trainSplit, valSplit, o, devs, threads, cands, orig)
+	defer ev.Close()
 
 	groups := make([]netadapt.Group, 0, len(cands))
 	for _, g := range cands {
@@ -177,6 +188,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 
 	res := &MyPruningResult{}
 	var start *netadapt.State
+	var baseAcc float64 // on the candidates' validation subset
 	if o.Resume {
 		if o.Dir == "" {
 			return nil, fail.Usagef("--resume: no exp_save/model_name directory to resume from")
@@ -187,20 +199,27 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		}
 		start = st
 		res.AccBefore = st.Accuracy0
+		if ev.cval != ev.val {
+			// Accuracy0 is on the candidates' subset; the report's is on
+			// the whole val split.
+			if res.AccBefore, _, err = ev.validateArchive(ctx, orig, o.Threads); err != nil {
+				return nil, fmt.Errorf("my_pruning: validating the unpruned model: %w", err)
+			}
+		}
 		o.Log.Info().Int("iteration", st.Iteration).Int64("macs", st.MACs).Float64("acc", st.Accuracy).
 			Str("dir", o.Dir).Msg("my_pruning: resuming from checkpoint")
 	} else {
-		acc, err := ev.validateArchive(ctx, ev.cur, o.Threads)
+		full, sub, err := ev.validateArchive(ctx, ev.cur, o.Threads)
 		if err != nil {
 			return nil, fmt.Errorf("my_pruning: validating the unpruned model: %w", err)
 		}
-		res.AccBefore = acc
-		o.Log.Info().Float64("acc", acc).Msg("my_pruning: accuracy of the unpruned model")
+		res.AccBefore, baseAcc = full, sub
+		o.Log.Info().Float64("acc", full).Msg("my_pruning: accuracy of the unpruned model")
 	}
 
 	nopt := netadapt.Options{P: o.P, DeltaCrop: o.DeltaCrop, Alf: o.Alf, Select: o.Select, Step: o.Step,
 		Schedule: o.Schedule, DeltaDecay: o.DeltaDecay, TieBreak: o.TieBreak,
-		Slots: slices.Clone(o.Slots), BaseAccuracy: res.AccBefore, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
+		Slots: slices.Clone(o.Slots), BaseAccuracy: baseAcc, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
 		OnIterationStart: o.Hooks.OnIterationStart, OnCandidateStart: o.Hooks.OnCandidateStart,
 		OnCandidate: o.Hooks.OnCandidate,
 		OnIteration: func(rec netadapt.IterationRecord) {
@@ -212,6 +231,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	st, err := netadapt.Run(ctx, groups, ev, ck, start, nopt)
 	res.State = st
 	res.CommitMismatches = ev.mismatches
+	res.Timing, res.Runs, res.Scoring, res.Commit = ev.Timing()
 	if st != nil {
 		res.AccAfter = st.Accuracy
 	}
@@ -230,6 +250,14 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	m, err := eng.Load(ev.cur, devs[0], 0)
 	if err != nil {
 		return res, fmt.Errorf("my_pruning: loading the final model: %w", err)
+	}
+	if ev.cval != ev.val && !st.FineTuned {
+		// The search's accuracies are on the subset; the result's is on
+		// the whole val split.
+		if res.AccAfter, err = validate(ctx, m, valSplit, o.EvalBatch); err != nil {
+			m.Close()
+			return res, fmt.Errorf("my_pruning: validating the final model: %w", err)
+		}
 	}
 	res.Module = m
 	o.Log.Info().Int64("macs_before", p.MACsBefore).Int64("macs_after", p.MACsAfter).

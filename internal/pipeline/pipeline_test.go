@@ -371,3 +371,58 @@ func TestTargetNotReachedSaysWhy(t *testing.T) {
 		t.Errorf("error %v, want it to contain %q", err, want)
 	}
 }
+
+// TestCommitAdoptsHeldCandidate: holding the evaluated candidates lets
+// Commit adopt the winner without re-running it, and gives the history a
+// re-run gives (heldBudget 0 holds nothing).
+func TestCommitAdoptsHeldCandidate(t *testing.T) {
+	base := smallCNN(t)
+	ds := mnistData(t)
+	tr, err := ds.Split(data.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := ds.Split(data.Val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(budget int, slots ...string) *MyPruningResult {
+		t.Helper()
+		old := heldBudget
+		heldBudget = budget
+		defer func() { heldBudget = old }()
+		eng := fake.New(base)
+		bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bm.Close()
+		res, err := MyPruning(context.Background(), eng, bm, tr, val, myOptions(t, slots...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Module.Close()
+		if eng.Live() != 1 { // bm's module
+			t.Errorf("budget %d: %d modules left open besides the original", budget, eng.Live()-1)
+		}
+		return res
+	}
+	cands := func(r *MyPruningResult) (n int) {
+		for _, it := range r.State.History {
+			n += len(it.Candidates)
+		}
+		return n
+	}
+	for _, slots := range [][]string{{"cpu"}, {"cpu", "cpu"}} {
+		held, rerun := run(1<<30, slots...), run(0, slots...)
+		if !reflect.DeepEqual(held.State, rerun.State) || !reflect.DeepEqual(held.Kept, rerun.Kept) {
+			t.Errorf("%d slot(s): adopting the held winner gives another search than re-running it", len(slots))
+		}
+		if n := cands(held); held.Runs != n {
+			t.Errorf("%d slot(s), held: %d candidate runs for %d candidates (a commit re-ran)", len(slots), held.Runs, n)
+		}
+		if n, it := cands(rerun), rerun.State.Iteration; rerun.Runs != n+it {
+			t.Errorf("%d slot(s), nothing held: %d runs, want %d candidates + %d commits", len(slots), rerun.Runs, n, it)
+		}
+	}
+}

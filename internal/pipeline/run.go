@@ -59,6 +59,8 @@ type Outcome struct {
 	AccAfter   *float64
 	Iterations []summary.Iteration
 	Points     []report.Point
+	// Candidates is my_pruning's candidate time breakdown (nil otherwise).
+	Candidates *summary.CandidateTimings
 
 	// TestAccBefore and TestAccAfter are on the test split (nil without
 	// one); Execute fills them for every algorithm.
@@ -293,7 +295,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 		P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Select: cfg.Select, Step: cfg.Step, ResizeAlf: cfg.ResizeAlf,
 		Schedule: cfg.DeltaSchedule, DeltaDecay: cfg.DeltaDecay, TieBreak: cfg.TieBreak, CommonBatches: cfg.CommonBatches,
 		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
-		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize,
+		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize, EvalSamples: cfg.EvalSamples,
 		ISKL: cfg.Iskl, Seed: cfg.Seed, Threads: cfg.Threads, Dir: r.RunDir, Resume: cfg.Resume,
 		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: cands.wrap(clock.wrap(r.Hooks)),
 	})
@@ -301,7 +303,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 		return nil, err
 	}
 	out := &Outcome{Pruned: res.Module, Plan: res.Plan, Kept: res.Kept, Target: res.State.Target,
-		Reached: res.State.MACs <= res.State.Target}
+		Reached: res.State.MACs <= res.State.Target, Candidates: res.Timing.Summary(res.Runs, res.Scoring, res.Commit)}
 	ab, aa := res.AccBefore, res.AccAfter
 	out.AccBefore, out.AccAfter = &ab, &aa
 	out.Points = append(out.Points, report.Point{Iteration: 0, MACs: res.State.MACs0, Accuracy: res.AccBefore, Label: "original"})
@@ -365,6 +367,7 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 	r.lap("report", t)
 	s.Seconds = time.Since(r.Started).Seconds()
 	s.Timings = r.timings(base)
+	s.Timings.Candidates = res.Candidates
 	if err := s.WriteJSON(filepath.Join(r.RunDir, "summary.json")); err != nil {
 		return err
 	}

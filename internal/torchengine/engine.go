@@ -207,7 +207,7 @@ func (m *Module) Fit(ctx context.Context, split *data.Split, o engine.TrainOptio
 	if err != nil {
 		return engine.FitResult{}, err
 	}
-	return engine.FitResult{Steps: r.Steps, Loss: r.Loss, ImagesPerSec: r.ImagesPerSec}, nil
+	return engine.FitResult{Steps: r.Steps, Loss: r.Loss, ImagesPerSec: r.ImagesPerSec, Compute: r.Compute}, nil
 }
 
 // Evaluate validates on the split.
@@ -216,7 +216,7 @@ func (m *Module) Evaluate(ctx context.Context, split *data.Split, batch int) (en
 	if err != nil {
 		return engine.EvalResult{}, err
 	}
-	return engine.EvalResult{Accuracy: r.Accuracy, Loss: r.Loss, Samples: r.Samples}, nil
+	return engine.EvalResult{Accuracy: r.Accuracy, Loss: r.Loss, Samples: r.Samples, Compute: r.Compute}, nil
 }
 
 // Save writes the module atomically.

@@ -65,6 +65,7 @@ type Config struct {
 	ShortTermSteps int             // [short_term_steps] fine-tune steps per my_pruning candidate
 	LongTermEpochs int             // [long_term_epochs] fine-tune epochs after my_pruning
 	TaylorBatches  int             // [taylor_batches] batches summed for Taylor scores
+	EvalSamples    int             // [eval_samples] val samples candidates are validated on; 0 = all
 
 	Finetune bool  // [training] fine-tune after pruning
 	Train    Train // [epochs, lr, ...]

@@ -300,6 +300,9 @@ var keys = []*spec{
 	{name: "taylor_batches", flag: "taylor-batches", kind: kInt, def: 10, check: intAtLeast(1),
 		help: "batches whose gradients are summed for TaylorFOWeight scores",
 		get:  func(c *Config) any { return c.TaylorBatches }, set: func(c *Config, v any) { c.TaylorBatches = v.(int) }},
+	{name: "eval_samples", flag: "eval-samples", kind: kInt, def: 0, check: intAtLeast(0),
+		help: "validate my_pruning candidates on a fixed subset of this many val samples (0: all)",
+		get:  func(c *Config) any { return c.EvalSamples }, set: func(c *Config, v any) { c.EvalSamples = v.(int) }},
 
 	{name: "epochs", flag: "epochs", kind: kInt, def: 1, check: intAtLeast(0),
 		help: "fine-tune epochs",

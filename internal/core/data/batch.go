@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"math/rand/v2"
+	"slices"
 )
 
 // Split is one split of a Dataset. It is cheap to create and safe for
@@ -36,6 +37,24 @@ func (s *Split) Source(i int) string { return s.d.samples[s.idx[i]].name }
 // normalised), decoding it on first use. The slice is the cached copy and must
 // not be modified.
 func (s *Split) Image(i int) ([]uint8, error) { return s.d.pixels(s.idx[i]) }
+
+// Subset is a fixed sample of n of the split's samples, drawn by seed and
+// kept in split order; the split itself when n is 0 or not below Len. The
+// same (n, seed) always gives the same samples, so every candidate of a
+// search is validated on the same ones.
+func (s *Split) Subset(n int, seed int64) *Split {
+	if n <= 0 || n >= len(s.idx) {
+		return s
+	}
+	r := rand.New(rand.NewPCG(uint64(seed), 0x5eed5ab5e7))
+	pick := r.Perm(len(s.idx))[:n]
+	slices.Sort(pick)
+	idx := make([]int, n)
+	for i, p := range pick {
+		idx[i] = s.idx[p]
+	}
+	return &Split{d: s.d, name: s.name, idx: idx}
+}
 
 // Preload decodes every sample of the split into the cache, so that bad files
 // are reported before a long run starts rather than in the middle of it.

@@ -311,3 +311,39 @@ func TestAugmentation(t *testing.T) {
 		t.Error("CropPad never shifted")
 	}
 }
+
+// TestSubset: a subset is n distinct samples of the split, in split order,
+// the same for the same seed, and the split itself when n asks for all.
+func TestSubset(t *testing.T) {
+	sp := trainSplit(t, memDataset(t, 50, 2))
+	for _, n := range []int{0, 50, 80} {
+		if got := sp.Subset(n, 1); got != sp {
+			t.Errorf("Subset(%d) of 50 is not the split itself", n)
+		}
+	}
+	ids := func(s *Split) []int {
+		var out []int
+		for i := range s.Len() {
+			out = append(out, s.idx[i])
+		}
+		return out
+	}
+	a, b, c := sp.Subset(20, 7), sp.Subset(20, 7), sp.Subset(20, 8)
+	if a.Len() != 20 || a.Name() != sp.Name() {
+		t.Fatalf("Subset(20): %d samples of split %q", a.Len(), a.Name())
+	}
+	if !slices.Equal(ids(a), ids(b)) {
+		t.Error("the same seed gave different subsets")
+	}
+	if slices.Equal(ids(a), ids(c)) {
+		t.Error("seeds 7 and 8 gave the same subset")
+	}
+	if !slices.IsSorted(ids(a)) || len(slices.Compact(slices.Clone(ids(a)))) != 20 {
+		t.Errorf("subset %v is not 20 distinct samples in split order", ids(a))
+	}
+	for _, id := range ids(a) {
+		if !slices.Contains(ids(sp), id) {
+			t.Errorf("sample %d is not in the split", id)
+		}
+	}
+}

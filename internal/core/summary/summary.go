@@ -62,6 +62,28 @@ type Timings struct {
 	PhaseMs map[string]float64 `json:"phase_ms"`
 	TotalMs float64            `json:"total_ms"` // from the start of the run to summary.json
 	IROps   int                `json:"ir_ops"`
+	// Candidates is where my_pruning's candidate runs spent their time,
+	// summed over every run (the commits' re-runs included).
+	Candidates *CandidateTimings `json:"candidates,omitempty"`
+}
+
+// CandidateTimings breaks the candidate runs' time down, in milliseconds.
+// The two compute parts are forward/backward/optimizer time; everything
+// else (load, surgery, the rest of fine-tune and eval) is overhead.
+type CandidateTimings struct {
+	Runs              int     `json:"runs"`
+	TotalMs           float64 `json:"total_ms"`
+	LoadMs            float64 `json:"load_ms"`
+	SurgeryMs         float64 `json:"surgery_ms"`
+	FineTuneMs        float64 `json:"fine_tune_ms"`
+	FineTuneComputeMs float64 `json:"fine_tune_compute_ms"`
+	EvalMs            float64 `json:"eval_ms"`
+	EvalComputeMs     float64 `json:"eval_compute_ms"`
+	// The iterations' serial parts, outside the candidate runs: scoring
+	// the current model by the criterion (every slot waits for it) and
+	// committing the winner (serialising it; a re-run when it was not held).
+	ScoringMs float64 `json:"scoring_ms"`
+	CommitMs  float64 `json:"commit_ms"`
 }
 
 // Latency is a forward-latency measurement before and after.

@@ -38,6 +38,10 @@ type Result struct {
 	Accuracy     float64 // running train accuracy over the last epoch
 	ImagesPerSec float64
 	Duration     time.Duration
+	// Compute is the time spent in the bridge's training steps (forward,
+	// backward, optimizer); Duration minus Compute is the loop's overhead
+	// (batch assembly, copies in, progress).
+	Compute time.Duration
 }
 
 // Fit trains m on the split. m is put in training mode and left in eval
@@ -101,7 +105,9 @@ func Fit(ctx context.Context, m *torch.Module, split *data.Split, o Options) (Re
 			if err := opt.SetLR(lrAt(o, step, total)); err != nil {
 				return res, err
 			}
+			t0 := time.Now()
 			loss, c, err := trainStep(m, opt, b, shape, dev)
+			res.Compute += time.Since(t0)
 			if err != nil {
 				return res, fmt.Errorf("train step %d: %w", step+1, err)
 			}
@@ -183,6 +189,9 @@ type EvalResult struct {
 	Loss     float64       `json:"loss"`
 	Samples  int           `json:"samples"`
 	PerClass []ClassResult `json:"-"`
+	// Compute is the time spent in the bridge's forward passes; the rest
+	// of the call is batch assembly and copies in.
+	Compute time.Duration `json:"-"`
 }
 
 // ClassResult is one class's accuracy.
@@ -213,6 +222,7 @@ func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize
 	}
 	var lossSum float64
 	var correct, n int
+	var compute time.Duration
 	preds := make([]int64, batchSize)
 	for b, err := range split.Batches(ctx, data.BatchOptions{BatchSize: batchSize, Reuse: true}) {
 		if err != nil {
@@ -228,7 +238,9 @@ func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize
 			x.Close()
 			return EvalResult{}, err
 		}
+		t0 := time.Now()
 		l, c, err := torch.EvalBatch(m, x, y, preds[:b.N])
+		compute += time.Since(t0)
 		x.Close()
 		y.Close()
 		if err != nil {
@@ -254,5 +266,5 @@ func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize
 			per[i].Accuracy = float64(per[i].Correct) / float64(per[i].Samples)
 		}
 	}
-	return EvalResult{Accuracy: float64(correct) / float64(n), Loss: lossSum / float64(n), Samples: n, PerClass: per}, nil
+	return EvalResult{Accuracy: float64(correct) / float64(n), Loss: lossSum / float64(n), Samples: n, PerClass: per, Compute: compute}, nil
 }
