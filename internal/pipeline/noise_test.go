@@ -55,9 +55,10 @@ func TestCommonBatchesSeeds(t *testing.T) {
 	}
 }
 
-// The evaluator reports the validation size, so the search's standard
-// errors and tie-breaks work on the real pipeline, and a run with
-// common_batches and tie_break finishes at the target.
+// The evaluator reports the size of the candidates' validation subset
+// (eval_samples), so the search's standard errors and tie-breaks work on
+// the real pipeline, and a run with common_batches and tie_break finishes
+// at the target.
 func TestNoiseAwareMyPruning(t *testing.T) {
 	base := smallCNN(t)
 	ds := mnistData(t)
@@ -72,7 +73,7 @@ func TestNoiseAwareMyPruning(t *testing.T) {
 			}
 			defer bm.Close()
 			o := myOptions(t, "cpu", "cpu")
-			o.CommonBatches, o.TieBreak = true, rule
+			o.CommonBatches, o.TieBreak, o.EvalSamples = true, rule, 100
 			var outs []netadapt.Outcome
 			o.Hooks.OnCandidate = func(oc netadapt.Outcome) { outs = append(outs, oc) }
 			res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
@@ -84,8 +85,8 @@ func TestNoiseAwareMyPruning(t *testing.T) {
 				t.Fatalf("reason %q, %d outcomes", res.State.Reason, len(outs))
 			}
 			for _, oc := range outs {
-				if oc.Samples != val.Len() || oc.StdErr() <= 0 || oc.TrainLoss <= 0 {
-					t.Errorf("outcome of group %d: %d samples (val %d), SE %v, loss %v", oc.Candidate.Group, oc.Samples, val.Len(), oc.StdErr(), oc.TrainLoss)
+				if oc.Samples != 100 || oc.StdErr() <= 0 || oc.TrainLoss <= 0 {
+					t.Errorf("outcome of group %d: %d samples (eval_samples 100), SE %v, loss %v", oc.Candidate.Group, oc.Samples, oc.StdErr(), oc.TrainLoss)
 				}
 			}
 		})

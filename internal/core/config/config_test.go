@@ -732,4 +732,12 @@ func TestFingerprintLaterKeys(t *testing.T) {
 	if err := CheckResume(decay.Fingerprint(), decay); err != nil {
 		t.Errorf("same decay refused: %v", err)
 	}
+	// The candidates' validation subset decides which candidate wins.
+	for _, args := range [][]string{{"--eval-samples", "500"}, {"--tie-break", "loss"}, {"--common-batches"}} {
+		c := mustLoad(t, oldStyle, nil, args...)
+		key := strings.ReplaceAll(strings.TrimPrefix(args[0], "--"), "-", "_")
+		if err := CheckResume(saved, c); !errors.As(err, &e) || e.Key != key {
+			t.Errorf("%v: err = %v, want one naming %s", args, err, key)
+		}
+	}
 }

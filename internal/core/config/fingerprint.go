@@ -13,14 +13,15 @@ import (
 var fingerprintKeys = []string{
 	"algorithm", "P", "alf", "iskl", "criterion", "delta_crop", "select", "step",
 	"short_term_steps", "seed", "input_shape", "path.model", "path.dataset",
-	"delta_schedule", "delta_decay", "common_batches", "tie_break",
+	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples",
 }
 
 // laterKeys are fingerprint keys added after checkpoints already existed.
 // They are recorded only when they differ from their default, so a
 // checkpoint written before them, whose run behaved as their defaults do,
 // still resumes under the defaults.
-var laterKeys = map[string]bool{"delta_schedule": true, "delta_decay": true, "common_batches": true, "tie_break": true}
+var laterKeys = map[string]bool{"delta_schedule": true, "delta_decay": true, "common_batches": true, "tie_break": true,
+	"eval_samples": true}
 
 // Fingerprint maps the settings that matter for --resume to their canonical
 // text. It marshals to JSON as a plain object, for storing with checkpoints.
