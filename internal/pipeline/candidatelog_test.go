@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ func TestSummaryCandidateResults(t *testing.T) {
 	base := smallCNN(t)
 	cfg := testConfig(t, kinds.AlgorithmMyPruning)
 	cfg.TieBreak, cfg.CommonBatches = kinds.TieBreakMACs, true
+	cfg.Step, cfg.DeltaSchedule, cfg.DeltaDecay, cfg.DeltaCrop = kinds.StepMACs, kinds.ScheduleDecay, 0.9, 0.1
 	ds := mnistData(t)
 	r := newRun(t, cfg, fake.New(base), ds)
 	if err := r.Execute(context.Background(), &bytes.Buffer{}); err != nil {
@@ -30,6 +32,9 @@ func TestSummaryCandidateResults(t *testing.T) {
 	}
 	val, _ := ds.Split(data.Val)
 	for _, it := range s.Iterations {
+		if it.Budget <= 0 || it.Delta != 0.1*math.Pow(0.9, float64(it.Iteration-1)) {
+			t.Errorf("iteration %d: budget %d, delta %v", it.Iteration, it.Budget, it.Delta)
+		}
 		if len(it.Results) != it.Candidates {
 			t.Errorf("iteration %d: %d candidate results, %d candidates", it.Iteration, len(it.Results), it.Candidates)
 		}

@@ -320,7 +320,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 
 func iterationOf(it netadapt.IterationRecord) summary.Iteration {
 	return summary.Iteration{Iteration: it.Iteration, Layers: it.Layers, Group: it.Group, From: it.From, To: it.To,
-		MACs: it.MACs, Accuracy: it.Accuracy, Candidates: len(it.Candidates)}
+		MACs: it.MACs, Accuracy: it.Accuracy, Candidates: len(it.Candidates), Budget: it.Budget, Delta: it.Delta}
 }
 
 // finish saves the model, plan, summary and report, and prints the table.

@@ -30,6 +30,11 @@ type Iteration struct {
 	// TieBroken: the kept candidate is not the best score but one within
 	// its standard error that won the tie_break rule.
 	TieBroken bool `json:"tie_broken,omitempty"`
+	// Budget is the MACs each candidate was asked to remove (step: macs),
+	// and Delta the step share under delta_schedule: decay; both omitted
+	// otherwise.
+	Budget int64   `json:"macs_budget,omitempty"`
+	Delta  float64 `json:"delta,omitempty"`
 	// Results are the iteration's candidates, in group-id order.
 	Results []Candidate `json:"candidate_results,omitempty"`
 }
