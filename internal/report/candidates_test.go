@@ -43,7 +43,38 @@ func TestRenderCandidates(t *testing.T) {
 			t.Errorf("page lacks %s", want)
 		}
 	}
-	if page := render(t, FromSummary(&summary.Summary{Model: "m.pt"}, nil)); strings.Contains(page, `id="candidates"`) {
-		t.Error("a run without candidates shows the candidates section")
+	// The candidates plot: one error bar per candidate with a standard
+	// error (iteration 2's has none), and no plot without any.
+	if !strings.Contains(page, `id="plot-candidates"`) || strings.Contains(page, "plot could not be drawn") {
+		t.Error("no candidates plot")
+	}
+	if page := render(t, FromSummary(&summary.Summary{Model: "m.pt"}, nil)); strings.Contains(page, `id="candidates"`) ||
+		strings.Contains(page, `id="plot-candidates"`) {
+		t.Error("a run without candidates shows the candidates section or plot")
+	}
+	unmeasured := *s
+	unmeasured.Iterations = unmeasured.Iterations[1:]
+	if page := render(t, FromSummary(&unmeasured, points)); strings.Contains(page, `id="plot-candidates"`) {
+		t.Error("candidates without standard errors get a plot")
+	}
+}
+
+func TestIterTicks(t *testing.T) {
+	var labels []string
+	for _, tk := range (iterTicks{}).Ticks(0.5, 3.5) {
+		labels = append(labels, tk.Label)
+	}
+	if got := strings.Join(labels, ","); got != "1,2,3" {
+		t.Errorf("ticks over 0.5..3.5: %s", got)
+	}
+	labelled := 0
+	ts := (iterTicks{}).Ticks(0.5, 40.5)
+	for _, tk := range ts {
+		if tk.Label != "" {
+			labelled++
+		}
+	}
+	if len(ts) != 40 || labelled > 14 || ts[0].Label != "1" {
+		t.Errorf("40 iterations: %d ticks, %d labelled, first %q", len(ts), labelled, ts[0].Label)
 	}
 }
