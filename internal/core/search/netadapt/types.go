@@ -6,6 +6,12 @@
 // checkpoint; then optionally round every group to a multiple of alf
 // (resize_alf) and long-term fine-tune.
 //
+// The step may shrink over the iterations (Options.Schedule), and "the
+// best" may be noise-aware: every Result carries its validation sample
+// count, so the binomial standard error of each accuracy is known, and
+// Options.TieBreak chooses among the candidates within one standard error
+// of the best score by resource removed or by training loss.
+//
 // The package decides keep counts, schedules work and records history. All
 // tensor work (cloning the model, choosing channels by the criterion,
 // fine-tuning, validating) sits behind Evaluator and Finisher, so the package
