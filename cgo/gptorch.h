@@ -110,6 +110,11 @@ gpt_err gpt_module_set_threads(gpt_module m, int n);
 /* forward(inputs...); the tensor the output setting selects (gpt_set_output). */
 gpt_err gpt_module_forward(gpt_module m, const gpt_tensor *inputs, int n,
                            int no_grad, gpt_tensor *out);
+/* Runs forward(inputs...) once under no_grad with the graph optimizer off and
+ * drops the result: a check that the model runs. The plain interpreter skips
+ * the profiling run and plan compilation that make an optimising executor's
+ * first call several times slower than the next. */
+gpt_err gpt_module_check_forward(gpt_module m, const gpt_tensor *inputs, int n);
 /* forward(inputs...) giving every tensor of the result in path order: *outs
  * is a malloc'd array of *nouts handles (gpt_free the array, gpt_tensor_free
  * each). When info is not NULL it receives JSON {"structure": "dict(out:

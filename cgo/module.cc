@@ -3,6 +3,7 @@
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/csrc/jit/serialization/import.h>
 
 #include <algorithm>
@@ -314,6 +315,14 @@ gpt_err gpt_module_forward(gpt_module h, const gpt_tensor *inputs, int n,
   GPT_CATCH
 }
 
+gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  torch::jit::GraphOptimizerEnabledGuard opt(false);
+  gpt::run_forward(h, inputs, n, 1);
+  GPT_CATCH
+}
+
 gpt_err gpt_module_names(gpt_module h, int buffers, char **out) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
@@ -390,6 +399,7 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
     at::Tensor ot = old.toTensor();
     at::Tensor t = ot.detach();
     int64_t last_dim = -1;
+    bool selected = false;
     for (int64_t k = off[i]; k < off[i + 1];) {
       if (k + 2 > off[i + 1]) return gpt::dup("prune: truncated spec for \"" + name + "\"");
       int64_t dim = spec[k], count = spec[k + 1];
@@ -413,9 +423,12 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
       auto index = at::empty({count}, at::kLong);
       if (count > 0) std::memcpy(index.data_ptr(), idx, count * sizeof(int64_t));
       t = t.index_select(dim, index.to(t.device()));
+      selected = true;
       k += 2 + count;
     }
-    t = t.contiguous().clone();
+    // index_select already made a new contiguous tensor; only an unselected
+    // one (no dims listed) still shares the original's storage.
+    if (!selected) t = t.contiguous().clone();
     t.set_requires_grad(ot.requires_grad());
     edits.emplace_back(std::move(name), std::move(t));
   }

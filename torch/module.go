@@ -219,6 +219,25 @@ func (m *Module) Forward(noGrad bool, inputs ...*Tensor) (*Tensor, error) {
 	return newTensor(out), nil
 }
 
+// CheckForward runs forward once on the inputs, without autograd and
+// without the graph optimizer, and drops the result: the cheap way to check
+// that a model runs (an optimising executor's first call profiles and
+// compiles, and costs several plain calls).
+func (m *Module) CheckForward(inputs ...*Tensor) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	hs, p, err := tensorHandles(inputs)
+	if err != nil {
+		return err
+	}
+	err = errFrom("forward", C.gpt_module_check_forward(h, p, C.int(len(hs))))
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(inputs)
+	return err
+}
+
 // ForwardAll runs forward on the inputs and gives every tensor of the
 // result in path order (see ir.OutputInfo), with the result's structure and
 // which tensor Settings.Output selects. The caller closes the tensors.

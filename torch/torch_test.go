@@ -238,6 +238,56 @@ func TestCloneIsIndependent(t *testing.T) {
 	}
 }
 
+// TestCloneTrains: the in-memory clone's parameters are leaves that train
+// (a step moves them) while the original's stay as they were.
+func TestCloneTrains(t *testing.T) {
+	path, _ := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	c := must[*Module](t)(m.Clone())
+	defer c.Close()
+	before := must[[]float32](t)(must[*Tensor](t)(m.Get("conv1.weight")).Float32s())
+	opt := must[*Optimizer](t)(NewSGD(c, SGDOptions{LR: 0.1}))
+	defer opt.Close()
+	if err := c.Train(true); err != nil {
+		t.Fatal(err)
+	}
+	x := must[*Tensor](t)(Randn([]int64{4, 3, 32, 32}, CPU))
+	defer x.Close()
+	y := must[*Tensor](t)(FromInt64([]int64{0, 1, 2, 3}, []int64{4}, CPU))
+	defer y.Close()
+	if _, _, err := TrainStep(c, opt, x, y); err != nil {
+		t.Fatal(err)
+	}
+	cw := must[[]float32](t)(must[*Tensor](t)(c.Get("conv1.weight")).Float32s())
+	mw := must[[]float32](t)(must[*Tensor](t)(m.Get("conv1.weight")).Float32s())
+	if slices.Equal(cw, before) {
+		t.Error("a training step did not change the clone's weights: its parameters do not train")
+	}
+	if !slices.Equal(mw, before) {
+		t.Error("training the clone changed the original")
+	}
+}
+
+// TestCheckForward: the plain-interpreter check runs a good input and gives
+// forward's one-line error for a bad one.
+func TestCheckForward(t *testing.T) {
+	path, _ := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	good := must[*Tensor](t)(Randn([]int64{1, 3, 32, 32}, CPU))
+	defer good.Close()
+	if err := m.CheckForward(good); err != nil {
+		t.Fatal(err)
+	}
+	bad := must[*Tensor](t)(Randn([]int64{1, 1, 32, 32}, CPU))
+	defer bad.Close()
+	err := m.CheckForward(bad)
+	if err == nil || !strings.Contains(err.Error(), "channels") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("check with 1 channel into a 3-channel model: %v", err)
+	}
+}
+
 func TestNoLeaks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/gopruner/gopruner/internal/core/fail"
@@ -33,6 +34,12 @@ func run(args []string) (code int) {
 			code = 1
 		}
 	}()
+	if stop, err := cpuProfile(os.Getenv("GOPRUNER_CPUPROFILE")); err != nil {
+		fmt.Fprintf(os.Stderr, "gopruner: GOPRUNER_CPUPROFILE: %v\n", err)
+		return 2
+	} else {
+		defer stop()
+	}
 	// SIGINT and SIGTERM cancel ctx; see signals.go for the forced exit.
 	ctx, sigs := watchSignals(context.Background(), signalGrace)
 	defer sigs.stop()
@@ -109,3 +116,25 @@ var atExit []func()
 // extraCommands lets each command file register itself, so main.go does not
 // grow with every subcommand.
 var extraCommands []func(root *cobra.Command)
+
+// cpuProfile starts Go's CPU profiler writing to path (a developer's knob,
+// GOPRUNER_CPUPROFILE, for `go tool pprof`; the shim's time shows as cgo
+// calls, perf profiles the C++ side) and returns what stops it. "" profiles
+// nothing.
+func cpuProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}

@@ -131,11 +131,9 @@ func (m *Module) Runs(shape []int64) error {
 		return err
 	}
 	defer x.Close()
-	y, err := m.m.Forward(true, x)
-	if err != nil {
+	if err := m.m.CheckForward(x); err != nil {
 		return fmt.Errorf("the pruned model does not run: %w", err)
 	}
-	y.Close()
 	return nil
 }
 

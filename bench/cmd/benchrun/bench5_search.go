@@ -13,7 +13,7 @@ import (
 )
 
 // 5. Search: my_pruning (NetAdapt) vs L2Norm one-shot + the same fine-tune
-// budget, and the wall time of one NetAdapt iteration at 1 and 2 cart slots.
+// budget. (One iteration's wall time at 1 and 2 cart slots is benchmark 7.)
 
 // searchRun is one pruning run of the search benchmark.
 type searchRun struct {
@@ -146,29 +146,13 @@ func (b *bench) search(s *section) error {
 		return nil
 	}
 
-	// One NetAdapt iteration at 2 cart slots: the same first iteration as
-	// above (same model, same candidates), stopped after it (P below one
-	// step, no long-term fine-tune).
-	it := s.addTable("wall time of one NetAdapt iteration (the first: every candidate cut, short-term fine-tuned and validated; summary.json's iteration seconds); the 2-slot run gives each slot 1 of the 2 threads",
-		"cart", "slots", "iteration 1", "mean iteration", "speed-up")
-	it1 := first(mp.IterationS)
-	it.add("cpu", "1", secStr(it1), secStr(mean(mp.IterationS)), "1.00×")
-	mp2, err := b.myPruning("search_mypruning_2slots", start, ds, b.o.searchDelta/2, "cpu,cpu", 0)
-	var it2 float64 = math.NaN()
-	if err != nil {
-		it.add("cpu,cpu", "2", "error: "+err.Error())
-	} else {
-		data["my_pruning_2slots"] = mp2
-		it2 = first(mp2.IterationS)
-		it.add("cpu,cpu", "2", secStr(it2), secStr(mean(mp2.IterationS)), ratio(it1/it2))
-	}
 	ml := mp.Summary
 	s.Summary = &summaryRow{
-		Gopruner: fmt.Sprintf("my_pruning: val acc %s at MACs ×%.3f, %d fine-tune steps, wall %s; 1 iteration %s (1 slot) / %s (2 slots)",
-			accStr(ml.AccAfter), float64(ml.MACsAfter)/float64(ml.MACsBefore), mp.TrainSteps, secs(mp.Proc.WallS), secStr(it1), secStr(it2)),
+		Gopruner: fmt.Sprintf("my_pruning: val acc %s at MACs ×%.3f, %d fine-tune steps, wall %s",
+			accStr(ml.AccAfter), float64(ml.MACsAfter)/float64(ml.MACsBefore), mp.TrainSteps, secs(mp.Proc.WallS)),
 		Reference: fmt.Sprintf("L2Norm one-shot + %d epoch(s) (%d steps): val acc %s at MACs ×%.3f, wall %s",
 			epochs, l2.TrainSteps, accStr(sm.AccAfter), float64(sm.MACsAfter)/float64(sm.MACsBefore), secs(lp.WallS)),
-		Ratio: fmt.Sprintf("acc %+.2f points; 2-slot iteration speed-up %s", 100*(deref(ml.AccAfter)-deref(sm.AccAfter)), ratio(it1/it2)),
+		Ratio: fmt.Sprintf("acc %+.2f points", 100*(deref(ml.AccAfter)-deref(sm.AccAfter))),
 		Note:  "acc difference = my_pruning − L2Norm",
 	}
 	return err
@@ -179,17 +163,6 @@ func first(v []float64) float64 {
 		return math.NaN()
 	}
 	return v[0]
-}
-
-func mean(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	s := 0.0
-	for _, x := range v {
-		s += x
-	}
-	return s / float64(len(v))
 }
 
 func secStr(s float64) string {

@@ -187,6 +187,7 @@ func run(o options) error {
 		{4, "Real speed-up (forward latency vs MACs)", b.speedup},
 		{5, "Search: my_pruning vs L2Norm one-shot", b.search},
 		{6, "Scaling of cost with model size", b.scaling},
+		{7, "my_pruning per-candidate cost and 2-slot speed-up", b.candidates},
 	}
 	for _, bb := range benches {
 		s := &section{ID: bb.id, Title: bb.title}

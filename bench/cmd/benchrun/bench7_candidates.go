@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// 7. my_pruning's per-candidate cost: where a candidate's time goes
+// (summary.json timings.candidates) and one iteration's wall time at 1 and
+// 2 cpu cart slots, run alternately so that load on the machine falls on
+// both alike.
+
+func (b *bench) candidates(s *section) error {
+	ds, err := b.mnistData()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(b.o.out, "search"), 0o755); err != nil {
+		return err
+	}
+	start := b.trained
+	if start == "" {
+		start = filepath.Join(b.o.root, demoModel)
+	}
+	// P below one step: the search stops after its first iteration, which
+	// is the same at 1 and 2 slots (same candidates, same cuts).
+	p := b.o.searchDelta / 2
+	reps := max(1, b.o.pruneReps)
+	runs := map[string][]*searchRun{}
+	for rep := range reps {
+		for _, cart := range []string{"cpu", "cpu,cpu"} {
+			name := fmt.Sprintf("candidates_%s_%d", strings.ReplaceAll(cart, ",", "_"), rep)
+			r, err := b.myPruning(name, start, ds, p, cart, 0)
+			if err != nil {
+				return fmt.Errorf("cart %s: %w", cart, err)
+			}
+			runs[cart] = append(runs[cart], r)
+		}
+	}
+	s.Data = runs
+	fastest := func(rs []*searchRun) *searchRun {
+		best := rs[0]
+		for _, r := range rs[1:] {
+			if first(r.IterationS) < first(best.IterationS) {
+				best = r
+			}
+		}
+		return best
+	}
+	one, two := fastest(runs["cpu"]), fastest(runs["cpu,cpu"])
+
+	t := s.addTable(fmt.Sprintf("one NetAdapt iteration of the demo CNN (delta_crop %.2f, step %s, %d short-term steps per candidate, %d val images, TaylorFOWeight scores on 10 batches), the fastest of %d alternating runs per cart; summary.json timings.candidates, per candidate run",
+		b.o.searchDelta, b.o.searchStep, b.o.searchShort, b.o.valN, reps),
+		"cart", "threads per slot", "candidates", "iteration wall", "load", "surgery", "fine-tune compute", "fine-tune other", "eval compute", "eval other", "overhead share", "scoring (serial)", "commit (serial)", "speed-up")
+	row := func(cart string, threads int, r *searchRun, speedup string) (overhead float64) {
+		c := r.Summary.Timings.Candidates
+		if c == nil || c.Runs == 0 {
+			t.add(cart, fmt.Sprint(threads), "no timings.candidates in summary.json")
+			return math.NaN()
+		}
+		n := float64(c.Runs)
+		ms := func(v float64) string { return fmt.Sprintf("%.1f ms", v/n) }
+		compute := c.FineTuneComputeMs + c.EvalComputeMs
+		overhead = (c.TotalMs - compute) / c.TotalMs
+		t.add(cart, fmt.Sprint(threads), fmt.Sprint(c.Runs), secStr(first(r.IterationS)),
+			ms(c.LoadMs), ms(c.SurgeryMs), ms(c.FineTuneComputeMs), ms(c.FineTuneMs-c.FineTuneComputeMs),
+			ms(c.EvalComputeMs), ms(c.EvalMs-c.EvalComputeMs), pct(overhead),
+			fmt.Sprintf("%.0f ms", c.ScoringMs), fmt.Sprintf("%.0f ms", c.CommitMs), speedup)
+		return overhead
+	}
+	it1, it2 := first(one.IterationS), first(two.IterationS)
+	ov := row("cpu", 2, one, "1.00×")
+	row("cpu,cpu", 1, two, ratio(it1/it2))
+	s.note("overhead share = everything but forward/backward/optimizer time (load, surgery, batch assembly and copies, validation bookkeeping) over the candidate runs' total; scoring and commit run once per iteration while the slots wait, outside the candidate runs.")
+	s.note("The 1-slot run gives its slot both threads, the 2-slot run one each; the iteration wall time is summary.json's iteration seconds (from the iteration's start to its checkpoint).")
+	s.Summary = &summaryRow{
+		Gopruner:  fmt.Sprintf("1 iteration: %s at cart cpu, %s at cart cpu,cpu; overhead %s of a candidate", secStr(it1), secStr(it2), pct(ov)),
+		Reference: "the same iteration at one slot",
+		Ratio:     "2-slot speed-up " + ratio(it1/it2),
+		Note:      "goal: speed-up ≥ 1.6×, overhead < 10%",
+	}
+	return nil
+}
