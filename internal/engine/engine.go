@@ -98,6 +98,12 @@ type ScoreOptions struct {
 	Batches   int // training batches to score on
 	BatchSize int
 	Seed      int64 // shuffling
+	// Part of Parts (Parts > 1) scores only the batches whose index in the
+	// pass is Part mod Parts. Data-driven scores are sums over batches, so
+	// the parts' scores add up to the whole's: cart slots score an
+	// iteration's model together instead of one scoring while the others
+	// wait.
+	Part, Parts int
 }
 
 // TrainOptions configure Fit. They are plain data (a candidate request

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/core/search/oneshot"
@@ -277,24 +279,58 @@ func (e *evaluator) scoresFor(iteration int) (map[int][]float64, error) {
 	return e.scores, e.scoreErr
 }
 
-// computeScores scores every candidate group of the current model on the
-// first slot's device. Always the first slot, so the scores (and therefore
-// the history) do not depend on which worker asked first. The scored copy
-// is thrown away, so the BatchNorm statistics a Taylor pass updates do not
-// matter.
+// computeScores scores every candidate group of the current model. With
+// one slot, on it with all the threads; with several and a data-driven
+// criterion, every slot scores its share of the batches (slot k the
+// batches k mod #slots) on its own device and thread count, and the parts
+// are added in slot order: all the slots work on the scores that every
+// candidate waits for. Either way the result depends only on the cart, not
+// on which worker asked first. The scored copies are thrown away, so the
+// BatchNorm statistics a Taylor pass updates do not matter.
 func (e *evaluator) computeScores(ctx context.Context, seed int64) (map[int][]float64, error) {
 	groups, err := e.base.CurrentGroups(e.groups, e.kept)
 	if err != nil {
 		return nil, err
 	}
-	// Every other slot waits for these scores, so they get all the threads.
-	m, err := e.eng.Load(e.cur, e.devs[0], e.allThreads(e.o.Threads))
-	if err != nil {
+	so := engine.ScoreOptions{Batches: e.o.TaylorBatches, BatchSize: e.o.Train.BatchSize, Seed: seed}
+	parts := len(e.devs)
+	if e.o.Criterion == kinds.L2Norm || parts == 1 || e.o.TaylorBatches < parts {
+		m, err := e.eng.Load(e.cur, e.devs[0], e.allThreads(e.o.Threads))
+		if err != nil {
+			return nil, err
+		}
+		defer m.Close()
+		return m.Scores(ctx, e.o.Criterion, groups, e.train, so)
+	}
+	got := make([]map[int][]float64, parts)
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for k := range parts {
+		wg.Go(func() {
+			m, err := e.eng.Load(e.cur, e.devs[k], e.threads[k])
+			if err != nil {
+				errs[k] = err
+				return
+			}
+			defer m.Close()
+			o := so
+			o.Part, o.Parts = k, parts
+			got[k], errs[k] = m.Scores(ctx, e.o.Criterion, groups, e.train, o)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	defer m.Close()
-	return m.Scores(ctx, e.o.Criterion, groups, e.train,
-		engine.ScoreOptions{Batches: e.o.TaylorBatches, BatchSize: e.o.Train.BatchSize, Seed: seed})
+	out := got[0]
+	for _, part := range got[1:] {
+		for id, s := range part {
+			for c, v := range s {
+				out[id][c] += v
+			}
+		}
+	}
+	return out, nil
 }
 
 // validateArchive validates an archive on the first slot with threads CPU

@@ -209,6 +209,20 @@ func readPlan(t *testing.T, path string) map[string][]int64 {
 	return out
 }
 
+// mnistSplits is the train and val splits of mnistData.
+func mnistSplits(t *testing.T) (train, val *data.Split) {
+	t.Helper()
+	ds := mnistData(t)
+	train, err := ds.Split(data.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if val, err = ds.Split(data.Val); err != nil {
+		t.Fatal(err)
+	}
+	return train, val
+}
+
 func myOptions(t *testing.T, slots ...string) MyPruningOptions {
 	cfg := testConfig(t, kinds.AlgorithmMyPruning)
 	o := MyPruningOptions{P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Slots: slots, ShortTermSteps: 5,
@@ -227,15 +241,7 @@ func engine0(cfg *config.Config) (o engine.TrainOptions) {
 // search cancelled after iteration 2 resumes to the same end.
 func TestMyPruningSlotsAndResume(t *testing.T) {
 	base := smallCNN(t)
-	ds := mnistData(t)
-	tr, err := ds.Split(data.Train)
-	if err != nil {
-		t.Fatal(err)
-	}
-	val, err := ds.Split(data.Val)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, val := mnistSplits(t)
 	run := func(ctx context.Context, o MyPruningOptions) (*MyPruningResult, error) {
 		eng := fake.New(base)
 		bm, err := eng.Open(ctx, "small.pt", base.InputShape, "cpu")
@@ -377,15 +383,7 @@ func TestTargetNotReachedSaysWhy(t *testing.T) {
 // re-run gives (heldBudget 0 holds nothing).
 func TestCommitAdoptsHeldCandidate(t *testing.T) {
 	base := smallCNN(t)
-	ds := mnistData(t)
-	tr, err := ds.Split(data.Train)
-	if err != nil {
-		t.Fatal(err)
-	}
-	val, err := ds.Split(data.Val)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, val := mnistSplits(t)
 	run := func(budget int, slots ...string) *MyPruningResult {
 		t.Helper()
 		old := heldBudget
@@ -424,5 +422,46 @@ func TestCommitAdoptsHeldCandidate(t *testing.T) {
 		if n, it := cands(rerun), rerun.State.Iteration; rerun.Runs != n+it {
 			t.Errorf("%d slot(s), nothing held: %d runs, want %d candidates + %d commits", len(slots), rerun.Runs, n, it)
 		}
+	}
+}
+
+// TestScoresSplitOverSlots: with several slots every slot scores its share
+// of the batches, and the parts add up to what one slot scores alone.
+func TestScoresSplitOverSlots(t *testing.T) {
+	base := smallCNN(t)
+	tr, val := mnistSplits(t)
+	eng := fake.New(base)
+	bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bm.Close()
+	orig, err := bm.Module.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cands := bm.Candidates(nil)
+	scores := func(slots ...string) map[int][]float64 {
+		t.Helper()
+		o := myOptions(t, slots...)
+		o.Criterion, o.TaylorBatches = kinds.TaylorFOWeight, 4
+		devs, threads, err := slotDevices(slots, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := newEvaluator(eng, &bm.Base, tr, val, o, devs, threads, cands, orig)
+		defer ev.Close()
+		s, err := ev.computeScores(context.Background(), 9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	one, two := scores("cpu"), scores("cpu", "cpu")
+	if len(one) == 0 || !reflect.DeepEqual(one, two) {
+		t.Errorf("two slots' summed parts differ from one slot's scores:\n one: %v\n two: %v", one, two)
+	}
+	if eng.Live() != 1 {
+		t.Errorf("%d scoring copies left open", eng.Live()-1)
 	}
 }

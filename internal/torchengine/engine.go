@@ -156,7 +156,7 @@ func (m *Module) Scores(ctx context.Context, criterion kinds.Criterion, groups [
 		if err := m.m.Train(true); err != nil {
 			return nil, err
 		}
-		s, err := taylor(ctx, m.m, groups, split, o.BatchSize, o.Batches, o.Seed)
+		s, err := taylor(ctx, m.m, groups, split, o)
 		if err != nil {
 			return nil, fmt.Errorf("TaylorFOWeight scores: %w", err)
 		}
@@ -165,11 +165,23 @@ func (m *Module) Scores(ctx context.Context, criterion kinds.Criterion, groups [
 	return nil, fmt.Errorf("criterion %q: want %s or %s", criterion, kinds.TaylorFOWeight, kinds.L2Norm)
 }
 
-// taylor feeds up to n shuffled training batches to criteria.Taylor.
-func taylor(ctx context.Context, m *torch.Module, groups []*graph.Group, split *data.Split, bs, n int, seed int64) (criteria.Scores, error) {
-	bo := data.BatchOptions{BatchSize: bs, Shuffle: true, Seed: seed, MaxBatches: n, DropLast: split.Len() >= 2*bs}
-	next, stop := iter.Pull2(split.Batches(ctx, bo))
+// taylor feeds up to o.Batches shuffled training batches (those of part
+// o.Part when o.Parts > 1) to criteria.Taylor.
+func taylor(ctx context.Context, m *torch.Module, groups []*graph.Group, split *data.Split, o engine.ScoreOptions) (criteria.Scores, error) {
+	bs := o.BatchSize
+	bo := data.BatchOptions{BatchSize: bs, Shuffle: true, Seed: o.Seed, MaxBatches: o.Batches, DropLast: split.Len() >= 2*bs}
+	pull, stop := iter.Pull2(split.Batches(ctx, bo))
 	defer stop()
+	index := -1
+	next := func() (*data.Batch, error, bool) {
+		for {
+			b, err, ok := pull()
+			index++
+			if !ok || err != nil || o.Parts <= 1 || index%o.Parts == o.Part {
+				return b, err, ok
+			}
+		}
+	}
 	opts := split.Dataset().Options()
 	var held []*torch.Tensor
 	defer func() {
