@@ -243,6 +243,7 @@ func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool) (Cand
 	req := CandidateRequest{BaseDigest: e.curDigest, Iteration: c.Iteration, Group: c.Group, From: c.From, To: c.To,
 		Kept: e.kept, Next: next, Slices: ed, ConvGroups: groups,
 		Device: e.devs[slot], Threads: e.threads[slot], Validate: validate, EvalBatch: e.o.EvalBatch}
+	req.BN = e.bnOptions("bn", c.Iteration)
 	if e.o.ShortTermSteps > 0 {
 		to := e.o.Train
 		to.Steps, to.Epochs = e.o.ShortTermSteps, 0
@@ -250,6 +251,16 @@ func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool) (Cand
 		req.Train = &to
 	}
 	return req, nil
+}
+
+// bnOptions is the BatchNorm re-estimation after a cut in iteration (nil
+// when bn_batches is off). Its batches depend on the iteration only, so
+// every candidate of an iteration is measured on the same ones.
+func (e *evaluator) bnOptions(stream string, iteration int) *BNOptions {
+	if e.o.BNBatches <= 0 {
+		return nil
+	}
+	return &BNOptions{Batches: e.o.BNBatches, BatchSize: e.o.Train.BatchSize, Seed: cut.DeriveSeed(e.o.Seed, stream, iteration, 0)}
 }
 
 // cut is the current kept indices with group gid reduced to `to` channels:
@@ -388,6 +399,11 @@ func (e *evaluator) Resize(ctx context.Context, keep map[int]int) (float64, erro
 	defer m.Close()
 	if err := m.Cut(ed, groups); err != nil {
 		return 0, err
+	}
+	if bn := e.bnOptions("bn-resize", 0); bn != nil {
+		if _, err := m.RecalibrateBN(ctx, e.train, bn.Batches, bn.BatchSize, bn.Seed); err != nil {
+			return 0, err
+		}
 	}
 	acc, err := validate(ctx, m, e.cval, e.o.EvalBatch)
 	if err != nil {

@@ -71,6 +71,11 @@ type MyPruningOptions struct {
 	// CommonBatches gives every candidate of an iteration the same
 	// short-term training seed, hence the same batches in the same order.
 	CommonBatches bool
+	// BNBatches, above 0, re-estimates the BatchNorm statistics of every
+	// cut model (candidates and resize_alf) on that many training batches,
+	// the same batches for every candidate of an iteration, before its
+	// short-term fine-tune and validation.
+	BNBatches int
 
 	// Slots is the cart: one worker per entry, "cpu" or "cuda:N". Empty
 	// means one "cpu" slot.

@@ -13,7 +13,7 @@ import (
 var fingerprintKeys = []string{
 	"algorithm", "P", "alf", "iskl", "criterion", "delta_crop", "select", "step",
 	"short_term_steps", "seed", "input_shape", "path.model", "path.dataset",
-	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples",
+	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples", "bn_batches",
 }
 
 // laterKeys are fingerprint keys added after checkpoints already existed.
@@ -21,7 +21,7 @@ var fingerprintKeys = []string{
 // checkpoint written before them, whose run behaved as their defaults do,
 // still resumes under the defaults.
 var laterKeys = map[string]bool{"delta_schedule": true, "delta_decay": true, "common_batches": true, "tie_break": true,
-	"eval_samples": true}
+	"eval_samples": true, "bn_batches": true}
 
 // Fingerprint maps the settings that matter for --resume to their canonical
 // text. It marshals to JSON as a plain object, for storing with checkpoints.

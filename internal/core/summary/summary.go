@@ -84,6 +84,7 @@ type CandidateTimings struct {
 	FineTuneComputeMs float64 `json:"fine_tune_compute_ms"`
 	EvalMs            float64 `json:"eval_ms"`
 	EvalComputeMs     float64 `json:"eval_compute_ms"`
+	BNMs              float64 `json:"bn_ms,omitempty"` // re-estimating BatchNorm statistics (bn_batches)
 	// The iterations' serial parts, outside the candidate runs: scoring
 	// the current model by the criterion (every slot waits for it) and
 	// committing the winner (serialising it; a re-run when it was not held).
