@@ -169,6 +169,12 @@ gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
 gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y,
                        double *loss_sum, int64_t *correct, int64_t *preds,
                        int64_t preds_cap);
+/* One step of re-estimating BatchNorm running statistics: forward on x in
+ * training mode without autograd, after which every BatchNorm's statistics
+ * are the plain average of the batches of steps 0..step (step 0 replaces
+ * them by x's). Training flags and num_batches_tracked are restored; *count
+ * receives the number of BatchNorm layers (0: nothing to re-estimate). */
+gpt_err gpt_bn_recalibrate_step(gpt_module m, gpt_tensor x, int step, int *count);
 /* Taylor first-order scores: forward/backward on one batch with no weight
  * update, then for each named weight accum[i] += sum over all dims but
  * dims[i] of (w * dL/dw)^2 (float64, one value per output channel: dim 0 of

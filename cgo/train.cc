@@ -168,6 +168,74 @@ gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_su
   GPT_CATCH
 }
 
+gpt_err gpt_bn_recalibrate_step(gpt_module m, gpt_tensor x, int step, int *count) {
+  GPT_CHECK_HANDLE(m, "module")
+  GPT_CHECK_HANDLE(x, "input")
+  GPT_TRY
+  if (step < 0) return gpt::dup("bn_recalibrate: step must not be negative");
+  gpt::use_threads(m);
+  // A BatchNorm (a module with running statistics and a momentum) updates
+  // its statistics R by R' = (1-f)R + fS in a training-mode forward, S the
+  // batch's statistics and f its momentum (a scripted constant) or, when
+  // that is None, 1/num_batches_tracked. S is recovered from R and R', and
+  // R becomes the running average over the steps, kR/(k+1) + S/(k+1): step 0
+  // replaces the statistics by the batch's. num_batches_tracked and every
+  // training flag are restored.
+  struct BN {
+    torch::jit::Module m;
+    c10::IValue momentum;
+    at::Tensor mean, var, tracked;
+  };
+  std::vector<BN> bns;
+  std::vector<std::pair<torch::jit::Module, bool>> modes;
+  for (const auto &sm : m->m.modules()) {
+    modes.emplace_back(sm, sm.is_training());
+    if (!sm.hasattr("running_mean") || !sm.hasattr("running_var") || !sm.hasattr("momentum")) continue;
+    c10::IValue mom = sm.attr("momentum");
+    c10::IValue mean = sm.attr("running_mean"), var = sm.attr("running_var");
+    if (!(mom.isDouble() || mom.isNone()) || !mean.isTensor() || !var.isTensor()) continue;
+    at::Tensor tracked;
+    if (sm.hasattr("num_batches_tracked") && sm.attr("num_batches_tracked").isTensor())
+      tracked = sm.attr("num_batches_tracked").toTensor();
+    if (mom.isNone() && !tracked.defined()) continue;
+    bns.push_back({sm, mom, mean.toTensor(), var.toTensor(), tracked});
+  }
+  *count = static_cast<int>(bns.size());
+  if (bns.empty()) return nullptr;
+  at::NoGradGuard ng;
+  std::vector<at::Tensor> old_mean, old_var, old_tracked;
+  for (auto &b : bns) {
+    old_mean.push_back(b.mean.clone());
+    old_var.push_back(b.var.clone());
+    old_tracked.push_back(b.tracked.defined() ? b.tracked.clone() : at::Tensor());
+  }
+  try {
+    m->m.train(true);
+    (void)forward_logits(m, x->t);
+  } catch (...) {
+    for (auto &[sm, training] : modes) sm.setattr("training", training);
+    for (size_t i = 0; i < bns.size(); i++) {
+      bns[i].mean.copy_(old_mean[i]);
+      bns[i].var.copy_(old_var[i]);
+      if (old_tracked[i].defined()) bns[i].tracked.copy_(old_tracked[i]);
+    }
+    throw;
+  }
+  for (auto &[sm, training] : modes) sm.setattr("training", training);
+  const double k = step;
+  for (size_t i = 0; i < bns.size(); i++) {
+    BN &b = bns[i];
+    double f = b.momentum.isDouble() ? b.momentum.toDouble() : 1.0 / b.tracked.item<double>();
+    if (old_tracked[i].defined()) b.tracked.copy_(old_tracked[i]);
+    if (!(f > 0)) continue;  // momentum 0: the statistics never move
+    at::Tensor s_mean = (b.mean - old_mean[i] * (1 - f)) / f;
+    at::Tensor s_var = (b.var - old_var[i] * (1 - f)) / f;
+    b.mean.copy_(old_mean[i] * (k / (k + 1)) + s_mean / (k + 1));
+    b.var.copy_(old_var[i] * (k / (k + 1)) + s_var / (k + 1));
+  }
+  GPT_CATCH
+}
+
 gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
                               const char **weight_names, const int *dims,
                               gpt_tensor *accum, double *loss) {

@@ -745,3 +745,62 @@ func TestSettings(t *testing.T) {
 		t.Errorf("NCHW eval loss %.7g, plain forward %.7g", got, want)
 	}
 }
+
+// TestRecalibrateBN: step 0 replaces the BatchNorm statistics by one
+// batch's, two steps leave the average of two batches' (whatever momentum
+// the model has), and no weight, flag or momentum changes.
+func TestRecalibrateBN(t *testing.T) {
+	path, _ := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	a := must[*Tensor](t)(Randn([]int64{8, 3, 32, 32}, CPU))
+	defer a.Close()
+	b := must[*Tensor](t)(Randn([]int64{8, 3, 32, 32}, CPU))
+	defer b.Close()
+	get := func(name string) []float32 {
+		t.Helper()
+		x := must[*Tensor](t)(m.Get(name))
+		defer x.Close()
+		return must[[]float32](t)(x.Float32s())
+	}
+	w0 := get("conv1.weight")
+	step := func(x *Tensor, k int) {
+		t.Helper()
+		n, err := RecalibrateBNStep(m, x, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 3 {
+			t.Fatalf("%d BatchNorm layers, the model has 3", n)
+		}
+	}
+	step(a, 0)
+	ma := get("bn2.running_mean")
+	step(b, 0)
+	mb := get("bn2.running_mean")
+	step(a, 0)
+	step(b, 1)
+	avg := get("bn2.running_mean")
+	for i := range avg {
+		want := (ma[i] + mb[i]) / 2
+		if d := math.Abs(float64(avg[i] - want)); d > 1e-5*(1+math.Abs(float64(want))) {
+			t.Fatalf("bn2.running_mean[%d] after two steps = %v, want the mean of %v and %v", i, avg[i], ma[i], mb[i])
+		}
+	}
+	if slices.Equal(ma, mb) {
+		t.Fatal("two random batches gave the same statistics: nothing was re-estimated")
+	}
+	if !slices.Equal(get("conv1.weight"), w0) {
+		t.Error("re-estimation changed a weight")
+	}
+	// Loaded models are in eval mode, and re-estimation leaves them so: an
+	// eval-mode forward then leaves the statistics alone.
+	if y, err := m.Forward(true, a); err != nil {
+		t.Fatal(err)
+	} else {
+		y.Close()
+	}
+	if !slices.Equal(get("bn2.running_mean"), avg) {
+		t.Error("eval-mode forward after re-estimation changed the statistics: the training flag was not restored")
+	}
+}

@@ -143,6 +143,26 @@ func TrainStep(m *Module, o *Optimizer, x, y *Tensor) (loss float64, correct int
 	return float64(l), int64(c), nil
 }
 
+// RecalibrateBNStep is step (0-based) of re-estimating m's BatchNorm
+// running statistics on batch x: forward in training mode without autograd
+// with every BatchNorm's momentum at 1/(step+1), so that steps 0..n-1 leave
+// the average of the n batches' statistics. It returns how many BatchNorm
+// layers there are; flags and momenta are left as they were.
+func RecalibrateBNStep(m *Module, x *Tensor, step int) (int, error) {
+	hm, err := m.handle()
+	if err != nil {
+		return 0, err
+	}
+	hx, err := x.handle()
+	if err != nil {
+		return 0, err
+	}
+	var n C.int
+	err = errFrom("bn_recalibrate", C.gpt_bn_recalibrate_step(hm, hx, C.int(step), &n))
+	keepAlive(m, x)
+	return int(n), err
+}
+
 // EvalBatch evaluates one batch without grad: summed loss, correct count,
 // and the predicted class of each sample when preds is non-nil (len N; an
 // error when the model gives more rows than preds holds).

@@ -32,6 +32,9 @@ type cartProgress struct {
 	p       *mpb.Progress
 	bars    []*mpb.Bar
 	current []string // what each slot runs now, read by the bars' decorators
+	// outs are this iteration's outcomes by group, for the noise and cost
+	// columns of the candidate table (the history holds only accuracies).
+	outs map[int]netadapt.Outcome
 }
 
 func progressHooks(cfg *config.Config) pipeline.Hooks {
@@ -53,6 +56,9 @@ func candName(c netadapt.Candidate) string {
 }
 
 func (cp *cartProgress) iterationStart(iter int, _ int64, cands []netadapt.Candidate) {
+	cp.mu.Lock()
+	cp.outs = map[int]netadapt.Outcome{}
+	cp.mu.Unlock()
 	if !cp.tty {
 		fmt.Fprintf(cp.w, "iteration %d: %d candidates on %d slot(s)\n", iter, len(cands), len(cp.slots))
 		return
@@ -83,9 +89,14 @@ func (cp *cartProgress) candidateStart(slot int, c netadapt.Candidate) {
 }
 
 func (cp *cartProgress) candidateDone(o netadapt.Outcome) {
+	cp.mu.Lock()
+	if cp.outs != nil && o.Err == nil {
+		cp.outs[o.Candidate.Group] = o
+	}
+	cp.mu.Unlock()
 	if !cp.tty {
-		fmt.Fprintf(cp.w, "  slot %d (%s): %s  MACs %s  acc %.4f  %.1fs\n", o.Slot, o.SlotName, candName(o.Candidate),
-			summary.Human(o.Candidate.MACs), o.Accuracy, o.Duration.Seconds())
+		fmt.Fprintf(cp.w, "  slot %d (%s): %s  MACs %s  acc %.4f%s  %.1fs\n", o.Slot, o.SlotName, candName(o.Candidate),
+			summary.Human(o.Candidate.MACs), o.Accuracy, plusMinus(o), o.Duration.Seconds())
 		return
 	}
 	cp.mu.Lock()
@@ -109,14 +120,30 @@ func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
 	} else {
 		cp.mu.Unlock()
 	}
+	cp.mu.Lock()
+	outs := cp.outs
+	cp.mu.Unlock()
 	tw := tabwriter.NewWriter(cp.w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "iteration %d\tlayers\tchannels\tMACs\taccuracy\t\n", rec.Iteration)
 	for _, c := range rec.Candidates {
 		mark := ""
 		if c.Group == rec.Group {
 			mark = "  <- kept"
+			if rec.TieBroken {
+				mark += " (tie-break: within one SE of the best)"
+			}
 		}
-		fmt.Fprintf(tw, "  group %d\t%s\t%d -> %d\t%s\t%.4f%s\t\n", c.Group, strings.Join(c.Layers, ","), c.From, c.To, summary.Human(c.MACs), c.Accuracy, mark)
+		fmt.Fprintf(tw, "  group %d\t%s\t%d -> %d\t%s\t%.4f%s%s\t\n", c.Group, strings.Join(c.Layers, ","), c.From, c.To,
+			summary.Human(c.MACs), c.Accuracy, plusMinus(outs[c.Group]), mark)
 	}
 	tw.Flush()
+}
+
+// plusMinus is " ±SE" of an outcome's accuracy, or "" when the sample
+// count is unknown.
+func plusMinus(o netadapt.Outcome) string {
+	if se := o.StdErr(); se > 0 {
+		return fmt.Sprintf(" ±%.4f", se)
+	}
+	return ""
 }

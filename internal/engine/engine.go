@@ -88,6 +88,11 @@ type Module interface {
 	Fit(ctx context.Context, split *data.Split, o TrainOptions) (FitResult, error)
 	// Evaluate runs the module in eval mode over the whole split.
 	Evaluate(ctx context.Context, split *data.Split, batch int) (EvalResult, error)
+	// RecalibrateBN re-estimates the BatchNorm running statistics as the
+	// average over up to batches shuffled (seeded) batches of split, in
+	// training mode without autograd; no weight changes. It returns the
+	// number of BatchNorm layers.
+	RecalibrateBN(ctx context.Context, split *data.Split, batches, batchSize int, seed int64) (int, error)
 	// Save writes the module atomically to path.
 	Save(path string) error
 	Close()

@@ -38,10 +38,20 @@ type CandidateRequest struct {
 
 	Device  string `json:"device"`
 	Threads int    `json:"threads"`
+	// BN, when set, re-estimates the BatchNorm statistics after the cut.
+	BN *BNOptions `json:"bn,omitempty"`
 	// Train is the short-term fine-tune (its Seed included); nil for none.
 	Train     *engine.TrainOptions `json:"train,omitempty"`
 	Validate  bool                 `json:"validate"`
 	EvalBatch int                  `json:"eval_batch"`
+}
+
+// BNOptions are a BatchNorm re-estimation: Batches training batches of
+// BatchSize, shuffled by Seed.
+type BNOptions struct {
+	Batches   int   `json:"batches"`
+	BatchSize int   `json:"batch_size"`
+	Seed      int64 `json:"seed"`
 }
 
 // CandidateResult is what running a request gives.
@@ -62,6 +72,8 @@ type CandidateTiming struct {
 	Load float64 `json:"load_s"`
 	// Surgery is the slot-local copy of the base and the cut.
 	Surgery float64 `json:"surgery_s"`
+	// BN is re-estimating the BatchNorm statistics after the cut.
+	BN float64 `json:"bn_s,omitempty"`
 	// FineTune is the whole short-term fine-tune, FineTuneCompute its
 	// forward, backward and optimizer steps.
 	FineTune        float64 `json:"fine_tune_s"`
@@ -77,6 +89,7 @@ type CandidateTiming struct {
 func (t *CandidateTiming) Add(o CandidateTiming) {
 	t.Load += o.Load
 	t.Surgery += o.Surgery
+	t.BN += o.BN
 	t.FineTune += o.FineTune
 	t.FineTuneCompute += o.FineTuneCompute
 	t.Eval += o.Eval
@@ -90,7 +103,7 @@ func (t CandidateTiming) Summary(runs int, scoring, commit time.Duration) *summa
 	ms := func(s float64) float64 { return math.Round(s*1e6) / 1e3 }
 	return &summary.CandidateTimings{Runs: runs, TotalMs: ms(t.Total), LoadMs: ms(t.Load), SurgeryMs: ms(t.Surgery),
 		FineTuneMs: ms(t.FineTune), FineTuneComputeMs: ms(t.FineTuneCompute), EvalMs: ms(t.Eval), EvalComputeMs: ms(t.EvalCompute),
-		ScoringMs: ms(scoring.Seconds()), CommitMs: ms(commit.Seconds())}
+		BNMs: ms(t.BN), ScoringMs: ms(scoring.Seconds()), CommitMs: ms(commit.Seconds())}
 }
 
 // Digest names an archive.
@@ -152,6 +165,14 @@ func finish(ctx context.Context, m engine.Module, t, start time.Time, res Candid
 		return res, nil, err
 	}
 	res.Timing.Surgery = time.Since(t).Seconds()
+	if req.BN != nil {
+		t = time.Now()
+		if _, err := m.RecalibrateBN(ctx, train, req.BN.Batches, req.BN.BatchSize, req.BN.Seed); err != nil {
+			m.Close()
+			return res, nil, err
+		}
+		res.Timing.BN = time.Since(t).Seconds()
+	}
 	if req.Train != nil {
 		t = time.Now()
 		fr, err := m.Fit(ctx, train, *req.Train)

@@ -140,15 +140,16 @@ func (e *evaluator) group(id int) (*graph.Group, bool) {
 func (e *evaluator) MACs(keep map[int]int) int64 { return e.macs(keep) }
 
 // Evaluate cuts candidate c from a fresh copy of the current model on the
-// slot's device, short-term fine-tunes it and validates it.
-func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate) (float64, error) {
+// slot's device, short-term fine-tunes it and validates it on the
+// candidates' validation set (val, or its eval_samples subset).
+func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate) (netadapt.Result, error) {
 	req, err := e.request(slot, c, true)
 	if err != nil {
-		return 0, err
+		return netadapt.Result{}, err
 	}
 	res, m, err := e.evaluate(ctx, slot, req)
 	if err != nil {
-		return 0, err
+		return netadapt.Result{}, err
 	}
 	key := [2]int{c.Iteration, c.Group}
 	e.mu.Lock()
@@ -165,7 +166,7 @@ func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate
 	if m != nil {
 		m.Close()
 	}
-	return res.Accuracy, nil
+	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.cval.Len(), TrainLoss: res.TrainLoss}, nil
 }
 
 // Commit makes the winner current: the fine-tuned candidate itself when
@@ -244,13 +245,24 @@ func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool) (Cand
 	req := CandidateRequest{BaseDigest: e.curDigest, Iteration: c.Iteration, Group: c.Group, From: c.From, To: c.To,
 		Kept: e.kept, Next: next, Slices: ed, ConvGroups: groups,
 		Device: e.devs[slot], Threads: e.threads[slot], Validate: validate, EvalBatch: e.o.EvalBatch}
+	req.BN = e.bnOptions("bn", c.Iteration)
 	if e.o.ShortTermSteps > 0 {
 		to := e.o.Train
 		to.Steps, to.Epochs = e.o.ShortTermSteps, 0
-		to.Seed = cut.DeriveSeed(e.o.Seed, "short-term", c.Iteration, c.Group)
+		to.Seed = cut.DeriveSeed(e.o.Seed, "short-term", c.Iteration, e.shortTermStream(c.Group))
 		req.Train = &to
 	}
 	return req, nil
+}
+
+// bnOptions is the BatchNorm re-estimation after a cut in iteration (nil
+// when bn_batches is off). Its batches depend on the iteration only, so
+// every candidate of an iteration is measured on the same ones.
+func (e *evaluator) bnOptions(stream string, iteration int) *BNOptions {
+	if e.o.BNBatches <= 0 {
+		return nil
+	}
+	return &BNOptions{Batches: e.o.BNBatches, BatchSize: e.o.Train.BatchSize, Seed: cut.DeriveSeed(e.o.Seed, stream, iteration, 0)}
 }
 
 // cut is the current kept indices with group gid reduced to `to` channels:
@@ -389,6 +401,11 @@ func (e *evaluator) Resize(ctx context.Context, keep map[int]int) (float64, erro
 	defer m.Close()
 	if err := m.Cut(ed, groups); err != nil {
 		return 0, err
+	}
+	if bn := e.bnOptions("bn-resize", 0); bn != nil {
+		if _, err := m.RecalibrateBN(ctx, e.train, bn.Batches, bn.BatchSize, bn.Seed); err != nil {
+			return 0, err
+		}
 	}
 	acc, err := validate(ctx, m, e.cval, e.o.EvalBatch)
 	if err != nil {

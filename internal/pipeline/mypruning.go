@@ -61,6 +61,21 @@ type MyPruningOptions struct {
 	Select    kinds.Select // kinds.SelectAcc (default) or kinds.SelectAccPerMAC
 	Step      kinds.Step   // kinds.StepChannels (default) or kinds.StepMACs
 	ResizeAlf bool
+	// Schedule and DeltaDecay are netadapt's step schedule (default:
+	// constant).
+	Schedule   kinds.Schedule
+	DeltaDecay float64
+	// TieBreak is netadapt's rule among candidates within one standard
+	// error of the best (default kinds.TieBreakNone).
+	TieBreak kinds.TieBreak
+	// CommonBatches gives every candidate of an iteration the same
+	// short-term training seed, hence the same batches in the same order.
+	CommonBatches bool
+	// BNBatches, above 0, re-estimates the BatchNorm statistics of every
+	// cut model (candidates and resize_alf) on that many training batches,
+	// the same batches for every candidate of an iteration, before its
+	// short-term fine-tune and validation.
+	BNBatches int
 
 	// Slots is the cart: one worker per entry, "cpu" or "cuda:N". Empty
 	// means one "cpu" slot.
@@ -224,6 +239,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	}
 
 	nopt := netadapt.Options{P: o.P, DeltaCrop: o.DeltaCrop, Alf: o.Alf, Select: o.Select, Step: o.Step,
+		Schedule: o.Schedule, DeltaDecay: o.DeltaDecay, TieBreak: o.TieBreak,
 		Slots: slices.Clone(o.Slots), BaseAccuracy: baseAcc, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
 		OnIterationStart: o.Hooks.OnIterationStart, OnCandidateStart: o.Hooks.OnCandidateStart,
 		OnCandidate: ev.onCandidate(o.Hooks.OnCandidate),
@@ -305,6 +321,17 @@ func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	}
 	if o.Alf < 1 {
 		return o, fail.Usagef("my_pruning: alf %d must be at least 1", o.Alf)
+	}
+	o.Schedule = kinds.Or(o.Schedule, kinds.ScheduleConstant)
+	if _, err := kinds.Parse("delta_schedule", string(o.Schedule), kinds.Schedules); err != nil {
+		return o, fail.Usagef("my_pruning: %v", err)
+	}
+	if o.Schedule == kinds.ScheduleDecay && !(o.DeltaDecay > 0 && o.DeltaDecay <= 1) {
+		return o, fail.Usagef("my_pruning: delta_decay %g is outside (0,1]", o.DeltaDecay)
+	}
+	o.TieBreak = kinds.Or(o.TieBreak, kinds.TieBreakNone)
+	if _, err := kinds.Parse("tie_break", string(o.TieBreak), kinds.TieBreaks); err != nil {
+		return o, fail.Usagef("my_pruning: %v", err)
 	}
 	o.Train.Progress = nil // workers run concurrently; progress comes through the hooks
 	return o, nil

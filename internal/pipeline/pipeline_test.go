@@ -465,3 +465,44 @@ func TestScoresSplitOverSlots(t *testing.T) {
 		t.Errorf("%d scoring copies left open", eng.Live()-1)
 	}
 }
+
+// TestBNBatches: with bn_batches every cut model has its BatchNorm
+// statistics re-estimated before it is fine-tuned and validated (the fake
+// counts them in the model it adopts), and without it none is.
+func TestBNBatches(t *testing.T) {
+	base := smallCNN(t)
+	tr, val := mnistSplits(t)
+	recalibrated := func(bn int) (int, int) {
+		t.Helper()
+		eng := fake.New(base)
+		bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bm.Close()
+		o := myOptions(t, "cpu", "cpu")
+		o.BNBatches, o.LongTermEpochs = bn, 0
+		res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Module.Close()
+		b, err := res.Module.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Recalibrated int `json:"recalibrated"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Recalibrated, res.State.Iteration
+	}
+	if n, _ := recalibrated(0); n != 0 {
+		t.Errorf("bn_batches 0: the final model was re-estimated %d times", n)
+	}
+	if n, iters := recalibrated(3); n != iters || iters == 0 {
+		t.Errorf("bn_batches 3: the final model was re-estimated %d times in %d iterations, want once per iteration", n, iters)
+	}
+}

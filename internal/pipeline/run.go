@@ -64,6 +64,10 @@ type Outcome struct {
 	Points     []report.Point
 	// Candidates is my_pruning's candidate time breakdown (nil otherwise).
 	Candidates *summary.CandidateTimings
+
+	// TestAccBefore and TestAccAfter are on the test split (nil without
+	// one); Execute fills them for every algorithm.
+	TestAccBefore, TestAccAfter *float64
 }
 
 // Algorithm is a pruning algorithm: from the opened original model to an
@@ -155,6 +159,9 @@ func (r *Run) Execute(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	defer res.Pruned.Close()
+	if res.TestAccBefore, res.TestAccAfter, err = r.testAccuracy(ctx, base, res.Pruned); err != nil {
+		return err
+	}
 	return r.finish(base, res, stdout)
 }
 
@@ -286,12 +293,14 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 		slots[i] = string(s)
 	}
 	var clock iterationClock
+	var cands candidateLog
 	res, err := MyPruning(ctx, r.Engine, base, trainSplit, val, MyPruningOptions{
 		P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Select: cfg.Select, Step: cfg.Step, ResizeAlf: cfg.ResizeAlf,
+		Schedule: cfg.DeltaSchedule, DeltaDecay: cfg.DeltaDecay, TieBreak: cfg.TieBreak, CommonBatches: cfg.CommonBatches, BNBatches: cfg.BNBatches,
 		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
 		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize, EvalSamples: cfg.EvalSamples,
 		ISKL: cfg.Iskl, Seed: cfg.Seed, Threads: cfg.Threads, Dir: r.RunDir, Resume: cfg.Resume,
-		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: clock.wrap(r.Hooks), Broker: r.brokerOptions(),
+		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: cands.wrap(clock.wrap(r.Hooks)), Broker: r.brokerOptions(),
 	})
 	if err != nil {
 		return nil, err
@@ -304,6 +313,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	for _, it := range res.State.History {
 		si := iterationOf(it)
 		si.Seconds = clock.of(it.Iteration)
+		si.TieBroken, si.Results = it.TieBroken, cands.results(it)
 		si.Worker = res.Workers[[2]int{it.Iteration, it.Group}]
 		out.Iterations = append(out.Iterations, si)
 		out.Points = append(out.Points, report.Point{Iteration: it.Iteration, MACs: it.MACs, Accuracy: it.Accuracy,
@@ -323,7 +333,7 @@ func (r *Run) brokerOptions() BrokerOptions {
 
 func iterationOf(it netadapt.IterationRecord) summary.Iteration {
 	return summary.Iteration{Iteration: it.Iteration, Layers: it.Layers, Group: it.Group, From: it.From, To: it.To,
-		MACs: it.MACs, Accuracy: it.Accuracy, Candidates: len(it.Candidates)}
+		MACs: it.MACs, Accuracy: it.Accuracy, Candidates: len(it.Candidates), Budget: it.Budget, Delta: it.Delta}
 }
 
 // finish saves the model, plan, summary and report, and prints the table.
@@ -349,6 +359,7 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 		ModelOut: r.Out, PlanOut: r.PlanOut, Target: res.Target, Reached: res.Reached,
 		Started: r.Started, Layers: layerTable(base, res.Kept),
 	}
+	s.TestAccBefore, s.TestAccAfter = res.TestAccBefore, res.TestAccAfter
 	if cfg.Algorithm == kinds.AlgorithmMyPruning {
 		s.Criterion = string(cfg.Criterion)
 	}

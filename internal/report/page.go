@@ -20,6 +20,7 @@ type page struct {
 	Layers   []layerRow
 	Totals   *layerRow
 	Iters    []iterRow
+	Cands    []candRow
 	FontCSS  template.CSS
 	NumPlots int
 }
@@ -44,6 +45,13 @@ type layerRow struct {
 
 type iterRow struct {
 	Iteration, MACs, MACsPct, Accuracy, Label string
+}
+
+// candRow is one candidate of one iteration; First marks the first row of
+// an iteration, which carries its number.
+type candRow struct {
+	Iteration, Name, MACs, Removed, Accuracy, SE, Loss, Seconds, Slot string
+	First, Kept                                                       bool
 }
 
 // figure is one plot section. Exactly one of SVG and Err is set.
@@ -84,6 +92,7 @@ func buildPage(d Data) page {
 	p.Latency = latencyRows(d.Latency)
 	p.Layers, p.Totals = layerRows(d.Layers)
 	p.Iters = iterRows(d, scale)
+	p.Cands = candRows(d, scale)
 	p.Figures = figures(d, scale)
 	p.NumPlots = len(p.Figures)
 	p.FontCSS = fontCSS()
@@ -113,10 +122,17 @@ func summaryRows(d Data, scale float64) []summaryRow {
 	count("MACs", d.MACsBefore, d.MACsAfter)
 	count("Parameters", d.ParamsBefore, d.ParamsAfter)
 
-	ab, okB := finitePtr(d.AccBefore)
-	aa, okA := finitePtr(d.AccAfter)
+	accuracyRow(&rows, "Accuracy", d.AccBefore, d.AccAfter, scale)
+	accuracyRow(&rows, "Test accuracy", d.TestAccBefore, d.TestAccAfter, scale)
+	return rows
+}
+
+// accuracyRow adds a before/after accuracy row when either is known.
+func accuracyRow(rows *[]summaryRow, name string, before, after *float64, scale float64) {
+	ab, okB := finitePtr(before)
+	aa, okA := finitePtr(after)
 	if okB || okA {
-		r := summaryRow{Name: "Accuracy", Before: dash, After: dash, Change: dash}
+		r := summaryRow{Name: name, Before: dash, After: dash, Change: dash}
 		if okB {
 			r.Before, r.BeforeExact = fmtAcc(ab, scale), strconv.FormatFloat(ab, 'g', -1, 64)
 		}
@@ -126,9 +142,8 @@ func summaryRows(d Data, scale float64) []summaryRow {
 		if okB && okA {
 			r.Change = signed((aa-ab)*scale, 2) + " points"
 		}
-		rows = append(rows, r)
+		*rows = append(*rows, r)
 	}
-	return rows
 }
 
 func latencyRows(ls []Latency) []latencyRow {
@@ -192,6 +207,50 @@ func iterRows(d Data, scale float64) []iterRow {
 	return rows
 }
 
+// candRows lists every iteration's candidates. Removed is the share of the
+// original MACs the candidate takes away from the model it was cut from
+// (the previous iteration's), the resource side of the comparison.
+func candRows(d Data, scale float64) []candRow {
+	var rows []candRow
+	prev := d.MACsBefore
+	for _, it := range d.Iterations {
+		for i, c := range it.Candidates {
+			r := candRow{Iteration: strconv.Itoa(it.Iteration), First: i == 0, Kept: c.Kept,
+				Name: fmt.Sprintf("%s %d→%d", strings.Join(c.Layers, ","), c.From, c.To),
+				MACs: human(float64(c.MACs)), Removed: dash, Accuracy: dash, SE: dash, Loss: dash, Seconds: dash, Slot: c.Slot}
+			if len(c.Layers) == 0 {
+				r.Name = fmt.Sprintf("group %d %d→%d", c.Group, c.From, c.To)
+			}
+			if prev > 0 && d.MACsBefore > 0 {
+				r.Removed = fmt.Sprintf("%.2f%%", 100*float64(prev-c.MACs)/float64(d.MACsBefore))
+			}
+			if finite(c.Accuracy) {
+				r.Accuracy = fmtAcc(c.Accuracy, scale)
+			}
+			if c.AccuracySE > 0 && finite(c.AccuracySE) {
+				r.SE = fmt.Sprintf("±%.2f", c.AccuracySE*scale)
+			}
+			if c.TrainLoss > 0 && finite(c.TrainLoss) {
+				r.Loss = strconv.FormatFloat(c.TrainLoss, 'f', 4, 64)
+			}
+			if c.Seconds > 0 && finite(c.Seconds) {
+				r.Seconds = fmt.Sprintf("%.1f s", c.Seconds)
+			}
+			if r.Slot == "" {
+				r.Slot = dash
+			}
+			if c.Kept && it.TieBroken {
+				r.Name += " (tie-break)"
+			}
+			rows = append(rows, r)
+		}
+		if it.MACs > 0 {
+			prev = it.MACs
+		}
+	}
+	return rows
+}
+
 // accScale returns the factor that turns the accuracies in d into
 // percentages: 100 when all of them look like fractions, else 1.
 func accScale(d Data) float64 {
@@ -199,8 +258,10 @@ func accScale(d Data) float64 {
 	if d.AccBefore != nil {
 		accs = append(accs, *d.AccBefore)
 	}
-	if d.AccAfter != nil {
-		accs = append(accs, *d.AccAfter)
+	for _, p := range []*float64{d.AccAfter, d.TestAccBefore, d.TestAccAfter} {
+		if p != nil {
+			accs = append(accs, *p)
+		}
 	}
 	for _, it := range d.Iterations {
 		accs = append(accs, it.Accuracy)

@@ -47,6 +47,9 @@ func figures(d Data, scale float64) []figure {
 	if f, ok := accuracyFigure(d, scale); ok {
 		figs = append(figs, f)
 	}
+	if f, ok := candidatesFigure(d, scale); ok {
+		figs = append(figs, f)
+	}
 	if f, ok := channelsFigure(d.Layers); ok {
 		figs = append(figs, f)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/atomicfile"
@@ -23,7 +24,18 @@ type Point struct {
 	Accuracy float64
 	// Label says what the iteration did, e.g. the layer it pruned.
 	Label string
+	// Candidates are the iteration's evaluated candidates (empty when
+	// unknown), shown with their noise and cost.
+	Candidates []Candidate
+	// TieBroken: the kept candidate won a tie-break within the noise of
+	// the best score.
+	TieBroken bool
 }
+
+// Candidate is one evaluated candidate of an iteration: summary.json's
+// candidate_results row. Its accuracy and standard error are on the
+// report's accuracy scale (see [Data]).
+type Candidate = summary.Candidate
 
 // Latency is one latency measurement of the model before and after
 // pruning: summary.json's latency row.
@@ -48,6 +60,9 @@ type Data struct {
 	MACsBefore, MACsAfter     int64
 	ParamsBefore, ParamsAfter int64
 	AccBefore, AccAfter       *float64
+	// TestAccBefore and TestAccAfter are on the test split, which the
+	// search never selects by (nil: no test split).
+	TestAccBefore, TestAccAfter *float64
 
 	// Layers are listed in model order.
 	Layers []Layer
@@ -61,10 +76,21 @@ type Data struct {
 // FromSummary is the report of a run from its summary.json and the
 // accuracy-over-MACs points of its iterations (nil for one-shot runs).
 func FromSummary(s *summary.Summary, points []Point) Data {
+	byIter := make(map[int]summary.Iteration, len(s.Iterations))
+	for _, it := range s.Iterations {
+		byIter[it.Iteration] = it
+	}
+	points = slices.Clone(points)
+	for i, p := range points {
+		if it, ok := byIter[p.Iteration]; ok && p.Iteration > 0 {
+			points[i].Candidates, points[i].TieBroken = it.Results, it.TieBroken
+		}
+	}
 	return Data{
 		Title: "gopruner: " + filepath.Base(s.Model), ModelPath: s.Model, OutPath: s.ModelOut, Algorithm: s.Algorithm,
 		Created: time.Now(), MACsBefore: s.MACsBefore, MACsAfter: s.MACsAfter, ParamsBefore: s.ParamsBefore,
 		ParamsAfter: s.ParamsAfter, AccBefore: s.AccBefore, AccAfter: s.AccAfter, Iterations: points,
+		TestAccBefore: s.TestAccBefore, TestAccAfter: s.TestAccAfter,
 		Layers: s.Layers, Latency: s.Latency,
 	}
 }

@@ -32,6 +32,7 @@ td.name{font-family:ui-monospace,"Liberation Mono",Menlo,monospace;font-size:13p
 thead th{background:var(--soft);font-weight:600}
 tbody tr:hover{background:#f0f6fc}
 tr.pruned td.kept{color:var(--accent);font-weight:600}
+tr.kept td{font-weight:600}
 tfoot td{font-weight:600;border-top:2px solid var(--line)}
 .wide{white-space:normal}
 figure{margin:0}
@@ -138,6 +139,22 @@ footer{color:var(--muted);font-size:13px;text-align:center}
 <tbody>
 {{- range .}}
 <tr><td>{{.Iteration}}</td><td>{{.MACs}}</td><td>{{.MACsPct}}</td><td>{{.Accuracy}}</td><td class="name">{{.Label}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+</details>
+</section>
+{{- end}}
+{{- with .Cands}}
+<section id="candidates">
+<details>
+<summary>Candidates ({{len .}})</summary>
+<p>Every candidate of every iteration, the kept one in bold. ± is the binomial standard error of the accuracy, sqrt(p(1−p)/n) over the n validation samples: candidates closer than about two of it are not told apart by the validation. Removed is the share of the original MACs the cut takes away.</p>
+<table>
+<thead><tr><th>#</th><th class="wide">Candidate</th><th>MACs</th><th>Removed</th><th>Accuracy</th><th>±</th><th>Train loss</th><th>Time</th><th>Slot</th></tr></thead>
+<tbody>
+{{- range .}}
+<tr{{if .Kept}} class="kept"{{end}}><td>{{if .First}}{{.Iteration}}{{end}}</td><td class="name">{{.Name}}</td><td>{{.MACs}}</td><td>{{.Removed}}</td><td>{{.Accuracy}}</td><td>{{.SE}}</td><td>{{.Loss}}</td><td>{{.Seconds}}</td><td>{{.Slot}}</td></tr>
 {{- end}}
 </tbody>
 </table>

@@ -229,6 +229,11 @@ func (m *Module) Evaluate(ctx context.Context, split *data.Split, batch int) (en
 	return engine.EvalResult{Accuracy: r.Accuracy, Loss: r.Loss, Samples: r.Samples, Compute: r.Compute}, nil
 }
 
+// RecalibrateBN re-estimates the BatchNorm statistics.
+func (m *Module) RecalibrateBN(ctx context.Context, split *data.Split, batches, batchSize int, seed int64) (int, error) {
+	return train.RecalibrateBN(ctx, m.m, split, batches, batchSize, seed)
+}
+
 // Save writes the module atomically.
 func (m *Module) Save(path string) error { return m.m.Save(path) }
 

@@ -58,6 +58,11 @@ type Config struct {
 	Latency        bool            // [latency] measure the original's and the pruned model's forward latency for the report
 	Select         kinds.Select    // [select]
 	Step           kinds.Step      // [step]
+	DeltaSchedule  kinds.Schedule  // [delta_schedule] constant or decaying step over the iterations
+	DeltaDecay     float64         // [delta_decay] per-iteration factor of the decaying schedule, in (0,1]
+	CommonBatches  bool            // [common_batches] every candidate of an iteration fine-tunes on the same batches
+	BNBatches      int             // [bn_batches] batches BatchNorm statistics are re-estimated on after each cut; 0 = off
+	TieBreak       kinds.TieBreak  // [tie_break] rule among candidates within one standard error of the best
 	ShortTermSteps int             // [short_term_steps] fine-tune steps per my_pruning candidate
 	LongTermEpochs int             // [long_term_epochs] fine-tune epochs after my_pruning
 	TaylorBatches  int             // [taylor_batches] batches summed for Taylor scores

@@ -704,3 +704,40 @@ func TestInputShapeRanks(t *testing.T) {
 		}
 	}
 }
+
+// Fingerprint keys added later are recorded only off their default, so a
+// checkpoint that predates them resumes under the defaults and is refused,
+// naming the key, under anything else.
+func TestFingerprintLaterKeys(t *testing.T) {
+	base := mustLoad(t, oldStyle, nil)
+	saved := base.Fingerprint()
+	for k := range laterKeys {
+		if _, ok := saved[k]; ok {
+			t.Errorf("default %s is recorded in the fingerprint", k)
+		}
+	}
+	if err := CheckResume(saved, base); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	decay := mustLoad(t, oldStyle, nil, "--delta-schedule", "decay", "--delta-decay", "0.9")
+	err := CheckResume(saved, decay)
+	var e *Error
+	if !errors.As(err, &e) || e.Key != "delta_schedule" || !strings.Contains(err.Error(), "checkpoint has constant, now decay") ||
+		!strings.Contains(err.Error(), "also differ: delta_decay") {
+		t.Errorf("err = %v, want delta_schedule named with both values", err)
+	}
+	if err := CheckResume(decay.Fingerprint(), base); err == nil || !strings.Contains(err.Error(), "checkpoint has decay, now constant") {
+		t.Errorf("back to the default: err = %v", err)
+	}
+	if err := CheckResume(decay.Fingerprint(), decay); err != nil {
+		t.Errorf("same decay refused: %v", err)
+	}
+	// The candidates' validation subset decides which candidate wins.
+	for _, args := range [][]string{{"--eval-samples", "500"}, {"--tie-break", "loss"}, {"--common-batches"}} {
+		c := mustLoad(t, oldStyle, nil, args...)
+		key := strings.ReplaceAll(strings.TrimPrefix(args[0], "--"), "-", "_")
+		if err := CheckResume(saved, c); !errors.As(err, &e) || e.Key != key {
+			t.Errorf("%v: err = %v, want one naming %s", args, err, key)
+		}
+	}
+}

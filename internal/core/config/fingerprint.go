@@ -13,7 +13,15 @@ import (
 var fingerprintKeys = []string{
 	"algorithm", "P", "alf", "iskl", "criterion", "delta_crop", "select", "step",
 	"short_term_steps", "seed", "input_shape", "path.model", "path.dataset",
+	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples", "bn_batches",
 }
+
+// laterKeys are fingerprint keys added after checkpoints already existed.
+// They are recorded only when they differ from their default, so a
+// checkpoint written before them, whose run behaved as their defaults do,
+// still resumes under the defaults.
+var laterKeys = map[string]bool{"delta_schedule": true, "delta_decay": true, "common_batches": true, "tie_break": true,
+	"eval_samples": true, "bn_batches": true}
 
 // Fingerprint maps the settings that matter for --resume to their canonical
 // text. It marshals to JSON as a plain object, for storing with checkpoints.
@@ -23,7 +31,11 @@ type Fingerprint map[string]string
 func (c *Config) Fingerprint() Fingerprint {
 	f := Fingerprint{}
 	for _, name := range fingerprintKeys {
-		v := byName[name].get(c)
+		k := byName[name]
+		v := k.get(c)
+		if laterKeys[name] && formatValue(v) == formatValue(k.def) {
+			continue
+		}
 		if s, ok := v.(string); ok && strings.HasPrefix(name, "path.") && s != "" {
 			v = filepath.Clean(s) // "./m.pt" and "m.pt" are the same model
 		}
@@ -57,11 +69,18 @@ func CheckResume(saved Fingerprint, c *Config) error {
 	}
 	key := diff[0]
 	was, ok := saved[key]
-	if !ok {
+	switch {
+	case !ok && laterKeys[key]:
+		was = formatValue(byName[key].def)
+	case !ok:
 		was = "(not recorded)"
 	}
+	is, ok := now[key]
+	if !ok && laterKeys[key] {
+		is = formatValue(byName[key].def)
+	}
 	msg := fmt.Sprintf("differs from the checkpoint being resumed: checkpoint has %s, now %s (%s)",
-		orNotSet(was), orNotSet(now[key]), c.Origin(key))
+		orNotSet(was), orNotSet(is), c.Origin(key))
 	if len(diff) > 1 {
 		msg += "; also differ: " + strings.Join(diff[1:], ", ")
 	}

@@ -114,6 +114,13 @@ func halfOpenUnit(v any) string {
 	return ""
 }
 
+func unitLeftOpen(v any) string {
+	if f := v.(float64); !(f > 0 && f <= 1) {
+		return "is outside (0,1]"
+	}
+	return ""
+}
+
 func positiveFloat(v any) string {
 	if v.(float64) <= 0 {
 		return "must be > 0"
@@ -307,6 +314,21 @@ var keys = []*spec{
 	{name: "step", flag: "step", kind: kEnum, enum: kinds.Names(kinds.Steps), def: string(kinds.StepChannels),
 		help: "delta_crop is a share of a group's channels or of the model's MACs",
 		get:  func(c *Config) any { return string(c.Step) }, set: func(c *Config, v any) { c.Step = kinds.Step(v.(string)) }},
+	{name: "delta_schedule", flag: "delta-schedule", kind: kEnum, enum: kinds.Names(kinds.Schedules), def: string(kinds.ScheduleConstant),
+		help: "my_pruning step over the iterations: constant delta_crop, or decay (delta_crop·delta_decay^(i−1) in iteration i)",
+		get:  func(c *Config) any { return string(c.DeltaSchedule) }, set: func(c *Config, v any) { c.DeltaSchedule = kinds.Schedule(v.(string)) }},
+	{name: "delta_decay", flag: "delta-decay", kind: kFloat, def: 0.96, check: unitLeftOpen,
+		help: "factor the step shrinks by per iteration under delta_schedule: decay, 0<x<=1",
+		get:  func(c *Config) any { return c.DeltaDecay }, set: func(c *Config, v any) { c.DeltaDecay = v.(float64) }},
+	{name: "common_batches", flag: "common-batches", kind: kBool, def: false,
+		help: "every my_pruning candidate of an iteration fine-tunes on the same training batches in the same order (common random numbers)",
+		get:  func(c *Config) any { return c.CommonBatches }, set: func(c *Config, v any) { c.CommonBatches = v.(bool) }},
+	{name: "bn_batches", flag: "bn-batches", kind: kInt, def: 0, check: intAtLeast(0),
+		help: "re-estimate BatchNorm statistics on this many training batches after each my_pruning cut, before the short-term fine-tune and validation (0: off)",
+		get:  func(c *Config) any { return c.BNBatches }, set: func(c *Config, v any) { c.BNBatches = v.(int) }},
+	{name: "tie_break", flag: "tie-break", kind: kEnum, enum: kinds.Names(kinds.TieBreaks), def: string(kinds.TieBreakNone),
+		help: "among my_pruning candidates within one standard error of the best: none, most MACs removed (macs) or lowest training loss (loss)",
+		get:  func(c *Config) any { return string(c.TieBreak) }, set: func(c *Config, v any) { c.TieBreak = kinds.TieBreak(v.(string)) }},
 	{name: "short_term_steps", flag: "short-steps", kind: kInt, def: 50, check: intAtLeast(0),
 		help: "fine-tune steps for each my_pruning candidate",
 		get:  func(c *Config) any { return c.ShortTermSteps }, set: func(c *Config, v any) { c.ShortTermSteps = v.(int) }},

@@ -1,8 +1,9 @@
 // Package kinds is gopruner's one vocabulary of named choices: the pruning
-// algorithm, the channel criterion, and my_pruning's candidate selection and
-// step rules. The config validates the user's spelling against these, the
-// search (netadapt) and the criteria act on them, and every other package
-// names them through this package, so each value is written down once.
+// algorithm, the channel criterion, and my_pruning's candidate selection,
+// step, step schedule and tie-breaking rules. The config validates the
+// user's spelling against these, the search (netadapt) and the criteria act
+// on them, and every other package names them through this package, so each
+// value is written down once.
 //
 // Each kind is a typed string whose value is the spelling of Pruning.yaml and
 // of the JSON outputs. The zero value "" means "not given"; Or replaces it with
@@ -77,7 +78,42 @@ const (
 // Steps lists the step rules, the default first.
 var Steps = []Step{StepChannels, StepMACs}
 
-// kind is what the four types share.
+// Schedule is how my_pruning's step (delta_crop) changes over the
+// iterations (the `delta_schedule` key).
+type Schedule string
+
+const (
+	// ScheduleConstant uses delta_crop in every iteration.
+	ScheduleConstant Schedule = "constant"
+	// ScheduleDecay multiplies it by delta_decay after every iteration,
+	// delta_crop·delta_decay^(i−1) in iteration i, as NetAdapt's resource
+	// reduction schedule does: large cuts while the model has slack, small
+	// ones near the target where each removed MAC costs more accuracy.
+	ScheduleDecay Schedule = "decay"
+)
+
+// Schedules lists the schedules, the default first.
+var Schedules = []Schedule{ScheduleConstant, ScheduleDecay}
+
+// TieBreak is how my_pruning chooses among candidates whose scores lie
+// within one standard error of the best (the `tie_break` key).
+type TieBreak string
+
+const (
+	// TieBreakNone keeps the best score, however close the others are.
+	TieBreakNone TieBreak = "none"
+	// TieBreakMACs keeps, among the candidates within noise of the best,
+	// the one that removes the most MACs.
+	TieBreakMACs TieBreak = "macs"
+	// TieBreakLoss keeps, among the candidates within noise of the best,
+	// the one with the lowest short-term training loss.
+	TieBreakLoss TieBreak = "loss"
+)
+
+// TieBreaks lists the tie-breaking rules, the default first.
+var TieBreaks = []TieBreak{TieBreakNone, TieBreakMACs, TieBreakLoss}
+
+// kind is what the types share.
 type kind interface {
 	~string
 }
@@ -124,3 +160,5 @@ func (a Algorithm) String() string { return string(a) }
 func (c Criterion) String() string { return string(c) }
 func (s Select) String() string    { return string(s) }
 func (s Step) String() string      { return string(s) }
+func (s Schedule) String() string  { return string(s) }
+func (t TieBreak) String() string  { return string(t) }

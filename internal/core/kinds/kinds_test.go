@@ -22,3 +22,15 @@ func TestParse(t *testing.T) {
 		t.Errorf("Names(Steps) = %s", got)
 	}
 }
+
+func TestNewSearchKinds(t *testing.T) {
+	if got := strings.Join(Names(Schedules), ","); got != "constant,decay" {
+		t.Errorf("Names(Schedules) = %s", got)
+	}
+	if got := strings.Join(Names(TieBreaks), ","); got != "none,macs,loss" {
+		t.Errorf("Names(TieBreaks) = %s", got)
+	}
+	if _, err := Parse("tie_break", "acc", TieBreaks); err == nil || !strings.Contains(err.Error(), "none or macs or loss") {
+		t.Errorf("Parse(acc) error = %v", err)
+	}
+}

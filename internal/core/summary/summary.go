@@ -31,6 +31,36 @@ type Iteration struct {
 	// Seconds is the iteration's wall time, from its start to its
 	// checkpoint (0, omitted, for iterations a resumed run inherited).
 	Seconds float64 `json:"seconds,omitempty"`
+	// TieBroken: the kept candidate is not the best score but one within
+	// its standard error that won the tie_break rule.
+	TieBroken bool `json:"tie_broken,omitempty"`
+	// Budget is the MACs each candidate was asked to remove (step: macs),
+	// and Delta the step share under delta_schedule: decay; both omitted
+	// otherwise.
+	Budget int64   `json:"macs_budget,omitempty"`
+	Delta  float64 `json:"delta,omitempty"`
+	// Results are the iteration's candidates, in group-id order.
+	Results []Candidate `json:"candidate_results,omitempty"`
+}
+
+// Candidate is one evaluated candidate of an iteration. The measured
+// fields (standard error, training loss, time, slot) are absent for
+// iterations a resumed run inherited: only their accuracies were kept.
+type Candidate struct {
+	Group    int      `json:"group"`
+	Layers   []string `json:"layers"`
+	From     int      `json:"channels_before"`
+	To       int      `json:"channels_after"`
+	MACs     int64    `json:"macs"`
+	Accuracy float64  `json:"accuracy"`
+	// AccuracySE is the binomial standard error of Accuracy,
+	// sqrt(p(1−p)/n) over Samples validation samples.
+	AccuracySE float64 `json:"accuracy_se,omitempty"`
+	Samples    int     `json:"samples,omitempty"`
+	TrainLoss  float64 `json:"train_loss,omitempty"` // mean loss of the short-term fine-tune
+	Seconds    float64 `json:"seconds,omitempty"`    // evaluation wall time on its slot
+	Slot       string  `json:"slot,omitempty"`       // the cart slot that ran it
+	Kept       bool    `json:"kept,omitempty"`       // the iteration's winner
 }
 
 // Timings is how long each phase of the run took, in milliseconds by phase
@@ -58,6 +88,7 @@ type CandidateTimings struct {
 	FineTuneComputeMs float64 `json:"fine_tune_compute_ms"`
 	EvalMs            float64 `json:"eval_ms"`
 	EvalComputeMs     float64 `json:"eval_compute_ms"`
+	BNMs              float64 `json:"bn_ms,omitempty"` // re-estimating BatchNorm statistics (bn_batches)
 	// The iterations' serial parts, outside the candidate runs: scoring
 	// the current model by the criterion (every slot waits for it) and
 	// committing the winner (serialising it; a re-run when it was not held).
@@ -102,6 +133,11 @@ type Summary struct {
 	Started      time.Time   `json:"started"`
 	Seconds      float64     `json:"seconds"`
 	Timings      *Timings    `json:"timings,omitempty"`
+
+	// TestAccBefore and TestAccAfter are on the data set's test split, which
+	// the search never selects by; absent without one.
+	TestAccBefore *float64 `json:"test_acc_before,omitempty"`
+	TestAccAfter  *float64 `json:"test_acc_after,omitempty"`
 }
 
 // WriteJSON writes summary.json atomically.
@@ -132,6 +168,9 @@ func (s *Summary) Text(w io.Writer) {
 	fmt.Fprintf(tw, "params\t%s\t%s\t%.3f\n", Human(s.ParamsBefore), Human(s.ParamsAfter), ratio(s.ParamsAfter, s.ParamsBefore))
 	if s.AccBefore != nil && s.AccAfter != nil {
 		fmt.Fprintf(tw, "accuracy\t%.4f\t%.4f\t%+.4f\n", *s.AccBefore, *s.AccAfter, *s.AccAfter-*s.AccBefore)
+	}
+	if s.TestAccBefore != nil && s.TestAccAfter != nil {
+		fmt.Fprintf(tw, "test accuracy\t%.4f\t%.4f\t%+.4f\n", *s.TestAccBefore, *s.TestAccAfter, *s.TestAccAfter-*s.TestAccBefore)
 	}
 	for _, l := range s.Latency {
 		fmt.Fprintf(tw, "latency (%s, batch %d)\t%.2f ms\t%.2f ms\t%.2fx faster\n", l.Device, l.Batch, l.BeforeMs, l.AfterMs, l.BeforeMs/max(l.AfterMs, 1e-9))

@@ -183,6 +183,45 @@ func lrAt(o Options, step, total int) float64 {
 	return o.LR * 0.5 * (1 + math.Cos(math.Pi*t))
 }
 
+// RecalibrateBN re-estimates m's BatchNorm running statistics as the plain
+// average over up to batches shuffled batches of split (seeded), without
+// autograd and without changing a weight. A cut changes what every
+// BatchNorm after it sees; statistics measured on the cut model make its
+// validation (and the start of its fine-tune) less noisy. It returns the
+// number of BatchNorm layers (0: nothing was done).
+func RecalibrateBN(ctx context.Context, m *torch.Module, split *data.Split, batches, batchSize int, seed int64) (int, error) {
+	if batches <= 0 {
+		return 0, nil
+	}
+	runtime.LockOSThread() // see Fit
+	defer runtime.UnlockOSThread()
+	opts := split.Dataset().Options()
+	shape := []int64{0, int64(opts.Channels), int64(opts.Height), int64(opts.Width)}
+	bo := data.BatchOptions{BatchSize: batchSize, Shuffle: true, Seed: seed, MaxBatches: batches,
+		DropLast: split.Len() >= 2*batchSize, Reuse: true}
+	step, layers := 0, 0
+	for b, err := range split.Batches(ctx, bo) {
+		if err != nil {
+			return 0, err
+		}
+		shape[0] = int64(b.N)
+		x, err := torch.FromFloat32(b.X, shape, m.Device())
+		if err != nil {
+			return 0, err
+		}
+		n, err := torch.RecalibrateBNStep(m, x, step)
+		x.Close()
+		if err != nil {
+			return 0, fmt.Errorf("re-estimating BatchNorm statistics: %w", err)
+		}
+		if n == 0 {
+			return 0, nil
+		}
+		step, layers = step+1, n
+	}
+	return layers, nil
+}
+
 // EvalResult is the accuracy and mean loss on a split.
 type EvalResult struct {
 	Accuracy float64       `json:"accuracy"`

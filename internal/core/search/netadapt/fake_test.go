@@ -23,6 +23,8 @@ type fakeNet struct {
 
 	// sleep, when set, is how long a candidate takes.
 	sleep func(c Candidate) time.Duration
+	// samples is the validation size Evaluate reports (0: unknown).
+	samples int
 	// before, when set, runs at the start of every Evaluate (to cancel, to
 	// fail, ...); a non-nil result is returned as Evaluate's error.
 	before func(ctx context.Context, c Candidate) error
@@ -73,7 +75,7 @@ func (f *fakeNet) accuracy(keep map[int]int) float64 {
 	return acc
 }
 
-func (f *fakeNet) Evaluate(ctx context.Context, slot int, c Candidate) (float64, error) {
+func (f *fakeNet) Evaluate(ctx context.Context, slot int, c Candidate) (Result, error) {
 	f.mu.Lock()
 	f.evaluated++
 	f.inflight++
@@ -103,17 +105,18 @@ func (f *fakeNet) Evaluate(ctx context.Context, slot int, c Candidate) (float64,
 	}()
 	if f.before != nil {
 		if err := f.before(ctx, c); err != nil {
-			return 0, err
+			return Result{}, err
 		}
 	}
 	if f.sleep != nil {
 		select {
 		case <-time.After(f.sleep(c)):
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return Result{}, ctx.Err()
 		}
 	}
-	return f.accuracy(c.Keep), nil
+	acc := f.accuracy(c.Keep)
+	return Result{Accuracy: acc, Samples: f.samples, TrainLoss: 2 * (1 - acc)}, nil
 }
 
 func (f *fakeNet) Commit(_ context.Context, c Candidate) error {

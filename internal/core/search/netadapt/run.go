@@ -104,6 +104,17 @@ func newRunner(groups []Group, ev Evaluator, ck Checkpointer, opt Options) (*run
 	if _, err := kinds.Parse("step", string(opt.Step), kinds.Steps); err != nil {
 		return nil, fmt.Errorf("netadapt: %w", err)
 	}
+	opt.Schedule = kinds.Or(opt.Schedule, kinds.ScheduleConstant)
+	if _, err := kinds.Parse("delta_schedule", string(opt.Schedule), kinds.Schedules); err != nil {
+		return nil, fmt.Errorf("netadapt: %w", err)
+	}
+	if opt.Schedule == kinds.ScheduleDecay && !(opt.DeltaDecay > 0 && opt.DeltaDecay <= 1) {
+		return nil, fmt.Errorf("netadapt: delta_decay %v is outside (0,1]", opt.DeltaDecay)
+	}
+	opt.TieBreak = kinds.Or(opt.TieBreak, kinds.TieBreakNone)
+	if _, err := kinds.Parse("tie_break", string(opt.TieBreak), kinds.TieBreaks); err != nil {
+		return nil, fmt.Errorf("netadapt: %w", err)
+	}
 	if len(opt.Slots) == 0 {
 		return nil, errors.New("netadapt: no device slots (cart is empty)")
 	}
@@ -198,9 +209,10 @@ func (r *runner) blocks() map[int]int {
 // id order. A cut that does not lower the MACs is left out: it cannot bring
 // the target closer, and acc_per_mac would divide by zero.
 func (r *runner) candidates(st *State) ([]Candidate, int64) {
+	delta := r.delta(st.Iteration + 1)
 	var budget int64
 	if r.opt.Step == kinds.StepMACs {
-		budget = int64(math.Ceil(r.opt.DeltaCrop*float64(st.MACs0) - eps))
+		budget = int64(math.Ceil(delta*float64(st.MACs0) - eps))
 		budget = max(1, min(budget, st.MACs-st.Target))
 	}
 	var out []Candidate
@@ -216,7 +228,7 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 				return r.ev.MACs(withKeep(st.Keep, g.ID, k))
 			})
 		} else {
-			to, ok = channelStep(cur, r.unit(g), r.opt.DeltaCrop)
+			to, ok = channelStep(cur, r.unit(g), delta)
 		}
 		if !ok {
 			continue
@@ -243,6 +255,16 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 	return out, budget
 }
 
+// delta is the step share of iteration (1-based) under the schedule. The
+// constant schedule returns DeltaCrop itself, so its arithmetic is exactly
+// what it was before schedules existed.
+func (r *runner) delta(iteration int) float64 {
+	if r.opt.Schedule != kinds.ScheduleDecay {
+		return r.opt.DeltaCrop
+	}
+	return r.opt.DeltaCrop * math.Pow(r.opt.DeltaDecay, float64(iteration-1))
+}
+
 // iterate evaluates the candidates, picks the winner, commits it and returns
 // the next state. On any failure st is untouched.
 func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budget int64) (*State, IterationRecord, error) {
@@ -255,14 +277,19 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 			r.opt.OnIterationStart(st.Iteration+1, budget, cs)
 		}
 	})
-	accs, err := r.evaluate(ctx, cands)
+	results, err := r.evaluate(ctx, cands)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, IterationRecord{}, ctx.Err() // the caller's own error, unwrapped
 		}
 		return nil, IterationRecord{}, fmt.Errorf("iteration %d: %w", st.Iteration+1, err)
 	}
-	best := choose(r.opt.Select, cands, accs, st.Accuracy, st.MACs)
+	accs := make([]float64, len(results))
+	for i, res := range results {
+		accs[i] = res.Accuracy
+	}
+	top := choose(r.opt.Select, cands, accs, st.Accuracy, st.MACs)
+	best := breakTie(r.opt.TieBreak, r.opt.Select, cands, results, st.Accuracy, st.MACs, top)
 	// Everything was evaluated, but a cancellation that arrives now still
 	// discards the iteration: the caller asked to stop, and nothing of this
 	// iteration has reached the model yet.
@@ -279,6 +306,10 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 	}
 	rec := IterationRecord{Iteration: w.Iteration, Group: w.Group, Layers: slices.Clone(w.Layers), From: w.From, To: w.To,
 		MACsBefore: st.MACs, MACs: w.MACs, AccuracyBefore: st.Accuracy, Accuracy: accs[best], Budget: budget}
+	if r.opt.Schedule == kinds.ScheduleDecay {
+		rec.Delta = r.delta(w.Iteration)
+	}
+	rec.TieBroken = best != top
 	for i, c := range cands {
 		rec.Candidates = append(rec.Candidates, CandidateRecord{Group: c.Group, Layers: slices.Clone(c.Layers),
 			From: c.From, To: c.To, MACs: c.MACs, Accuracy: accs[i]})
@@ -297,8 +328,8 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 
 // evaluate runs the candidates over one worker per slot, fed from a queue so
 // that a free slot takes the next candidate. The first failure cancels the
-// rest. Accuracies come back in candidate order whatever order they finish in.
-func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]float64, error) {
+// rest. Results come back in candidate order whatever order they finish in.
+func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, error) {
 	ictx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	queue := make(chan int, len(cands))
@@ -307,7 +338,7 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]float64, er
 	}
 	close(queue)
 
-	accs := make([]float64, len(cands))
+	results := make([]Result, len(cands))
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -328,12 +359,16 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]float64, er
 					}
 				})
 				t0 := time.Now()
-				acc, err := r.ev.Evaluate(ictx, slot, c)
-				if err == nil && !finite(acc) {
-					err = fmt.Errorf("accuracy %v is not a finite number", acc)
+				res, err := r.ev.Evaluate(ictx, slot, c)
+				switch {
+				case err != nil:
+				case !finite(res.Accuracy):
+					err = fmt.Errorf("accuracy %v is not a finite number", res.Accuracy)
+				case res.Samples < 0 || !finite(res.TrainLoss):
+					err = fmt.Errorf("%d validation samples, training loss %v", res.Samples, res.TrainLoss)
 				}
-				o := Outcome{Candidate: c, Slot: slot, SlotName: r.opt.Slots[slot], Accuracy: acc,
-					Duration: time.Since(t0), Err: err}
+				o := Outcome{Candidate: c, Slot: slot, SlotName: r.opt.Slots[slot], Accuracy: res.Accuracy,
+					Samples: res.Samples, TrainLoss: res.TrainLoss, Duration: time.Since(t0), Err: err}
 				r.hook(func() {
 					if r.opt.OnCandidate != nil {
 						r.opt.OnCandidate(o)
@@ -348,7 +383,7 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]float64, er
 					cancel()
 					return
 				}
-				accs[i] = acc // distinct index per worker; wg.Wait orders it before the read
+				results[i] = res // distinct index per worker; wg.Wait orders it before the read
 			}
 		})
 	}
@@ -361,7 +396,7 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]float64, er
 		return nil, fmt.Errorf("candidate for group %d (%s) %d→%d channels on slot %d (%s): %w",
 			c.Group, layerList(c.Layers), c.From, c.To, failSlot, r.opt.Slots[failSlot], firstErr)
 	}
-	return accs, nil
+	return results, nil
 }
 
 // choose returns the index of the winning candidate. cands is in group-id
@@ -385,6 +420,58 @@ func choose(mode kinds.Select, cands []Candidate, accs []float64, accPrev float6
 		case cands[i].MACs < cands[best].MACs:
 			best = i
 		case cands[i].MACs == cands[best].MACs && cands[i].Group < cands[best].Group:
+			best = i
+		}
+	}
+	return best
+}
+
+// breakTie applies the tie-break rule to the plain winner top. A candidate
+// is within noise of top when its score is no more than one standard error
+// of top's score below it: top's binomial standard error of accuracy, or
+// that divided by top's removed MACs for acc_per_mac (the previous
+// accuracy is a constant of the iteration). Among those, kinds.TieBreakMACs
+// prefers the most MACs removed and kinds.TieBreakLoss the lowest
+// short-term training loss; what remains tied goes to the better score,
+// then to choose's order. With kinds.TieBreakNone, or no sample counts, top
+// wins.
+func breakTie(rule kinds.TieBreak, mode kinds.Select, cands []Candidate, results []Result, accPrev float64, macsPrev int64, top int) int {
+	if rule != kinds.TieBreakMACs && rule != kinds.TieBreakLoss {
+		return top
+	}
+	score := func(i int) float64 {
+		if mode == kinds.SelectAccPerMAC {
+			return (results[i].Accuracy - accPrev) / float64(macsPrev-cands[i].MACs)
+		}
+		return results[i].Accuracy
+	}
+	se := results[top].StdErr()
+	if mode == kinds.SelectAccPerMAC {
+		se /= float64(macsPrev - cands[top].MACs)
+	}
+	if !(se > 0) {
+		return top
+	}
+	// The relative slack keeps a score exactly one SE below from dropping
+	// out by rounding.
+	floor := score(top) - se*(1+1e-9)
+	accs := make([]float64, len(results))
+	for i, r := range results {
+		accs[i] = r.Accuracy
+	}
+	best := top
+	for i := range cands {
+		if i == best || score(i) < floor {
+			continue
+		}
+		var better, worse bool
+		switch rule {
+		case kinds.TieBreakMACs:
+			better, worse = cands[i].MACs < cands[best].MACs, cands[i].MACs > cands[best].MACs
+		case kinds.TieBreakLoss:
+			better, worse = results[i].TrainLoss < results[best].TrainLoss, results[i].TrainLoss > results[best].TrainLoss
+		}
+		if better || (!worse && choose(mode, []Candidate{cands[best], cands[i]}, []float64{accs[best], accs[i]}, accPrev, macsPrev) == 1) {
 			best = i
 		}
 	}

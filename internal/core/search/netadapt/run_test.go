@@ -222,12 +222,12 @@ func (l *linearNet) MACs(keep map[int]int) int64 {
 	return s
 }
 
-func (l *linearNet) Evaluate(_ context.Context, _ int, c Candidate) (float64, error) {
+func (l *linearNet) Evaluate(_ context.Context, _ int, c Candidate) (Result, error) {
 	acc := 1.0
 	for id, k := range c.Keep {
 		acc -= l.drop[id] * float64(10-k)
 	}
-	return acc, nil
+	return Result{Accuracy: acc}, nil
 }
 
 func (l *linearNet) Commit(context.Context, Candidate) error { return nil }
@@ -457,7 +457,9 @@ func (nanNet) MACs(keep map[int]int) int64 {
 	}
 	return 10
 }
-func (nanNet) Evaluate(context.Context, int, Candidate) (float64, error) { return nanValue(), nil }
+func (nanNet) Evaluate(context.Context, int, Candidate) (Result, error) {
+	return Result{Accuracy: nanValue()}, nil
+}
 
 func nanValue() float64 { var z float64; return z / z }
 

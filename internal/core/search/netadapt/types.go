@@ -6,6 +6,12 @@
 // checkpoint; then optionally round every group to a multiple of alf
 // (resize_alf) and long-term fine-tune.
 //
+// The step may shrink over the iterations (Options.Schedule), and "the
+// best" may be noise-aware: every Result carries its validation sample
+// count, so the binomial standard error of each accuracy is known, and
+// Options.TieBreak chooses among the candidates within one standard error
+// of the best score by resource removed or by training loss.
+//
 // The package decides keep counts, schedules work and records history. All
 // tensor work (cloning the model, choosing channels by the criterion,
 // fine-tuning, validating) sits behind Evaluator and Finisher, so the package
@@ -14,6 +20,7 @@ package netadapt
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/kinds"
@@ -51,16 +58,45 @@ type Candidate struct {
 	Keep      map[int]int `json:"keep"`
 }
 
+// Result is what evaluating one candidate gives.
+type Result struct {
+	Accuracy float64 // validated accuracy, a fraction in [0,1]
+	// Samples is how many validation samples Accuracy counts (0: unknown,
+	// which makes StdErr 0 and every tie-break a plain comparison).
+	Samples int
+	// TrainLoss is the mean training loss of the short-term fine-tune (0
+	// without one).
+	TrainLoss float64
+}
+
+// StdErr is the binomial standard error of the accuracy,
+// sqrt(p(1−p)/n): the noise of a validation on Samples samples.
+func (r Result) StdErr() float64 {
+	if r.Samples <= 0 {
+		return 0
+	}
+	p := min(max(r.Accuracy, 0), 1)
+	return math.Sqrt(p * (1 - p) / float64(r.Samples))
+}
+
 // Outcome is one evaluated candidate as the hooks see it. Slot and Duration
 // depend on scheduling, which is why they stay out of the (deterministic)
-// history.
+// history; Samples and TrainLoss stay out too, so that the history of a
+// run is what it was before they were measured.
 type Outcome struct {
 	Candidate Candidate
 	Slot      int    // index into Options.Slots
 	SlotName  string // Options.Slots[Slot]
 	Accuracy  float64
+	Samples   int     // validation samples behind Accuracy (Result.Samples)
+	TrainLoss float64 // short-term training loss (Result.TrainLoss)
 	Duration  time.Duration
 	Err       error // nil on success; the context's error for a candidate cut short
+}
+
+// StdErr is the standard error of the outcome's accuracy (Result.StdErr).
+func (o Outcome) StdErr() float64 {
+	return Result{Accuracy: o.Accuracy, Samples: o.Samples}.StdErr()
 }
 
 // Evaluator does the tensor work of one search. Run calls MACs and Commit
@@ -75,8 +111,10 @@ type Evaluator interface {
 	MACs(keep map[int]int) int64
 	// Evaluate clones the current model onto slot, prunes group c.Group to
 	// c.To channels by the criterion, short-term fine-tunes, validates and
-	// returns the accuracy. It should stop promptly when ctx is cancelled.
-	Evaluate(ctx context.Context, slot int, c Candidate) (accuracy float64, err error)
+	// returns the accuracy, with the sample count and training loss the
+	// noise-aware selection uses. It should stop promptly when ctx is
+	// cancelled.
+	Evaluate(ctx context.Context, slot int, c Candidate) (Result, error)
 	// Commit makes the winning candidate the current model. The core calls
 	// it once per finished iteration, before the checkpoint is saved.
 	Commit(ctx context.Context, c Candidate) error
@@ -135,6 +173,8 @@ type IterationRecord struct {
 	AccuracyBefore float64           `json:"acc_before"`
 	Accuracy       float64           `json:"acc"`
 	Budget         int64             `json:"macs_budget,omitempty"` // StepMACs: MACs each candidate was asked to remove
+	Delta          float64           `json:"delta,omitempty"`       // the step share under delta_schedule decay (0: constant, delta_crop)
+	TieBroken      bool              `json:"tie_broken,omitempty"`  // the winner is within one standard error of the best score and won the tie-break
 	Candidates     []CandidateRecord `json:"candidates"`
 }
 
@@ -155,6 +195,17 @@ type Options struct {
 	Alf       int          // kept counts are multiples of Alf, never below it; >= 1
 	Select    kinds.Select // kinds.SelectAcc (default when empty) or kinds.SelectAccPerMAC
 	Step      kinds.Step   // kinds.StepChannels (default when empty) or kinds.StepMACs
+	// Schedule is kinds.ScheduleConstant (default when empty) or
+	// kinds.ScheduleDecay: iteration i then steps by
+	// DeltaCrop·DeltaDecay^(i−1), DeltaDecay in (0,1].
+	Schedule   kinds.Schedule
+	DeltaDecay float64
+	// TieBreak is kinds.TieBreakNone (default when empty): the best score
+	// wins. kinds.TieBreakMACs or kinds.TieBreakLoss: among the candidates
+	// whose score is within one standard error of the best (Result.StdErr,
+	// per removed MAC for acc_per_mac), the one removing the most MACs, or
+	// with the lowest short-term training loss, wins.
+	TieBreak kinds.TieBreak
 	// Slots names the device slots of cart ("cpu", "cuda:0", ...); one
 	// worker per entry. Evaluate receives the index.
 	Slots []string

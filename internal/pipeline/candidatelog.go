@@ -1,0 +1,53 @@
+package pipeline
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/gopruner/gopruner/internal/core/search/netadapt"
+	"github.com/gopruner/gopruner/internal/core/summary"
+)
+
+// candidateLog keeps each my_pruning candidate's measured outcome (standard
+// error, training loss, time, slot) for summary.json. They stay out of the
+// search history, which holds only what decides the search, so that the
+// history of a seed is what it was before they were measured.
+type candidateLog struct {
+	mu  sync.Mutex
+	out map[[2]int]netadapt.Outcome // (iteration, group) → outcome
+}
+
+// wrap returns h with the log's recording added.
+func (l *candidateLog) wrap(h Hooks) Hooks {
+	l.out = map[[2]int]netadapt.Outcome{}
+	onDone := h.OnCandidate
+	h.OnCandidate = func(o netadapt.Outcome) {
+		if o.Err == nil {
+			l.mu.Lock()
+			l.out[[2]int{o.Candidate.Iteration, o.Candidate.Group}] = o
+			l.mu.Unlock()
+		}
+		if onDone != nil {
+			onDone(o)
+		}
+	}
+	return h
+}
+
+// results are rec's candidates for summary.json, with what this process
+// measured of them.
+func (l *candidateLog) results(rec netadapt.IterationRecord) []summary.Candidate {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]summary.Candidate, 0, len(rec.Candidates))
+	for _, c := range rec.Candidates {
+		sc := summary.Candidate{Group: c.Group, Layers: slices.Clone(c.Layers), From: c.From, To: c.To, MACs: c.MACs,
+			Accuracy: c.Accuracy, Kept: c.Group == rec.Group}
+		if o, ok := l.out[[2]int{rec.Iteration, c.Group}]; ok {
+			sc.AccuracySE, sc.Samples, sc.TrainLoss = o.StdErr(), o.Samples, o.TrainLoss
+			sc.Seconds, sc.Slot = o.Duration.Seconds(), o.SlotName
+		}
+		out = append(out, sc)
+	}
+	return out
+}
