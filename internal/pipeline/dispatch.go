@@ -25,7 +25,6 @@ import (
 	"github.com/gopruner/gopruner/internal/broker"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
-	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/engine"
 )
 
@@ -312,25 +311,6 @@ func (ds *dispatch) upload(ctx context.Context, digest string, b []byte) error {
 	}
 	ds.uploaded = digest
 	return nil
-}
-
-// onCandidate names the worker that ran a candidate in the progress
-// output: "cpu on host/1" for the coordinator's slot cpu.
-func (e *evaluator) onCandidate(f func(netadapt.Outcome)) func(netadapt.Outcome) {
-	if f == nil {
-		return nil
-	}
-	return func(o netadapt.Outcome) {
-		if e.disp != nil {
-			e.disp.mu.Lock()
-			w := e.disp.worker[[2]int{o.Candidate.Iteration, o.Candidate.Group}]
-			e.disp.mu.Unlock()
-			if w != "" {
-				o.SlotName += " on " + w
-			}
-		}
-		f(o)
-	}
 }
 
 // workers is a copy of which worker ran each candidate.

@@ -242,7 +242,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		Schedule: o.Schedule, DeltaDecay: o.DeltaDecay, TieBreak: o.TieBreak,
 		Slots: slices.Clone(o.Slots), BaseAccuracy: baseAcc, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
 		OnIterationStart: o.Hooks.OnIterationStart, OnCandidateStart: o.Hooks.OnCandidateStart,
-		OnCandidate: ev.onCandidate(o.Hooks.OnCandidate),
+		OnCandidate: o.Hooks.OnCandidate,
 		OnIteration: func(rec netadapt.IterationRecord) {
 			logIteration(o.Log, rec)
 			if o.Hooks.OnIteration != nil {

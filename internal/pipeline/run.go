@@ -315,6 +315,9 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 		si.Seconds = clock.of(it.Iteration)
 		si.TieBroken, si.Results = it.TieBroken, cands.results(it)
 		si.Worker = res.Workers[[2]int{it.Iteration, it.Group}]
+		for i := range si.Results {
+			si.Results[i].Worker = res.Workers[[2]int{it.Iteration, si.Results[i].Group}]
+		}
 		out.Iterations = append(out.Iterations, si)
 		out.Points = append(out.Points, report.Point{Iteration: it.Iteration, MACs: it.MACs, Accuracy: it.Accuracy,
 			Label: fmt.Sprintf("%s %d→%d", strings.Join(it.Layers, ","), it.From, it.To)})

@@ -60,7 +60,10 @@ type Candidate struct {
 	TrainLoss  float64 `json:"train_loss,omitempty"` // mean loss of the short-term fine-tune
 	Seconds    float64 `json:"seconds,omitempty"`    // evaluation wall time on its slot
 	Slot       string  `json:"slot,omitempty"`       // the cart slot that ran it
-	Kept       bool    `json:"kept,omitempty"`       // the iteration's winner
+	// Worker is "host:pid/slot" of the broker worker that ran it (omitted
+	// on the direct path and for results reused from an earlier run).
+	Worker string `json:"worker,omitempty"`
+	Kept   bool   `json:"kept,omitempty"` // the iteration's winner
 }
 
 // Timings is how long each phase of the run took, in milliseconds by phase
