@@ -95,7 +95,11 @@ func (cp *cartProgress) candidateDone(o netadapt.Outcome) {
 	}
 	cp.mu.Unlock()
 	if !cp.tty {
-		fmt.Fprintf(cp.w, "  slot %d (%s): %s  MACs %s  acc %.4f%s  %.1fs\n", o.Slot, o.SlotName, candName(o.Candidate),
+		if o.Err != nil {
+			fmt.Fprintf(cp.w, "  %s: %s  FAILED: %v\n", ranOn(o), candName(o.Candidate), o.Err)
+			return
+		}
+		fmt.Fprintf(cp.w, "  %s: %s  MACs %s  acc %.4f%s  %.1fs\n", ranOn(o), candName(o.Candidate),
 			summary.Human(o.Candidate.MACs), o.Accuracy, plusMinus(o), o.Duration.Seconds())
 		return
 	}
@@ -124,7 +128,7 @@ func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
 	outs := cp.outs
 	cp.mu.Unlock()
 	tw := tabwriter.NewWriter(cp.w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "iteration %d\tlayers\tchannels\tMACs\taccuracy\t\n", rec.Iteration)
+	fmt.Fprintf(tw, "iteration %d\tlayers\tchannels\tMACs\taccuracy\tran on\t\n", rec.Iteration)
 	for _, c := range rec.Candidates {
 		mark := ""
 		if c.Group == rec.Group {
@@ -133,10 +137,27 @@ func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
 				mark += " (tie-break: within one SE of the best)"
 			}
 		}
-		fmt.Fprintf(tw, "  group %d\t%s\t%d -> %d\t%s\t%.4f%s%s\t\n", c.Group, strings.Join(c.Layers, ","), c.From, c.To,
-			summary.Human(c.MACs), c.Accuracy, plusMinus(outs[c.Group]), mark)
+		acc := fmt.Sprintf("%.4f%s", c.Accuracy, plusMinus(outs[c.Group]))
+		if c.Failed != "" {
+			acc = "failed"
+		}
+		where := ""
+		if o, ok := outs[c.Group]; ok {
+			where = ranOn(o)
+		}
+		fmt.Fprintf(tw, "  group %d\t%s\t%d -> %d\t%s\t%s\t%s%s\t\n", c.Group, strings.Join(c.Layers, ","), c.From, c.To,
+			summary.Human(c.MACs), acc, where, mark)
 	}
 	tw.Flush()
+}
+
+// ranOn is where a candidate ran: its broker worker (host:pid/slot) when
+// it went through one, else its cart slot.
+func ranOn(o netadapt.Outcome) string {
+	if o.Worker != "" {
+		return "worker " + o.Worker
+	}
+	return fmt.Sprintf("slot %d (%s)", o.Slot, o.SlotName)
 }
 
 // plusMinus is " ±SE" of an outcome's accuracy, or "" when the sample

@@ -107,8 +107,8 @@ func TestFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(r.Error, "out of memory") || r.Deliveries != 2 || runs.Load() != 2 {
-		t.Errorf("failed task: %+v after %d runs, want the error after 2 deliveries", r, runs.Load())
+	if !strings.Contains(r.Error, "out of memory") || r.Deliveries != 2 || runs.Load() != 2 || r.Refused {
+		t.Errorf("failed task: %+v after %d runs, want the error (not a refusal) after 2 deliveries", r, runs.Load())
 	}
 	bad := task("ds")
 	bad.Dataset.Manifest = "other"
@@ -117,8 +117,8 @@ func TestFailures(t *testing.T) {
 	}
 	old := task("ver")
 	old.Version = "v0"
-	if r, err = d.Do(ctx, old); err != nil || !strings.Contains(r.Error, "gopruner v0") || r.Deliveries != 1 {
-		t.Errorf("other build: %+v, %v", r, err)
+	if r, err = d.Do(ctx, old); err != nil || !strings.Contains(r.Error, "gopruner v0") || r.Deliveries != 1 || !r.Refused {
+		t.Errorf("other build: %+v, %v; want a refusal", r, err)
 	}
 	// A malformed message: answered on its subject, never run.
 	if _, err := c.JS.Publish(ctx, TaskSubject("run2", "junk"), []byte("{not json")); err != nil {
@@ -128,7 +128,7 @@ func TestFailures(t *testing.T) {
 	for {
 		m, err := c.Results.GetLastMsgForSubject(ctx, ResultSubject("run2", "junk"))
 		if err == nil {
-			if !strings.Contains(string(m.Data), "malformed task message") {
+			if !strings.Contains(string(m.Data), "malformed task message") || !strings.Contains(string(m.Data), `"refused":true`) {
 				t.Errorf("malformed task answered with %s", m.Data)
 			}
 			break

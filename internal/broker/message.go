@@ -48,8 +48,13 @@ type Result struct {
 	Deliveries int     `json:"deliveries"`
 	Seconds    float64 `json:"seconds"`
 	// Error is empty on success; otherwise why the candidate failed for good.
-	Error  string          `json:"error,omitempty"`
-	Result json.RawMessage `json:"result,omitempty"` // pipeline.CandidateResult
+	Error string `json:"error,omitempty"`
+	// Refused marks an Error that is the worker's refusal (another
+	// protocol or build, a malformed task, a data set that differs): the
+	// setup is wrong and no worker of it would run the task, so the search
+	// stops. Any other Error fails only that candidate.
+	Refused bool            `json:"refused,omitempty"`
+	Result  json.RawMessage `json:"result,omitempty"` // pipeline.CandidateResult
 
 	// Reused is set by Dispatcher.Do when the result was stored before this
 	// coordinator queued the task (a resumed run's).

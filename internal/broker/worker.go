@@ -78,7 +78,7 @@ func handle(ctx context.Context, c *Conn, o WorkerOptions, h Handler, m jetstrea
 		run, id, ok := subjectID(m.Subject())
 		o.Log.Error().Str("worker", o.Name).Str("subject", m.Subject()).Err(err).Msg("worker: task refused")
 		if ok {
-			r := &Result{Protocol: ProtocolVersion, Run: run, ID: id, Worker: o.Name, Deliveries: deliveries, Error: err.Error()}
+			r := &Result{Protocol: ProtocolVersion, Run: run, ID: id, Worker: o.Name, Deliveries: deliveries, Error: err.Error(), Refused: true}
 			if t != nil {
 				r.Iteration, r.Group = t.Iteration, t.Group
 			}
@@ -106,7 +106,7 @@ func handle(ctx context.Context, c *Conn, o WorkerOptions, h Handler, m jetstrea
 		}
 		log.Error().Err(err).Msg("worker: task failed for good")
 		r := &Result{Protocol: ProtocolVersion, Run: t.Run, ID: t.ID, Iteration: t.Iteration, Group: t.Group, Worker: o.Name,
-			Deliveries: deliveries, Seconds: time.Since(start).Seconds(), Error: err.Error()}
+			Deliveries: deliveries, Seconds: time.Since(start).Seconds(), Error: err.Error(), Refused: errors.Is(err, ErrRefused)}
 		if storeResult(context.WithoutCancel(ctx), c, r) != nil {
 			_ = m.Nak()
 			return

@@ -61,6 +61,9 @@ type CandidateResult struct {
 	TrainLoss  float64         `json:"train_loss"`
 	Seconds    float64         `json:"seconds"`
 	Timing     CandidateTiming `json:"timing"`
+	// Worker is the broker worker that ran it, as the coordinator saw the
+	// result ("" on the direct path).
+	Worker string `json:"worker,omitempty"`
 }
 
 // CandidateTiming is where a candidate's time went, in seconds: what the

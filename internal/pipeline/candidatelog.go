@@ -42,7 +42,7 @@ func (l *candidateLog) results(rec netadapt.IterationRecord) []summary.Candidate
 	out := make([]summary.Candidate, 0, len(rec.Candidates))
 	for _, c := range rec.Candidates {
 		sc := summary.Candidate{Group: c.Group, Layers: slices.Clone(c.Layers), From: c.From, To: c.To, MACs: c.MACs,
-			Accuracy: c.Accuracy, Kept: c.Group == rec.Group}
+			Accuracy: c.Accuracy, Kept: c.Group == rec.Group, Failed: c.Failed}
 		if o, ok := l.out[[2]int{rec.Iteration, c.Group}]; ok {
 			sc.AccuracySE, sc.Samples, sc.TrainLoss = o.StdErr(), o.Samples, o.TrainLoss
 			sc.Seconds, sc.Slot = o.Duration.Seconds(), o.SlotName

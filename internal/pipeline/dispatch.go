@@ -25,6 +25,7 @@ import (
 	"github.com/gopruner/gopruner/internal/broker"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/engine"
 )
 
@@ -272,7 +273,13 @@ func (e *evaluator) dispatched(ctx context.Context, req CandidateRequest) (Candi
 		return CandidateResult{}, err
 	}
 	if r.Error != "" {
-		return CandidateResult{}, fmt.Errorf("candidate of group %d failed on worker %s after %d deliveries: %s", req.Group, orNone(r.Worker), r.Deliveries, r.Error)
+		err := fmt.Errorf("candidate of group %d failed on worker %s after %d deliveries: %s", req.Group, orNone(r.Worker), r.Deliveries, r.Error)
+		if !r.Refused {
+			// A task that failed on every delivery: the iteration goes on
+			// without this candidate.
+			err = fmt.Errorf("%w: %w", netadapt.ErrCandidateFailed, err)
+		}
+		return CandidateResult{}, err
 	}
 	var res CandidateResult
 	if err := json.Unmarshal(r.Result, &res); err != nil {
@@ -281,6 +288,7 @@ func (e *evaluator) dispatched(ctx context.Context, req CandidateRequest) (Candi
 	if res.BaseDigest != req.BaseDigest {
 		return res, fmt.Errorf("worker %s answered task %s for model %.12s, it was for %.12s", r.Worker, t.ID, res.BaseDigest, req.BaseDigest)
 	}
+	res.Worker = r.Worker
 	ds.mu.Lock()
 	ds.worker[[2]int{req.Iteration, req.Group}] = r.Worker
 	ds.mu.Unlock()

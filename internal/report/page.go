@@ -242,6 +242,12 @@ func candRows(d Data, scale float64) []candRow {
 			if c.Kept && it.TieBroken {
 				r.Name += " (tie-break)"
 			}
+			if c.Failed != "" {
+				r.Accuracy, r.Name = "failed", r.Name+" (failed: "+c.Failed+")"
+			}
+			if c.Worker != "" {
+				r.Slot = c.Worker
+			}
 			rows = append(rows, r)
 		}
 		if it.MACs > 0 {

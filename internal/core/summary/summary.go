@@ -64,6 +64,9 @@ type Candidate struct {
 	// on the direct path and for results reused from an earlier run).
 	Worker string `json:"worker,omitempty"`
 	Kept   bool   `json:"kept,omitempty"` // the iteration's winner
+	// Failed says why the candidate failed for good (a worker gave up on it
+	// after its deliveries); it took no part in the choice.
+	Failed string `json:"failed,omitempty"`
 }
 
 // Timings is how long each phase of the run took, in milliseconds by phase

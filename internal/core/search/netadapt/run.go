@@ -277,19 +277,34 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 			r.opt.OnIterationStart(st.Iteration+1, budget, cs)
 		}
 	})
-	results, err := r.evaluate(ctx, cands)
+	results, failed, err := r.evaluate(ctx, cands)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, IterationRecord{}, ctx.Err() // the caller's own error, unwrapped
 		}
 		return nil, IterationRecord{}, fmt.Errorf("iteration %d: %w", st.Iteration+1, err)
 	}
-	accs := make([]float64, len(results))
+	// Failed candidates take no part in the choice: the rest are chosen
+	// from as if they were all there were.
+	var okIdx []int
+	for i := range cands {
+		if failed[i] == "" {
+			okIdx = append(okIdx, i)
+		}
+	}
+	if len(okIdx) == 0 {
+		return nil, IterationRecord{}, fmt.Errorf("iteration %d: every candidate failed (group %d: %s)", st.Iteration+1, cands[0].Group, failed[0])
+	}
+	okCands, okResults, accs := make([]Candidate, len(okIdx)), make([]Result, len(okIdx)), make([]float64, len(results))
+	okAccs := make([]float64, len(okIdx))
 	for i, res := range results {
 		accs[i] = res.Accuracy
 	}
-	top := choose(r.opt.Select, cands, accs, st.Accuracy, st.MACs)
-	best := breakTie(r.opt.TieBreak, r.opt.Select, cands, results, st.Accuracy, st.MACs, top)
+	for j, i := range okIdx {
+		okCands[j], okResults[j], okAccs[j] = cands[i], results[i], accs[i]
+	}
+	topOK := choose(r.opt.Select, okCands, okAccs, st.Accuracy, st.MACs)
+	top, best := okIdx[topOK], okIdx[breakTie(r.opt.TieBreak, r.opt.Select, okCands, okResults, st.Accuracy, st.MACs, topOK)]
 	// Everything was evaluated, but a cancellation that arrives now still
 	// discards the iteration: the caller asked to stop, and nothing of this
 	// iteration has reached the model yet.
@@ -312,7 +327,7 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 	rec.TieBroken = best != top
 	for i, c := range cands {
 		rec.Candidates = append(rec.Candidates, CandidateRecord{Group: c.Group, Layers: slices.Clone(c.Layers),
-			From: c.From, To: c.To, MACs: c.MACs, Accuracy: accs[i]})
+			From: c.From, To: c.To, MACs: c.MACs, Accuracy: accs[i], Failed: failed[i]})
 	}
 	next := cloneState(st)
 	next.Iteration = w.Iteration
@@ -329,7 +344,7 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 // evaluate runs the candidates over one worker per slot, fed from a queue so
 // that a free slot takes the next candidate. The first failure cancels the
 // rest. Results come back in candidate order whatever order they finish in.
-func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, error) {
+func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, []string, error) {
 	ictx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	queue := make(chan int, len(cands))
@@ -339,10 +354,11 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, err
 	close(queue)
 
 	results := make([]Result, len(cands))
+	failed := make([]string, len(cands)) // why, for a candidate that failed for good
 	var (
 		mu       sync.Mutex
 		firstErr error
-		failed   = -1
+		failedAt = -1
 		failSlot int
 		wg       sync.WaitGroup
 	)
@@ -368,16 +384,20 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, err
 					err = fmt.Errorf("%d validation samples, training loss %v", res.Samples, res.TrainLoss)
 				}
 				o := Outcome{Candidate: c, Slot: slot, SlotName: r.opt.Slots[slot], Accuracy: res.Accuracy,
-					Samples: res.Samples, TrainLoss: res.TrainLoss, Duration: time.Since(t0), Err: err}
+					Samples: res.Samples, TrainLoss: res.TrainLoss, Worker: res.Worker, Duration: time.Since(t0), Err: err}
 				r.hook(func() {
 					if r.opt.OnCandidate != nil {
 						r.opt.OnCandidate(o)
 					}
 				})
+				if err != nil && errors.Is(err, ErrCandidateFailed) && ictx.Err() == nil {
+					failed[i] = err.Error() // distinct index per worker, as results
+					continue
+				}
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
-						firstErr, failed, failSlot = err, i, slot
+						firstErr, failedAt, failSlot = err, i, slot
 					}
 					mu.Unlock()
 					cancel()
@@ -389,14 +409,14 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, err
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if firstErr != nil {
-		c := cands[failed]
-		return nil, fmt.Errorf("candidate for group %d (%s) %d→%d channels on slot %d (%s): %w",
+		c := cands[failedAt]
+		return nil, nil, fmt.Errorf("candidate for group %d (%s) %d→%d channels on slot %d (%s): %w",
 			c.Group, layerList(c.Layers), c.From, c.To, failSlot, r.opt.Slots[failSlot], firstErr)
 	}
-	return results, nil
+	return results, failed, nil
 }
 
 // choose returns the index of the winning candidate. cands is in group-id

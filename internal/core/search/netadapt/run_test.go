@@ -441,6 +441,56 @@ func TestCandidateErrorNamesGroup(t *testing.T) {
 	}
 }
 
+// TestFailedCandidateIsSkipped: a candidate whose error wraps
+// ErrCandidateFailed is recorded as failed and the iteration chooses among
+// the others (even when it would have won); when every candidate of an
+// iteration fails, the search stops naming one.
+func TestFailedCandidateIsSkipped(t *testing.T) {
+	ref := newFakeNet(t, 16, 32, 24, 40)
+	want, err := Run(context.Background(), ref.groups, ref, nil, nil, baseOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	winner := want.History[0].Group
+	f := newFakeNet(t, 16, 32, 24, 40)
+	f.before = func(_ context.Context, c Candidate) error {
+		if c.Iteration == 1 && c.Group == winner {
+			return fmt.Errorf("worker w/0 after 3 deliveries: out of memory: %w", ErrCandidateFailed)
+		}
+		return nil
+	}
+	opt := baseOptions()
+	opt.Slots = []string{"cpu", "cpu"}
+	st, err := Run(context.Background(), f.groups, f, nil, nil, opt)
+	if err != nil {
+		t.Fatalf("a failed candidate ended the search: %v", err)
+	}
+	it := st.History[0]
+	if it.Group == winner {
+		t.Fatalf("iteration 1 kept group %d, whose candidate failed", winner)
+	}
+	for _, c := range it.Candidates {
+		if failed := c.Failed != ""; failed != (c.Group == winner) {
+			t.Errorf("candidate of group %d: failed %q", c.Group, c.Failed)
+		}
+		if c.Group == winner && !strings.Contains(c.Failed, "out of memory") {
+			t.Errorf("the failed candidate's record does not say why: %q", c.Failed)
+		}
+	}
+	if !st.Done || st.MACs > st.Target {
+		t.Errorf("the search did not reach its target after the failure: %+v", st)
+	}
+
+	all := newFakeNet(t, 16, 32)
+	all.before = func(context.Context, Candidate) error {
+		return fmt.Errorf("corrupt archive: %w", ErrCandidateFailed)
+	}
+	_, err = Run(context.Background(), all.groups, all, nil, nil, baseOptions())
+	if err == nil || !strings.Contains(err.Error(), "every candidate failed") || !strings.Contains(err.Error(), "corrupt archive") {
+		t.Errorf("all candidates failing: err = %v", err)
+	}
+}
+
 func TestNonFiniteAccuracyIsAnError(t *testing.T) {
 	ev := &nanNet{}
 	_, err := Run(context.Background(), []Group{{ID: 0, Layers: []string{"fc"}, Channels: 10}}, ev, nil, nil, baseOptions())

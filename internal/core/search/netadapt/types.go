@@ -20,6 +20,7 @@ package netadapt
 
 import (
 	"context"
+	"errors"
 	"math"
 	"time"
 
@@ -67,6 +68,10 @@ type Result struct {
 	// TrainLoss is the mean training loss of the short-term fine-tune (0
 	// without one).
 	TrainLoss float64
+	// Worker names where the candidate ran when that is not simply the
+	// slot (a broker worker, "host:pid/slot"); "" otherwise. For the
+	// progress display only: it is kept out of the history.
+	Worker string
 }
 
 // StdErr is the binomial standard error of the accuracy,
@@ -90,6 +95,7 @@ type Outcome struct {
 	Accuracy  float64
 	Samples   int     // validation samples behind Accuracy (Result.Samples)
 	TrainLoss float64 // short-term training loss (Result.TrainLoss)
+	Worker    string  // Result.Worker
 	Duration  time.Duration
 	Err       error // nil on success; the context's error for a candidate cut short
 }
@@ -186,7 +192,16 @@ type CandidateRecord struct {
 	To       int      `json:"to"`
 	MACs     int64    `json:"macs"`
 	Accuracy float64  `json:"acc"`
+	// Failed says why the candidate failed for good (its Evaluate error
+	// wrapped ErrCandidateFailed); it took no part in the choice.
+	Failed string `json:"failed,omitempty"`
 }
+
+// ErrCandidateFailed, wrapped in an Evaluate error, marks a candidate that
+// failed for good (a worker gave up on it after its deliveries: out of
+// memory, a corrupt file): the iteration records it as failed and chooses
+// among the others. Any other error ends the search.
+var ErrCandidateFailed = errors.New("the candidate failed for good")
 
 // Options configure Run.
 type Options struct {
