@@ -86,6 +86,9 @@ type CandidateTiming struct {
 	EvalCompute float64 `json:"eval_compute_s"`
 	// Total is the whole run, as CandidateResult.Seconds.
 	Total float64 `json:"total_s"`
+	// Broker is what going through the broker added: the coordinator's
+	// round trip (queue, archive, result) minus Total; 0 on the direct path.
+	Broker float64 `json:"broker_s,omitempty"`
 }
 
 // Add accumulates o into t.
@@ -98,6 +101,7 @@ func (t *CandidateTiming) Add(o CandidateTiming) {
 	t.Eval += o.Eval
 	t.EvalCompute += o.EvalCompute
 	t.Total += o.Total
+	t.Broker += o.Broker
 }
 
 // Summary is t over runs candidate runs, with the iterations' serial
@@ -106,7 +110,7 @@ func (t CandidateTiming) Summary(runs int, scoring, commit time.Duration) *summa
 	ms := func(s float64) float64 { return math.Round(s*1e6) / 1e3 }
 	return &summary.CandidateTimings{Runs: runs, TotalMs: ms(t.Total), LoadMs: ms(t.Load), SurgeryMs: ms(t.Surgery),
 		FineTuneMs: ms(t.FineTune), FineTuneComputeMs: ms(t.FineTuneCompute), EvalMs: ms(t.Eval), EvalComputeMs: ms(t.EvalCompute),
-		BNMs: ms(t.BN), ScoringMs: ms(scoring.Seconds()), CommitMs: ms(commit.Seconds())}
+		BNMs: ms(t.BN), BrokerMs: ms(t.Broker), ScoringMs: ms(scoring.Seconds()), CommitMs: ms(commit.Seconds())}
 }
 
 // Digest names an archive.

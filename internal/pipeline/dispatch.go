@@ -289,6 +289,7 @@ func (e *evaluator) dispatched(ctx context.Context, req CandidateRequest) (Candi
 		return res, fmt.Errorf("worker %s answered task %s for model %.12s, it was for %.12s", r.Worker, t.ID, res.BaseDigest, req.BaseDigest)
 	}
 	res.Worker = r.Worker
+	res.Timing.Broker = max(0, time.Since(start).Seconds()-res.Seconds)
 	ds.mu.Lock()
 	ds.worker[[2]int{req.Iteration, req.Group}] = r.Worker
 	ds.mu.Unlock()

@@ -35,13 +35,17 @@ func (b *bench) searchArgs(name, model, ds string, extra ...string) []string {
 	return append(args, extra...)
 }
 
-// myPruning runs my_pruning; a build where it is not wired yet gives
-// errNotWired.
+// myPruning runs my_pruning on cart (the in-process default); a build where
+// it is not wired yet gives errNotWired.
 func (b *bench) myPruning(name, model, ds string, p float64, cart string, longEpochs int) (*searchRun, error) {
-	args := b.searchArgs(name, model, ds, "--algorithm", "my_pruning", "--P", fmt.Sprint(p),
+	return b.myPruningWith(name, model, ds, p, longEpochs, "--cart", cart)
+}
+
+// myPruningWith runs my_pruning with extra arguments (cart, broker).
+func (b *bench) myPruningWith(name, model, ds string, p float64, longEpochs int, extra ...string) (*searchRun, error) {
+	args := b.searchArgs(name, model, ds, append([]string{"--algorithm", "my_pruning", "--P", fmt.Sprint(p),
 		"--criterion", "TaylorFOWeight", "--taylor-batches", "10", "--delta-crop", fmt.Sprint(b.o.searchDelta),
-		"--step", b.o.searchStep, "--short-steps", fmt.Sprint(b.o.searchShort), "--long-epochs", fmt.Sprint(longEpochs),
-		"--cart", cart)
+		"--step", b.o.searchStep, "--short-steps", fmt.Sprint(b.o.searchShort), "--long-epochs", fmt.Sprint(longEpochs)}, extra...)...)
 	pr, err := b.r.run(b.ctx, b.timeout(8*time.Minute), args...)
 	if err != nil {
 		return nil, err

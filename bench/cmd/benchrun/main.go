@@ -15,8 +15,12 @@
 //  3. fine-tune throughput: `gopruner train` against scripts/ref_train.py;
 //  4. real speed-up: forward latency of pruned models against MACs ratios;
 //  5. search: my_pruning (NetAdapt) against L2Norm one-shot with the same
-//     fine-tune budget, and one NetAdapt iteration at 1 and 2 cart slots;
-//  6. scaling: prune and analysis time against the IR's op count.
+//     fine-tune budget;
+//  6. scaling: prune and analysis time against the IR's op count;
+//  7. one NetAdapt iteration at 1 and 2 cart slots, with the per-candidate
+//     time breakdown;
+//  8. the same iteration through NATS JetStream: direct, embedded broker,
+//     1 and 2 worker processes.
 //
 // Each benchmark lives in its own file, benchN_*.go; prunerun.go holds the
 // prune runs several of them share.
@@ -76,7 +80,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/out", "scratch directory (gitignored)")
 	flag.StringVar(&o.results, "results", "bench", "where results.json and results.md go")
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "Python with torch (Debian's python3-torch)")
-	flag.DurationVar(&o.budget, "budget", 11*time.Minute, "stop starting benchmarks after this long; later ones are reported as skipped")
+	flag.DurationVar(&o.budget, "budget", 15*time.Minute, "stop starting benchmarks after this long; later ones are reported as skipped")
 	flag.StringVar(&only, "only", "", "comma-separated benchmark numbers to run (default all)")
 	flag.BoolVar(&o.verbose, "v", true, "echo every command on stderr")
 	flag.IntVar(&o.trainN, "train-images", 12000, "MNIST training images for the fine-tune benchmark")
@@ -188,6 +192,7 @@ func run(o options) error {
 		{5, "Search: my_pruning vs L2Norm one-shot", b.search},
 		{6, "Scaling of cost with model size", b.scaling},
 		{7, "my_pruning per-candidate cost and 2-slot speed-up", b.candidates},
+		{8, "my_pruning through NATS JetStream: broker cost and worker processes", b.broker},
 	}
 	for _, bb := range benches {
 		s := &section{ID: bb.id, Title: bb.title}

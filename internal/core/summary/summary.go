@@ -95,6 +95,9 @@ type CandidateTimings struct {
 	EvalMs            float64 `json:"eval_ms"`
 	EvalComputeMs     float64 `json:"eval_compute_ms"`
 	BNMs              float64 `json:"bn_ms,omitempty"` // re-estimating BatchNorm statistics (bn_batches)
+	// BrokerMs is what the broker added to the candidates: round trips
+	// (queue, archive, result) minus the runs' own time; 0 with --broker direct.
+	BrokerMs float64 `json:"broker_ms,omitempty"`
 	// The iterations' serial parts, outside the candidate runs: scoring
 	// the current model by the criterion (every slot waits for it) and
 	// committing the winner (serialising it; a re-run when it was not held).
