@@ -246,7 +246,13 @@ func TestCloneTrains(t *testing.T) {
 	defer m.Close()
 	c := must[*Module](t)(m.Clone())
 	defer c.Close()
-	before := must[[]float32](t)(must[*Tensor](t)(m.Get("conv1.weight")).Float32s())
+	weights := func(m *Module) []float32 {
+		t.Helper()
+		w := must[*Tensor](t)(m.Get("conv1.weight"))
+		defer w.Close()
+		return must[[]float32](t)(w.Float32s())
+	}
+	before := weights(m)
 	opt := must[*Optimizer](t)(NewSGD(c, SGDOptions{LR: 0.1}))
 	defer opt.Close()
 	if err := c.Train(true); err != nil {
@@ -259,8 +265,7 @@ func TestCloneTrains(t *testing.T) {
 	if _, _, err := TrainStep(c, opt, x, y); err != nil {
 		t.Fatal(err)
 	}
-	cw := must[[]float32](t)(must[*Tensor](t)(c.Get("conv1.weight")).Float32s())
-	mw := must[[]float32](t)(must[*Tensor](t)(m.Get("conv1.weight")).Float32s())
+	cw, mw := weights(c), weights(m)
 	if slices.Equal(cw, before) {
 		t.Error("a training step did not change the clone's weights: its parameters do not train")
 	}
