@@ -26,6 +26,9 @@ type WorkerOptions struct {
 	// mismatch). Its error fails this delivery like a Handler error.
 	Check func(t *Task) error
 	Log   zerolog.Logger
+	// Quiet logs each task's start and end at debug level rather than info:
+	// an in-process worker, whose coordinator prints every candidate anyway.
+	Quiet bool
 }
 
 // Serve runs tasks on this slot until ctx ends. It returns nil then, or
@@ -92,7 +95,11 @@ func handle(ctx context.Context, c *Conn, o WorkerOptions, h Handler, m jetstrea
 	}
 	log := o.Log.With().Str("worker", o.Name).Str("task", t.ID).Int("iteration", t.Iteration).Int("group", t.Group).
 		Int("delivery", deliveries).Logger()
-	log.Info().Msg("worker: task started")
+	taskLevel := zerolog.InfoLevel
+	if o.Quiet {
+		taskLevel = zerolog.DebugLevel
+	}
+	log.WithLevel(taskLevel).Msg("worker: task started")
 	fail := func(err error) {
 		if ctx.Err() != nil {
 			// Shutting down: hand the task back at once rather than after AckWait.
@@ -158,5 +165,5 @@ func handle(ctx context.Context, c *Conn, o WorkerOptions, h Handler, m jetstrea
 		// already has it, so this costs at most one repeat.
 		log.Warn().Err(err).Msg("worker: ack failed after the result was stored")
 	}
-	log.Info().Float64("seconds", r.Seconds).Msg("worker: task done")
+	log.WithLevel(taskLevel).Float64("seconds", r.Seconds).Msg("worker: task done")
 }

@@ -162,7 +162,7 @@ func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*disp
 					return out, err
 				}
 				name := fmt.Sprintf("%s/%d", host, slot)
-				if err := broker.Serve(wctx, conn, broker.WorkerOptions{Name: name, Version: b.Version, Log: o.Log}, h); err != nil {
+				if err := broker.Serve(wctx, conn, broker.WorkerOptions{Name: name, Version: b.Version, Log: o.Log, Quiet: true}, h); err != nil {
 					o.Log.Error().Err(err).Str("worker", name).Msg("my_pruning: in-process worker stopped")
 				}
 			})
