@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
@@ -23,9 +22,7 @@ func TestCommonBatchesSeeds(t *testing.T) {
 	}
 	defer bm.Close()
 	archive, _ := bm.Module.Bytes()
-	ds := mnistData(t)
-	tr, _ := ds.Split(data.Train)
-	val, _ := ds.Split(data.Val)
+	tr, val := mnistSplits(t)
 	cands := base.Candidates(nil)
 	if len(cands) < 2 {
 		t.Fatalf("%d candidate groups", len(cands))
@@ -61,9 +58,7 @@ func TestCommonBatchesSeeds(t *testing.T) {
 // at the target.
 func TestNoiseAwareMyPruning(t *testing.T) {
 	base := smallCNN(t)
-	ds := mnistData(t)
-	tr, _ := ds.Split(data.Train)
-	val, _ := ds.Split(data.Val)
+	tr, val := mnistSplits(t)
 	for _, rule := range []kinds.TieBreak{kinds.TieBreakMACs, kinds.TieBreakLoss} {
 		t.Run(string(rule), func(t *testing.T) {
 			eng := fake.New(base)

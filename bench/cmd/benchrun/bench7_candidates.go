@@ -21,10 +21,7 @@ func (b *bench) candidates(s *section) error {
 	if err := os.MkdirAll(filepath.Join(b.o.out, "search"), 0o755); err != nil {
 		return err
 	}
-	start := b.trained
-	if start == "" {
-		start = filepath.Join(b.o.root, demoModel)
-	}
+	start := b.searchStart()
 	// P below one step: the search stops after its first iteration, which
 	// is the same at 1 and 2 slots (same candidates, same cuts).
 	p := b.o.searchDelta / 2

@@ -22,10 +22,7 @@ func (b *bench) broker(s *section) error {
 	if err != nil {
 		return err
 	}
-	start := b.trained
-	if start == "" {
-		start = filepath.Join(b.o.root, demoModel)
-	}
+	start := b.searchStart()
 	p := b.o.searchDelta / 2 // one iteration, as in benchmark 7
 	one := func(name string, extra ...string) (*searchRun, error) {
 		args := append([]string{"--cart", "cpu,cpu"}, extra...) // searchArgs gives --threads 2
@@ -107,6 +104,15 @@ func (b *bench) broker(s *section) error {
 		Note:      "goal: broker cost < 5% of the search",
 	}
 	return nil
+}
+
+// searchStart is the model the search benchmarks prune: the demo CNN
+// benchmark 3 fine-tuned, else the untrained one.
+func (b *bench) searchStart() string {
+	if b.trained != "" {
+		return b.trained
+	}
+	return filepath.Join(b.o.root, demoModel)
 }
 
 // myPruningArgs is myPruning with the cart and broker arguments given.
