@@ -32,7 +32,7 @@ FIXTURES := .cache/fixtures
 GOFLAGS_BUILD := -trimpath -ldflags '-extldflags "-Wl,-rpath,$$ORIGIN/../lib"'
 PURE_PKGS = $(shell CGO_ENABLED=0 $(GO) list -f '{{if .GoFiles}}{{.ImportPath}}{{end}}' ./third_party/... ./internal/... 2>/dev/null)
 
-.PHONY: all deps shim build test test-go test-cli test-core test-fuzz run bench fixtures container-check clean
+.PHONY: all deps shim build test test-go test-cli test-core test-fuzz run bench bench-quality fixtures container-check clean
 
 all: build
 
@@ -166,10 +166,30 @@ run: deps
 	@$(MAKE) --no-print-directory build
 	./bin/gopruner demo
 
+# Rebuilds internal/demo/democnn_trained.pt, the demo's starting point, from
+# the untrained CNN on the demo's own train split (demo.TrainRecipe).
+DEMO_MODEL_DIR := .cache/demo-model
+.PHONY: demo-model
+demo-model: build
+	./bin/gopruner demo --dir $(DEMO_MODEL_DIR) --prepare-only
+	./bin/gopruner train --model $(DEMO_MODEL_DIR)/democnn.pt --dataset $(DEMO_MODEL_DIR)/mnist3 \
+		--input-shape 1,1,28,28 --mean 0.5 --std 0.5 --epochs 10 --batch-size 64 --lr 0.05 \
+		--momentum 0.9 --weight-decay 5e-4 --warmup-steps 20 --cosine --seed 1 --out $(DEMO_MODEL_DIR)/trained.pt
+	cp $(DEMO_MODEL_DIR)/trained.pt internal/demo/democnn_trained.pt
+
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) shim
 	@$(MAKE) --no-print-directory build fixtures
 	@bash bench/run.sh
+
+# Benchmark 9 alone (search quality on held-out test data; slow: about an
+# hour on 2 cores for 2 models x 2 P x 3 seeds x 3 methods). Its results go to
+# bench/quality/ so that they do not replace make bench's. Runs with the same
+# binary and arguments are reused from bench/out/quality.
+bench-quality: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) shim
+	@$(MAKE) --no-print-directory build
+	@bash bench/run.sh -only 9 -results bench/quality $(BENCH_ARGS)
 
 # The GPU container: script dry runs and build ARGs anywhere; BuildKit's lint
 # (docker build --check) and a real docker build where an engine answers.

@@ -5,7 +5,7 @@
 // less. It prints a markdown table and writes bench/results.json and
 // bench/results.md.
 //
-// The six benchmarks:
+// The benchmarks:
 //
 //  1. pruning speed: wall time, peak RSS and the phase breakdown of a
 //     one-shot L2Norm prune, against the floor any Python tool pays
@@ -20,7 +20,10 @@
 //  7. one NetAdapt iteration at 1 and 2 cart slots, with the per-candidate
 //     time breakdown;
 //  8. the same iteration through NATS JetStream: direct, embedded broker,
-//     1 and 2 worker processes.
+//     1 and 2 worker processes;
+//  9. search quality on held-out test data: my_pruning against L2Norm one
+//     shot and L2Norm --global from converged models, over P and seeds
+//     (slow: only when selected, `make bench-quality`).
 //
 // Each benchmark lives in its own file, benchN_*.go; prunerun.go holds the
 // prune runs several of them share.
@@ -70,6 +73,14 @@ type options struct {
 	pruneReps       int
 	latRounds1      int
 	ompWaitPolicy   string
+
+	// the search-quality benchmark (9)
+	qualityModels   string
+	qualityP        string
+	qualitySeeds    int
+	qualityLong     int
+	qualityMP       string
+	qualityPretrain int
 }
 
 func main() {
@@ -100,6 +111,12 @@ func main() {
 	flag.IntVar(&o.latRounds1, "lat-rounds1", 2, "latency benchmark, batch 1: rounds over the variants, interleaved (the fastest median counts)")
 	flag.StringVar(&o.ompWaitPolicy, "omp-wait-policy", "passive", "OMP_WAIT_POLICY for every child process (\"\" keeps the environment's); "+
 		"libgomp's default active spin-wait makes 2-thread runs on a 2-core machine many times slower whenever another process competes")
+	flag.StringVar(&o.qualityModels, "quality-models", "democnn,resnet20", "search-quality benchmark: models (democnn, resnet20)")
+	flag.StringVar(&o.qualityP, "quality-p", "0.5,0.7", "search-quality benchmark: P values")
+	flag.IntVar(&o.qualitySeeds, "quality-seeds", 3, "search-quality benchmark: seeds per model and P")
+	flag.IntVar(&o.qualityLong, "quality-long-epochs", 1, "search-quality benchmark: long-term fine-tune epochs of every method")
+	flag.StringVar(&o.qualityMP, "quality-mp", "", "search-quality benchmark: extra my_pruning flags (default: gopruner's defaults)")
+	flag.IntVar(&o.qualityPretrain, "quality-pretrain-epochs", 8, "search-quality benchmark: epochs that train ResNet-20 to convergence before pruning")
 	flag.Parse()
 	o.only = map[int]bool{}
 	for _, f := range strings.Split(only, ",") {
@@ -129,13 +146,14 @@ func fatal(err error) {
 // bench holds what the benchmarks share: the runner, the options, and
 // the pruned models and measurements later benchmarks reuse.
 type bench struct {
-	o       options
-	r       *runner
-	ctx     context.Context
-	start   time.Time
-	prunes  map[string]*pruneRun // by key, see prune()
-	trained string               // the fine-tuned demo CNN from benchmark 3 ("" if none)
-	mnist   string               // the exported MNIST subset
+	o         options
+	r         *runner
+	ctx       context.Context
+	start     time.Time
+	prunes    map[string]*pruneRun // by key, see prune()
+	trained   string               // the fine-tuned demo CNN from benchmark 3 ("" if none)
+	binDigest string               // sha256 of the gopruner binary (benchmark 9's reuse key)
+	mnist     string               // the exported MNIST subset
 }
 
 // results is results.json.
@@ -184,21 +202,27 @@ func run(o options) error {
 		id    int
 		title string
 		fn    func(*section) error
+		optIn bool // slow: runs only when -only selects it
 	}{
-		{1, "Pruning speed (L2Norm, P=0.5, no fine-tune)", b.pruneSpeed},
-		{2, "MACs accuracy (gopruner flops vs formula count)", b.macsAccuracy},
-		{3, "Fine-tune throughput and accuracy (MNIST, 1 epoch)", b.finetune},
-		{4, "Real speed-up (forward latency vs MACs)", b.speedup},
-		{5, "Search: my_pruning vs L2Norm one-shot", b.search},
-		{6, "Scaling of cost with model size", b.scaling},
-		{7, "my_pruning per-candidate cost and 2-slot speed-up", b.candidates},
-		{8, "my_pruning through NATS JetStream: broker cost and worker processes", b.broker},
+		{1, "Pruning speed (L2Norm, P=0.5, no fine-tune)", b.pruneSpeed, false},
+		{2, "MACs accuracy (gopruner flops vs formula count)", b.macsAccuracy, false},
+		{3, "Fine-tune throughput and accuracy (MNIST, 1 epoch)", b.finetune, false},
+		{4, "Real speed-up (forward latency vs MACs)", b.speedup, false},
+		{5, "Search: my_pruning vs L2Norm one-shot", b.search, false},
+		{6, "Scaling of cost with model size", b.scaling, false},
+		{7, "my_pruning per-candidate cost and 2-slot speed-up", b.candidates, false},
+		{8, "my_pruning through NATS JetStream: broker cost and worker processes", b.broker, false},
+		{9, "Search quality on held-out TEST data: my_pruning vs L2Norm and L2Norm --global", b.quality, true},
 	}
 	for _, bb := range benches {
 		s := &section{ID: bb.id, Title: bb.title}
 		res.Sections = append(res.Sections, s)
 		if len(o.only) > 0 && !o.only[bb.id] {
 			s.Skipped = "not selected (-only)"
+			continue
+		}
+		if bb.optIn && !o.only[bb.id] {
+			s.Skipped = fmt.Sprintf("slow, runs only when selected: make bench-quality (-only %d)", bb.id)
 			continue
 		}
 		if el := time.Since(b.start); el > o.budget {

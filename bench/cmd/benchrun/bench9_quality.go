@@ -1,0 +1,375 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gopruner/gopruner/internal/core/summary"
+)
+
+// 9. Search quality, issue 14's acceptance: my_pruning against L2Norm one
+// shot (a uniform cut) and L2Norm --global, each from the same converged
+// model and given the same long-term fine-tune, judged on the data set's
+// TEST split, which no run selects on, at several P and seeds. It is slow
+// (tens of minutes), so `make bench` leaves it out unless selected:
+// `make bench-quality` runs it alone.
+
+// qualityRun is one prune of benchmark 9.
+type qualityRun struct {
+	Model      string           `json:"model"`
+	P          float64          `json:"p"`
+	Seed       int              `json:"seed"`
+	Method     string           `json:"method"`
+	Args       []string         `json:"args"`
+	WallS      float64          `json:"wall_s"`
+	Reused     bool             `json:"reused,omitempty"` // an earlier run with the same binary and arguments
+	Summary    *summary.Summary `json:"summary"`
+	TrainSteps int              `json:"train_steps"` // fine-tune batches in all, short- and long-term
+}
+
+func (q *qualityRun) macsRatio() float64 {
+	return float64(q.Summary.MACsAfter) / float64(q.Summary.MACsBefore)
+}
+
+func (q *qualityRun) testAcc() float64 { return deref(q.Summary.TestAccAfter) }
+
+// qualityModel is a converged starting point of benchmark 9.
+type qualityModel struct {
+	Name              string  `json:"name"`
+	Path              string  `json:"path"`
+	ValAcc, TestAcc   float64 `json:"-"`
+	Recipe            string  `json:"recipe"`
+	ValAccS, TestAccS string  `json:"-"`
+}
+
+const (
+	qualityMethodMP     = "my_pruning"
+	qualityMethodL2     = "L2Norm"
+	qualityMethodGlobal = "L2Norm --global"
+	qualityBatch        = 64
+)
+
+// qualitySetup writes the demo's data set (the bundled MNIST sample split
+// 5,000 train / 1,000 val / 1,000 test) and the converged models.
+func (b *bench) qualitySetup() (string, []qualityModel, error) {
+	dir := filepath.Join(b.o.out, "quality")
+	p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.bin, "demo", "--dir", dir, "--prepare-only")
+	if err == nil {
+		err = p.ok()
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("demo data: %w", err)
+	}
+	ds := filepath.Join(dir, "mnist3")
+	var models []qualityModel
+	for _, name := range strings.Split(b.o.qualityModels, ",") {
+		switch name = strings.TrimSpace(name); name {
+		case "democnn":
+			models = append(models, qualityModel{Name: name, Path: filepath.Join(dir, "democnn_trained.pt"),
+				Recipe: "the demo's shipped weights (internal/demo/democnn_trained.pt)"})
+		case "resnet20":
+			m, err := b.resnet20(dir, ds)
+			if err != nil {
+				return "", nil, err
+			}
+			models = append(models, m)
+		case "":
+		default:
+			return "", nil, fmt.Errorf("-quality-models: unknown model %q (democnn, resnet20)", name)
+		}
+	}
+	for i := range models {
+		for _, split := range []string{"val", "test"} {
+			p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.bin, "eval", "--model", models[i].Path, "--dataset", ds,
+				"--input-shape", "1,1,28,28", "--mean", "0.5", "--std", "0.5", "--split", split, "--json")
+			if err == nil {
+				err = p.ok()
+			}
+			if err != nil {
+				return "", nil, fmt.Errorf("eval %s: %w", models[i].Name, err)
+			}
+			var ev struct {
+				Accuracy float64 `json:"accuracy"`
+			}
+			if err := jsonLast(p.Stdout, &ev); err != nil {
+				return "", nil, fmt.Errorf("eval %s: %w", models[i].Name, err)
+			}
+			if split == "val" {
+				models[i].ValAcc = ev.Accuracy
+			} else {
+				models[i].TestAcc = ev.Accuracy
+			}
+		}
+	}
+	return ds, models, nil
+}
+
+// resnet20 writes ResNet-20 (bench/mkresnet20.py) and trains it to
+// convergence on the train split, once: the trained model is kept in
+// bench/out/quality and reused while its recipe is unchanged.
+func (b *bench) resnet20(dir, ds string) (qualityModel, error) {
+	epochs := b.o.qualityPretrain
+	recipe := fmt.Sprintf("ResNet-20 (bench/mkresnet20.py) trained by gopruner train: %d epochs, batch 64, SGD lr 0.05 (momentum 0.9, weight decay 5e-4, 20 warm-up steps, cosine), seed 1", epochs)
+	m := qualityModel{Name: "resnet20", Path: filepath.Join(dir, fmt.Sprintf("resnet20_trained_e%d.pt", epochs)), Recipe: recipe}
+	if _, err := os.Stat(m.Path); err == nil {
+		return m, nil
+	}
+	raw := filepath.Join(dir, "resnet20.pt")
+	p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", "mkresnet20.py"), raw)
+	if err == nil {
+		err = p.ok()
+	}
+	if err != nil {
+		return m, fmt.Errorf("mkresnet20: %w", err)
+	}
+	p, err = b.r.run(b.ctx, 2*time.Hour, b.o.bin, "train", "--model", raw, "--dataset", ds, "--input-shape", "1,1,28,28",
+		"--mean", "0.5", "--std", "0.5", "--epochs", fmt.Sprint(epochs), "--batch-size", "64", "--lr", "0.05",
+		"--momentum", "0.9", "--weight-decay", "5e-4", "--warmup-steps", "20", "--cosine", "--seed", "1", "--out", m.Path)
+	if err == nil {
+		err = p.ok()
+	}
+	if err != nil {
+		return m, fmt.Errorf("training resnet20: %w", err)
+	}
+	return m, nil
+}
+
+// jsonLast decodes out, a `--json` command's stdout: one JSON object,
+// else its last line that is one.
+func jsonLast(out []byte, v any) error {
+	err := json.Unmarshal(out, v)
+	if err == nil {
+		return nil
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(strings.TrimSpace(lines[i]), "{") {
+			return json.Unmarshal([]byte(lines[i]), v)
+		}
+	}
+	return err
+}
+
+// binaryDigest identifies the gopruner build, so that a run is reused only
+// when the same binary would repeat it.
+func (b *bench) binaryDigest() (string, error) {
+	if b.binDigest != "" {
+		return b.binDigest, nil
+	}
+	f, err := os.Open(b.o.bin)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	b.binDigest = hex.EncodeToString(h.Sum(nil))
+	return b.binDigest, nil
+}
+
+// qualityPrune runs (or reuses) one prune of benchmark 9.
+func (b *bench) qualityPrune(m qualityModel, ds string, pv float64, seed int, method string, stepsPerEpoch int) (*qualityRun, error) {
+	tag := map[string]string{qualityMethodMP: "mp", qualityMethodL2: "l2", qualityMethodGlobal: "l2g"}[method]
+	name := fmt.Sprintf("%s_p%02d_s%d_%s", m.Name, int(math.Round(pv*100)), seed, tag)
+	dir := filepath.Join(b.o.out, "quality")
+	args := []string{b.o.bin, "prune", "--model", m.Path, "--dataset", ds, "--input-shape", "1,1,28,28",
+		"--mean", "0.5", "--std", "0.5", "--batch-size", fmt.Sprint(qualityBatch), "--lr", "0.02", "--cosine", "--momentum", "0.9",
+		"--alf", "4", "--seed", fmt.Sprint(seed), "--threads", "2", "--P", fmt.Sprint(pv),
+		"--long-epochs", fmt.Sprint(b.o.qualityLong), "--log-format", "json",
+		"--exp-save", filepath.Join(dir, "exp"), "--model-name", name, "--out", filepath.Join(dir, "pruned", name+".pt")}
+	switch method {
+	case qualityMethodMP:
+		args = append(args, "--algorithm", "my_pruning")
+		args = append(args, strings.Fields(b.o.qualityMP)...)
+	case qualityMethodL2:
+		args = append(args, "--algorithm", "L2Norm", "--finetune")
+	case qualityMethodGlobal:
+		args = append(args, "--algorithm", "L2Norm", "--finetune", "--global")
+	}
+	digest, err := b.binaryDigest()
+	if err != nil {
+		return nil, err
+	}
+	key := digest + "\n" + strings.Join(args[1:], "\x00")
+	keyFile := filepath.Join(dir, "exp", name+".key")
+	sumPath := filepath.Join(dir, "exp", name, "summary.json")
+	q := &qualityRun{Model: m.Name, P: pv, Seed: seed, Method: method, Args: args[1:]}
+	if old, err := os.ReadFile(keyFile); err == nil && string(old) == key {
+		if q.Summary, err = readJSON[summary.Summary](sumPath); err == nil {
+			q.Reused, q.WallS = true, q.Summary.Seconds
+		}
+	}
+	if q.Summary == nil {
+		os.Remove(keyFile)
+		p, err := b.r.run(b.ctx, 3*time.Hour, args...)
+		if err == nil {
+			err = p.ok()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if q.Summary, err = readJSON[summary.Summary](sumPath); err != nil {
+			return nil, err
+		}
+		q.WallS = p.WallS
+		if err := os.WriteFile(keyFile, []byte(key), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if q.Summary.TestAccAfter == nil {
+		return nil, fmt.Errorf("%s: summary.json has no test_acc_after (the data set's test split is missing?)", name)
+	}
+	q.TrainSteps = b.o.qualityLong * stepsPerEpoch
+	if method == qualityMethodMP {
+		short := 50
+		for i, a := range q.Args {
+			if a == "--short-steps" && i+1 < len(q.Args) {
+				short, _ = strconv.Atoi(q.Args[i+1])
+			}
+		}
+		for _, it := range q.Summary.Iterations {
+			q.TrainSteps += it.Candidates * short
+		}
+	}
+	return q, nil
+}
+
+func (b *bench) quality(s *section) error {
+	ds, models, err := b.qualitySetup()
+	if err != nil {
+		return err
+	}
+	var ps []float64
+	for _, f := range strings.Split(b.o.qualityP, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return fmt.Errorf("-quality-p: %w", err)
+		}
+		ps = append(ps, v)
+	}
+	const trainImages = 5000 // the demo's train split
+	stepsPerEpoch := trainImages / qualityBatch
+	methods := []string{qualityMethodMP, qualityMethodL2, qualityMethodGlobal}
+	var runs []*qualityRun
+	s.Data = map[string]any{"models": models, "runs": &runs, "my_pruning_args": b.o.qualityMP}
+	mt := s.addTable("Starting points (converged), on the bundled MNIST sample: 5,000 train / 1,000 val (the search selects on it) / 1,000 test (never selected on)",
+		"model", "how trained", "val acc", "test acc")
+	for _, m := range models {
+		mt.add(m.Name, m.Recipe, fmt.Sprintf("%.2f%%", 100*m.ValAcc), fmt.Sprintf("%.2f%%", 100*m.TestAcc))
+	}
+	var summaryParts []string
+	allHold := true
+	for _, m := range models {
+		for _, pv := range ps {
+			byMethod := map[string][]*qualityRun{}
+			for seed := 1; seed <= b.o.qualitySeeds; seed++ {
+				for _, method := range methods {
+					q, err := b.qualityPrune(m, ds, pv, seed, method, stepsPerEpoch)
+					if err != nil {
+						return err
+					}
+					runs = append(runs, q)
+					byMethod[method] = append(byMethod[method], q)
+				}
+			}
+			t := s.addTable(fmt.Sprintf("%s, P=%.2f, %d seeds, long-term fine-tune %d epoch(s) for every method; my_pruning: %s",
+				m.Name, pv, b.o.qualitySeeds, b.o.qualityLong, b.o.qualityMP),
+				"method", "MACs ratio (worst seed)", "test acc (mean ± sd)", "val acc (mean)", "fine-tune steps (mean)", "wall (mean)", "per seed: test acc")
+			for _, method := range methods {
+				rs := byMethod[method]
+				var test, val, steps, wall, macs []float64
+				var per []string
+				for _, q := range rs {
+					test = append(test, q.testAcc())
+					val = append(val, deref(q.Summary.AccAfter))
+					steps = append(steps, float64(q.TrainSteps))
+					wall = append(wall, q.WallS)
+					macs = append(macs, q.macsRatio())
+					per = append(per, fmt.Sprintf("%.2f", 100*q.testAcc()))
+				}
+				mu, sd := meanSD(test)
+				t.add(method, fmt.Sprintf("%.3f", slices.Max(macs)), fmt.Sprintf("%.2f%% ± %.2f", 100*mu, 100*sd),
+					fmt.Sprintf("%.2f%%", 100*mean(val)), fmt.Sprintf("%.0f", mean(steps)), secs(mean(wall)), strings.Join(per, ", "))
+			}
+			// Paired by seed: the same seed drives each method's fine-tune order.
+			mp := byMethod[qualityMethodMP]
+			var cells []string
+			for _, ref := range []string{qualityMethodL2, qualityMethodGlobal} {
+				var diff []float64
+				macsOK := true
+				for i, q := range mp {
+					r := byMethod[ref][i]
+					diff = append(diff, 100*(q.testAcc()-r.testAcc()))
+					macsOK = macsOK && q.Summary.MACsAfter <= r.Summary.MACsAfter
+				}
+				mu, sd := meanSD(diff)
+				holds := mu > 0 && macsOK
+				allHold = allHold && holds
+				verdict := "holds"
+				if !holds {
+					verdict = "does not hold"
+					if !macsOK {
+						verdict += " (my_pruning's MACs are higher on some seed)"
+					}
+				}
+				cells = append(cells, fmt.Sprintf("vs %s %+.2f ± %.2f points (%s)", ref, mu, sd, verdict))
+				s.note("%s P=%.2f: my_pruning − %s on TEST = %+.2f ± %.2f points (mean ± sd of the per-seed differences, %d seeds); %s",
+					m.Name, pv, ref, mu, sd, len(diff), verdict)
+			}
+			wmp, wl2 := 0.0, 0.0
+			for i := range mp {
+				wmp += mp[i].WallS
+				wl2 += byMethod[qualityMethodL2][i].WallS
+			}
+			s.note("%s P=%.2f: my_pruning wall / L2Norm one-shot wall (with its fine-tune) = %.1f× (goal ≤ 8×)", m.Name, pv, wmp/wl2)
+			summaryParts = append(summaryParts, fmt.Sprintf("%s P=%.1f: %s", m.Name, pv, strings.Join(cells, "; ")))
+		}
+	}
+	verdict := "every margin > 0 at no more MACs"
+	if !allHold {
+		verdict = "NOT every margin is > 0 at no more MACs"
+	}
+	s.Summary = &summaryRow{
+		Gopruner:  "my_pruning: " + strings.Join(summaryParts, " · "),
+		Reference: fmt.Sprintf("L2Norm one-shot and L2Norm --global, same start model and long-term fine-tune (%d epoch(s)), %d seeds", b.o.qualityLong, b.o.qualitySeeds),
+		Ratio:     verdict,
+		Note:      "TEST accuracy difference (points) = my_pruning − reference, mean ± sd over seeds",
+	}
+	return nil
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+// meanSD is the mean and the sample standard deviation (0 for one value).
+func meanSD(v []float64) (float64, float64) {
+	mu := mean(v)
+	if len(v) < 2 {
+		return mu, 0
+	}
+	ss := 0.0
+	for _, x := range v {
+		ss += (x - mu) * (x - mu)
+	}
+	return mu, math.Sqrt(ss / float64(len(v)-1))
+}
