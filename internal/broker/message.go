@@ -64,6 +64,9 @@ type Result struct {
 // token is what run ids and task ids may be: one subject token.
 var token = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// ValidToken says whether s may be a run id or task id.
+func ValidToken(s string) bool { return token.MatchString(s) }
+
 // ErrRefused marks a task a worker will not run whatever happens (another
 // protocol or build, a malformed message).
 var ErrRefused = errors.New("refused")

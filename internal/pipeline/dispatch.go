@@ -14,15 +14,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/gopruner/gopruner/internal/broker"
+	"github.com/gopruner/gopruner/internal/core/atomicfile"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
@@ -111,15 +114,15 @@ func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*disp
 		return nil, err
 	}
 	stops = append(stops, conn.Close)
-	run, err := runID(o.Dir)
+	run, old, err := runID(o.Dir, o.Resume)
 	if err != nil {
 		stopAll()
 		return nil, err
 	}
-	if !o.Resume {
-		// A fresh run does not inherit the results of an earlier one in the
-		// same directory; a resumed one reuses them.
-		if err := conn.PurgeRun(ctx, run); err != nil {
+	if old != "" {
+		// A fresh run does not inherit the tasks and results of an earlier
+		// one in the same directory; a resumed one reuses them.
+		if err := conn.PurgeRun(ctx, old); err != nil {
 			stopAll()
 			return nil, fmt.Errorf("my_pruning: %w", err)
 		}
@@ -341,21 +344,57 @@ func taskID(req CandidateRequest, manifest string) string {
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-// runID names a run by its directory, so that --resume (same directory)
-// finds its results; a run without a directory gets a random one.
-func runID(dir string) (string, error) {
-	if dir == "" {
+// runID names a run. A fresh run gets a new id, which it records in
+// DIR/broker_run so that --resume in the same directory finds the results
+// its tasks left; old is the id an earlier run in DIR recorded, whose tasks
+// and results the caller purges. Why not the directory's hash every time:
+// a task's message id is the run id and its content, and JetStream drops a
+// message whose id it has seen within the duplicate window even after a
+// purge, so a fresh run repeating an earlier run's candidates within
+// minutes had its tasks silently dropped and waited for them forever. A
+// run without a directory gets a random id and records nothing.
+func runID(dir string, resume bool) (run, old string, err error) {
+	fresh := func() string {
 		b := make([]byte, 8)
 		_, _ = rand.Read(b)
-		return hex.EncodeToString(b), nil
+		return hex.EncodeToString(b)
+	}
+	if dir == "" {
+		return fresh(), "", nil
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return "", fmt.Errorf("my_pruning: %w", err)
+		return "", "", fmt.Errorf("my_pruning: %w", err)
 	}
-	h := sha256.Sum256([]byte(abs))
-	return hex.EncodeToString(h[:8]), nil
+	file := filepath.Join(abs, runIDFile)
+	raw, err := os.ReadFile(file)
+	switch {
+	case err == nil:
+		old = strings.TrimSpace(string(raw))
+		if !broker.ValidToken(old) {
+			return "", "", fmt.Errorf("my_pruning: %s: %q is not a run id", file, old)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		// Checkpoints written before the file existed named their run
+		// by the directory.
+		h := sha256.Sum256([]byte(abs))
+		old = hex.EncodeToString(h[:8])
+	default:
+		return "", "", fmt.Errorf("my_pruning: %w", err)
+	}
+	if resume {
+		return old, "", nil
+	}
+	run = fresh()
+	if err := atomicfile.WriteFile(file, []byte(run+"\n"), 0o644); err != nil {
+		return "", "", fmt.Errorf("my_pruning: %w", err)
+	}
+	return run, old, nil
 }
+
+// runIDFile, in the run directory, holds the broker run id of the last
+// fresh run there.
+const runIDFile = "broker_run"
 
 // storeDir is the embedded broker's file store: exp_save/model_name/broker,
 // or a temporary directory (removed by cleanup) for a run without one.

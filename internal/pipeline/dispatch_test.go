@@ -147,3 +147,55 @@ func TestDispatchPaths(t *testing.T) {
 		t.Errorf("a worker with other data: %v", err)
 	}
 }
+
+// TestFreshRunRepeatsTasks: running the same search twice in one directory
+// without --resume repeats every task of the first run within JetStream's
+// duplicate window. The second run must not lose them (it used to wait
+// forever for tasks the stream had dropped as duplicates), and a resume
+// after it still finds its results.
+func TestFreshRunRepeatsTasks(t *testing.T) {
+	base := smallCNN(t)
+	tr, val := mnistSplits(t)
+	dir := t.TempDir()
+	search := func(resume bool) *MyPruningResult {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		eng := fake.New(base)
+		bm, err := eng.Open(ctx, "small.pt", base.InputShape, "cpu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bm.Close()
+		o := myOptions(t, "cpu")
+		o.Dir, o.Resume = dir, resume
+		res, err := MyPruning(ctx, eng, bm, tr, val, o)
+		if err != nil {
+			t.Fatalf("resume=%v: %v", resume, err)
+		}
+		if res.Module != nil {
+			res.Module.Close()
+		}
+		return res
+	}
+	first := search(false)
+	id1, err := os.ReadFile(filepath.Join(dir, runIDFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := search(false)
+	id2, err := os.ReadFile(filepath.Join(dir, runIDFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(id1) == string(id2) {
+		t.Errorf("two fresh runs share the run id %s", id1)
+	}
+	if !reflect.DeepEqual(first.State.History, second.State.History) {
+		t.Errorf("the second fresh run's history differs from the first's")
+	}
+	search(true) // the finished search resumes to its end
+	if id3, _ := os.ReadFile(filepath.Join(dir, runIDFile)); string(id3) != string(id2) {
+		t.Errorf("--resume changed the run id: %s -> %s", id2, id3)
+	}
+}
