@@ -147,6 +147,17 @@ type Summary struct {
 	// the search never selects by; absent without one.
 	TestAccBefore *float64 `json:"test_acc_before,omitempty"`
 	TestAccAfter  *float64 `json:"test_acc_after,omitempty"`
+
+	// Distill is the knowledge distillation from the original model that
+	// the fine-tunes used; absent when none did.
+	Distill *Distill `json:"distill,omitempty"`
+}
+
+// Distill is the distillation loss's settings (config keys
+// distill_temperature and distill_weight).
+type Distill struct {
+	Temperature float64 `json:"temperature"`
+	Weight      float64 `json:"weight"`
 }
 
 // WriteJSON writes summary.json atomically.
