@@ -90,6 +90,9 @@ func TestDistillRuns(t *testing.T) {
 			if !tc.distill && bytes.Contains(raw, []byte(`"distill"`)) {
 				t.Errorf("summary.json of a run without distillation mentions it")
 			}
+			if got := strings.Contains(out.String(), "distillation from the original model (temperature 3, weight 0.25)"); got != tc.distill {
+				t.Errorf("the text summary says distillation: %v, want %v", got, tc.distill)
+			}
 		})
 	}
 }

@@ -208,6 +208,9 @@ func (s *Summary) Text(w io.Writer) {
 		}
 		tw.Flush()
 	}
+	if s.Distill != nil {
+		fmt.Fprintf(w, "\nfine-tuned with distillation from the original model (temperature %g, weight %g)\n", s.Distill.Temperature, s.Distill.Weight)
+	}
 	fmt.Fprintf(w, "\npruned model: %s\n", s.ModelOut)
 	if s.Report != "" {
 		fmt.Fprintf(w, "report:       %s\n", s.Report)
