@@ -163,6 +163,15 @@ gpt_err gpt_optim_free(gpt_optim o);
  * step. Returns the mean loss and the number of correct predictions. */
 gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
                        double *loss, int64_t *correct);
+/* gpt_train_step with knowledge distillation: teacher (left untouched: eval
+ * mode, no grad) runs on the same x, and the loss is
+ * (1-weight)·CE(s, y) + weight·T²·KL(softmax(t/T) ‖ softmax(s/T)), the KL
+ * summed over classes and averaged over the batch, s and t the student's and
+ * the teacher's [N, classes] outputs, T = temperature > 0, weight in [0,1].
+ * Returns that loss and the student's correct count. */
+gpt_err gpt_train_step_distill(gpt_module m, gpt_module teacher, gpt_optim o,
+                               gpt_tensor x, gpt_tensor y, double temperature,
+                               double weight, double *loss, int64_t *correct);
 /* One evaluation batch without grad: summed loss, correct count, and when
  * preds is not NULL the N predicted classes. preds has room for preds_cap
  * values; an error, with nothing written, when the model gives more rows. */

@@ -143,6 +143,53 @@ gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
   GPT_CATCH
 }
 
+gpt_err gpt_train_step_distill(gpt_module m, gpt_module teacher, gpt_optim o, gpt_tensor x,
+                               gpt_tensor y, double temperature, double weight, double *loss,
+                               int64_t *correct) {
+  GPT_CHECK_HANDLE(m, "module")
+  GPT_CHECK_HANDLE(teacher, "teacher")
+  GPT_CHECK_HANDLE(o, "optimizer")
+  GPT_CHECK_HANDLE(x, "input")
+  GPT_CHECK_HANDLE(y, "targets")
+  if (!(temperature > 0)) return gpt::dup("train_step_distill: temperature must be > 0");
+  if (!(weight >= 0 && weight <= 1)) return gpt::dup("train_step_distill: weight must be in [0,1]");
+  // One handle as both would train the teacher it learns from.
+  if (teacher == m) return gpt::dup("train_step_distill: the teacher is the student");
+  GPT_TRY
+  gpt::use_threads(m);
+  at::Tensor soft;
+  {
+    // The teacher's dropout and BatchNorm must not move: it is the fixed
+    // target. eval() is recursive, so it runs only when someone left the
+    // teacher training, not every step.
+    if (teacher->m.is_training()) teacher->m.eval();
+    at::NoGradGuard ng;
+    soft = forward_logits(teacher, x->t);
+  }
+  at::AutoGradMode grad(true);
+  drop_optimizer_grads(*o->opt);
+  at::Tensor logits = forward_logits(m, x->t);
+  check_batch(logits, y->t);
+  if (soft.sizes() != logits.sizes())
+    throw std::runtime_error("the teacher's output has shape " + c10::str(soft.sizes()) +
+                             ", the student's " + c10::str(logits.sizes()) +
+                             "; distillation needs the same classes");
+  namespace F = torch::nn::functional;
+  at::Tensor ce = F::cross_entropy(logits, y->t);
+  // KL(p_t || p_s) = sum_c p_t (log p_t - log p_s), averaged over the batch
+  // (PyTorch's kl_div "batchmean"). T² keeps the soft gradients' scale
+  // independent of T (Hinton et al. 2015).
+  at::Tensor log_pt = at::log_softmax(soft.to(logits.scalar_type()) / temperature, 1);
+  at::Tensor log_ps = at::log_softmax(logits / temperature, 1);
+  at::Tensor kl = (log_pt.exp() * (log_pt - log_ps)).sum(1).mean();
+  at::Tensor l = ce * (1 - weight) + kl * (weight * temperature * temperature);
+  l.backward();
+  o->opt->step();
+  *loss = l.item<double>();
+  *correct = logits.detach().argmax(1).eq(y->t).sum().item<int64_t>();
+  GPT_CATCH
+}
+
 gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_sum,
                        int64_t *correct, int64_t *preds, int64_t preds_cap) {
   GPT_CHECK_HANDLE(m, "module")

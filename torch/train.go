@@ -143,6 +143,41 @@ func TrainStep(m *Module, o *Optimizer, x, y *Tensor) (loss float64, correct int
 	return float64(l), int64(c), nil
 }
 
+// TrainStepDistill is TrainStep learning from teacher too: the loss is
+// (1-weight)·CE + weight·T²·KL(softmax(teacher/T) ‖ softmax(student/T)),
+// the teacher run on x in eval mode without grad (never trained). It returns
+// that loss and the student's correct count.
+func TrainStepDistill(m, teacher *Module, o *Optimizer, x, y *Tensor, temperature, weight float64) (loss float64, correct int64, err error) {
+	hm, err := m.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	ht, err := teacher.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	ho, err := o.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	hx, err := x.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	hy, err := y.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	var l C.double
+	var c C.int64_t
+	err = errFrom("train_step_distill", C.gpt_train_step_distill(hm, ht, ho, hx, hy, C.double(temperature), C.double(weight), &l, &c))
+	keepAlive(m, teacher, o, x, y)
+	if err != nil {
+		return 0, 0, err
+	}
+	return float64(l), int64(c), nil
+}
+
 // RecalibrateBNStep is step (0-based) of re-estimating m's BatchNorm
 // running statistics on batch x: forward in training mode without autograd
 // with every BatchNorm's momentum at 1/(step+1), so that steps 0..n-1 leave

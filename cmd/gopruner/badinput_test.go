@@ -387,6 +387,12 @@ func TestBadInputKnobs(t *testing.T) {
 		cases = append(cases, badCase{name: "delta_crop=" + d, code: 2, wants: []string{"delta_crop", d, "(0,1)"},
 			args: prune("--delta-crop=" + d)})
 	}
+	for _, w := range []string{"1.5", "-0.1"} {
+		cases = append(cases, badCase{name: "distill_weight=" + w, code: 2, wants: []string{"--distill-weight", "distill_weight: " + w, "[0,1]"},
+			args: prune("--distill", "--distill-weight="+w)})
+	}
+	cases = append(cases, badCase{name: "distill_temperature=0", code: 2, wants: []string{"GOPRUNER_DISTILL_TEMPERATURE", "distill_temperature: 0", "> 0"},
+		env: []string{"GOPRUNER_DISTILL_TEMPERATURE=0"}, args: prune("--distill")})
 	cases = append(cases,
 		badCase{name: "iskl matches nothing", code: 2, wants: []string{"iskl", `"nosuchlayer"`, "matches no layer"},
 			args: prune("--iskl", "conv1,nosuchlayer")},

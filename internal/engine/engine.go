@@ -11,6 +11,8 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
@@ -127,9 +129,38 @@ type TrainOptions struct {
 	Seed        int64   `json:"seed"` // shuffling; epoch e uses (Seed, e)
 	Flip        bool    `json:"flip,omitempty"`
 	CropPad     int     `json:"crop_pad,omitempty"`
+	// Distill, when set, trains on the distillation loss with Teacher's
+	// outputs as the soft targets; nil is plain cross-entropy (and leaves
+	// the JSON, hence a candidate's task id, as it was before distillation).
+	Distill *Distill `json:"distill,omitempty"`
+	// Teacher is the model Distill learns from, on the fitted module's
+	// device; Fit only reads it. Like Progress it stays local: a candidate
+	// request names the teacher's archive by digest instead.
+	Teacher Module `json:"-"`
 	// Progress, when set, is called after every step (from the calling
 	// goroutine).
 	Progress func(TrainProgress) `json:"-"`
+}
+
+// Distill is knowledge distillation's loss: (1-Weight)·CE(student, labels)
+// + Weight·Temperature²·KL(softmax(teacher/T) ‖ softmax(student/T)).
+type Distill struct {
+	Temperature float64 `json:"temperature"`
+	Weight      float64 `json:"weight"`
+}
+
+// Check reports a temperature or weight out of range.
+func (d *Distill) Check() error {
+	if d == nil {
+		return nil
+	}
+	if !(d.Temperature > 0) || math.IsInf(d.Temperature, 0) {
+		return fmt.Errorf("distill_temperature %g must be > 0", d.Temperature)
+	}
+	if !(d.Weight >= 0 && d.Weight <= 1) {
+		return fmt.Errorf("distill_weight %g is outside [0,1]", d.Weight)
+	}
+	return nil
 }
 
 // TrainProgress is the state after one training step.

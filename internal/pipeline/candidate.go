@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -41,9 +42,13 @@ type CandidateRequest struct {
 	// BN, when set, re-estimates the BatchNorm statistics after the cut.
 	BN *BNOptions `json:"bn,omitempty"`
 	// Train is the short-term fine-tune (its Seed included); nil for none.
-	Train     *engine.TrainOptions `json:"train,omitempty"`
-	Validate  bool                 `json:"validate"`
-	EvalBatch int                  `json:"eval_batch"`
+	Train *engine.TrainOptions `json:"train,omitempty"`
+	// Teacher is the digest of the archive a distilled fine-tune
+	// (Train.Distill) learns from: the original model, which the worker
+	// fetches like the base. "" without distillation.
+	Teacher   string `json:"teacher,omitempty"`
+	Validate  bool   `json:"validate"`
+	EvalBatch int    `json:"eval_batch"`
 }
 
 // BNOptions are a BatchNorm re-estimation: Batches training batches of
@@ -125,18 +130,80 @@ func Digest(archive []byte) string {
 // the archive. A Slot is used by one goroutine at a time; Close frees it.
 type Slot struct {
 	Eng engine.Engine
+	// Archive fetches an archive by digest: the teacher of a distilled
+	// fine-tune. Nil refuses requests that name a teacher.
+	Archive func(ctx context.Context, digest string) ([]byte, error)
 
 	digest, dev string
 	threads     int
 	base        engine.Module
+
+	// The teacher is loaded once per slot and kept across iterations and
+	// candidates: only ever read (a forward without grad), never cut.
+	teacherKey string // digest and device
+	teacher    engine.Module
 }
 
-// Close frees the held base model.
+// Close frees the held base and teacher models.
 func (s *Slot) Close() {
+	s.dropBase()
+	if s.teacher != nil {
+		s.teacher.Close()
+		s.teacher, s.teacherKey = nil, ""
+	}
+}
+
+func (s *Slot) dropBase() {
 	if s.base != nil {
 		s.base.Close()
 		s.base, s.digest = nil, ""
 	}
+}
+
+// Teacher is the model of archive digest on dev, loaded on the first call
+// and kept by the slot (the caller does not close it). Its threads do not
+// matter: a train step runs at the trained module's thread count.
+func (s *Slot) Teacher(ctx context.Context, digest, dev string) (engine.Module, error) {
+	key := digest + "\x00" + dev
+	if s.teacher != nil && s.teacherKey == key {
+		return s.teacher, nil
+	}
+	if s.Archive == nil {
+		return nil, fmt.Errorf("distillation: this worker cannot fetch the teacher model %.12s", digest)
+	}
+	b, err := s.Archive(ctx, digest)
+	if err != nil {
+		return nil, fmt.Errorf("distillation: the teacher model: %w", err)
+	}
+	if d := Digest(b); d != digest {
+		return nil, fmt.Errorf("distillation: teacher archive digest %.12s, the request names %.12s", d, digest)
+	}
+	t, err := s.Eng.Load(b, dev, 0)
+	if err != nil {
+		return nil, fmt.Errorf("distillation: loading the teacher model: %w", err)
+	}
+	if s.teacher != nil {
+		s.teacher.Close()
+	}
+	s.teacher, s.teacherKey = t, key
+	return t, nil
+}
+
+// trainOptions are req's fine-tune settings with the teacher they name.
+func (s *Slot) trainOptions(ctx context.Context, req CandidateRequest) (*engine.TrainOptions, error) {
+	if req.Train == nil || req.Train.Distill == nil {
+		return req.Train, nil
+	}
+	if req.Teacher == "" {
+		return nil, errors.New("distillation: the request names no teacher model")
+	}
+	t, err := s.Teacher(ctx, req.Teacher, req.Device)
+	if err != nil {
+		return nil, err
+	}
+	to := *req.Train
+	to.Teacher = t
+	return &to, nil
 }
 
 // Run loads archive (the one req.BaseDigest names: the caller looks it up
@@ -147,8 +214,13 @@ func (s *Slot) Close() {
 func (s *Slot) Run(ctx context.Context, archive []byte, req CandidateRequest, train, val *data.Split) (CandidateResult, engine.Module, error) {
 	start := time.Now()
 	res := CandidateResult{BaseDigest: req.BaseDigest}
+	to, err := s.trainOptions(ctx, req)
+	if err != nil {
+		return res, nil, err
+	}
+	req.Train = to
 	if s.base == nil || s.digest != req.BaseDigest || s.dev != req.Device || s.threads != req.Threads {
-		s.Close()
+		s.dropBase()
 		b, err := s.Eng.Load(archive, req.Device, req.Threads)
 		if err != nil {
 			return res, nil, err
@@ -206,10 +278,14 @@ func finish(ctx context.Context, m engine.Module, t, start time.Time, res Candid
 }
 
 // RunCandidate runs req once, on a model loaded for it alone (no slot to
-// keep it in, so no copy either).
+// keep it in, so no copy either). A request that distils is refused: it
+// has no teacher to learn from.
 func RunCandidate(ctx context.Context, eng engine.Engine, archive []byte, req CandidateRequest, train, val *data.Split) (CandidateResult, engine.Module, error) {
 	start := time.Now()
 	res := CandidateResult{BaseDigest: req.BaseDigest}
+	if req.Train != nil && req.Train.Distill != nil {
+		return res, nil, errors.New("distillation: RunCandidate has no teacher model; run the request on a Slot")
+	}
 	m, err := eng.Load(archive, req.Device, req.Threads)
 	if err != nil {
 		return res, nil, err

@@ -145,6 +145,14 @@ func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*disp
 			ref.EvalSamples, ref.EvalSeed = o.EvalSamples, evalSeed(o.Seed)
 		}
 		ds.dataset = ref
+		if o.Train.Distill != nil {
+			// Remote workers fetch the teacher by digest, as they fetch
+			// each iteration's base model.
+			if err := conn.PutArchive(ctx, e.origDigest, e.orig); err != nil {
+				stopAll()
+				return nil, fmt.Errorf("my_pruning: the distillation teacher: %w", err)
+			}
+		}
 	} else {
 		wctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup

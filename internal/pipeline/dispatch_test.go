@@ -14,6 +14,7 @@ import (
 
 	"github.com/gopruner/gopruner/internal/broker"
 	"github.com/gopruner/gopruner/internal/core/data"
+	"github.com/gopruner/gopruner/internal/engine"
 	"github.com/gopruner/gopruner/internal/engine/fake"
 )
 
@@ -123,6 +124,31 @@ func TestDispatchPaths(t *testing.T) {
 	}
 	if direct.Workers != nil || len(embedded.Workers) == 0 {
 		t.Errorf("workers recorded: direct %v, embedded %v", direct.Workers, embedded.Workers)
+	}
+
+	// Distilled, the remote workers fetch the teacher (the original
+	// model) from the broker's archive store once per slot; a worker that
+	// could not would fail every candidate.
+	kd := &engine.Distill{Temperature: 4, Weight: 0.5}
+	stop1, stop2 = startWorker("a", root), startWorker("b", root)
+	o = myOptions(t, "cpu", "cpu")
+	o.Broker = BrokerOptions{URL: srv.URL, Token: tok, Dataset: DatasetRef{Dir: dsDir, Options: ds.Options()}}
+	o.Train.Distill = kd
+	remoteKD, err := search(o)
+	stop1()
+	stop2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o = myOptions(t, "cpu")
+	o.Broker.Direct = true
+	o.Train.Distill = kd
+	directKD, err := search(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(directKD.State.History, remoteKD.State.History) || len(remoteKD.Workers) == 0 {
+		t.Errorf("distilled: two remote workers' history differs from the direct path's (workers %v)", remoteKD.Workers)
 	}
 
 	// The same files, one label changed: the manifest differs.

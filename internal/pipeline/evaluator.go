@@ -36,9 +36,13 @@ type evaluator struct {
 	groups  []*graph.Group // the original groups netadapt may cut, by id
 	macs    oneshot.MACsFunc
 
-	cur       []byte        // the current model, an engine archive
-	curDigest string        // Digest(cur)
-	kept      map[int][]int // every candidate group's kept channels, original indices
+	cur       []byte // the current model, an engine archive
+	curDigest string // Digest(cur)
+	// orig is the original model's archive: the teacher of distilled
+	// fine-tunes (o.Train.Distill).
+	orig       []byte
+	origDigest string
+	kept       map[int][]int // every candidate group's kept channels, original indices
 
 	scoreMu   sync.Mutex
 	scoreIter int               // the iteration scores belong to
@@ -76,12 +80,21 @@ func newEvaluator(eng engine.Engine, base *cut.Base, tr, val *data.Split, o MyPr
 	cands []*graph.Group, orig []byte) *evaluator {
 	groups := slices.Clone(cands)
 	slices.SortFunc(groups, func(x, y *graph.Group) int { return x.ID - y.ID })
+	digest := Digest(orig)
+	// The slots' only archive by digest is the teacher: bases come with
+	// each request.
+	archive := func(_ context.Context, d string) ([]byte, error) {
+		if d != digest {
+			return nil, fmt.Errorf("no archive %.12s here (the original model is %.12s)", d, digest)
+		}
+		return orig, nil
+	}
 	slots := make([]*Slot, len(devs))
 	for i := range slots {
-		slots[i] = &Slot{Eng: eng}
+		slots[i] = &Slot{Eng: eng, Archive: archive}
 	}
 	return &evaluator{eng: eng, base: base, train: tr, val: val, cval: val.Subset(o.EvalSamples, evalSeed(o.Seed)), o: o, devs: devs, threads: threads,
-		groups: groups, macs: base.MACsFunc(), cur: orig, curDigest: Digest(orig), kept: cut.All(cands), scoreIter: -1,
+		groups: groups, macs: base.MACsFunc(), cur: orig, curDigest: digest, orig: orig, origDigest: digest, kept: cut.All(cands), scoreIter: -1,
 		slots: slots, ran: map[[2]int]ranOn{}, held: map[[2]int]engine.Module{}}
 }
 
@@ -251,6 +264,9 @@ func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool) (Cand
 		to.Steps, to.Epochs = e.o.ShortTermSteps, 0
 		to.Seed = cut.DeriveSeed(e.o.Seed, "short-term", c.Iteration, e.shortTermStream(c.Group))
 		req.Train = &to
+		if to.Distill != nil {
+			req.Teacher = e.origDigest
+		}
 	}
 	return req, nil
 }
@@ -426,6 +442,12 @@ func (e *evaluator) FineTune(ctx context.Context) (float64, error) {
 	to := e.o.Train
 	to.Steps, to.Epochs = 0, e.o.LongTermEpochs
 	to.Seed = cut.DeriveSeed(e.o.Seed, "long-term", 0, 0)
+	if to.Distill != nil {
+		// Slot 0 is idle now and on this device: its teacher serves.
+		if to.Teacher, err = e.slots[0].Teacher(ctx, e.origDigest, e.devs[0]); err != nil {
+			return 0, err
+		}
+	}
 	if _, err := m.Fit(ctx, e.train, to); err != nil {
 		return 0, err
 	}

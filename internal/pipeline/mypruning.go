@@ -91,7 +91,8 @@ type MyPruningOptions struct {
 	// LongTermEpochs is the fine-tuning after the search (0: none).
 	LongTermEpochs int
 	// Train holds the optimiser settings and batch size of both fine-tunes;
-	// Run sets Steps, Epochs and Seed per phase.
+	// Run sets Steps, Epochs and Seed per phase. With Train.Distill both
+	// fine-tunes learn from the original model (base), one copy per slot.
 	Train     engine.TrainOptions
 	EvalBatch int // validation batch size (default DefaultEvalBatch)
 	// EvalSamples, above 0, validates candidates (and every accuracy the
@@ -329,11 +330,15 @@ func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	if o.Schedule == kinds.ScheduleDecay && !(o.DeltaDecay > 0 && o.DeltaDecay <= 1) {
 		return o, fail.Usagef("my_pruning: delta_decay %g is outside (0,1]", o.DeltaDecay)
 	}
+	if err := o.Train.Distill.Check(); err != nil {
+		return o, fail.Usagef("my_pruning: %v", err)
+	}
 	o.TieBreak = kinds.Or(o.TieBreak, kinds.TieBreakNone)
 	if _, err := kinds.Parse("tie_break", string(o.TieBreak), kinds.TieBreaks); err != nil {
 		return o, fail.Usagef("my_pruning: %v", err)
 	}
 	o.Train.Progress = nil // workers run concurrently; progress comes through the hooks
+	o.Train.Teacher = nil  // every fine-tune learns from the original's archive, loaded per slot
 	return o, nil
 }
 

@@ -64,6 +64,9 @@ type Outcome struct {
 	Points     []report.Point
 	// Candidates is my_pruning's candidate time breakdown (nil otherwise).
 	Candidates *summary.CandidateTimings
+	// Distill is the distillation the fine-tunes used (nil: none ran
+	// distilled).
+	Distill *summary.Distill
 
 	// TestAccBefore and TestAccAfter are on the test split (nil without
 	// one); Execute fills them for every algorithm.
@@ -181,7 +184,23 @@ func TrainOptions(cfg *config.Config) engine.TrainOptions {
 	t := cfg.Train
 	return engine.TrainOptions{Epochs: cfg.LongTermEpochs, BatchSize: t.BatchSize, LR: t.LR, Momentum: t.Momentum,
 		WeightDecay: t.WeightDecay, Nesterov: t.Nesterov, Optimizer: t.Optimizer, WarmupSteps: t.WarmupSteps,
-		Cosine: t.Cosine, Seed: cfg.Seed}
+		Cosine: t.Cosine, Seed: cfg.Seed, Distill: distillOf(cfg)}
+}
+
+// distillOf is the distillation the config asks for, nil when off.
+func distillOf(cfg *config.Config) *engine.Distill {
+	if !cfg.Distill {
+		return nil
+	}
+	return &engine.Distill{Temperature: cfg.DistillTemperature, Weight: cfg.DistillWeight}
+}
+
+// distillSummary records d in summary.json (nil, omitted, when off).
+func distillSummary(d *engine.Distill) *summary.Distill {
+	if d == nil {
+		return nil
+	}
+	return &summary.Distill{Temperature: d.Temperature, Weight: d.Weight}
 }
 
 // L2NormAlgorithm is the one-shot cut by filter L2 norm, with an optional
@@ -250,10 +269,15 @@ func (L2NormAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model) (*
 			if err != nil {
 				return nil, err
 			}
-			fit, err := pruned.Fit(ctx, trainSplit, TrainOptions(cfg))
+			to := TrainOptions(cfg)
+			// The original is still open here (data means it was cloned,
+			// not cut in place): it is the teacher.
+			to.Teacher = base.Module
+			fit, err := pruned.Fit(ctx, trainSplit, to)
 			if err != nil {
 				return nil, fmt.Errorf("fine-tune: %w", err)
 			}
+			res.Distill = distillSummary(to.Distill)
 			r.Log.Info().Int("steps", fit.Steps).Float64("loss", fit.Loss).Float64("images_per_s", fit.ImagesPerSec).Msg("fine-tuned")
 		}
 		after, err := pruned.Evaluate(ctx, val, cfg.Train.BatchSize)
@@ -307,6 +331,9 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	}
 	out := &Outcome{Pruned: res.Module, Plan: res.Plan, Kept: res.Kept, Target: res.State.Target,
 		Reached: res.State.MACs <= res.State.Target, Candidates: res.Timing.Summary(res.Runs, res.Scoring, res.Commit)}
+	if cfg.ShortTermSteps > 0 || cfg.LongTermEpochs > 0 {
+		out.Distill = distillSummary(distillOf(cfg))
+	}
 	ab, aa := res.AccBefore, res.AccAfter
 	out.AccBefore, out.AccAfter = &ab, &aa
 	out.Points = append(out.Points, report.Point{Iteration: 0, MACs: res.State.MACs0, Accuracy: res.AccBefore, Label: "original"})
@@ -363,6 +390,7 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 		Started: r.Started, Layers: layerTable(base, res.Kept),
 	}
 	s.TestAccBefore, s.TestAccAfter = res.TestAccBefore, res.TestAccAfter
+	s.Distill = res.Distill
 	if cfg.Algorithm == kinds.AlgorithmMyPruning {
 		s.Criterion = string(cfg.Criterion)
 	}

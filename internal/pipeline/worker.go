@@ -51,7 +51,9 @@ func ServeWorker(ctx context.Context, conn *broker.Conn, eng engine.Engine, o Wo
 			name := fmt.Sprintf("%s/%d", o.Host, slot)
 			// The slot keeps the iteration's base model loaded between its
 			// candidates, as the coordinator's own slots do.
-			sl := &Slot{Eng: eng}
+			// A distilled candidate's teacher (the original model) is an
+			// archive the coordinator stored, fetched once per slot.
+			sl := &Slot{Eng: eng, Archive: conn.Archive}
 			defer sl.Close()
 			h := func(ctx context.Context, t *broker.Task, archive []byte) (json.RawMessage, error) {
 				d, err := dc.get(ctx, t.Dataset)

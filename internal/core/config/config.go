@@ -82,6 +82,13 @@ type Config struct {
 	Finetune bool  // [training] fine-tune after pruning
 	Train    Train // [epochs, lr, ...]
 
+	// [distill] the fine-tunes also learn the original model's softened
+	// outputs; DistillTemperature [distill_temperature] is T > 0 and
+	// DistillWeight [distill_weight] the KL term's share w in [0,1].
+	Distill            bool
+	DistillTemperature float64
+	DistillWeight      float64
+
 	InputShape []int // [input_shape] the example input, [N,F] to [N,C,D,H,W]; nil when not given
 	// [output] the prediction among the model's output tensors: a dict key,
 	// NamedTuple field or tuple/list index, dotted for nested outputs; "" =

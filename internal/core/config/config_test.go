@@ -198,6 +198,13 @@ func TestKeyErrorMessages(t *testing.T) {
 		{"output trailing dot", "", []string{"GOPRUNER_OUTPUT=out."}, nil, `env GOPRUNER_OUTPUT: output: out. has an empty part; write a dict key, NamedTuple field or index, dotted for nested outputs (out, aux.0)`},
 		{"output spaces", "", nil, []string{"--output", "aux. 0"}, `flag --output: output: aux. 0 has a part with surrounding spaces (" 0")`},
 		{"std positive", "", []string{"GOPRUNER_STD=0.2,0"}, nil, "env GOPRUNER_STD: std: [0.2, 0] must be > 0 for every channel"},
+		{"distill weight above 1", "distill_weight: 1.5\n", nil, nil, "Pruning.yaml:1: distill_weight: 1.5 is outside [0,1]"},
+		{"distill weight negative", "", []string{"GOPRUNER_DISTILL_WEIGHT=-0.1"}, nil, "env GOPRUNER_DISTILL_WEIGHT: distill_weight: -0.1 is outside [0,1]"},
+		{"distill weight NaN", "", nil, []string{"--distill-weight", "NaN"}, `flag --distill-weight: distill_weight: "NaN" is not a number`},
+		{"distill temperature zero", "my_pruning:\n  distill_temperature: 0\n", nil, nil, "Pruning.yaml:2: my_pruning.distill_temperature: 0 must be > 0"},
+		{"distill temperature negative", "", nil, []string{"--distill-temperature", "-2"}, "flag --distill-temperature: distill_temperature: -2 must be > 0"},
+		{"distill not a bool", "distill: yes please\n", nil, nil, `Pruning.yaml:1: distill: "yes please" is not true or false`},
+		{"distill weight bounds", "distill: true\ndistill_weight: 1\nL2Norm:\n  distill_weight: 0\n", nil, []string{"--distill-temperature", "0.5"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -731,6 +738,30 @@ func TestFingerprintLaterKeys(t *testing.T) {
 	}
 	if err := CheckResume(decay.Fingerprint(), decay); err != nil {
 		t.Errorf("same decay refused: %v", err)
+	}
+	// The candidates' validation subset decides which candidate wins.
+	// A distilled search is not resumed without distillation, nor with
+	// another temperature or weight; without distillation those two are
+	// never used, so they do not stop a resume.
+	distill := mustLoad(t, oldStyle, nil, "--distill")
+	if err := CheckResume(distill.Fingerprint(), base); !errors.As(err, &e) || e.Key != "distill" ||
+		!strings.Contains(err.Error(), "checkpoint has true, now false") {
+		t.Errorf("distill on, resumed off: err = %v", err)
+	}
+	if err := CheckResume(saved, distill); !errors.As(err, &e) || e.Key != "distill" {
+		t.Errorf("distill off, resumed on: err = %v", err)
+	}
+	hot := mustLoad(t, oldStyle, nil, "--distill", "--distill-temperature", "2")
+	if err := CheckResume(distill.Fingerprint(), hot); !errors.As(err, &e) || e.Key != "distill_temperature" {
+		t.Errorf("distill temperature 4 then 2: err = %v", err)
+	}
+	heavy := mustLoad(t, oldStyle, nil, "--distill", "--distill-weight", "0.9")
+	if err := CheckResume(distill.Fingerprint(), heavy); !errors.As(err, &e) || e.Key != "distill_weight" {
+		t.Errorf("distill weight 0.5 then 0.9: err = %v", err)
+	}
+	idle := mustLoad(t, oldStyle, nil, "--distill-temperature", "2", "--distill-weight", "0.9")
+	if err := CheckResume(saved, idle); err != nil {
+		t.Errorf("temperature and weight without distill refused: %v", err)
 	}
 	// The candidates' validation subset decides which candidate wins.
 	for _, args := range [][]string{{"--eval-samples", "500"}, {"--tie-break", "loss"}, {"--common-batches"}} {

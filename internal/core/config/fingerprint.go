@@ -14,6 +14,7 @@ var fingerprintKeys = []string{
 	"algorithm", "P", "alf", "iskl", "criterion", "delta_crop", "select", "step",
 	"short_term_steps", "seed", "input_shape", "path.model", "path.dataset",
 	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples", "bn_batches",
+	"distill", "distill_temperature", "distill_weight",
 }
 
 // laterKeys are fingerprint keys added after checkpoints already existed.
@@ -21,7 +22,12 @@ var fingerprintKeys = []string{
 // checkpoint written before them, whose run behaved as their defaults do,
 // still resumes under the defaults.
 var laterKeys = map[string]bool{"delta_schedule": true, "delta_decay": true, "common_batches": true, "tie_break": true,
-	"eval_samples": true, "bn_batches": true}
+	"eval_samples": true, "bn_batches": true, "distill": true, "distill_temperature": true, "distill_weight": true}
+
+// onlyWith are fingerprint keys that change the run only while another
+// (boolean) key is on: the temperature of a run without distillation is
+// never used, so changing it must not stop a resume.
+var onlyWith = map[string]string{"distill_temperature": "distill", "distill_weight": "distill"}
 
 // Fingerprint maps the settings that matter for --resume to their canonical
 // text. It marshals to JSON as a plain object, for storing with checkpoints.
@@ -34,6 +40,9 @@ func (c *Config) Fingerprint() Fingerprint {
 		k := byName[name]
 		v := k.get(c)
 		if laterKeys[name] && formatValue(v) == formatValue(k.def) {
+			continue
+		}
+		if gate, ok := onlyWith[name]; ok && !byName[gate].get(c).(bool) {
 			continue
 		}
 		if s, ok := v.(string); ok && strings.HasPrefix(name, "path.") && s != "" {

@@ -121,6 +121,13 @@ func unitLeftOpen(v any) string {
 	return ""
 }
 
+func closedUnit(v any) string {
+	if f := v.(float64); !(f >= 0 && f <= 1) {
+		return "is outside [0,1]"
+	}
+	return ""
+}
+
 func positiveFloat(v any) string {
 	if v.(float64) <= 0 {
 		return "must be > 0"
@@ -369,6 +376,15 @@ var keys = []*spec{
 	{name: "cosine", flag: "cosine", kind: kBool, def: false,
 		help: "cosine learning-rate decay after warm-up",
 		get:  func(c *Config) any { return c.Train.Cosine }, set: func(c *Config, v any) { c.Train.Cosine = v.(bool) }},
+	{name: "distill", flag: "distill", kind: kBool, def: false,
+		help: "fine-tunes (my_pruning's short- and long-term, L2Norm's) learn from the original model too: knowledge distillation",
+		get:  func(c *Config) any { return c.Distill }, set: func(c *Config, v any) { c.Distill = v.(bool) }},
+	{name: "distill_temperature", flag: "distill-temperature", kind: kFloat, def: 4.0, check: positiveFloat,
+		help: "softmax temperature T of distill's soft targets, > 0",
+		get:  func(c *Config) any { return c.DistillTemperature }, set: func(c *Config, v any) { c.DistillTemperature = v.(float64) }},
+	{name: "distill_weight", flag: "distill-weight", kind: kFloat, def: 0.5, check: closedUnit,
+		help: "distill's share w of the loss (1-w)·CE + w·T²·KL(teacher ‖ student), 0<=w<=1",
+		get:  func(c *Config) any { return c.DistillWeight }, set: func(c *Config, v any) { c.DistillWeight = v.(float64) }},
 
 	{name: "input_shape", flag: "input-shape", kind: kInts, check: inputShape,
 		help: "example input N,C,H,W (or N,F; N,C,L; N,C,D,H,W), e.g. [1, 3, 224, 224]",

@@ -147,6 +147,17 @@ type Summary struct {
 	// the search never selects by; absent without one.
 	TestAccBefore *float64 `json:"test_acc_before,omitempty"`
 	TestAccAfter  *float64 `json:"test_acc_after,omitempty"`
+
+	// Distill is the knowledge distillation from the original model that
+	// the fine-tunes used; absent when none did.
+	Distill *Distill `json:"distill,omitempty"`
+}
+
+// Distill is the distillation loss's settings (config keys
+// distill_temperature and distill_weight).
+type Distill struct {
+	Temperature float64 `json:"temperature"`
+	Weight      float64 `json:"weight"`
 }
 
 // WriteJSON writes summary.json atomically.
@@ -196,6 +207,9 @@ func (s *Summary) Text(w io.Writer) {
 			fmt.Fprintf(tw, "%d\t%s\t%d -> %d\t%s\t%.4f\n", it.Iteration, strings.Join(it.Layers, ","), it.From, it.To, Human(it.MACs), it.Accuracy)
 		}
 		tw.Flush()
+	}
+	if s.Distill != nil {
+		fmt.Fprintf(w, "\nfine-tuned with distillation from the original model (temperature %g, weight %g)\n", s.Distill.Temperature, s.Distill.Weight)
 	}
 	fmt.Fprintf(w, "\npruned model: %s\n", s.ModelOut)
 	if s.Report != "" {

@@ -99,6 +99,21 @@ type state struct {
 	// Recalibrated counts BatchNorm re-estimations (each lifts accuracy a
 	// little, as real ones do after a cut).
 	Recalibrated int `json:"recalibrated,omitempty"`
+	// Distilled counts the training steps that learnt from a teacher.
+	Distilled int `json:"distilled,omitempty"`
+}
+
+// original says whether shapes are the original model's.
+func (e *Engine) original(shapes map[string][]int64) bool {
+	return maps.EqualFunc(shapes, e.Base.Params, slices.Equal)
+}
+
+// Distilled is how many training steps of m learnt from a teacher.
+func Distilled(m engine.Module) int {
+	if fm, ok := m.(*Module); ok {
+		return fm.st.Distilled
+	}
+	return 0
 }
 
 func (s state) numel() int64 {
@@ -197,11 +212,28 @@ func (m *Module) Scores(_ context.Context, criterion kinds.Criterion, groups []*
 	return out, nil
 }
 
-// Fit counts the steps.
+// Fit counts the steps. A distilled fit needs a live teacher that is the
+// original model (untrained, uncut): what the pipeline must hand it.
 func (m *Module) Fit(_ context.Context, split *data.Split, o engine.TrainOptions) (engine.FitResult, error) {
 	steps := o.Steps
 	if steps <= 0 {
 		steps = o.Epochs * max(1, split.Len()/max(1, o.BatchSize))
+	}
+	if o.Distill != nil {
+		if err := o.Distill.Check(); err != nil {
+			return engine.FitResult{}, fmt.Errorf("fake: %w", err)
+		}
+		t, ok := o.Teacher.(*Module)
+		if !ok || t == nil || t.closed {
+			return engine.FitResult{}, fmt.Errorf("fake: distill without a live teacher (%T)", o.Teacher)
+		}
+		if t == m {
+			return engine.FitResult{}, fmt.Errorf("fake: the teacher is the student")
+		}
+		if t.st.Trained != 0 || !m.e.original(t.st.Shapes) {
+			return engine.FitResult{}, fmt.Errorf("fake: the teacher is not the original model (trained %d steps)", t.st.Trained)
+		}
+		m.st.Distilled += steps
 	}
 	m.st.Trained += steps
 	return engine.FitResult{Steps: steps, Loss: 1 / float64(1+m.st.Trained)}, nil

@@ -73,6 +73,10 @@ func Fit(ctx context.Context, m *torch.Module, split *data.Split, o Options) (Re
 	// against 0.28M pinned, 24% more images/s).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	teacher, err := teacherOf(m, o)
+	if err != nil {
+		return Result{}, err
+	}
 	opt, err := newOptimizer(m, o)
 	if err != nil {
 		return Result{}, err
@@ -106,7 +110,7 @@ func Fit(ctx context.Context, m *torch.Module, split *data.Split, o Options) (Re
 				return res, err
 			}
 			t0 := time.Now()
-			loss, c, err := trainStep(m, opt, b, shape, dev)
+			loss, c, err := trainStep(m, teacher, o.Distill, opt, b, shape, dev)
 			res.Compute += time.Since(t0)
 			if err != nil {
 				return res, fmt.Errorf("train step %d: %w", step+1, err)
@@ -141,7 +145,33 @@ func Fit(ctx context.Context, m *torch.Module, split *data.Split, o Options) (Re
 	return res, nil
 }
 
-func trainStep(m *torch.Module, opt *torch.Optimizer, b *data.Batch, shape []int64, dev torch.Device) (float64, int64, error) {
+// teacherOf is the libtorch module o.Distill learns from (nil without
+// distillation), put in eval mode: its outputs are fixed targets.
+func teacherOf(m *torch.Module, o Options) (*torch.Module, error) {
+	if o.Distill == nil {
+		return nil, nil
+	}
+	if err := o.Distill.Check(); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	tm, ok := o.Teacher.(interface{ Torch() *torch.Module })
+	if !ok || tm.Torch() == nil {
+		return nil, fmt.Errorf("train: distillation needs a libtorch teacher model, got %T", o.Teacher)
+	}
+	t := tm.Torch()
+	if t == m {
+		return nil, fmt.Errorf("train: the distillation teacher is the model being trained")
+	}
+	if t.Device() != m.Device() {
+		return nil, fmt.Errorf("train: the distillation teacher is on %s, the model on %s", t.Device(), m.Device())
+	}
+	if err := t.Train(false); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func trainStep(m, teacher *torch.Module, d *engine.Distill, opt *torch.Optimizer, b *data.Batch, shape []int64, dev torch.Device) (float64, int64, error) {
 	shape[0] = int64(b.N)
 	x, err := torch.FromFloat32(b.X, shape, dev)
 	if err != nil {
@@ -153,6 +183,9 @@ func trainStep(m *torch.Module, opt *torch.Optimizer, b *data.Batch, shape []int
 		return 0, 0, err
 	}
 	defer y.Close()
+	if teacher != nil {
+		return torch.TrainStepDistill(m, teacher, opt, x, y, d.Temperature, d.Weight)
+	}
 	return torch.TrainStep(m, opt, x, y)
 }
 
