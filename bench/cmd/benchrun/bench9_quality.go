@@ -28,6 +28,7 @@ import (
 type qualityRun struct {
 	Model      string           `json:"model"`
 	P          float64          `json:"p"`
+	Target     float64          `json:"target_p"` // the P it pruned to (my_pruning: the one-shot runs' MACs)
 	Seed       int              `json:"seed"`
 	Method     string           `json:"method"`
 	Args       []string         `json:"args"`
@@ -71,6 +72,9 @@ func (b *bench) qualitySetup() (string, []qualityModel, error) {
 		return "", nil, fmt.Errorf("demo data: %w", err)
 	}
 	ds := filepath.Join(dir, "mnist3")
+	if err := os.MkdirAll(filepath.Join(dir, "pruned"), 0o755); err != nil {
+		return "", nil, err
+	}
 	var models []qualityModel
 	for _, name := range strings.Split(b.o.qualityModels, ",") {
 		switch name = strings.TrimSpace(name); name {
@@ -180,13 +184,19 @@ func (b *bench) binaryDigest() (string, error) {
 }
 
 // qualityPrune runs (or reuses) one prune of benchmark 9.
-func (b *bench) qualityPrune(m qualityModel, ds string, pv float64, seed int, method string, stepsPerEpoch int) (*qualityRun, error) {
+// pv names the run; target is the P it prunes to.
+func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed int, method string, stepsPerEpoch int) (*qualityRun, error) {
 	tag := map[string]string{qualityMethodMP: "mp", qualityMethodL2: "l2", qualityMethodGlobal: "l2g"}[method]
 	name := fmt.Sprintf("%s_p%02d_s%d_%s", m.Name, int(math.Round(pv*100)), seed, tag)
+	if method == qualityMethodMP && b.o.qualityMP != "" {
+		// Each my_pruning configuration keeps its own run directory.
+		h := sha256.Sum256([]byte(b.o.qualityMP))
+		name += "_" + hex.EncodeToString(h[:4])
+	}
 	dir := filepath.Join(b.o.out, "quality")
 	args := []string{b.o.bin, "prune", "--model", m.Path, "--dataset", ds, "--input-shape", "1,1,28,28",
 		"--mean", "0.5", "--std", "0.5", "--batch-size", fmt.Sprint(qualityBatch), "--lr", "0.02", "--cosine", "--momentum", "0.9",
-		"--alf", "4", "--seed", fmt.Sprint(seed), "--threads", "2", "--P", fmt.Sprint(pv),
+		"--alf", "4", "--seed", fmt.Sprint(seed), "--threads", "2", "--P", strconv.FormatFloat(target, 'f', 6, 64),
 		"--long-epochs", fmt.Sprint(b.o.qualityLong), "--log-format", "json",
 		"--exp-save", filepath.Join(dir, "exp"), "--model-name", name, "--out", filepath.Join(dir, "pruned", name+".pt")}
 	switch method {
@@ -205,7 +215,7 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv float64, seed int, me
 	key := digest + "\n" + strings.Join(args[1:], "\x00")
 	keyFile := filepath.Join(dir, "exp", name+".key")
 	sumPath := filepath.Join(dir, "exp", name, "summary.json")
-	q := &qualityRun{Model: m.Name, P: pv, Seed: seed, Method: method, Args: args[1:]}
+	q := &qualityRun{Model: m.Name, P: pv, Target: target, Seed: seed, Method: method, Args: args[1:]}
 	if old, err := os.ReadFile(keyFile); err == nil && string(old) == key {
 		if q.Summary, err = readJSON[summary.Summary](sumPath); err == nil {
 			q.Reused, q.WallS = true, q.Summary.Seconds
@@ -275,17 +285,25 @@ func (b *bench) quality(s *section) error {
 		for _, pv := range ps {
 			byMethod := map[string][]*qualityRun{}
 			for seed := 1; seed <= b.o.qualitySeeds; seed++ {
-				for _, method := range methods {
-					q, err := b.qualityPrune(m, ds, pv, seed, method, stepsPerEpoch)
+				// The one-shot cuts land below the target (kept counts are
+				// multiples of alf); my_pruning's last step stops at its
+				// target, so it is given the lower of theirs: "at MACs no
+				// higher than theirs".
+				target := pv
+				for _, method := range []string{qualityMethodL2, qualityMethodGlobal, qualityMethodMP} {
+					q, err := b.qualityPrune(m, ds, pv, target, seed, method, stepsPerEpoch)
 					if err != nil {
 						return err
 					}
 					runs = append(runs, q)
 					byMethod[method] = append(byMethod[method], q)
+					if method != qualityMethodMP {
+						target = max(target, 1-q.macsRatio())
+					}
 				}
 			}
-			t := s.addTable(fmt.Sprintf("%s, P=%.2f, %d seeds, long-term fine-tune %d epoch(s) for every method; my_pruning: %s",
-				m.Name, pv, b.o.qualitySeeds, b.o.qualityLong, b.o.qualityMP),
+			t := s.addTable(fmt.Sprintf("%s, P=%.2f (my_pruning: to the lower MACs of the two one-shot runs), %d seeds, long-term fine-tune %d epoch(s) for every method; my_pruning: %s",
+				m.Name, pv, b.o.qualitySeeds, b.o.qualityLong, orDefault(b.o.qualityMP)),
 				"method", "MACs ratio (worst seed)", "test acc (mean ± sd)", "val acc (mean)", "fine-tune steps (mean)", "wall (mean)", "per seed: test acc")
 			for _, method := range methods {
 				rs := byMethod[method]
@@ -348,6 +366,13 @@ func (b *bench) quality(s *section) error {
 		Note:      "TEST accuracy difference (points) = my_pruning − reference, mean ± sd over seeds",
 	}
 	return nil
+}
+
+func orDefault(args string) string {
+	if args == "" {
+		return "gopruner's defaults"
+	}
+	return args
 }
 
 func mean(v []float64) float64 {
