@@ -289,8 +289,12 @@ func (b *bench) quality(s *section) error {
 				// multiples of alf); my_pruning's last step stops at its
 				// target, so it is given the lower of theirs: "at MACs no
 				// higher than theirs".
-				target := pv
+				mpTarget := pv
 				for _, method := range []string{qualityMethodL2, qualityMethodGlobal, qualityMethodMP} {
+					target := pv
+					if method == qualityMethodMP {
+						target = mpTarget
+					}
 					q, err := b.qualityPrune(m, ds, pv, target, seed, method, stepsPerEpoch)
 					if err != nil {
 						return err
@@ -298,7 +302,7 @@ func (b *bench) quality(s *section) error {
 					runs = append(runs, q)
 					byMethod[method] = append(byMethod[method], q)
 					if method != qualityMethodMP {
-						target = max(target, 1-q.macsRatio())
+						mpTarget = max(mpTarget, 1-q.macsRatio())
 					}
 				}
 			}
