@@ -33,7 +33,8 @@ type qualityRun struct {
 	Method     string           `json:"method"`
 	Args       []string         `json:"args"`
 	WallS      float64          `json:"wall_s"`
-	Reused     bool             `json:"reused,omitempty"` // an earlier run with the same binary and arguments
+	Reused     bool             `json:"reused,omitempty"` // an earlier run with the same binary (or, under -quality-reuse-args, any binary) and arguments
+	Binary     string           `json:"binary"`           // sha256 prefix of the gopruner binary that made it
 	Summary    *summary.Summary `json:"summary"`
 	TrainSteps int              `json:"train_steps"` // fine-tune batches in all, short- and long-term
 }
@@ -215,10 +216,17 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 	key := digest + "\n" + strings.Join(args[1:], "\x00")
 	keyFile := filepath.Join(dir, "exp", name+".key")
 	sumPath := filepath.Join(dir, "exp", name, "summary.json")
-	q := &qualityRun{Model: m.Name, P: pv, Target: target, Seed: seed, Method: method, Args: args[1:]}
-	if old, err := os.ReadFile(keyFile); err == nil && string(old) == key {
-		if q.Summary, err = readJSON[summary.Summary](sumPath); err == nil {
-			q.Reused, q.WallS = true, q.Summary.Seconds
+	q := &qualityRun{Model: m.Name, P: pv, Target: target, Seed: seed, Method: method, Args: args[1:], Binary: digest[:16]}
+	if old, err := os.ReadFile(keyFile); err == nil {
+		oldDigest, oldArgs, _ := strings.Cut(string(old), "\n")
+		same := string(old) == key
+		if b.o.qualityReuseArgs {
+			same = oldArgs == strings.Join(args[1:], "\x00")
+		}
+		if same {
+			if q.Summary, err = readJSON[summary.Summary](sumPath); err == nil {
+				q.Reused, q.WallS, q.Binary = true, q.Summary.Seconds, oldDigest[:min(16, len(oldDigest))]
+			}
 		}
 	}
 	if q.Summary == nil {

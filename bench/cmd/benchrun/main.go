@@ -81,6 +81,9 @@ type options struct {
 	qualityLong     int
 	qualityMP       string
 	qualityPretrain int
+	// qualityReuseArgs reuses benchmark 9's runs by their arguments alone,
+	// whatever binary made them (results.json names it per run).
+	qualityReuseArgs bool
 }
 
 func main() {
@@ -117,6 +120,7 @@ func main() {
 	flag.IntVar(&o.qualityLong, "quality-long-epochs", 1, "search-quality benchmark: long-term fine-tune epochs of every method")
 	flag.StringVar(&o.qualityMP, "quality-mp", "", "search-quality benchmark: extra my_pruning flags (default: gopruner's defaults)")
 	flag.IntVar(&o.qualityPretrain, "quality-pretrain-epochs", 8, "search-quality benchmark: epochs that train ResNet-20 to convergence before pruning")
+	flag.BoolVar(&o.qualityReuseArgs, "quality-reuse-args", false, "search-quality benchmark: reuse earlier runs with the same arguments even when another gopruner binary made them (results.json names each run's binary)")
 	flag.Parse()
 	o.only = map[int]bool{}
 	for _, f := range strings.Split(only, ",") {
