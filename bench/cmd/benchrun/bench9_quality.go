@@ -348,6 +348,9 @@ func (b *bench) quality(s *section) error {
 				holds := mu > 0 && macsOK
 				allHold = allHold && holds
 				verdict := "holds"
+				if holds && mu < sd {
+					verdict = "holds on average, by less than the seed-to-seed spread"
+				}
 				if !holds {
 					verdict = "does not hold"
 					if !macsOK {

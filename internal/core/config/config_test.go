@@ -772,3 +772,21 @@ func TestFingerprintLaterKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestLaterKeysLegacyValues: every later fingerprint key's legacy value is
+// a value the key accepts, written as Fingerprint writes it, and it is the
+// key's default unless the default changed on purpose (those then appear in
+// a fresh run's fingerprint, so an older checkpoint is refused).
+func TestLaterKeysLegacyValues(t *testing.T) {
+	changed := map[string]bool{"common_batches": true, "bn_batches": true, "tie_break": true}
+	for name, legacy := range laterKeys {
+		k, ok := byName[name]
+		if !ok {
+			t.Errorf("later key %q is not a config key", name)
+			continue
+		}
+		if def := formatValue(k.def); (def == legacy) == changed[name] {
+			t.Errorf("%s: legacy value %q, default %q; changed on purpose: %v", name, legacy, def, changed[name])
+		}
+	}
+}

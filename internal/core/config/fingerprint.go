@@ -17,12 +17,15 @@ var fingerprintKeys = []string{
 	"distill", "distill_temperature", "distill_weight",
 }
 
-// laterKeys are fingerprint keys added after checkpoints already existed.
-// They are recorded only when they differ from their default, so a
-// checkpoint written before them, whose run behaved as their defaults do,
-// still resumes under the defaults.
-var laterKeys = map[string]bool{"delta_schedule": true, "delta_decay": true, "common_batches": true, "tie_break": true,
-	"eval_samples": true, "bn_batches": true, "distill": true, "distill_temperature": true, "distill_weight": true}
+// laterKeys are fingerprint keys added after checkpoints already existed,
+// each with the value every run before it behaved as (its default when it
+// was added). They are recorded only when they differ from that value, so a
+// checkpoint written before them still resumes with them at that value, and
+// one whose default changed later (common_batches, bn_batches, tie_break)
+// is refused rather than resumed with another setting.
+var laterKeys = map[string]string{"delta_schedule": "constant", "delta_decay": "0.96", "common_batches": "false",
+	"tie_break": "none", "eval_samples": "0", "bn_batches": "0", "distill": "false", "distill_temperature": "4",
+	"distill_weight": "0.5"}
 
 // onlyWith are fingerprint keys that change the run only while another
 // (boolean) key is on: the temperature of a run without distillation is
@@ -39,7 +42,7 @@ func (c *Config) Fingerprint() Fingerprint {
 	for _, name := range fingerprintKeys {
 		k := byName[name]
 		v := k.get(c)
-		if laterKeys[name] && formatValue(v) == formatValue(k.def) {
+		if legacy, later := laterKeys[name]; later && formatValue(v) == legacy {
 			continue
 		}
 		if gate, ok := onlyWith[name]; ok && !byName[gate].get(c).(bool) {
@@ -79,14 +82,14 @@ func CheckResume(saved Fingerprint, c *Config) error {
 	key := diff[0]
 	was, ok := saved[key]
 	switch {
-	case !ok && laterKeys[key]:
-		was = formatValue(byName[key].def)
+	case !ok && laterKeys[key] != "":
+		was = laterKeys[key]
 	case !ok:
 		was = "(not recorded)"
 	}
 	is, ok := now[key]
-	if !ok && laterKeys[key] {
-		is = formatValue(byName[key].def)
+	if !ok && laterKeys[key] != "" {
+		is = laterKeys[key]
 	}
 	msg := fmt.Sprintf("differs from the checkpoint being resumed: checkpoint has %s, now %s (%s)",
 		orNotSet(was), orNotSet(is), c.Origin(key))
