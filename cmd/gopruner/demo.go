@@ -86,7 +86,7 @@ func runDemo(cmd *cobra.Command, dir string, prepareOnly bool) error {
 	if err := configureBridge(cfg); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "pruning %s with my_pruning (TaylorFOWeight, P=%.2f, alf %d, delta_crop %.2f, cart %v)\n", trained, cfg.P, cfg.Alf, cfg.DeltaCrop, cfg.Cart)
+	fmt.Fprintf(out, "pruning %s with my_pruning (TaylorFOWeight, P=%.2f, alf %d, delta_crop %.2f (step %s), cart %v)\n", trained, cfg.P, cfg.Alf, cfg.DeltaCrop, cfg.Step, cfg.Cart)
 	return pruneWith(cmd.Context(), cfg, out)
 }
 

@@ -34,7 +34,8 @@ func TestMyPruningAcceptance(t *testing.T) {
 		t.Run(crit, func(t *testing.T) {
 			dir := t.TempDir()
 			r := runIn(t, dir, "prune", "--algorithm", "my_pruning", "--model", trained, "--dataset", ds,
-				"--input-shape", "1,1,28,28", "--criterion", crit, "--P", "0.5", "--alf", "4", "--delta-crop", "0.25",
+				"--input-shape", "1,1,28,28", "--criterion", crit, "--P", "0.5", "--alf", "4", "--delta-crop", "0.25", "--step", "channels",
+				"--common-batches=false", "--bn-batches", "0", "--tie-break", "none",
 				"--cart", "cpu", "--short-steps", "50", "--long-epochs", "1", "--batch-size", "64", "--lr", "0.01",
 				"--momentum", "0.9", "--cosine", "--threads", "2", "--seed", "1", "--exp-save", "exp", "--model-name", "m")
 			if r.code != 0 {

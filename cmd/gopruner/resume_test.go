@@ -53,7 +53,8 @@ func mnistCSV(t *testing.T, src fs.FS, nTrain, nVal int) string {
 
 func myPruningArgs(model, dataset string, extra ...string) []string {
 	return append([]string{"prune", "--algorithm", "my_pruning", "--model", model, "--dataset", dataset,
-		"--input-shape", "1,1,28,28", "--P", "0.5", "--alf", "4", "--delta-crop", "0.25",
+		"--input-shape", "1,1,28,28", "--P", "0.5", "--alf", "4", "--delta-crop", "0.25", "--step", "channels",
+		"--common-batches=false", "--bn-batches", "0", "--tie-break", "none",
 		"--criterion", "L2Norm", "--short-steps", "10", "--long-epochs", "0", "--batch-size", "32",
 		"--lr", "0.01", "--cart", "cpu", "--threads", "1", "--seed", "3",
 		"--exp-save", "exp", "--model-name", "m", "--log-format", "json"}, extra...)

@@ -645,8 +645,9 @@ func TestDefaults(t *testing.T) {
 	c := mustLoad(t, "", nil)
 	d := Default()
 	assertSameSettings(t, c, d)
-	if c.Algorithm != kinds.AlgorithmMyPruning || c.P != 0.5 || c.Alf != 1 || c.DeltaCrop != 0.1 || c.Criterion != kinds.TaylorFOWeight ||
-		!c.Finetune || c.Select != kinds.SelectAcc || c.Step != kinds.StepChannels || c.ShortTermSteps != 50 || c.LongTermEpochs != 1 ||
+	if c.Algorithm != kinds.AlgorithmMyPruning || c.P != 0.5 || c.Alf != 1 || c.DeltaCrop != 0.2 || c.Criterion != kinds.TaylorFOWeight ||
+		!c.Finetune || c.Select != kinds.SelectAcc || c.Step != kinds.StepMACs || c.ShortTermSteps != 20 || c.LongTermEpochs != 1 ||
+		!c.CommonBatches || c.BNBatches != 5 || c.TieBreak != kinds.TieBreakMACs ||
 		c.TaylorBatches != 10 || c.Train.Epochs != 1 || c.Train.LR != 0.01 || c.Train.Momentum != 0.9 || c.Train.WeightDecay != 5e-4 ||
 		c.Train.Optimizer != OptimizerSGD || c.Train.BatchSize != 32 || c.ValFraction != 0.1 || c.Device != "cpu" ||
 		c.Path.ExpSave != "exp_save" || c.LogLevel != "info" || c.LogFormat != LogFormatText || !reflect.DeepEqual(c.Cart, []Slot{SlotCPU}) {
@@ -718,9 +719,10 @@ func TestInputShapeRanks(t *testing.T) {
 func TestFingerprintLaterKeys(t *testing.T) {
 	base := mustLoad(t, oldStyle, nil)
 	saved := base.Fingerprint()
-	for k := range laterKeys {
-		if _, ok := saved[k]; ok {
-			t.Errorf("default %s is recorded in the fingerprint", k)
+	for k, legacy := range laterKeys {
+		_, ok := saved[k]
+		if changed := formatValue(byName[k].def) != legacy; ok != changed {
+			t.Errorf("%s recorded in the defaults' fingerprint: %v; its default changed since it was added: %v", k, ok, changed)
 		}
 	}
 	if err := CheckResume(saved, base); err != nil {
@@ -764,9 +766,9 @@ func TestFingerprintLaterKeys(t *testing.T) {
 		t.Errorf("temperature and weight without distill refused: %v", err)
 	}
 	// The candidates' validation subset decides which candidate wins.
-	for _, args := range [][]string{{"--eval-samples", "500"}, {"--tie-break", "loss"}, {"--common-batches"}} {
+	for _, args := range [][]string{{"--eval-samples", "500"}, {"--tie-break", "loss"}, {"--common-batches=false"}} {
 		c := mustLoad(t, oldStyle, nil, args...)
-		key := strings.ReplaceAll(strings.TrimPrefix(args[0], "--"), "-", "_")
+		key, _, _ := strings.Cut(strings.ReplaceAll(strings.TrimPrefix(args[0], "--"), "-", "_"), "=")
 		if err := CheckResume(saved, c); !errors.As(err, &e) || e.Key != key {
 			t.Errorf("%v: err = %v, want one naming %s", args, err, key)
 		}
