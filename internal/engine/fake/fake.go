@@ -20,6 +20,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/core/search/lut"
 	"github.com/gopruner/gopruner/internal/engine"
 )
 
@@ -86,6 +87,24 @@ func (e *Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, e
 			return nil, fmt.Errorf("fake: module %d is not a fake module", i)
 		}
 		out[i] = engine.Latency{Device: "cpu", Batch: shape[0], MedianMs: float64(fm.st.numel()) / 1e3}
+	}
+	return out, nil
+}
+
+// OpLatency is proportional to each layer's weight elements times its
+// output positions (its MACs), 1 ns per MAC: the table then predicts the
+// fake's own cost model.
+func (e *Engine) OpLatency(specs []lut.Spec, dev string, threads int) ([]float64, error) {
+	out := make([]float64, len(specs))
+	for i, s := range specs {
+		if len(s.X) == 0 || len(s.W) == 0 {
+			return nil, fmt.Errorf("fake: op %d has no shapes", i)
+		}
+		n := float64(numel(s.W)) * float64(s.X[0])
+		for _, d := range s.X[min(2, len(s.X)):] {
+			n *= float64(d) // spatial positions (stride ignored: a fake)
+		}
+		out[i] = n
 	}
 	return out, nil
 }
