@@ -14,6 +14,7 @@ var fingerprintKeys = []string{
 	"algorithm", "P", "alf", "iskl", "criterion", "delta_crop", "select", "step",
 	"short_term_steps", "seed", "input_shape", "path.model", "path.dataset",
 	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples", "bn_batches",
+	"target", "latency_device", "latency_threads", "latency_batch",
 }
 
 // laterKeys are fingerprint keys added after checkpoints already existed.
@@ -21,7 +22,8 @@ var fingerprintKeys = []string{
 // checkpoint written before them, whose run behaved as their defaults do,
 // still resumes under the defaults.
 var laterKeys = map[string]bool{"delta_schedule": true, "delta_decay": true, "common_batches": true, "tie_break": true,
-	"eval_samples": true, "bn_batches": true}
+	"eval_samples": true, "bn_batches": true, "target": true, "latency_device": true, "latency_threads": true,
+	"latency_batch": true}
 
 // Fingerprint maps the settings that matter for --resume to their canonical
 // text. It marshals to JSON as a plain object, for storing with checkpoints.
