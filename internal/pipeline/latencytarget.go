@@ -1,0 +1,272 @@
+// my_pruning's `target: latency`: the per-layer latency lookup table
+// (package lut) replaces the ptflops MACs as netadapt's cost model, and the
+// final model's latency is measured against the table's prediction.
+
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/plan"
+	"github.com/gopruner/gopruner/internal/core/search/lut"
+	"github.com/gopruner/gopruner/internal/engine"
+)
+
+// LatencyTableFile is the table's cache file in the run directory.
+const LatencyTableFile = "latency_lut.json"
+
+// LatencyOptions configure target: latency.
+type LatencyOptions struct {
+	Device    string // "cpu" or "cuda:N"
+	Threads   int    // CPU threads (>= 1)
+	Batch     int64  // batch size (>= 1)
+	MaxPoints int    // counts per table axis (0: lut.DefaultMaxPoints)
+	// Cache is the table's cache file ("" for none): reused when its key
+	// matches, rewritten otherwise.
+	Cache string
+}
+
+// LatencyReport is what target: latency adds to a run's result.
+type LatencyReport struct {
+	Device  string
+	Threads int
+	Batch   int64
+	// PredictedBefore and PredictedAfter are the table's predictions for
+	// the unpruned and the final keep vectors (the former is the unpruned
+	// model's latency measured when the table was built).
+	PredictedBeforeNs, PredictedAfterNs int64
+	// MeasuredBefore and MeasuredAfter time the original and the final
+	// model side by side once the search is over (0 when not measured).
+	MeasuredBeforeNs, MeasuredAfterNs float64
+	ResidueNs                         float64
+	Layers, Points, Timed             int // tabled layers, grid points, distinct ops timed
+	Untabled                          []string
+	Cached                            bool
+	TableSeconds                      float64 // building the table (0 when it came from the cache)
+}
+
+// ErrorPct is the final model's measured latency relative to the
+// prediction, in percent (positive: slower than predicted); NaN without a
+// measurement.
+func (l *LatencyReport) ErrorPct() float64 {
+	if l.MeasuredAfterNs <= 0 || l.PredictedAfterNs <= 0 {
+		return math.NaN()
+	}
+	return 100 * (l.MeasuredAfterNs - float64(l.PredictedAfterNs)) / float64(l.PredictedAfterNs)
+}
+
+// latencyModel builds the latency table of base over the candidate groups
+// (or loads it from the cache) and returns its predictor.
+func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*graph.Group, alf int, o LatencyOptions,
+	log zerolog.Logger) (*lut.Predictor, *LatencyReport, error) {
+	if o.MaxPoints <= 0 {
+		o.MaxPoints = lut.DefaultMaxPoints
+	}
+	groups := make([]lut.Group, 0, len(cands))
+	full := make(map[int]int, len(cands))
+	ids := make([]int, 0, len(cands))
+	for _, g := range cands {
+		groups = append(groups, lut.Group{ID: g.ID, Channels: g.Channels, Unit: plan.Unit(alf, g.Block)})
+		full[g.ID] = g.Channels
+		ids = append(ids, g.ID)
+	}
+	slices.Sort(ids)
+	shape := slices.Clone(base.InputShape)
+	if len(shape) > 0 {
+		shape[0] = o.Batch
+	}
+	key := lut.Key{Model: Digest(orig), Device: o.Device, Threads: o.Threads, Batch: o.Batch,
+		InputShape: slices.Clone(base.InputShape), Alf: alf, MaxPoints: o.MaxPoints, Groups: ids}
+	rep := &LatencyReport{Device: o.Device, Threads: o.Threads, Batch: o.Batch}
+	var t *lut.Table
+	if o.Cache != "" {
+		var err error
+		t, err = lut.Load(o.Cache, key)
+		switch {
+		case errors.Is(err, lut.ErrMismatch):
+			log.Info().Str("file", o.Cache).Msg("target latency: the cached table is of other settings; measuring again")
+		case err != nil:
+			// A damaged cache costs a re-measurement, not the run.
+			log.Warn().Err(err).Msg("target latency: ignoring the cached table; measuring again")
+		}
+		rep.Cached = t != nil
+	}
+	if t == nil {
+		var err error
+		if t, err = measureTable(eng, base, orig, groups, key, shape, o, rep); err != nil {
+			return nil, nil, err
+		}
+		if o.Cache != "" {
+			if err := t.Save(o.Cache); err != nil {
+				return nil, nil, err
+			}
+		}
+		rep.TableSeconds = t.Seconds
+	}
+	p, err := lut.NewPredictor(t, full)
+	if err != nil {
+		return nil, nil, fmt.Errorf("target latency: %w", err)
+	}
+	rep.PredictedBeforeNs = p.Predict(full)
+	rep.ResidueNs = p.Residue()
+	rep.Layers, rep.Untabled = len(t.Layers), slices.Clone(t.Untabled)
+	for i := range t.Layers {
+		rep.Points += t.Layers[i].Points()
+	}
+	ev := log.Info().Str("device", o.Device).Int("threads", o.Threads).Int64("batch", o.Batch).
+		Float64("full_ms", t.FullNS/1e6).Float64("residue_ms", p.Residue()/1e6).Int("layers", rep.Layers).
+		Int("points", rep.Points).Bool("cached", rep.Cached).Float64("seconds", rep.TableSeconds)
+	if len(t.Untabled) > 0 {
+		ev = ev.Strs("untabled", t.Untabled)
+	}
+	ev.Msg("target latency: lookup table")
+	return p, rep, nil
+}
+
+// measureTable times every grid point of every tabled layer (each distinct
+// standalone op, twice) and the whole unpruned model (twice).
+func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []lut.Group, key lut.Key, shape []int64,
+	o LatencyOptions, rep *LatencyReport) (*lut.Table, error) {
+	start := time.Now()
+	m := lut.Model{Graph: base.Graph, Analysis: base.Analysis, Batch: o.Batch}
+	layers, untabled, err := lut.Plan(m, groups, o.MaxPoints)
+	if err != nil {
+		return nil, fmt.Errorf("target latency: %w", err)
+	}
+	var specs []lut.Spec
+	index := map[string]int{}        // spec → its position in specs
+	at := make([][]int, len(layers)) // layer, grid point → spec position
+	for li := range layers {
+		l := &layers[li]
+		for pi := range l.Points() {
+			s, err := m.Spec(l.Op, l.Keep(pi))
+			if err != nil {
+				return nil, fmt.Errorf("target latency: %w", err)
+			}
+			k := s.String()
+			j, ok := index[k]
+			if !ok {
+				j = len(specs)
+				index[k] = j
+				specs = append(specs, s)
+			}
+			at[li] = append(at[li], j)
+		}
+	}
+	// Two passes, the second in reverse order, and the whole model before
+	// and after them; each measurement keeps the lower of its two medians.
+	// Another process busy for a while on a shared machine inflates one
+	// pass's medians, rarely both, and a table measured under load would
+	// predict too little residue and too little gain.
+	mod, err := eng.Load(orig, o.Device, o.Threads)
+	if err != nil {
+		return nil, fmt.Errorf("target latency: loading the model on %s: %w", o.Device, err)
+	}
+	defer mod.Close()
+	whole := func() (float64, error) {
+		ls, err := eng.Latency([]engine.Module{mod}, shape)
+		if err != nil {
+			return 0, fmt.Errorf("target latency: timing the model on %s: %w", o.Device, err)
+		}
+		return ls[0].MedianMs * 1e6, nil
+	}
+	w0, err := whole()
+	if err != nil {
+		return nil, err
+	}
+	ns, err := timeSpecs(eng, specs, o, false)
+	if err != nil {
+		return nil, err
+	}
+	ns2, err := timeSpecs(eng, specs, o, true)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ns {
+		ns[i] = min(ns[i], ns2[i])
+	}
+	w1, err := whole()
+	if err != nil {
+		return nil, err
+	}
+	for li := range layers {
+		for _, j := range at[li] {
+			layers[li].NS = append(layers[li].NS, ns[j])
+		}
+	}
+	rep.Timed = len(specs)
+	return &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: min(w0, w1),
+		Untabled: untabled, Seconds: time.Since(start).Seconds()}, nil
+}
+
+// timeSpecs times specs (in reverse order when reverse is set) and returns
+// their latencies in specs' order.
+func timeSpecs(eng engine.Engine, specs []lut.Spec, o LatencyOptions, reverse bool) ([]float64, error) {
+	order := slices.Clone(specs)
+	if reverse {
+		slices.Reverse(order)
+	}
+	ns, err := eng.OpLatency(order, o.Device, o.Threads)
+	if err != nil {
+		return nil, fmt.Errorf("target latency: timing the layers on %s: %w", o.Device, err)
+	}
+	if len(ns) != len(specs) {
+		return nil, fmt.Errorf("target latency: %d timings for %d layers", len(ns), len(specs))
+	}
+	if reverse {
+		slices.Reverse(ns)
+	}
+	return ns, nil
+}
+
+// measureFinal times the original and the final model side by side on the
+// latency device, as the table's whole-model measurement did.
+func measureFinal(eng engine.Engine, orig, final []byte, inputShape []int64, o LatencyOptions, rep *LatencyReport) error {
+	shape := slices.Clone(inputShape)
+	if len(shape) > 0 {
+		shape[0] = o.Batch
+	}
+	var ms []engine.Module
+	defer func() {
+		for _, m := range ms {
+			m.Close()
+		}
+	}()
+	for _, b := range [][]byte{orig, final} {
+		m, err := eng.Load(b, o.Device, o.Threads)
+		if err != nil {
+			return fmt.Errorf("target latency: loading a model on %s: %w", o.Device, err)
+		}
+		ms = append(ms, m)
+	}
+	// Two rounds, the lower median of each model kept, as the table's
+	// whole-model measurement does.
+	for r := range 2 {
+		ls, err := eng.Latency(ms, shape)
+		if err != nil {
+			return fmt.Errorf("target latency: timing the final model: %w", err)
+		}
+		b, a := ls[0].MedianMs*1e6, ls[1].MedianMs*1e6
+		if r == 0 {
+			rep.MeasuredBeforeNs, rep.MeasuredAfterNs = b, a
+		}
+		rep.MeasuredBeforeNs, rep.MeasuredAfterNs = min(rep.MeasuredBeforeNs, b), min(rep.MeasuredAfterNs, a)
+	}
+	return nil
+}
+
+// latencyCache is the table's cache path for a run directory ("" for none).
+func latencyCache(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, LatencyTableFile)
+}
