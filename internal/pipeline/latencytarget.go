@@ -53,6 +53,20 @@ type LatencyReport struct {
 	TableSeconds                      float64 // building the table (0 when it came from the cache)
 }
 
+// SpeedupErrorPct compares the measured speed-up with the predicted one,
+// in percent: (measured after/before) / (predicted after/before) − 1.
+// Both models are measured side by side, so a machine that is slower (or
+// busier) now than when the table was measured moves both alike and this
+// error, unlike ErrorPct, does not see it. NaN without a measurement.
+func (l *LatencyReport) SpeedupErrorPct() float64 {
+	if l.MeasuredAfterNs <= 0 || l.MeasuredBeforeNs <= 0 || l.PredictedAfterNs <= 0 || l.PredictedBeforeNs <= 0 {
+		return math.NaN()
+	}
+	measured := l.MeasuredAfterNs / l.MeasuredBeforeNs
+	predicted := float64(l.PredictedAfterNs) / float64(l.PredictedBeforeNs)
+	return 100 * (measured/predicted - 1)
+}
+
 // ErrorPct is the final model's measured latency relative to the
 // prediction, in percent (positive: slower than predicted); NaN without a
 // measurement.
@@ -161,8 +175,9 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 			at[li] = append(at[li], j)
 		}
 	}
-	// Two passes, the second in reverse order, and the whole model before
-	// and after them; each measurement keeps the lower of its two medians.
+	// Two passes, the second in reverse order, and the whole model before,
+	// between and after them; each measurement keeps the lowest of its
+	// medians.
 	// Another process busy for a while on a shared machine inflates one
 	// pass's medians, rarely both, and a table measured under load would
 	// predict too little residue and too little gain.
@@ -186,6 +201,10 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 	if err != nil {
 		return nil, err
 	}
+	wm, err := whole()
+	if err != nil {
+		return nil, err
+	}
 	ns2, err := timeSpecs(eng, specs, o, true)
 	if err != nil {
 		return nil, err
@@ -203,7 +222,7 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 		}
 	}
 	rep.Timed = len(specs)
-	return &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: min(w0, w1),
+	return &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: min(w0, wm, w1),
 		Untabled: untabled, Seconds: time.Since(start).Seconds()}, nil
 }
 

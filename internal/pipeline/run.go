@@ -382,6 +382,9 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 		if e := l.ErrorPct(); !math.IsNaN(e) {
 			s.LatencyTarget.ErrorPct = &e
 		}
+		if e := l.SpeedupErrorPct(); !math.IsNaN(e) {
+			s.LatencyTarget.SpeedupErrorPct = &e
+		}
 	}
 	t = r.lap("save", t)
 	if r.Latency {

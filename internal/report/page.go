@@ -41,7 +41,7 @@ type latencyRow struct {
 
 // latTargetRow is target: latency's predicted against measured latency.
 type latTargetRow struct {
-	Setting, PredBefore, PredAfter, MeasBefore, MeasAfter, Error, Table string
+	Setting, PredBefore, PredAfter, MeasBefore, MeasAfter, Error, SpeedupError, Table string
 }
 
 func latTarget(l *LatencyTarget) *latTargetRow {
@@ -49,10 +49,14 @@ func latTarget(l *LatencyTarget) *latTargetRow {
 		return nil
 	}
 	r := &latTargetRow{Setting: fmt.Sprintf("%s, %d thread(s), batch %d", l.Device, l.Threads, l.Batch),
-		PredBefore: fmtMs(l.PredictedBeforeMs), PredAfter: fmtMs(l.PredictedAfterMs), MeasBefore: dash, MeasAfter: dash, Error: dash}
+		PredBefore: fmtMs(l.PredictedBeforeMs), PredAfter: fmtMs(l.PredictedAfterMs), MeasBefore: dash, MeasAfter: dash, Error: dash,
+		SpeedupError: dash}
 	if l.ErrorPct != nil {
 		r.MeasBefore, r.MeasAfter = fmtMs(l.MeasuredBeforeMs), fmtMs(l.MeasuredAfterMs)
 		r.Error = signed(*l.ErrorPct, 1) + "%"
+	}
+	if l.SpeedupErrorPct != nil {
+		r.SpeedupError = signed(*l.SpeedupErrorPct, 1) + "%"
 	}
 	src := fmt.Sprintf("measured in %.1f s", l.TableSeconds)
 	if l.Cached {

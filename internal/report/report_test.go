@@ -522,7 +522,7 @@ func TestRenderLatencyTarget(t *testing.T) {
 	errPct := 4.25
 	d := fullData()
 	d.LatencyTarget = &LatencyTarget{Device: "cpu", Threads: 1, Batch: 1, PredictedBeforeMs: 0.72, PredictedAfterMs: 0.36,
-		MeasuredBeforeMs: 0.7, MeasuredAfterMs: 0.375, ErrorPct: &errPct, Layers: 10, Points: 234, TableSeconds: 2.5, ResidueMs: 0.2}
+		MeasuredBeforeMs: 0.7, MeasuredAfterMs: 0.375, ErrorPct: &errPct, SpeedupErrorPct: &errPct, Layers: 10, Points: 234, TableSeconds: 2.5, ResidueMs: 0.2}
 	page := render(t, d)
 	for _, want := range []string{`id="latency-target"`, "cpu, 1 thread(s), batch 1", "0.36 ms", "0.375 ms", "4.2%",
 		"10 layers, 234 grid points, measured in 2.5 s"} {

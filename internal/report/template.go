@@ -89,7 +89,8 @@ footer{color:var(--muted);font-size:13px;text-align:center}
 <tbody>
 <tr><td>predicted (lookup table)</td><td>{{.PredBefore}}</td><td>{{.PredAfter}}</td></tr>
 <tr><td>measured</td><td>{{.MeasBefore}}</td><td>{{.MeasAfter}}</td></tr>
-<tr><td>prediction error (measured − predicted)</td><td></td><td>{{.Error}}</td></tr>
+<tr><td>prediction error (measured − predicted) / predicted</td><td></td><td>{{.Error}}</td></tr>
+<tr><td>speed-up error (measured after/before vs predicted after/before)</td><td></td><td>{{.SpeedupError}}</td></tr>
 </tbody>
 </table>
 <p>Table: {{.Table}}.</p>

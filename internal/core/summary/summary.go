@@ -126,14 +126,18 @@ type LatencyTarget struct {
 	MeasuredAfterMs   float64 `json:"measured_after_ms"`
 	// ErrorPct is (measured − predicted)/predicted of the final model, in
 	// percent; absent when it was not measured.
-	ErrorPct     *float64 `json:"error_pct,omitempty"`
-	ResidueMs    float64  `json:"residue_ms"` // the unpruned latency the table does not hold
-	Layers       int      `json:"layers"`     // tabled layers
-	Points       int      `json:"points"`     // their grid points
-	Timed        int      `json:"timed"`      // distinct standalone ops timed (0 when cached)
-	Untabled     []string `json:"untabled,omitempty"`
-	Cached       bool     `json:"cached"`        // the table came from latency_lut.json
-	TableSeconds float64  `json:"table_seconds"` // measuring the table (0 when cached)
+	ErrorPct *float64 `json:"error_pct,omitempty"`
+	// SpeedupErrorPct is the measured speed-up (after/before, measured
+	// side by side) against the predicted one, in percent: insensitive to
+	// the machine being busier at the end than when the table was made.
+	SpeedupErrorPct *float64 `json:"speedup_error_pct,omitempty"`
+	ResidueMs       float64  `json:"residue_ms"` // the unpruned latency the table does not hold
+	Layers          int      `json:"layers"`     // tabled layers
+	Points          int      `json:"points"`     // their grid points
+	Timed           int      `json:"timed"`      // distinct standalone ops timed (0 when cached)
+	Untabled        []string `json:"untabled,omitempty"`
+	Cached          bool     `json:"cached"`        // the table came from latency_lut.json
+	TableSeconds    float64  `json:"table_seconds"` // measuring the table (0 when cached)
 }
 
 // Layer is one layer's output channels before and after.
@@ -217,8 +221,12 @@ func (s *Summary) Text(w io.Writer) {
 		fmt.Fprintf(tw, "predicted latency (%s, %d threads, batch %d)\t%.3f ms\t%.3f ms\t%.3f\n", l.Device, l.Threads, l.Batch,
 			l.PredictedBeforeMs, l.PredictedAfterMs, l.PredictedAfterMs/max(l.PredictedBeforeMs, 1e-12))
 		if l.ErrorPct != nil {
-			fmt.Fprintf(tw, "measured latency\t%.3f ms\t%.3f ms\t%.3f (%+.1f%% vs predicted)\n", l.MeasuredBeforeMs, l.MeasuredAfterMs,
+			fmt.Fprintf(tw, "measured latency\t%.3f ms\t%.3f ms\t%.3f (%+.1f%% vs predicted", l.MeasuredBeforeMs, l.MeasuredAfterMs,
 				l.MeasuredAfterMs/max(l.MeasuredBeforeMs, 1e-12), *l.ErrorPct)
+			if l.SpeedupErrorPct != nil {
+				fmt.Fprintf(tw, "; ratio %+.1f%%", *l.SpeedupErrorPct)
+			}
+			fmt.Fprintln(tw, ")")
 		}
 	}
 	tw.Flush()

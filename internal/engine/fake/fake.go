@@ -91,20 +91,17 @@ func (e *Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, e
 	return out, nil
 }
 
-// OpLatency is proportional to each layer's weight elements times its
-// output positions (its MACs), 1 ns per MAC: the table then predicts the
-// fake's own cost model.
+// OpLatency is 1 µs per weight element of each layer, as Latency is 1 µs
+// per parameter of a module: a table of the fake then predicts the fake's
+// own measurement up to the norms' and biases' share, which the residue
+// holds at its full-width value.
 func (e *Engine) OpLatency(specs []lut.Spec, dev string, threads int) ([]float64, error) {
 	out := make([]float64, len(specs))
 	for i, s := range specs {
 		if len(s.X) == 0 || len(s.W) == 0 {
 			return nil, fmt.Errorf("fake: op %d has no shapes", i)
 		}
-		n := float64(numel(s.W)) * float64(s.X[0])
-		for _, d := range s.X[min(2, len(s.X)):] {
-			n *= float64(d) // spatial positions (stride ignored: a fake)
-		}
-		out[i] = n
+		out[i] = float64(numel(s.W)) * 1e3
 	}
 	return out, nil
 }
