@@ -33,9 +33,10 @@ type Engine interface {
 	Latency(ms []Module, shape []int64) ([]Latency, error)
 	// OpLatency times each layer alone (random inputs, no grad) on dev
 	// ("cpu", "cuda:N") with threads intra-op threads and returns the
-	// median of an adaptive number of runs, in nanoseconds: the latency
-	// lookup table of my_pruning's `target: latency`.
-	OpLatency(specs []lut.Spec, dev string, threads int) ([]float64, error)
+	// median of an adaptive number of runs (at least 3, more while budget
+	// lasts), in nanoseconds: the latency lookup table of my_pruning's
+	// `target: latency`.
+	OpLatency(specs []lut.Spec, dev string, threads int, budget time.Duration) ([]float64, error)
 }
 
 // Model is an opened original model: its module and the pure description

@@ -145,8 +145,33 @@ func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*g
 	return p, rep, nil
 }
 
-// measureTable times every grid point of every tabled layer (each distinct
-// standalone op, twice) and the whole unpruned model (twice).
+// Rounds and budgets of the table's measurement (variables for tests).
+var (
+	// gridRounds times every layer's grid this many times, each round the
+	// layer's full-width op first and then its grid points, gridBudget
+	// each.
+	gridRounds = 5
+	gridBudget = 2 * time.Millisecond
+	// calRounds alternates the whole model with every layer at full width
+	// this many times, calBudget per layer.
+	calRounds = 5
+	calBudget = 5 * time.Millisecond
+)
+
+// measureTable measures the table of base: the tabled layers' grid points
+// and the residue.
+//
+// A machine shared with other work (two vCPUs and a neighbour's training
+// run) slows every op by tens of percent for seconds at a time, more than
+// the differences the table must resolve. So the table is built from
+// measurements that see the same conditions:
+//   - the shape of each layer's table is the median over gridRounds of the
+//     ratio of each grid point to the layer's full-width op timed just
+//     before it;
+//   - its scale, and the residue, come from calRounds rounds that time the
+//     whole model and then every layer at full width: the layers' full
+//     width latency is the median of theirs, the residue the median of the
+//     rounds' whole − Σ layers.
 func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []lut.Group, key lut.Key, shape []int64,
 	o LatencyOptions, rep *LatencyReport) (*lut.Table, error) {
 	start := time.Now()
@@ -155,95 +180,113 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 	if err != nil {
 		return nil, fmt.Errorf("target latency: %w", err)
 	}
-	var specs []lut.Spec
-	index := map[string]int{}        // spec → its position in specs
-	at := make([][]int, len(layers)) // layer, grid point → spec position
+	full := make([]lut.Spec, len(layers))
+	grids := make([][]lut.Spec, len(layers))
+	distinct := map[string]bool{}
 	for li := range layers {
 		l := &layers[li]
+		if full[li], err = m.Spec(l.Op, nil); err != nil {
+			return nil, fmt.Errorf("target latency: %w", err)
+		}
 		for pi := range l.Points() {
 			s, err := m.Spec(l.Op, l.Keep(pi))
 			if err != nil {
 				return nil, fmt.Errorf("target latency: %w", err)
 			}
-			k := s.String()
-			j, ok := index[k]
-			if !ok {
-				j = len(specs)
-				index[k] = j
-				specs = append(specs, s)
-			}
-			at[li] = append(at[li], j)
+			grids[li] = append(grids[li], s)
+			distinct[s.String()] = true
 		}
 	}
-	// Two passes, the second in reverse order, and the whole model before,
-	// between and after them; each measurement keeps the lowest of its
-	// medians.
-	// Another process busy for a while on a shared machine inflates one
-	// pass's medians, rarely both, and a table measured under load would
-	// predict too little residue and too little gain.
+	timeOps := func(specs []lut.Spec, budget time.Duration) ([]float64, error) {
+		ns, err := eng.OpLatency(specs, o.Device, o.Threads, budget)
+		if err != nil {
+			return nil, fmt.Errorf("target latency: timing the layers on %s: %w", o.Device, err)
+		}
+		if len(ns) != len(specs) {
+			return nil, fmt.Errorf("target latency: %d timings for %d layers", len(ns), len(specs))
+		}
+		for i, v := range ns {
+			if !(v > 0) {
+				return nil, fmt.Errorf("target latency: layer %s timed at %v ns", specs[i], v)
+			}
+		}
+		return ns, nil
+	}
+	// The shape: ratios to the full-width op.
+	ratios := make([][][]float64, len(layers)) // layer, point, round
+	for li := range layers {
+		ratios[li] = make([][]float64, len(grids[li]))
+	}
+	for range gridRounds {
+		for li := range layers {
+			ns, err := timeOps(append([]lut.Spec{full[li]}, grids[li]...), gridBudget)
+			if err != nil {
+				return nil, err
+			}
+			for pi := range grids[li] {
+				ratios[li][pi] = append(ratios[li][pi], ns[pi+1]/ns[0])
+			}
+		}
+	}
+	// The scale and the residue.
 	mod, err := eng.Load(orig, o.Device, o.Threads)
 	if err != nil {
 		return nil, fmt.Errorf("target latency: loading the model on %s: %w", o.Device, err)
 	}
 	defer mod.Close()
-	whole := func() (float64, error) {
+	fullNS := make([][]float64, len(layers)) // layer, round
+	var residues, wholes []float64
+	for range calRounds {
 		ls, err := eng.Latency([]engine.Module{mod}, shape)
 		if err != nil {
-			return 0, fmt.Errorf("target latency: timing the model on %s: %w", o.Device, err)
+			return nil, fmt.Errorf("target latency: timing the model on %s: %w", o.Device, err)
 		}
-		return ls[0].MedianMs * 1e6, nil
+		ns, err := timeOps(full, calBudget)
+		if err != nil {
+			return nil, err
+		}
+		w := ls[0].MedianMs * 1e6
+		r := w
+		for li, v := range ns {
+			fullNS[li] = append(fullNS[li], v)
+			r -= v
+		}
+		residues, wholes = append(residues, r), append(wholes, w)
 	}
-	w0, err := whole()
-	if err != nil {
-		return nil, err
-	}
-	ns, err := timeSpecs(eng, specs, o, false)
-	if err != nil {
-		return nil, err
-	}
-	wm, err := whole()
-	if err != nil {
-		return nil, err
-	}
-	ns2, err := timeSpecs(eng, specs, o, true)
-	if err != nil {
-		return nil, err
-	}
-	for i := range ns {
-		ns[i] = min(ns[i], ns2[i])
-	}
-	w1, err := whole()
-	if err != nil {
-		return nil, err
-	}
+	sum := 0.0
 	for li := range layers {
-		for _, j := range at[li] {
-			layers[li].NS = append(layers[li].NS, ns[j])
+		f := median(fullNS[li])
+		sum += f
+		fs := full[li].String()
+		for pi, s := range grids[li] {
+			r := median(ratios[li][pi])
+			if s.String() == fs {
+				r = 1 // the full-width point is the scale itself
+			}
+			layers[li].NS = append(layers[li].NS, r*f)
 		}
 	}
-	rep.Timed = len(specs)
-	return &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: min(w0, wm, w1),
-		Untabled: untabled, Seconds: time.Since(start).Seconds()}, nil
+	rep.Timed = len(distinct)
+	t := &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: sum + median(residues),
+		Untabled: untabled, Seconds: time.Since(start).Seconds()}
+	if !(t.FullNS > 0) {
+		// The layers alone took longer than the whole model in every
+		// round: no residue can be told; the model's own time is the
+		// prediction at full width.
+		t.FullNS = median(wholes)
+	}
+	return t, nil
 }
 
-// timeSpecs times specs (in reverse order when reverse is set) and returns
-// their latencies in specs' order.
-func timeSpecs(eng engine.Engine, specs []lut.Spec, o LatencyOptions, reverse bool) ([]float64, error) {
-	order := slices.Clone(specs)
-	if reverse {
-		slices.Reverse(order)
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s) == 0 {
+		return 0
 	}
-	ns, err := eng.OpLatency(order, o.Device, o.Threads)
-	if err != nil {
-		return nil, fmt.Errorf("target latency: timing the layers on %s: %w", o.Device, err)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
-	if len(ns) != len(specs) {
-		return nil, fmt.Errorf("target latency: %d timings for %d layers", len(ns), len(specs))
-	}
-	if reverse {
-		slices.Reverse(ns)
-	}
-	return ns, nil
+	return s[len(s)/2]
 }
 
 // measureFinal times the original and the final model side by side on the

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/device"
@@ -93,9 +94,9 @@ func (Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, erro
 }
 
 // OpLatency times each spec alone: the median of 3 to 200 runs after 3
-// warm-up runs, stopping once 20 ms are spent on it (latency.Op). Specs
+// warm-up runs, stopping once budget is spent on it (latency.Op). Specs
 // are timed in order, each once.
-func (Engine) OpLatency(specs []lut.Spec, dev string, threads int) ([]float64, error) {
+func (Engine) OpLatency(specs []lut.Spec, dev string, threads int, budget time.Duration) ([]float64, error) {
 	d, err := device.Parse(dev)
 	if err != nil {
 		return nil, err
@@ -105,7 +106,7 @@ func (Engine) OpLatency(specs []lut.Spec, dev string, threads int) ([]float64, e
 	}
 	out := make([]float64, len(specs))
 	for i, s := range specs {
-		if out[i], err = latency.Op(s, d, threads); err != nil {
+		if out[i], err = latency.Op(s, d, threads, budget); err != nil {
 			return nil, fmt.Errorf("timing %s: %w", s, err)
 		}
 	}

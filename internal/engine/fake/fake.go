@@ -14,6 +14,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/gopruner/gopruner/internal/core/atomicfile"
 	"github.com/gopruner/gopruner/internal/core/data"
@@ -95,7 +96,7 @@ func (e *Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, e
 // per parameter of a module: a table of the fake then predicts the fake's
 // own measurement up to the norms' and biases' share, which the residue
 // holds at its full-width value.
-func (e *Engine) OpLatency(specs []lut.Spec, dev string, threads int) ([]float64, error) {
+func (e *Engine) OpLatency(specs []lut.Spec, dev string, threads int, _ time.Duration) ([]float64, error) {
 	out := make([]float64, len(specs))
 	for i, s := range specs {
 		if len(s.X) == 0 || len(s.W) == 0 {
