@@ -115,7 +115,7 @@ func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*g
 	}
 	if t == nil {
 		var err error
-		if t, err = measureTable(eng, base, orig, groups, key, shape, o, rep); err != nil {
+		if t, err = measureTable(eng, base, orig, groups, key, shape, o, rep, log); err != nil {
 			return nil, nil, err
 		}
 		if o.Cache != "" {
@@ -173,7 +173,7 @@ var (
 //     width latency is the median of theirs, the residue the median of the
 //     rounds' whole − Σ layers.
 func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []lut.Group, key lut.Key, shape []int64,
-	o LatencyOptions, rep *LatencyReport) (*lut.Table, error) {
+	o LatencyOptions, rep *LatencyReport, log zerolog.Logger) (*lut.Table, error) {
 	start := time.Now()
 	m := lut.Model{Graph: base.Graph, Analysis: base.Analysis, Batch: o.Batch}
 	layers, untabled, err := lut.Plan(m, groups, o.MaxPoints)
@@ -252,6 +252,7 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 			r -= v
 		}
 		residues, wholes = append(residues, r), append(wholes, w)
+		log.Debug().Float64("whole_ms", w/1e6).Float64("layers_ms", (w-r)/1e6).Msg("target latency: calibration round")
 	}
 	sum := 0.0
 	for li := range layers {
