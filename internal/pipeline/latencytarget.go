@@ -125,7 +125,8 @@ func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*g
 		}
 		rep.TableSeconds = t.Seconds
 	}
-	p, err := lut.NewPredictor(t, full)
+	lm := lut.Model{Graph: base.Graph, Analysis: base.Analysis}
+	p, err := lut.NewPredictor(t, full, lm.Activations)
 	if err != nil {
 		return nil, nil, fmt.Errorf("target latency: %w", err)
 	}
@@ -136,7 +137,8 @@ func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*g
 		rep.Points += t.Layers[i].Points()
 	}
 	ev := log.Info().Str("device", o.Device).Int("threads", o.Threads).Int64("batch", o.Batch).
-		Float64("full_ms", t.FullNS/1e6).Float64("residue_ms", p.Residue()/1e6).Int("layers", rep.Layers).
+		Float64("full_ms", t.FullNS/1e6).Float64("residue_ms", p.Residue()/1e6).Bool("residue_scaled", p.Scaled()).
+		Int("layers", rep.Layers).
 		Int("points", rep.Points).Bool("cached", rep.Cached).Float64("seconds", rep.TableSeconds)
 	if len(t.Untabled) > 0 {
 		ev = ev.Strs("untabled", t.Untabled)
@@ -171,7 +173,10 @@ var (
 //   - its scale, and the residue, come from calRounds rounds that time the
 //     whole model and then every layer at full width: the layers' full
 //     width latency is the median of theirs, the residue the median of the
-//     rounds' whole − Σ layers.
+//     rounds' whole − Σ layers. The same rounds time the model cut to about
+//     half of every group and its layers, for the residue at half width
+//     (lut.Half): norms, activations and additions shrink with the
+//     channels, a third of a small CNN's time.
 func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []lut.Group, key lut.Key, shape []int64,
 	o LatencyOptions, rep *LatencyReport, log zerolog.Logger) (*lut.Table, error) {
 	start := time.Now()
@@ -228,16 +233,22 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 			}
 		}
 	}
-	// The scale and the residue.
+	// The scale and the residue, at full width and on the model cut to
+	// about half of every group (the residue's slope).
 	mod, err := eng.Load(orig, o.Device, o.Threads)
 	if err != nil {
 		return nil, fmt.Errorf("target latency: loading the model on %s: %w", o.Device, err)
 	}
 	defer mod.Close()
+	halfKeep, half, halfSpecs, err := halfModel(eng, base, orig, groups, layers, m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer half.Close()
 	fullNS := make([][]float64, len(layers)) // layer, round
-	var residues, wholes []float64
+	var residues, wholes, halfResidues []float64
 	for range calRounds {
-		ls, err := eng.Latency([]engine.Module{mod}, shape)
+		ls, err := eng.Latency([]engine.Module{mod, half}, shape)
 		if err != nil {
 			return nil, fmt.Errorf("target latency: timing the model on %s: %w", o.Device, err)
 		}
@@ -245,14 +256,20 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 		if err != nil {
 			return nil, err
 		}
-		w := ls[0].MedianMs * 1e6
-		r := w
+		hs, err := timeOps(halfSpecs, calBudget)
+		if err != nil {
+			return nil, err
+		}
+		w, wh := ls[0].MedianMs*1e6, ls[1].MedianMs*1e6
+		r, rh := w, wh
 		for li, v := range ns {
 			fullNS[li] = append(fullNS[li], v)
 			r -= v
+			rh -= hs[li]
 		}
-		residues, wholes = append(residues, r), append(wholes, w)
-		log.Debug().Float64("whole_ms", w/1e6).Float64("layers_ms", (w-r)/1e6).Msg("target latency: calibration round")
+		residues, wholes, halfResidues = append(residues, r), append(wholes, w), append(halfResidues, rh)
+		log.Debug().Float64("whole_ms", w/1e6).Float64("layers_ms", (w-r)/1e6).Float64("half_whole_ms", wh/1e6).
+			Float64("half_layers_ms", (wh-rh)/1e6).Msg("target latency: calibration round")
 	}
 	sum := 0.0
 	for li := range layers {
@@ -269,7 +286,8 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 	}
 	rep.Timed = len(distinct)
 	t := &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: sum + median(residues),
-		Untabled: untabled, Seconds: time.Since(start).Seconds()}
+		Half: &lut.Half{Keep: halfKeep, ResidueNS: median(halfResidues)}, Untabled: untabled,
+		Seconds: time.Since(start).Seconds()}
 	if !(t.FullNS > 0) {
 		// The layers alone took longer than the whole model in every
 		// round: no residue can be told; the model's own time is the
@@ -277,6 +295,55 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 		t.FullNS = median(wholes)
 	}
 	return t, nil
+}
+
+// halfModel cuts the model to about half of every group (the reachable
+// count nearest below half, never below the smallest) and returns the keep
+// counts, the cut model on the latency device and every tabled layer's op
+// at those counts.
+func halfModel(eng engine.Engine, base *engine.Model, orig []byte, groups []lut.Group, layers []lut.Layer, m lut.Model,
+	o LatencyOptions) (map[int]int, engine.Module, []lut.Spec, error) {
+	keep := make(map[int]int, len(groups))
+	kept := make(map[int][]int, len(groups))
+	for _, g := range groups {
+		counts := lut.Reachable(g.Channels, g.Unit)
+		k := counts[0]
+		for _, c := range counts {
+			if c <= g.Channels/2 {
+				k = c
+			}
+		}
+		keep[g.ID] = k
+		idx := make([]int, k)
+		for i := range idx {
+			idx[i] = i // whole blocks: k is a multiple of the group's unit
+		}
+		kept[g.ID] = idx
+	}
+	p, err := base.Plan(kept)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("target latency: the half-width model: %w", err)
+	}
+	sl, convGroups, err := base.PlanSlices(p)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("target latency: the half-width model: %w", err)
+	}
+	half, err := eng.Load(orig, o.Device, o.Threads)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("target latency: loading the model on %s: %w", o.Device, err)
+	}
+	if err := half.Cut(sl, convGroups); err != nil {
+		half.Close()
+		return nil, nil, nil, fmt.Errorf("target latency: cutting the half-width model: %w", err)
+	}
+	specs := make([]lut.Spec, len(layers))
+	for li := range layers {
+		if specs[li], err = m.Spec(layers[li].Op, keep); err != nil {
+			half.Close()
+			return nil, nil, nil, fmt.Errorf("target latency: %w", err)
+		}
+	}
+	return keep, half, specs, nil
 }
 
 func median(xs []float64) float64 {

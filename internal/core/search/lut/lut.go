@@ -38,7 +38,7 @@ import (
 )
 
 // Format is the cache file's format tag.
-const Format = "gopruner-latency-lut/1"
+const Format = "gopruner-latency-lut/2"
 
 // DefaultMaxPoints is how many counts per axis a layer is measured at when
 // the run does not say: enough for a bilinear fit of a conv's time (close
@@ -113,6 +113,12 @@ type Table struct {
 	Layers []Layer `json:"layers"`
 	// FullNS is the unpruned model's measured latency.
 	FullNS float64 `json:"full_ns"`
+	// Half, when set, is the residue measured on the model cut to about
+	// half of every group: the residue then scales with the activations
+	// (norms, activation functions and additions shrink with the channels)
+	// between the two measurements instead of staying at its full-width
+	// value.
+	Half *Half `json:"half,omitempty"`
 	// Untabled names the conv/linear layers a group changes but the table
 	// cannot hold (more than two groups shape them); their time stays in
 	// the residue at its full-width value.
@@ -157,6 +163,12 @@ func (t *Table) Check() error {
 		}
 	}
 	return nil
+}
+
+// Half is the second residue measurement.
+type Half struct {
+	Keep      map[int]int `json:"keep"`
+	ResidueNS float64     `json:"residue_ns"`
 }
 
 // ErrMismatch is returned by Load for a cache made under another key.
@@ -232,13 +244,23 @@ func Subsample(counts []int, n int) []int {
 // Predictor predicts a keep vector's latency from a measured table.
 type Predictor struct {
 	layers  []Layer // NS made monotone
-	residue float64
+	residue float64 // at full width
 	full    map[int]int
+	// With a half-width measurement: the residue is rHalf + slope·(act(keep)
+	// − aHalf), at least 0.
+	act          func(keep map[int]int) float64
+	rHalf, aHalf float64
+	slope        float64
 }
 
 // NewPredictor makes t's measurements monotone and computes the residue;
-// full is the unpruned keep vector (every candidate group's channels).
-func NewPredictor(t *Table, full map[int]int) (*Predictor, error) {
+// full is the unpruned keep vector (every candidate group's channels). act,
+// when not nil, measures a keep vector's activations (Model.Activations)
+// and makes the residue scale with them between t's full- and half-width
+// measurements; it must be non-decreasing in every group's count. Without
+// act or t.Half, or when the half-width residue is not below the
+// full-width one (noise), the residue is constant.
+func NewPredictor(t *Table, full map[int]int, act func(map[int]int) float64) (*Predictor, error) {
 	if err := t.Check(); err != nil {
 		return nil, err
 	}
@@ -249,6 +271,13 @@ func NewPredictor(t *Table, full map[int]int) (*Predictor, error) {
 		p.layers = append(p.layers, l)
 	}
 	p.residue = t.FullNS - p.sum(full)
+	if act != nil && t.Half != nil {
+		aFull, aHalf := act(full), act(t.Half.Keep)
+		if aFull > aHalf && t.Half.ResidueNS < p.residue {
+			p.act, p.rHalf, p.aHalf = act, max(t.Half.ResidueNS, 0), aHalf
+			p.slope = (p.residue - p.rHalf) / (aFull - aHalf)
+		}
+	}
 	return p, nil
 }
 
@@ -256,6 +285,16 @@ func NewPredictor(t *Table, full map[int]int) (*Predictor, error) {
 // hold, in nanoseconds (negative when the standalone layers sum to more
 // than the whole model).
 func (p *Predictor) Residue() float64 { return p.residue }
+
+// Scaled reports whether the residue scales with the activations.
+func (p *Predictor) Scaled() bool { return p.act != nil }
+
+func (p *Predictor) residueAt(keep map[int]int) float64 {
+	if p.act == nil {
+		return p.residue
+	}
+	return max(0, p.rHalf+p.slope*(p.act(keep)-p.aHalf))
+}
 
 // Layers is the tabled latency of each layer under keep, in the table's
 // order (for reports).
@@ -271,7 +310,7 @@ func (p *Predictor) Layers(keep map[int]int) []float64 {
 // missing from keep are full). It is non-decreasing in every group's
 // count.
 func (p *Predictor) Predict(keep map[int]int) int64 {
-	return int64(math.Round(p.sum(keep) + p.residue))
+	return int64(math.Round(p.sum(keep) + p.residueAt(keep)))
 }
 
 func (p *Predictor) sum(keep map[int]int) float64 {

@@ -77,7 +77,7 @@ func TestPredict(t *testing.T) {
 	l := layer2D([]float64{10, 20, 30, 40, 50, 60}) // rows: group 1 at 4, 8, 16; cols: group 2 at 2, 4
 	dw := Layer{Name: "dw", Axes: []Axis{{Group: 2, Counts: []int{2, 4}}}, NS: []float64{100, 200}}
 	full := map[int]int{1: 16, 2: 4}
-	p, err := NewPredictor(table(l, dw), full)
+	p, err := NewPredictor(table(l, dw), full, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestPredict(t *testing.T) {
 // more channels.
 func TestPredictMonotone(t *testing.T) {
 	noisy := layer2D([]float64{30, 10, 20, 50, 5, 40})
-	p, err := NewPredictor(table(noisy), map[int]int{1: 16, 2: 4})
+	p, err := NewPredictor(table(noisy), map[int]int{1: 16, 2: 4}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,5 +222,44 @@ func TestLoadBad(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
 			t.Errorf("%s: err %v, want one naming %s and saying %q", tc.name, err, path, tc.want)
 		}
+	}
+}
+
+// TestScaledResidue: with a half-width measurement the residue moves with
+// the activations between the two measurements (and linearly beyond,
+// never below 0); a half-width residue that is not below the full-width
+// one (noise) leaves it constant.
+func TestScaledResidue(t *testing.T) {
+	dw := Layer{Name: "dw", Axes: []Axis{{Group: 2, Counts: []int{2, 4}}}, NS: []float64{100, 200}}
+	full := map[int]int{2: 4}
+	act := func(keep map[int]int) float64 { // activations: 10 per channel
+		if k, ok := keep[2]; ok {
+			return float64(10 * k)
+		}
+		return 40
+	}
+	tab := table(dw) // full 1000: residue 800 at 40 activations
+	tab.Half = &Half{Keep: map[int]int{2: 2}, ResidueNS: 500}
+	p, err := NewPredictor(tab, full, act)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Scaled() {
+		t.Fatal("residue not scaled")
+	}
+	for _, tc := range []struct {
+		k    int
+		want int64
+	}{{4, 1000}, {3, 150 + 650}, {2, 100 + 500}, {1, 100 + 350}} {
+		if got := p.Predict(map[int]int{2: tc.k}); got != tc.want {
+			t.Errorf("keep %d: %d, want %d", tc.k, got, tc.want)
+		}
+	}
+	tab.Half.ResidueNS = 900 // above the full-width residue: noise
+	if p, err = NewPredictor(tab, full, act); err != nil {
+		t.Fatal(err)
+	}
+	if p.Scaled() || p.Predict(map[int]int{2: 2}) != 100+800 {
+		t.Errorf("noisy half: scaled %v, predict %d", p.Scaled(), p.Predict(map[int]int{2: 2}))
 	}
 }

@@ -263,3 +263,30 @@ func stringPadding(p string, w []int64, nsp int, dil []int64) ([]int64, error) {
 	}
 	return nil, fmt.Errorf("latency table: padding %q", p)
 }
+
+// Activations is the number of elements of every tensor the forward
+// computes under keep (groups missing from keep are full): the proxy the
+// residue scales with, since norms, activation functions, additions and
+// pooling cost about their outputs' size. It is non-decreasing in every
+// group's count.
+func (m Model) Activations(keep map[int]int) float64 {
+	var n float64
+	for i := range m.Graph.Ops {
+		for _, id := range m.Graph.Ops[i].Outputs {
+			v := m.Graph.Value(id)
+			if v == nil || v.Kind != ir.KindTensor || v.Param != "" {
+				continue
+			}
+			s := v.Shape
+			if m.Analysis != nil {
+				s = m.Analysis.ValueShape(id, keep)
+			}
+			e := 1.0
+			for _, d := range s {
+				e *= float64(d)
+			}
+			n += e
+		}
+	}
+	return n
+}

@@ -62,6 +62,15 @@ func TestPlanRealIR(t *testing.T) {
 					checkSpec(t, l, s)
 				}
 			}
+			if len(groups) > 0 {
+				small := map[int]int{}
+				for _, g := range groups {
+					small[g.ID] = Reachable(g.Channels, g.Unit)[0]
+				}
+				if a, b := m.Activations(small), m.Activations(nil); !(a > 0 && a < b) {
+					t.Errorf("activations %v at the smallest counts, %v at full width", a, b)
+				}
+			}
 			if strings.HasPrefix(name, "depthwise") {
 				found := false
 				for _, l := range layers {
