@@ -144,6 +144,21 @@ gpt_err gpt_module_prune(gpt_module m, int ntensors, const char **names,
                          const int64_t *off, const int64_t *spec, int nconvs,
                          const char **conv_names, const int64_t *groups);
 
+/* ---- standalone layer timing (optime.cc) ----
+ * Times one layer alone on random float inputs under no_grad: kind 0 is
+ * at::convolution (x [N,C,spatial...], weight as the module holds it, nsp
+ * spatial dims of stride/padding/dilation/out_pad, transposed, groups),
+ * kind 1 at::linear (x [..., in], weight [out, in]); bias adds a bias. With
+ * threads > 0 the call runs on that many intra-op threads and restores the
+ * caller's count. warmup untimed runs, then at least min_runs and at most
+ * max_runs timed ones, stopping once budget_ns is spent: times_ns (room for
+ * max_runs) gets each run's time, *nruns how many. CUDA runs synchronise. */
+gpt_err gpt_op_time(int kind, const int64_t *x_shape, int x_ndim, const int64_t *w_shape, int w_ndim, int bias,
+                    const int64_t *stride, const int64_t *padding, const int64_t *dilation,
+                    const int64_t *out_pad, int nsp, int transposed, int64_t groups, const char *device,
+                    int threads, int warmup, int min_runs, int max_runs, int64_t budget_ns, double *times_ns,
+                    int *nruns);
+
 /* ---- model IR (ir.cc) ---- */
 /* Traces forward once on inputs (eval mode, no grad) and returns the
  * executed aten ops as "gopruner-ir/1" JSON (see internal/core/ir). The

@@ -399,11 +399,18 @@ func TestBadInputKnobs(t *testing.T) {
 		badCase{name: "cart cuda:99", code: 2, wants: []string{"cart", "cuda:99"}, args: prune("--cart", "cuda:99")},
 		badCase{name: "cart not a device", code: 2, wants: []string{"cart", "tpu"}, args: prune("--cart", "tpu")},
 		badCase{name: "device cuda:99", code: 2, wants: []string{"cuda:99"}, args: prune("--device", "cuda:99")},
+		badCase{name: "target foo", code: 2, wants: []string{"target", "foo"}, args: prune("--target", "foo")},
+		badCase{name: "target latency with L2Norm", code: 2, wants: []string{"target: latency", "L2Norm", "target: macs"},
+			args: prune("--target", "latency")},
+		badCase{name: "latency_threads 0", code: 2, wants: []string{"latency_threads", "0"}, args: prune("--latency-threads", "0")},
+		badCase{name: "latency_batch 0", code: 2, wants: []string{"latency_batch", "0"}, args: prune("--latency-batch", "0")},
 	)
 	if !cudaAvailable(t) {
 		cases = append(cases,
 			badCase{name: "cart 0 without GPU", code: 2, wants: []string{"cart", "cuda:0", "CUDA is not available"}, args: prune("--cart", "0")},
 			badCase{name: "cart cuda:3 without GPU", code: 2, wants: []string{"cart", "cuda:3"}, args: prune("--cart", "cuda:3")},
+			badCase{name: "latency_device cuda:0 without GPU", code: 2, wants: []string{"latency_device", "cuda:0", "CUDA is not available"},
+				args: prune("--algorithm", "my_pruning", "--target", "latency", "--latency-device", "cuda:0")},
 			badCase{name: "flops on cuda:0 without GPU", code: 2, wants: []string{"cuda:0"},
 				args: []string{"flops", "--model", model, "--input-shape", "1,3,32,32", "--device", "cuda:0"}},
 		)

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/gopruner/gopruner/internal/core/config"
+	"github.com/gopruner/gopruner/internal/core/kinds"
 
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/core/summary"
@@ -35,6 +36,24 @@ type cartProgress struct {
 	// outs are this iteration's outcomes by group, for the noise and cost
 	// columns of the candidate table (the history holds only accuracies).
 	outs map[int]netadapt.Outcome
+	// latency: the search's cost is predicted latency in ns (target:
+	// latency), not MACs.
+	latency bool
+}
+
+// costName and cost label and format the search's cost model.
+func (cp *cartProgress) costName() string {
+	if cp.latency {
+		return "pred. latency"
+	}
+	return "MACs"
+}
+
+func (cp *cartProgress) cost(v int64) string {
+	if cp.latency {
+		return fmt.Sprintf("%.3f ms", float64(v)/1e6)
+	}
+	return summary.Human(v)
 }
 
 func progressHooks(cfg *config.Config) pipeline.Hooks {
@@ -42,7 +61,8 @@ func progressHooks(cfg *config.Config) pipeline.Hooks {
 	for i, s := range cfg.Cart {
 		slots[i] = string(s)
 	}
-	cp := &cartProgress{w: os.Stderr, slots: slots, tty: isTerminal(os.Stderr), current: make([]string, len(slots))}
+	cp := &cartProgress{w: os.Stderr, slots: slots, tty: isTerminal(os.Stderr), current: make([]string, len(slots)),
+		latency: cfg.Target == kinds.TargetLatency}
 	return pipeline.Hooks{
 		OnIterationStart: cp.iterationStart,
 		OnCandidateStart: cp.candidateStart,
@@ -99,8 +119,8 @@ func (cp *cartProgress) candidateDone(o netadapt.Outcome) {
 			fmt.Fprintf(cp.w, "  %s: %s  FAILED: %v\n", ranOn(o), candName(o.Candidate), o.Err)
 			return
 		}
-		fmt.Fprintf(cp.w, "  %s: %s  MACs %s  acc %.4f%s  %.1fs\n", ranOn(o), candName(o.Candidate),
-			summary.Human(o.Candidate.MACs), o.Accuracy, plusMinus(o), o.Duration.Seconds())
+		fmt.Fprintf(cp.w, "  %s: %s  %s %s  acc %.4f%s  %.1fs\n", ranOn(o), candName(o.Candidate), cp.costName(),
+			cp.cost(o.Candidate.MACs), o.Accuracy, plusMinus(o), o.Duration.Seconds())
 		return
 	}
 	cp.mu.Lock()
@@ -128,7 +148,7 @@ func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
 	outs := cp.outs
 	cp.mu.Unlock()
 	tw := tabwriter.NewWriter(cp.w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "iteration %d\tlayers\tchannels\tMACs\taccuracy\tran on\t\n", rec.Iteration)
+	fmt.Fprintf(tw, "iteration %d\tlayers\tchannels\t%s\taccuracy\tran on\t\n", rec.Iteration, cp.costName())
 	for _, c := range rec.Candidates {
 		mark := ""
 		if c.Group == rec.Group {
@@ -146,7 +166,7 @@ func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
 			where = ranOn(o)
 		}
 		fmt.Fprintf(tw, "  group %d\t%s\t%d -> %d\t%s\t%s\t%s%s\t\n", c.Group, strings.Join(c.Layers, ","), c.From, c.To,
-			summary.Human(c.MACs), acc, where, mark)
+			cp.cost(c.MACs), acc, where, mark)
 	}
 	tw.Flush()
 }

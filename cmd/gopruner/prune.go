@@ -141,6 +141,14 @@ func prepare(ctx context.Context, cfg *config.Config) (*pipeline.Run, func(), er
 			return nil, nil, fmt.Errorf("cart: %w", err)
 		}
 	}
+	if cfg.Target == kinds.TargetLatency {
+		if cfg.Algorithm != kinds.AlgorithmMyPruning {
+			return nil, nil, fail.Usagef("target: latency is a my_pruning target; %s cuts a share of the MACs (set target: macs or algorithm: my_pruning)", cfg.Algorithm)
+		}
+		if _, err := usableDevice(cfg.LatencyDevice); err != nil {
+			return nil, nil, fmt.Errorf("latency_device: %w", err)
+		}
+	}
 	if cfg.Algorithm == kinds.AlgorithmMyPruning && cfg.Path.Dataset == "" {
 		return nil, nil, fail.Usagef("my_pruning evaluates candidates on data: give --dataset or path.dataset")
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/core/search/lut"
 )
 
 // Engine loads models.
@@ -32,6 +33,12 @@ type Engine interface {
 	// Latency times forward (eval, no grad, batch of shape) of each module,
 	// alternating between them so that load on the machine slows them alike.
 	Latency(ms []Module, shape []int64) ([]Latency, error)
+	// OpLatency times each layer alone (random inputs, no grad) on dev
+	// ("cpu", "cuda:N") with threads intra-op threads and returns the
+	// median of an adaptive number of runs (at least 3, more while budget
+	// lasts), in nanoseconds: the latency lookup table of my_pruning's
+	// `target: latency`.
+	OpLatency(specs []lut.Spec, dev string, threads int, budget time.Duration) ([]float64, error)
 }
 
 // Model is an opened original model: its module and the pure description

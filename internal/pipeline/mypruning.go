@@ -71,6 +71,12 @@ type MyPruningOptions struct {
 	// CommonBatches gives every candidate of an iteration the same
 	// short-term training seed, hence the same batches in the same order.
 	CommonBatches bool
+	// Target is the resource P is a share of: kinds.TargetMACs (default)
+	// or kinds.TargetLatency, latency on Latency.Device predicted by a
+	// per-layer lookup table that replaces the MACs as netadapt's cost
+	// model (the history's MACs fields then hold predicted nanoseconds).
+	Target  kinds.Target
+	Latency LatencyOptions
 	// BNBatches, above 0, re-estimates the BatchNorm statistics of every
 	// cut model (candidates and resize_alf) on that many training batches,
 	// the same batches for every candidate of an iteration, before its
@@ -153,6 +159,9 @@ type MyPruningResult struct {
 	Timing          CandidateTiming
 	Runs            int
 	Scoring, Commit time.Duration
+	// Latency is target: latency's prediction and measurement (nil for
+	// target: macs).
+	Latency *LatencyReport
 }
 
 // MyPruning prunes base with NetAdapt on eng. base is the original model
@@ -185,6 +194,17 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	}
 	ev := newEvaluator(eng, &base.Base, trainSplit, valSplit, o, devs, threads, cands, orig)
 	defer ev.Close()
+	var lat *LatencyReport
+	if o.Target == kinds.TargetLatency {
+		if o.Latency.Cache == "" {
+			o.Latency.Cache = latencyCache(o.Dir)
+		}
+		pred, rep, err := latencyModel(eng, base, orig, cands, o.Alf, o.Latency, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		ev.macs, lat = pred.Predict, rep
+	}
 
 	groups := make([]netadapt.Group, 0, len(cands))
 	for _, g := range cands {
@@ -285,6 +305,13 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		}
 	}
 	res.Module = m
+	if lat != nil {
+		lat.PredictedAfterNs = st.MACs
+		if err := measureFinal(eng, orig, ev.cur, base.InputShape, o.Latency, lat); err != nil {
+			o.Log.Warn().Err(err).Msg("target latency: the final model's latency was not measured")
+		}
+		res.Latency = lat
+	}
 	o.Log.Info().Int64("macs_before", p.MACsBefore).Int64("macs_after", p.MACsAfter).
 		Float64("acc_before", res.AccBefore).Float64("acc_after", res.AccAfter).
 		Int("iterations", st.Iteration).Str("reason", st.Reason).Msg("my_pruning: done")
@@ -332,6 +359,18 @@ func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	}
 	if err := o.Train.Distill.Check(); err != nil {
 		return o, fail.Usagef("my_pruning: %v", err)
+	}
+	o.Target = kinds.Or(o.Target, kinds.TargetMACs)
+	if _, err := kinds.Parse("target", string(o.Target), kinds.Targets); err != nil {
+		return o, fail.Usagef("my_pruning: %v", err)
+	}
+	if o.Target == kinds.TargetLatency {
+		if o.Latency.Device == "" {
+			o.Latency.Device = "cpu"
+		}
+		if o.Latency.Threads < 1 || o.Latency.Batch < 1 {
+			return o, fail.Usagef("my_pruning: latency_threads (%d) and latency_batch (%d) must be at least 1", o.Latency.Threads, o.Latency.Batch)
+		}
 	}
 	o.TieBreak = kinds.Or(o.TieBreak, kinds.TieBreakNone)
 	if _, err := kinds.Parse("tie_break", string(o.TieBreak), kinds.TieBreaks); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -67,6 +68,9 @@ type Outcome struct {
 	// Distill is the distillation the fine-tunes used (nil: none ran
 	// distilled).
 	Distill *summary.Distill
+	// Latency is my_pruning's target: latency prediction and measurement
+	// (nil otherwise).
+	Latency *LatencyReport
 
 	// TestAccBefore and TestAccAfter are on the test split (nil without
 	// one); Execute fills them for every algorithm.
@@ -321,6 +325,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	res, err := MyPruning(ctx, r.Engine, base, trainSplit, val, MyPruningOptions{
 		P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Select: cfg.Select, Step: cfg.Step, ResizeAlf: cfg.ResizeAlf,
 		Schedule: cfg.DeltaSchedule, DeltaDecay: cfg.DeltaDecay, TieBreak: cfg.TieBreak, CommonBatches: cfg.CommonBatches, BNBatches: cfg.BNBatches,
+		Target: cfg.Target, Latency: LatencyOptions{Device: cfg.LatencyDevice, Threads: cfg.LatencyThreads, Batch: int64(cfg.LatencyBatch)},
 		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
 		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize, EvalSamples: cfg.EvalSamples,
 		ISKL: cfg.Iskl, Seed: cfg.Seed, Threads: cfg.Threads, Dir: r.RunDir, Resume: cfg.Resume,
@@ -330,7 +335,8 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 		return nil, err
 	}
 	out := &Outcome{Pruned: res.Module, Plan: res.Plan, Kept: res.Kept, Target: res.State.Target,
-		Reached: res.State.MACs <= res.State.Target, Candidates: res.Timing.Summary(res.Runs, res.Scoring, res.Commit)}
+		Reached: res.State.MACs <= res.State.Target, Candidates: res.Timing.Summary(res.Runs, res.Scoring, res.Commit),
+		Latency: res.Latency}
 	if cfg.ShortTermSteps > 0 || cfg.LongTermEpochs > 0 {
 		out.Distill = distillSummary(distillOf(cfg))
 	}
@@ -393,6 +399,20 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 	s.Distill = res.Distill
 	if cfg.Algorithm == kinds.AlgorithmMyPruning {
 		s.Criterion = string(cfg.Criterion)
+		s.Resource = string(kinds.Or(cfg.Target, kinds.TargetMACs))
+	}
+	if l := res.Latency; l != nil {
+		s.LatencyTarget = &summary.LatencyTarget{Device: l.Device, Threads: l.Threads, Batch: l.Batch,
+			PredictedBeforeMs: float64(l.PredictedBeforeNs) / 1e6, PredictedAfterMs: float64(l.PredictedAfterNs) / 1e6,
+			MeasuredBeforeMs: l.MeasuredBeforeNs / 1e6, MeasuredAfterMs: l.MeasuredAfterNs / 1e6,
+			ResidueMs: l.ResidueNs / 1e6, Layers: l.Layers, Points: l.Points, Timed: l.Timed, Untabled: l.Untabled,
+			Cached: l.Cached, TableSeconds: l.TableSeconds}
+		if e := l.ErrorPct(); !math.IsNaN(e) {
+			s.LatencyTarget.ErrorPct = &e
+		}
+		if e := l.SpeedupErrorPct(); !math.IsNaN(e) {
+			s.LatencyTarget.SpeedupErrorPct = &e
+		}
 	}
 	t = r.lap("save", t)
 	if r.Latency {

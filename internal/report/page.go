@@ -15,6 +15,7 @@ type page struct {
 	Meta     []kv
 	Summary  []summaryRow
 	Latency  []latencyRow
+	LatTgt   *latTargetRow
 	Notes    []string
 	Figures  []figure
 	Layers   []layerRow
@@ -36,6 +37,33 @@ type summaryRow struct {
 
 type latencyRow struct {
 	Device, Batch, Before, After, Speedup string
+}
+
+// latTargetRow is target: latency's predicted against measured latency.
+type latTargetRow struct {
+	Setting, PredBefore, PredAfter, MeasBefore, MeasAfter, Error, SpeedupError, Table string
+}
+
+func latTarget(l *LatencyTarget) *latTargetRow {
+	if l == nil {
+		return nil
+	}
+	r := &latTargetRow{Setting: fmt.Sprintf("%s, %d thread(s), batch %d", l.Device, l.Threads, l.Batch),
+		PredBefore: fmtMs(l.PredictedBeforeMs), PredAfter: fmtMs(l.PredictedAfterMs), MeasBefore: dash, MeasAfter: dash, Error: dash,
+		SpeedupError: dash}
+	if l.ErrorPct != nil {
+		r.MeasBefore, r.MeasAfter = fmtMs(l.MeasuredBeforeMs), fmtMs(l.MeasuredAfterMs)
+		r.Error = signed(*l.ErrorPct, 1) + "%"
+	}
+	if l.SpeedupErrorPct != nil {
+		r.SpeedupError = signed(*l.SpeedupErrorPct, 1) + "%"
+	}
+	src := fmt.Sprintf("measured in %.1f s", l.TableSeconds)
+	if l.Cached {
+		src = "from the cache"
+	}
+	r.Table = fmt.Sprintf("%d layers, %d grid points, %s; residue %s", l.Layers, l.Points, src, fmtMs(l.ResidueMs))
+	return r
 }
 
 type layerRow struct {
@@ -90,6 +118,7 @@ func buildPage(d Data) page {
 	scale := accScale(d)
 	p.Summary = summaryRows(d, scale)
 	p.Latency = latencyRows(d.Latency)
+	p.LatTgt = latTarget(d.LatencyTarget)
 	p.Layers, p.Totals = layerRows(d.Layers)
 	p.Iters = iterRows(d, scale)
 	p.Cands = candRows(d, scale)

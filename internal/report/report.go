@@ -41,6 +41,9 @@ type Candidate = summary.Candidate
 // pruning: summary.json's latency row.
 type Latency = summary.Latency
 
+// LatencyTarget is summary.json's latency_target.
+type LatencyTarget = summary.LatencyTarget
+
 // Data is everything a report shows. Zero values mean "unknown" and hide
 // the corresponding cell, row, section or plot: zero MACs/params, nil
 // accuracies, a zero Created time, empty slices.
@@ -69,6 +72,9 @@ type Data struct {
 	// Iterations are plotted in the order given; empty for one-shot runs.
 	Iterations []Point
 	Latency    []Latency
+	// LatencyTarget is my_pruning's target: latency prediction against the
+	// measurement (nil for other runs).
+	LatencyTarget *LatencyTarget
 	// Notes are free-form lines (warnings, settings) shown as a list.
 	Notes []string
 }
@@ -91,8 +97,17 @@ func FromSummary(s *summary.Summary, points []Point) Data {
 		Created: time.Now(), MACsBefore: s.MACsBefore, MACsAfter: s.MACsAfter, ParamsBefore: s.ParamsBefore,
 		ParamsAfter: s.ParamsAfter, AccBefore: s.AccBefore, AccAfter: s.AccAfter, Iterations: points,
 		TestAccBefore: s.TestAccBefore, TestAccAfter: s.TestAccAfter,
-		Layers: s.Layers, Latency: s.Latency,
+		Layers: s.Layers, Latency: s.Latency, LatencyTarget: s.LatencyTarget,
+		Notes: latencyNotes(s),
 	}
+}
+
+// latencyNotes says what the cost columns hold under target: latency.
+func latencyNotes(s *summary.Summary) []string {
+	if s.Resource != "latency" {
+		return nil
+	}
+	return []string{"target: latency — the search's MACs columns and points hold the lookup table's predicted latency in nanoseconds, not MACs (the MACs rows of the summary are real MACs)."}
 }
 
 // Render writes the HTML report for d to w.

@@ -514,3 +514,29 @@ func TestTickLabelsAreDistinct(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderLatencyTarget checks that target: latency's predicted and
+// measured latency and the prediction's error reach the page, and that an
+// unmeasured final model shows dashes rather than a made-up error.
+func TestRenderLatencyTarget(t *testing.T) {
+	errPct := 4.25
+	d := fullData()
+	d.LatencyTarget = &LatencyTarget{Device: "cpu", Threads: 1, Batch: 1, PredictedBeforeMs: 0.72, PredictedAfterMs: 0.36,
+		MeasuredBeforeMs: 0.7, MeasuredAfterMs: 0.375, ErrorPct: &errPct, SpeedupErrorPct: &errPct, Layers: 10, Points: 234, TableSeconds: 2.5, ResidueMs: 0.2}
+	page := render(t, d)
+	for _, want := range []string{`id="latency-target"`, "cpu, 1 thread(s), batch 1", "0.36 ms", "0.375 ms", "4.2%",
+		"10 layers, 234 grid points, measured in 2.5 s"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	d.LatencyTarget.ErrorPct = nil
+	page = render(t, d)
+	if !strings.Contains(page, "<td>measured</td><td>"+dash+"</td><td>"+dash+"</td>") {
+		t.Error("an unmeasured final model should show dashes")
+	}
+	d.LatencyTarget = nil
+	if page = render(t, d); strings.Contains(page, `id="latency-target"`) {
+		t.Error("no latency target, but the section is there")
+	}
+}

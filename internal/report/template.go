@@ -58,7 +58,7 @@ footer{color:var(--muted);font-size:13px;text-align:center}
 </dl>
 {{- end}}
 </section>
-{{- if or .Summary .Latency}}
+{{- if or .Summary .Latency .LatTgt}}
 <section id="summary">
 <h2>Summary</h2>
 {{- with .Summary}}
@@ -81,6 +81,19 @@ footer{color:var(--muted);font-size:13px;text-align:center}
 {{- end}}
 </tbody>
 </table>
+{{- end}}
+{{- with .LatTgt}}
+<h2 style="margin-top:16px">Latency target: predicted vs measured</h2>
+<table id="latency-target">
+<thead><tr><th>{{.Setting}}</th><th>Before</th><th>After</th></tr></thead>
+<tbody>
+<tr><td>predicted (lookup table)</td><td>{{.PredBefore}}</td><td>{{.PredAfter}}</td></tr>
+<tr><td>measured</td><td>{{.MeasBefore}}</td><td>{{.MeasAfter}}</td></tr>
+<tr><td>prediction error (measured − predicted) / predicted</td><td></td><td>{{.Error}}</td></tr>
+<tr><td>speed-up error (measured after/before vs predicted after/before)</td><td></td><td>{{.SpeedupError}}</td></tr>
+</tbody>
+</table>
+<p>Table: {{.Table}}.</p>
 {{- end}}
 </section>
 {{- end}}

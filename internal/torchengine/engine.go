@@ -9,12 +9,14 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/device"
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/core/search/lut"
 	"github.com/gopruner/gopruner/internal/engine"
 	"github.com/gopruner/gopruner/internal/torchengine/criteria"
 	"github.com/gopruner/gopruner/internal/torchengine/latency"
@@ -87,6 +89,26 @@ func (Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, erro
 	out := make([]engine.Latency, len(rs))
 	for i, r := range rs {
 		out[i] = engine.Latency{Device: r.Device, Batch: r.Batch, MedianMs: r.MedianMs}
+	}
+	return out, nil
+}
+
+// OpLatency times each spec alone: the median of 3 to 200 runs after 3
+// warm-up runs, stopping once budget is spent on it (latency.Op). Specs
+// are timed in order, each once.
+func (Engine) OpLatency(specs []lut.Spec, dev string, threads int, budget time.Duration) ([]float64, error) {
+	d, err := device.Parse(dev)
+	if err != nil {
+		return nil, err
+	}
+	if err := torch.CheckDevice(d); err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(specs))
+	for i, s := range specs {
+		if out[i], err = latency.Op(s, d, threads, budget); err != nil {
+			return nil, fmt.Errorf("timing %s: %w", s, err)
+		}
 	}
 	return out, nil
 }

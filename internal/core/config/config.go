@@ -63,6 +63,10 @@ type Config struct {
 	CommonBatches  bool            // [common_batches] every candidate of an iteration fine-tunes on the same batches
 	BNBatches      int             // [bn_batches] batches BatchNorm statistics are re-estimated on after each cut; 0 = off
 	TieBreak       kinds.TieBreak  // [tie_break] rule among candidates within one standard error of the best
+	Target         kinds.Target    // [target] the resource my_pruning removes P of: macs or latency
+	LatencyDevice  string          // [latency_device] where target: latency measures: cpu or cuda:N
+	LatencyThreads int             // [latency_threads] CPU threads the latency is measured with
+	LatencyBatch   int             // [latency_batch] batch size the latency is measured at
 	ShortTermSteps int             // [short_term_steps] fine-tune steps per my_pruning candidate
 	LongTermEpochs int             // [long_term_epochs] fine-tune epochs after my_pruning
 	TaylorBatches  int             // [taylor_batches] batches summed for Taylor scores

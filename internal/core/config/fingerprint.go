@@ -15,6 +15,7 @@ var fingerprintKeys = []string{
 	"short_term_steps", "seed", "input_shape", "path.model", "path.dataset",
 	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples", "bn_batches",
 	"distill", "distill_temperature", "distill_weight",
+	"target", "latency_device", "latency_threads", "latency_batch",
 }
 
 // laterKeys are fingerprint keys added after checkpoints already existed,
@@ -25,7 +26,7 @@ var fingerprintKeys = []string{
 // is refused rather than resumed with another setting.
 var laterKeys = map[string]string{"delta_schedule": "constant", "delta_decay": "0.96", "common_batches": "false",
 	"tie_break": "none", "eval_samples": "0", "bn_batches": "0", "distill": "false", "distill_temperature": "4",
-	"distill_weight": "0.5"}
+	"distill_weight": "0.5", "target": "macs", "latency_device": "cpu", "latency_threads": "1", "latency_batch": "1"}
 
 // onlyWith are fingerprint keys that change the run only while another
 // (boolean) key is on: the temperature of a run without distillation is

@@ -113,6 +113,20 @@ const (
 // TieBreaks lists the tie-breaking rules, the default first.
 var TieBreaks = []TieBreak{TieBreakNone, TieBreakMACs, TieBreakLoss}
 
+// Target is the resource my_pruning removes a share P of.
+type Target string
+
+const (
+	// TargetMACs: P is the share of MACs (ptflops' count) to remove.
+	TargetMACs Target = "macs"
+	// TargetLatency: P is the share of measured latency to remove, as a
+	// per-layer latency lookup table predicts it (NetAdapt's resource).
+	TargetLatency Target = "latency"
+)
+
+// Targets lists the targets, the default first.
+var Targets = []Target{TargetMACs, TargetLatency}
+
 // kind is what the types share.
 type kind interface {
 	~string
@@ -162,3 +176,4 @@ func (s Select) String() string    { return string(s) }
 func (s Step) String() string      { return string(s) }
 func (s Schedule) String() string  { return string(s) }
 func (t TieBreak) String() string  { return string(t) }
+func (t Target) String() string    { return string(t) }

@@ -113,6 +113,33 @@ type Latency struct {
 	AfterMs  float64 `json:"after_ms"`
 }
 
+// LatencyTarget is my_pruning's `target: latency`: the lookup table's
+// predicted latency of the unpruned and the final model, both models
+// measured side by side after the search, and the prediction's error.
+type LatencyTarget struct {
+	Device            string  `json:"device"`
+	Threads           int     `json:"threads"`
+	Batch             int64   `json:"batch"`
+	PredictedBeforeMs float64 `json:"predicted_before_ms"`
+	PredictedAfterMs  float64 `json:"predicted_after_ms"`
+	MeasuredBeforeMs  float64 `json:"measured_before_ms"` // 0 when not measured
+	MeasuredAfterMs   float64 `json:"measured_after_ms"`
+	// ErrorPct is (measured − predicted)/predicted of the final model, in
+	// percent; absent when it was not measured.
+	ErrorPct *float64 `json:"error_pct,omitempty"`
+	// SpeedupErrorPct is the measured speed-up (after/before, measured
+	// side by side) against the predicted one, in percent: insensitive to
+	// the machine being busier at the end than when the table was made.
+	SpeedupErrorPct *float64 `json:"speedup_error_pct,omitempty"`
+	ResidueMs       float64  `json:"residue_ms"` // the unpruned latency the table does not hold
+	Layers          int      `json:"layers"`     // tabled layers
+	Points          int      `json:"points"`     // their grid points
+	Timed           int      `json:"timed"`      // distinct standalone ops timed (0 when cached)
+	Untabled        []string `json:"untabled,omitempty"`
+	Cached          bool     `json:"cached"`        // the table came from latency_lut.json
+	TableSeconds    float64  `json:"table_seconds"` // measuring the table (0 when cached)
+}
+
 // Layer is one layer's output channels before and after.
 type Layer struct {
 	Name   string `json:"name"`
@@ -138,10 +165,16 @@ type Summary struct {
 	Target       int64       `json:"target_macs"`
 	Reached      bool        `json:"target_reached"`
 	Latency      []Latency   `json:"latency,omitempty"`
-	Layers       []Layer     `json:"layers,omitempty"`
-	Started      time.Time   `json:"started"`
-	Seconds      float64     `json:"seconds"`
-	Timings      *Timings    `json:"timings,omitempty"`
+	// Resource is my_pruning's target resource: "macs" or "latency" (then
+	// target_macs and the iterations' macs fields hold predicted latency
+	// in nanoseconds, and LatencyTarget the prediction against the
+	// measurement).
+	Resource      string         `json:"target,omitempty"`
+	LatencyTarget *LatencyTarget `json:"latency_target,omitempty"`
+	Layers        []Layer        `json:"layers,omitempty"`
+	Started       time.Time      `json:"started"`
+	Seconds       float64        `json:"seconds"`
+	Timings       *Timings       `json:"timings,omitempty"`
 
 	// TestAccBefore and TestAccAfter are on the data set's test split, which
 	// the search never selects by; absent without one.
@@ -195,16 +228,34 @@ func (s *Summary) Text(w io.Writer) {
 	for _, l := range s.Latency {
 		fmt.Fprintf(tw, "latency (%s, batch %d)\t%.2f ms\t%.2f ms\t%.2fx faster\n", l.Device, l.Batch, l.BeforeMs, l.AfterMs, l.BeforeMs/max(l.AfterMs, 1e-9))
 	}
+	if l := s.LatencyTarget; l != nil {
+		fmt.Fprintf(tw, "predicted latency (%s, %d threads, batch %d)\t%.3f ms\t%.3f ms\t%.3f\n", l.Device, l.Threads, l.Batch,
+			l.PredictedBeforeMs, l.PredictedAfterMs, l.PredictedAfterMs/max(l.PredictedBeforeMs, 1e-12))
+		if l.ErrorPct != nil {
+			fmt.Fprintf(tw, "measured latency\t%.3f ms\t%.3f ms\t%.3f (%+.1f%% vs predicted", l.MeasuredBeforeMs, l.MeasuredAfterMs,
+				l.MeasuredAfterMs/max(l.MeasuredBeforeMs, 1e-12), *l.ErrorPct)
+			if l.SpeedupErrorPct != nil {
+				fmt.Fprintf(tw, "; ratio %+.1f%%", *l.SpeedupErrorPct)
+			}
+			fmt.Fprintln(tw, ")")
+		}
+	}
 	tw.Flush()
+	lat := s.Resource == "latency"
+	cost, costName := Human, "MACs"
+	if lat {
+		// The search's cost is predicted latency in ns.
+		cost, costName = func(ns int64) string { return fmt.Sprintf("%.3f ms", float64(ns)/1e6) }, "pred. latency"
+	}
 	if !s.Reached {
-		fmt.Fprintf(w, "\ntarget of %s MACs NOT reached\n", Human(s.Target))
+		fmt.Fprintf(w, "\ntarget of %s %s NOT reached\n", cost(s.Target), costName)
 	}
 	if len(s.Iterations) > 0 {
 		fmt.Fprintf(w, "\niterations:\n")
 		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "iter\tlayers\tchannels\tMACs\taccuracy")
+		fmt.Fprintf(tw, "iter\tlayers\tchannels\t%s\taccuracy\n", costName)
 		for _, it := range s.Iterations {
-			fmt.Fprintf(tw, "%d\t%s\t%d -> %d\t%s\t%.4f\n", it.Iteration, strings.Join(it.Layers, ","), it.From, it.To, Human(it.MACs), it.Accuracy)
+			fmt.Fprintf(tw, "%d\t%s\t%d -> %d\t%s\t%.4f\n", it.Iteration, strings.Join(it.Layers, ","), it.From, it.To, cost(it.MACs), it.Accuracy)
 		}
 		tw.Flush()
 	}

@@ -14,12 +14,14 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/gopruner/gopruner/internal/core/atomicfile"
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/core/search/lut"
 	"github.com/gopruner/gopruner/internal/engine"
 )
 
@@ -86,6 +88,21 @@ func (e *Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, e
 			return nil, fmt.Errorf("fake: module %d is not a fake module", i)
 		}
 		out[i] = engine.Latency{Device: "cpu", Batch: shape[0], MedianMs: float64(fm.st.numel()) / 1e3}
+	}
+	return out, nil
+}
+
+// OpLatency is 1 µs per weight element of each layer, as Latency is 1 µs
+// per parameter of a module: a table of the fake then predicts the fake's
+// own measurement up to the norms' and biases' share, which the residue
+// holds at its full-width value.
+func (e *Engine) OpLatency(specs []lut.Spec, dev string, threads int, _ time.Duration) ([]float64, error) {
+	out := make([]float64, len(specs))
+	for i, s := range specs {
+		if len(s.X) == 0 || len(s.W) == 0 {
+			return nil, fmt.Errorf("fake: op %d has no shapes", i)
+		}
+		out[i] = float64(numel(s.W)) * 1e3
 	}
 	return out, nil
 }

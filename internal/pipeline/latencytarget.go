@@ -1,0 +1,402 @@
+// my_pruning's `target: latency`: the per-layer latency lookup table
+// (package lut) replaces the ptflops MACs as netadapt's cost model, and the
+// final model's latency is measured against the table's prediction.
+
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gopruner/gopruner/internal/core/graph"
+	"github.com/gopruner/gopruner/internal/core/plan"
+	"github.com/gopruner/gopruner/internal/core/search/lut"
+	"github.com/gopruner/gopruner/internal/engine"
+)
+
+// LatencyTableFile is the table's cache file in the run directory.
+const LatencyTableFile = "latency_lut.json"
+
+// LatencyOptions configure target: latency.
+type LatencyOptions struct {
+	Device    string // "cpu" or "cuda:N"
+	Threads   int    // CPU threads (>= 1)
+	Batch     int64  // batch size (>= 1)
+	MaxPoints int    // counts per table axis (0: lut.DefaultMaxPoints)
+	// Cache is the table's cache file ("" for none): reused when its key
+	// matches, rewritten otherwise.
+	Cache string
+}
+
+// LatencyReport is what target: latency adds to a run's result.
+type LatencyReport struct {
+	Device  string
+	Threads int
+	Batch   int64
+	// PredictedBefore and PredictedAfter are the table's predictions for
+	// the unpruned and the final keep vectors (the former is the unpruned
+	// model's latency measured when the table was built).
+	PredictedBeforeNs, PredictedAfterNs int64
+	// MeasuredBefore and MeasuredAfter time the original and the final
+	// model side by side once the search is over (0 when not measured).
+	MeasuredBeforeNs, MeasuredAfterNs float64
+	ResidueNs                         float64
+	Layers, Points, Timed             int // tabled layers, grid points, distinct ops timed
+	Untabled                          []string
+	Cached                            bool
+	TableSeconds                      float64 // building the table (0 when it came from the cache)
+}
+
+// SpeedupErrorPct compares the measured speed-up with the predicted one,
+// in percent: (measured after/before) / (predicted after/before) − 1.
+// Both models are measured side by side, so a machine that is slower (or
+// busier) now than when the table was measured moves both alike and this
+// error, unlike ErrorPct, does not see it. NaN without a measurement.
+func (l *LatencyReport) SpeedupErrorPct() float64 {
+	if l.MeasuredAfterNs <= 0 || l.MeasuredBeforeNs <= 0 || l.PredictedAfterNs <= 0 || l.PredictedBeforeNs <= 0 {
+		return math.NaN()
+	}
+	measured := l.MeasuredAfterNs / l.MeasuredBeforeNs
+	predicted := float64(l.PredictedAfterNs) / float64(l.PredictedBeforeNs)
+	return 100 * (measured/predicted - 1)
+}
+
+// ErrorPct is the final model's measured latency relative to the
+// prediction, in percent (positive: slower than predicted); NaN without a
+// measurement.
+func (l *LatencyReport) ErrorPct() float64 {
+	if l.MeasuredAfterNs <= 0 || l.PredictedAfterNs <= 0 {
+		return math.NaN()
+	}
+	return 100 * (l.MeasuredAfterNs - float64(l.PredictedAfterNs)) / float64(l.PredictedAfterNs)
+}
+
+// latencyModel builds the latency table of base over the candidate groups
+// (or loads it from the cache) and returns its predictor.
+func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*graph.Group, alf int, o LatencyOptions,
+	log zerolog.Logger) (*lut.Predictor, *LatencyReport, error) {
+	if o.MaxPoints <= 0 {
+		o.MaxPoints = lut.DefaultMaxPoints
+	}
+	groups := make([]lut.Group, 0, len(cands))
+	full := make(map[int]int, len(cands))
+	ids := make([]int, 0, len(cands))
+	for _, g := range cands {
+		groups = append(groups, lut.Group{ID: g.ID, Channels: g.Channels, Unit: plan.Unit(alf, g.Block)})
+		full[g.ID] = g.Channels
+		ids = append(ids, g.ID)
+	}
+	slices.Sort(ids)
+	shape := slices.Clone(base.InputShape)
+	if len(shape) > 0 {
+		shape[0] = o.Batch
+	}
+	key := lut.Key{Model: Digest(orig), Device: o.Device, Threads: o.Threads, Batch: o.Batch,
+		InputShape: slices.Clone(base.InputShape), Alf: alf, MaxPoints: o.MaxPoints, Groups: ids}
+	rep := &LatencyReport{Device: o.Device, Threads: o.Threads, Batch: o.Batch}
+	var t *lut.Table
+	if o.Cache != "" {
+		var err error
+		t, err = lut.Load(o.Cache, key)
+		switch {
+		case errors.Is(err, lut.ErrMismatch):
+			log.Info().Str("file", o.Cache).Msg("target latency: the cached table is of other settings; measuring again")
+		case err != nil:
+			// A damaged cache costs a re-measurement, not the run.
+			log.Warn().Err(err).Msg("target latency: ignoring the cached table; measuring again")
+		}
+		rep.Cached = t != nil
+	}
+	if t == nil {
+		var err error
+		if t, err = measureTable(eng, base, orig, groups, key, shape, o, rep, log); err != nil {
+			return nil, nil, err
+		}
+		if o.Cache != "" {
+			if err := t.Save(o.Cache); err != nil {
+				return nil, nil, err
+			}
+		}
+		rep.TableSeconds = t.Seconds
+	}
+	lm := lut.Model{Graph: base.Graph, Analysis: base.Analysis}
+	p, err := lut.NewPredictor(t, full, lm.Activations)
+	if err != nil {
+		return nil, nil, fmt.Errorf("target latency: %w", err)
+	}
+	rep.PredictedBeforeNs = p.Predict(full)
+	rep.ResidueNs = p.Residue()
+	rep.Layers, rep.Untabled = len(t.Layers), slices.Clone(t.Untabled)
+	for i := range t.Layers {
+		rep.Points += t.Layers[i].Points()
+	}
+	ev := log.Info().Str("device", o.Device).Int("threads", o.Threads).Int64("batch", o.Batch).
+		Float64("full_ms", t.FullNS/1e6).Float64("residue_ms", p.Residue()/1e6).Bool("residue_scaled", p.Scaled()).
+		Int("layers", rep.Layers).
+		Int("points", rep.Points).Bool("cached", rep.Cached).Float64("seconds", rep.TableSeconds)
+	if len(t.Untabled) > 0 {
+		ev = ev.Strs("untabled", t.Untabled)
+	}
+	ev.Msg("target latency: lookup table")
+	return p, rep, nil
+}
+
+// Rounds and budgets of the table's measurement (variables for tests).
+var (
+	// gridRounds times every layer's grid this many times, each round the
+	// layer's full-width op first and then its grid points, gridBudget
+	// each.
+	gridRounds = 5
+	gridBudget = 2 * time.Millisecond
+	// calRounds alternates the whole model with every layer at full width
+	// this many times, calBudget per layer.
+	calRounds = 5
+	calBudget = 5 * time.Millisecond
+)
+
+// measureTable measures the table of base: the tabled layers' grid points
+// and the residue.
+//
+// A machine shared with other work (two vCPUs and a neighbour's training
+// run) slows every op by tens of percent for seconds at a time, more than
+// the differences the table must resolve. So the table is built from
+// measurements that see the same conditions:
+//   - the shape of each layer's table is the median over gridRounds of the
+//     ratio of each grid point to the layer's full-width op timed just
+//     before it;
+//   - its scale, and the residue, come from calRounds rounds that time the
+//     whole model and then every layer at full width: the layers' full
+//     width latency is the median of theirs, the residue the median of the
+//     rounds' whole − Σ layers. The same rounds time the model cut to about
+//     half of every group and its layers, for the residue at half width
+//     (lut.Half): norms, activations and additions shrink with the
+//     channels, a third of a small CNN's time.
+func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []lut.Group, key lut.Key, shape []int64,
+	o LatencyOptions, rep *LatencyReport, log zerolog.Logger) (*lut.Table, error) {
+	start := time.Now()
+	m := lut.Model{Graph: base.Graph, Analysis: base.Analysis, Batch: o.Batch}
+	layers, untabled, err := lut.Plan(m, groups, o.MaxPoints)
+	if err != nil {
+		return nil, fmt.Errorf("target latency: %w", err)
+	}
+	full := make([]lut.Spec, len(layers))
+	grids := make([][]lut.Spec, len(layers))
+	distinct := map[string]bool{}
+	for li := range layers {
+		l := &layers[li]
+		if full[li], err = m.Spec(l.Op, nil); err != nil {
+			return nil, fmt.Errorf("target latency: %w", err)
+		}
+		for pi := range l.Points() {
+			s, err := m.Spec(l.Op, l.Keep(pi))
+			if err != nil {
+				return nil, fmt.Errorf("target latency: %w", err)
+			}
+			grids[li] = append(grids[li], s)
+			distinct[s.String()] = true
+		}
+	}
+	timeOps := func(specs []lut.Spec, budget time.Duration) ([]float64, error) {
+		ns, err := eng.OpLatency(specs, o.Device, o.Threads, budget)
+		if err != nil {
+			return nil, fmt.Errorf("target latency: timing the layers on %s: %w", o.Device, err)
+		}
+		if len(ns) != len(specs) {
+			return nil, fmt.Errorf("target latency: %d timings for %d layers", len(ns), len(specs))
+		}
+		for i, v := range ns {
+			if !(v > 0) {
+				return nil, fmt.Errorf("target latency: layer %s timed at %v ns", specs[i], v)
+			}
+		}
+		return ns, nil
+	}
+	// The shape: ratios to the full-width op.
+	ratios := make([][][]float64, len(layers)) // layer, point, round
+	for li := range layers {
+		ratios[li] = make([][]float64, len(grids[li]))
+	}
+	for range gridRounds {
+		for li := range layers {
+			ns, err := timeOps(append([]lut.Spec{full[li]}, grids[li]...), gridBudget)
+			if err != nil {
+				return nil, err
+			}
+			for pi := range grids[li] {
+				ratios[li][pi] = append(ratios[li][pi], ns[pi+1]/ns[0])
+			}
+		}
+	}
+	// The scale and the residue, at full width and on the model cut to
+	// about half of every group (the residue's slope).
+	mod, err := eng.Load(orig, o.Device, o.Threads)
+	if err != nil {
+		return nil, fmt.Errorf("target latency: loading the model on %s: %w", o.Device, err)
+	}
+	defer mod.Close()
+	halfKeep, half, halfSpecs, err := halfModel(eng, base, orig, groups, layers, m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer half.Close()
+	fullNS := make([][]float64, len(layers)) // layer, round
+	var residues, wholes, halfResidues []float64
+	for range calRounds {
+		ls, err := eng.Latency([]engine.Module{mod, half}, shape)
+		if err != nil {
+			return nil, fmt.Errorf("target latency: timing the model on %s: %w", o.Device, err)
+		}
+		ns, err := timeOps(full, calBudget)
+		if err != nil {
+			return nil, err
+		}
+		hs, err := timeOps(halfSpecs, calBudget)
+		if err != nil {
+			return nil, err
+		}
+		w, wh := ls[0].MedianMs*1e6, ls[1].MedianMs*1e6
+		r, rh := w, wh
+		for li, v := range ns {
+			fullNS[li] = append(fullNS[li], v)
+			r -= v
+			rh -= hs[li]
+		}
+		residues, wholes, halfResidues = append(residues, r), append(wholes, w), append(halfResidues, rh)
+		log.Debug().Float64("whole_ms", w/1e6).Float64("layers_ms", (w-r)/1e6).Float64("half_whole_ms", wh/1e6).
+			Float64("half_layers_ms", (wh-rh)/1e6).Msg("target latency: calibration round")
+	}
+	sum := 0.0
+	for li := range layers {
+		f := median(fullNS[li])
+		sum += f
+		fs := full[li].String()
+		for pi, s := range grids[li] {
+			r := median(ratios[li][pi])
+			if s.String() == fs {
+				r = 1 // the full-width point is the scale itself
+			}
+			layers[li].NS = append(layers[li].NS, r*f)
+		}
+	}
+	rep.Timed = len(distinct)
+	t := &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: sum + median(residues),
+		Half: &lut.Half{Keep: halfKeep, ResidueNS: median(halfResidues)}, Untabled: untabled,
+		Seconds: time.Since(start).Seconds()}
+	if !(t.FullNS > 0) {
+		// The layers alone took longer than the whole model in every
+		// round: no residue can be told; the model's own time is the
+		// prediction at full width.
+		t.FullNS = median(wholes)
+	}
+	return t, nil
+}
+
+// halfModel cuts the model to about half of every group (the reachable
+// count nearest below half, never below the smallest) and returns the keep
+// counts, the cut model on the latency device and every tabled layer's op
+// at those counts.
+func halfModel(eng engine.Engine, base *engine.Model, orig []byte, groups []lut.Group, layers []lut.Layer, m lut.Model,
+	o LatencyOptions) (map[int]int, engine.Module, []lut.Spec, error) {
+	keep := make(map[int]int, len(groups))
+	kept := make(map[int][]int, len(groups))
+	for _, g := range groups {
+		counts := lut.Reachable(g.Channels, g.Unit)
+		k := counts[0]
+		for _, c := range counts {
+			if c <= g.Channels/2 {
+				k = c
+			}
+		}
+		keep[g.ID] = k
+		idx := make([]int, k)
+		for i := range idx {
+			idx[i] = i // whole blocks: k is a multiple of the group's unit
+		}
+		kept[g.ID] = idx
+	}
+	p, err := base.Plan(kept)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("target latency: the half-width model: %w", err)
+	}
+	sl, convGroups, err := base.PlanSlices(p)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("target latency: the half-width model: %w", err)
+	}
+	half, err := eng.Load(orig, o.Device, o.Threads)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("target latency: loading the model on %s: %w", o.Device, err)
+	}
+	if err := half.Cut(sl, convGroups); err != nil {
+		half.Close()
+		return nil, nil, nil, fmt.Errorf("target latency: cutting the half-width model: %w", err)
+	}
+	specs := make([]lut.Spec, len(layers))
+	for li := range layers {
+		if specs[li], err = m.Spec(layers[li].Op, keep); err != nil {
+			half.Close()
+			return nil, nil, nil, fmt.Errorf("target latency: %w", err)
+		}
+	}
+	return keep, half, specs, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+// measureFinal times the original and the final model side by side on the
+// latency device, as the table's whole-model measurement did.
+func measureFinal(eng engine.Engine, orig, final []byte, inputShape []int64, o LatencyOptions, rep *LatencyReport) error {
+	shape := slices.Clone(inputShape)
+	if len(shape) > 0 {
+		shape[0] = o.Batch
+	}
+	var ms []engine.Module
+	defer func() {
+		for _, m := range ms {
+			m.Close()
+		}
+	}()
+	for _, b := range [][]byte{orig, final} {
+		m, err := eng.Load(b, o.Device, o.Threads)
+		if err != nil {
+			return fmt.Errorf("target latency: loading a model on %s: %w", o.Device, err)
+		}
+		ms = append(ms, m)
+	}
+	// Two rounds, the lower median of each model kept, as the table's
+	// whole-model measurement does.
+	for r := range 2 {
+		ls, err := eng.Latency(ms, shape)
+		if err != nil {
+			return fmt.Errorf("target latency: timing the final model: %w", err)
+		}
+		b, a := ls[0].MedianMs*1e6, ls[1].MedianMs*1e6
+		if r == 0 {
+			rep.MeasuredBeforeNs, rep.MeasuredAfterNs = b, a
+		}
+		rep.MeasuredBeforeNs, rep.MeasuredAfterNs = min(rep.MeasuredBeforeNs, b), min(rep.MeasuredAfterNs, a)
+	}
+	return nil
+}
+
+// latencyCache is the table's cache path for a run directory ("" for none).
+func latencyCache(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, LatencyTableFile)
+}

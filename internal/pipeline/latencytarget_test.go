@@ -1,0 +1,156 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gopruner/gopruner/internal/core/kinds"
+	"github.com/gopruner/gopruner/internal/core/search/lut"
+	"github.com/gopruner/gopruner/internal/core/search/netadapt"
+	"github.com/gopruner/gopruner/internal/engine/fake"
+)
+
+// TestLatencyTarget runs my_pruning with target: latency on the fake
+// engine: the search's cost is the table's prediction (the unpruned
+// prediction is the measured model), it reaches the latency target, the
+// table is cached in the run directory and reused, a resumed search ends
+// as the uninterrupted one, and the report has a prediction error.
+func TestLatencyTarget(t *testing.T) {
+	base := smallCNN(t)
+	tr, val := mnistSplits(t)
+	run := func(ctx context.Context, o MyPruningOptions) (*MyPruningResult, error) {
+		eng := fake.New(base)
+		bm, err := eng.Open(ctx, "small.pt", base.InputShape, "cpu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bm.Close()
+		res, err := MyPruning(ctx, eng, bm, tr, val, o)
+		if res != nil && res.Module != nil {
+			res.Module.Close()
+		}
+		return res, err
+	}
+	opts := func(dir string) MyPruningOptions {
+		o := myOptions(t, "cpu")
+		o.Dir, o.Target = dir, kinds.TargetLatency
+		o.Latency = LatencyOptions{Device: "cpu", Threads: 1, Batch: 1}
+		return o
+	}
+	dir := t.TempDir()
+	res, err := run(context.Background(), opts(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, st := res.Latency, res.State
+	if l == nil {
+		t.Fatal("no latency report")
+	}
+	// The fake's model latency is its parameter count in µs.
+	var params int64
+	for _, s := range base.Params {
+		n := int64(1)
+		for _, d := range s {
+			n *= d
+		}
+		params += n
+	}
+	if st.MACs0 != params*1000 || l.PredictedBeforeNs != st.MACs0 {
+		t.Errorf("unpruned cost %d, prediction %d; want the measured %d ns", st.MACs0, l.PredictedBeforeNs, params*1000)
+	}
+	if !st.Done || st.Reason != netadapt.ReasonTargetReached || st.MACs > st.Target || l.PredictedAfterNs != st.MACs {
+		t.Errorf("search ended %q at %d ns predicted, target %d, report %d", st.Reason, st.MACs, st.Target, l.PredictedAfterNs)
+	}
+	if l.Cached || l.Layers == 0 || l.Timed == 0 || l.MeasuredAfterNs <= 0 || math.IsNaN(l.ErrorPct()) || math.IsNaN(l.SpeedupErrorPct()) {
+		t.Errorf("report %+v", l)
+	}
+	if _, err := os.Stat(filepath.Join(dir, LatencyTableFile)); err != nil {
+		t.Fatalf("table not cached: %v", err)
+	}
+
+	// A second run with the table in its directory reuses it. (Another
+	// directory: a fresh search in a directory whose embedded broker holds
+	// a finished run's tasks does not start.)
+	dir2 := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(dir, LatencyTableFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir2, LatencyTableFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := run(context.Background(), opts(dir2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Latency.Cached || !reflect.DeepEqual(again.State.History, st.History) {
+		t.Errorf("cached run: cached %v, same history %v", again.Latency.Cached, reflect.DeepEqual(again.State.History, st.History))
+	}
+
+	// Interrupted after iteration 1 and resumed, it ends where the
+	// uninterrupted search did.
+	rdir := t.TempDir()
+	o := opts(rdir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o.Hooks.OnIteration = func(rec netadapt.IterationRecord) {
+		if rec.Iteration == 1 {
+			cancel()
+		}
+	}
+	if _, err := run(ctx, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	o = opts(rdir)
+	o.Resume = true
+	resumed, err := run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(resumed.State, st) {
+		t.Errorf("resumed search differs:\n full:    %+v\n resumed: %+v", st, resumed.State)
+	}
+}
+
+// TestLatencyTableCacheDamaged: a damaged cache is measured again and
+// rewritten, not fatal.
+func TestLatencyTableCacheDamaged(t *testing.T) {
+	base := smallCNN(t)
+	eng := fake.New(base)
+	bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bm.Close()
+	cache := filepath.Join(t.TempDir(), LatencyTableFile)
+	if err := os.WriteFile(cache, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := bm.Module.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := LatencyOptions{Device: "cpu", Threads: 1, Batch: 1, Cache: cache}
+	p, rep, err := latencyModel(eng, bm, orig, bm.Candidates(nil), 4, o, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Cached || p == nil {
+		t.Errorf("damaged cache: cached %v", rep.Cached)
+	}
+	key := lut.Key{Model: Digest(orig), Device: "cpu", Threads: 1, Batch: 1, InputShape: base.InputShape, Alf: 4,
+		MaxPoints: lut.DefaultMaxPoints}
+	for _, g := range bm.Candidates(nil) {
+		key.Groups = append(key.Groups, g.ID)
+	}
+	if tab, err := lut.Load(cache, key); err != nil || tab == nil {
+		t.Errorf("rewritten cache does not load under the run's key: %v", err)
+	}
+}
