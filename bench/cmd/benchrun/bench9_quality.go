@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -251,7 +252,10 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 	}
 	q.TrainSteps = b.o.qualityLong * stepsPerEpoch
 	if method == qualityMethodMP {
-		short := 50
+		short, err := b.defaultShortSteps()
+		if err != nil {
+			return nil, err
+		}
 		for i, a := range q.Args {
 			if a == "--short-steps" && i+1 < len(q.Args) {
 				short, _ = strconv.Atoi(q.Args[i+1])
@@ -262,6 +266,21 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		}
 	}
 	return q, nil
+}
+
+// defaultShortSteps is short_term_steps as the binary defaults it, for
+// counting the fine-tune steps of runs that do not set it.
+func (b *bench) defaultShortSteps() (int, error) {
+	out, err := exec.Command(b.o.bin, "config", "--print").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s config --print: %w", b.o.bin, err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "short_term_steps" && f[1] == "=" {
+			return strconv.Atoi(f[2])
+		}
+	}
+	return 0, fmt.Errorf("%s config --print names no short_term_steps", b.o.bin)
 }
 
 func (b *bench) quality(s *section) error {
