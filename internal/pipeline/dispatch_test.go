@@ -46,10 +46,7 @@ func TestDispatchPaths(t *testing.T) {
 	search := func(o MyPruningOptions) (*MyPruningResult, error) {
 		t.Helper()
 		eng := fake.New(base)
-		bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-		if err != nil {
-			t.Fatal(err)
-		}
+		bm := openSmall(context.Background(), t, eng)
 		defer bm.Close()
 		res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
 		if res != nil && res.Module != nil {
@@ -188,10 +185,7 @@ func TestFreshRunRepeatsTasks(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		eng := fake.New(base)
-		bm, err := eng.Open(ctx, "small.pt", base.InputShape, "cpu")
-		if err != nil {
-			t.Fatal(err)
-		}
+		bm := openSmall(ctx, t, eng)
 		defer bm.Close()
 		o := myOptions(t, "cpu")
 		o.Dir, o.Resume = dir, resume

@@ -106,10 +106,7 @@ func TestDistillSameHistoryAcrossPaths(t *testing.T) {
 	history := func(direct bool, slots ...string) []int {
 		t.Helper()
 		eng := fake.New(base)
-		bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-		if err != nil {
-			t.Fatal(err)
-		}
+		bm := openSmall(context.Background(), t, eng)
 		defer bm.Close()
 		o := myOptions(t, slots...)
 		o.Broker.Direct = direct
@@ -159,10 +156,7 @@ func equalInts(a, b []int) bool {
 func TestDistillRequest(t *testing.T) {
 	base := smallCNN(t)
 	eng := fake.New(base)
-	bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bm := openSmall(context.Background(), t, eng)
 	defer bm.Close()
 	orig, err := bm.Module.Bytes()
 	if err != nil {
@@ -254,14 +248,11 @@ func TestDistillOptionsChecked(t *testing.T) {
 		{engine.Distill{Temperature: 4, Weight: -0.5}, "distill_weight -0.5 is outside [0,1]"},
 	} {
 		eng := fake.New(base)
-		bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-		if err != nil {
-			t.Fatal(err)
-		}
+		bm := openSmall(context.Background(), t, eng)
 		o := myOptions(t, "cpu")
 		d := tc.d
 		o.Train.Distill = &d
-		_, err = MyPruning(context.Background(), eng, bm, tr, val, o)
+		_, err := MyPruning(context.Background(), eng, bm, tr, val, o)
 		bm.Close()
 		if !fail.IsUsage(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: err = %v, want a usage error saying %q", tc.d, err, tc.want)

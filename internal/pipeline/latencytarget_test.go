@@ -27,10 +27,7 @@ func TestLatencyTarget(t *testing.T) {
 	tr, val := mnistSplits(t)
 	run := func(ctx context.Context, o MyPruningOptions) (*MyPruningResult, error) {
 		eng := fake.New(base)
-		bm, err := eng.Open(ctx, "small.pt", base.InputShape, "cpu")
-		if err != nil {
-			t.Fatal(err)
-		}
+		bm := openSmall(ctx, t, eng)
 		defer bm.Close()
 		res, err := MyPruning(ctx, eng, bm, tr, val, o)
 		if res != nil && res.Module != nil {
@@ -124,10 +121,7 @@ func TestLatencyTarget(t *testing.T) {
 func TestLatencyTableCacheDamaged(t *testing.T) {
 	base := smallCNN(t)
 	eng := fake.New(base)
-	bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bm := openSmall(context.Background(), t, eng)
 	defer bm.Close()
 	cache := filepath.Join(t.TempDir(), LatencyTableFile)
 	if err := os.WriteFile(cache, []byte("{not json"), 0o644); err != nil {

@@ -16,10 +16,7 @@ import (
 func TestCommonBatchesSeeds(t *testing.T) {
 	base := smallCNN(t)
 	eng := fake.New(base)
-	bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bm := openSmall(context.Background(), t, eng)
 	defer bm.Close()
 	archive, _ := bm.Module.Bytes()
 	tr, val := mnistSplits(t)
@@ -62,10 +59,7 @@ func TestNoiseAwareMyPruning(t *testing.T) {
 	for _, rule := range []kinds.TieBreak{kinds.TieBreakMACs, kinds.TieBreakLoss} {
 		t.Run(string(rule), func(t *testing.T) {
 			eng := fake.New(base)
-			bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-			if err != nil {
-				t.Fatal(err)
-			}
+			bm := openSmall(context.Background(), t, eng)
 			defer bm.Close()
 			o := myOptions(t, "cpu", "cpu")
 			o.CommonBatches, o.TieBreak, o.EvalSamples = true, rule, 100

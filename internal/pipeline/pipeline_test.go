@@ -30,6 +30,17 @@ import (
 
 // smallCNN is a four-conv MNIST-shaped classifier with a residual add, so
 // that groups merge across layers.
+// openSmall opens eng's model as "small.pt" on the CPU, failing the test
+// when it cannot; the caller closes it.
+func openSmall(ctx context.Context, t *testing.T, eng *fake.Engine) *engine.Model {
+	t.Helper()
+	bm, err := eng.Open(ctx, "small.pt", eng.Base.InputShape, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bm
+}
+
 func smallCNN(t *testing.T) cut.Base {
 	t.Helper()
 	b := irtest.New()
@@ -244,10 +255,7 @@ func TestMyPruningSlotsAndResume(t *testing.T) {
 	tr, val := mnistSplits(t)
 	run := func(ctx context.Context, o MyPruningOptions) (*MyPruningResult, error) {
 		eng := fake.New(base)
-		bm, err := eng.Open(ctx, "small.pt", base.InputShape, "cpu")
-		if err != nil {
-			t.Fatal(err)
-		}
+		bm := openSmall(ctx, t, eng)
 		res, err := MyPruning(ctx, eng, bm, tr, val, o)
 		if res != nil && res.Module != nil {
 			res.Module.Close()
@@ -299,10 +307,7 @@ func TestMyPruningSlotsAndResume(t *testing.T) {
 func TestCandidateRequestIsData(t *testing.T) {
 	base := smallCNN(t)
 	eng := fake.New(base)
-	bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bm := openSmall(context.Background(), t, eng)
 	defer bm.Close()
 	archive, _ := bm.Module.Bytes()
 	g := base.Candidates(nil)[0]
@@ -390,10 +395,7 @@ func TestCommitAdoptsHeldCandidate(t *testing.T) {
 		heldBudget = budget
 		defer func() { heldBudget = old }()
 		eng := fake.New(base)
-		bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-		if err != nil {
-			t.Fatal(err)
-		}
+		bm := openSmall(context.Background(), t, eng)
 		defer bm.Close()
 		res, err := MyPruning(context.Background(), eng, bm, tr, val, myOptions(t, slots...))
 		if err != nil {
@@ -431,10 +433,7 @@ func TestScoresSplitOverSlots(t *testing.T) {
 	base := smallCNN(t)
 	tr, val := mnistSplits(t)
 	eng := fake.New(base)
-	bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bm := openSmall(context.Background(), t, eng)
 	defer bm.Close()
 	orig, err := bm.Module.Bytes()
 	if err != nil {
@@ -475,10 +474,7 @@ func TestBNBatches(t *testing.T) {
 	recalibrated := func(bn int) (int, int) {
 		t.Helper()
 		eng := fake.New(base)
-		bm, err := eng.Open(context.Background(), "small.pt", base.InputShape, "cpu")
-		if err != nil {
-			t.Fatal(err)
-		}
+		bm := openSmall(context.Background(), t, eng)
 		defer bm.Close()
 		o := myOptions(t, "cpu", "cpu")
 		o.BNBatches, o.LongTermEpochs = bn, 0
