@@ -117,30 +117,7 @@ func (o *Optimizer) SetLR(lr float64) error {
 // cross-entropy, backward, optimizer step. It returns the mean loss and the
 // number of correct predictions in the batch.
 func TrainStep(m *Module, o *Optimizer, x, y *Tensor) (loss float64, correct int64, err error) {
-	hm, err := m.handle()
-	if err != nil {
-		return 0, 0, err
-	}
-	ho, err := o.handle()
-	if err != nil {
-		return 0, 0, err
-	}
-	hx, err := x.handle()
-	if err != nil {
-		return 0, 0, err
-	}
-	hy, err := y.handle()
-	if err != nil {
-		return 0, 0, err
-	}
-	var l C.double
-	var c C.int64_t
-	err = errFrom("train_step", C.gpt_train_step(hm, ho, hx, hy, &l, &c))
-	keepAlive(m, o, x, y)
-	if err != nil {
-		return 0, 0, err
-	}
-	return float64(l), int64(c), nil
+	return trainStep(m, nil, o, x, y, 0, 0)
 }
 
 // TrainStepDistill is TrainStep learning from teacher too: the loss is
@@ -148,13 +125,21 @@ func TrainStep(m *Module, o *Optimizer, x, y *Tensor) (loss float64, correct int
 // the teacher run on x in eval mode without grad (never trained). It returns
 // that loss and the student's correct count.
 func TrainStepDistill(m, teacher *Module, o *Optimizer, x, y *Tensor, temperature, weight float64) (loss float64, correct int64, err error) {
+	return trainStep(m, teacher, o, x, y, temperature, weight)
+}
+
+// trainStep is both steps: the plain one when teacher is nil, which calls
+// the shim's unchanged gpt_train_step.
+func trainStep(m, teacher *Module, o *Optimizer, x, y *Tensor, temperature, weight float64) (float64, int64, error) {
 	hm, err := m.handle()
 	if err != nil {
 		return 0, 0, err
 	}
-	ht, err := teacher.handle()
-	if err != nil {
-		return 0, 0, err
+	var ht C.gpt_module
+	if teacher != nil {
+		if ht, err = teacher.handle(); err != nil {
+			return 0, 0, err
+		}
 	}
 	ho, err := o.handle()
 	if err != nil {
@@ -170,8 +155,13 @@ func TrainStepDistill(m, teacher *Module, o *Optimizer, x, y *Tensor, temperatur
 	}
 	var l C.double
 	var c C.int64_t
-	err = errFrom("train_step_distill", C.gpt_train_step_distill(hm, ht, ho, hx, hy, C.double(temperature), C.double(weight), &l, &c))
-	keepAlive(m, teacher, o, x, y)
+	if teacher == nil {
+		err = errFrom("train_step", C.gpt_train_step(hm, ho, hx, hy, &l, &c))
+		keepAlive(m, o, x, y)
+	} else {
+		err = errFrom("train_step_distill", C.gpt_train_step_distill(hm, ht, ho, hx, hy, C.double(temperature), C.double(weight), &l, &c))
+		keepAlive(m, teacher, o, x, y)
+	}
 	if err != nil {
 		return 0, 0, err
 	}
