@@ -2,7 +2,6 @@ package flops
 
 import (
 	"math"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -197,67 +196,59 @@ func TestAttributeErrors(t *testing.T) {
 // add up, each group's MACs are at most the total, and the torchvision
 // nets, which the analysis follows end to end, are almost all prunable.
 func TestAttributeRealIR(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(fixtures.IRDir(t), "*.json"))
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		t.Run(name, func(t *testing.T) {
-			g, err := ir.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
+	fixtures.EachIR(t, func(t *testing.T, name string, g *ir.Graph) {
+		a, err := graph.Analyze(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cov, err := Attribute(g, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("prunable %.4f of %d conv/linear MACs; frozen: %s", cov.PrunableShare, cov.LayerMACs, cov.FrozenText(3))
+		frozen := cov.PrunableMACs
+		for _, fr := range cov.Frozen {
+			frozen += fr.MACs
+		}
+		if frozen != cov.LayerMACs {
+			t.Errorf("prunable + frozen = %d, want %d", frozen, cov.LayerMACs)
+		}
+		// Every prunable layer is in a prunable group, so their MACs
+		// cover PrunableMACs (at least once: a layer is in two groups).
+		var inPrunable int64
+		for i, m := range cov.GroupMACs {
+			if m > cov.LayerMACs {
+				t.Errorf("group %d: %d MACs of %d", i, m, cov.LayerMACs)
 			}
-			a, err := graph.Analyze(g)
-			if err != nil {
-				t.Fatal(err)
+			if a.Groups[i].Prunable() {
+				inPrunable += m
 			}
-			cov, err := Attribute(g, a)
-			if err != nil {
-				t.Fatal(err)
+		}
+		if inPrunable < cov.PrunableMACs {
+			t.Errorf("prunable groups hold %d MACs, fewer than the %d prunable", inPrunable, cov.PrunableMACs)
+		}
+		arch := name[:strings.LastIndex(name, "_")]
+		switch arch {
+		case "resnet18", "resnet50", "mobilenet_v2", "densenet121", "vgg11_bn", "concat", "se", "residual", "smallcnn":
+			// The analysis follows these end to end: only the classifier's
+			// output (and the model input) is frozen.
+			if cov.PrunableShare != 1 {
+				t.Errorf("prunable share %.6f, want 1 (frozen: %+v)", cov.PrunableShare, cov.Frozen)
 			}
-			t.Logf("prunable %.4f of %d conv/linear MACs; frozen: %s", cov.PrunableShare, cov.LayerMACs, cov.FrozenText(3))
-			frozen := cov.PrunableMACs
-			for _, fr := range cov.Frozen {
-				frozen += fr.MACs
+		case "shuffle":
+			// The conv before the channel shuffle cannot lose channels
+			// (its input is the 3-channel image).
+			top := cov.TopFrozen(1)
+			if len(top) != 1 || !strings.HasPrefix(top[0].Reason, "aten::view ") || cov.PrunableShare > 0.9 {
+				t.Errorf("shuffle: share %.4f, frozen %+v", cov.PrunableShare, cov.Frozen)
 			}
-			if frozen != cov.LayerMACs {
-				t.Errorf("prunable + frozen = %d, want %d", frozen, cov.LayerMACs)
+		case "tuple_out":
+			// The features returned next to the logits are the
+			// classifier's input: both its groups are model outputs.
+			top := cov.TopFrozen(1)
+			if len(top) != 1 || top[0].Reason != "model output" {
+				t.Errorf("tuple_out: frozen %+v", cov.Frozen)
 			}
-			// Every prunable layer is in a prunable group, so their MACs
-			// cover PrunableMACs (at least once: a layer is in two groups).
-			var inPrunable int64
-			for i, m := range cov.GroupMACs {
-				if m > cov.LayerMACs {
-					t.Errorf("group %d: %d MACs of %d", i, m, cov.LayerMACs)
-				}
-				if a.Groups[i].Prunable() {
-					inPrunable += m
-				}
-			}
-			if inPrunable < cov.PrunableMACs {
-				t.Errorf("prunable groups hold %d MACs, fewer than the %d prunable", inPrunable, cov.PrunableMACs)
-			}
-			arch := name[:strings.LastIndex(name, "_")]
-			switch arch {
-			case "resnet18", "resnet50", "mobilenet_v2", "densenet121", "vgg11_bn", "concat", "se", "residual", "smallcnn":
-				// The analysis follows these end to end: only the classifier's
-				// output (and the model input) is frozen.
-				if cov.PrunableShare != 1 {
-					t.Errorf("prunable share %.6f, want 1 (frozen: %+v)", cov.PrunableShare, cov.Frozen)
-				}
-			case "shuffle":
-				// The conv before the channel shuffle cannot lose channels
-				// (its input is the 3-channel image).
-				top := cov.TopFrozen(1)
-				if len(top) != 1 || !strings.HasPrefix(top[0].Reason, "aten::view ") || cov.PrunableShare > 0.9 {
-					t.Errorf("shuffle: share %.4f, frozen %+v", cov.PrunableShare, cov.Frozen)
-				}
-			case "tuple_out":
-				// The features returned next to the logits are the
-				// classifier's input: both its groups are model outputs.
-				top := cov.TopFrozen(1)
-				if len(top) != 1 || top[0].Reason != "model output" {
-					t.Errorf("tuple_out: frozen %+v", cov.Frozen)
-				}
-			}
-		})
-	}
+		}
+	})
 }

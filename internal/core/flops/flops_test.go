@@ -2,7 +2,6 @@ package flops
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -268,52 +267,44 @@ func TestJSON(t *testing.T) {
 // for every fixture, on the IR libtorch exports (`make fixtures` writes it
 // into .cache/ir; skips without it, fails in CI).
 func TestRealIR(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(fixtures.IRDir(t), "*.json"))
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		t.Run(name, func(t *testing.T) {
-			g, err := ir.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := Count(g, nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := graph.Analyze(g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Halving every prunable group must cost less and stay positive.
-			kept := map[int]int{}
-			for _, grp := range a.Prunable() {
-				kept[grp.ID] = max(1, grp.Channels/2)
-			}
-			p, err := Count(g, a, kept)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("MACs %d params %d; halved %d %d", r.MACs, r.Params, p.MACs, p.Params)
-			if len(kept) > 0 && (p.MACs >= r.MACs || p.Params >= r.Params || p.MACs <= 0) {
-				t.Errorf("halving gives %d MACs %d params", p.MACs, p.Params)
-			}
-			fx := fixtures.ReadMeta(t, name)
-			// Functional pooling/activations are counted here but not by
-			// ptflops (mobilenet_v2's F.adaptive_avg_pool2d: 0.02%).
-			if d := float64(r.MACs-fx.MACs) / float64(fx.MACs); r.Params != fx.Params || d < 0 || d > 0.005 {
-				t.Errorf("MACs %d params %d, ptflops says %d %d", r.MACs, r.Params, fx.MACs, fx.Params)
-			}
-			ours := map[string]int64{}
-			for _, l := range r.Layers {
-				ours[l.Name] += l.MACs
-			}
-			for _, l := range fx.Layers {
-				if strings.HasPrefix(l.Kind, "Conv") || l.Kind == "Linear" || strings.HasPrefix(l.Kind, "BatchNorm") {
-					if ours[l.Name] != l.MACs {
-						t.Errorf("%s (%s): %d MACs, ptflops %d", l.Name, l.Kind, ours[l.Name], l.MACs)
-					}
+	fixtures.EachIR(t, func(t *testing.T, name string, g *ir.Graph) {
+		r, err := Count(g, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := graph.Analyze(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Halving every prunable group must cost less and stay positive.
+		kept := map[int]int{}
+		for _, grp := range a.Prunable() {
+			kept[grp.ID] = max(1, grp.Channels/2)
+		}
+		p, err := Count(g, a, kept)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("MACs %d params %d; halved %d %d", r.MACs, r.Params, p.MACs, p.Params)
+		if len(kept) > 0 && (p.MACs >= r.MACs || p.Params >= r.Params || p.MACs <= 0) {
+			t.Errorf("halving gives %d MACs %d params", p.MACs, p.Params)
+		}
+		fx := fixtures.ReadMeta(t, name)
+		// Functional pooling/activations are counted here but not by
+		// ptflops (mobilenet_v2's F.adaptive_avg_pool2d: 0.02%).
+		if d := float64(r.MACs-fx.MACs) / float64(fx.MACs); r.Params != fx.Params || d < 0 || d > 0.005 {
+			t.Errorf("MACs %d params %d, ptflops says %d %d", r.MACs, r.Params, fx.MACs, fx.Params)
+		}
+		ours := map[string]int64{}
+		for _, l := range r.Layers {
+			ours[l.Name] += l.MACs
+		}
+		for _, l := range fx.Layers {
+			if strings.HasPrefix(l.Kind, "Conv") || l.Kind == "Linear" || strings.HasPrefix(l.Kind, "BatchNorm") {
+				if ours[l.Name] != l.MACs {
+					t.Errorf("%s (%s): %d MACs, ptflops %d", l.Name, l.Kind, ours[l.Name], l.MACs)
 				}
 			}
-		})
-	}
+		}
+	})
 }

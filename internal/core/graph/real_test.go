@@ -1,7 +1,6 @@
 package graph
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -25,36 +24,28 @@ var wantPrunable = map[string]int{
 // TestRealIR analyses the IR libtorch exports for every fixture (written by
 // `make fixtures` into .cache/ir; skips without it, fails in CI).
 func TestRealIR(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(fixtures.IRDir(t), "*.json"))
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		t.Run(name, func(t *testing.T) {
-			g, err := ir.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
+	fixtures.EachIR(t, func(t *testing.T, name string, g *ir.Graph) {
+		a, err := Analyze(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAnalysis(t, g, a)
+		n := len(a.Prunable())
+		t.Logf("%d groups, %d prunable", len(a.Groups), n)
+		if want, ok := wantPrunable[name]; ok && n != want {
+			t.Errorf("%d prunable groups, want %d:\n%s", n, want, dump(a))
+		}
+		for _, grp := range a.Groups {
+			// The known dumps have nothing to refuse but their ends.
+			if _, known := wantPrunable[name]; known && grp.Frozen && grp.Reason != "model input" && grp.Reason != "model output" {
+				t.Errorf("group %d frozen for %q", grp.ID, grp.Reason)
 			}
-			a, err := Analyze(g)
-			if err != nil {
-				t.Fatal(err)
+		}
+		// Every conv/linear the fixture metadata lists is a known layer.
+		for _, l := range fixtures.ReadMeta(t, name).Layers {
+			if (strings.HasPrefix(l.Kind, "Conv") || l.Kind == "Linear") && !a.HasLayer(l.Name) {
+				t.Errorf("layer %s (%s) unknown to the analysis", l.Name, l.Kind)
 			}
-			checkAnalysis(t, g, a)
-			n := len(a.Prunable())
-			t.Logf("%d groups, %d prunable", len(a.Groups), n)
-			if want, ok := wantPrunable[name]; ok && n != want {
-				t.Errorf("%d prunable groups, want %d:\n%s", n, want, dump(a))
-			}
-			for _, grp := range a.Groups {
-				// The known dumps have nothing to refuse but their ends.
-				if _, known := wantPrunable[name]; known && grp.Frozen && grp.Reason != "model input" && grp.Reason != "model output" {
-					t.Errorf("group %d frozen for %q", grp.ID, grp.Reason)
-				}
-			}
-			// Every conv/linear the fixture metadata lists is a known layer.
-			for _, l := range fixtures.ReadMeta(t, name).Layers {
-				if (strings.HasPrefix(l.Kind, "Conv") || l.Kind == "Linear") && !a.HasLayer(l.Name) {
-					t.Errorf("layer %s (%s) unknown to the analysis", l.Name, l.Kind)
-				}
-			}
-		})
-	}
+		}
+	})
 }
