@@ -28,6 +28,11 @@ var laterKeys = map[string]string{"delta_schedule": "constant", "delta_decay": "
 	"tie_break": "none", "eval_samples": "0", "bn_batches": "0", "distill": "false", "distill_temperature": "4",
 	"distill_weight": "0.5", "target": "macs", "latency_device": "cpu", "latency_threads": "1", "latency_batch": "1"}
 
+func isLater(key string) bool {
+	_, ok := laterKeys[key]
+	return ok
+}
+
 // onlyWith are fingerprint keys that change the run only while another
 // (boolean) key is on: the temperature of a run without distillation is
 // never used, so changing it must not stop a resume.
@@ -83,13 +88,13 @@ func CheckResume(saved Fingerprint, c *Config) error {
 	key := diff[0]
 	was, ok := saved[key]
 	switch {
-	case !ok && laterKeys[key] != "":
+	case !ok && isLater(key):
 		was = laterKeys[key]
 	case !ok:
 		was = "(not recorded)"
 	}
 	is, ok := now[key]
-	if !ok && laterKeys[key] != "" {
+	if !ok && isLater(key) {
 		is = laterKeys[key]
 	}
 	msg := fmt.Sprintf("differs from the checkpoint being resumed: checkpoint has %s, now %s (%s)",
