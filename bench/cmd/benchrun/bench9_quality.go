@@ -271,13 +271,17 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 // defaultShortSteps is short_term_steps as the binary defaults it, for
 // counting the fine-tune steps of runs that do not set it.
 func (b *bench) defaultShortSteps() (int, error) {
+	if b.shortSteps > 0 {
+		return b.shortSteps, nil
+	}
 	out, err := exec.Command(b.o.bin, "config", "--print").Output()
 	if err != nil {
 		return 0, fmt.Errorf("%s config --print: %w", b.o.bin, err)
 	}
 	for _, l := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(l); len(f) >= 3 && f[0] == "short_term_steps" && f[1] == "=" {
-			return strconv.Atoi(f[2])
+			b.shortSteps, err = strconv.Atoi(f[2])
+			return b.shortSteps, err
 		}
 	}
 	return 0, fmt.Errorf("%s config --print names no short_term_steps", b.o.bin)

@@ -150,14 +150,15 @@ func fatal(err error) {
 // bench holds what the benchmarks share: the runner, the options, and
 // the pruned models and measurements later benchmarks reuse.
 type bench struct {
-	o         options
-	r         *runner
-	ctx       context.Context
-	start     time.Time
-	prunes    map[string]*pruneRun // by key, see prune()
-	trained   string               // the fine-tuned demo CNN from benchmark 3 ("" if none)
-	binDigest string               // sha256 of the gopruner binary (benchmark 9's reuse key)
-	mnist     string               // the exported MNIST subset
+	o          options
+	r          *runner
+	ctx        context.Context
+	start      time.Time
+	prunes     map[string]*pruneRun // by key, see prune()
+	trained    string               // the fine-tuned demo CNN from benchmark 3 ("" if none)
+	binDigest  string               // sha256 of the gopruner binary (benchmark 9's reuse key)
+	shortSteps int                  // the binary's default short_term_steps (benchmark 9), once read
+	mnist      string               // the exported MNIST subset
 }
 
 // results is results.json.
