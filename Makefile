@@ -122,7 +122,7 @@ test-core:
 	@$(MAKE) --no-print-directory test-race
 
 test-fuzz:
-	@bash scripts/fuzz.sh 5s
+	@bash scripts/fuzz.sh 5000x
 
 # ---- race detector on the CLI -------------------------------------------------
 # internal/pipeline's concurrent search (cart slots) runs under -race with the
