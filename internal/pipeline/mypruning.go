@@ -65,6 +65,8 @@ type MyPruningOptions struct {
 	// constant).
 	Schedule   kinds.Schedule
 	DeltaDecay float64
+	// MaxGroupCut is netadapt's Options.MaxGroupCut (0: no cap).
+	MaxGroupCut float64
 	// TieBreak is netadapt's rule among candidates within one standard
 	// error of the best (default kinds.TieBreakNone).
 	TieBreak kinds.TieBreak
@@ -260,7 +262,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	}
 
 	nopt := netadapt.Options{P: o.P, DeltaCrop: o.DeltaCrop, Alf: o.Alf, Select: o.Select, Step: o.Step,
-		Schedule: o.Schedule, DeltaDecay: o.DeltaDecay, TieBreak: o.TieBreak,
+		Schedule: o.Schedule, DeltaDecay: o.DeltaDecay, MaxGroupCut: o.MaxGroupCut, TieBreak: o.TieBreak,
 		Slots: slices.Clone(o.Slots), BaseAccuracy: baseAcc, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
 		OnIterationStart: o.Hooks.OnIterationStart, OnCandidateStart: o.Hooks.OnCandidateStart,
 		OnCandidate: o.Hooks.OnCandidate,
@@ -353,6 +355,9 @@ func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	o.Schedule = kinds.Or(o.Schedule, kinds.ScheduleConstant)
 	if _, err := kinds.Parse("delta_schedule", string(o.Schedule), kinds.Schedules); err != nil {
 		return o, fail.Usagef("my_pruning: %v", err)
+	}
+	if !(o.MaxGroupCut >= 0 && o.MaxGroupCut <= 1) {
+		return o, fail.Usagef("my_pruning: max_group_cut %g is outside (0,1]", o.MaxGroupCut)
 	}
 	if o.Schedule == kinds.ScheduleDecay && !(o.DeltaDecay > 0 && o.DeltaDecay <= 1) {
 		return o, fail.Usagef("my_pruning: delta_decay %g is outside (0,1]", o.DeltaDecay)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/gopruner/gopruner/internal/core/kinds"
 )
 
 // fingerprintKeys are the settings a resumed run must share with the run
@@ -15,7 +17,7 @@ var fingerprintKeys = []string{
 	"short_term_steps", "seed", "input_shape", "path.model", "path.dataset",
 	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples", "bn_batches",
 	"distill", "distill_temperature", "distill_weight",
-	"target", "latency_device", "latency_threads", "latency_batch",
+	"target", "latency_device", "latency_threads", "latency_batch", "max_group_cut",
 }
 
 // laterKeys are fingerprint keys added after checkpoints already existed,
@@ -26,17 +28,23 @@ var fingerprintKeys = []string{
 // is refused rather than resumed with another setting.
 var laterKeys = map[string]string{"delta_schedule": "constant", "delta_decay": "0.96", "common_batches": "false",
 	"tie_break": "none", "eval_samples": "0", "bn_batches": "0", "distill": "false", "distill_temperature": "4",
-	"distill_weight": "0.5", "target": "macs", "latency_device": "cpu", "latency_threads": "1", "latency_batch": "1"}
+	"distill_weight": "0.5", "target": "macs", "latency_device": "cpu", "latency_threads": "1", "latency_batch": "1",
+	"max_group_cut": "1"}
 
 func isLater(key string) bool {
 	_, ok := laterKeys[key]
 	return ok
 }
 
-// onlyWith are fingerprint keys that change the run only while another
-// (boolean) key is on: the temperature of a run without distillation is
-// never used, so changing it must not stop a resume.
-var onlyWith = map[string]string{"distill_temperature": "distill", "distill_weight": "distill"}
+// onlyWith are fingerprint keys that change the run only under another
+// setting: the temperature of a run without distillation is never used, nor
+// max_group_cut by a search that steps by channels, so changing them must not
+// stop a resume.
+var onlyWith = map[string]func(c *Config) bool{
+	"distill_temperature": func(c *Config) bool { return c.Distill },
+	"distill_weight":      func(c *Config) bool { return c.Distill },
+	"max_group_cut":       func(c *Config) bool { return c.Step == kinds.StepMACs },
+}
 
 // Fingerprint maps the settings that matter for --resume to their canonical
 // text. It marshals to JSON as a plain object, for storing with checkpoints.
@@ -51,7 +59,7 @@ func (c *Config) Fingerprint() Fingerprint {
 		if legacy, later := laterKeys[name]; later && formatValue(v) == legacy {
 			continue
 		}
-		if gate, ok := onlyWith[name]; ok && !byName[gate].get(c).(bool) {
+		if used, ok := onlyWith[name]; ok && !used(c) {
 			continue
 		}
 		if s, ok := v.(string); ok && strings.HasPrefix(name, "path.") && s != "" {

@@ -111,6 +111,12 @@ func newRunner(groups []Group, ev Evaluator, ck Checkpointer, opt Options) (*run
 	if opt.Schedule == kinds.ScheduleDecay && !(opt.DeltaDecay > 0 && opt.DeltaDecay <= 1) {
 		return nil, fmt.Errorf("netadapt: delta_decay %v is outside (0,1]", opt.DeltaDecay)
 	}
+	if opt.MaxGroupCut == 0 {
+		opt.MaxGroupCut = 1
+	}
+	if !(opt.MaxGroupCut > 0 && opt.MaxGroupCut <= 1) {
+		return nil, fmt.Errorf("netadapt: max_group_cut %v is outside (0,1]", opt.MaxGroupCut)
+	}
 	opt.TieBreak = kinds.Or(opt.TieBreak, kinds.TieBreakNone)
 	if _, err := kinds.Parse("tie_break", string(opt.TieBreak), kinds.TieBreaks); err != nil {
 		return nil, fmt.Errorf("netadapt: %w", err)
@@ -211,9 +217,15 @@ func (r *runner) blocks() map[int]int {
 func (r *runner) candidates(st *State) ([]Candidate, int64) {
 	delta := r.delta(st.Iteration + 1)
 	var budget int64
+	var reach map[int]int64
 	if r.opt.Step == kinds.StepMACs {
 		budget = int64(math.Ceil(delta*float64(st.MACs0) - eps))
 		budget = max(1, min(budget, st.MACs-st.Target))
+		if r.opt.MaxGroupCut < 1 {
+			var capped int64
+			reach, capped = r.reach(st)
+			budget = max(1, min(budget, capped))
+		}
 	}
 	var out []Candidate
 	for _, g := range r.groups {
@@ -223,6 +235,9 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 		cur := st.Keep[g.ID]
 		var to int
 		var ok bool
+		if reach != nil && reach[g.ID] < budget {
+			continue // cannot remove the budget within max_group_cut
+		}
 		if r.opt.Step == kinds.StepMACs {
 			to, ok = macsStep(cur, r.unit(g), st.MACs-budget, func(k int) int64 {
 				return r.ev.MACs(withKeep(st.Keep, g.ID, k))
@@ -253,6 +268,57 @@ func (r *runner) candidates(st *State) ([]Candidate, int64) {
 			From: cur, To: to, MACs: m, Keep: keep})
 	}
 	return out, budget
+}
+
+// reach returns, for every group that may be cut, the MACs it removes when
+// it loses the largest share of its channels that MaxGroupCut allows, and
+// the upper median of those: a budget at most half of the groups cannot
+// remove within the limit. Groups that cannot lose a channel within it have
+// reach 0.
+func (r *runner) reach(st *State) (map[int]int64, int64) {
+	out := map[int]int64{}
+	var all []int64
+	for _, g := range r.groups {
+		if r.opt.Exclude[g.ID] {
+			continue
+		}
+		cur, unit := st.Keep[g.ID], r.unit(g)
+		floor := capKeep(cur, unit, r.opt.MaxGroupCut)
+		var m int64
+		if floor < cur {
+			m = st.MACs - r.ev.MACs(withKeep(st.Keep, g.ID, floor))
+		}
+		out[g.ID] = m
+		if m > 0 {
+			all = append(all, m)
+		}
+	}
+	if len(all) == 0 {
+		return out, 0
+	}
+	slices.Sort(all)
+	return out, all[len(all)/2]
+}
+
+// capKeep is the smallest keep count a group of cur channels may reach in one
+// step when it may lose at most share of them: the least multiple of unit
+// (at least unit) that keeps ceil((1−share)·cur) channels, or one unit below
+// cur when the share is less than a unit. It is cur when the group cannot be
+// cut at all.
+func capKeep(cur, unit int, share float64) int {
+	if unit < 1 {
+		unit = 1
+	}
+	need := max(1, int(math.Ceil((1-share)*float64(cur)-eps)))
+	k := max(unit, (need+unit-1)/unit*unit)
+	if k >= cur {
+		// A share smaller than one unit of the group still allows a one-unit
+		// cut, or coarse alf would freeze the group for good.
+		if k = (cur - 1) / unit * unit; k < unit {
+			return cur
+		}
+	}
+	return k
 }
 
 // delta is the step share of iteration (1-based) under the schedule. The
@@ -304,7 +370,7 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 		okCands[j], okResults[j], okAccs[j] = cands[i], results[i], accs[i]
 	}
 	topOK := choose(r.opt.Select, okCands, okAccs, st.Accuracy, st.MACs)
-	top, best := okIdx[topOK], okIdx[breakTie(r.opt.TieBreak, r.opt.Select, okCands, okResults, st.Accuracy, st.MACs, topOK)]
+	top, best := okIdx[topOK], okIdx[breakTie(r.opt.TieBreak, r.opt.Select, okCands, okResults, st.Accuracy, st.MACs, st.Target, topOK)]
 	// Everything was evaluated, but a cancellation that arrives now still
 	// discards the iteration: the caller asked to stop, and nothing of this
 	// iteration has reached the model yet.
@@ -451,11 +517,14 @@ func choose(mode kinds.Select, cands []Candidate, accs []float64, accPrev float6
 // of top's score below it: top's binomial standard error of accuracy, or
 // that divided by top's removed MACs for acc_per_mac (the previous
 // accuracy is a constant of the iteration). Among those, kinds.TieBreakMACs
-// prefers the most MACs removed and kinds.TieBreakLoss the lowest
+// prefers the most MACs removed, counted only down to target (a cut past
+// the target ends the search with MACs it did not need to lose, so in the
+// last iteration every candidate ties on it and the score decides), and
+// kinds.TieBreakLoss the lowest
 // short-term training loss; what remains tied goes to the better score,
 // then to choose's order. With kinds.TieBreakNone, or no sample counts, top
 // wins.
-func breakTie(rule kinds.TieBreak, mode kinds.Select, cands []Candidate, results []Result, accPrev float64, macsPrev int64, top int) int {
+func breakTie(rule kinds.TieBreak, mode kinds.Select, cands []Candidate, results []Result, accPrev float64, macsPrev, target int64, top int) int {
 	if rule != kinds.TieBreakMACs && rule != kinds.TieBreakLoss {
 		return top
 	}
@@ -487,7 +556,8 @@ func breakTie(rule kinds.TieBreak, mode kinds.Select, cands []Candidate, results
 		var better, worse bool
 		switch rule {
 		case kinds.TieBreakMACs:
-			better, worse = cands[i].MACs < cands[best].MACs, cands[i].MACs > cands[best].MACs
+			mi, mb := max(cands[i].MACs, target), max(cands[best].MACs, target)
+			better, worse = mi < mb, mi > mb
 		case kinds.TieBreakLoss:
 			better, worse = results[i].TrainLoss < results[best].TrainLoss, results[i].TrainLoss > results[best].TrainLoss
 		}

@@ -606,6 +606,8 @@ func TestOptionErrors(t *testing.T) {
 		{"select", func(o *Options) { o.Select = "best" }, "select"},
 		{"step", func(o *Options) { o.Step = "flops" }, "step"},
 		{"slots", func(o *Options) { o.Slots = nil }, "slots"},
+		{"max_group_cut above 1", func(o *Options) { o.MaxGroupCut = 1.5 }, "max_group_cut"},
+		{"max_group_cut negative", func(o *Options) { o.MaxGroupCut = -0.5 }, "max_group_cut"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

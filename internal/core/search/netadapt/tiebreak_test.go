@@ -54,24 +54,31 @@ func TestBreakTie(t *testing.T) {
 		mode    kinds.Select
 		results []Result
 		want    int
+		target  int64 // 0: far below every candidate
 	}{
-		{"none keeps the best score", kinds.TieBreakNone, kinds.SelectAcc, res(1000, .900, .5, .905, .4, .895, .3), 1},
-		{"empty rule is none", "", kinds.SelectAcc, res(1000, .900, .5, .905, .4, .895, .3), 1},
-		{"macs: most removed within one SE", kinds.TieBreakMACs, kinds.SelectAcc, res(1000, .900, .5, .905, .4, .895, .3), 0},
-		{"macs: outside one SE does not count", kinds.TieBreakMACs, kinds.SelectAcc, res(1000, .890, .5, .905, .4, .900, .3), 2},
-		{"macs: precise validation leaves no tie", kinds.TieBreakMACs, kinds.SelectAcc, res(1000000, .900, .5, .905, .4, .895, .3), 1},
-		{"macs: no sample counts leaves no tie", kinds.TieBreakMACs, kinds.SelectAcc, res(0, .900, .5, .905, .4, .895, .3), 1},
-		{"loss: lowest loss within one SE", kinds.TieBreakLoss, kinds.SelectAcc, res(1000, .900, .5, .905, .4, .897, .3), 2},
-		{"loss: lowest loss outside one SE does not count", kinds.TieBreakLoss, kinds.SelectAcc, res(1000, .900, .3, .905, .4, .890, .1), 0},
-		{"loss: equal losses go to the better score", kinds.TieBreakLoss, kinds.SelectAcc, res(1000, .900, .2, .905, .2, .897, .2), 1},
-		{"loss: the best also has the lowest loss", kinds.TieBreakLoss, kinds.SelectAcc, res(1000, .900, .5, .905, .1, .897, .3), 1},
+		{"none keeps the best score", kinds.TieBreakNone, kinds.SelectAcc, res(1000, .900, .5, .905, .4, .895, .3), 1, 0},
+		{"empty rule is none", "", kinds.SelectAcc, res(1000, .900, .5, .905, .4, .895, .3), 1, 0},
+		{"macs: most removed within one SE", kinds.TieBreakMACs, kinds.SelectAcc, res(1000, .900, .5, .905, .4, .895, .3), 0, 0},
+		{"macs: outside one SE does not count", kinds.TieBreakMACs, kinds.SelectAcc, res(1000, .890, .5, .905, .4, .900, .3), 2, 0},
+		{"macs: precise validation leaves no tie", kinds.TieBreakMACs, kinds.SelectAcc, res(1000000, .900, .5, .905, .4, .895, .3), 1, 0},
+		{"macs: no sample counts leaves no tie", kinds.TieBreakMACs, kinds.SelectAcc, res(0, .900, .5, .905, .4, .895, .3), 1, 0},
+		{"loss: lowest loss within one SE", kinds.TieBreakLoss, kinds.SelectAcc, res(1000, .900, .5, .905, .4, .897, .3), 2, 0},
+		{"loss: lowest loss outside one SE does not count", kinds.TieBreakLoss, kinds.SelectAcc, res(1000, .900, .3, .905, .4, .890, .1), 0, 0},
+		{"loss: equal losses go to the better score", kinds.TieBreakLoss, kinds.SelectAcc, res(1000, .900, .2, .905, .2, .897, .2), 1, 0},
+		{"loss: the best also has the lowest loss", kinds.TieBreakLoss, kinds.SelectAcc, res(1000, .900, .5, .905, .1, .897, .3), 1, 0},
 		// acc_per_mac from 0.95: −0.005, −0.004, −0.005 per MAC; one SE of
 		// the best is 0.0081/5 ≈ 0.0016 per MAC, so all three are tied.
-		{"acc_per_mac macs", kinds.TieBreakMACs, kinds.SelectAccPerMAC, res(1000, .90, .5, .93, .4, .91, .3), 0},
-		{"acc_per_mac loss", kinds.TieBreakLoss, kinds.SelectAccPerMAC, res(1000, .90, .5, .93, .4, .91, .3), 2},
-		{"acc_per_mac: a precise best stands", kinds.TieBreakMACs, kinds.SelectAccPerMAC, res(100000, .90, .5, .93, .4, .91, .3), 1},
+		{"acc_per_mac macs", kinds.TieBreakMACs, kinds.SelectAccPerMAC, res(1000, .90, .5, .93, .4, .91, .3), 0, 0},
+		{"acc_per_mac loss", kinds.TieBreakLoss, kinds.SelectAccPerMAC, res(1000, .90, .5, .93, .4, .91, .3), 2, 0},
+		{"acc_per_mac: a precise best stands", kinds.TieBreakMACs, kinds.SelectAccPerMAC, res(100000, .90, .5, .93, .4, .91, .3), 1, 0},
 		// Exactly one SE below (0.03 at p=0.9, n=100) is within noise.
-		{"exactly one SE below is tied", kinds.TieBreakMACs, kinds.SelectAcc, res(100, .87, .5, .90, .4, .80, .3), 0},
+		{"exactly one SE below is tied", kinds.TieBreakMACs, kinds.SelectAcc, res(100, .87, .5, .90, .4, .80, .3), 0, 0},
+		// The last step: every candidate reaches the target (95), so removing
+		// more does not count and the best score stands.
+		{"macs: removal past the target does not count", kinds.TieBreakMACs, kinds.SelectAcc, res(1000, .900, .5, .905, .4, .895, .3), 1, 95},
+		// Target 92: candidates 0 and 2 both reach it and tie on removal;
+		// the better score of the two (2) wins over 1, which stops short.
+		{"macs: removal counted down to the target", kinds.TieBreakMACs, kinds.SelectAcc, res(1000, .900, .5, .905, .4, .902, .3), 2, 92},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,7 +87,7 @@ func TestBreakTie(t *testing.T) {
 				accs[i] = r.Accuracy
 			}
 			top := choose(tt.mode, cands, accs, 0.95, 100)
-			if got := breakTie(tt.rule, tt.mode, cands, tt.results, 0.95, 100, top); got != tt.want {
+			if got := breakTie(tt.rule, tt.mode, cands, tt.results, 0.95, 100, tt.target, top); got != tt.want {
 				t.Errorf("breakTie = %d (top %d), want %d", got, top, tt.want)
 			}
 		})
@@ -129,13 +136,23 @@ func TestTieBreakRun(t *testing.T) {
 		}
 		best := rec.Candidates[bestIdx]
 		se := outs[[2]int{rec.Iteration, best.Group}].StdErr()
+		// Removal counts only down to the target: past it, the best score
+		// among the tied wins.
 		minMACs := int64(math.MaxInt64)
 		for _, c := range rec.Candidates {
 			if c.Accuracy >= bestAcc-se {
-				minMACs = min(minMACs, c.MACs)
+				minMACs = min(minMACs, max(c.MACs, st.Target))
 			}
 		}
-		if rec.MACs != minMACs {
+		if rec.MACs <= st.Target {
+			for _, c := range rec.Candidates {
+				if c.MACs <= st.Target && c.Accuracy >= bestAcc-se && c.Accuracy > rec.Accuracy {
+					t.Errorf("iteration %d (the last) kept group %d at %.4f; group %d also reaches the target at %.4f",
+						rec.Iteration, rec.Group, rec.Accuracy, c.Group, c.Accuracy)
+				}
+			}
+		}
+		if max(rec.MACs, st.Target) != minMACs {
 			t.Errorf("iteration %d kept group %d with %d MACs; %d MACs is within one SE (%.4f) of the best", rec.Iteration, rec.Group, rec.MACs, minMACs, se)
 		}
 		if rec.TieBroken != (rec.Group != best.Group) {

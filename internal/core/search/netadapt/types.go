@@ -215,6 +215,15 @@ type Options struct {
 	// DeltaCrop·DeltaDecay^(i−1), DeltaDecay in (0,1].
 	Schedule   kinds.Schedule
 	DeltaDecay float64
+	// MaxGroupCut, under kinds.StepMACs, is the largest share of a group's
+	// current channels one candidate may remove, in (0,1]; 0 means 1 (no
+	// limit). Below 1 the iteration's budget is also capped at the upper
+	// median of what the groups can remove within that share, and a group
+	// that cannot remove the budget within it is not a candidate this
+	// iteration. Without it, a budget larger than most groups hold sends
+	// every such candidate to alf in one step (ResNet-20's inner convs,
+	// 64 → 4), and the search only compares collapses.
+	MaxGroupCut float64
 	// TieBreak is kinds.TieBreakNone (default when empty): the best score
 	// wins. kinds.TieBreakMACs or kinds.TieBreakLoss: among the candidates
 	// whose score is within one standard error of the best (Result.StdErr,
