@@ -192,6 +192,7 @@ type FitResult struct {
 type EvalResult struct {
 	Accuracy float64
 	Loss     float64
+	LossSE   float64 // standard error of Loss (0: unknown)
 	Samples  int
 	Compute  time.Duration // the part spent in forward passes
 }

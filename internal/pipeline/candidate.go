@@ -64,6 +64,8 @@ type CandidateResult struct {
 	BaseDigest string          `json:"base_digest"`
 	Accuracy   float64         `json:"accuracy"` // 0 unless Validate
 	TrainLoss  float64         `json:"train_loss"`
+	ValLoss    float64         `json:"val_loss,omitempty"`    // 0 unless Validate
+	ValLossSE  float64         `json:"val_loss_se,omitempty"` // its standard error
 	Seconds    float64         `json:"seconds"`
 	Timing     CandidateTiming `json:"timing"`
 	// Worker is the broker worker that ran it, as the coordinator saw the
@@ -269,7 +271,7 @@ func finish(ctx context.Context, m engine.Module, t, start time.Time, res Candid
 			m.Close()
 			return res, nil, fmt.Errorf("validation: %w", err)
 		}
-		res.Accuracy = r.Accuracy
+		res.Accuracy, res.ValLoss, res.ValLossSE = r.Accuracy, r.Loss, r.LossSE
 		res.Timing.Eval, res.Timing.EvalCompute = time.Since(t).Seconds(), r.Compute.Seconds()
 	}
 	res.Seconds = time.Since(start).Seconds()

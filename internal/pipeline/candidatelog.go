@@ -45,6 +45,7 @@ func (l *candidateLog) results(rec netadapt.IterationRecord) []summary.Candidate
 			Accuracy: c.Accuracy, Kept: c.Group == rec.Group, Failed: c.Failed}
 		if o, ok := l.out[[2]int{rec.Iteration, c.Group}]; ok {
 			sc.AccuracySE, sc.Samples, sc.TrainLoss = o.StdErr(), o.Samples, o.TrainLoss
+			sc.ValLoss, sc.ValLossSE = o.ValLoss, o.ValLossSE
 			sc.Seconds, sc.Slot = o.Duration.Seconds(), o.SlotName
 		}
 		out = append(out, sc)

@@ -46,7 +46,8 @@ func TestSummaryCandidateResults(t *testing.T) {
 					t.Errorf("iteration %d: kept candidate %+v is not the iteration's winner %+v", it.Iteration, c, it)
 				}
 			}
-			if c.Samples != val.Len() || !(c.AccuracySE > 0) || !(c.TrainLoss > 0) || !(c.Seconds > 0) || c.Slot != "cpu" || len(c.Layers) == 0 {
+			if c.Samples != val.Len() || !(c.AccuracySE > 0) || !(c.TrainLoss > 0) || !(c.Seconds > 0) || c.Slot != "cpu" || len(c.Layers) == 0 ||
+				!(c.ValLoss > 0) || !(c.ValLossSE > 0) {
 				t.Errorf("iteration %d candidate %+v lacks a measurement", it.Iteration, c)
 			}
 		}
@@ -60,5 +61,33 @@ func TestSummaryCandidateResults(t *testing.T) {
 	}
 	if !strings.Contains(string(page), `id="candidates"`) || !strings.Contains(string(page), "±") {
 		t.Error("the report does not show the candidates")
+	}
+}
+
+// select: loss keeps, in every iteration, the candidate with the lowest
+// validation loss (tie_break none), as summary.json records it.
+func TestSelectLossKeepsLowestValLoss(t *testing.T) {
+	base := smallCNN(t)
+	cfg := testConfig(t, kinds.AlgorithmMyPruning)
+	cfg.Select, cfg.TieBreak, cfg.Step, cfg.DeltaCrop = kinds.SelectLoss, kinds.TieBreakNone, kinds.StepMACs, 0.1
+	r := newRun(t, cfg, fake.New(base), mnistData(t))
+	if err := r.Execute(context.Background(), &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	s := readSummary(t, filepath.Join(r.RunDir, "summary.json"))
+	if len(s.Iterations) == 0 {
+		t.Fatal("no iterations")
+	}
+	for _, it := range s.Iterations {
+		var kept, lowest float64 = math.NaN(), math.Inf(1)
+		for _, c := range it.Results {
+			lowest = min(lowest, c.ValLoss)
+			if c.Kept {
+				kept = c.ValLoss
+			}
+		}
+		if kept != lowest {
+			t.Errorf("iteration %d kept a candidate with validation loss %v; the lowest is %v", it.Iteration, kept, lowest)
+		}
 	}
 }

@@ -179,7 +179,8 @@ func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate
 	if m != nil {
 		m.Close()
 	}
-	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.cval.Len(), TrainLoss: res.TrainLoss, Worker: res.Worker}, nil
+	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.cval.Len(), TrainLoss: res.TrainLoss,
+		ValLoss: res.ValLoss, ValLossSE: res.ValLossSE, Worker: res.Worker}, nil
 }
 
 // Commit makes the winner current: the fine-tuned candidate itself when

@@ -58,7 +58,7 @@ type MyPruningOptions struct {
 	P         float64      // fraction of MACs to remove, in (0,1)
 	DeltaCrop float64      // step size, in (0,1)
 	Alf       int          // kept counts are multiples of Alf, never below it
-	Select    kinds.Select // kinds.SelectAcc (default) or kinds.SelectAccPerMAC
+	Select    kinds.Select // kinds.SelectAcc (default), kinds.SelectAccPerMAC or kinds.SelectLoss
 	Step      kinds.Step   // kinds.StepChannels (default) or kinds.StepMACs
 	ResizeAlf bool
 	// Schedule and DeltaDecay are netadapt's step schedule (default:

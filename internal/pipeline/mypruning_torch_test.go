@@ -132,6 +132,13 @@ func TestAcceptance(t *testing.T) {
 			defer func() { afterCommit = nil }()
 			var iters []int
 			o.Hooks.OnIteration = func(rec netadapt.IterationRecord) { iters = append(iters, rec.Iteration) }
+			// Every candidate reports the validation loss and its standard
+			// error (select: loss chooses on them).
+			o.Hooks.OnCandidate = func(oc netadapt.Outcome) {
+				if oc.Err == nil && (!(oc.ValLoss > 0) || !(oc.ValLossSE > 0) || oc.ValLossSE > oc.ValLoss) {
+					t.Errorf("candidate of group %d: validation loss %v ± %v", oc.Candidate.Group, oc.ValLoss, oc.ValLossSE)
+				}
+			}
 			t0 := time.Now()
 			res, err := MyPruning(context.Background(), torchengine.Engine{}, torchengine.FromAnalyzed(am), tr, val, o)
 			if err != nil {

@@ -248,7 +248,7 @@ func (m *Module) Evaluate(ctx context.Context, split *data.Split, batch int) (en
 	if err != nil {
 		return engine.EvalResult{}, err
 	}
-	return engine.EvalResult{Accuracy: r.Accuracy, Loss: r.Loss, Samples: r.Samples, Compute: r.Compute}, nil
+	return engine.EvalResult{Accuracy: r.Accuracy, Loss: r.Loss, LossSE: r.LossSE, Samples: r.Samples, Compute: r.Compute}, nil
 }
 
 // RecalibrateBN re-estimates the BatchNorm statistics.

@@ -316,7 +316,7 @@ var keys = []*spec{
 		help: "measure the original's and the pruned model's forward latency side by side for the report (costs some forwards of each)",
 		get:  func(c *Config) any { return c.Latency }, set: func(c *Config, v any) { c.Latency = v.(bool) }},
 	{name: "select", flag: "select", kind: kEnum, enum: kinds.Names(kinds.Selects), def: string(kinds.SelectAcc),
-		help: "my_pruning keeps the candidate with the best acc or acc_per_mac",
+		help: "my_pruning keeps the candidate with the best acc, acc_per_mac, or the lowest validation loss (loss)",
 		get:  func(c *Config) any { return string(c.Select) }, set: func(c *Config, v any) { c.Select = kinds.Select(v.(string)) }},
 	{name: "step", flag: "step", kind: kEnum, enum: kinds.Names(kinds.Steps), def: string(kinds.StepMACs),
 		help: "delta_crop is a share of a group's channels or of the model's MACs",

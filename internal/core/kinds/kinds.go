@@ -57,10 +57,15 @@ const (
 	// MAC removed, (acc − acc_prev)/(macs_prev − macs_cand), i.e. the
 	// smallest drop per MAC; ties as for SelectAcc.
 	SelectAccPerMAC Select = "acc_per_mac"
+	// SelectLoss keeps the candidate with the lowest validation loss (mean
+	// cross-entropy): near saturation, accuracy on a small validation set
+	// counts a handful of errors, while the loss sees every sample's
+	// confidence. Ties as for SelectAcc.
+	SelectLoss Select = "loss"
 )
 
 // Selects lists the selection rules, the default first.
-var Selects = []Select{SelectAcc, SelectAccPerMAC}
+var Selects = []Select{SelectAcc, SelectAccPerMAC, SelectLoss}
 
 // Step is my_pruning's step size rule (the `step` key).
 type Step string

@@ -9,7 +9,7 @@ func TestParse(t *testing.T) {
 	if c, err := Parse("criterion", "L2Norm", Criteria); err != nil || c != L2Norm {
 		t.Errorf("Parse(L2Norm) = %v, %v", c, err)
 	}
-	if _, err := Parse("select", "best", Selects); err == nil || !strings.Contains(err.Error(), `unknown select "best" (want acc or acc_per_mac)`) {
+	if _, err := Parse("select", "best", Selects); err == nil || !strings.Contains(err.Error(), `unknown select "best" (want acc or acc_per_mac or loss)`) {
 		t.Errorf("Parse(best) error = %v", err)
 	}
 	if Or(Step(""), StepChannels) != StepChannels || Or(StepMACs, StepChannels) != StepMACs {

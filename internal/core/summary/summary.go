@@ -58,8 +58,13 @@ type Candidate struct {
 	AccuracySE float64 `json:"accuracy_se,omitempty"`
 	Samples    int     `json:"samples,omitempty"`
 	TrainLoss  float64 `json:"train_loss,omitempty"` // mean loss of the short-term fine-tune
-	Seconds    float64 `json:"seconds,omitempty"`    // evaluation wall time on its slot
-	Slot       string  `json:"slot,omitempty"`       // the cart slot that ran it
+	// ValLoss is the mean validation loss (cross-entropy) behind Accuracy,
+	// ValLossSE its standard error from the spread of the batch means:
+	// what select: loss compares.
+	ValLoss   float64 `json:"val_loss,omitempty"`
+	ValLossSE float64 `json:"val_loss_se,omitempty"`
+	Seconds   float64 `json:"seconds,omitempty"` // evaluation wall time on its slot
+	Slot      string  `json:"slot,omitempty"`    // the cart slot that ran it
 	// Worker is "host:pid/slot" of the broker worker that ran it (omitted
 	// on the direct path and for results reused from an earlier run).
 	Worker string `json:"worker,omitempty"`

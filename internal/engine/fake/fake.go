@@ -272,7 +272,12 @@ func (m *Module) Evaluate(_ context.Context, split *data.Split, _ int) (engine.E
 	if split != nil {
 		n = split.Len()
 	}
-	return engine.EvalResult{Accuracy: acc, Loss: 1 - acc, Samples: n}, nil
+	// The loss mirrors the accuracy, with the accuracy's binomial noise.
+	var se float64
+	if n > 0 {
+		se = math.Sqrt(acc * (1 - acc) / float64(n))
+	}
+	return engine.EvalResult{Accuracy: acc, Loss: 1 - acc, LossSE: se, Samples: n}, nil
 }
 
 // RecalibrateBN counts the re-estimation; the fake has no BatchNorm

@@ -257,8 +257,11 @@ func RecalibrateBN(ctx context.Context, m *torch.Module, split *data.Split, batc
 
 // EvalResult is the accuracy and mean loss on a split.
 type EvalResult struct {
-	Accuracy float64       `json:"accuracy"`
-	Loss     float64       `json:"loss"`
+	Accuracy float64 `json:"accuracy"`
+	Loss     float64 `json:"loss"`
+	// LossSE is the standard error of Loss, estimated from the spread of
+	// the batches' mean losses (0 with a single batch).
+	LossSE   float64       `json:"-"`
 	Samples  int           `json:"samples"`
 	PerClass []ClassResult `json:"-"`
 	// Compute is the time spent in the bridge's forward passes; the rest
@@ -293,6 +296,7 @@ func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize
 		per[i].Class = c
 	}
 	var lossSum float64
+	var batchMeans []float64
 	var correct, n int
 	var compute time.Duration
 	preds := make([]int64, batchSize)
@@ -319,6 +323,7 @@ func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize
 			return EvalResult{}, fmt.Errorf("eval: %w", err)
 		}
 		lossSum += l
+		batchMeans = append(batchMeans, l/float64(b.N))
 		correct += int(c)
 		n += b.N
 		for i := 0; i < b.N; i++ {
@@ -338,5 +343,25 @@ func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize
 			per[i].Accuracy = float64(per[i].Correct) / float64(per[i].Samples)
 		}
 	}
-	return EvalResult{Accuracy: float64(correct) / float64(n), Loss: lossSum / float64(n), Samples: n, PerClass: per, Compute: compute}, nil
+	return EvalResult{Accuracy: float64(correct) / float64(n), Loss: lossSum / float64(n), LossSE: meanSE(batchMeans),
+		Samples: n, PerClass: per, Compute: compute}, nil
+}
+
+// meanSE is the standard error of the mean of v, sd(v)/sqrt(len(v)): with
+// equal batches, the batch means' spread estimates the whole mean's noise
+// without a per-sample loss from the bridge.
+func meanSE(v []float64) float64 {
+	if len(v) < 2 {
+		return 0
+	}
+	var mu float64
+	for _, x := range v {
+		mu += x
+	}
+	mu /= float64(len(v))
+	var ss float64
+	for _, x := range v {
+		ss += (x - mu) * (x - mu)
+	}
+	return math.Sqrt(ss / float64(len(v)-1) / float64(len(v)))
 }

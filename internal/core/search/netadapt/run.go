@@ -362,14 +362,14 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 		return nil, IterationRecord{}, fmt.Errorf("iteration %d: every candidate failed (group %d: %s)", st.Iteration+1, cands[0].Group, failed[0])
 	}
 	okCands, okResults, accs := make([]Candidate, len(okIdx)), make([]Result, len(okIdx)), make([]float64, len(results))
-	okAccs := make([]float64, len(okIdx))
+	okScores := make([]float64, len(okIdx))
 	for i, res := range results {
 		accs[i] = res.Accuracy
 	}
 	for j, i := range okIdx {
-		okCands[j], okResults[j], okAccs[j] = cands[i], results[i], accs[i]
+		okCands[j], okResults[j], okScores[j] = cands[i], results[i], measure(r.opt.Select, results[i])
 	}
-	topOK := choose(r.opt.Select, okCands, okAccs, st.Accuracy, st.MACs)
+	topOK := choose(r.opt.Select, okCands, okScores, st.Accuracy, st.MACs)
 	top, best := okIdx[topOK], okIdx[breakTie(r.opt.TieBreak, r.opt.Select, okCands, okResults, st.Accuracy, st.MACs, st.Target, topOK)]
 	// Everything was evaluated, but a cancellation that arrives now still
 	// discards the iteration: the caller asked to stop, and nothing of this
@@ -448,9 +448,12 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, []s
 					err = fmt.Errorf("accuracy %v is not a finite number", res.Accuracy)
 				case res.Samples < 0 || !finite(res.TrainLoss):
 					err = fmt.Errorf("%d validation samples, training loss %v", res.Samples, res.TrainLoss)
+				case !finite(res.ValLoss) || !finite(res.ValLossSE):
+					err = fmt.Errorf("validation loss %v ± %v is not a finite number", res.ValLoss, res.ValLossSE)
 				}
 				o := Outcome{Candidate: c, Slot: slot, SlotName: r.opt.Slots[slot], Accuracy: res.Accuracy,
-					Samples: res.Samples, TrainLoss: res.TrainLoss, Worker: res.Worker, Duration: time.Since(t0), Err: err}
+					Samples: res.Samples, TrainLoss: res.TrainLoss, ValLoss: res.ValLoss, ValLossSE: res.ValLossSE,
+					Worker: res.Worker, Duration: time.Since(t0), Err: err}
 				r.hook(func() {
 					if r.opt.OnCandidate != nil {
 						r.opt.OnCandidate(o)
@@ -485,9 +488,19 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, []s
 	return results, failed, nil
 }
 
-// choose returns the index of the winning candidate. cands is in group-id
-// order, and the comparison is total, so the choice does not depend on the
-// order results arrived in.
+// measure is what the selection rule compares of a result, higher being
+// better: the accuracy, or minus the validation loss for kinds.SelectLoss.
+func measure(mode kinds.Select, r Result) float64 {
+	if mode == kinds.SelectLoss {
+		return -r.ValLoss
+	}
+	return r.Accuracy
+}
+
+// choose returns the index of the winning candidate; accs[i] is
+// measure(mode, ·) of candidate i. cands is in group-id order, and the
+// comparison is total, so the choice does not depend on the order results
+// arrived in.
 func choose(mode kinds.Select, cands []Candidate, accs []float64, accPrev float64, macsPrev int64) int {
 	score := func(i int) float64 {
 		if mode == kinds.SelectAccPerMAC {
@@ -514,9 +527,10 @@ func choose(mode kinds.Select, cands []Candidate, accs []float64, accPrev float6
 
 // breakTie applies the tie-break rule to the plain winner top. A candidate
 // is within noise of top when its score is no more than one standard error
-// of top's score below it: top's binomial standard error of accuracy, or
+// of top's score below it: top's binomial standard error of accuracy,
 // that divided by top's removed MACs for acc_per_mac (the previous
-// accuracy is a constant of the iteration). Among those, kinds.TieBreakMACs
+// accuracy is a constant of the iteration), or top's Result.ValLossSE for
+// loss. Among those, kinds.TieBreakMACs
 // prefers the most MACs removed, counted only down to target (a cut past
 // the target ends the search with MACs it did not need to lose, so in the
 // last iteration every candidate ties on it and the score decides), and
@@ -532,11 +546,14 @@ func breakTie(rule kinds.TieBreak, mode kinds.Select, cands []Candidate, results
 		if mode == kinds.SelectAccPerMAC {
 			return (results[i].Accuracy - accPrev) / float64(macsPrev-cands[i].MACs)
 		}
-		return results[i].Accuracy
+		return measure(mode, results[i])
 	}
 	se := results[top].StdErr()
-	if mode == kinds.SelectAccPerMAC {
+	switch mode {
+	case kinds.SelectAccPerMAC:
 		se /= float64(macsPrev - cands[top].MACs)
+	case kinds.SelectLoss:
+		se = results[top].ValLossSE
 	}
 	if !(se > 0) {
 		return top
@@ -546,7 +563,7 @@ func breakTie(rule kinds.TieBreak, mode kinds.Select, cands []Candidate, results
 	floor := score(top) - se*(1+1e-9)
 	accs := make([]float64, len(results))
 	for i, r := range results {
-		accs[i] = r.Accuracy
+		accs[i] = measure(mode, r)
 	}
 	best := top
 	for i := range cands {

@@ -178,3 +178,48 @@ func TestTieBreakOptionError(t *testing.T) {
 		t.Errorf("err = %v, want one naming tie_break", err)
 	}
 }
+
+// select loss: the lowest validation loss wins whatever the accuracies say,
+// and the tie-break's noise is the loss's own standard error.
+func TestSelectLoss(t *testing.T) {
+	cands := []Candidate{
+		{Group: 0, MACs: 90}, // removes 10
+		{Group: 1, MACs: 95}, // removes 5
+		{Group: 2, MACs: 92}, // removes 8
+	}
+	res := []Result{
+		{Accuracy: .97, Samples: 1000, ValLoss: 0.110, ValLossSE: 0.004},
+		{Accuracy: .96, Samples: 1000, ValLoss: 0.100, ValLossSE: 0.004},
+		{Accuracy: .98, Samples: 1000, ValLoss: 0.130, ValLossSE: 0.004},
+	}
+	scores := make([]float64, len(res))
+	for i, r := range res {
+		scores[i] = measure(kinds.SelectLoss, r)
+	}
+	top := choose(kinds.SelectLoss, cands, scores, 0.97, 100)
+	if top != 1 {
+		t.Fatalf("choose = %d, want 1 (the lowest loss, not the best accuracy)", top)
+	}
+	if got := breakTie(kinds.TieBreakNone, kinds.SelectLoss, cands, res, 0.97, 100, 0, top); got != 1 {
+		t.Errorf("tie_break none = %d, want 1", got)
+	}
+	// 0.110 is 2.5 SE above 0.100: not within noise, so the macs rule keeps 1.
+	if got := breakTie(kinds.TieBreakMACs, kinds.SelectLoss, cands, res, 0.97, 100, 0, top); got != 1 {
+		t.Errorf("tie_break macs with a precise loss = %d, want 1", got)
+	}
+	// With a noisier loss (SE 0.012) 0 is within one SE of 1 (2 is not), and
+	// it removes more MACs.
+	for i := range res {
+		res[i].ValLossSE = 0.012
+	}
+	if got := breakTie(kinds.TieBreakMACs, kinds.SelectLoss, cands, res, 0.97, 100, 0, top); got != 0 {
+		t.Errorf("tie_break macs with a noisy loss = %d, want 0 (most MACs removed within one SE)", got)
+	}
+	// Unknown SE: no tie-break.
+	for i := range res {
+		res[i].ValLossSE = 0
+	}
+	if got := breakTie(kinds.TieBreakMACs, kinds.SelectLoss, cands, res, 0.97, 100, 0, top); got != 1 {
+		t.Errorf("tie_break macs without an SE = %d, want 1", got)
+	}
+}

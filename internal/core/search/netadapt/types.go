@@ -68,6 +68,9 @@ type Result struct {
 	// TrainLoss is the mean training loss of the short-term fine-tune (0
 	// without one).
 	TrainLoss float64
+	// ValLoss is the mean validation loss behind Accuracy, and ValLossSE
+	// its standard error (0: unknown). kinds.SelectLoss chooses on them.
+	ValLoss, ValLossSE float64
 	// Worker names where the candidate ran when that is not simply the
 	// slot (a broker worker, "host:pid/slot"); "" otherwise. For the
 	// progress display only: it is kept out of the history.
@@ -95,6 +98,8 @@ type Outcome struct {
 	Accuracy  float64
 	Samples   int     // validation samples behind Accuracy (Result.Samples)
 	TrainLoss float64 // short-term training loss (Result.TrainLoss)
+	ValLoss   float64 // Result.ValLoss
+	ValLossSE float64 // Result.ValLossSE
 	Worker    string  // Result.Worker
 	Duration  time.Duration
 	Err       error // nil on success; the context's error for a candidate cut short
@@ -208,7 +213,7 @@ type Options struct {
 	P         float64      // fraction of MACs to remove, in (0,1)
 	DeltaCrop float64      // step size, in (0,1); see Step
 	Alf       int          // kept counts are multiples of Alf, never below it; >= 1
-	Select    kinds.Select // kinds.SelectAcc (default when empty) or kinds.SelectAccPerMAC
+	Select    kinds.Select // kinds.SelectAcc (default when empty), kinds.SelectAccPerMAC or kinds.SelectLoss
 	Step      kinds.Step   // kinds.StepChannels (default when empty) or kinds.StepMACs
 	// Schedule is kinds.ScheduleConstant (default when empty) or
 	// kinds.ScheduleDecay: iteration i then steps by
