@@ -70,7 +70,11 @@ const (
 	qualityMethodMP     = "my_pruning"
 	qualityMethodL2     = "L2Norm"
 	qualityMethodGlobal = "L2Norm --global"
-	qualityBatch        = 64
+	// qualityMethodBase is my_pruning as an older gopruner binary
+	// (-quality-baseline) runs it with its own defaults: the "today's main"
+	// of the search's wall-time goal.
+	qualityMethodBase = "my_pruning (baseline binary, its defaults)"
+	qualityBatch      = 64
 )
 
 // qualitySetup writes the demo's data set (the bundled MNIST sample split
@@ -248,13 +252,13 @@ func jsonLast(out []byte, v any) error {
 	return err
 }
 
-// binaryDigest identifies the gopruner build, so that a run is reused only
+// binaryDigest identifies a gopruner build, so that a run is reused only
 // when the same binary would repeat it.
-func (b *bench) binaryDigest() (string, error) {
-	if b.binDigest != "" {
-		return b.binDigest, nil
+func (b *bench) binaryDigest(bin string) (string, error) {
+	if d, ok := b.binDigest[bin]; ok {
+		return d, nil
 	}
-	f, err := os.Open(b.o.bin)
+	f, err := os.Open(bin)
 	if err != nil {
 		return "", err
 	}
@@ -263,14 +267,21 @@ func (b *bench) binaryDigest() (string, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err
 	}
-	b.binDigest = hex.EncodeToString(h.Sum(nil))
-	return b.binDigest, nil
+	if b.binDigest == nil {
+		b.binDigest = map[string]string{}
+	}
+	b.binDigest[bin] = hex.EncodeToString(h.Sum(nil))
+	return b.binDigest[bin], nil
 }
 
 // qualityPrune runs (or reuses) one prune of benchmark 9.
 // pv names the run; target is the P it prunes to.
 func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed int, method string, stepsPerEpoch int) (*qualityRun, error) {
-	tag := map[string]string{qualityMethodMP: "mp", qualityMethodL2: "l2", qualityMethodGlobal: "l2g"}[method]
+	tag := map[string]string{qualityMethodMP: "mp", qualityMethodL2: "l2", qualityMethodGlobal: "l2g", qualityMethodBase: "base"}[method]
+	bin := b.o.bin
+	if method == qualityMethodBase {
+		bin = b.o.qualityBaseline
+	}
 	name := fmt.Sprintf("%s_p%02d_s%d_%s", m.Name, int(math.Round(pv*100)), seed, tag)
 	if method == qualityMethodMP && b.o.qualityMP != "" {
 		// Each my_pruning configuration keeps its own run directory.
@@ -278,7 +289,7 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		name += "_" + hex.EncodeToString(h[:4])
 	}
 	dir := filepath.Join(b.o.out, "quality")
-	args := []string{b.o.bin, "prune", "--model", m.Path, "--dataset", ds, "--input-shape", "1,1,28,28",
+	args := []string{bin, "prune", "--model", m.Path, "--dataset", ds, "--input-shape", "1,1,28,28",
 		"--mean", "0.5", "--std", "0.5", "--batch-size", fmt.Sprint(qualityBatch), "--lr", "0.02", "--cosine", "--momentum", "0.9",
 		"--alf", "4", "--seed", fmt.Sprint(seed), "--threads", "2", "--P", strconv.FormatFloat(target, 'f', 6, 64),
 		"--long-epochs", fmt.Sprint(b.o.qualityLong), "--log-format", "json",
@@ -291,8 +302,10 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		args = append(args, "--algorithm", "L2Norm", "--finetune")
 	case qualityMethodGlobal:
 		args = append(args, "--algorithm", "L2Norm", "--finetune", "--global")
+	case qualityMethodBase:
+		args = append(args, "--algorithm", "my_pruning")
 	}
-	digest, err := b.binaryDigest()
+	digest, err := b.binaryDigest(bin)
 	if err != nil {
 		return nil, err
 	}
@@ -329,15 +342,15 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 			return nil, err
 		}
 	}
-	if q.Summary.TestAccAfter == nil {
+	if q.Summary.TestAccAfter == nil && method != qualityMethodBase { // older binaries did not evaluate test
 		return nil, fmt.Errorf("%s: summary.json has no test_acc_after (the data set's test split is missing?)", name)
 	}
 	if q.Test10k, err = b.evalTest10k(filepath.Join(dir, "pruned", name+".pt")); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	q.TrainSteps = b.o.qualityLong * stepsPerEpoch
-	if method == qualityMethodMP {
-		short, err := b.defaultShortSteps()
+	if method == qualityMethodMP || method == qualityMethodBase {
+		short, err := b.defaultShortSteps(bin)
 		if err != nil {
 			return nil, err
 		}
@@ -355,21 +368,28 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 
 // defaultShortSteps is short_term_steps as the binary defaults it, for
 // counting the fine-tune steps of runs that do not set it.
-func (b *bench) defaultShortSteps() (int, error) {
-	if b.shortSteps > 0 {
-		return b.shortSteps, nil
+func (b *bench) defaultShortSteps(bin string) (int, error) {
+	if n, ok := b.shortSteps[bin]; ok {
+		return n, nil
 	}
-	out, err := exec.Command(b.o.bin, "config", "--print").Output()
+	out, err := exec.Command(bin, "config", "--print").Output()
 	if err != nil {
-		return 0, fmt.Errorf("%s config --print: %w", b.o.bin, err)
+		return 0, fmt.Errorf("%s config --print: %w", bin, err)
 	}
 	for _, l := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(l); len(f) >= 3 && f[0] == "short_term_steps" && f[1] == "=" {
-			b.shortSteps, err = strconv.Atoi(f[2])
-			return b.shortSteps, err
+			n, err := strconv.Atoi(f[2])
+			if err != nil {
+				return 0, err
+			}
+			if b.shortSteps == nil {
+				b.shortSteps = map[string]int{}
+			}
+			b.shortSteps[bin] = n
+			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("%s config --print names no short_term_steps", b.o.bin)
+	return 0, fmt.Errorf("%s config --print names no short_term_steps", bin)
 }
 
 func (b *bench) quality(s *section) error {
@@ -422,6 +442,17 @@ func (b *bench) quality(s *section) error {
 					}
 				}
 			}
+			var base *qualityRun
+			if b.o.qualityBaseline != "" {
+				// Seed 1 only: the baseline is slow, and it is there for its
+				// wall time; it prunes to seed 1's my_pruning target.
+				q, err := b.qualityPrune(m, ds, pv, byMethod[qualityMethodMP][0].Target, 1, qualityMethodBase, stepsPerEpoch)
+				if err != nil {
+					return err
+				}
+				runs = append(runs, q)
+				base = q
+			}
 			t := s.addTable(fmt.Sprintf("%s, P=%.2f (my_pruning: to the lower MACs of the two one-shot runs), %d seeds, long-term fine-tune %d epoch(s) for every method; my_pruning: %s",
 				m.Name, pv, b.o.qualitySeeds, b.o.qualityLong, orDefault(b.o.qualityMP)),
 				"method", "MACs ratio (worst seed)", "TEST 10k acc (mean ± sd)", "test acc 1k (mean)", "val acc (mean)", "fine-tune steps (mean)", "wall (mean)", "per seed: TEST 10k acc")
@@ -441,6 +472,17 @@ func (b *bench) quality(s *section) error {
 				mu, sd := meanSD(test)
 				t.add(method, fmt.Sprintf("%.3f", slices.Max(macs)), fmt.Sprintf("%.2f%% ± %.2f", 100*mu, 100*sd),
 					fmt.Sprintf("%.2f%%", 100*mean(test1k)), fmt.Sprintf("%.2f%%", 100*mean(val)), fmt.Sprintf("%.0f", mean(steps)), secs(mean(wall)), strings.Join(per, ", "))
+			}
+			if base != nil {
+				t1k := "-"
+				if base.Summary.TestAccAfter != nil {
+					t1k = fmt.Sprintf("%.2f%%", 100*deref(base.Summary.TestAccAfter))
+				}
+				t.add(qualityMethodBase+" "+base.Binary[:8], fmt.Sprintf("%.3f", base.macsRatio()), fmt.Sprintf("%.2f%% (seed 1)", 100*base.testAcc()),
+					t1k, fmt.Sprintf("%.2f%%", 100*deref(base.Summary.AccAfter)), fmt.Sprint(base.TrainSteps), secs(base.WallS), fmt.Sprintf("%.2f", 100*base.testAcc()))
+				mp1 := byMethod[qualityMethodMP][0]
+				s.note("%s P=%.2f: my_pruning wall / the baseline binary's my_pruning wall (%s, its defaults), seed 1 = %.2f× (goal ≤ 0.5×); TEST 10k %+.2f points",
+					m.Name, pv, base.Binary[:8], mp1.WallS/base.WallS, 100*(mp1.testAcc()-base.testAcc()))
 			}
 			// Paired by seed: the same seed drives each method's fine-tune order.
 			mp := byMethod[qualityMethodMP]

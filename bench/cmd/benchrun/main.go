@@ -84,6 +84,9 @@ type options struct {
 	// qualityReuseArgs reuses benchmark 9's runs by their arguments alone,
 	// whatever binary made them (results.json names it per run).
 	qualityReuseArgs bool
+	// qualityBaseline is an older gopruner binary whose my_pruning, with
+	// its own defaults, benchmark 9 runs once per model and P (seed 1).
+	qualityBaseline string
 }
 
 func main() {
@@ -120,6 +123,7 @@ func main() {
 	flag.IntVar(&o.qualityLong, "quality-long-epochs", 1, "search-quality benchmark: long-term fine-tune epochs of every method")
 	flag.StringVar(&o.qualityMP, "quality-mp", "", "search-quality benchmark: extra my_pruning flags (default: gopruner's defaults)")
 	flag.IntVar(&o.qualityPretrain, "quality-pretrain-epochs", 8, "search-quality benchmark: epochs that train ResNet-20 to convergence before pruning")
+	flag.StringVar(&o.qualityBaseline, "quality-baseline", "", "search-quality benchmark: an older gopruner binary whose my_pruning (with its own defaults) runs once per model and P, seed 1, for the wall-time comparison (e.g. main before issue 14, built in a git worktree)")
 	flag.BoolVar(&o.qualityReuseArgs, "quality-reuse-args", false, "search-quality benchmark: reuse earlier runs with the same arguments even when another gopruner binary made them (results.json names each run's binary)")
 	flag.Parse()
 	o.only = map[int]bool{}
@@ -156,8 +160,8 @@ type bench struct {
 	start      time.Time
 	prunes     map[string]*pruneRun // by key, see prune()
 	trained    string               // the fine-tuned demo CNN from benchmark 3 ("" if none)
-	binDigest  string               // sha256 of the gopruner binary (benchmark 9's reuse key)
-	shortSteps int                  // the binary's default short_term_steps (benchmark 9), once read
+	binDigest  map[string]string    // sha256 of each gopruner binary (benchmark 9's reuse key)
+	shortSteps map[string]int       // each binary's default short_term_steps (benchmark 9), once read
 	mnist      string               // the exported MNIST subset
 }
 
