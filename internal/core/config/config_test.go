@@ -647,7 +647,7 @@ func TestDefaults(t *testing.T) {
 	assertSameSettings(t, c, d)
 	if c.Algorithm != kinds.AlgorithmMyPruning || c.P != 0.5 || c.Alf != 1 || c.DeltaCrop != 0.2 || c.Criterion != kinds.TaylorFOWeight ||
 		!c.Finetune || c.Select != kinds.SelectAcc || c.Step != kinds.StepMACs || c.ShortTermSteps != 20 || c.LongTermEpochs != 1 ||
-		!c.CommonBatches || c.BNBatches != 5 || c.TieBreak != kinds.TieBreakMACs ||
+		!c.CommonBatches || c.BNBatches != 5 || c.TieBreak != kinds.TieBreakNone ||
 		c.TaylorBatches != 10 || c.Train.Epochs != 1 || c.Train.LR != 0.01 || c.Train.Momentum != 0.9 || c.Train.WeightDecay != 5e-4 ||
 		c.Train.Optimizer != OptimizerSGD || c.Train.BatchSize != 32 || c.ValFraction != 0.1 || c.Device != "cpu" ||
 		c.Path.ExpSave != "exp_save" || c.LogLevel != "info" || c.LogFormat != LogFormatText || !reflect.DeepEqual(c.Cart, []Slot{SlotCPU}) {
@@ -780,7 +780,7 @@ func TestFingerprintLaterKeys(t *testing.T) {
 // key's default unless the default changed on purpose (those then appear in
 // a fresh run's fingerprint, so an older checkpoint is refused).
 func TestLaterKeysLegacyValues(t *testing.T) {
-	changed := map[string]bool{"common_batches": true, "bn_batches": true, "tie_break": true, "max_group_cut": true}
+	changed := map[string]bool{"common_batches": true, "bn_batches": true, "max_group_cut": true}
 	for name, legacy := range laterKeys {
 		k, ok := byName[name]
 		if !ok {

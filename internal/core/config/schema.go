@@ -336,7 +336,7 @@ var keys = []*spec{
 	{name: "bn_batches", flag: "bn-batches", kind: kInt, def: 5, check: intAtLeast(0),
 		help: "re-estimate BatchNorm statistics on this many training batches after each my_pruning cut, before the short-term fine-tune and validation (0: off)",
 		get:  func(c *Config) any { return c.BNBatches }, set: func(c *Config, v any) { c.BNBatches = v.(int) }},
-	{name: "tie_break", flag: "tie-break", kind: kEnum, enum: kinds.Names(kinds.TieBreaks), def: string(kinds.TieBreakMACs),
+	{name: "tie_break", flag: "tie-break", kind: kEnum, enum: kinds.Names(kinds.TieBreaks), def: string(kinds.TieBreakNone),
 		help: "among my_pruning candidates within one standard error of the best: none, most MACs removed (macs) or lowest training loss (loss)",
 		get:  func(c *Config) any { return string(c.TieBreak) }, set: func(c *Config, v any) { c.TieBreak = kinds.TieBreak(v.(string)) }},
 	{name: "target", flag: "target", kind: kEnum, enum: kinds.Names(kinds.Targets), def: string(kinds.TargetMACs),
