@@ -765,6 +765,16 @@ func TestFingerprintLaterKeys(t *testing.T) {
 	if err := CheckResume(saved, idle); err != nil {
 		t.Errorf("temperature and weight without distill refused: %v", err)
 	}
+	// max_group_cut shapes step macs candidates only: a search that steps
+	// by channels resumes whatever it is set to.
+	chans := mustLoad(t, oldStyle, nil, "--step", "channels")
+	if err := CheckResume(chans.Fingerprint(), mustLoad(t, oldStyle, nil, "--step", "channels", "--max-group-cut", "0.25")); err != nil {
+		t.Errorf("max_group_cut changed under step channels refused: %v", err)
+	}
+	macs := mustLoad(t, oldStyle, nil, "--step", "macs")
+	if err := CheckResume(macs.Fingerprint(), mustLoad(t, oldStyle, nil, "--step", "macs", "--max-group-cut", "0.25")); !errors.As(err, &e) || e.Key != "max_group_cut" {
+		t.Errorf("max_group_cut 0.5 then 0.25 under step macs: err = %v", err)
+	}
 	// The candidates' validation subset decides which candidate wins.
 	for _, args := range [][]string{{"--eval-samples", "500"}, {"--tie-break", "loss"}, {"--common-batches=false"}} {
 		c := mustLoad(t, oldStyle, nil, args...)
