@@ -114,18 +114,8 @@ func (b *bench) qualitySetup() (string, []qualityModel, error) {
 	}
 	for i := range models {
 		for _, split := range []string{"val", "test"} {
-			p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.bin, "eval", "--model", models[i].Path, "--dataset", ds,
-				"--input-shape", "1,1,28,28", "--mean", "0.5", "--std", "0.5", "--split", split, "--json")
-			if err == nil {
-				err = p.ok()
-			}
+			ev, err := b.evalMNIST(5*time.Minute, models[i].Path, ds, split)
 			if err != nil {
-				return "", nil, fmt.Errorf("eval %s: %w", models[i].Name, err)
-			}
-			var ev struct {
-				Accuracy float64 `json:"accuracy"`
-			}
-			if err := jsonLast(p.Stdout, &ev); err != nil {
 				return "", nil, fmt.Errorf("eval %s: %w", models[i].Name, err)
 			}
 			if split == "val" {
@@ -167,12 +157,10 @@ func writeTest10k(dir string) error {
 // is cached beside the model, keyed by the model file's sha256, so reused
 // runs are not evaluated again.
 func (b *bench) evalTest10k(model string) (float64, error) {
-	raw, err := os.ReadFile(model)
+	digest, err := fileDigest(model)
 	if err != nil {
 		return 0, err
 	}
-	h := sha256.Sum256(raw)
-	digest := hex.EncodeToString(h[:])
 	cache := model + ".test10k"
 	if old, err := os.ReadFile(cache); err == nil {
 		if d, v, ok := strings.Cut(strings.TrimSpace(string(old)), " "); ok && d == digest {
@@ -181,21 +169,10 @@ func (b *bench) evalTest10k(model string) (float64, error) {
 			}
 		}
 	}
-	p, err := b.r.run(b.ctx, b.timeout(10*time.Minute), b.o.bin, "eval", "--model", model,
-		"--dataset", filepath.Join(b.o.out, "quality", qualityTest10k), "--input-shape", "1,1,28,28",
-		"--mean", "0.5", "--std", "0.5", "--split", "test", "--batch-size", "250", "--threads", "2", "--json")
-	if err == nil {
-		err = p.ok()
-	}
+	ev, err := b.evalMNIST(10*time.Minute, model, filepath.Join(b.o.out, "quality", qualityTest10k), "test",
+		"--batch-size", "250", "--threads", "2")
 	if err != nil {
 		return 0, fmt.Errorf("eval on the MNIST test set: %w", err)
-	}
-	var ev struct {
-		Accuracy float64 `json:"accuracy"`
-		Samples  int     `json:"samples"`
-	}
-	if err := jsonLast(p.Stdout, &ev); err != nil {
-		return 0, err
 	}
 	if ev.Samples != 10000 {
 		return 0, fmt.Errorf("eval on the MNIST test set: %d samples, want 10000", ev.Samples)
@@ -252,13 +229,31 @@ func jsonLast(out []byte, v any) error {
 	return err
 }
 
-// binaryDigest identifies a gopruner build, so that a run is reused only
-// when the same binary would repeat it.
-func (b *bench) binaryDigest(bin string) (string, error) {
-	if d, ok := b.binDigest[bin]; ok {
-		return d, nil
+// evalOut is what `gopruner eval --json` prints.
+type evalOut struct {
+	Accuracy float64 `json:"accuracy"`
+	Samples  int     `json:"samples"`
+}
+
+// evalMNIST runs `gopruner eval --json` on one split of an MNIST data set
+// (1×28×28, mean and std 0.5, as every benchmark 9 run reads it).
+func (b *bench) evalMNIST(limit time.Duration, model, ds, split string, extra ...string) (evalOut, error) {
+	args := append([]string{b.o.bin, "eval", "--model", model, "--dataset", ds, "--input-shape", "1,1,28,28",
+		"--mean", "0.5", "--std", "0.5", "--split", split, "--json"}, extra...)
+	var ev evalOut
+	p, err := b.r.run(b.ctx, b.timeout(limit), args...)
+	if err == nil {
+		err = p.ok()
 	}
-	f, err := os.Open(bin)
+	if err == nil {
+		err = jsonLast(p.Stdout, &ev)
+	}
+	return ev, err
+}
+
+// fileDigest is the hex sha256 of a file's contents.
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
@@ -267,11 +262,24 @@ func (b *bench) binaryDigest(bin string) (string, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err
 	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// binaryDigest identifies a gopruner build, so that a run is reused only
+// when the same binary would repeat it; each binary is hashed once.
+func (b *bench) binaryDigest(bin string) (string, error) {
+	if d, ok := b.binDigest[bin]; ok {
+		return d, nil
+	}
+	d, err := fileDigest(bin)
+	if err != nil {
+		return "", err
+	}
 	if b.binDigest == nil {
 		b.binDigest = map[string]string{}
 	}
-	b.binDigest[bin] = hex.EncodeToString(h.Sum(nil))
-	return b.binDigest[bin], nil
+	b.binDigest[bin] = d
+	return d, nil
 }
 
 // qualityPrune runs (or reuses) one prune of benchmark 9.
