@@ -319,6 +319,11 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 	}
 	key := digest + "\n" + strings.Join(args[1:], "\x00")
 	keyFile := filepath.Join(dir, "exp", name+".key")
+	// The process's wall time, as a fresh run measures it, is kept beside
+	// the key so that a reused run reports the same measure; runs from
+	// before it was kept fall back to summary.json's in-process seconds,
+	// which leave out process start.
+	wallFile := filepath.Join(dir, "exp", name+".wall")
 	sumPath := filepath.Join(dir, "exp", name, "summary.json")
 	q := &qualityRun{Model: m.Name, P: pv, Target: target, Seed: seed, Method: method, Args: args[1:], Binary: digest[:16]}
 	if old, err := os.ReadFile(keyFile); err == nil {
@@ -330,11 +335,17 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		if same {
 			if q.Summary, err = readJSON[summary.Summary](sumPath); err == nil {
 				q.Reused, q.WallS, q.Binary = true, q.Summary.Seconds, oldDigest[:min(16, len(oldDigest))]
+				if w, err := os.ReadFile(wallFile); err == nil {
+					if v, err := strconv.ParseFloat(strings.TrimSpace(string(w)), 64); err == nil {
+						q.WallS = v
+					}
+				}
 			}
 		}
 	}
 	if q.Summary == nil {
 		os.Remove(keyFile)
+		os.Remove(wallFile)
 		p, err := b.r.run(b.ctx, 3*time.Hour, args...)
 		if err == nil {
 			err = p.ok()
@@ -346,6 +357,9 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 			return nil, err
 		}
 		q.WallS = p.WallS
+		if err := os.WriteFile(wallFile, []byte(strconv.FormatFloat(p.WallS, 'g', -1, 64)+"\n"), 0o644); err != nil {
+			return nil, err
+		}
 		if err := os.WriteFile(keyFile, []byte(key), 0o644); err != nil {
 			return nil, err
 		}
