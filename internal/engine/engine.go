@@ -99,9 +99,8 @@ type Module interface {
 	Evaluate(ctx context.Context, split *data.Split, batch int) (EvalResult, error)
 	// RecalibrateBN re-estimates the BatchNorm running statistics as the
 	// average over up to batches shuffled (seeded) batches of split, in
-	// training mode without autograd; no weight changes. It returns the
-	// number of BatchNorm layers.
-	RecalibrateBN(ctx context.Context, split *data.Split, batches, batchSize int, seed int64) (int, error)
+	// training mode without autograd; no weight changes.
+	RecalibrateBN(ctx context.Context, split *data.Split, batches, batchSize int, seed int64) (BNResult, error)
 	// Save writes the module atomically to path.
 	Save(path string) error
 	Close()
@@ -176,6 +175,14 @@ type TrainProgress struct {
 	Loss, Accuracy          float64 // running means over the epoch so far
 	ImagesPerSec            float64
 	EpochDone               bool
+}
+
+// BNResult summarises a RecalibrateBN.
+type BNResult struct {
+	Layers int // BatchNorm layers re-estimated (0: nothing was done)
+	// Compute is the time spent in the bridge's forward passes; the rest
+	// of the call is batch assembly and copies in.
+	Compute time.Duration
 }
 
 // FitResult summarises a Fit.

@@ -82,8 +82,10 @@ type CandidateTiming struct {
 	Load float64 `json:"load_s"`
 	// Surgery is the slot-local copy of the base and the cut.
 	Surgery float64 `json:"surgery_s"`
-	// BN is re-estimating the BatchNorm statistics after the cut.
-	BN float64 `json:"bn_s,omitempty"`
+	// BN is re-estimating the BatchNorm statistics after the cut,
+	// BNCompute its forward passes.
+	BN        float64 `json:"bn_s,omitempty"`
+	BNCompute float64 `json:"bn_compute_s,omitempty"`
 	// FineTune is the whole short-term fine-tune, FineTuneCompute its
 	// forward, backward and optimizer steps.
 	FineTune        float64 `json:"fine_tune_s"`
@@ -103,6 +105,7 @@ func (t *CandidateTiming) Add(o CandidateTiming) {
 	t.Load += o.Load
 	t.Surgery += o.Surgery
 	t.BN += o.BN
+	t.BNCompute += o.BNCompute
 	t.FineTune += o.FineTune
 	t.FineTuneCompute += o.FineTuneCompute
 	t.Eval += o.Eval
@@ -117,7 +120,7 @@ func (t CandidateTiming) Summary(runs int, scoring, commit time.Duration) *summa
 	ms := func(s float64) float64 { return math.Round(s*1e6) / 1e3 }
 	return &summary.CandidateTimings{Runs: runs, TotalMs: ms(t.Total), LoadMs: ms(t.Load), SurgeryMs: ms(t.Surgery),
 		FineTuneMs: ms(t.FineTune), FineTuneComputeMs: ms(t.FineTuneCompute), EvalMs: ms(t.Eval), EvalComputeMs: ms(t.EvalCompute),
-		BNMs: ms(t.BN), BrokerMs: ms(t.Broker), ScoringMs: ms(scoring.Seconds()), CommitMs: ms(commit.Seconds())}
+		BNMs: ms(t.BN), BNComputeMs: ms(t.BNCompute), BrokerMs: ms(t.Broker), ScoringMs: ms(scoring.Seconds()), CommitMs: ms(commit.Seconds())}
 }
 
 // Digest names an archive.
@@ -248,11 +251,12 @@ func finish(ctx context.Context, m engine.Module, t, start time.Time, res Candid
 	res.Timing.Surgery = time.Since(t).Seconds()
 	if req.BN != nil {
 		t = time.Now()
-		if _, err := m.RecalibrateBN(ctx, train, req.BN.Batches, req.BN.BatchSize, req.BN.Seed); err != nil {
+		br, err := m.RecalibrateBN(ctx, train, req.BN.Batches, req.BN.BatchSize, req.BN.Seed)
+		if err != nil {
 			m.Close()
 			return res, nil, err
 		}
-		res.Timing.BN = time.Since(t).Seconds()
+		res.Timing.BN, res.Timing.BNCompute = time.Since(t).Seconds(), br.Compute.Seconds()
 	}
 	if req.Train != nil {
 		t = time.Now()

@@ -266,3 +266,27 @@ func TestSlotsSameChoices(t *testing.T) {
 	}
 	t.Logf("%d iterations, candidates per slot %v", r2.State.Iteration, perSlot)
 }
+
+// TestRecalibrateBNCompute: the re-estimation reports the demo CNN's
+// BatchNorm layers and the time of its forward passes, which bench row 7
+// counts as compute, within the call's own time.
+func TestRecalibrateBNCompute(t *testing.T) {
+	tr, _, b := setup(t)
+	m, err := torch.LoadBytes(b, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	start := time.Now()
+	n, compute, err := train.RecalibrateBN(context.Background(), m, tr, 5, 32, 1)
+	whole := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 || compute <= 0 || compute > whole {
+		t.Errorf("RecalibrateBN = %d layers, compute %v of %v; want layers > 0 and 0 < compute <= the call", n, compute, whole)
+	}
+	if n, compute, err := train.RecalibrateBN(context.Background(), m, tr, 0, 32, 1); n != 0 || compute != 0 || err != nil {
+		t.Errorf("RecalibrateBN with 0 batches = %d, %v, %v; want nothing done", n, compute, err)
+	}
+}

@@ -252,8 +252,9 @@ func (m *Module) Evaluate(ctx context.Context, split *data.Split, batch int) (en
 }
 
 // RecalibrateBN re-estimates the BatchNorm statistics.
-func (m *Module) RecalibrateBN(ctx context.Context, split *data.Split, batches, batchSize int, seed int64) (int, error) {
-	return train.RecalibrateBN(ctx, m.m, split, batches, batchSize, seed)
+func (m *Module) RecalibrateBN(ctx context.Context, split *data.Split, batches, batchSize int, seed int64) (engine.BNResult, error) {
+	n, compute, err := train.RecalibrateBN(ctx, m.m, split, batches, batchSize, seed)
+	return engine.BNResult{Layers: n, Compute: compute}, err
 }
 
 // Save writes the module atomically.

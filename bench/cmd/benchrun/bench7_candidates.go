@@ -51,7 +51,7 @@ func (b *bench) candidates(s *section) error {
 
 	t := s.addTable(fmt.Sprintf("one NetAdapt iteration of the demo CNN (delta_crop %.2f, step %s, %d short-term steps per candidate, %d val images, TaylorFOWeight scores on 10 batches), the fastest of %d alternating runs per cart; summary.json timings.candidates, per candidate run",
 		b.o.searchDelta, b.o.searchStep, b.o.searchShort, b.o.valN, reps),
-		"cart", "threads per slot", "candidates", "iteration wall", "load", "surgery", "fine-tune compute", "fine-tune other", "eval compute", "eval other", "overhead share", "scoring (serial)", "commit (serial)", "speed-up")
+		"cart", "threads per slot", "candidates", "iteration wall", "load", "surgery", "BatchNorm re-estimation compute", "BatchNorm re-estimation other", "fine-tune compute", "fine-tune other", "eval compute", "eval other", "overhead share", "scoring (serial)", "commit (serial)", "speed-up")
 	row := func(cart string, threads int, r *searchRun, speedup string) (overhead float64) {
 		c := r.Summary.Timings.Candidates
 		if c == nil || c.Runs == 0 {
@@ -60,10 +60,13 @@ func (b *bench) candidates(s *section) error {
 		}
 		n := float64(c.Runs)
 		ms := func(v float64) string { return fmt.Sprintf("%.1f ms", v/n) }
-		compute := c.FineTuneComputeMs + c.EvalComputeMs
+		// The BatchNorm re-estimation batches are forward passes (training
+		// mode, no autograd): compute, like the fine-tune's and the
+		// validation's; only their batch assembly is overhead.
+		compute := c.FineTuneComputeMs + c.EvalComputeMs + c.BNComputeMs
 		overhead = (c.TotalMs - compute) / c.TotalMs
 		t.add(cart, fmt.Sprint(threads), fmt.Sprint(c.Runs), secStr(first(r.IterationS)),
-			ms(c.LoadMs), ms(c.SurgeryMs), ms(c.FineTuneComputeMs), ms(c.FineTuneMs-c.FineTuneComputeMs),
+			ms(c.LoadMs), ms(c.SurgeryMs), ms(c.BNComputeMs), ms(c.BNMs-c.BNComputeMs), ms(c.FineTuneComputeMs), ms(c.FineTuneMs-c.FineTuneComputeMs),
 			ms(c.EvalComputeMs), ms(c.EvalMs-c.EvalComputeMs), pct(overhead),
 			fmt.Sprintf("%.0f ms", c.ScoringMs), fmt.Sprintf("%.0f ms", c.CommitMs), speedup)
 		return overhead
@@ -71,7 +74,7 @@ func (b *bench) candidates(s *section) error {
 	it1, it2 := first(one.IterationS), first(two.IterationS)
 	ov := row("cpu", 2, one, "1.00×")
 	row("cpu,cpu", 1, two, ratio(it1/it2))
-	s.note("overhead share = everything but forward/backward/optimizer time (load, surgery, batch assembly and copies, validation bookkeeping) over the candidate runs' total; scoring and commit run once per iteration while the slots wait, outside the candidate runs.")
+	s.note("overhead share = everything but forward/backward/optimizer time (load, surgery, batch assembly and copies, validation bookkeeping) over the candidate runs' total; the BatchNorm re-estimation's forward passes (bn_batches) count as compute, its batch assembly as overhead; scoring and commit run once per iteration while the slots wait, outside the candidate runs.")
 	s.note("The 1-slot run gives its slot both threads, the 2-slot run one each; the iteration wall time is summary.json's iteration seconds (from the iteration's start to its checkpoint).")
 	s.Summary = &summaryRow{
 		Gopruner:  fmt.Sprintf("1 iteration: %s at cart cpu, %s at cart cpu,cpu; overhead %s of a candidate", secStr(it1), secStr(it2), pct(ov)),

@@ -99,7 +99,8 @@ type CandidateTimings struct {
 	FineTuneComputeMs float64 `json:"fine_tune_compute_ms"`
 	EvalMs            float64 `json:"eval_ms"`
 	EvalComputeMs     float64 `json:"eval_compute_ms"`
-	BNMs              float64 `json:"bn_ms,omitempty"` // re-estimating BatchNorm statistics (bn_batches)
+	BNMs              float64 `json:"bn_ms,omitempty"`         // re-estimating BatchNorm statistics (bn_batches)
+	BNComputeMs       float64 `json:"bn_compute_ms,omitempty"` // its forward passes
 	// BrokerMs is what the broker added to the candidates: round trips
 	// (queue, archive, result) minus the runs' own time; 0 with --broker direct.
 	BrokerMs float64 `json:"broker_ms,omitempty"`

@@ -282,12 +282,12 @@ func (m *Module) Evaluate(_ context.Context, split *data.Split, _ int) (engine.E
 
 // RecalibrateBN counts the re-estimation; the fake has no BatchNorm
 // statistics, so it reports one layer.
-func (m *Module) RecalibrateBN(_ context.Context, _ *data.Split, batches, _ int, _ int64) (int, error) {
+func (m *Module) RecalibrateBN(_ context.Context, _ *data.Split, batches, _ int, _ int64) (engine.BNResult, error) {
 	if batches <= 0 {
-		return 0, nil
+		return engine.BNResult{}, nil
 	}
 	m.st.Recalibrated++
-	return 1, nil
+	return engine.BNResult{Layers: 1}, nil
 }
 
 // Save writes the state as JSON.

@@ -221,10 +221,11 @@ func lrAt(o Options, step, total int) float64 {
 // autograd and without changing a weight. A cut changes what every
 // BatchNorm after it sees; statistics measured on the cut model make its
 // validation (and the start of its fine-tune) less noisy. It returns the
-// number of BatchNorm layers (0: nothing was done).
-func RecalibrateBN(ctx context.Context, m *torch.Module, split *data.Split, batches, batchSize int, seed int64) (int, error) {
+// number of BatchNorm layers (0: nothing was done) and the time spent in
+// the forward passes.
+func RecalibrateBN(ctx context.Context, m *torch.Module, split *data.Split, batches, batchSize int, seed int64) (int, time.Duration, error) {
 	if batches <= 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	runtime.LockOSThread() // see Fit
 	defer runtime.UnlockOSThread()
@@ -233,26 +234,29 @@ func RecalibrateBN(ctx context.Context, m *torch.Module, split *data.Split, batc
 	bo := data.BatchOptions{BatchSize: batchSize, Shuffle: true, Seed: seed, MaxBatches: batches,
 		DropLast: split.Len() >= 2*batchSize, Reuse: true}
 	step, layers := 0, 0
+	var compute time.Duration
 	for b, err := range split.Batches(ctx, bo) {
 		if err != nil {
-			return 0, err
+			return 0, compute, err
 		}
 		shape[0] = int64(b.N)
 		x, err := torch.FromFloat32(b.X, shape, m.Device())
 		if err != nil {
-			return 0, err
+			return 0, compute, err
 		}
+		t := time.Now()
 		n, err := torch.RecalibrateBNStep(m, x, step)
+		compute += time.Since(t)
 		x.Close()
 		if err != nil {
-			return 0, fmt.Errorf("re-estimating BatchNorm statistics: %w", err)
+			return 0, compute, fmt.Errorf("re-estimating BatchNorm statistics: %w", err)
 		}
 		if n == 0 {
-			return 0, nil
+			return 0, compute, nil
 		}
 		step, layers = step+1, n
 	}
-	return layers, nil
+	return layers, compute, nil
 }
 
 // EvalResult is the accuracy and mean loss on a split.
