@@ -7,7 +7,11 @@
 //
 // where residue is the unpruned model's measured latency minus the table's
 // sum at full width (everything the table does not hold: activations,
-// norms, pooling, layers that no group changes, the interpreter).
+// norms, pooling, layers that no group changes, the interpreter). The same
+// difference, measured on the model cut to about a half and a quarter of
+// every group (Cuts), makes the residue follow the activations: those ops
+// shrink with the channels, and the layers timed alone and inside the
+// model differ by more at small widths.
 //
 // A layer's axes are the channel groups whose keep counts change its shape
 // (its input group and its output group: one axis for a depthwise conv,
@@ -26,6 +30,7 @@
 package lut
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +43,7 @@ import (
 )
 
 // Format is the cache file's format tag.
-const Format = "gopruner-latency-lut/2"
+const Format = "gopruner-latency-lut/3"
 
 // DefaultMaxPoints is how many counts per axis a layer is measured at when
 // the run does not say: enough for a bilinear fit of a conv's time (close
@@ -113,12 +118,12 @@ type Table struct {
 	Layers []Layer `json:"layers"`
 	// FullNS is the unpruned model's measured latency.
 	FullNS float64 `json:"full_ns"`
-	// Half, when set, is the residue measured on the model cut to about
-	// half of every group: the residue then scales with the activations
-	// (norms, activation functions and additions shrink with the channels)
-	// between the two measurements instead of staying at its full-width
-	// value.
-	Half *Half `json:"half,omitempty"`
+	// Cuts are the residue measured on the model cut to about a half and a
+	// quarter of every group: the residue then follows the activations
+	// (norms, activation functions and additions shrink with the channels,
+	// and so does the standalone layers' error), piecewise linearly
+	// between the measurements, instead of staying at its full-width value.
+	Cuts []Cut `json:"cuts,omitempty"`
 	// Untabled names the conv/linear layers a group changes but the table
 	// cannot hold (more than two groups shape them); their time stays in
 	// the residue at its full-width value.
@@ -162,11 +167,21 @@ func (t *Table) Check() error {
 			}
 		}
 	}
+	for i, c := range t.Cuts {
+		if math.IsNaN(c.ResidueNS) || math.IsInf(c.ResidueNS, 0) {
+			return fmt.Errorf("cut %d: residue %v is not a finite number", i, c.ResidueNS)
+		}
+		for g, k := range c.Keep {
+			if k < 1 {
+				return fmt.Errorf("cut %d: group %d keeps %d channels", i, g, k)
+			}
+		}
+	}
 	return nil
 }
 
-// Half is the second residue measurement.
-type Half struct {
+// Cut is a residue measured on the model cut to Keep.
+type Cut struct {
 	Keep      map[int]int `json:"keep"`
 	ResidueNS float64     `json:"residue_ns"`
 }
@@ -246,20 +261,22 @@ type Predictor struct {
 	layers  []Layer // NS made monotone
 	residue float64 // at full width
 	full    map[int]int
-	// With a half-width measurement: the residue is rHalf + slope·(act(keep)
-	// − aHalf), at least 0.
-	act          func(keep map[int]int) float64
-	rHalf, aHalf float64
-	slope        float64
+	// With cut measurements: the residue is piecewise linear in act(keep)
+	// through the points (acts[i], res[i]), ascending, the last one full
+	// width; below the first, the first segment's slope, at least 0.
+	act       func(keep map[int]int) float64
+	acts, res []float64
 }
 
 // NewPredictor makes t's measurements monotone and computes the residue;
 // full is the unpruned keep vector (every candidate group's channels). act,
 // when not nil, measures a keep vector's activations (Model.Activations)
-// and makes the residue scale with them between t's full- and half-width
-// measurements; it must be non-decreasing in every group's count. Without
-// act or t.Half, or when the half-width residue is not below the
-// full-width one (noise), the residue is constant.
+// and makes the residue follow them through t's cut measurements; it must
+// be non-decreasing in every group's count. The residues are made
+// non-decreasing in the activations (a running minimum from full width:
+// a cut residue above a wider one is noise), so the prediction stays
+// non-decreasing in every group's count. Without act or t.Cuts, or when
+// no cut residue is below the full-width one, the residue is constant.
 func NewPredictor(t *Table, full map[int]int, act func(map[int]int) float64) (*Predictor, error) {
 	if err := t.Check(); err != nil {
 		return nil, err
@@ -271,12 +288,33 @@ func NewPredictor(t *Table, full map[int]int, act func(map[int]int) float64) (*P
 		p.layers = append(p.layers, l)
 	}
 	p.residue = t.FullNS - p.sum(full)
-	if act != nil && t.Half != nil {
-		aFull, aHalf := act(full), act(t.Half.Keep)
-		if aFull > aHalf && t.Half.ResidueNS < p.residue {
-			p.act, p.rHalf, p.aHalf = act, max(t.Half.ResidueNS, 0), aHalf
-			p.slope = (p.residue - p.rHalf) / (aFull - aHalf)
+	if act == nil || len(t.Cuts) == 0 {
+		return p, nil
+	}
+	type point struct{ a, r float64 }
+	aFull := act(full)
+	pts := []point{{aFull, p.residue}}
+	for _, c := range t.Cuts {
+		if a := act(c.Keep); a < aFull {
+			pts = append(pts, point{a, c.ResidueNS})
 		}
+	}
+	slices.SortFunc(pts, func(x, y point) int { return cmp.Compare(x.a, y.a) })
+	for i := len(pts) - 2; i >= 0; i-- {
+		pts[i].r = max(0, min(pts[i].r, pts[i+1].r))
+	}
+	scaled := false
+	for i := range pts {
+		if i > 0 && pts[i].a == pts[i-1].a {
+			continue // one residue per activation count: the lower (running minimum)
+		}
+		p.acts, p.res = append(p.acts, pts[i].a), append(p.res, pts[i].r)
+		scaled = scaled || pts[i].r < p.residue
+	}
+	if scaled {
+		p.act = act
+	} else {
+		p.acts, p.res = nil, nil
 	}
 	return p, nil
 }
@@ -293,7 +331,17 @@ func (p *Predictor) residueAt(keep map[int]int) float64 {
 	if p.act == nil {
 		return p.residue
 	}
-	return max(0, p.rHalf+p.slope*(p.act(keep)-p.aHalf))
+	a := p.act(keep)
+	n := len(p.acts)
+	if a >= p.acts[n-1] {
+		return p.res[n-1]
+	}
+	i := 1 // the segment [i-1, i] holding a, or the first one below it
+	for i < n-1 && a >= p.acts[i] {
+		i++
+	}
+	slope := (p.res[i] - p.res[i-1]) / (p.acts[i] - p.acts[i-1])
+	return max(0, p.res[i-1]+slope*(a-p.acts[i-1]))
 }
 
 // Layers is the tabled latency of each layer under keep, in the table's

@@ -225,21 +225,22 @@ func TestLoadBad(t *testing.T) {
 	}
 }
 
-// TestScaledResidue: with a half-width measurement the residue moves with
-// the activations between the two measurements (and linearly beyond,
-// never below 0); a half-width residue that is not below the full-width
-// one (noise) leaves it constant.
+// TestScaledResidue: with cut measurements the residue follows the
+// activations piecewise linearly between them (and below the smallest cut
+// along the first segment, never below 0); a cut residue above a wider
+// one (noise) is lowered to it, and cuts that are all noise leave the
+// residue constant.
 func TestScaledResidue(t *testing.T) {
-	dw := Layer{Name: "dw", Axes: []Axis{{Group: 2, Counts: []int{2, 4}}}, NS: []float64{100, 200}}
-	full := map[int]int{2: 4}
+	dw := Layer{Name: "dw", Axes: []Axis{{Group: 2, Counts: []int{2, 4, 6, 8}}}, NS: []float64{100, 200, 300, 400}}
+	full := map[int]int{2: 8}
 	act := func(keep map[int]int) float64 { // activations: 10 per channel
 		if k, ok := keep[2]; ok {
 			return float64(10 * k)
 		}
-		return 40
+		return 80
 	}
-	tab := table(dw) // full 1000: residue 800 at 40 activations
-	tab.Half = &Half{Keep: map[int]int{2: 2}, ResidueNS: 500}
+	tab := table(dw) // full 1000: residue 600 at 80 activations
+	tab.Cuts = []Cut{{Keep: map[int]int{2: 2}, ResidueNS: 100}, {Keep: map[int]int{2: 4}, ResidueNS: 500}}
 	p, err := NewPredictor(tab, full, act)
 	if err != nil {
 		t.Fatal(err)
@@ -250,16 +251,46 @@ func TestScaledResidue(t *testing.T) {
 	for _, tc := range []struct {
 		k    int
 		want int64
-	}{{4, 1000}, {3, 150 + 650}, {2, 100 + 500}, {1, 100 + 350}} {
+	}{
+		{8, 1000},
+		{6, 300 + 550}, // halfway between 500 at 40 and 600 at 80
+		{4, 200 + 500}, // the half cut
+		{3, 150 + 300}, // halfway between 100 at 20 and 500 at 40
+		{2, 100 + 100}, // the quarter cut
+		{1, 100 + 0},   // below it along the first segment's slope (20/act), clamped at 0 (the layer clamps to its smallest count)
+	} {
 		if got := p.Predict(map[int]int{2: tc.k}); got != tc.want {
 			t.Errorf("keep %d: %d, want %d", tc.k, got, tc.want)
 		}
 	}
-	tab.Half.ResidueNS = 900 // above the full-width residue: noise
+	// A quarter-width residue above the half-width one is noise: lowered
+	// to it, the residue is flat below the half cut.
+	tab.Cuts[0].ResidueNS = 550
 	if p, err = NewPredictor(tab, full, act); err != nil {
 		t.Fatal(err)
 	}
-	if p.Scaled() || p.Predict(map[int]int{2: 2}) != 100+800 {
-		t.Errorf("noisy half: scaled %v, predict %d", p.Scaled(), p.Predict(map[int]int{2: 2}))
+	if got := p.Predict(map[int]int{2: 2}); got != 100+500 {
+		t.Errorf("noisy quarter: predict %d, want %d", got, 100+500)
+	}
+	// Every cut above the full-width residue: constant.
+	tab.Cuts[0].ResidueNS, tab.Cuts[1].ResidueNS = 900, 700
+	if p, err = NewPredictor(tab, full, act); err != nil {
+		t.Fatal(err)
+	}
+	if p.Scaled() || p.Predict(map[int]int{2: 4}) != 200+600 {
+		t.Errorf("noisy cuts: scaled %v, predict %d", p.Scaled(), p.Predict(map[int]int{2: 4}))
+	}
+	// The prediction never decreases as the group keeps more channels.
+	tab.Cuts[0].ResidueNS, tab.Cuts[1].ResidueNS = 0, 450
+	if p, err = NewPredictor(tab, full, act); err != nil {
+		t.Fatal(err)
+	}
+	prev := int64(-1)
+	for k := 1; k <= 8; k++ {
+		got := p.Predict(map[int]int{2: k})
+		if got < prev {
+			t.Errorf("keep %d: %d below keep %d's %d", k, got, k-1, prev)
+		}
+		prev = got
 	}
 }
