@@ -35,6 +35,9 @@ type evaluator struct {
 	threads []int
 	groups  []*graph.Group // the original groups netadapt may cut, by id
 	macs    oneshot.MACsFunc
+	// anchor, under target: latency, corrects the table's prediction by
+	// measuring each committed model (Anchor); nil otherwise.
+	anchor *latencyAnchor
 
 	cur       []byte // the current model, an engine archive
 	curDigest string // Digest(cur)
@@ -108,6 +111,27 @@ func (e *evaluator) Close() {
 		s.Close()
 	}
 	e.dropHeld()
+	if e.anchor != nil {
+		e.anchor.close()
+	}
+}
+
+// Anchor implements netadapt.Anchorer: under target: latency it measures
+// the current model (just committed, or resumed) against the original and
+// re-anchors the cost model on it; otherwise it does nothing.
+func (e *evaluator) Anchor(_ context.Context, keep map[int]int) (bool, error) {
+	if e.anchor == nil {
+		return false, nil
+	}
+	for id, idx := range e.kept {
+		if keep[id] != len(idx) {
+			return false, fmt.Errorf("anchoring the latency: group %d keeps %d channels, the current model %d", id, keep[id], len(idx))
+		}
+	}
+	if err := e.anchor.measure(e.eng, e.cur, keep); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // dropHeld frees every held candidate.

@@ -7,6 +7,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
 	"slices"
@@ -48,6 +49,9 @@ type LatencyReport struct {
 	MeasuredBeforeNs, MeasuredAfterNs float64
 	ResidueNs                         float64
 	Layers, Points, Timed             int // tabled layers, grid points, distinct ops timed
+	// Anchors counts the models measured during the search to anchor the
+	// prediction (one per commit, and one on resume).
+	Anchors int
 	Untabled                          []string
 	Cached                            bool
 	TableSeconds                      float64 // building the table (0 when it came from the cache)
@@ -425,4 +429,101 @@ func latencyCache(dir string) string {
 		return ""
 	}
 	return filepath.Join(dir, LatencyTableFile)
+}
+
+// latencyAnchor is the search's latency cost model: the lookup table's
+// prediction, anchored on a measurement of the current model. A table sums
+// some twenty standalone layer timings and a residue; that sum is off by
+// ±10% and more on a model cut to a sixth of its MACs (the layers run
+// differently inside the model at small widths), while the difference it
+// predicts between the current model and a candidate one step away is
+// small and close. So after every commit the committed model is timed side
+// by side with the original and the cost model becomes
+//
+//	cost(keep) = fullNS · measured(current)/measured(original) + LUT(keep) − LUT(current)
+//
+// (a constant offset on the table within an iteration, so the cost stays
+// non-decreasing in every group's count). The ratio, not the absolute time,
+// carries the measurement, so a machine busier now than when the table was
+// made does not shift the target. The final model's prediction is the one
+// made before it was measured: the previous model's measurement plus the
+// table's difference for the last step.
+type latencyAnchor struct {
+	pred   *lut.Predictor
+	orig   []byte
+	o      LatencyOptions
+	shape  []int64 // the input at the latency batch
+	fullNS float64 // the table's unpruned prediction: the scale of every cost
+	offset float64
+
+	eng     engine.Engine
+	origMod engine.Module // loaded on the first measurement, kept
+
+	// lastKeep is the keep vector measured last, lastPredicted its cost as
+	// predicted just before the measurement; measures counts them.
+	lastKeep      map[int]int
+	lastPredicted int64
+	measures      int
+}
+
+func newLatencyAnchor(eng engine.Engine, pred *lut.Predictor, orig []byte, inputShape []int64, o LatencyOptions, fullNS int64) *latencyAnchor {
+	shape := slices.Clone(inputShape)
+	if len(shape) > 0 {
+		shape[0] = o.Batch
+	}
+	return &latencyAnchor{pred: pred, orig: orig, o: o, shape: shape, fullNS: float64(fullNS), eng: eng}
+}
+
+// cost is the anchored prediction of keep, in ns.
+func (a *latencyAnchor) cost(keep map[int]int) int64 {
+	return a.pred.Predict(keep) + int64(math.Round(a.offset))
+}
+
+// measure times cur (whose keep counts are keep) side by side with the
+// original, two rounds with the lower median of each kept, and re-anchors.
+func (a *latencyAnchor) measure(eng engine.Engine, cur []byte, keep map[int]int) error {
+	before := a.cost(keep)
+	if a.origMod == nil {
+		m, err := eng.Load(a.orig, a.o.Device, a.o.Threads)
+		if err != nil {
+			return fmt.Errorf("anchoring the latency: loading the original on %s: %w", a.o.Device, err)
+		}
+		a.origMod = m
+	}
+	m, err := eng.Load(cur, a.o.Device, a.o.Threads)
+	if err != nil {
+		return fmt.Errorf("anchoring the latency: loading the current model on %s: %w", a.o.Device, err)
+	}
+	defer m.Close()
+	o, c := math.Inf(1), math.Inf(1)
+	for range 2 {
+		ls, err := eng.Latency([]engine.Module{a.origMod, m}, a.shape)
+		if err != nil {
+			return fmt.Errorf("anchoring the latency: timing the current model: %w", err)
+		}
+		o, c = min(o, ls[0].MedianMs), min(c, ls[1].MedianMs)
+	}
+	if !(o > 0) || !(c > 0) || math.IsInf(o, 0) || math.IsInf(c, 0) {
+		return fmt.Errorf("anchoring the latency: timings %v and %v ms", o, c)
+	}
+	a.offset = a.fullNS*c/o - float64(a.pred.Predict(keep))
+	a.lastKeep, a.lastPredicted = maps.Clone(keep), before
+	a.measures++
+	return nil
+}
+
+// predicted is keep's prediction made before any measurement of it: the
+// one recorded when keep was measured last, else the anchored cost.
+func (a *latencyAnchor) predicted(keep map[int]int) int64 {
+	if a.lastKeep != nil && maps.Equal(a.lastKeep, keep) {
+		return a.lastPredicted
+	}
+	return a.cost(keep)
+}
+
+func (a *latencyAnchor) close() {
+	if a.origMod != nil {
+		a.origMod.Close()
+		a.origMod = nil
+	}
 }

@@ -62,8 +62,15 @@ func TestLatencyTarget(t *testing.T) {
 	if st.MACs0 != params*1000 || l.PredictedBeforeNs != st.MACs0 {
 		t.Errorf("unpruned cost %d, prediction %d; want the measured %d ns", st.MACs0, l.PredictedBeforeNs, params*1000)
 	}
-	if !st.Done || st.Reason != netadapt.ReasonTargetReached || st.MACs > st.Target || l.PredictedAfterNs != st.MACs {
-		t.Errorf("search ended %q at %d ns predicted, target %d, report %d", st.Reason, st.MACs, st.Target, l.PredictedAfterNs)
+	// The state's cost is the last commit's measurement; the report's
+	// prediction is the one made before it: the last record's.
+	last := st.History[len(st.History)-1]
+	if !st.Done || st.Reason != netadapt.ReasonTargetReached || st.MACs > st.Target || l.PredictedAfterNs != last.MACs {
+		t.Errorf("search ended %q at %d ns measured, target %d, report %d, want the last prediction %d", st.Reason, st.MACs, st.Target,
+			l.PredictedAfterNs, last.MACs)
+	}
+	if l.Anchors != st.Iteration {
+		t.Errorf("%d anchoring measurements for %d iterations", l.Anchors, st.Iteration)
 	}
 	if l.Cached || l.Layers == 0 || l.Timed == 0 || l.MeasuredAfterNs <= 0 || math.IsNaN(l.ErrorPct()) || math.IsNaN(l.SpeedupErrorPct()) {
 		t.Errorf("report %+v", l)

@@ -205,7 +205,8 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		if err != nil {
 			return nil, err
 		}
-		ev.macs, lat = pred.Predict, rep
+		ev.anchor = newLatencyAnchor(eng, pred, orig, base.InputShape, o.Latency, rep.PredictedBeforeNs)
+		ev.macs, lat = ev.anchor.cost, rep
 	}
 
 	groups := make([]netadapt.Group, 0, len(cands))
@@ -308,7 +309,9 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	}
 	res.Module = m
 	if lat != nil {
-		lat.PredictedAfterNs = st.MACs
+		// st.MACs of the last committed model is its measurement; the
+		// prediction is the one made before it.
+		lat.PredictedAfterNs, lat.Anchors = ev.anchor.predicted(st.Keep), ev.anchor.measures
 		if err := measureFinal(eng, orig, ev.cur, base.InputShape, o.Latency, lat); err != nil {
 			o.Log.Warn().Err(err).Msg("target latency: the final model's latency was not measured")
 		}

@@ -142,8 +142,11 @@ type LatencyTarget struct {
 	Points          int      `json:"points"`     // their grid points
 	Timed           int      `json:"timed"`      // distinct standalone ops timed (0 when cached)
 	Untabled        []string `json:"untabled,omitempty"`
-	Cached          bool     `json:"cached"`        // the table came from latency_lut.json
-	TableSeconds    float64  `json:"table_seconds"` // measuring the table (0 when cached)
+	Cached          bool     `json:"cached"` // the table came from latency_lut.json
+	// Anchors counts the models measured during the search, side by side
+	// with the original, to anchor the table's prediction on.
+	Anchors      int     `json:"anchors"`
+	TableSeconds float64 `json:"table_seconds"` // measuring the table (0 when cached)
 }
 
 // Layer is one layer's output channels before and after.

@@ -42,7 +42,7 @@ func Run(ctx context.Context, groups []Group, ev Evaluator, ck Checkpointer, sta
 	if err != nil {
 		return nil, err
 	}
-	st, err := r.initial(start)
+	st, err := r.initial(ctx, start)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func newRunner(groups []Group, ev Evaluator, ck Checkpointer, opt Options) (*run
 // initial is the fresh state, or start checked against the groups and the
 // options, so that a checkpoint of another model or another P is refused
 // rather than silently continued.
-func (r *runner) initial(start *State) (*State, error) {
+func (r *runner) initial(ctx context.Context, start *State) (*State, error) {
 	full := make(map[int]int, len(r.groups))
 	for _, g := range r.groups {
 		full[g.ID] = g.Channels
@@ -191,10 +191,41 @@ func (r *runner) initial(start *State) (*State, error) {
 			return nil, fmt.Errorf("netadapt: checkpoint keeps %d of %d channels of group %d (%s)", k, g.Channels, g.ID, layerList(g.Layers))
 		}
 	}
+	if a, ok := r.ev.(Anchorer); ok {
+		moved, err := a.Anchor(ctx, maps.Clone(st.Keep))
+		if err != nil {
+			return nil, fmt.Errorf("netadapt: measuring the resumed model: %w", err)
+		}
+		if moved {
+			// The checkpoint's cost came from an earlier measurement.
+			st.MACs = r.ev.MACs(st.Keep)
+			return st, nil
+		}
+	}
 	if m := r.ev.MACs(st.Keep); m != st.MACs {
 		return nil, fmt.Errorf("netadapt: checkpoint says %d MACs, its keep counts give %d", st.MACs, m)
 	}
 	return st, nil
+}
+
+// anchor lets an Anchorer correct its cost model by measuring the model
+// just committed, and takes st's cost from the corrected model.
+func (r *runner) anchor(ctx context.Context, st *State) error {
+	a, ok := r.ev.(Anchorer)
+	if !ok {
+		return nil
+	}
+	moved, err := a.Anchor(ctx, maps.Clone(st.Keep))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("measuring the committed model: %w", err)
+	}
+	if moved {
+		st.MACs = r.ev.MACs(st.Keep)
+	}
+	return nil
 }
 
 // unit is the step of g's keep count: alf combined with its block.
@@ -399,6 +430,9 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 	next.Iteration = w.Iteration
 	next.Keep = maps.Clone(w.Keep)
 	next.MACs = w.MACs
+	if err := r.anchor(ctx, next); err != nil {
+		return nil, IterationRecord{}, fmt.Errorf("iteration %d: %w", w.Iteration, err)
+	}
 	next.Accuracy = accs[best]
 	next.History = append(next.History, rec)
 	if next.MACs <= next.Target {

@@ -131,6 +131,19 @@ type Evaluator interface {
 	Commit(ctx context.Context, c Candidate) error
 }
 
+// Anchorer is the optional part of an Evaluator whose cost model a
+// measurement corrects (target: latency): a lookup table predicts changes
+// of latency better than its sum predicts a whole model's. After every
+// commit, and before a resumed search goes on, Run calls Anchor with the
+// current keep counts; when it reports that the cost model moved, Run
+// reads the current cost again through MACs, and the target check, the
+// next budget and the checkpoint use that value. MACs must stay pure and
+// non-decreasing between two Anchor calls. The iteration record keeps the
+// winner's cost as predicted before the measurement.
+type Anchorer interface {
+	Anchor(ctx context.Context, keep map[int]int) (moved bool, err error)
+}
+
 // Finisher is the optional part of an Evaluator that Run needs when
 // Options.ResizeAlf or Options.FineTune is set.
 type Finisher interface {
