@@ -33,6 +33,10 @@ type Engine interface {
 	// Latency times forward (eval, no grad, batch of shape) of each module,
 	// alternating between them so that load on the machine slows them alike.
 	Latency(ms []Module, shape []int64) ([]Latency, error)
+	// LatencyRuns is Latency with a fixed number of timed runs of each
+	// module (after a few warm-up runs): the median of many runs, where a
+	// ratio of two latencies must hold to a few percent.
+	LatencyRuns(ms []Module, shape []int64, runs int) ([]Latency, error)
 	// OpLatency times each layer alone (random inputs, no grad) on dev
 	// ("cpu", "cuda:N") with threads intra-op threads and returns the
 	// median of an adaptive number of runs (at least 3, more while budget

@@ -205,7 +205,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		if err != nil {
 			return nil, err
 		}
-		ev.anchor = newLatencyAnchor(eng, pred, orig, base.InputShape, o.Latency, rep.PredictedBeforeNs)
+		ev.anchor = newLatencyAnchor(eng, pred, orig, base.InputShape, o.Latency, rep.PredictedBeforeNs, o.Log)
 		ev.macs, lat = ev.anchor.cost, rep
 	}
 

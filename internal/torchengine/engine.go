@@ -93,6 +93,28 @@ func (Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, erro
 	return out, nil
 }
 
+// LatencyRuns measures the modules side by side: 10 warm-up runs, then
+// runs rounds, the median of each module's.
+func (Engine) LatencyRuns(ms []engine.Module, shape []int64, runs int) ([]engine.Latency, error) {
+	mods := make([]*torch.Module, len(ms))
+	for i, m := range ms {
+		tm, ok := m.(*Module)
+		if !ok {
+			return nil, fmt.Errorf("latency: module %d is not a libtorch module", i)
+		}
+		mods[i] = tm.m
+	}
+	rs, err := latency.Measure(mods, shape, 10, runs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]engine.Latency, len(rs))
+	for i, r := range rs {
+		out[i] = engine.Latency{Device: r.Device, Batch: r.Batch, MedianMs: r.MedianMs}
+	}
+	return out, nil
+}
+
 // OpLatency times each spec alone: the median of 3 to 200 runs after 3
 // warm-up runs, stopping once budget is spent on it (latency.Op). Specs
 // are timed in order, each once.

@@ -92,6 +92,11 @@ func (e *Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, e
 	return out, nil
 }
 
+// LatencyRuns is Latency: the fake's timing has no noise.
+func (e *Engine) LatencyRuns(ms []engine.Module, shape []int64, _ int) ([]engine.Latency, error) {
+	return e.Latency(ms, shape)
+}
+
 // OpLatency is 1 µs per weight element of each layer, as Latency is 1 µs
 // per parameter of a module: a table of the fake then predicts the fake's
 // own measurement up to the norms' and biases' share, which the residue
