@@ -32,7 +32,7 @@ FIXTURES := .cache/fixtures
 GOFLAGS_BUILD := -trimpath -ldflags '-extldflags "-Wl,-rpath,$$ORIGIN/../lib"'
 PURE_PKGS = $(shell CGO_ENABLED=0 $(GO) list -f '{{if .GoFiles}}{{.ImportPath}}{{end}}' ./third_party/... ./internal/... 2>/dev/null)
 
-.PHONY: all deps shim build test test-go test-cli test-core test-fuzz run bench bench-quality fixtures container-check clean
+.PHONY: all deps shim build test test-go test-cli test-core test-fuzz run bench bench-quality bench-latency fixtures container-check clean
 
 all: build
 
@@ -190,6 +190,15 @@ bench-quality: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) shim
 	@$(MAKE) --no-print-directory build
 	@bash bench/run.sh -only 9 -results bench/quality $(BENCH_ARGS)
+
+# Benchmark 10 alone (the latency target: my_pruning target latency against
+# L2Norm one-shot at the same measured latency; slow: about an hour on 2
+# cores for ResNet-20 x 3 seeds). Results go to bench/latency/; it reuses
+# benchmark 9's trained ResNet-20 and data from bench/out/quality.
+bench-latency: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) shim
+	@$(MAKE) --no-print-directory build
+	@bash bench/run.sh -only 10 -results bench/latency $(BENCH_ARGS)
 
 # The GPU container: script dry runs and build ARGs anywhere; BuildKit's lint
 # (docker build --check) and a real docker build where an engine answers.

@@ -74,12 +74,14 @@ const (
 	// (-quality-baseline) runs it with its own defaults: the "today's main"
 	// of the search's wall-time goal.
 	qualityMethodBase = "my_pruning (baseline binary, its defaults)"
-	qualityBatch      = 64
+	// qualityMethodLatency is my_pruning with target: latency (benchmark 10).
+	qualityMethodLatency = "my_pruning, target latency"
+	qualityBatch         = 64
 )
 
 // qualitySetup writes the demo's data set (the bundled MNIST sample split
 // 5,000 train / 1,000 val / 1,000 test) and the converged models.
-func (b *bench) qualitySetup() (string, []qualityModel, error) {
+func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 	dir := filepath.Join(b.o.out, "quality")
 	p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.bin, "demo", "--dir", dir, "--prepare-only")
 	if err == nil {
@@ -96,7 +98,7 @@ func (b *bench) qualitySetup() (string, []qualityModel, error) {
 		return "", nil, err
 	}
 	var models []qualityModel
-	for _, name := range strings.Split(b.o.qualityModels, ",") {
+	for _, name := range strings.Split(names, ",") {
 		switch name = strings.TrimSpace(name); name {
 		case "democnn":
 			models = append(models, qualityModel{Name: name, Path: filepath.Join(dir, "democnn_trained.pt"),
@@ -109,7 +111,7 @@ func (b *bench) qualitySetup() (string, []qualityModel, error) {
 			models = append(models, m)
 		case "":
 		default:
-			return "", nil, fmt.Errorf("-quality-models: unknown model %q (democnn, resnet20)", name)
+			return "", nil, fmt.Errorf("unknown model %q (democnn, resnet20)", name)
 		}
 	}
 	for i := range models {
@@ -285,13 +287,14 @@ func (b *bench) binaryDigest(bin string) (string, error) {
 // qualityPrune runs (or reuses) one prune of benchmark 9.
 // pv names the run; target is the P it prunes to.
 func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed int, method string, stepsPerEpoch int) (*qualityRun, error) {
-	tag := map[string]string{qualityMethodMP: "mp", qualityMethodL2: "l2", qualityMethodGlobal: "l2g", qualityMethodBase: "base"}[method]
+	tag := map[string]string{qualityMethodMP: "mp", qualityMethodL2: "l2", qualityMethodGlobal: "l2g", qualityMethodBase: "base",
+		qualityMethodLatency: "mplat"}[method]
 	bin := b.o.bin
 	if method == qualityMethodBase {
 		bin = b.o.qualityBaseline
 	}
 	name := fmt.Sprintf("%s_p%02d_s%d_%s", m.Name, int(math.Round(pv*100)), seed, tag)
-	if method == qualityMethodMP && b.o.qualityMP != "" {
+	if (method == qualityMethodMP || method == qualityMethodLatency) && b.o.qualityMP != "" {
 		// Each my_pruning configuration keeps its own run directory.
 		h := sha256.Sum256([]byte(b.o.qualityMP))
 		name += "_" + hex.EncodeToString(h[:4])
@@ -312,6 +315,10 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		args = append(args, "--algorithm", "L2Norm", "--finetune", "--global")
 	case qualityMethodBase:
 		args = append(args, "--algorithm", "my_pruning")
+	case qualityMethodLatency:
+		args = append(args, "--algorithm", "my_pruning", "--target", "latency", "--latency-device", "cpu",
+			"--latency-threads", fmt.Sprint(latencyThreads), "--latency-batch", "1")
+		args = append(args, strings.Fields(b.o.qualityMP)...)
 	}
 	digest, err := b.binaryDigest(bin)
 	if err != nil {
@@ -371,7 +378,7 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	q.TrainSteps = b.o.qualityLong * stepsPerEpoch
-	if method == qualityMethodMP || method == qualityMethodBase {
+	if method == qualityMethodMP || method == qualityMethodBase || method == qualityMethodLatency {
 		short, err := b.defaultShortSteps(bin)
 		if err != nil {
 			return nil, err
@@ -415,7 +422,7 @@ func (b *bench) defaultShortSteps(bin string) (int, error) {
 }
 
 func (b *bench) quality(s *section) error {
-	ds, models, err := b.qualitySetup()
+	ds, models, err := b.qualitySetup(b.o.qualityModels)
 	if err != nil {
 		return err
 	}

@@ -58,3 +58,35 @@ func TestMarkdownEscapesPipes(t *testing.T) {
 		t.Errorf("markdown:\n%s", b.String())
 	}
 }
+
+func TestInterpolateAt(t *testing.T) {
+	// Ascending P; latency not monotone (a uniform cut can be slower at a
+	// higher P), so the first bracketing pair in P order is used.
+	pts := []latencyPoint{
+		{P: 0.4, Ms: 2.0, Test10k: 0.98},
+		{P: 0.5, Ms: 1.8, Test10k: 0.97},
+		{P: 0.6, Ms: 1.2, Test10k: 0.95},
+		{P: 0.7, Ms: 1.0, Test10k: 0.90},
+	}
+	cases := []struct {
+		ms      float64
+		want    float64
+		bracket [2]float64
+	}{
+		{1.9, 0.975, [2]float64{0.4, 0.5}},
+		{1.5, 0.96, [2]float64{0.5, 0.6}},
+		{1.0, 0.90, [2]float64{0.6, 0.7}},
+		{2.0, 0.98, [2]float64{0.4, 0.5}},
+	}
+	for _, c := range cases {
+		got, br := interpolateAt(pts, c.ms)
+		if math.Abs(got-c.want) > 1e-12 || br != c.bracket {
+			t.Errorf("interpolateAt(%v) = %v %v, want %v %v", c.ms, got, br, c.want, c.bracket)
+		}
+	}
+	for _, ms := range []float64{0.9, 2.1} {
+		if got, _ := interpolateAt(pts, ms); !math.IsNaN(got) {
+			t.Errorf("interpolateAt(%v) = %v outside the grid, want NaN", ms, got)
+		}
+	}
+}

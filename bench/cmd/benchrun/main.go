@@ -23,7 +23,10 @@
 //     1 and 2 worker processes;
 //  9. search quality on held-out test data: my_pruning against L2Norm one
 //     shot and L2Norm --global from converged models, over P and seeds
-//     (slow: only when selected, `make bench-quality`).
+//     (slow: only when selected, `make bench-quality`);
+//  10. the latency target: my_pruning with target: latency against L2Norm
+//     one shot at the same measured latency, and the table's prediction
+//     error (slow: only when selected, `make bench-latency`).
 //
 // Each benchmark lives in its own file, benchN_*.go; prunerun.go holds the
 // prune runs several of them share.
@@ -87,6 +90,12 @@ type options struct {
 	// qualityBaseline is an older gopruner binary whose my_pruning, with
 	// its own defaults, benchmark 9 runs once per model and P (seed 1).
 	qualityBaseline string
+	// the latency-target benchmark (10); it shares benchmark 9's models,
+	// runs and -quality-mp / -quality-long-epochs
+	latencyModels string
+	latencyP      string
+	latencyGrid   string
+	latencySeeds  int
 }
 
 func main() {
@@ -124,6 +133,10 @@ func main() {
 	flag.StringVar(&o.qualityMP, "quality-mp", "", "search-quality benchmark: extra my_pruning flags (default: gopruner's defaults)")
 	flag.IntVar(&o.qualityPretrain, "quality-pretrain-epochs", 8, "search-quality benchmark: epochs that train ResNet-20 to convergence before pruning")
 	flag.StringVar(&o.qualityBaseline, "quality-baseline", "", "search-quality benchmark: an older gopruner binary whose my_pruning (with its own defaults) runs once per model and P, seed 1, for the wall-time comparison (e.g. main before issue 14, built in a git worktree)")
+	flag.StringVar(&o.latencyModels, "latency-models", "resnet20", "latency-target benchmark: models (democnn, resnet20)")
+	flag.StringVar(&o.latencyP, "latency-p", "0.5", "latency-target benchmark: my_pruning's P (share of the latency to remove)")
+	flag.StringVar(&o.latencyGrid, "latency-l2-p", "0.4,0.5,0.6,0.7,0.8", "latency-target benchmark: the L2Norm one-shot runs' P (MACs), a grid that brackets my_pruning's latency")
+	flag.IntVar(&o.latencySeeds, "latency-seeds", 3, "latency-target benchmark: seeds")
 	flag.BoolVar(&o.qualityReuseArgs, "quality-reuse-args", false, "search-quality benchmark: reuse earlier runs with the same arguments even when another gopruner binary made them (results.json names each run's binary)")
 	flag.Parse()
 	o.only = map[int]bool{}
@@ -222,6 +235,7 @@ func run(o options) error {
 		{7, "my_pruning per-candidate cost and 2-slot speed-up", b.candidates, false},
 		{8, "my_pruning through NATS JetStream: broker cost and worker processes", b.broker, false},
 		{9, "Search quality on held-out TEST data: my_pruning vs L2Norm and L2Norm --global", b.quality, true},
+		{10, "Latency target: my_pruning target latency vs L2Norm one-shot at the same measured latency", b.latencyTarget, true},
 	}
 	for _, bb := range benches {
 		s := &section{ID: bb.id, Title: bb.title}
@@ -231,7 +245,7 @@ func run(o options) error {
 			continue
 		}
 		if bb.optIn && !o.only[bb.id] {
-			s.Skipped = fmt.Sprintf("slow, runs only when selected: make bench-quality (-only %d)", bb.id)
+			s.Skipped = fmt.Sprintf("slow, runs only when selected: make bench-quality / bench-latency (-only %d)", bb.id)
 			continue
 		}
 		if el := time.Since(b.start); el > o.budget {
