@@ -51,10 +51,10 @@ type LatencyReport struct {
 	Layers, Points, Timed             int // tabled layers, grid points, distinct ops timed
 	// Anchors counts the models measured during the search to anchor the
 	// prediction (one per commit, and one on resume).
-	Anchors int
-	Untabled                          []string
-	Cached                            bool
-	TableSeconds                      float64 // building the table (0 when it came from the cache)
+	Anchors      int
+	Untabled     []string
+	Cached       bool
+	TableSeconds float64 // building the table (0 when it came from the cache)
 }
 
 // SpeedupErrorPct compares the measured speed-up with the predicted one,
