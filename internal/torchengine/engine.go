@@ -74,28 +74,21 @@ func (Engine) Load(archive []byte, dev string, threads int) (engine.Module, erro
 // Latency measures the modules side by side: 2 warm-up runs, then rounds
 // until the medians are stable within 2% (5 to 30 rounds).
 func (Engine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, error) {
-	mods := make([]*torch.Module, len(ms))
-	for i, m := range ms {
-		tm, ok := m.(*Module)
-		if !ok {
-			return nil, fmt.Errorf("latency: module %d is not a libtorch module", i)
-		}
-		mods[i] = tm.m
-	}
-	rs, err := latency.Stable(mods, shape, 2, 5, 30, 0.02)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]engine.Latency, len(rs))
-	for i, r := range rs {
-		out[i] = engine.Latency{Device: r.Device, Batch: r.Batch, MedianMs: r.MedianMs}
-	}
-	return out, nil
+	return timeModules(ms, func(mods []*torch.Module) ([]latency.Result, error) {
+		return latency.Stable(mods, shape, 2, 5, 30, 0.02)
+	})
 }
 
 // LatencyRuns measures the modules side by side: 10 warm-up runs, then
 // runs rounds, the median of each module's.
 func (Engine) LatencyRuns(ms []engine.Module, shape []int64, runs int) ([]engine.Latency, error) {
+	return timeModules(ms, func(mods []*torch.Module) ([]latency.Result, error) {
+		return latency.Measure(mods, shape, 10, runs)
+	})
+}
+
+// timeModules runs measure on the libtorch modules behind ms.
+func timeModules(ms []engine.Module, measure func([]*torch.Module) ([]latency.Result, error)) ([]engine.Latency, error) {
 	mods := make([]*torch.Module, len(ms))
 	for i, m := range ms {
 		tm, ok := m.(*Module)
@@ -104,7 +97,7 @@ func (Engine) LatencyRuns(ms []engine.Module, shape []int64, runs int) ([]engine
 		}
 		mods[i] = tm.m
 	}
-	rs, err := latency.Measure(mods, shape, 10, runs)
+	rs, err := measure(mods)
 	if err != nil {
 		return nil, err
 	}
