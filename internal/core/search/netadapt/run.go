@@ -431,6 +431,9 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 	next.Keep = maps.Clone(w.Keep)
 	next.MACs = w.MACs
 	if err := r.anchor(ctx, next); err != nil {
+		if ctx.Err() != nil {
+			return nil, IterationRecord{}, ctx.Err()
+		}
 		return nil, IterationRecord{}, fmt.Errorf("iteration %d: %w", w.Iteration, err)
 	}
 	next.Accuracy = accs[best]
