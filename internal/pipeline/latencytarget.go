@@ -97,10 +97,7 @@ func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*g
 		ids = append(ids, g.ID)
 	}
 	slices.Sort(ids)
-	shape := slices.Clone(base.InputShape)
-	if len(shape) > 0 {
-		shape[0] = o.Batch
-	}
+	shape := atBatch(base.InputShape, o.Batch)
 	key := lut.Key{Model: Digest(orig), Device: o.Device, Threads: o.Threads, Batch: o.Batch,
 		InputShape: slices.Clone(base.InputShape), Alf: alf, MaxPoints: o.MaxPoints, Groups: ids}
 	rep := &LatencyReport{Device: o.Device, Threads: o.Threads, Batch: o.Batch}
@@ -387,40 +384,13 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// measureFinal times the original and the final model side by side on the
-// latency device, as the table's whole-model measurement did.
-func measureFinal(eng engine.Engine, orig, final []byte, inputShape []int64, o LatencyOptions, rep *LatencyReport) error {
-	shape := slices.Clone(inputShape)
-	if len(shape) > 0 {
-		shape[0] = o.Batch
+// atBatch is an input shape with its first dimension set to batch.
+func atBatch(shape []int64, batch int64) []int64 {
+	out := slices.Clone(shape)
+	if len(out) > 0 {
+		out[0] = batch
 	}
-	var ms []engine.Module
-	defer func() {
-		for _, m := range ms {
-			m.Close()
-		}
-	}()
-	for _, b := range [][]byte{orig, final} {
-		m, err := eng.Load(b, o.Device, o.Threads)
-		if err != nil {
-			return fmt.Errorf("target latency: loading a model on %s: %w", o.Device, err)
-		}
-		ms = append(ms, m)
-	}
-	// Two rounds, the lower median of each model kept, as the anchors'
-	// measurements do.
-	for r := range 2 {
-		ls, err := eng.LatencyRuns(ms, shape, ratioRuns)
-		if err != nil {
-			return fmt.Errorf("target latency: timing the final model: %w", err)
-		}
-		b, a := ls[0].MedianMs*1e6, ls[1].MedianMs*1e6
-		if r == 0 {
-			rep.MeasuredBeforeNs, rep.MeasuredAfterNs = b, a
-		}
-		rep.MeasuredBeforeNs, rep.MeasuredAfterNs = min(rep.MeasuredBeforeNs, b), min(rep.MeasuredAfterNs, a)
-	}
-	return nil
+	return out
 }
 
 // ratioRuns is how many runs of each model a side-by-side measurement
@@ -464,7 +434,7 @@ type latencyAnchor struct {
 	offset float64
 
 	eng     engine.Engine
-	origMod engine.Module // loaded on the first measurement, kept
+	origMod engine.Module // loaded on the first timing, kept
 	log     zerolog.Logger
 
 	// lastKeep is the keep vector measured last, lastPredicted its cost as
@@ -476,11 +446,7 @@ type latencyAnchor struct {
 
 func newLatencyAnchor(eng engine.Engine, pred *lut.Predictor, orig []byte, inputShape []int64, o LatencyOptions, fullNS int64,
 	log zerolog.Logger) *latencyAnchor {
-	shape := slices.Clone(inputShape)
-	if len(shape) > 0 {
-		shape[0] = o.Batch
-	}
-	return &latencyAnchor{pred: pred, orig: orig, o: o, shape: shape, fullNS: float64(fullNS), eng: eng, log: log}
+	return &latencyAnchor{pred: pred, orig: orig, o: o, shape: atBatch(inputShape, o.Batch), fullNS: float64(fullNS), eng: eng, log: log}
 }
 
 // cost is the anchored prediction of keep, in ns.
@@ -488,38 +454,62 @@ func (a *latencyAnchor) cost(keep map[int]int) int64 {
 	return a.pred.Predict(keep) + int64(math.Round(a.offset))
 }
 
-// measure times cur (whose keep counts are keep) side by side with the
-// original, two rounds with the lower median of each kept, and re-anchors.
-func (a *latencyAnchor) measure(eng engine.Engine, cur []byte, keep map[int]int) error {
-	before := a.cost(keep)
+// timeAgainstOriginal times cur side by side with the original on the
+// latency device, two rounds of ratioRuns runs, and returns the lower
+// median of each, in ms: the one measurement behind every anchor and the
+// final check.
+func (a *latencyAnchor) timeAgainstOriginal(cur []byte) (orig, c float64, err error) {
 	if a.origMod == nil {
-		m, err := eng.Load(a.orig, a.o.Device, a.o.Threads)
+		m, err := a.eng.Load(a.orig, a.o.Device, a.o.Threads)
 		if err != nil {
-			return fmt.Errorf("anchoring the latency: loading the original on %s: %w", a.o.Device, err)
+			return 0, 0, fmt.Errorf("loading the original on %s: %w", a.o.Device, err)
 		}
 		a.origMod = m
 	}
-	m, err := eng.Load(cur, a.o.Device, a.o.Threads)
+	m, err := a.eng.Load(cur, a.o.Device, a.o.Threads)
 	if err != nil {
-		return fmt.Errorf("anchoring the latency: loading the current model on %s: %w", a.o.Device, err)
+		return 0, 0, fmt.Errorf("loading the pruned model on %s: %w", a.o.Device, err)
 	}
 	defer m.Close()
-	o, c := math.Inf(1), math.Inf(1)
+	orig, c = math.Inf(1), math.Inf(1)
 	for range 2 {
-		ls, err := eng.LatencyRuns([]engine.Module{a.origMod, m}, a.shape, ratioRuns)
+		ls, err := a.eng.LatencyRuns([]engine.Module{a.origMod, m}, a.shape, ratioRuns)
 		if err != nil {
-			return fmt.Errorf("anchoring the latency: timing the current model: %w", err)
+			return 0, 0, fmt.Errorf("timing the pruned model: %w", err)
 		}
-		o, c = min(o, ls[0].MedianMs), min(c, ls[1].MedianMs)
+		orig, c = min(orig, ls[0].MedianMs), min(c, ls[1].MedianMs)
 	}
-	if !(o > 0) || !(c > 0) || math.IsInf(o, 0) || math.IsInf(c, 0) {
-		return fmt.Errorf("anchoring the latency: timings %v and %v ms", o, c)
+	if !(orig > 0) || !(c > 0) || math.IsInf(orig, 0) || math.IsInf(c, 0) {
+		return 0, 0, fmt.Errorf("timings %v and %v ms", orig, c)
 	}
-	a.offset = a.fullNS*c/o - float64(a.pred.Predict(keep))
+	return orig, c, nil
+}
+
+// measure times cur (whose keep counts are keep) against the original and
+// re-anchors.
+func (a *latencyAnchor) measure(cur []byte, keep map[int]int) error {
+	before := a.cost(keep)
+	o, c, err := a.timeAgainstOriginal(cur)
+	if err != nil {
+		return fmt.Errorf("anchoring the latency: %w", err)
+	}
+	measured := a.fullNS * c / o
+	a.offset = measured - float64(a.pred.Predict(keep))
 	a.lastKeep, a.lastPredicted = maps.Clone(keep), before
 	a.measures++
-	a.log.Debug().Float64("predicted_ms", float64(before)/1e6).Float64("measured_ms", a.fullNS*c/o/1e6).
+	a.log.Debug().Float64("predicted_ms", float64(before)/1e6).Float64("measured_ms", measured/1e6).
 		Float64("original_ms", o).Float64("current_ms", c).Msg("target latency: anchored on the committed model")
+	return nil
+}
+
+// measureFinal times the final model against the original, as the anchors
+// do, into rep.
+func (a *latencyAnchor) measureFinal(final []byte, rep *LatencyReport) error {
+	o, c, err := a.timeAgainstOriginal(final)
+	if err != nil {
+		return fmt.Errorf("target latency: %w", err)
+	}
+	rep.MeasuredBeforeNs, rep.MeasuredAfterNs = o*1e6, c*1e6
 	return nil
 }
 

@@ -312,7 +312,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		// st.MACs of the last committed model is its measurement; the
 		// prediction is the one made before it.
 		lat.PredictedAfterNs, lat.Anchors = ev.anchor.predicted(st.Keep), ev.anchor.measures
-		if err := measureFinal(eng, orig, ev.cur, base.InputShape, o.Latency, lat); err != nil {
+		if err := ev.anchor.measureFinal(ev.cur, lat); err != nil {
 			o.Log.Warn().Err(err).Msg("target latency: the final model's latency was not measured")
 		}
 		res.Latency = lat
