@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,17 +70,11 @@ func (b *bench) latencyTarget(s *section) error {
 	if err != nil {
 		return fmt.Errorf("-latency-p: %w", err)
 	}
-	var grid []float64
-	for _, f := range strings.Split(b.o.latencyGrid, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil {
-			return fmt.Errorf("-latency-l2-p: %w", err)
-		}
-		grid = append(grid, v)
+	grid, err := parseFloats("-latency-l2-p", b.o.latencyGrid)
+	if err != nil {
+		return err
 	}
 	slices.Sort(grid)
-	const trainImages = 5000
-	stepsPerEpoch := trainImages / qualityBatch
 	var all []*latencySeed
 	s.Data = map[string]any{"seeds": &all, "my_pruning_args": b.o.qualityMP, "p": pl, "l2_grid": grid}
 	var summaryParts []string
@@ -92,7 +85,7 @@ func (b *bench) latencyTarget(s *section) error {
 			"seed", "original", "my_pruning: latency", "predicted speed-up", "timed speed-up (error)", "search's own check: error, speed-up error", "MACs ratio", "TEST 10k acc", "L2Norm (P: latency, TEST 10k acc)", "L2Norm acc at my_pruning's latency", "margin", "least-pruned L2Norm no slower", "margin vs it")
 		var margins, safeMargins, errs, own []float64
 		for seed := 1; seed <= b.o.latencySeeds; seed++ {
-			mp, err := b.qualityPrune(m, ds, pl, pl, seed, qualityMethodLatency, stepsPerEpoch)
+			mp, err := b.qualityPrune(m, ds, pl, pl, seed, qualityMethodLatency)
 			if err != nil {
 				return err
 			}
@@ -110,15 +103,15 @@ func (b *bench) latencyTarget(s *section) error {
 			}
 			ls.MP = latencyPoint{Run: mp, Name: "my_pruning", P: pl, Test10k: mp.testAcc(), MACs: mp.macsRatio()}
 			for _, gp := range grid {
-				q, err := b.qualityPrune(m, ds, gp, gp, seed, qualityMethodL2, stepsPerEpoch)
+				q, err := b.qualityPrune(m, ds, gp, gp, seed, qualityMethodL2)
 				if err != nil {
 					return err
 				}
 				ls.L2 = append(ls.L2, latencyPoint{Run: q, Name: "L2Norm", P: gp, Test10k: q.testAcc(), MACs: q.macsRatio()})
 			}
-			paths := []string{m.Path, b.prunedPath(mp)}
+			paths := []string{m.Path, mp.Out}
 			for _, p := range ls.L2 {
-				paths = append(paths, b.prunedPath(p.Run))
+				paths = append(paths, p.Run.Out)
 			}
 			ms, err := b.timeSideBySide(paths)
 			if err != nil {
@@ -199,16 +192,6 @@ func (b *bench) latencyTarget(s *section) error {
 		Note:      "latency on cpu, 1 thread, batch 1, every model of a seed timed side by side in one process",
 	}
 	return nil
-}
-
-// prunedPath is the pruned model a benchmark 9/10 run wrote.
-func (b *bench) prunedPath(q *qualityRun) string {
-	for i, a := range q.Args {
-		if a == "--out" && i+1 < len(q.Args) {
-			return q.Args[i+1]
-		}
-	}
-	return filepath.Join(b.o.out, "quality", "pruned", "missing.pt")
 }
 
 // timeSideBySide times models in one process, their runs interleaved,

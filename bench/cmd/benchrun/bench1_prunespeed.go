@@ -61,6 +61,9 @@ func (b *bench) pruneSpeed(s *section) error {
 			cells = append(cells, fmt.Sprintf("%s (%.2f + %.2f)", secs(fl.WallS), fl.ImportS, fl.LoadS), mb(fl.MaxRSSKB),
 				fmt.Sprintf("%s (forward %.2f)", secs(fl.WithForwardS), fl.ForwardS),
 				ratio(pr.Proc.WallS/fl.WallS), ratio(pr.Proc.WallS/fl.WithForwardS))
+			gp = append(gp, fmt.Sprintf("%s %s, %s", m, secs(pr.Proc.WallS), mb(pr.Proc.MaxRSSKB)))
+			ref = append(ref, fmt.Sprintf("%s %s, %s", m, secs(fl.WallS), mb(fl.MaxRSSKB)))
+			rat = append(rat, fmt.Sprintf("%s %s", m, ratio(pr.Proc.WallS/fl.WallS)))
 		} else {
 			cells = append(cells, "", "", "", "", "")
 		}
@@ -68,11 +71,6 @@ func (b *bench) pruneSpeed(s *section) error {
 			over := float64(pr.Proc.MaxRSSKB-baseKB) * 1024 / float64(st.Size())
 			cells = append(cells, mb(st.Size()/1024), ratio(over))
 			rss = append(rss, fmt.Sprintf("%s %s", m, ratio(over)))
-		}
-		if fl != nil {
-			gp = append(gp, fmt.Sprintf("%s %s, %s", m, secs(pr.Proc.WallS), mb(pr.Proc.MaxRSSKB)))
-			ref = append(ref, fmt.Sprintf("%s %s, %s", m, secs(fl.WallS), mb(fl.MaxRSSKB)))
-			rat = append(rat, fmt.Sprintf("%s %s", m, ratio(pr.Proc.WallS/fl.WallS)))
 		}
 		t.add(cells...)
 	}

@@ -34,6 +34,7 @@ type qualityRun struct {
 	Seed       int              `json:"seed"`
 	Method     string           `json:"method"`
 	Args       []string         `json:"args"`
+	Out        string           `json:"out"` // the pruned model
 	WallS      float64          `json:"wall_s"`
 	Reused     bool             `json:"reused,omitempty"` // an earlier run with the same binary (or, under -quality-reuse-args, any binary) and arguments
 	Binary     string           `json:"binary"`           // sha256 prefix of the gopruner binary that made it
@@ -77,6 +78,9 @@ const (
 	// qualityMethodLatency is my_pruning with target: latency (benchmark 10).
 	qualityMethodLatency = "my_pruning, target latency"
 	qualityBatch         = 64
+	// qualityStepsPerEpoch is a fine-tune epoch over the demo's 5,000
+	// training images.
+	qualityStepsPerEpoch = 5000 / qualityBatch
 )
 
 // qualitySetup writes the demo's data set (the bundled MNIST sample split
@@ -286,7 +290,7 @@ func (b *bench) binaryDigest(bin string) (string, error) {
 
 // qualityPrune runs (or reuses) one prune of benchmark 9.
 // pv names the run; target is the P it prunes to.
-func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed int, method string, stepsPerEpoch int) (*qualityRun, error) {
+func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed int, method string) (*qualityRun, error) {
 	tag := map[string]string{qualityMethodMP: "mp", qualityMethodL2: "l2", qualityMethodGlobal: "l2g", qualityMethodBase: "base",
 		qualityMethodLatency: "mplat"}[method]
 	bin := b.o.bin
@@ -300,11 +304,12 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		name += "_" + hex.EncodeToString(h[:4])
 	}
 	dir := filepath.Join(b.o.out, "quality")
+	out := filepath.Join(dir, "pruned", name+".pt")
 	args := []string{bin, "prune", "--model", m.Path, "--dataset", ds, "--input-shape", "1,1,28,28",
 		"--mean", "0.5", "--std", "0.5", "--batch-size", fmt.Sprint(qualityBatch), "--lr", "0.02", "--cosine", "--momentum", "0.9",
 		"--alf", "4", "--seed", fmt.Sprint(seed), "--threads", "2", "--P", strconv.FormatFloat(target, 'f', 6, 64),
 		"--long-epochs", fmt.Sprint(b.o.qualityLong), "--log-format", "json",
-		"--exp-save", filepath.Join(dir, "exp"), "--model-name", name, "--out", filepath.Join(dir, "pruned", name+".pt")}
+		"--exp-save", filepath.Join(dir, "exp"), "--model-name", name, "--out", out}
 	switch method {
 	case qualityMethodMP:
 		args = append(args, "--algorithm", "my_pruning")
@@ -332,7 +337,7 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 	// which leave out process start.
 	wallFile := filepath.Join(dir, "exp", name+".wall")
 	sumPath := filepath.Join(dir, "exp", name, "summary.json")
-	q := &qualityRun{Model: m.Name, P: pv, Target: target, Seed: seed, Method: method, Args: args[1:], Binary: digest[:16]}
+	q := &qualityRun{Model: m.Name, P: pv, Target: target, Seed: seed, Method: method, Args: args[1:], Out: out, Binary: digest[:16]}
 	if old, err := os.ReadFile(keyFile); err == nil {
 		oldDigest, oldArgs, _ := strings.Cut(string(old), "\n")
 		same := string(old) == key
@@ -374,10 +379,10 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 	if q.Summary.TestAccAfter == nil && method != qualityMethodBase { // older binaries did not evaluate test
 		return nil, fmt.Errorf("%s: summary.json has no test_acc_after (the data set's test split is missing?)", name)
 	}
-	if q.Test10k, err = b.evalTest10k(filepath.Join(dir, "pruned", name+".pt")); err != nil {
+	if q.Test10k, err = b.evalTest10k(out); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	q.TrainSteps = b.o.qualityLong * stepsPerEpoch
+	q.TrainSteps = b.o.qualityLong * qualityStepsPerEpoch
 	if method == qualityMethodMP || method == qualityMethodBase || method == qualityMethodLatency {
 		short, err := b.defaultShortSteps(bin)
 		if err != nil {
@@ -426,16 +431,10 @@ func (b *bench) quality(s *section) error {
 	if err != nil {
 		return err
 	}
-	var ps []float64
-	for _, f := range strings.Split(b.o.qualityP, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil {
-			return fmt.Errorf("-quality-p: %w", err)
-		}
-		ps = append(ps, v)
+	ps, err := parseFloats("-quality-p", b.o.qualityP)
+	if err != nil {
+		return err
 	}
-	const trainImages = 5000 // the demo's train split
-	stepsPerEpoch := trainImages / qualityBatch
 	methods := []string{qualityMethodMP, qualityMethodL2, qualityMethodGlobal}
 	var runs []*qualityRun
 	s.Data = map[string]any{"models": models, "runs": &runs, "my_pruning_args": b.o.qualityMP}
@@ -460,7 +459,7 @@ func (b *bench) quality(s *section) error {
 					if method == qualityMethodMP {
 						target = mpTarget
 					}
-					q, err := b.qualityPrune(m, ds, pv, target, seed, method, stepsPerEpoch)
+					q, err := b.qualityPrune(m, ds, pv, target, seed, method)
 					if err != nil {
 						return err
 					}
@@ -475,7 +474,7 @@ func (b *bench) quality(s *section) error {
 			if b.o.qualityBaseline != "" {
 				// Seed 1 only: the baseline is slow, and it is there for its
 				// wall time; it prunes to seed 1's my_pruning target.
-				q, err := b.qualityPrune(m, ds, pv, byMethod[qualityMethodMP][0].Target, 1, qualityMethodBase, stepsPerEpoch)
+				q, err := b.qualityPrune(m, ds, pv, byMethod[qualityMethodMP][0].Target, 1, qualityMethodBase)
 				if err != nil {
 					return err
 				}
@@ -561,6 +560,19 @@ func (b *bench) quality(s *section) error {
 		Note:      "accuracy difference (points) on all 10,000 MNIST test images = my_pruning − reference, mean ± sd over seeds",
 	}
 	return nil
+}
+
+// parseFloats reads a flag's comma-separated list of numbers.
+func parseFloats(flag, list string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(list, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 func orDefault(args string) string {
