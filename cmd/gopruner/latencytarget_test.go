@@ -3,7 +3,6 @@
 package main
 
 import (
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -45,13 +44,7 @@ func TestLatencyTargetCLI(t *testing.T) {
 			MACs int64 `json:"macs"`
 		} `json:"iterations"`
 	}
-	js, err := os.ReadFile(filepath.Join(dir, "exp", "m", "summary.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(js, &s); err != nil {
-		t.Fatal(err)
-	}
+	readSummary(t, dir, "exp", "m", &s)
 	l := s.LatencyTarget
 	if s.Target != "latency" || l == nil || len(s.Iterations) == 0 {
 		t.Fatalf("summary.json: target %q, latency_target %v, %d iterations", s.Target, l, len(s.Iterations))

@@ -3,8 +3,6 @@
 package main
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -51,13 +49,7 @@ func TestMyPruningAcceptance(t *testing.T) {
 					Iteration int `json:"iteration"`
 				} `json:"iterations"`
 			}
-			js, err := os.ReadFile(filepath.Join(dir, "exp", "m", "summary.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(js, &s); err != nil {
-				t.Fatal(err)
-			}
+			js := readSummary(t, dir, "exp", "m", &s)
 			if s.AccBefore == nil || s.AccAfter == nil {
 				t.Fatalf("summary.json has no accuracies: %s", js)
 			}

@@ -21,6 +21,20 @@ func runIn(t *testing.T, dir string, args ...string) cliResult {
 	return execCLI(t, dir, nil, args...)
 }
 
+// readSummary decodes a run's summary.json (exp_save/model_name under dir)
+// into v, failing the test when it cannot, and returns the raw JSON.
+func readSummary(t *testing.T, dir, expSave, name string, v any) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, expSave, name, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 // TestOldStylePruningYAML is issue 6's acceptance: the old tool's layout
 // runs as written, iskl leaves its layer untouched, and a misspelt key is
 // exit 2 with a suggestion.
@@ -60,13 +74,7 @@ input_shape: [1, 3, 224, 224]
 		ModelOut   string   `json:"model_out"`
 		Iterations []any    `json:"iterations"`
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "exp", "r18", "summary.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &s); err != nil {
-		t.Fatal(err)
-	}
+	readSummary(t, dir, "exp", "r18", &s)
 	if s.Algorithm != "L2Norm" || float64(s.MACsAfter) > 0.7*float64(s.MACsBefore) || s.Iterations == nil {
 		t.Errorf("summary.json: %+v", s)
 	}
@@ -172,13 +180,7 @@ func TestPlanOutThenApply(t *testing.T) {
 		var s struct {
 			Latency []any `json:"latency"`
 		}
-		data, err := os.ReadFile(filepath.Join(dir, "exp", name, "summary.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(data, &s); err != nil {
-			t.Fatal(err)
-		}
+		readSummary(t, dir, "exp", name, &s)
 		return s.Latency
 	}
 	if l := latencyOf("residual_traced"); len(l) != 0 {

@@ -4,7 +4,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -84,13 +83,7 @@ func TestAnyRankCLI(t *testing.T) {
 				MACsBefore int64 `json:"macs_before"`
 				MACsAfter  int64 `json:"macs_after"`
 			}
-			data, err := os.ReadFile(filepath.Join(work, "exp", "m", "summary.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(data, &s); err != nil {
-				t.Fatal(err)
-			}
+			readSummary(t, work, "exp", "m", &s)
 			if s.MACsBefore != m.MACs || s.MACsAfter <= 0 || 2*s.MACsAfter > s.MACsBefore {
 				t.Errorf("summary.json MACs %d -> %d, want %d -> at most half", s.MACsBefore, s.MACsAfter, m.MACs)
 			}

@@ -71,16 +71,10 @@ type iterRow struct {
 
 func readIterations(t *testing.T, dir string) []iterRow {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "exp", "m", "summary.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var s struct {
 		Iterations []iterRow `json:"iterations"`
 	}
-	if err := json.Unmarshal(data, &s); err != nil {
-		t.Fatal(err)
-	}
+	readSummary(t, dir, "exp", "m", &s)
 	return s.Iterations
 }
 
