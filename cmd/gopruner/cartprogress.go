@@ -39,6 +39,9 @@ type cartProgress struct {
 	// latency: the search's cost is predicted latency in ns (target:
 	// latency), not MACs.
 	latency bool
+	// shortlist is cfg.Shortlist: an iteration with more candidates runs a
+	// screen of each before the shortlist's full evaluations.
+	shortlist int
 }
 
 // costName and cost label and format the search's cost model.
@@ -62,7 +65,7 @@ func progressHooks(cfg *config.Config) pipeline.Hooks {
 		slots[i] = string(s)
 	}
 	cp := &cartProgress{w: os.Stderr, slots: slots, tty: isTerminal(os.Stderr), current: make([]string, len(slots)),
-		latency: cfg.Target == kinds.TargetLatency}
+		latency: cfg.Target == kinds.TargetLatency, shortlist: cfg.Shortlist}
 	return pipeline.Hooks{
 		OnIterationStart: cp.iterationStart,
 		OnCandidateStart: cp.candidateStart,
@@ -79,7 +82,15 @@ func (cp *cartProgress) iterationStart(iter int, _ int64, cands []netadapt.Candi
 	cp.mu.Lock()
 	cp.outs = map[int]netadapt.Outcome{}
 	cp.mu.Unlock()
+	runs := len(cands)
+	if cp.shortlist > 0 && runs > cp.shortlist {
+		runs += cp.shortlist
+	}
 	if !cp.tty {
+		if runs > len(cands) {
+			fmt.Fprintf(cp.w, "iteration %d: %d candidates on %d slot(s), screened, the best %d fine-tuned\n", iter, len(cands), len(cp.slots), cp.shortlist)
+			return
+		}
 		fmt.Fprintf(cp.w, "iteration %d: %d candidates on %d slot(s)\n", iter, len(cands), len(cp.slots))
 		return
 	}
@@ -90,7 +101,7 @@ func (cp *cartProgress) iterationStart(iter int, _ int64, cands []netadapt.Candi
 	for i, s := range cp.slots {
 		i := i
 		cp.current[i] = ""
-		cp.bars = append(cp.bars, cp.p.AddBar(int64(len(cands)),
+		cp.bars = append(cp.bars, cp.p.AddBar(int64(runs),
 			mpb.PrependDecorators(decor.Name(fmt.Sprintf("iter %d slot %d (%s) ", iter, i, s)), decor.CountersNoUnit("%d")),
 			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 				cp.mu.Lock()
@@ -111,15 +122,21 @@ func (cp *cartProgress) candidateStart(slot int, c netadapt.Candidate) {
 func (cp *cartProgress) candidateDone(o netadapt.Outcome) {
 	cp.mu.Lock()
 	if cp.outs != nil && o.Err == nil {
-		cp.outs[o.Candidate.Group] = o
+		if prev, ok := cp.outs[o.Candidate.Group]; !o.Screen || !ok || prev.Screen {
+			cp.outs[o.Candidate.Group] = o
+		}
 	}
 	cp.mu.Unlock()
 	if !cp.tty {
+		what := ""
+		if o.Screen {
+			what = "screen "
+		}
 		if o.Err != nil {
-			fmt.Fprintf(cp.w, "  %s: %s  FAILED: %v\n", ranOn(o), candName(o.Candidate), o.Err)
+			fmt.Fprintf(cp.w, "  %s: %s%s  FAILED: %v\n", ranOn(o), what, candName(o.Candidate), o.Err)
 			return
 		}
-		fmt.Fprintf(cp.w, "  %s: %s  %s %s  acc %.4f%s  %.1fs\n", ranOn(o), candName(o.Candidate), cp.costName(),
+		fmt.Fprintf(cp.w, "  %s: %s%s  %s %s  acc %.4f%s  %.1fs\n", ranOn(o), what, candName(o.Candidate), cp.costName(),
 			cp.cost(o.Candidate.MACs), o.Accuracy, plusMinus(o), o.Duration.Seconds())
 		return
 	}
@@ -160,6 +177,9 @@ func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
 		acc := fmt.Sprintf("%.4f%s", c.Accuracy, plusMinus(outs[c.Group]))
 		if c.Failed != "" {
 			acc = "failed"
+		}
+		if c.ScreenedOut {
+			mark = "  screened out (accuracy before fine-tuning)"
 		}
 		where := ""
 		if o, ok := outs[c.Group]; ok {

@@ -13,18 +13,23 @@ import (
 // search history, which holds only what decides the search, so that the
 // history of a seed is what it was before they were measured.
 type candidateLog struct {
-	mu  sync.Mutex
-	out map[[2]int]netadapt.Outcome // (iteration, group) → outcome
+	mu      sync.Mutex
+	out     map[[2]int]netadapt.Outcome // (iteration, group) → outcome
+	screens map[[2]int]netadapt.Outcome // the same, of the shortlist's screens
 }
 
 // wrap returns h with the log's recording added.
 func (l *candidateLog) wrap(h Hooks) Hooks {
-	l.out = map[[2]int]netadapt.Outcome{}
+	l.out, l.screens = map[[2]int]netadapt.Outcome{}, map[[2]int]netadapt.Outcome{}
 	onDone := h.OnCandidate
 	h.OnCandidate = func(o netadapt.Outcome) {
 		if o.Err == nil {
 			l.mu.Lock()
-			l.out[[2]int{o.Candidate.Iteration, o.Candidate.Group}] = o
+			if o.Screen {
+				l.screens[[2]int{o.Candidate.Iteration, o.Candidate.Group}] = o
+			} else {
+				l.out[[2]int{o.Candidate.Iteration, o.Candidate.Group}] = o
+			}
 			l.mu.Unlock()
 		}
 		if onDone != nil {
@@ -42,8 +47,16 @@ func (l *candidateLog) results(rec netadapt.IterationRecord) []summary.Candidate
 	out := make([]summary.Candidate, 0, len(rec.Candidates))
 	for _, c := range rec.Candidates {
 		sc := summary.Candidate{Group: c.Group, Layers: slices.Clone(c.Layers), From: c.From, To: c.To, MACs: c.MACs,
-			Accuracy: c.Accuracy, Kept: c.Group == rec.Group, Failed: c.Failed}
-		if o, ok := l.out[[2]int{rec.Iteration, c.Group}]; ok {
+			Accuracy: c.Accuracy, Kept: c.Group == rec.Group, Failed: c.Failed,
+			ScreenAccuracy: c.ScreenAccuracy, ScreenedOut: c.ScreenedOut}
+		key := [2]int{rec.Iteration, c.Group}
+		if o, ok := l.screens[key]; ok {
+			sc.ScreenSeconds = o.Duration.Seconds()
+			if c.ScreenedOut {
+				sc.AccuracySE, sc.Samples, sc.ValLoss, sc.ValLossSE, sc.Slot = o.StdErr(), o.Samples, o.ValLoss, o.ValLossSE, o.SlotName
+			}
+		}
+		if o, ok := l.out[key]; ok {
 			sc.AccuracySE, sc.Samples, sc.TrainLoss = o.StdErr(), o.Samples, o.TrainLoss
 			sc.ValLoss, sc.ValLossSE = o.ValLoss, o.ValLossSE
 			sc.Seconds, sc.Slot = o.Duration.Seconds(), o.SlotName

@@ -70,6 +70,7 @@ type evaluator struct {
 	mismatches int
 	timing     CandidateTiming // summed over every candidate run (commits included)
 	runs       int             // how many candidate runs timing sums
+	screens    int             // how many of them were screens (Screen)
 	scoring    time.Duration   // computing the criterion's scores (serial: every slot waits)
 	commit     time.Duration   // Commit (serial), re-runs included
 }
@@ -205,6 +206,31 @@ func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate
 	}
 	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.cval.Len(), TrainLoss: res.TrainLoss,
 		ValLoss: res.ValLoss, ValLossSE: res.ValLossSE, Worker: res.Worker}, nil
+}
+
+// Screen implements netadapt.Screener: candidate c cut from the current
+// model on the slot, its BatchNorm statistics re-estimated when bn_batches
+// asks, and validated like Evaluate's, without the short-term fine-tune.
+// Nothing of it is held for Commit: a screened candidate that wins has
+// been evaluated fully since.
+func (e *evaluator) Screen(ctx context.Context, slot int, c netadapt.Candidate) (netadapt.Result, error) {
+	req, err := e.request(slot, c, true)
+	if err != nil {
+		return netadapt.Result{}, err
+	}
+	req.Train, req.Teacher = nil, ""
+	res, m, err := e.evaluate(ctx, slot, req)
+	if m != nil {
+		m.Close()
+	}
+	if err != nil {
+		return netadapt.Result{}, err
+	}
+	e.mu.Lock()
+	e.screens++
+	e.mu.Unlock()
+	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.cval.Len(), ValLoss: res.ValLoss, ValLossSE: res.ValLossSE,
+		Worker: res.Worker}, nil
 }
 
 // Commit makes the winner current: the fine-tuned candidate itself when

@@ -70,6 +70,10 @@ type MyPruningOptions struct {
 	// TieBreak is netadapt's rule among candidates within one standard
 	// error of the best (default kinds.TieBreakNone).
 	TieBreak kinds.TieBreak
+	// Shortlist is netadapt's Options.Shortlist: above 0, every candidate
+	// is first screened (cut, BatchNorm re-estimated, validated) and only
+	// the Shortlist best are short-term fine-tuned.
+	Shortlist int
 	// CommonBatches gives every candidate of an iteration the same
 	// short-term training seed, hence the same batches in the same order.
 	CommonBatches bool
@@ -161,6 +165,8 @@ type MyPruningResult struct {
 	Timing          CandidateTiming
 	Runs            int
 	Scoring, Commit time.Duration
+	// Screens is how many of the Runs were shortlist screens.
+	Screens int
 	// Latency is target: latency's prediction and measurement (nil for
 	// target: macs).
 	Latency *LatencyReport
@@ -264,7 +270,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 
 	nopt := netadapt.Options{P: o.P, DeltaCrop: o.DeltaCrop, Alf: o.Alf, Select: o.Select, Step: o.Step,
 		Schedule: o.Schedule, DeltaDecay: o.DeltaDecay, MaxGroupCut: o.MaxGroupCut, TieBreak: o.TieBreak,
-		Slots: slices.Clone(o.Slots), BaseAccuracy: baseAcc, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
+		Shortlist: o.Shortlist, Slots: slices.Clone(o.Slots), BaseAccuracy: baseAcc, ResizeAlf: o.ResizeAlf, FineTune: o.LongTermEpochs > 0,
 		OnIterationStart: o.Hooks.OnIterationStart, OnCandidateStart: o.Hooks.OnCandidateStart,
 		OnCandidate: o.Hooks.OnCandidate,
 		OnIteration: func(rec netadapt.IterationRecord) {
@@ -277,6 +283,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	res.State = st
 	res.CommitMismatches = ev.mismatches
 	res.Timing, res.Runs, res.Scoring, res.Commit = ev.Timing()
+	res.Screens = ev.screens
 	if ev.disp != nil {
 		res.Workers = ev.disp.workers()
 	}
@@ -358,6 +365,9 @@ func normalize(o MyPruningOptions) (MyPruningOptions, error) {
 	o.Schedule = kinds.Or(o.Schedule, kinds.ScheduleConstant)
 	if _, err := kinds.Parse("delta_schedule", string(o.Schedule), kinds.Schedules); err != nil {
 		return o, fail.Usagef("my_pruning: %v", err)
+	}
+	if o.Shortlist < 0 {
+		return o, fail.Usagef("my_pruning: shortlist %d is negative", o.Shortlist)
 	}
 	if !(o.MaxGroupCut >= 0 && o.MaxGroupCut <= 1) {
 		return o, fail.Usagef("my_pruning: max_group_cut %g is outside (0,1]", o.MaxGroupCut)

@@ -324,7 +324,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	var cands candidateLog
 	res, err := MyPruning(ctx, r.Engine, base, trainSplit, val, MyPruningOptions{
 		P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Select: cfg.Select, Step: cfg.Step, ResizeAlf: cfg.ResizeAlf,
-		Schedule: cfg.DeltaSchedule, DeltaDecay: cfg.DeltaDecay, MaxGroupCut: cfg.MaxGroupCut, TieBreak: cfg.TieBreak, CommonBatches: cfg.CommonBatches, BNBatches: cfg.BNBatches,
+		Schedule: cfg.DeltaSchedule, DeltaDecay: cfg.DeltaDecay, MaxGroupCut: cfg.MaxGroupCut, TieBreak: cfg.TieBreak, Shortlist: cfg.Shortlist, CommonBatches: cfg.CommonBatches, BNBatches: cfg.BNBatches,
 		Target: cfg.Target, Latency: LatencyOptions{Device: cfg.LatencyDevice, Threads: cfg.LatencyThreads, Batch: int64(cfg.LatencyBatch)},
 		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
 		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize, EvalSamples: cfg.EvalSamples,
@@ -337,6 +337,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	out := &Outcome{Pruned: res.Module, Plan: res.Plan, Kept: res.Kept, Target: res.State.Target,
 		Reached: res.State.MACs <= res.State.Target, Candidates: res.Timing.Summary(res.Runs, res.Scoring, res.Commit),
 		Latency: res.Latency}
+	out.Candidates.Screens = res.Screens
 	if cfg.ShortTermSteps > 0 || cfg.LongTermEpochs > 0 {
 		out.Distill = distillSummary(distillOf(cfg))
 	}

@@ -35,8 +35,8 @@ func candidatesFigure(d Data, scale float64) (figure, bool) {
 		last = max(last, float64(it.Iteration))
 		n := len(it.Candidates)
 		for j, c := range it.Candidates {
-			if !finite(c.Accuracy) {
-				continue
+			if !finite(c.Accuracy) || c.ScreenedOut {
+				continue // a screened-out accuracy is from before the fine-tune: not comparable
 			}
 			se := 0.0
 			if finite(c.AccuracySE) && c.AccuracySE > 0 {

@@ -274,6 +274,12 @@ func candRows(d Data, scale float64) []candRow {
 			if c.Failed != "" {
 				r.Accuracy, r.Name = "failed", r.Name+" (failed: "+c.Failed+")"
 			}
+			if c.ScreenedOut {
+				r.Name += " (screened out: accuracy before fine-tuning)"
+				if c.ScreenSeconds > 0 && finite(c.ScreenSeconds) {
+					r.Seconds = fmt.Sprintf("%.1f s", c.ScreenSeconds)
+				}
+			}
 			if c.Worker != "" {
 				r.Slot = c.Worker
 			}

@@ -18,6 +18,7 @@ var fingerprintKeys = []string{
 	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples", "bn_batches",
 	"distill", "distill_temperature", "distill_weight",
 	"target", "latency_device", "latency_threads", "latency_batch", "max_group_cut",
+	"shortlist",
 }
 
 // laterKeys are fingerprint keys added after checkpoints already existed,
@@ -29,7 +30,7 @@ var fingerprintKeys = []string{
 var laterKeys = map[string]string{"delta_schedule": "constant", "delta_decay": "0.96", "common_batches": "false",
 	"tie_break": "none", "eval_samples": "0", "bn_batches": "0", "distill": "false", "distill_temperature": "4",
 	"distill_weight": "0.5", "target": "macs", "latency_device": "cpu", "latency_threads": "1", "latency_batch": "1",
-	"max_group_cut": "1"}
+	"max_group_cut": "1", "shortlist": "0"}
 
 func isLater(key string) bool {
 	_, ok := laterKeys[key]

@@ -72,6 +72,14 @@ type Candidate struct {
 	// Failed says why the candidate failed for good (a worker gave up on it
 	// after its deliveries); it took no part in the choice.
 	Failed string `json:"failed,omitempty"`
+	// ScreenAccuracy is its accuracy in the shortlist's screen (cut,
+	// BatchNorm re-estimated, validated, not fine-tuned) and ScreenSeconds
+	// the screen's wall time; both omitted without a shortlist.
+	// ScreenedOut: it missed the shortlist, was never fine-tuned, and
+	// Accuracy is its screen accuracy.
+	ScreenAccuracy float64 `json:"screen_accuracy,omitempty"`
+	ScreenSeconds  float64 `json:"screen_seconds,omitempty"`
+	ScreenedOut    bool    `json:"screened_out,omitempty"`
 }
 
 // Timings is how long each phase of the run took, in milliseconds by phase
@@ -92,6 +100,7 @@ type Timings struct {
 // else (load, surgery, the rest of fine-tune and eval) is overhead.
 type CandidateTimings struct {
 	Runs              int     `json:"runs"`
+	Screens           int     `json:"screens,omitempty"` // how many of the runs were shortlist screens (no fine-tune)
 	TotalMs           float64 `json:"total_ms"`
 	LoadMs            float64 `json:"load_ms"`
 	SurgeryMs         float64 `json:"surgery_ms"`

@@ -21,6 +21,7 @@ type runner struct {
 	byID   map[int]Group
 	ev     Evaluator
 	fin    Finisher // nil unless ResizeAlf or FineTune
+	sc     Screener // nil unless Shortlist > 0
 	ck     Checkpointer
 	opt    Options
 	hookMu sync.Mutex // serialises the hooks
@@ -143,6 +144,16 @@ func newRunner(groups []Group, ev Evaluator, ck Checkpointer, opt Options) (*run
 		if _, ok := r.byID[id]; !ok && opt.Exclude[id] {
 			return nil, fmt.Errorf("netadapt: excluded group %d does not exist", id)
 		}
+	}
+	if opt.Shortlist < 0 {
+		return nil, fmt.Errorf("netadapt: shortlist %d is negative", opt.Shortlist)
+	}
+	if opt.Shortlist > 0 {
+		sc, ok := ev.(Screener)
+		if !ok {
+			return nil, errors.New("netadapt: a shortlist asked for, but the evaluator is not a Screener")
+		}
+		r.sc = sc
 	}
 	if opt.ResizeAlf || opt.FineTune {
 		fin, ok := ev.(Finisher)
@@ -374,18 +385,18 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 			r.opt.OnIterationStart(st.Iteration+1, budget, cs)
 		}
 	})
-	results, failed, err := r.evaluate(ctx, cands)
+	results, failed, screens, out, err := r.evaluateAll(ctx, st, cands)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, IterationRecord{}, ctx.Err() // the caller's own error, unwrapped
 		}
 		return nil, IterationRecord{}, fmt.Errorf("iteration %d: %w", st.Iteration+1, err)
 	}
-	// Failed candidates take no part in the choice: the rest are chosen
-	// from as if they were all there were.
+	// Failed and screened-out candidates take no part in the choice: the
+	// rest are chosen from as if they were all there were.
 	var okIdx []int
 	for i := range cands {
-		if failed[i] == "" {
+		if failed[i] == "" && !out[i] {
 			okIdx = append(okIdx, i)
 		}
 	}
@@ -423,8 +434,15 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 	}
 	rec.TieBroken = best != top
 	for i, c := range cands {
-		rec.Candidates = append(rec.Candidates, CandidateRecord{Group: c.Group, Layers: slices.Clone(c.Layers),
-			From: c.From, To: c.To, MACs: c.MACs, Accuracy: accs[i], Failed: failed[i]})
+		cr := CandidateRecord{Group: c.Group, Layers: slices.Clone(c.Layers),
+			From: c.From, To: c.To, MACs: c.MACs, Accuracy: accs[i], Failed: failed[i]}
+		if screens != nil {
+			cr.ScreenAccuracy, cr.ScreenedOut = screens[i].Accuracy, out[i]
+			if out[i] {
+				cr.Accuracy = screens[i].Accuracy
+			}
+		}
+		rec.Candidates = append(rec.Candidates, cr)
 	}
 	next := cloneState(st)
 	next.Iteration = w.Iteration
@@ -444,10 +462,73 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 	return next, rec, nil
 }
 
+// evaluateAll evaluates an iteration's candidates: all of them, or under
+// a shortlist, screens them all and fully evaluates the Shortlist best.
+// results and failed are in candidate order; screens (nil without a
+// screen) holds the screens, and out[i] marks a candidate screened out
+// (its results[i] is zero).
+func (r *runner) evaluateAll(ctx context.Context, st *State, cands []Candidate) (results []Result, failed []string, screens []Result, out []bool, err error) {
+	out = make([]bool, len(cands))
+	if r.sc == nil || len(cands) <= r.opt.Shortlist {
+		results, failed, err = r.evaluate(ctx, cands, false)
+		return results, failed, nil, out, err
+	}
+	screens, failed, err = r.evaluate(ctx, cands, true)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("screening: %w", err)
+	}
+	keep := shortlist(r.opt.Select, cands, screens, failed, st.Accuracy, st.MACs, r.opt.Shortlist)
+	sub := make([]Candidate, len(keep))
+	for j, i := range keep {
+		sub[j] = cands[i]
+	}
+	for i := range cands {
+		out[i] = failed[i] == ""
+	}
+	subRes, subFailed, err := r.evaluate(ctx, sub, false)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	results = make([]Result, len(cands))
+	for j, i := range keep {
+		results[i], failed[i], out[i] = subRes[j], subFailed[j], false
+	}
+	return results, failed, screens, out, nil
+}
+
+// shortlist returns the indices of the k best candidates that did not
+// fail, ranked by choose's order on their screens, in candidate order.
+func shortlist(mode kinds.Select, cands []Candidate, screens []Result, failed []string, accPrev float64, macsPrev int64, k int) []int {
+	var idx []int
+	for i := range cands {
+		if failed[i] == "" {
+			idx = append(idx, i)
+		}
+	}
+	// choose over a pair is 1 when the second beats the first; the order
+	// it defines is total (group ids differ), so the sort is deterministic.
+	beats := func(a, b int) bool {
+		return choose(mode, []Candidate{cands[b], cands[a]}, []float64{measure(mode, screens[b]), measure(mode, screens[a])}, accPrev, macsPrev) == 1
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		switch {
+		case beats(a, b):
+			return -1
+		case beats(b, a):
+			return 1
+		}
+		return 0
+	})
+	idx = idx[:min(k, len(idx))]
+	slices.Sort(idx)
+	return idx
+}
+
 // evaluate runs the candidates over one worker per slot, fed from a queue so
-// that a free slot takes the next candidate. The first failure cancels the
-// rest. Results come back in candidate order whatever order they finish in.
-func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, []string, error) {
+// that a free slot takes the next candidate: Evaluate, or Screen when screen
+// is set. The first failure cancels the rest. Results come back in
+// candidate order whatever order they finish in.
+func (r *runner) evaluate(ctx context.Context, cands []Candidate, screen bool) ([]Result, []string, error) {
 	ictx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	queue := make(chan int, len(cands))
@@ -478,7 +559,13 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, []s
 					}
 				})
 				t0 := time.Now()
-				res, err := r.ev.Evaluate(ictx, slot, c)
+				var res Result
+				var err error
+				if screen {
+					res, err = r.sc.Screen(ictx, slot, c)
+				} else {
+					res, err = r.ev.Evaluate(ictx, slot, c)
+				}
 				switch {
 				case err != nil:
 				case !finite(res.Accuracy):
@@ -490,7 +577,7 @@ func (r *runner) evaluate(ctx context.Context, cands []Candidate) ([]Result, []s
 				}
 				o := Outcome{Candidate: c, Slot: slot, SlotName: r.opt.Slots[slot], Accuracy: res.Accuracy,
 					Samples: res.Samples, TrainLoss: res.TrainLoss, ValLoss: res.ValLoss, ValLossSE: res.ValLossSE,
-					Worker: res.Worker, Duration: time.Since(t0), Err: err}
+					Worker: res.Worker, Screen: screen, Duration: time.Since(t0), Err: err}
 				r.hook(func() {
 					if r.opt.OnCandidate != nil {
 						r.opt.OnCandidate(o)

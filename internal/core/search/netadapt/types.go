@@ -101,8 +101,12 @@ type Outcome struct {
 	ValLoss   float64 // Result.ValLoss
 	ValLossSE float64 // Result.ValLossSE
 	Worker    string  // Result.Worker
-	Duration  time.Duration
-	Err       error // nil on success; the context's error for a candidate cut short
+	// Screen marks the outcome of a screen (Screener.Screen: cut and
+	// validated without the short-term fine-tune) under Options.Shortlist;
+	// a shortlisted candidate has a second, full outcome after it.
+	Screen   bool
+	Duration time.Duration
+	Err      error // nil on success; the context's error for a candidate cut short
 }
 
 // StdErr is the standard error of the outcome's accuracy (Result.StdErr).
@@ -129,6 +133,18 @@ type Evaluator interface {
 	// Commit makes the winning candidate the current model. The core calls
 	// it once per finished iteration, before the checkpoint is saved.
 	Commit(ctx context.Context, c Candidate) error
+}
+
+// Screener is the optional part of an Evaluator that Options.Shortlist
+// needs. Screen cuts candidate c from the current model on slot and
+// validates it as Evaluate would, but without the short-term fine-tune
+// (after the BatchNorm re-estimation, when the evaluator does one): a
+// cheap estimate of how candidates will rank after it, as in EagleEye (Li
+// et al., arXiv 2007.02491), where accuracy after re-estimated BatchNorm
+// statistics predicted the fine-tuned ranking. Like Evaluate it runs
+// concurrently for different slots, never twice at once for one slot.
+type Screener interface {
+	Screen(ctx context.Context, slot int, c Candidate) (Result, error)
 }
 
 // Anchorer is the optional part of an Evaluator whose cost model a
@@ -213,6 +229,13 @@ type CandidateRecord struct {
 	// Failed says why the candidate failed for good (its Evaluate error
 	// wrapped ErrCandidateFailed); it took no part in the choice.
 	Failed string `json:"failed,omitempty"`
+	// ScreenAccuracy is the candidate's accuracy in the screen of
+	// Options.Shortlist (cut, BatchNorm re-estimated, not fine-tuned);
+	// omitted when no screen ran. ScreenedOut: it did not make the
+	// shortlist, was never fine-tuned, took no part in the choice, and
+	// Accuracy holds its screen accuracy.
+	ScreenAccuracy float64 `json:"screen_acc,omitempty"`
+	ScreenedOut    bool    `json:"screened_out,omitempty"`
 }
 
 // ErrCandidateFailed, wrapped in an Evaluate error, marks a candidate that
@@ -257,8 +280,15 @@ type Options struct {
 	// BaseAccuracy is the validated accuracy of the unpruned model; it is
 	// acc_prev of the first iteration for SelectAccPerMAC. Ignored on resume.
 	BaseAccuracy float64
-	ResizeAlf    bool // after the loop, round every prunable group down to a multiple of Alf (needs Finisher)
-	FineTune     bool // then long-term fine-tune (needs Finisher)
+	// Shortlist, above 0, screens every candidate of an iteration first
+	// (Screener: cut and validated without the short-term fine-tune),
+	// ranks them by the selection rule on the screens, and short-term
+	// fine-tunes and evaluates only the Shortlist best, from which the
+	// winner is chosen as usual. 0 (default) evaluates every candidate
+	// fully; so does an iteration with no more candidates than Shortlist.
+	Shortlist int
+	ResizeAlf bool // after the loop, round every prunable group down to a multiple of Alf (needs Finisher)
+	FineTune  bool // then long-term fine-tune (needs Finisher)
 
 	// Hooks for progress and reports. They are called one at a time (never
 	// concurrently), some from worker goroutines, and should return quickly.
