@@ -25,11 +25,11 @@ func (l *candidateLog) wrap(h Hooks) Hooks {
 	h.OnCandidate = func(o netadapt.Outcome) {
 		if o.Err == nil {
 			l.mu.Lock()
+			m := l.out
 			if o.Screen {
-				l.screens[[2]int{o.Candidate.Iteration, o.Candidate.Group}] = o
-			} else {
-				l.out[[2]int{o.Candidate.Iteration, o.Candidate.Group}] = o
+				m = l.screens
 			}
+			m[[2]int{o.Candidate.Iteration, o.Candidate.Group}] = o
 			l.mu.Unlock()
 		}
 		if onDone != nil {
@@ -53,15 +53,20 @@ func (l *candidateLog) results(rec netadapt.IterationRecord) []summary.Candidate
 		if o, ok := l.screens[key]; ok {
 			sc.ScreenSeconds = o.Duration.Seconds()
 			if c.ScreenedOut {
-				sc.AccuracySE, sc.Samples, sc.ValLoss, sc.ValLossSE, sc.Slot = o.StdErr(), o.Samples, o.ValLoss, o.ValLossSE, o.SlotName
+				validated(&sc, o)
 			}
 		}
 		if o, ok := l.out[key]; ok {
-			sc.AccuracySE, sc.Samples, sc.TrainLoss = o.StdErr(), o.Samples, o.TrainLoss
-			sc.ValLoss, sc.ValLossSE = o.ValLoss, o.ValLossSE
-			sc.Seconds, sc.Slot = o.Duration.Seconds(), o.SlotName
+			validated(&sc, o)
+			sc.TrainLoss, sc.Seconds = o.TrainLoss, o.Duration.Seconds()
 		}
 		out = append(out, sc)
 	}
 	return out
+}
+
+// validated copies what o measured of the validation behind sc's accuracy,
+// and where it ran.
+func validated(sc *summary.Candidate, o netadapt.Outcome) {
+	sc.AccuracySE, sc.Samples, sc.ValLoss, sc.ValLossSE, sc.Slot = o.StdErr(), o.Samples, o.ValLoss, o.ValLossSE, o.SlotName
 }

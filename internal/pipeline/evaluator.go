@@ -204,8 +204,13 @@ func (e *evaluator) Evaluate(ctx context.Context, slot int, c netadapt.Candidate
 	if m != nil {
 		m.Close()
 	}
+	return e.result(res), nil
+}
+
+// result is what netadapt sees of a candidate run validated on cval.
+func (e *evaluator) result(res CandidateResult) netadapt.Result {
 	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.cval.Len(), TrainLoss: res.TrainLoss,
-		ValLoss: res.ValLoss, ValLossSE: res.ValLossSE, Worker: res.Worker}, nil
+		ValLoss: res.ValLoss, ValLossSE: res.ValLossSE, Worker: res.Worker}
 }
 
 // Screen implements netadapt.Screener: candidate c cut from the current
@@ -229,8 +234,7 @@ func (e *evaluator) Screen(ctx context.Context, slot int, c netadapt.Candidate) 
 	e.mu.Lock()
 	e.screens++
 	e.mu.Unlock()
-	return netadapt.Result{Accuracy: res.Accuracy, Samples: e.cval.Len(), ValLoss: res.ValLoss, ValLossSE: res.ValLossSE,
-		Worker: res.Worker}, nil
+	return e.result(res), nil // no training loss: a screen does not train
 }
 
 // Commit makes the winner current: the fine-tuned candidate itself when
