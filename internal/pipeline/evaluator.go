@@ -219,11 +219,10 @@ func (e *evaluator) result(res CandidateResult) netadapt.Result {
 // Nothing of it is held for Commit: a screened candidate that wins has
 // been evaluated fully since.
 func (e *evaluator) Screen(ctx context.Context, slot int, c netadapt.Candidate) (netadapt.Result, error) {
-	req, err := e.request(slot, c, true)
+	req, err := e.cutRequest(slot, c, true)
 	if err != nil {
 		return netadapt.Result{}, err
 	}
-	req.Train, req.Teacher = nil, ""
 	res, m, err := e.evaluate(ctx, slot, req)
 	if m != nil {
 		m.Close()
@@ -297,8 +296,26 @@ func (e *evaluator) Commit(ctx context.Context, c netadapt.Candidate) error {
 // afterCommit, when set by a test, sees the evaluator after every commit.
 var afterCommit func(e *evaluator)
 
-// request is candidate c on slot as a self-contained piece of work.
+// request is candidate c on slot as a self-contained piece of work: cut,
+// BatchNorm re-estimated, short-term fine-tuned, validated when asked.
 func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool) (CandidateRequest, error) {
+	req, err := e.cutRequest(slot, c, validate)
+	if err != nil || e.o.ShortTermSteps <= 0 {
+		return req, err
+	}
+	to := e.o.Train
+	to.Steps, to.Epochs = e.o.ShortTermSteps, 0
+	to.Seed = cut.DeriveSeed(e.o.Seed, "short-term", c.Iteration, e.shortTermStream(c.Group))
+	req.Train = &to
+	if to.Distill != nil {
+		req.Teacher = e.origDigest
+	}
+	return req, nil
+}
+
+// cutRequest is request without the short-term fine-tune: what a screen
+// runs.
+func (e *evaluator) cutRequest(slot int, c netadapt.Candidate, validate bool) (CandidateRequest, error) {
 	if got := len(e.kept[c.Group]); got != c.From {
 		return CandidateRequest{}, fmt.Errorf("group %d has %d channels in the current model, the search says %d", c.Group, got, c.From)
 	}
@@ -314,15 +331,6 @@ func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool) (Cand
 		Kept: e.kept, Next: next, Slices: ed, ConvGroups: groups,
 		Device: e.devs[slot], Threads: e.threads[slot], Validate: validate, EvalBatch: e.o.EvalBatch}
 	req.BN = e.bnOptions("bn", c.Iteration)
-	if e.o.ShortTermSteps > 0 {
-		to := e.o.Train
-		to.Steps, to.Epochs = e.o.ShortTermSteps, 0
-		to.Seed = cut.DeriveSeed(e.o.Seed, "short-term", c.Iteration, e.shortTermStream(c.Group))
-		req.Train = &to
-		if to.Distill != nil {
-			req.Teacher = e.origDigest
-		}
-	}
 	return req, nil
 }
 
