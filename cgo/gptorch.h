@@ -129,20 +129,22 @@ gpt_err gpt_module_get(gpt_module m, const char *name, gpt_tensor *out);
 /* Replace a parameter or buffer by a tensor of any shape; parameters keep
  * requires_grad. */
 gpt_err gpt_module_set(gpt_module m, const char *name, gpt_tensor t);
-/* Channel surgery in one call, all or nothing. For tensor i (names[i],
- * each named once) the int64 run spec[off[i]:off[i+1]] holds repeated
- * (dim, count, idx[count]) triples, dims ascending, indices ascending,
- * unique and in range: the tensor is index_selected along each dim. Then
- * each op whose weight is conv_names[j] (each named once) takes the size
- * groups[j] >= 1: a conv as its groups, a layer_norm as its
- * normalized_shape [groups[j]].
- * Everything is checked and computed before the module changes; on any
- * error the module is exactly as it was. When forward has already run and
- * a graph is edited, the module is replaced by an edited serialise/load
- * copy, so it runs exactly what a saved copy would run. */
+/* Channel surgery in one call. For tensor i (names[i], each named once)
+ * the int64 run spec[off[i]:off[i+1]] holds repeated (dim, count,
+ * idx[count]) triples, dims ascending, indices ascending, unique and in
+ * range: the tensor is index_selected along each dim. Then each op whose
+ * weight is conv_names[j] (each named once) takes the size groups[j] >= 1:
+ * a conv as its groups, a layer_norm as its normalized_shape [groups[j]].
+ * Everything is checked before the module changes: a bad slice or name
+ * leaves it exactly as it was (*changed = 0). Then each tensor is cut in
+ * place, its original freed at once, and an edited forward graph replaces
+ * the old (see replace_forward), so the module runs exactly what a saved
+ * copy would. An error after that (memory ran out) sets *changed = 1: the
+ * module is half cut and only fit to be freed. */
 gpt_err gpt_module_prune(gpt_module m, int ntensors, const char **names,
                          const int64_t *off, const int64_t *spec, int nconvs,
-                         const char **conv_names, const int64_t *groups);
+                         const char **conv_names, const int64_t *groups,
+                         int *changed);
 
 /* ---- standalone layer timing (optime.cc) ----
  * Times one layer alone on random float inputs under no_grad: kind 0 is

@@ -25,10 +25,6 @@ struct gpt_module_s {
   // Whether the forward accepts channels-last (NHWC) image batches: -1 not
   // probed yet, 0 no (it views an activation as NCHW), 1 yes. See train.cc.
   int nhwc = -1;
-  // Whether forward has run (and so built its executor from the graph). A
-  // graph edit before that needs no reload to take effect; see
-  // gpt_module_prune.
-  bool ran = false;
 };
 
 namespace gpt {

@@ -244,7 +244,6 @@ gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n,
     stack.emplace_back(inputs[i]->t);
   }
   bool was_training = h->m.is_training();
-  h->ran = true;
   h->m.eval();
   torch::jit::Module mod = h->m;
   std::shared_ptr<torch::jit::tracer::TracingState> state;

@@ -65,7 +65,6 @@ c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no
     if (inputs[i] == nullptr) throw std::runtime_error("forward: NULL input tensor");
     in.emplace_back(inputs[i]->t);
   }
-  h->ran = true;
   if (no_grad) {
     at::NoGradGuard ng;
     return h->m.forward(in);
@@ -137,6 +136,31 @@ void rewrite_sizes(torch::jit::Block *b, torch::jit::Value *self,
   }
 }
 
+void find_calls(torch::jit::Block *b, std::set<torch::jit::Node *> *out) {
+  for (torch::jit::Node *node : b->nodes()) {
+    if (node->kind() == c10::prim::CallMethod || node->kind() == c10::prim::CallFunction)
+      out->insert(node);
+    for (torch::jit::Block *sub : node->blocks()) find_calls(sub, out);
+  }
+}
+
+// Inlines every call in g. One Inline pass inlines each callee's cached
+// optimised graph, which is itself inlined only when it was made with the
+// optimiser on; a model that first ran with it off (the IR export) has
+// calls left after one pass, so passes repeat until none is left, or until
+// a pass inlines nothing (a call Inline cannot inline stays).
+void inline_all(torch::jit::Graph &g) {
+  std::set<torch::jit::Node *> calls;
+  find_calls(g.block(), &calls);
+  for (int round = 0; !calls.empty() && round < 64; round++) {
+    torch::jit::Inline(g);
+    std::set<torch::jit::Node *> left;
+    find_calls(g.block(), &left);
+    if (left == calls) break;
+    calls = std::move(left);
+  }
+}
+
 // Edits g, the root forward graph, so that each op named in sizes (by
 // weight) takes its new size argument (see rewrite_sizes), and throws when
 // a name matches no op. Instances of one module type share their method
@@ -144,7 +168,7 @@ void rewrite_sizes(torch::jit::Block *b, torch::jit::Value *self,
 // site is distinct; one inlining and one pass serve every op.
 void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
                       const std::map<std::string, int64_t> &sizes) {
-  torch::jit::Inline(*g);
+  inline_all(*g);
   torch::jit::ConstantPropagation(g);
   torch::jit::Value *self = g->inputs().at(0);
   std::map<std::string, SizeArg> consts;
@@ -165,6 +189,25 @@ void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
 std::shared_ptr<torch::jit::Graph> forward_graph(const torch::jit::Module &m) {
   check_forward(m);
   return torch::jit::toGraphFunction(m.get_method("forward").function()).graph();
+}
+
+// Makes g the root's forward. A method's executor keeps the optimised copy
+// of the graph it was first run with, so an edit to the graph in place
+// would not be seen once forward has run; a new function under the same
+// name and schema starts with no executor and runs g, exactly what a saved
+// copy would run. This replaces the serialise/load round trip (a second
+// copy of the whole model) that the edit used to need. The root's class
+// type is its own: a clone gets new types (gpt_module_clone).
+void replace_forward(torch::jit::Module &m, std::shared_ptr<torch::jit::Graph> g) {
+  auto &old = torch::jit::toGraphFunction(m.get_method("forward").function());
+  c10::QualifiedName name = old.qualname();
+  c10::FunctionSchema schema = old.getSchema();
+  auto cu = m._ivalue()->compilation_unit();
+  m.type()->unsafeRemoveMethod("forward");
+  cu->unsafeRemoveMethod(name);
+  torch::jit::Function *fresh = cu->create_function(name, std::move(g));
+  fresh->setSchema(std::move(schema));
+  m.type()->addMethod(fresh);
 }
 
 }  // namespace
@@ -371,19 +414,29 @@ gpt_err gpt_module_set(gpt_module h, const char *name, gpt_tensor t) {
 
 gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
                          const int64_t *off, const int64_t *spec, int nconvs,
-                         const char **conv_names, const int64_t *groups) {
+                         const char **conv_names, const int64_t *groups, int *changed) {
   GPT_CHECK_HANDLE(h, "module")
+  if (changed != nullptr) *changed = 0;
   GPT_TRY
   at::NoGradGuard ng;
-  // Phase 1 changes nothing: it checks every slice and every groups entry
-  // and computes every new tensor. Only then does phase 2 write them.
+  // Phase 1 changes nothing: it checks every slice and every groups entry,
+  // and makes the edited forward graph on a copy. Phase 2 then cuts one
+  // tensor at a time, each replacing its original at once, so the module
+  // never holds both the old and the new weights (a model's size more
+  // memory at the peak). Phase 2 can fail only where memory runs out, and
+  // *changed then tells the caller that the module is half cut.
   if (ntensors < 0 || nconvs < 0) return gpt::dup("prune: negative count");
   if (ntensors > 0 && (names == nullptr || off == nullptr || spec == nullptr))
     return gpt::dup("prune: NULL names or spec");
   if (nconvs > 0 && (conv_names == nullptr || groups == nullptr))
     return gpt::dup("prune: NULL conv names or groups");
   if (ntensors > 0 && off[0] != 0) return gpt::dup("prune: spec offsets must start at 0");
-  std::vector<std::pair<std::string, at::Tensor>> edits;
+  struct Edit {
+    torch::jit::Module owner;
+    std::string leaf;
+    std::vector<std::pair<int64_t, at::Tensor>> keep;  // dim, kept indices
+  };
+  std::vector<Edit> edits;
   edits.reserve(ntensors);
   std::set<std::string> seen;
   for (int i = 0; i < ntensors; i++) {
@@ -391,15 +444,13 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
     std::string name(names[i]);
     if (!seen.insert(name).second) return gpt::dup("prune: \"" + name + "\" is listed twice");
     if (off[i + 1] < off[i]) return gpt::dup("prune: spec offsets go backwards at \"" + name + "\"");
-    std::string leaf;
-    torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
-    if (!owner.hasattr(leaf)) return gpt::dup("prune: no tensor \"" + name + "\" in the model");
-    c10::IValue old = owner.attr(leaf);
+    Edit e;
+    e.owner = gpt::owner_of(h->m, name, &e.leaf);
+    if (!e.owner.hasattr(e.leaf)) return gpt::dup("prune: no tensor \"" + name + "\" in the model");
+    c10::IValue old = e.owner.attr(e.leaf);
     if (!old.isTensor()) return gpt::dup("prune: \"" + name + "\" is not a tensor");
-    at::Tensor ot = old.toTensor();
-    at::Tensor t = ot.detach();
+    const at::Tensor &t = old.toTensor();
     int64_t last_dim = -1;
-    bool selected = false;
     for (int64_t k = off[i]; k < off[i + 1];) {
       if (k + 2 > off[i + 1]) return gpt::dup("prune: truncated spec for \"" + name + "\"");
       int64_t dim = spec[k], count = spec[k + 1];
@@ -422,15 +473,11 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
       }
       auto index = at::empty({count}, at::kLong);
       if (count > 0) std::memcpy(index.data_ptr(), idx, count * sizeof(int64_t));
-      t = t.index_select(dim, index.to(t.device()));
-      selected = true;
+      e.keep.emplace_back(dim, index.to(t.device()));
       k += 2 + count;
     }
-    // index_select already made a new contiguous tensor; only an unselected
-    // one (no dims listed) still shares the original's storage.
-    if (!selected) t = t.contiguous().clone();
-    t.set_requires_grad(ot.requires_grad());
-    edits.emplace_back(std::move(name), std::move(t));
+    // A tensor listed with no dims keeps every element: nothing to do.
+    if (!e.keep.empty()) edits.push_back(std::move(e));
   }
   std::map<std::string, int64_t> new_groups;
   for (int j = 0; j < nconvs; j++) {
@@ -440,46 +487,26 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
     if (!new_groups.emplace(conv_names[j], groups[j]).second)
       return gpt::dup(std::string("prune: conv \"") + conv_names[j] + "\" is listed twice");
   }
-  // Once forward has run, the groups edit is checked where it is made, on
-  // the fresh copy below, before anything of h changes.
-  if (!new_groups.empty() && !h->ran) edit_conv_groups(forward_graph(h->m)->copy(), new_groups);
-
-  // Phase 2. A method's executor keeps the optimised copy of the graph it
-  // was built from, so once forward has run, a graph edit only takes effect
-  // through a fresh load; before that, the edit is simply what the executor
-  // will copy. In the first case the edits go to a fresh copy that replaces
-  // the module only when all of them are in: an exception leaves h as it
-  // was. Otherwise they go to h itself; every step was checked above, and
-  // should one still throw, the old tensors are put back.
-  if (!new_groups.empty() && h->ran) {
-    std::stringstream ss;
-    h->m.save(ss);
-    ss.seekg(0);
-    torch::jit::Module fresh = torch::jit::load(ss, h->device);
-    for (auto &[name, t] : edits) {
-      std::string leaf;
-      gpt::owner_of(fresh, name, &leaf).setattr(leaf, t);
-    }
-    edit_conv_groups(forward_graph(fresh), new_groups);
-    h->m = std::move(fresh);
-    h->nhwc = -1;
-    h->ran = false;
-    return nullptr;
+  std::shared_ptr<torch::jit::Graph> edited;
+  if (!new_groups.empty()) {
+    edited = forward_graph(h->m)->copy();
+    edit_conv_groups(edited, new_groups);
   }
-  std::vector<std::pair<torch::jit::Module, std::pair<std::string, c10::IValue>>> undo;
-  undo.reserve(edits.size());
-  try {
-    for (auto &[name, t] : edits) {
-      std::string leaf;
-      torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
-      undo.push_back({owner, {leaf, owner.attr(leaf)}});
-      owner.setattr(leaf, t);
-    }
-    if (!new_groups.empty()) edit_conv_groups(forward_graph(h->m), new_groups);
-  } catch (...) {
-    for (auto it = undo.rbegin(); it != undo.rend(); ++it)
-      it->first.setattr(it->second.first, it->second.second);
-    throw;
+
+  // Phase 2.
+  for (auto &e : edits) {
+    at::Tensor ot = e.owner.attr(e.leaf).toTensor();
+    at::Tensor t = ot.detach();
+    for (const auto &[dim, index] : e.keep) t = t.index_select(dim, index);
+    t.set_requires_grad(ot.requires_grad());
+    ot = at::Tensor();
+    e.owner.setattr(e.leaf, t);
+    if (changed != nullptr) *changed = 1;
+  }
+  if (edited) {
+    if (changed != nullptr) *changed = 1;
+    replace_forward(h->m, edited);
+    h->nhwc = -1;
   }
   GPT_CATCH
 }

@@ -83,7 +83,6 @@ bool accepts_nhwc(gpt_module_s *h, const at::Tensor &x) {
 at::Tensor forward_logits(gpt_module_s *h, const at::Tensor &x) {
   bool nhwc = x.dim() == 4 && x.size(0) > 0 && x.device().is_cpu() && accepts_nhwc(h, x);
   std::vector<c10::IValue> in{nhwc ? channels_last(x) : x};
-  h->ran = true;
   return gpt::select_output(h->m.forward(in));
 }
 

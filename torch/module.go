@@ -341,8 +341,10 @@ type Slice struct {
 }
 
 // Prune applies channel surgery in one call: every tensor is index-selected
-// along its dims, then every conv in groups gets its new groups count. The
-// module is unchanged when any slice is invalid.
+// along its dims, in place, then every conv in groups gets its new groups
+// count. The module is unchanged when any slice is invalid. An error once
+// the cut has begun (memory ran out) leaves it half cut: Prune then closes
+// it, so that no later call can run it.
 func (m *Module) Prune(edits []Slice, groups map[string]int64) error {
 	h, err := m.handle()
 	if err != nil {
@@ -395,13 +397,18 @@ func (m *Module) Prune(edits []Slice, groups map[string]int64) error {
 	if len(gv) == 0 {
 		gv = append(gv, 0)
 	}
+	var changed C.int
 	err = errFrom("prune", C.gpt_module_prune(h, C.int(len(edits)), cStrings(names),
 		(*C.int64_t)(unsafe.Pointer(&off[0])), (*C.int64_t)(unsafe.Pointer(&spec[0])),
-		C.int(len(keys)), cStrings(convNames), (*C.int64_t)(unsafe.Pointer(&gv[0]))))
+		C.int(len(keys)), cStrings(convNames), (*C.int64_t)(unsafe.Pointer(&gv[0])), &changed))
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(off)
 	runtime.KeepAlive(spec)
 	runtime.KeepAlive(gv)
+	if err != nil && changed != 0 {
+		m.Close()
+		return fmt.Errorf("%w (the module was half cut and is closed)", err)
+	}
 	return err
 }
 
