@@ -3,12 +3,52 @@
 package torch
 
 /*
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "gptorch.h"
+
+// Whether the environment tunes malloc itself; then gopruner leaves it be.
+static int gp_user_tuned_malloc(void) {
+  static const char *vars[] = {"GLIBC_TUNABLES", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
+                               "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+    if (getenv(vars[i]) != NULL) return 1;
+  return 0;
+}
+
+// glibc fixes its arena limit the first time a second thread allocates
+// (tcache set-up on a new thread's first malloc or free counts); a later
+// mallopt(M_ARENA_MAX) is ignored. The Go runtime starts its threads
+// before any package init, so a Go init is too late: this constructor runs
+// when the program is loaded, before the runtime starts. gp_arenas_limited
+// says whether it did.
+static int gp_arenas_limited;
+
+__attribute__((constructor)) static void gp_limit_arenas(void) {
+  if (!gp_user_tuned_malloc()) gp_arenas_limited = mallopt(M_ARENA_MAX, 1) != 0;
+}
+
+static int gp_arenas_were_limited(void) { return gp_arenas_limited; }
+
+// The number of malloc arenas in use (malloc_info's <heap> entries), or -1.
+static int gp_malloc_arenas(void) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  if (f == NULL) return -1;
+  int ok = malloc_info(0, f) == 0;
+  fclose(f);
+  int count = 0;
+  for (char *p = buf; ok && p != NULL && (p = strstr(p, "<heap nr=")) != NULL; p++) count++;
+  free(buf);
+  return ok ? count : -1;
+}
 */
 import "C"
 
 import (
-	"os"
 	"sync"
 )
 
@@ -22,16 +62,20 @@ type Settings struct {
 	// (measured for a train step: resnet18 12%, mobilenet_v2 37%, the demo
 	// CNN 20% faster). Off: always NCHW.
 	ChannelsLast bool
-	// MallocTuning gives glibc one arena and thresholds that keep
-	// step-sized buffers mapped. Go calls into libtorch from its own OS
-	// threads, and glibc gives each a secondary arena: a chain of 64 MB
-	// heaps of which the newest is unmapped as soon as it is free again. A
-	// training step whose buffers cross a heap boundary then maps, faults
-	// in and unmaps that heap every step (measured on the demo CNN: 1.1M
-	// page faults an epoch and a third of the CPU time in the kernel); one
-	// arena with these thresholds brings that to 0.06M. Only the first
-	// Configure with it on matters (an arena limit binds only threads that
-	// have not allocated yet); off changes nothing already applied.
+	// MallocTuning gives glibc thresholds that keep step-sized buffers
+	// mapped, beside the one arena that the package's load-time
+	// constructor already set (see gp_limit_arenas). Go calls into
+	// libtorch from its own OS threads, and glibc gives each a secondary
+	// arena: a chain of 64 MB heaps of which the newest is unmapped as
+	// soon as it is free again. A training step whose buffers cross a heap
+	// boundary then maps, faults in and unmaps that heap every step
+	// (measured on the demo CNN: 1.1M page faults an epoch and a third of
+	// the CPU time in the kernel); these thresholds bring that to 0.06M.
+	// The one arena matters for memory: a tensor freed by one thread is
+	// reused by the next allocation on any other, where with an arena per
+	// thread a one-shot cut (load on one thread, surgery on another) held
+	// the old and the new weights at once. Off changes nothing already
+	// applied.
 	MallocTuning bool
 	// Output picks the prediction among the tensors forward returns, for
 	// forward, train, eval and Taylor steps: a path of dict keys,
@@ -42,7 +86,6 @@ type Settings struct {
 }
 
 const (
-	mallocArenaMax      = 1
 	mallocMmapThreshold = 32 << 20  // glibc's own dynamic ceiling
 	mallocTrimThreshold = 256 << 20 // free memory the heap may keep
 )
@@ -56,15 +99,15 @@ func DefaultSettings() Settings {
 	return Settings{ChannelsLast: true, MallocTuning: !userTunedMalloc()}
 }
 
-func userTunedMalloc() bool {
-	for _, v := range []string{"GLIBC_TUNABLES", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
-		"MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX"} {
-		if _, ok := os.LookupEnv(v); ok {
-			return true
-		}
-	}
-	return false
-}
+func userTunedMalloc() bool { return C.gp_user_tuned_malloc() != 0 }
+
+// ArenasLimited says whether glibc was limited to one malloc arena when the
+// program loaded (not when the environment tunes malloc itself).
+func ArenasLimited() bool { return C.gp_arenas_were_limited() != 0 }
+
+// mallocArenas is the number of malloc arenas in use, or -1 when glibc
+// cannot say.
+func mallocArenas() int { return int(C.gp_malloc_arenas()) }
 
 var (
 	settingsMu sync.Mutex
@@ -88,7 +131,9 @@ func Configure(s Settings) error {
 	}
 	current.Output = s.Output
 	if s.MallocTuning && !current.MallocTuning {
-		if err := errFrom("tune_malloc", C.gpt_tune_malloc(mallocArenaMax, mallocMmapThreshold, mallocTrimThreshold)); err != nil {
+		// The arena limit is the constructor's (too late here); the
+		// thresholds take effect whenever they are set.
+		if err := errFrom("tune_malloc", C.gpt_tune_malloc(0, mallocMmapThreshold, mallocTrimThreshold)); err != nil {
 			return err
 		}
 		current.MallocTuning = true
@@ -103,12 +148,10 @@ func CurrentSettings() Settings {
 	return current
 }
 
-// init applies the defaults as early as the Go side can: before main runs,
-// and so before libtorch starts its threads or any of Go's threads has
-// called into C and allocated (the malloc arena limit binds only threads
-// that have not allocated yet, which is why the shim used to do this from a
-// load-time constructor). A refused malloc tuning (a sanitizer's allocator,
-// a libc without mallopt's knobs) is no error: it only costs speed.
+// init applies the defaults before main runs (the arena limit, which must
+// come earlier still, is gp_limit_arenas's). A refused malloc tuning (a
+// sanitizer's allocator, a libc without mallopt's knobs) is no error: it
+// only costs speed.
 func init() {
 	if err := Configure(DefaultSettings()); err != nil {
 		s := DefaultSettings()

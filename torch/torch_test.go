@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/gopruner/gopruner/internal/fixtures"
@@ -526,9 +527,18 @@ func TestNoFreeDuringCall(t *testing.T) {
 	// inCall is the handle a C call is using right now (nil between calls).
 	var inCall atomic.Pointer[byte]
 	var freedMidCall atomic.Int64
+	// The handle's owner becomes collectable at the callee's last
+	// KeepAlive, a moment before the call returns and the test clears
+	// inCall; a cleanup that runs in that window is no fault. So a match
+	// counts only if the call is still running a while later: a missing
+	// KeepAlive frees at the start of the call, which runs for tens of
+	// milliseconds.
 	hook := func(h unsafe.Pointer) bool {
 		if h != nil && (*byte)(h) == inCall.Load() {
-			freedMidCall.Add(1)
+			time.Sleep(20 * time.Millisecond)
+			if (*byte)(h) == inCall.Load() {
+				freedMidCall.Add(1)
+			}
 			return false // leak it rather than crash the test
 		}
 		return true
@@ -807,5 +817,39 @@ func TestRecalibrateBN(t *testing.T) {
 	}
 	if !slices.Equal(get("bn2.running_mean"), avg) {
 		t.Error("eval-mode forward after re-estimation changed the statistics: the training flag was not restored")
+	}
+}
+
+// TestOneMallocArena: with malloc untuned by the environment, every OS
+// thread that calls into libtorch allocates from the one arena that the
+// load-time constructor set, so that memory one thread frees is reused by
+// the next allocation on any other (a one-shot cut loads on one thread and
+// cuts on another). A Go init sets the limit too late: glibc fixes it when
+// the runtime's first threads start.
+func TestOneMallocArena(t *testing.T) {
+	if userTunedMalloc() {
+		t.Skip("the environment tunes malloc itself")
+	}
+	if !ArenasLimited() {
+		t.Fatal("the load-time constructor did not limit glibc to one arena")
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			x, err := Randn([]int64{256, 1024}, CPU)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			x.Close()
+		}()
+	}
+	wg.Wait()
+	if n := mallocArenas(); n != 1 {
+		t.Errorf("%d malloc arenas in use, want 1", n)
 	}
 }
