@@ -18,12 +18,12 @@ static int gp_user_tuned_malloc(void) {
   return 0;
 }
 
-// glibc fixes its arena limit the first time a second thread allocates
-// (tcache set-up on a new thread's first malloc or free counts); a later
-// mallopt(M_ARENA_MAX) is ignored. The Go runtime starts its threads
-// before any package init, so a Go init is too late: this constructor runs
-// when the program is loaded, before the runtime starts. gp_arenas_limited
-// says whether it did.
+// glibc fixes its arena limit when it first gives a thread other than the
+// main one an arena; a later mallopt(M_ARENA_MAX) does not lower it. The
+// Go runtime starts its threads before any package init: with the mallopt
+// in the package's init, every gopruner process ran on 5 arenas
+// (malloc_info). This constructor runs when the program is loaded, before
+// the runtime starts. gp_arenas_limited says whether it did.
 static int gp_arenas_limited;
 
 __attribute__((constructor)) static void gp_limit_arenas(void) {
@@ -71,7 +71,8 @@ type Settings struct {
 	// boundary then maps, faults in and unmaps that heap every step
 	// (measured on the demo CNN: 1.1M page faults an epoch and a third of
 	// the CPU time in the kernel); these thresholds bring that to 0.06M.
-	// The one arena matters for memory: a tensor freed by one thread is
+	// The one arena, which is the constructor's and so not undone by
+	// turning this off, matters for memory: a tensor freed by one thread is
 	// reused by the next allocation on any other, where with an arena per
 	// thread a one-shot cut (load on one thread, surgery on another) held
 	// the old and the new weights at once. Off changes nothing already
