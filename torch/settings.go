@@ -27,7 +27,10 @@ static int gp_user_tuned_malloc(void) {
 static int gp_arenas_limited;
 
 __attribute__((constructor)) static void gp_limit_arenas(void) {
-  if (!gp_user_tuned_malloc()) gp_arenas_limited = mallopt(M_ARENA_MAX, 1) != 0;
+  if (gp_user_tuned_malloc()) return;
+  gpt_err err = gpt_tune_malloc(1, 0, 0);
+  gp_arenas_limited = err == NULL;
+  gpt_free(err);
 }
 
 static int gp_arenas_were_limited(void) { return gp_arenas_limited; }
@@ -102,9 +105,9 @@ func DefaultSettings() Settings {
 
 func userTunedMalloc() bool { return C.gp_user_tuned_malloc() != 0 }
 
-// ArenasLimited says whether glibc was limited to one malloc arena when the
+// arenasLimited says whether glibc was limited to one malloc arena when the
 // program loaded (not when the environment tunes malloc itself).
-func ArenasLimited() bool { return C.gp_arenas_were_limited() != 0 }
+func arenasLimited() bool { return C.gp_arenas_were_limited() != 0 }
 
 // mallocArenas is the number of malloc arenas in use, or -1 when glibc
 // cannot say.

@@ -830,7 +830,7 @@ func TestOneMallocArena(t *testing.T) {
 	if userTunedMalloc() {
 		t.Skip("the environment tunes malloc itself")
 	}
-	if !ArenasLimited() {
+	if !arenasLimited() {
 		t.Fatal("the load-time constructor did not limit glibc to one arena")
 	}
 	var wg sync.WaitGroup
