@@ -298,10 +298,12 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		bin = b.o.qualityBaseline
 	}
 	name := fmt.Sprintf("%s_p%02d_s%d_%s", m.Name, int(math.Round(pv*100)), seed, tag)
-	if (method == qualityMethodMP || method == qualityMethodLatency) && b.o.qualityMP != "" {
-		// Each my_pruning configuration keeps its own run directory.
-		h := sha256.Sum256([]byte(b.o.qualityMP))
-		name += "_" + hex.EncodeToString(h[:4])
+	// Each configuration of extra flags keeps its own run directory.
+	switch method {
+	case qualityMethodMP, qualityMethodLatency:
+		name += argsTag(b.o.qualityMP)
+	case qualityMethodL2, qualityMethodGlobal:
+		name += argsTag(b.o.qualityL2)
 	}
 	dir := filepath.Join(b.o.out, "quality")
 	out := filepath.Join(dir, "pruned", name+".pt")
@@ -316,8 +318,10 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		args = append(args, strings.Fields(b.o.qualityMP)...)
 	case qualityMethodL2:
 		args = append(args, "--algorithm", "L2Norm", "--finetune")
+		args = append(args, strings.Fields(b.o.qualityL2)...)
 	case qualityMethodGlobal:
 		args = append(args, "--algorithm", "L2Norm", "--finetune", "--global")
+		args = append(args, strings.Fields(b.o.qualityL2)...)
 	case qualityMethodBase:
 		args = append(args, "--algorithm", "my_pruning")
 	case qualityMethodLatency:
@@ -437,7 +441,7 @@ func (b *bench) quality(s *section) error {
 	}
 	methods := []string{qualityMethodMP, qualityMethodL2, qualityMethodGlobal}
 	var runs []*qualityRun
-	s.Data = map[string]any{"models": models, "runs": &runs, "my_pruning_args": b.o.qualityMP}
+	s.Data = map[string]any{"models": models, "runs": &runs, "my_pruning_args": b.o.qualityMP, "l2norm_args": b.o.qualityL2}
 	mt := s.addTable("Starting points (converged), on the bundled MNIST sample: 5,000 train / 1,000 val (the search selects on it) / 1,000 test (never selected on); TEST 10k: all 10,000 MNIST test images, which the margins below are judged on",
 		"model", "how trained", "val acc", "test acc (1k)", "TEST 10k acc")
 	for _, m := range models {
@@ -481,8 +485,12 @@ func (b *bench) quality(s *section) error {
 				runs = append(runs, q)
 				base = q
 			}
-			t := s.addTable(fmt.Sprintf("%s, P=%.2f (my_pruning: to the lower MACs of the two one-shot runs), %d seeds, long-term fine-tune %d epoch(s) for every method; my_pruning: %s",
-				m.Name, pv, b.o.qualitySeeds, b.o.qualityLong, orDefault(b.o.qualityMP)),
+			l2 := ""
+			if b.o.qualityL2 != "" {
+				l2 = "; L2Norm and L2Norm --global: " + b.o.qualityL2
+			}
+			t := s.addTable(fmt.Sprintf("%s, P=%.2f (my_pruning: to the lower MACs of the two one-shot runs), %d seeds, long-term fine-tune %d epoch(s) for every method; my_pruning: %s%s",
+				m.Name, pv, b.o.qualitySeeds, b.o.qualityLong, orDefault(b.o.qualityMP), l2),
 				"method", "MACs ratio (worst seed)", "TEST 10k acc (mean ± sd)", "test acc 1k (mean)", "val acc (mean)", "fine-tune steps (mean)", "wall (mean)", "per seed: TEST 10k acc")
 			for _, method := range methods {
 				rs := byMethod[method]
@@ -573,6 +581,15 @@ func parseFloats(flag, list string) ([]float64, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// argsTag is "" for no extra flags, else "_" and a short hash of them.
+func argsTag(args string) string {
+	if args == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(args))
+	return "_" + hex.EncodeToString(h[:4])
 }
 
 func orDefault(args string) string {

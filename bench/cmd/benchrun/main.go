@@ -83,6 +83,7 @@ type options struct {
 	qualitySeeds    int
 	qualityLong     int
 	qualityMP       string
+	qualityL2       string
 	qualityPretrain int
 	// qualityReuseArgs reuses benchmark 9's runs by their arguments alone,
 	// whatever binary made them (results.json names it per run).
@@ -131,6 +132,7 @@ func main() {
 	flag.IntVar(&o.qualitySeeds, "quality-seeds", 3, "search-quality benchmark: seeds per model and P")
 	flag.IntVar(&o.qualityLong, "quality-long-epochs", 1, "search-quality benchmark: long-term fine-tune epochs of every method")
 	flag.StringVar(&o.qualityMP, "quality-mp", "", "search-quality benchmark: extra my_pruning flags (default: gopruner's defaults)")
+	flag.StringVar(&o.qualityL2, "quality-l2", "", "search-quality and latency benchmarks: extra flags of the L2Norm one-shot runs (e.g. --distill; default: none); they must not change the MACs they prune to, which my_pruning's target comes from")
 	flag.IntVar(&o.qualityPretrain, "quality-pretrain-epochs", 8, "search-quality benchmark: epochs that train ResNet-20 to convergence before pruning")
 	flag.StringVar(&o.qualityBaseline, "quality-baseline", "", "search-quality benchmark: an older gopruner binary whose my_pruning (with its own defaults) runs once per model and P, seed 1, for the wall-time comparison (e.g. main before issue 14, built in a git worktree)")
 	flag.StringVar(&o.latencyModels, "latency-models", "resnet20", "latency-target benchmark: models (democnn, resnet20)")
