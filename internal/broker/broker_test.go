@@ -264,3 +264,48 @@ func TestConnectRefusals(t *testing.T) {
 		t.Errorf("--insecure: %v", err)
 	}
 }
+
+// TestSetupStreams: connections to a broker whose streams exist reuse them
+// as they are (several at once, as workers start), and a stream whose
+// configuration differs from what gopruner needs (an older release's) is
+// updated to it.
+func TestSetupStreams(t *testing.T) {
+	tok := NewToken()
+	s, err := StartServer(ServerOptions{StoreDir: t.TempDir(), Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	first, err := Connect(ctx, ConnectOptions{URL: s.URL, Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if _, err := first.JS.UpdateStream(ctx, jetstream.StreamConfig{Name: TasksStream, Subjects: []string{TaskPrefix + ">"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			c, err := Connect(ctx, ConnectOptions{URL: s.URL, Token: tok})
+			if err == nil {
+				c.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent connect: %v", err)
+		}
+	}
+	info, err := first.Tasks.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Duplicates != 10*time.Minute {
+		t.Errorf("tasks stream keeps duplicates for %v, want the 10m gopruner sets", info.Config.Duplicates)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -108,21 +109,61 @@ func setup(ctx context.Context, nc *nats.Conn, st Settings) (*Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	tasks, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: TasksStream, Subjects: []string{TaskPrefix + ">"},
+	tasks, err := ensureStream(ctx, js, jetstream.StreamConfig{Name: TasksStream, Subjects: []string{TaskPrefix + ">"},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", TasksStream, err)
 	}
-	results, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: ResultsStream, Subjects: []string{ResultPrefix + ">"},
+	results, err := ensureStream(ctx, js, jetstream.StreamConfig{Name: ResultsStream, Subjects: []string{ResultPrefix + ">"},
 		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, MaxMsgsPerSubject: 1, Duplicates: 10 * time.Minute})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", ResultsStream, err)
 	}
-	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: ArchiveBucket, Storage: jetstream.FileStorage})
+	obs, err := ensureObjectStore(ctx, js, jetstream.ObjectStoreConfig{Bucket: ArchiveBucket, Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", ArchiveBucket, err)
 	}
 	return &Conn{NC: nc, JS: js, Tasks: tasks, Results: results, Archives: obs, Settings: st, cache: NewArchiveCache(4)}, nil
+}
+
+// ensureStream returns stream cfg.Name, creating it when it is missing and
+// updating it only when it differs from cfg in a field that cfg sets.
+// Every connection (coordinator, each worker) runs this at once on start;
+// CreateOrUpdateStream would send the server a stream update each time,
+// and nats-server 2.15 rewrites the stream's configuration on an update
+// without the lock under which another connection's consumer creation
+// reads it (the race detector caught it in TestDispatchPaths).
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another connection created it first
+			s, err = js.Stream(ctx, cfg.Name)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	have := s.CachedInfo().Config
+	if slices.Equal(have.Subjects, cfg.Subjects) && have.Retention == cfg.Retention && have.Storage == cfg.Storage &&
+		have.Duplicates == cfg.Duplicates && (cfg.MaxMsgsPerSubject == 0 || have.MaxMsgsPerSubject == cfg.MaxMsgsPerSubject) {
+		return s, nil
+	}
+	return js.UpdateStream(ctx, cfg)
+}
+
+// ensureObjectStore returns bucket cfg.Bucket, creating it when it is
+// missing, for the reason ensureStream gives: an object store is a stream,
+// and CreateOrUpdateObjectStore updates it on every call.
+func ensureObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	obs, err := js.ObjectStore(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		obs, err = js.CreateObjectStore(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			obs, err = js.ObjectStore(ctx, cfg.Bucket)
+		}
+	}
+	return obs, err
 }
 
 // Close drains the connection.
