@@ -110,11 +110,19 @@ gpt_err gpt_module_set_threads(gpt_module m, int n);
 /* forward(inputs...); the tensor the output setting selects (gpt_set_output). */
 gpt_err gpt_module_forward(gpt_module m, const gpt_tensor *inputs, int n,
                            int no_grad, gpt_tensor *out);
+/* How the calls that only need shapes run forward (gpt_module_check_forward,
+ * gpt_module_export_ir): GPT_PASS_AUTO tries a shape-only pass on libtorch's
+ * Meta device (meta.cc) and runs the real pass when that fails,
+ * GPT_PASS_REAL runs only the real pass, GPT_PASS_META only the shape-only
+ * one (an error when it fails). *meta, when not NULL, is set to 1 when the
+ * result came from the shape-only pass. */
+enum { GPT_PASS_AUTO = 0, GPT_PASS_REAL = 1, GPT_PASS_META = 2 };
 /* Runs forward(inputs...) once under no_grad with the graph optimizer off and
  * drops the result: a check that the model runs. The plain interpreter skips
  * the profiling run and plan compilation that make an optimising executor's
  * first call several times slower than the next. */
-gpt_err gpt_module_check_forward(gpt_module m, const gpt_tensor *inputs, int n);
+gpt_err gpt_module_check_forward(gpt_module m, const gpt_tensor *inputs, int n,
+                                 int pass, int *meta);
 /* forward(inputs...) giving every tensor of the result in path order: *outs
  * is a malloc'd array of *nouts handles (gpt_free the array, gpt_tensor_free
  * each). When info is not NULL it receives JSON {"structure": "dict(out:
@@ -167,7 +175,7 @@ gpt_err gpt_op_time(int kind, const int64_t *x_shape, int x_ndim, const int64_t 
  * graph's outputs are the result's tensors in path order, and "output" holds
  * the result's structure as gpt_module_forward_all's info gives it. */
 gpt_err gpt_module_export_ir(gpt_module m, const gpt_tensor *inputs, int n,
-                             char **json);
+                             int pass, char **json, int *meta);
 
 /* ---- losses, optimizers, training (train.cc) ---- */
 gpt_err gpt_optim_sgd(gpt_module m, double lr, double momentum,

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -97,6 +98,35 @@ c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no
 // Gives the dotted name of a prim::GetAttr chain that starts at a graph's
 // self input, or "" when v is not such a chain (module.cc; ir.cc uses it too).
 std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self);
+
+// meta.cc: shape-only passes. meta_ready registers the Meta kernels this
+// libtorch lacks (once) and says whether meta passes can be tried at all.
+bool meta_ready();
+at::Tensor meta_like(const at::Tensor &t);
+// Runs fn on meta twins of the n inputs while h's tensors are swapped for
+// theirs (MetaModule). Returns "" when fn succeeded, else why it failed (an
+// op without a Meta kernel, a read of tensor values, a shape error).
+std::string meta_pass(gpt_module_s *h, const gpt_tensor *inputs, int n,
+                      const std::function<void(const std::vector<at::Tensor> &)> &fn);
+// MetaModule swaps every tensor attribute of m and its submodules for a
+// meta twin until it goes out of scope. m must not be used by another
+// thread meanwhile; the handles' calls never share a module across threads.
+class MetaModule {
+ public:
+  explicit MetaModule(const torch::jit::Module &m);
+  ~MetaModule() { restore(); }
+  MetaModule(const MetaModule &) = delete;
+  MetaModule &operator=(const MetaModule &) = delete;
+
+ private:
+  struct Saved {
+    c10::intrusive_ptr<c10::ivalue::Object> obj;
+    size_t slot;
+    c10::IValue value;
+  };
+  std::vector<Saved> saved_;
+  void restore();
+};
 
 }  // namespace gpt
 

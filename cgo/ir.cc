@@ -228,21 +228,10 @@ struct Exporter {
   }
 };
 
-}  // namespace
-
-extern "C" {
-
-gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n,
-                             char **json) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  gpt::use_threads(h);
-  if (!h->m.find_method("forward")) return gpt::dup("the model has no forward method");
-  torch::jit::Stack stack;
-  for (int i = 0; i < n; i++) {
-    if (inputs[i] == nullptr) return gpt::dup("export_ir: NULL input tensor");
-    stack.emplace_back(inputs[i]->t);
-  }
+// Traces forward on in and exports the graph; in and h's tensors are both
+// real or both meta (gpt::meta_pass).
+std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in) {
+  torch::jit::Stack stack(in.begin(), in.end());
   bool was_training = h->m.is_training();
   h->m.eval();
   torch::jit::Module mod = h->m;
@@ -280,7 +269,39 @@ gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n,
   Exporter ex;
   ex.g = state->graph;
   ex.self = ex.g->inputs().at(0);
-  *json = gpt::dup(ex.run(h->m, gpt::output_info_json(result, leaves)));
+  return ex.run(h->m, gpt::output_info_json(result, leaves));
+}
+
+}  // namespace
+
+extern "C" {
+
+gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n, int pass,
+                             char **json, int *meta) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  if (meta != nullptr) *meta = 0;
+  gpt::use_threads(h);
+  if (!h->m.find_method("forward")) return gpt::dup("the model has no forward method");
+  if (pass != GPT_PASS_REAL) {
+    // The shape-only pass records the same ops with the same shapes at a
+    // fraction of the time and none of the activations' memory.
+    std::string js;
+    std::string why = gpt::meta_pass(
+        h, inputs, n, [h, &js](const std::vector<at::Tensor> &in) { js = export_ir(h, in); });
+    if (why.empty()) {
+      *json = gpt::dup(js);
+      if (meta != nullptr) *meta = 1;
+      return nullptr;
+    }
+    if (pass == GPT_PASS_META) return gpt::dup("meta pass: " + why);
+  }
+  std::vector<at::Tensor> in;
+  for (int i = 0; i < n; i++) {
+    if (inputs[i] == nullptr) return gpt::dup("export_ir: NULL input tensor");
+    in.push_back(inputs[i]->t);
+  }
+  *json = gpt::dup(export_ir(h, in));
   GPT_CATCH
 }
 

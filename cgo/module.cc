@@ -358,10 +358,24 @@ gpt_err gpt_module_forward(gpt_module h, const gpt_tensor *inputs, int n,
   GPT_CATCH
 }
 
-gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n) {
+gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n, int pass,
+                                 int *meta) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
+  if (meta != nullptr) *meta = 0;
   torch::jit::GraphOptimizerEnabledGuard opt(false);
+  if (pass != GPT_PASS_REAL) {
+    std::string why = gpt::meta_pass(h, inputs, n, [h](const std::vector<at::Tensor> &in) {
+      std::vector<c10::IValue> args(in.begin(), in.end());
+      at::NoGradGuard ng;
+      h->m.forward(args);
+    });
+    if (why.empty()) {
+      if (meta != nullptr) *meta = 1;
+      return nullptr;
+    }
+    if (pass == GPT_PASS_META) return gpt::dup("meta pass: " + why);
+  }
   gpt::run_forward(h, inputs, n, 1);
   GPT_CATCH
 }

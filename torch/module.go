@@ -219,23 +219,46 @@ func (m *Module) Forward(noGrad bool, inputs ...*Tensor) (*Tensor, error) {
 	return newTensor(out), nil
 }
 
+// Pass says how a call that only needs shapes runs forward.
+type Pass int
+
+const (
+	// PassAuto runs a shape-only pass on libtorch's Meta device (no
+	// arithmetic, no activation memory) and the real pass when that fails:
+	// an op without a Meta kernel, code that reads tensor values, or an
+	// error, which the real pass then reports in its own words.
+	PassAuto Pass = iota
+	// PassReal runs only the real pass.
+	PassReal
+	// PassMeta runs only the shape-only pass; its failure is the error.
+	PassMeta
+)
+
 // CheckForward runs forward once on the inputs, without autograd and
 // without the graph optimizer, and drops the result: the cheap way to check
 // that a model runs (an optimising executor's first call profiles and
-// compiles, and costs several plain calls).
+// compiles, and costs several plain calls). It runs as PassAuto.
 func (m *Module) CheckForward(inputs ...*Tensor) error {
+	_, err := m.CheckForwardPass(PassAuto, inputs...)
+	return err
+}
+
+// CheckForwardPass is CheckForward with the pass chosen; meta says whether
+// the shape-only pass gave the answer.
+func (m *Module) CheckForwardPass(pass Pass, inputs ...*Tensor) (meta bool, err error) {
 	h, err := m.handle()
 	if err != nil {
-		return err
+		return false, err
 	}
 	hs, p, err := tensorHandles(inputs)
 	if err != nil {
-		return err
+		return false, err
 	}
-	err = errFrom("forward", C.gpt_module_check_forward(h, p, C.int(len(hs))))
+	var used C.int
+	err = errFrom("forward", C.gpt_module_check_forward(h, p, C.int(len(hs)), C.int(pass), &used))
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(inputs)
-	return err
+	return used != 0, err
 }
 
 // ForwardAll runs forward on the inputs and gives every tensor of the
@@ -423,23 +446,32 @@ func cStrings(ps []*C.char) **C.char {
 
 // ExportIR traces forward once on the inputs (eval mode, no grad) and returns
 // the executed ops as "gopruner-ir/1" JSON (package internal/core/ir parses it).
+// It traces as PassAuto: the shape-only trace records the same graph.
 func (m *Module) ExportIR(inputs ...*Tensor) ([]byte, error) {
+	js, _, err := m.ExportIRPass(PassAuto, inputs...)
+	return js, err
+}
+
+// ExportIRPass is ExportIR with the pass chosen; meta says whether the
+// shape-only trace made the IR.
+func (m *Module) ExportIRPass(pass Pass, inputs ...*Tensor) (js []byte, meta bool, err error) {
 	h, err := m.handle()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	hs, p, err := tensorHandles(inputs)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var js *C.char
-	err = errFrom("export_ir", C.gpt_module_export_ir(h, p, C.int(len(hs)), &js))
+	var out *C.char
+	var used C.int
+	err = errFrom("export_ir", C.gpt_module_export_ir(h, p, C.int(len(hs)), C.int(pass), &out, &used))
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(inputs)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return []byte(takeString(js)), nil
+	return []byte(takeString(out)), used != 0, nil
 }
 
 // tensorHandles lists the handles of inputs for a call that takes a C array
