@@ -92,6 +92,9 @@ at::Tensor select_output(const c10::IValue &v);
 // {"structure", "paths", "selected", "error"} of v under the output setting.
 std::string output_info_json(const c10::IValue &v, const std::vector<OutputLeaf> &leaves);
 void json_str(std::ostringstream &o, const std::string &s);  // ir.cc
+// The tensors of the n input handles; throws "<what>: NULL input tensor"
+// on a NULL handle (module.cc).
+std::vector<at::Tensor> tensors_of(const gpt_tensor *inputs, int n, const char *what);
 // Runs forward of h on the n inputs (under no_grad when asked) and returns
 // its whole result; throws on a NULL input or a model without forward.
 c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no_grad);  // module.cc
@@ -103,10 +106,10 @@ std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self);
 // libtorch lacks (once) and says whether meta passes can be tried at all.
 bool meta_ready();
 at::Tensor meta_like(const at::Tensor &t);
-// Runs fn on meta twins of the n inputs while h's tensors are swapped for
+// Runs fn on meta twins of inputs while h's tensors are swapped for
 // theirs (MetaModule). Returns "" when fn succeeded, else why it failed (an
 // op without a Meta kernel, a read of tensor values, a shape error).
-std::string meta_pass(gpt_module_s *h, const gpt_tensor *inputs, int n,
+std::string meta_pass(gpt_module_s *h, const std::vector<at::Tensor> &inputs,
                       const std::function<void(const std::vector<at::Tensor> &)> &fn);
 // MetaModule swaps every tensor attribute of m and its submodules for a
 // meta twin until it goes out of scope. m must not be used by another

@@ -283,23 +283,19 @@ gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n, int 
   if (meta != nullptr) *meta = 0;
   gpt::use_threads(h);
   if (!h->m.find_method("forward")) return gpt::dup("the model has no forward method");
+  std::vector<at::Tensor> in = gpt::tensors_of(inputs, n, "export_ir");
   if (pass != GPT_PASS_REAL) {
     // The shape-only pass records the same ops with the same shapes at a
     // fraction of the time and none of the activations' memory.
     std::string js;
     std::string why = gpt::meta_pass(
-        h, inputs, n, [h, &js](const std::vector<at::Tensor> &in) { js = export_ir(h, in); });
+        h, in, [h, &js](const std::vector<at::Tensor> &meta_in) { js = export_ir(h, meta_in); });
     if (why.empty()) {
       *json = gpt::dup(js);
       if (meta != nullptr) *meta = 1;
       return nullptr;
     }
     if (pass == GPT_PASS_META) return gpt::dup("meta pass: " + why);
-  }
-  std::vector<at::Tensor> in;
-  for (int i = 0; i < n; i++) {
-    if (inputs[i] == nullptr) return gpt::dup("export_ir: NULL input tensor");
-    in.push_back(inputs[i]->t);
   }
   *json = gpt::dup(export_ir(h, in));
   GPT_CATCH

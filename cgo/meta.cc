@@ -17,7 +17,7 @@
 // Anything else a model does that has no Meta kernel (or that reads a
 // tensor's values) throws, and the callers then run the real pass, so the
 // meta path can only make a run cheaper, never change what it records: the
-// traced graph, and so the IR, is the same op for op (TestExportIRMeta).
+// traced graph, and so the IR, is the same op for op (TestMetaPass).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
@@ -47,6 +47,16 @@ std::vector<int64_t> expand_arg(const c10::IValue &v, size_t n, int64_t dflt) {
 
 // An optional tensor argument arrives as None or as an undefined tensor.
 bool present(const c10::IValue &v) { return v.isTensor() && v.toTensor().defined(); }
+
+// Checks that the optional per-channel tensors args[from..to] (a bias, a
+// norm's weight, bias and statistics) hold n values each.
+void check_numel(c10::ArrayRef<c10::IValue> args, size_t from, size_t to, int64_t n, const char *op) {
+  for (size_t i = from; i <= to; i++)
+    if (present(args[i]) && args[i].toTensor().numel() != n)
+      throw std::invalid_argument(std::string("meta ") + op + ": argument " + std::to_string(i) +
+                                  " holds " + std::to_string(args[i].toTensor().numel()) +
+                                  " values for " + std::to_string(n));
+}
 
 std::string sizes_str(at::IntArrayRef s) {
   std::ostringstream o;
@@ -94,21 +104,12 @@ void conv_meta(const c10::OperatorHandle &, Stack *stack) {
     if (o <= 0) throw std::invalid_argument("meta convolution: output size " + std::to_string(o));
     out.push_back(o);
   }
-  if (present(args[2]) && args[2].toTensor().numel() != out[1])
-    throw std::invalid_argument("meta convolution: bias of " +
-                                std::to_string(args[2].toTensor().numel()) + " for " +
-                                std::to_string(out[1]) + " channels");
+  check_numel(args, 2, 2, out[1], "convolution");
   at::Tensor r = meta_empty(out, in);
   torch::jit::drop(*stack, 9);
   torch::jit::push(*stack, r);
 }
 
-void check_channels(const c10::IValue &v, int64_t c, const char *what) {
-  if (present(v) && v.toTensor().numel() != c)
-    throw std::invalid_argument(std::string("running_mean should contain ") + std::to_string(c) +
-                                " elements not " + std::to_string(v.toTensor().numel()) + " (" +
-                                what + ")");
-}
 
 // native_batch_norm(input, weight?, bias?, running_mean?, running_var?,
 // training, momentum, eps) -> (out, save_mean, save_invstd)
@@ -117,7 +118,7 @@ void batch_norm_meta(const c10::OperatorHandle &, Stack *stack) {
   at::Tensor in = args[0].toTensor();
   if (in.dim() < 2) throw std::invalid_argument("meta batch_norm: input " + sizes_str(in.sizes()));
   int64_t c = in.size(1);
-  for (int i = 1; i <= 4; i++) check_channels(args[i], c, "batch_norm");
+  check_numel(args, 1, 4, c, "batch_norm");
   bool training = args[5].toBool();
   at::Tensor out = meta_empty(in.sizes(), in);
   std::vector<int64_t> stat{training ? c : 0};
@@ -143,11 +144,7 @@ void layer_norm_meta(const c10::OperatorHandle &, Stack *stack) {
                                   sizes_str(in.sizes()));
     n *= ns[i];
   }
-  for (int i = 2; i <= 3; i++)
-    if (present(args[i]) && args[i].toTensor().numel() != n)
-      throw std::invalid_argument("meta layer_norm: weight of " +
-                                  std::to_string(args[i].toTensor().numel()) + " for " +
-                                  std::to_string(n));
+  check_numel(args, 2, 3, n, "layer_norm");
   std::vector<int64_t> stat(in.sizes().begin(), in.sizes().begin() + axis);
   stat.resize(static_cast<size_t>(in.dim()), 1);
   at::Tensor out = meta_empty(in.sizes(), in);
@@ -165,11 +162,7 @@ void group_norm_meta(const c10::OperatorHandle &, Stack *stack) {
     throw std::invalid_argument("Expected number of channels in input to be divisible by num_groups, "
                                 "but got input of shape " + sizes_str(in.sizes()) +
                                 " and num_groups=" + std::to_string(g));
-  for (int i = 1; i <= 2; i++)
-    if (present(args[i]) && args[i].toTensor().numel() != c)
-      throw std::invalid_argument("meta group_norm: weight of " +
-                                  std::to_string(args[i].toTensor().numel()) + " for " +
-                                  std::to_string(c) + " channels");
+  check_numel(args, 1, 2, c, "group_norm");
   at::Tensor out = meta_empty(in.sizes(), in);
   at::Tensor mean = meta_empty({n, g}, in), rstd = meta_empty({n, g}, in);
   torch::jit::drop(*stack, 8);
@@ -345,18 +338,15 @@ MetaModule::MetaModule(const torch::jit::Module &m) {
   }
 }
 
-std::string meta_pass(gpt_module_s *h, const gpt_tensor *inputs, int n,
+std::string meta_pass(gpt_module_s *h, const std::vector<at::Tensor> &inputs,
                       const std::function<void(const std::vector<at::Tensor> &)> &fn) {
   if (!meta_ready()) return "no Meta kernels in this libtorch";
   if (h->device.type() != c10::kCPU) return "not a CPU module";
   use_threads(h);
-  std::vector<at::Tensor> in;
-  in.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; i++) {
-    if (inputs[i] == nullptr) return "NULL input tensor";
-    in.push_back(meta_like(inputs[i]->t));
-  }
   try {
+    std::vector<at::Tensor> in;
+    in.reserve(inputs.size());
+    for (const at::Tensor &t : inputs) in.push_back(meta_like(t));
     MetaModule swap(h->m);
     fn(in);
   } catch (const c10::Error &e) {

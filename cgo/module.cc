@@ -56,15 +56,21 @@ std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self) {
   return out;
 }
 
+std::vector<at::Tensor> tensors_of(const gpt_tensor *inputs, int n, const char *what) {
+  std::vector<at::Tensor> out;
+  out.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; i++) {
+    if (inputs[i] == nullptr) throw std::runtime_error(std::string(what) + ": NULL input tensor");
+    out.push_back(inputs[i]->t);
+  }
+  return out;
+}
+
 c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no_grad) {
   use_threads(h);
   if (!h->m.find_method("forward")) throw std::runtime_error("the model has no forward method");
-  std::vector<c10::IValue> in;
-  in.reserve(n);
-  for (int i = 0; i < n; i++) {
-    if (inputs[i] == nullptr) throw std::runtime_error("forward: NULL input tensor");
-    in.emplace_back(inputs[i]->t);
-  }
+  std::vector<at::Tensor> ts = tensors_of(inputs, n, "forward");
+  std::vector<c10::IValue> in(ts.begin(), ts.end());
   if (no_grad) {
     at::NoGradGuard ng;
     return h->m.forward(in);
@@ -391,7 +397,7 @@ gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n, 
   if (meta != nullptr) *meta = 0;
   torch::jit::GraphOptimizerEnabledGuard opt(false);
   if (pass != GPT_PASS_REAL) {
-    std::string why = gpt::meta_pass(h, inputs, n, [h](const std::vector<at::Tensor> &in) {
+    std::string why = gpt::meta_pass(h, gpt::tensors_of(inputs, n, "forward"), [h](const std::vector<at::Tensor> &in) {
       std::vector<c10::IValue> args(in.begin(), in.end());
       at::NoGradGuard ng;
       h->m.forward(args);
