@@ -281,7 +281,7 @@ gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n, int 
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
   if (meta != nullptr) *meta = 0;
-  gpt::use_threads(h);
+  gpt::Entry entry(h);
   if (!h->m.find_method("forward")) return gpt::dup("the model has no forward method");
   std::vector<at::Tensor> in = gpt::tensors_of(inputs, n, "export_ir");
   if (pass != GPT_PASS_REAL) {

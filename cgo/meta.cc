@@ -342,7 +342,7 @@ std::string meta_pass(gpt_module_s *h, const std::vector<at::Tensor> &inputs,
                       const std::function<void(const std::vector<at::Tensor> &)> &fn) {
   if (!meta_ready()) return "no Meta kernels in this libtorch";
   if (h->device.type() != c10::kCPU) return "not a CPU module";
-  use_threads(h);
+  Entry entry(h);
   try {
     std::vector<at::Tensor> in;
     in.reserve(inputs.size());

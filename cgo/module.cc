@@ -68,7 +68,7 @@ std::vector<at::Tensor> tensors_of(const gpt_tensor *inputs, int n, const char *
 }
 
 c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no_grad) {
-  use_threads(h);
+  Entry entry(h);
   if (!h->m.find_method("forward")) throw std::runtime_error("the model has no forward method");
   std::vector<at::Tensor> ts = tensors_of(inputs, n, "forward");
   std::vector<c10::IValue> in(ts.begin(), ts.end());
@@ -313,7 +313,7 @@ gpt_err gpt_module_save_bytes(gpt_module h, void **data, size_t *n) {
 gpt_err gpt_module_clone(gpt_module h, gpt_module *out) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
-  gpt::use_threads(h);
+  gpt::Entry entry(h);
   // Module::clone copies every tensor (tensors that alias stay aliased in
   // the copy) and gives the copy its own class types and method graphs, so
   // surgery on one never shows through in the other; unlike a serialise/
@@ -383,7 +383,7 @@ gpt_err gpt_module_bn_modes(gpt_module h, int *fixed, int *total) {
   // they are.
   std::shared_ptr<torch::jit::Graph> g =
       torch::jit::toGraphFunction(h->m.get_method("forward").function()).graph()->copy();
-  torch::jit::Inline(*g);
+  inline_all(*g);
   count_bn(g->block(), fixed, total);
   GPT_CATCH
 }
@@ -427,7 +427,7 @@ gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n, 
     }
     if (pass == GPT_PASS_META) return gpt::dup("meta pass: " + why);
   }
-  gpt::use_threads(h);
+  gpt::Entry entry(h);
   at::NoGradGuard ng;
   run_uncached(h->m, gpt::tensors_of(inputs, n, "forward"));
   GPT_CATCH

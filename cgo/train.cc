@@ -129,7 +129,7 @@ gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
   GPT_CHECK_HANDLE(x, "input")
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
-  gpt::use_threads(m);
+  gpt::Entry entry(m);
   at::AutoGradMode grad(true);
   drop_optimizer_grads(*o->opt);
   at::Tensor logits = forward_logits(m, x->t);
@@ -155,7 +155,7 @@ gpt_err gpt_train_step_distill(gpt_module m, gpt_module teacher, gpt_optim o, gp
   // One handle as both would train the teacher it learns from.
   if (teacher == m) return gpt::dup("train_step_distill: the teacher is the student");
   GPT_TRY
-  gpt::use_threads(m);
+  gpt::Entry entry(m);
   at::Tensor soft;
   {
     // The teacher's dropout and BatchNorm must not move: it is the fixed
@@ -195,7 +195,7 @@ gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_su
   GPT_CHECK_HANDLE(x, "input")
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
-  gpt::use_threads(m);
+  gpt::Entry entry(m);
   at::NoGradGuard ng;
   at::Tensor logits = forward_logits(m, x->t);
   check_batch(logits, y->t);
@@ -219,7 +219,7 @@ gpt_err gpt_bn_recalibrate_step(gpt_module m, gpt_tensor x, int step, int *count
   GPT_CHECK_HANDLE(x, "input")
   GPT_TRY
   if (step < 0) return gpt::dup("bn_recalibrate: step must not be negative");
-  gpt::use_threads(m);
+  gpt::Entry entry(m);
   // A BatchNorm (a module with running statistics and a momentum) updates
   // its statistics R by R' = (1-f)R + fS in a training-mode forward, S the
   // batch's statistics and f its momentum (a scripted constant) or, when
@@ -289,7 +289,7 @@ gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
   GPT_CHECK_HANDLE(x, "input")
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
-  gpt::use_threads(m);
+  gpt::Entry entry(m);
   if (n > 0 && (weight_names == nullptr || dims == nullptr || accum == nullptr))
     return gpt::dup("taylor: NULL names, dims or accumulators");
   at::AutoGradMode grad(true);
