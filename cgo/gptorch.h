@@ -94,12 +94,15 @@ gpt_err gpt_live_tensors(int64_t *out); /* handles not yet freed */
 gpt_err gpt_module_load(const char *path, const char *device, gpt_module *out);
 gpt_err gpt_module_load_bytes(const void *data, size_t n, const char *device,
                               gpt_module *out);
-/* Writes path.tmp-<pid> and renames it over path. */
 gpt_err gpt_module_save(gpt_module m, const char *path); /* writes path as it is; not atomic */
 gpt_err gpt_module_save_bytes(gpt_module m, void **data, size_t *n); /* gpt_free */
+/* A copy of every tensor, with class types and methods of its own, in the
+ * compilation unit it shares with m; freeing it removes its methods there. */
 gpt_err gpt_module_clone(gpt_module m, gpt_module *out);
 gpt_err gpt_module_free(gpt_module m);
 gpt_err gpt_live_modules(int64_t *out);
+/* How many functions m's compilation unit holds (a diagnostic). */
+gpt_err gpt_module_unit_functions(gpt_module m, int64_t *out);
 gpt_err gpt_module_has_method(gpt_module m, const char *name, int *out);
 gpt_err gpt_module_train(gpt_module m, int on);
 /* BatchNorm calls in forward (inlined): total, and fixed, those whose training

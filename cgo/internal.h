@@ -27,6 +27,9 @@ struct gpt_module_s {
   // Whether the forward accepts channels-last (NHWC) image batches: -1 not
   // probed yet, 0 no (it views an activation as NCHW), 1 yes. See train.cc.
   int nhwc = -1;
+  // Made by gpt_module_clone: its class types and their methods are its own
+  // (see gpt_module_free).
+  bool cloned = false;
 };
 
 namespace gpt {

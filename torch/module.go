@@ -138,6 +138,19 @@ func (m *Module) Clone() (*Module, error) {
 	return newModule(out, m.dev), nil
 }
 
+// unitFunctions is how many functions the compilation unit that m shares
+// with its clones holds: a clone's leave it when the clone is closed.
+func (m *Module) unitFunctions() (int, error) {
+	h, err := m.handle()
+	if err != nil {
+		return 0, err
+	}
+	var n C.int64_t
+	err = errFrom("unit_functions", C.gpt_module_unit_functions(h, &n))
+	runtime.KeepAlive(m)
+	return int(n), err
+}
+
 // HasMethod reports whether the module defines a method.
 func (m *Module) HasMethod(name string) (bool, error) {
 	h, err := m.handle()

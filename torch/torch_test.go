@@ -239,6 +239,42 @@ func TestCloneIsIndependent(t *testing.T) {
 	}
 }
 
+// TestCloneFreesItsMethods: a clone's methods (and the executors its runs
+// made) leave the compilation unit it shares with the original when it is
+// closed, also when a clone of it lives on; the survivors still run.
+func TestCloneFreesItsMethods(t *testing.T) {
+	path, meta := fixtures.Model(t, "resnet18_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	x := must[*Tensor](t)(Randn(meta.InputShape, CPU))
+	defer x.Close()
+	out := func(m *Module) []float32 {
+		t.Helper()
+		y := must[*Tensor](t)(m.Forward(true, x))
+		defer y.Close()
+		return must[[]float32](t)(y.Float32s())
+	}
+	want := out(m)
+	n0 := must[int](t)(m.unitFunctions())
+	a := must[*Module](t)(m.Clone())
+	out(a)
+	if n := must[int](t)(m.unitFunctions()); n <= n0 {
+		t.Fatalf("a clone added no functions (%d, %d before): the count does not see them", n, n0)
+	}
+	b := must[*Module](t)(a.Clone())
+	a.Close()
+	if got := out(b); !slices.Equal(got, want) {
+		t.Error("a clone of a closed clone gives other outputs")
+	}
+	b.Close()
+	if n := must[int](t)(m.unitFunctions()); n != n0 {
+		t.Errorf("%d functions after the clones were closed, %d before", n, n0)
+	}
+	if got := out(m); !slices.Equal(got, want) {
+		t.Error("the original gives other outputs after its clones were closed")
+	}
+}
+
 // TestCloneTrains: the in-memory clone's parameters are leaves that train
 // (a step moves them) while the original's stay as they were.
 func TestCloneTrains(t *testing.T) {
