@@ -214,7 +214,6 @@ func (m *Module) SetThreads(n int) error {
 // Settings.Output selects from its result. With noGrad, autograd records
 // nothing.
 func (m *Module) Forward(noGrad bool, inputs ...*Tensor) (*Tensor, error) {
-	beforeSteps()
 	h, err := m.handle()
 	if err != nil {
 		return nil, err
@@ -279,7 +278,6 @@ func (m *Module) CheckForwardPass(pass Pass, inputs ...*Tensor) (meta bool, err 
 // result in path order (see ir.OutputInfo), with the result's structure and
 // which tensor Settings.Output selects. The caller closes the tensors.
 func (m *Module) ForwardAll(noGrad bool, inputs ...*Tensor) ([]*Tensor, *ir.OutputInfo, error) {
-	beforeSteps()
 	h, err := m.handle()
 	if err != nil {
 		return nil, nil, err

@@ -35,7 +35,6 @@ type OpTiming struct {
 // threads (0: the current setting) and returns every timed run in
 // nanoseconds.
 func OpTime(s OpSpec, dev Device, threads int, t OpTiming) ([]float64, error) {
-	beforeSteps()
 	if t.MinRuns < 1 || t.MaxRuns < t.MinRuns {
 		return nil, fmt.Errorf("op_time: runs %d..%d", t.MinRuns, t.MaxRuns)
 	}

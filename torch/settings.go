@@ -78,12 +78,8 @@ type Settings struct {
 	// turning this off, matters for memory: a tensor freed by one thread is
 	// reused by the next allocation on any other, where with an arena per
 	// thread a one-shot cut (load on one thread, surgery on another) held
-	// the old and the new weights at once. The thresholds take effect when
-	// the process first runs a step (a forward, train, evaluation, Taylor or
-	// BatchNorm step, an op timing): they keep freed memory in the heap, so
-	// a one-shot cut, which runs none, frees the original's tensors back to
-	// the system instead (5 MB of a resnet50's peak RSS, 9 MB of a
-	// densenet121's). Off changes nothing already applied.
+	// the old and the new weights at once. Off changes nothing already
+	// applied.
 	MallocTuning bool
 	// Output picks the prediction among the tensors forward returns, for
 	// forward, train, eval and Taylor steps: a path of dict keys,
@@ -120,9 +116,6 @@ func mallocArenas() int { return int(C.gp_malloc_arenas()) }
 var (
 	settingsMu sync.Mutex
 	current    Settings
-	// mallocSettled: the thresholds were applied, or refused (which only
-	// costs speed and is not tried again).
-	mallocSettled bool
 )
 
 // Configure applies s. The package's init applies DefaultSettings, so a
@@ -143,26 +136,13 @@ func Configure(s Settings) error {
 	current.Output = s.Output
 	if s.MallocTuning && !current.MallocTuning {
 		// The arena limit is the constructor's (too late here); the
-		// thresholds wait for the first step (beforeSteps).
+		// thresholds take effect whenever they are set.
+		if err := errFrom("tune_malloc", C.gpt_tune_malloc(0, mallocMmapThreshold, mallocTrimThreshold)); err != nil {
+			return err
+		}
 		current.MallocTuning = true
 	}
 	return nil
-}
-
-// beforeSteps applies the malloc thresholds, once, if the settings ask for
-// them; every call that runs the model's ops on data calls it first.
-func beforeSteps() {
-	settingsMu.Lock()
-	defer settingsMu.Unlock()
-	if !current.MallocTuning || mallocSettled {
-		return
-	}
-	mallocSettled = true
-	// A refusal (a sanitizer's allocator, a libc without mallopt's knobs)
-	// is no error: it only costs speed.
-	if err := errFrom("tune_malloc", C.gpt_tune_malloc(0, mallocMmapThreshold, mallocTrimThreshold)); err != nil {
-		current.MallocTuning = false
-	}
 }
 
 // CurrentSettings are the settings in force.
@@ -173,8 +153,9 @@ func CurrentSettings() Settings {
 }
 
 // init applies the defaults before main runs (the arena limit, which must
-// come earlier still, is gp_limit_arenas's; the thresholds come with the
-// first step).
+// come earlier still, is gp_limit_arenas's). A refused malloc tuning (a
+// sanitizer's allocator, a libc without mallopt's knobs) is no error: it
+// only costs speed.
 func init() {
 	if err := Configure(DefaultSettings()); err != nil {
 		s := DefaultSettings()

@@ -131,7 +131,6 @@ func TrainStepDistill(m, teacher *Module, o *Optimizer, x, y *Tensor, temperatur
 // trainStep is both steps: the plain one when teacher is nil, which calls
 // the shim's unchanged gpt_train_step.
 func trainStep(m, teacher *Module, o *Optimizer, x, y *Tensor, temperature, weight float64) (float64, int64, error) {
-	beforeSteps()
 	hm, err := m.handle()
 	if err != nil {
 		return 0, 0, err
@@ -175,7 +174,6 @@ func trainStep(m, teacher *Module, o *Optimizer, x, y *Tensor, temperature, weig
 // the average of the n batches' statistics. It returns how many BatchNorm
 // layers there are; flags and momenta are left as they were.
 func RecalibrateBNStep(m *Module, x *Tensor, step int) (int, error) {
-	beforeSteps()
 	hm, err := m.handle()
 	if err != nil {
 		return 0, err
@@ -194,7 +192,6 @@ func RecalibrateBNStep(m *Module, x *Tensor, step int) (int, error) {
 // and the predicted class of each sample when preds is non-nil (len N; an
 // error when the model gives more rows than preds holds).
 func EvalBatch(m *Module, x, y *Tensor, preds []int64) (lossSum float64, correct int64, err error) {
-	beforeSteps()
 	hm, err := m.handle()
 	if err != nil {
 		return 0, 0, err
@@ -249,7 +246,6 @@ func NewTaylorAccumulator(weights []TaylorWeight) *TaylorAccumulator {
 // Add runs forward/backward on one batch, without updating weights, and adds
 // Σ (w·∂L/∂w)² per output channel of every weight. It returns the loss.
 func (a *TaylorAccumulator) Add(m *Module, x, y *Tensor) (float64, error) {
-	beforeSteps()
 	hm, err := m.handle()
 	if err != nil {
 		return 0, err
