@@ -60,8 +60,8 @@ inline gpt_tensor wrap(at::Tensor t) {
 // (a per-thread setting, restored at the end): a method's executor keeps
 // the plan it made on its first run, optimised or not, so what ran first
 // used to decide how every later step ran, and the plain plans are the
-// faster ones here: with the optimiser on, a ResNet-20 candidate's
-// fine-tune took 30% longer (the profiling runs, and the specialised,
+// faster ones here: with the optimiser on, a ResNet-20 search's
+// fine-tunes took 26-39% longer (the profiling runs, and the specialised,
 // differentiable plans that every new clone made again).
 class Entry {
  public:

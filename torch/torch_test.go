@@ -275,6 +275,49 @@ func TestCloneFreesItsMethods(t *testing.T) {
 	}
 }
 
+// TestClonesInParallel: cart slots clone from one model and free their
+// copies at the same time, and every clone changes the compilation unit they
+// share; afterwards the unit holds what it held before.
+func TestClonesInParallel(t *testing.T) {
+	path, meta := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	n0 := must[int](t)(m.unitFunctions())
+	var wg sync.WaitGroup
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			x, err := Randn(meta.InputShape, CPU)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer x.Close()
+			for i := 0; i < 20; i++ {
+				c, err := m.Clone()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				y, err := c.Forward(true, x)
+				if err == nil {
+					y.Close()
+				} else {
+					t.Error(err)
+				}
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := must[int](t)(m.unitFunctions()); n != n0 {
+		t.Errorf("%d functions after the parallel clones were closed, %d before", n, n0)
+	}
+}
+
 // TestCloneTrains: the in-memory clone's parameters are leaves that train
 // (a step moves them) while the original's stay as they were.
 func TestCloneTrains(t *testing.T) {
