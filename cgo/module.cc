@@ -98,6 +98,13 @@ void check_forward(const torch::jit::Module &m) {
     throw std::runtime_error("the model has no forward method");
 }
 
+// forward's function, for its graph, schema and name; throws when the model
+// has none.
+torch::jit::GraphFunction &forward_function(const torch::jit::Module &m) {
+  check_forward(m);
+  return torch::jit::toGraphFunction(m.get_method("forward").function());
+}
+
 // Runs forward once through an interpreter made for this call and dropped
 // after it, rather than through the method's executor, which keeps its
 // plan (a copy of the graph and its compiled code) for the module's life.
@@ -105,8 +112,7 @@ void check_forward(const torch::jit::Module &m) {
 // held 20 MB of a mobilenet_v2's one-shot prune until exit, which a
 // throw-away check never runs again. Callees keep their own executors.
 void run_uncached(const torch::jit::Module &m, const std::vector<at::Tensor> &in) {
-  check_forward(m);
-  auto &fn = torch::jit::toGraphFunction(m.get_method("forward").function());
+  torch::jit::GraphFunction &fn = forward_function(m);
   torch::jit::Stack stack;
   stack.reserve(in.size() + 1);
   stack.emplace_back(m._ivalue());
@@ -213,11 +219,6 @@ void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
                                "\" in forward");
 }
 
-std::shared_ptr<torch::jit::Graph> forward_graph(const torch::jit::Module &m) {
-  check_forward(m);
-  return torch::jit::toGraphFunction(m.get_method("forward").function()).graph();
-}
-
 // A module's clones share its compilation unit, whose tables of types and
 // functions are not safe to change from two threads at once; cart slots
 // clone, cut and free their copies in parallel. Every change to a unit
@@ -233,7 +234,7 @@ std::mutex unit_mu;
 // type is its own: a clone gets new types (gpt_module_clone).
 void replace_forward(torch::jit::Module &m, std::shared_ptr<torch::jit::Graph> g) {
   std::lock_guard<std::mutex> lock(unit_mu);
-  auto &old = torch::jit::toGraphFunction(m.get_method("forward").function());
+  torch::jit::GraphFunction &old = forward_function(m);
   c10::QualifiedName name = old.qualname();
   c10::FunctionSchema schema = old.getSchema();
   auto cu = m._ivalue()->compilation_unit();
@@ -431,8 +432,7 @@ gpt_err gpt_module_bn_modes(gpt_module h, int *fixed, int *total) {
   if (!h->m.find_method("forward").has_value()) return nullptr;
   // The inlined copy shows every call site; the module's own graphs stay as
   // they are.
-  std::shared_ptr<torch::jit::Graph> g =
-      torch::jit::toGraphFunction(h->m.get_method("forward").function()).graph()->copy();
+  std::shared_ptr<torch::jit::Graph> g = forward_function(h->m).graph()->copy();
   inline_all(*g);
   count_bn(g->block(), fixed, total);
   GPT_CATCH
@@ -465,7 +465,6 @@ gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n, 
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
   if (meta != nullptr) *meta = 0;
-  torch::jit::GraphOptimizerEnabledGuard opt(false);
   if (pass != GPT_PASS_REAL) {
     std::string why = gpt::meta_pass(h, gpt::tensors_of(inputs, n, "forward"), [h](const std::vector<at::Tensor> &in) {
       at::NoGradGuard ng;
@@ -606,7 +605,7 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
   }
   std::shared_ptr<torch::jit::Graph> edited;
   if (!new_groups.empty()) {
-    edited = forward_graph(h->m)->copy();
+    edited = forward_function(h->m).graph()->copy();
     edit_conv_groups(edited, new_groups);
   }
 
