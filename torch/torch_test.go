@@ -283,36 +283,28 @@ func TestClonesInParallel(t *testing.T) {
 	m := must[*Module](t)(Load(path, CPU))
 	defer m.Close()
 	n0 := must[int](t)(m.unitFunctions())
-	var wg sync.WaitGroup
-	for g := 0; g < 2; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			x, err := Randn(meta.InputShape, CPU)
+	onOSThreads(2, func() {
+		x, err := Randn(meta.InputShape, CPU)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer x.Close()
+		for i := 0; i < 20; i++ {
+			c, err := m.Clone()
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			defer x.Close()
-			for i := 0; i < 20; i++ {
-				c, err := m.Clone()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				y, err := c.Forward(true, x)
-				if err == nil {
-					y.Close()
-				} else {
-					t.Error(err)
-				}
-				c.Close()
+			y, err := c.Forward(true, x)
+			if err == nil {
+				y.Close()
+			} else {
+				t.Error(err)
 			}
-		}()
-	}
-	wg.Wait()
+			c.Close()
+		}
+	})
 	if n := must[int](t)(m.unitFunctions()); n != n0 {
 		t.Errorf("%d functions after the parallel clones were closed, %d before", n, n0)
 	}
@@ -899,6 +891,23 @@ func TestRecalibrateBN(t *testing.T) {
 	}
 }
 
+// onOSThreads runs f on n goroutines at once, each locked to an OS thread
+// of its own (each calls into libtorch from its own thread, as cart slots
+// do), and returns when all are done.
+func onOSThreads(n int, f func()) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			f()
+		}()
+	}
+	wg.Wait()
+}
+
 // TestOneMallocArena: with malloc untuned by the environment, every OS
 // thread that calls into libtorch allocates from the one arena that the
 // load-time constructor set, so that memory one thread frees is reused by
@@ -912,22 +921,14 @@ func TestOneMallocArena(t *testing.T) {
 	if !arenasLimited() {
 		t.Fatal("the load-time constructor did not limit glibc to one arena")
 	}
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			x, err := Randn([]int64{256, 1024}, CPU)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			x.Close()
-		}()
-	}
-	wg.Wait()
+	onOSThreads(4, func() {
+		x, err := Randn([]int64{256, 1024}, CPU)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		x.Close()
+	})
 	if n := mallocArenas(); n != 1 {
 		t.Errorf("%d malloc arenas in use, want 1", n)
 	}
