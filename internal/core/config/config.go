@@ -205,6 +205,15 @@ func (c *Config) deriveDefaults(set map[string]bool) {
 		c.Path.ModelName = modelBaseName(c.Path.Model)
 		c.setOrigin("path.model_name", Origin{Source: SourceDefault, Where: "from path.model"})
 	}
+	if !set["bn_batches"] && c.Shortlist > 0 {
+		// A shortlist's screen validates cut models before any fine-tune,
+		// while their BatchNorm statistics are still the uncut model's.
+		// Otherwise the short-term fine-tune replaces them before the
+		// validation, and re-estimating them first measured no better
+		// (README, "Search quality (row 9)").
+		c.BNBatches = 5
+		c.setOrigin("bn_batches", Origin{Source: SourceDefault, Where: "from shortlist"})
+	}
 	if !set["cart"] {
 		// One slot on the chosen device: a user who asks for --device cuda:1
 		// expects the candidates there, not on the CPU.

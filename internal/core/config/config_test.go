@@ -497,6 +497,27 @@ func TestExampleFile(t *testing.T) {
 	}
 }
 
+// TestBNBatchesFollowsShortlist: BatchNorm re-estimation is off by default
+// and on (5 batches) for a shortlist's screen, unless a source sets it.
+func TestBNBatchesFollowsShortlist(t *testing.T) {
+	tests := []struct {
+		args  []string
+		want  int
+		where string
+	}{
+		{nil, 0, ""},
+		{[]string{"--shortlist", "2"}, 5, "from shortlist"},
+		{[]string{"--shortlist", "2", "--bn-batches", "0"}, 0, "--bn-batches"},
+		{[]string{"--bn-batches", "3"}, 3, "--bn-batches"},
+	}
+	for _, tt := range tests {
+		c := mustLoad(t, oldStyle, nil, tt.args...)
+		if c.BNBatches != tt.want || c.Origin("bn_batches").Where != tt.where {
+			t.Errorf("%v: bn_batches %d (%v), want %d (%q)", tt.args, c.BNBatches, c.Origin("bn_batches"), tt.want, tt.where)
+		}
+	}
+}
+
 func TestProvenanceOutput(t *testing.T) {
 	c := mustLoad(t, oldStyle, []string{"GOPRUNER_SEED=7"}, "--alf", "16")
 	var buf bytes.Buffer
@@ -647,7 +668,7 @@ func TestDefaults(t *testing.T) {
 	assertSameSettings(t, c, d)
 	if c.Algorithm != kinds.AlgorithmMyPruning || c.P != 0.5 || c.Alf != 1 || c.DeltaCrop != 0.2 || c.Criterion != kinds.TaylorFOWeight ||
 		!c.Finetune || c.Select != kinds.SelectAcc || c.Step != kinds.StepMACs || c.ShortTermSteps != 20 || c.LongTermEpochs != 1 ||
-		!c.CommonBatches || c.BNBatches != 5 || c.TieBreak != kinds.TieBreakNone ||
+		!c.CommonBatches || c.BNBatches != 0 || c.TieBreak != kinds.TieBreakNone ||
 		c.TaylorBatches != 10 || c.Train.Epochs != 1 || c.Train.LR != 0.01 || c.Train.Momentum != 0.9 || c.Train.WeightDecay != 5e-4 ||
 		c.Train.Optimizer != OptimizerSGD || c.Train.BatchSize != 32 || c.ValFraction != 0.1 || c.Device != "cpu" ||
 		c.Path.ExpSave != "exp_save" || c.LogLevel != "info" || c.LogFormat != LogFormatText || !reflect.DeepEqual(c.Cart, []Slot{SlotCPU}) {
@@ -790,7 +811,7 @@ func TestFingerprintLaterKeys(t *testing.T) {
 // key's default unless the default changed on purpose (those then appear in
 // a fresh run's fingerprint, so an older checkpoint is refused).
 func TestLaterKeysLegacyValues(t *testing.T) {
-	changed := map[string]bool{"common_batches": true, "bn_batches": true, "max_group_cut": true}
+	changed := map[string]bool{"common_batches": true, "max_group_cut": true}
 	for name, legacy := range laterKeys {
 		k, ok := byName[name]
 		if !ok {
