@@ -129,10 +129,7 @@ func (e *evaluator) Anchor(_ context.Context, keep map[int]int) (bool, error) {
 			return false, fmt.Errorf("anchoring the latency: group %d keeps %d channels, the current model %d", id, keep[id], len(idx))
 		}
 	}
-	if err := e.anchor.measure(e.cur, keep); err != nil {
-		return false, err
-	}
-	return true, nil
+	return e.anchor.measure(e.cur, keep)
 }
 
 // dropHeld frees every held candidate.

@@ -50,11 +50,13 @@ type LatencyReport struct {
 	ResidueNs                         float64
 	Layers, Points, Timed             int // tabled layers, grid points, distinct ops timed
 	// Anchors counts the models measured during the search to anchor the
-	// prediction (one per commit, and one on resume).
-	Anchors      int
-	Untabled     []string
-	Cached       bool
-	TableSeconds float64 // building the table (0 when it came from the cache)
+	// prediction (one per commit, and one on resume); AnchorsSkipped those
+	// not used, taken at another machine speed than the table's.
+	Anchors        int
+	AnchorsSkipped int
+	Untabled       []string
+	Cached         bool
+	TableSeconds   float64 // building the table (0 when it came from the cache)
 }
 
 // SpeedupErrorPct compares the measured speed-up with the predicted one,
@@ -438,10 +440,31 @@ type latencyAnchor struct {
 	log     zerolog.Logger
 
 	// lastKeep is the keep vector measured last, lastPredicted its cost as
-	// predicted just before the measurement; measures counts them.
+	// predicted just before the measurement; measures counts them, and
+	// skipped those left unused (see stateTolerance).
 	lastKeep      map[int]int
 	lastPredicted int64
 	measures      int
+	skipped       int
+	anchored      bool // an anchor set the offset
+}
+
+// stateTolerance is how far the original's time at an anchor may lie from
+// its time when the table was measured (fullNS) for the anchor to re-anchor
+// the cost model. A machine whose speed changes (a shared vCPU's clock
+// states, turbo, thermal throttling, another job) changes speed-ups too: on
+// the 2-vCPU benchmark machine the original ran 1.5 ms in one state and
+// 2.5 ms in the other, and the same pruned ResNet-20 timed ×0.63 of it in
+// the first and ×0.36 in the second. An anchor taken in another state than
+// the table's then moved the cost model by 20–30%, and the search stopped
+// far past its target (benchmark notes, row 10). Such an anchor keeps the
+// previous offset, unless there is none yet (a resumed search needs one).
+const stateTolerance = 0.2
+
+// inState says whether the original timing origMs is of the table's state.
+func (a *latencyAnchor) inState(origMs float64) bool {
+	ref := a.fullNS / 1e6
+	return ref > 0 && math.Abs(origMs/ref-1) <= stateTolerance
 }
 
 func newLatencyAnchor(eng engine.Engine, pred *lut.Predictor, orig []byte, inputShape []int64, o LatencyOptions, fullNS int64,
@@ -486,20 +509,28 @@ func (a *latencyAnchor) timeAgainstOriginal(cur []byte) (orig, c float64, err er
 }
 
 // measure times cur (whose keep counts are keep) against the original and
-// re-anchors.
-func (a *latencyAnchor) measure(cur []byte, keep map[int]int) error {
+// re-anchors, unless the original timed out of the table's state (see
+// stateTolerance); moved says whether the cost model changed.
+func (a *latencyAnchor) measure(cur []byte, keep map[int]int) (moved bool, err error) {
 	before := a.cost(keep)
 	o, c, err := a.timeAgainstOriginal(cur)
 	if err != nil {
-		return fmt.Errorf("anchoring the latency: %w", err)
+		return false, fmt.Errorf("anchoring the latency: %w", err)
 	}
 	measured := a.fullNS * c / o
-	a.offset = measured - float64(a.pred.Predict(keep))
 	a.lastKeep, a.lastPredicted = maps.Clone(keep), before
 	a.measures++
+	if a.anchored && !a.inState(o) {
+		a.skipped++
+		a.log.Warn().Float64("original_ms", o).Float64("table_ms", a.fullNS/1e6).Float64("current_ms", c).
+			Msg("target latency: the original timed out of the state the table was measured in (the machine's speed changed); this anchor is not used")
+		return false, nil
+	}
+	a.offset = measured - float64(a.pred.Predict(keep))
+	a.anchored = true
 	a.log.Debug().Float64("predicted_ms", float64(before)/1e6).Float64("measured_ms", measured/1e6).
 		Float64("original_ms", o).Float64("current_ms", c).Msg("target latency: anchored on the committed model")
-	return nil
+	return true, nil
 }
 
 // measureFinal times the final model against the original, as the anchors
@@ -510,6 +541,10 @@ func (a *latencyAnchor) measureFinal(final []byte, rep *LatencyReport) error {
 		return fmt.Errorf("target latency: %w", err)
 	}
 	rep.MeasuredBeforeNs, rep.MeasuredAfterNs = o*1e6, c*1e6
+	if !a.inState(o) {
+		a.log.Warn().Float64("original_ms", o).Float64("table_ms", a.fullNS/1e6).
+			Msg("target latency: the final check ran at another machine speed than the table; its error includes that change")
+	}
 	return nil
 }
 

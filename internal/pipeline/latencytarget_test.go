@@ -14,6 +14,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/lut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
+	"github.com/gopruner/gopruner/internal/engine"
 	"github.com/gopruner/gopruner/internal/engine/fake"
 )
 
@@ -153,5 +154,76 @@ func TestLatencyTableCacheDamaged(t *testing.T) {
 	}
 	if tab, err := lut.Load(cache, key); err != nil || tab == nil {
 		t.Errorf("rewritten cache does not load under the run's key: %v", err)
+	}
+}
+
+// speedEngine is the fake engine on a machine whose speed can change: once
+// shifted, side-by-side timings of two models (the anchors, the final
+// check) read the first 40% faster and the second 20% faster, as a
+// pruned model gains less than the original from a faster clock.
+type speedEngine struct {
+	*fake.Engine
+	shifted bool
+}
+
+func (e *speedEngine) LatencyRuns(ms []engine.Module, shape []int64, runs int) ([]engine.Latency, error) {
+	ls, err := e.Engine.LatencyRuns(ms, shape, runs)
+	if err == nil && e.shifted && len(ls) == 2 {
+		ls[0].MedianMs *= 0.6
+		ls[1].MedianMs *= 0.8
+	}
+	return ls, err
+}
+
+// TestLatencyAnchorOtherSpeed: anchors taken once the machine runs at
+// another speed than when the table was measured are not used, so the
+// search makes the cuts it makes at the table's speed; the report counts
+// them.
+func TestLatencyAnchorOtherSpeed(t *testing.T) {
+	base := smallCNN(t)
+	tr, val := mnistSplits(t)
+	run := func(shiftAfter int) *MyPruningResult {
+		eng := &speedEngine{Engine: fake.New(base)}
+		bm := openSmall(context.Background(), t, eng.Engine)
+		defer bm.Close()
+		o := myOptions(t, "cpu")
+		o.Target = kinds.TargetLatency
+		o.Latency = LatencyOptions{Device: "cpu", Threads: 1, Batch: 1}
+		o.Hooks.OnIteration = func(rec netadapt.IterationRecord) {
+			if shiftAfter > 0 && rec.Iteration == shiftAfter {
+				eng.shifted = true
+			}
+		}
+		res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Module.Close()
+		return res
+	}
+	steady, shifted := run(0), run(1)
+	if steady.Latency.AnchorsSkipped != 0 {
+		t.Errorf("steady machine: %d anchors skipped", steady.Latency.AnchorsSkipped)
+	}
+	if len(steady.State.History) < 3 {
+		t.Fatalf("the search took %d iterations; the test needs anchors after the shift", len(steady.State.History))
+	}
+	l := shifted.Latency
+	if l.AnchorsSkipped == 0 || l.AnchorsSkipped != l.Anchors-1 {
+		t.Errorf("machine faster after iteration 1: %d of %d anchors skipped, want all but the first", l.AnchorsSkipped, l.Anchors)
+	}
+	// The costs differ a little (the fake's table is not exact, and the
+	// skipped anchors would have corrected it); the cuts must not.
+	type step struct{ group, from, to int }
+	path := func(r *MyPruningResult) []step {
+		var out []step
+		for _, h := range r.State.History {
+			out = append(out, step{h.Group, h.From, h.To})
+		}
+		return out
+	}
+	if !reflect.DeepEqual(path(shifted), path(steady)) || !reflect.DeepEqual(shifted.State.Keep, steady.State.Keep) {
+		t.Errorf("the shifted machine's search cut %v to %v, the steady one %v to %v",
+			path(shifted), shifted.State.Keep, path(steady), steady.State.Keep)
 	}
 }

@@ -318,7 +318,7 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	if lat != nil {
 		// st.MACs of the last committed model is its measurement; the
 		// prediction is the one made before it.
-		lat.PredictedAfterNs, lat.Anchors = ev.anchor.predicted(st.Keep), ev.anchor.measures
+		lat.PredictedAfterNs, lat.Anchors, lat.AnchorsSkipped = ev.anchor.predicted(st.Keep), ev.anchor.measures, ev.anchor.skipped
 		if err := ev.anchor.measureFinal(ev.cur, lat); err != nil {
 			o.Log.Warn().Err(err).Msg("target latency: the final model's latency was not measured")
 		}

@@ -154,8 +154,12 @@ type LatencyTarget struct {
 	Cached          bool     `json:"cached"` // the table came from latency_lut.json
 	// Anchors counts the models measured during the search, side by side
 	// with the original, to anchor the table's prediction on.
-	Anchors      int     `json:"anchors"`
-	TableSeconds float64 `json:"table_seconds"` // measuring the table (0 when cached)
+	Anchors int `json:"anchors"`
+	// AnchorsSkipped counts the anchors left unused because the original
+	// timed more than 20% off its time when the table was measured: the
+	// machine ran at another speed, at which speed-ups differ.
+	AnchorsSkipped int     `json:"anchors_skipped"`
+	TableSeconds   float64 `json:"table_seconds"` // measuring the table (0 when cached)
 }
 
 // Layer is one layer's output channels before and after.
