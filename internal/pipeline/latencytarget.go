@@ -454,10 +454,10 @@ type latencyAnchor struct {
 // the cost model. A machine whose speed changes (a shared vCPU's clock
 // states, turbo, thermal throttling, another job) changes speed-ups too: on
 // the 2-vCPU benchmark machine the original ran 1.5 ms in one state and
-// 2.5 ms in the other, and the same pruned ResNet-20 timed ×0.63 of it in
-// the first and ×0.36 in the second. An anchor taken in another state than
-// the table's then moved the cost model by 20–30%, and the search stopped
-// far past its target (benchmark notes, row 10). Such an anchor keeps the
+// 2.5 ms in the other, and one pruned ResNet-20 timed ×0.63 of it in the
+// first and ×0.53 in the second. Anchors taken in another state than the
+// table's then moved the cost model by 23%, and the search stopped at ×0.37
+// for a ×0.5 target (benchmark notes, row 10). Such an anchor keeps the
 // previous offset, unless there is none yet (a resumed search needs one).
 const stateTolerance = 0.2
 
