@@ -446,7 +446,6 @@ type latencyAnchor struct {
 	lastPredicted int64
 	measures      int
 	skipped       int
-	anchored      bool // an anchor set the offset
 }
 
 // stateTolerance is how far the original's time at an anchor may lie from
@@ -519,15 +518,16 @@ func (a *latencyAnchor) measure(cur []byte, keep map[int]int) (moved bool, err e
 	}
 	measured := a.fullNS * c / o
 	a.lastKeep, a.lastPredicted = maps.Clone(keep), before
+	// Every measurement not skipped set the offset.
+	anchored := a.measures > a.skipped
 	a.measures++
-	if a.anchored && !a.inState(o) {
+	if anchored && !a.inState(o) {
 		a.skipped++
 		a.log.Warn().Float64("original_ms", o).Float64("table_ms", a.fullNS/1e6).Float64("current_ms", c).
 			Msg("target latency: the original timed out of the state the table was measured in (the machine's speed changed); this anchor is not used")
 		return false, nil
 	}
 	a.offset = measured - float64(a.pred.Predict(keep))
-	a.anchored = true
 	a.log.Debug().Float64("predicted_ms", float64(before)/1e6).Float64("measured_ms", measured/1e6).
 		Float64("original_ms", o).Float64("current_ms", c).Msg("target latency: anchored on the committed model")
 	return true, nil
