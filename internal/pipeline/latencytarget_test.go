@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -158,9 +159,10 @@ func TestLatencyTableCacheDamaged(t *testing.T) {
 }
 
 // speedEngine is the fake engine on a machine whose speed can change: once
-// shifted, side-by-side timings of two models (the anchors, the final
-// check) read the first 40% faster and the second 20% faster, as a
-// pruned model gains less than the original from a faster clock.
+// shifted, timings of a fixed number of runs (the cached table's check,
+// the anchors, the final check) read the first model 40% faster and a
+// second 20% faster, as a pruned model gains less than the original from
+// a faster clock.
 type speedEngine struct {
 	*fake.Engine
 	shifted bool
@@ -168,11 +170,56 @@ type speedEngine struct {
 
 func (e *speedEngine) LatencyRuns(ms []engine.Module, shape []int64, runs int) ([]engine.Latency, error) {
 	ls, err := e.Engine.LatencyRuns(ms, shape, runs)
-	if err == nil && e.shifted && len(ls) == 2 {
+	if err == nil && e.shifted && len(ls) >= 1 {
 		ls[0].MedianMs *= 0.6
-		ls[1].MedianMs *= 0.8
+		if len(ls) == 2 {
+			ls[1].MedianMs *= 0.8
+		}
 	}
 	return ls, err
+}
+
+// TestLatencyCacheOtherSpeed: a cached table is used when the original
+// times as it did when the table was measured, and measured again (and
+// rewritten) when the machine now runs at another speed.
+func TestLatencyCacheOtherSpeed(t *testing.T) {
+	base := smallCNN(t)
+	eng := &speedEngine{Engine: fake.New(base)}
+	bm := openSmall(context.Background(), t, eng.Engine)
+	defer bm.Close()
+	orig, err := bm.Module.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), LatencyTableFile)
+	o := LatencyOptions{Device: "cpu", Threads: 1, Batch: 1, Cache: cache}
+	model := func() *LatencyReport {
+		t.Helper()
+		_, rep, err := latencyModel(eng, bm, orig, bm.Candidates(nil), 4, o, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	if rep := model(); rep.Cached || rep.TableSeconds <= 0 {
+		t.Fatalf("first run: cached %v, table seconds %v", rep.Cached, rep.TableSeconds)
+	}
+	if rep := model(); !rep.Cached {
+		t.Errorf("same speed: the cached table was measured again")
+	}
+	// Dated back an hour, so that a rewrite shows whatever the file
+	// system's timestamp granularity.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(cache, old, old); err != nil {
+		t.Fatal(err)
+	}
+	eng.shifted = true
+	if rep := model(); rep.Cached || rep.TableSeconds <= 0 {
+		t.Errorf("machine 40%% faster: cached %v, table seconds %v; want the table measured again", rep.Cached, rep.TableSeconds)
+	}
+	if fi, err := os.Stat(cache); err != nil || !fi.ModTime().After(old) {
+		t.Errorf("the table measured again was not written back (%v)", err)
+	}
 }
 
 // TestLatencyAnchorOtherSpeed: anchors taken once the machine runs at
