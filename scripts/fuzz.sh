@@ -23,6 +23,7 @@ targets=(
   "./internal/core/plan FuzzParse"
   "./internal/report FuzzRender"
   "./internal/core/search/cut FuzzCutSequence"
+  "./internal/core/fail FuzzTorchScript"
 )
 for tgt in "${targets[@]}"; do
   set -- $tgt

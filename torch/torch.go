@@ -38,6 +38,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/gopruner/gopruner/internal/core/fail"
 )
 
 // Error is an error raised by libtorch (any C++ exception in the shim).
@@ -60,9 +62,10 @@ func errFrom(op string, e C.gpt_err) error {
 
 // condense turns libtorch's multi-line messages (TorchScript tracebacks,
 // "Exception raised from ..." trailers) into the line that says what went
-// wrong, so CLI errors stay on one line.
+// wrong, so CLI errors stay on one line; a traceback leaves the exception
+// and the layer that raised it.
 func condense(msg string) string {
-	msg = strings.TrimSpace(msg)
+	msg = strings.TrimSpace(fail.TorchScript(msg))
 	if i := strings.LastIndex(msg, "RuntimeError: "); i >= 0 {
 		msg = msg[i+len("RuntimeError: "):]
 	}

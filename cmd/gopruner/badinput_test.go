@@ -24,8 +24,9 @@ import (
 // layer at fault, never a crash, and never a partial output file.
 
 // crashMarks must never appear on stderr: Go panics, C++ terminations,
-// signals, libtorch backtraces.
-var crashMarks = []string{"panic", "goroutine ", "terminate called", "SIGSEGV", "Exception raised from"}
+// signals, libtorch backtraces, TorchScript tracebacks (the error line
+// keeps their exception and layer).
+var crashMarks = []string{"panic", "goroutine ", "terminate called", "SIGSEGV", "Exception raised from", "<--- HERE"}
 
 // badCase is one bad input: the command line (run in a fresh directory
 // holding whatever setup made), extra environment, and the expected exit
@@ -355,6 +356,11 @@ func TestBadInputShape(t *testing.T) {
 		{name: "channels/prune residual", code: 2, wants: channels, args: prune(residual, "1,1,32,32")},
 		{name: "channels/bench-model", code: 2, wants: channels,
 			args: []string{"bench-model", "--model", scripted, "--input-shape", "1,1,32,32", "--runs", "1", "--warmup", "0"}},
+		// The demo CNN's conv takes the 3-D input as unbatched; its
+		// BatchNorm2d raises, through a TorchScript traceback that the error
+		// line shortens to the exception and the layer.
+		{name: "fits/prune traceback", code: 2, wants: []string{"does not fit the model", "ValueError: expected 4D input (got 3D input)",
+			"(raised in layer bn1)"}, args: prune(demoModel(t), "1,1,28")},
 	})
 }
 

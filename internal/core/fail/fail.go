@@ -1,6 +1,7 @@
 // Package fail classifies errors for the CLI's exit codes: usage errors (bad
 // flags, config, model or data given by the user) exit 2, everything else
-// exits 1.
+// exits 1. It also shortens the TorchScript interpreter's tracebacks to
+// what the CLI's one error line needs.
 package fail
 
 import (
