@@ -557,6 +557,16 @@ func TestBadInputDataset(t *testing.T) {
 		{"empty train split", csv(allSplit("val")), "prune --finetune", 2, []string{"data.csv", `split "train" is empty`}},
 		{"label 50 for a 10-class model", csv(func(s string) string { return strings.Replace(s, "img/013.png,1,", "img/013.png,50,", 1) }),
 			"eval", 2, []string{demo, "51 classes", "10 outputs"}},
+		{"label 50 for a 10-class model", csv(func(s string) string { return strings.Replace(s, "img/013.png,1,", "img/013.png,50,", 1) }),
+			"my_pruning", 2, []string{demo, "51 classes", "10 outputs", `class "50" would be output 50`}},
+		{"16 class names for 10 outputs", csv(func(s string) string {
+			for i := range 16 {
+				for _, l := range []string{",0,", ",1,"} {
+					s = strings.Replace(s, fmt.Sprintf("img/%03d.png%s", i, l), fmt.Sprintf("img/%03d.png,c%02d,", i, i), 1)
+				}
+			}
+			return s
+		}), "prune --finetune", 2, []string{demo, "16 classes", "10 outputs", `class "c15" would be output 15`}},
 		{"negative label", csv(func(s string) string { return strings.Replace(s, "img/013.png,1,", "img/013.png,-1,", 1) }),
 			"eval", 2, []string{"data.csv row 14", "img/013.png", "negative label -1"}},
 		{"empty data.csv", csv(func(string) string { return "" }), "eval", 2, []string{"data.csv"}},

@@ -17,6 +17,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/data"
 	"github.com/gopruner/gopruner/internal/core/device"
 	"github.com/gopruner/gopruner/internal/core/fail"
+	"github.com/gopruner/gopruner/internal/pipeline"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/torch"
 	"github.com/mattn/go-isatty"
@@ -328,17 +329,9 @@ func checkOutputs(m *torch.Module, path string, shape []int64, classes []string)
 	}
 	if int64(len(classes)) > out[1] {
 		return fail.Usagef("model %s: the dataset has %d classes (%s) but the model has only %d outputs",
-			path, len(classes), classList(classes), out[1])
+			path, len(classes), pipeline.ClassList(classes), out[1])
 	}
 	return nil
-}
-
-// classList names a few classes for an error message.
-func classList(c []string) string {
-	if len(c) <= 5 {
-		return strings.Join(c, ", ")
-	}
-	return strings.Join(c[:5], ", ") + fmt.Sprintf(", … %d more", len(c)-5)
 }
 
 // isTerminal reports whether w is a terminal (progress bars) rather than a

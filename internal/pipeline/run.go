@@ -150,6 +150,9 @@ func (r *Run) Execute(ctx context.Context, stdout io.Writer) error {
 	if _, err := base.Excluded(cfg.Iskl); err != nil {
 		return err
 	}
+	if err := r.checkClasses(base); err != nil {
+		return err
+	}
 	r.Log.Info().Str("model", cfg.Path.Model).Str("algorithm", string(cfg.Algorithm)).Float64("P", cfg.P).Int("alf", cfg.Alf).
 		Str("device", r.Device).Msg("prune")
 	if FineTunes(cfg) {
@@ -170,6 +173,43 @@ func (r *Run) Execute(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	return r.finish(base, res, stdout)
+}
+
+// checkClasses refuses a data set with more classes than the model's
+// prediction has outputs before any work: every label indexes an output
+// (through the class list saved beside the model, else as an integer or a
+// name in sorted order), and the first batch with a label past the last
+// output would otherwise fail mid-search. Outputs that are not [N, classes]
+// are left to the steps that need them.
+func (r *Run) checkClasses(base *engine.Model) error {
+	if r.Data == nil || base.Graph == nil {
+		return nil
+	}
+	g := base.Graph
+	sel := 0
+	if g.Output != nil {
+		sel = g.Output.Selected
+	}
+	if sel < 0 || sel >= len(g.Outputs) {
+		return nil
+	}
+	v := g.Value(g.Outputs[sel])
+	if v == nil || len(v.Shape) != 2 {
+		return nil
+	}
+	if n := int64(len(r.Data.Classes)); n > v.Shape[1] {
+		return fail.Usagef("dataset %s has %d classes (%s) but model %s has only %d outputs: class %q would be output %d (labels index the outputs: integers from 0, names in sorted order, or the names of the model's .classes.json)",
+			r.Cfg.Path.Dataset, n, ClassList(r.Data.Classes), r.Cfg.Path.Model, v.Shape[1], r.Data.Classes[n-1], n-1)
+	}
+	return nil
+}
+
+// ClassList names a few classes for an error message.
+func ClassList(c []string) string {
+	if len(c) <= 5 {
+		return strings.Join(c, ", ")
+	}
+	return strings.Join(c[:5], ", ") + fmt.Sprintf(", … %d more", len(c)-5)
 }
 
 func (r *Run) split(name string) (*data.Split, error) {
