@@ -202,6 +202,12 @@ func TestBadInputModel(t *testing.T) {
 	// apply reads the plan first: give it a valid one to reach the model.
 	cases = append(cases, badCase{name: "apply/state_dict", code: 2, wants: []string{stateDict, "torch.jit.script"},
 		args: []string{"apply", "--model", stateDict, "--plan", writeTinyPlan(t), "--out", "out.pt"}})
+	// A mistyped path is the error, before the settings a model would need
+	// next (the input shape, the data set).
+	for _, cmd := range []string{"prune", "flops", "train"} {
+		cases = append(cases, badCase{name: cmd + "/missing file, no other settings", code: 2, wants: []string{"nosuch.pt", "no such file"},
+			args: []string{cmd, "--model", "nosuch.pt"}})
+	}
 	runBadCases(t, setup, cases)
 }
 

@@ -93,6 +93,9 @@ func requireInput(c *config.Config) ([]int64, error) {
 	if c.Path.Model == "" {
 		return nil, fail.Usagef("--model is required (or path.model in Pruning.yaml, GOPRUNER_PATH_MODEL)")
 	}
+	if err := model.CheckFile(c.Path.Model); err != nil {
+		return nil, err
+	}
 	if c.Path.Dataset == "" {
 		return nil, fail.Usagef("--dataset is required (or path.dataset in Pruning.yaml, GOPRUNER_PATH_DATASET)")
 	}

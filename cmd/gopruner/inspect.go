@@ -46,6 +46,9 @@ func modelSettings(cmd *cobra.Command) (*config.Config, []int64, torch.Device, e
 	if cfg.Path.Model == "" {
 		return nil, nil, torch.CPU, fail.Usagef("--model is required")
 	}
+	if err := model.CheckFile(cfg.Path.Model); err != nil {
+		return nil, nil, torch.CPU, err
+	}
 	if len(cfg.InputShape) == 0 {
 		return nil, nil, torch.CPU, fail.Usagef("--input-shape is required, e.g. --input-shape 1,3,224,224")
 	}

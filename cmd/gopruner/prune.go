@@ -17,6 +17,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/pipeline"
 	"github.com/gopruner/gopruner/internal/torchengine"
+	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
@@ -119,6 +120,9 @@ func pruneWith(ctx context.Context, cfg *config.Config, out io.Writer) error {
 func prepare(ctx context.Context, cfg *config.Config) (*pipeline.Run, func(), error) {
 	if cfg.Path.Model == "" {
 		return nil, nil, fail.Usagef("no model: give --model or path.model in Pruning.yaml")
+	}
+	if err := model.CheckFile(cfg.Path.Model); err != nil {
+		return nil, nil, err
 	}
 	if len(cfg.InputShape) == 0 {
 		return nil, nil, fail.Usagef("no input shape: give --input-shape (e.g. 1,3,224,224) or input_shape in Pruning.yaml")

@@ -32,18 +32,8 @@ const exportHint = "export it with torch.jit.script(model).save(path) or torch.j
 // Files that are not TorchScript, or have no forward, give a usage error
 // that says what the file is.
 func Load(path string, dev torch.Device) (*torch.Module, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fail.Usagef("model %s: no such file", path)
-		}
-		return nil, fail.Usagef("model %s: %v", path, err)
-	}
-	if st.IsDir() {
-		return nil, fail.Usagef("model %s: is a directory, not a TorchScript file", path)
-	}
-	if why := diagnose(path, st.Size()); why != "" {
-		return nil, fail.Usagef("model %s: %s", path, why)
+	if err := CheckFile(path); err != nil {
+		return nil, err
 	}
 	m, err := torch.Load(path, dev)
 	if err != nil {
@@ -59,6 +49,27 @@ func Load(path string, dev torch.Device) (*torch.Module, error) {
 		return nil, fail.Usagef("model %s: TorchScript module has no forward method; gopruner prunes what forward computes", path)
 	}
 	return m, nil
+}
+
+// CheckFile is Load's check of the file itself, without libtorch: a
+// missing file, a directory, or a file that is no TorchScript archive is a
+// usage error naming it. Commands run it first, so that a mistyped path is
+// the error reported, not a setting that a valid model would need next.
+func CheckFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fail.Usagef("model %s: no such file", path)
+		}
+		return fail.Usagef("model %s: %v", path, err)
+	}
+	if st.IsDir() {
+		return fail.Usagef("model %s: is a directory, not a TorchScript file", path)
+	}
+	if why := diagnose(path, st.Size()); why != "" {
+		return fail.Usagef("model %s: %s", path, why)
+	}
+	return nil
 }
 
 // diagnose looks inside the file before libtorch does, to name what it is
