@@ -20,8 +20,9 @@ var (
 	// A serialized frame's submodule lookups: "bn1 = self.bn1" and
 	// `_0 = getattr(self, "0")` (self is whatever the model's source
 	// named forward's first argument).
-	tsAttr    = regexp.MustCompile(`^\s*(\w+) = \w+\.(\w+)\s*$`)
-	tsGetattr = regexp.MustCompile(`^\s*(\w+) = getattr\(\w+, "([^"]+)"\)\s*$`)
+	tsAttr          = regexp.MustCompile(`^\s*(\w+) = \w+\.(\w+)\s*$`)
+	tsExceptionLine = regexp.MustCompile(`^(\w+\.)*\w*(Error|Exception)\b`)
+	tsGetattr       = regexp.MustCompile(`^\s*(\w+) = getattr\(\w+, "([^"]+)"\)\s*$`)
 )
 
 // TorchScript shortens an error that carries a TorchScript interpreter
@@ -45,8 +46,11 @@ func TorchScript(msg string) string {
 	return out
 }
 
-// tsException is the exception after the last frame: its first line is
-// the first one after the last marker that is not indented code.
+// tsException is the exception after the last frame: from the first line
+// after the last marker that names one ("RuntimeError: ...",
+// "builtins.ValueError: ...") to the end. A traced model's original-code
+// traceback is a list of Python frames after that marker, not indented; a
+// message whose exception is not named so is its last line.
 func tsException(lines []string) string {
 	last := -1
 	for j, l := range lines {
@@ -55,11 +59,14 @@ func tsException(lines []string) string {
 		}
 	}
 	for j := last + 1; j < len(lines); j++ {
-		l := lines[j]
-		if strings.TrimSpace(l) == "" || l[0] == ' ' || l[0] == '\t' {
-			continue
+		if tsExceptionLine.MatchString(lines[j]) {
+			return strings.TrimSpace(strings.Join(lines[j:], " "))
 		}
-		return strings.TrimSpace(strings.Join(lines[j:], " "))
+	}
+	for j := len(lines) - 1; j > last; j-- {
+		if l := strings.TrimSpace(lines[j]); l != "" {
+			return l
+		}
 	}
 	return ""
 }

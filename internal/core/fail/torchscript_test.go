@@ -11,8 +11,8 @@ import (
 // from files, as gopruner runs them (the graph optimiser off, which keeps
 // every frame): the demo CNN given too few input dimensions, a scripted
 // torchvision resnet18 given too few channels (run with the optimiser on),
-// and a BatchNorm1d after a Conv2d two submodules down, in a model whose
-// source names forward's first argument s.
+// a BatchNorm1d after a Conv2d two submodules down, in a model whose
+// source names forward's first argument s, and a traced resnet18.
 func TestTorchScript(t *testing.T) {
 	for _, tc := range []struct{ file, prefix, want string }{
 		{"ts_democnn.txt", "input shape [1 1 28] does not fit the model: ",
@@ -23,6 +23,9 @@ func TestTorchScript(t *testing.T) {
 		// The same with the optimiser on: the calls were inlined, the
 		// traceback has the innermost frame only, and no layer.
 		{"ts_inlined.txt", "", "ValueError: expected 2D or 3D input (got 4D input)"},
+		// A traced resnet18: the original code is a list of Python frames.
+		{"ts_traced.txt", "",
+			"RuntimeError: Given groups=1, weight of size [64, 3, 7, 7], expected input[1, 1, 64, 64] to have 3 channels, but got 1 channels instead (raised in layer conv1)"},
 	} {
 		b, err := os.ReadFile(filepath.Join("testdata", tc.file))
 		if err != nil {
@@ -44,7 +47,7 @@ func TestTorchScript(t *testing.T) {
 }
 
 func FuzzTorchScript(f *testing.F) {
-	for _, name := range []string{"ts_democnn.txt", "ts_resnet18.txt", "ts_nested.txt", "ts_inlined.txt"} {
+	for _, name := range []string{"ts_democnn.txt", "ts_resnet18.txt", "ts_nested.txt", "ts_inlined.txt", "ts_traced.txt"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
