@@ -176,7 +176,7 @@ func checkCachedState(eng engine.Engine, orig []byte, t *lut.Table, shape []int6
 		return nil, fmt.Errorf("target latency: timing the model on %s: %d timings", o.Device, len(ls))
 	}
 	ref := t.FullNS / 1e6
-	if ref > 0 && math.Abs(ls[0].MedianMs/ref-1) <= stateTolerance {
+	if ref > 0 && math.Abs(ls[0].MedianMs/ref-1) <= cacheTolerance {
 		return t, nil
 	}
 	log.Info().Float64("original_ms", ls[0].MedianMs).Float64("table_ms", ref).
@@ -186,6 +186,9 @@ func checkCachedState(eng engine.Engine, orig []byte, t *lut.Table, shape []int6
 
 // Rounds and budgets of the table's measurement (variables for tests).
 var (
+	// cacheTolerance is stateTolerance for a cached table (checkCachedState).
+	cacheTolerance = stateTolerance
+
 	// gridRounds times every layer's grid this many times, each round the
 	// layer's full-width op first and then its grid points, gridBudget
 	// each.

@@ -4,6 +4,7 @@ package pipeline
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"testing"
 
@@ -17,7 +18,12 @@ import (
 // libtorch: every tabled layer is measured at every grid point, the
 // prediction at full width is the measured model, cutting every group to
 // its smallest count predicts less, and a second build reads the cache.
+// The cache's speed check is off here (TestLatencyCacheOtherSpeed tests
+// it): on a CI machine busy with other tests a table can time the model at
+// 11 ms and the check 0.8 ms, and rightly measure again.
 func TestLatencyTableTorch(t *testing.T) {
+	defer func(v float64) { cacheTolerance = v }(cacheTolerance)
+	cacheTolerance = math.Inf(1)
 	eng := torchengine.Engine{}
 	bm, err := eng.Open(context.Background(), filepath.Join(fixtures.RepoRoot(t), "internal/demo/democnn.pt"), inputShape, "cpu")
 	if err != nil {
