@@ -266,7 +266,7 @@ func setupTorch(c *config.Config) (torch.Device, int, error) {
 // count, and checks that it accepts the input shape and has an output for
 // every class, so that a mismatch is a clear usage error up front instead of
 // a libtorch message from inside the first training step.
-func loadModel(path string, dev torch.Device, threads int, shape []int64, classes []string) (*torch.Module, error) {
+func loadModel(path string, dev torch.Device, threads int, shape []int64, dataset string, classes []string) (*torch.Module, error) {
 	m, err := model.Load(path, dev)
 	if err != nil {
 		return nil, err
@@ -275,7 +275,7 @@ func loadModel(path string, dev torch.Device, threads int, shape []int64, classe
 		m.Close()
 		return nil, fmt.Errorf("model %s: set threads: %w", path, err)
 	}
-	if err := checkOutputs(m, path, shape, classes); err != nil {
+	if err := checkOutputs(m, path, shape, dataset, classes); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -295,7 +295,7 @@ func frozenBN(m *torch.Module, path string) string {
 }
 
 // checkOutputs runs forward once on an example batch of one.
-func checkOutputs(m *torch.Module, path string, shape []int64, classes []string) error {
+func checkOutputs(m *torch.Module, path string, shape []int64, dataset string, classes []string) error {
 	one := append([]int64{1}, shape[1:]...)
 	x, err := model.Example(one, m.Device())
 	if err != nil {
@@ -330,11 +330,7 @@ func checkOutputs(m *torch.Module, path string, shape []int64, classes []string)
 		}
 		return fail.Usagef("model %s: output has shape %v; a classifier's output is [N, classes]", path, out)
 	}
-	if int64(len(classes)) > out[1] {
-		return fail.Usagef("model %s: the dataset has %d classes (%s) but the model has only %d outputs",
-			path, len(classes), pipeline.ClassList(classes), out[1])
-	}
-	return nil
+	return pipeline.CheckClasses(dataset, path, classes, out[1])
 }
 
 // isTerminal reports whether w is a terminal (progress bars) rather than a

@@ -65,7 +65,7 @@ func runEval(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := loadModel(c.Path.Model, dev, threads, shape, ds.Classes)
+	m, err := loadModel(c.Path.Model, dev, threads, shape, c.Path.Dataset, ds.Classes)
 	if err != nil {
 		return err
 	}

@@ -197,15 +197,21 @@ func (r *Run) checkClasses(base *engine.Model) error {
 	if v == nil || len(v.Shape) != 2 {
 		return nil
 	}
-	if n := int64(len(r.Data.Classes)); n > v.Shape[1] {
+	return CheckClasses(r.Cfg.Path.Dataset, r.Cfg.Path.Model, r.Data.Classes, v.Shape[1])
+}
+
+// CheckClasses refuses a data set whose classes (in label order) outnumber
+// a classifier's outputs, naming the class past the last output.
+func CheckClasses(dataset, model string, classes []string, outputs int64) error {
+	if n := int64(len(classes)); n > outputs {
 		return fail.Usagef("dataset %s has %d classes (%s) but model %s has only %d outputs: class %q would be output %d (labels index the outputs: integers from 0, names in sorted order, or the names of the model's .classes.json)",
-			r.Cfg.Path.Dataset, n, ClassList(r.Data.Classes), r.Cfg.Path.Model, v.Shape[1], r.Data.Classes[n-1], n-1)
+			dataset, n, classList(classes), model, outputs, classes[n-1], n-1)
 	}
 	return nil
 }
 
-// ClassList names a few classes for an error message.
-func ClassList(c []string) string {
+// classList names a few classes for an error message.
+func classList(c []string) string {
 	if len(c) <= 5 {
 		return strings.Join(c, ", ")
 	}
