@@ -169,17 +169,11 @@ func checkCachedState(eng engine.Engine, orig []byte, t *lut.Table, shape []int6
 		return nil, fmt.Errorf("target latency: loading the model on %s: %w", o.Device, err)
 	}
 	defer mod.Close()
-	ms := math.Inf(1)
-	for range 2 {
-		ls, err := eng.LatencyRuns([]engine.Module{mod}, shape, ratioRuns)
-		if err != nil {
-			return nil, fmt.Errorf("target latency: timing the model on %s: %w", o.Device, err)
-		}
-		if len(ls) != 1 || !(ls[0].MedianMs > 0) {
-			return nil, fmt.Errorf("target latency: timing the model on %s: %d timings", o.Device, len(ls))
-		}
-		ms = min(ms, ls[0].MedianMs)
+	lows, err := lowerMedians(eng, []engine.Module{mod}, shape)
+	if err != nil {
+		return nil, fmt.Errorf("target latency: timing the model on %s: %w", o.Device, err)
 	}
+	ms := lows[0]
 	ref := t.FullNS / 1e6
 	if ref > 0 && math.Abs(ms/ref-1) <= cacheTolerance {
 		return t, nil
@@ -535,18 +529,39 @@ func (a *latencyAnchor) timeAgainstOriginal(cur []byte) (orig, c float64, err er
 		return 0, 0, fmt.Errorf("loading the pruned model on %s: %w", a.o.Device, err)
 	}
 	defer m.Close()
-	orig, c = math.Inf(1), math.Inf(1)
+	lows, err := lowerMedians(a.eng, []engine.Module{a.origMod, m}, a.shape)
+	if err != nil {
+		return 0, 0, fmt.Errorf("timing the pruned model: %w", err)
+	}
+	return lows[0], lows[1], nil
+}
+
+// lowerMedians times ms side by side in two rounds of ratioRuns runs and
+// returns each module's lower median, in ms: a burst of other work slows
+// one round, not both.
+func lowerMedians(eng engine.Engine, ms []engine.Module, shape []int64) ([]float64, error) {
+	lows := make([]float64, len(ms))
+	for i := range lows {
+		lows[i] = math.Inf(1)
+	}
 	for range 2 {
-		ls, err := a.eng.LatencyRuns([]engine.Module{a.origMod, m}, a.shape, ratioRuns)
+		ls, err := eng.LatencyRuns(ms, shape, ratioRuns)
 		if err != nil {
-			return 0, 0, fmt.Errorf("timing the pruned model: %w", err)
+			return nil, err
 		}
-		orig, c = min(orig, ls[0].MedianMs), min(c, ls[1].MedianMs)
+		if len(ls) != len(ms) {
+			return nil, fmt.Errorf("%d timings for %d models", len(ls), len(ms))
+		}
+		for i, l := range ls {
+			lows[i] = min(lows[i], l.MedianMs)
+		}
 	}
-	if !(orig > 0) || !(c > 0) || math.IsInf(orig, 0) || math.IsInf(c, 0) {
-		return 0, 0, fmt.Errorf("timings %v and %v ms", orig, c)
+	for i, v := range lows {
+		if !(v > 0) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("model %d timed at %v ms", i, v)
+		}
 	}
-	return orig, c, nil
+	return lows, nil
 }
 
 // measure times cur (whose keep counts are keep) against the original and
