@@ -13,6 +13,8 @@ const tsFailed = "The following operation failed in the TorchScript interpreter.
 
 var (
 	tsFrame = regexp.MustCompile(`^\s*File "[^"]*", line \d+, in (\w+)\s*$`)
+	// The exception's first line: "RuntimeError: ...", "builtins.ValueError: ...".
+	tsExceptionLine = regexp.MustCompile(`^(\w+\.)*\w*(Error|Exception)\b`)
 	// The call a frame marks, serialized ("(bn1).forward(") or as written
 	// ("self.bn1(").
 	tsSerialCall = regexp.MustCompile(`^\((\w+)\)\.forward\(`)
@@ -20,9 +22,8 @@ var (
 	// A serialized frame's submodule lookups: "bn1 = self.bn1" and
 	// `_0 = getattr(self, "0")` (self is whatever the model's source
 	// named forward's first argument).
-	tsAttr          = regexp.MustCompile(`^\s*(\w+) = \w+\.(\w+)\s*$`)
-	tsExceptionLine = regexp.MustCompile(`^(\w+\.)*\w*(Error|Exception)\b`)
-	tsGetattr       = regexp.MustCompile(`^\s*(\w+) = getattr\(\w+, "([^"]+)"\)\s*$`)
+	tsAttr    = regexp.MustCompile(`^\s*(\w+) = \w+\.(\w+)\s*$`)
+	tsGetattr = regexp.MustCompile(`^\s*(\w+) = getattr\(\w+, "([^"]+)"\)\s*$`)
 )
 
 // TorchScript shortens an error that carries a TorchScript interpreter
