@@ -298,6 +298,11 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 		bin = b.o.qualityBaseline
 	}
 	name := fmt.Sprintf("%s_p%02d_s%d_%s", m.Name, int(math.Round(pv*100)), seed, tag)
+	// Runs with another long-term fine-tune keep their own directories, so
+	// that they do not overwrite the default's (1 epoch) stored runs.
+	if b.o.qualityLong != 1 {
+		name += fmt.Sprintf("_e%d", b.o.qualityLong)
+	}
 	// Each configuration of extra flags keeps its own run directory.
 	switch method {
 	case qualityMethodMP, qualityMethodLatency:
