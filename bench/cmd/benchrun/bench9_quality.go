@@ -40,9 +40,10 @@ type qualityRun struct {
 	Binary     string           `json:"binary"`           // sha256 prefix of the gopruner binary that made it
 	Summary    *summary.Summary `json:"summary"`
 	TrainSteps int              `json:"train_steps"` // fine-tune batches in all, short- and long-term
-	// Test10k is the pruned model's accuracy on all 10,000 MNIST test
-	// images (t10k), which no run trains or selects on: ten times the demo's
-	// 1,000-image test split, so a margin's sampling error is a third.
+	// Test10k is the pruned model's accuracy on all 10,000 test images of
+	// the data set (MNIST's or Fashion-MNIST's t10k), which no run trains
+	// or selects on: ten times the 1,000-image test split, so a margin's
+	// sampling error is a third.
 	Test10k float64 `json:"test10k_acc"`
 }
 
@@ -50,10 +51,10 @@ func (q *qualityRun) macsRatio() float64 {
 	return float64(q.Summary.MACsAfter) / float64(q.Summary.MACsBefore)
 }
 
-// testAcc is the accuracy the margins are judged on: the full MNIST test set.
+// testAcc is the accuracy the margins are judged on: the full test set.
 func (q *qualityRun) testAcc() float64 { return q.Test10k }
 
-// qualityTest10k is the directory of the full MNIST test set, written by
+// qualityTest10k is the directory of the full test set, written by
 // qualitySetup.
 const qualityTest10k = "test10k"
 
@@ -83,10 +84,41 @@ const (
 	qualityStepsPerEpoch = 5000 / qualityBatch
 )
 
-// qualitySetup writes the demo's data set (the bundled MNIST sample split
-// 5,000 train / 1,000 val / 1,000 test) and the converged models.
+// qualityDir is benchmark 9's scratch directory for the chosen data set:
+// its data, trained models, runs and caches.
+func (b *bench) qualityDir() string {
+	if b.o.qualityData == qualityMNIST {
+		return filepath.Join(b.o.out, "quality")
+	}
+	return filepath.Join(b.o.out, "quality-"+b.o.qualityData)
+}
+
+// Benchmark 9's data sets.
+const (
+	qualityMNIST   = "mnist"
+	qualityFashion = "fashion-mnist"
+)
+
+// qualityDataName is the data set's name as tables print it.
+func (b *bench) qualityDataName() string {
+	if b.o.qualityData == qualityFashion {
+		return "Fashion-MNIST"
+	}
+	return "MNIST"
+}
+
+// qualitySetup writes the data set (5,000 train / 1,000 val / 1,000 test,
+// the demo's sizes, and the full 10,000-image test set) and the converged
+// models. On mnist the data are the demo's (the bundled MNIST sample) and
+// the demo CNN starts from its shipped weights; on fashion-mnist both
+// models are trained on Fashion-MNIST first.
 func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
-	dir := filepath.Join(b.o.out, "quality")
+	if b.o.qualityData != qualityMNIST && b.o.qualityData != qualityFashion {
+		return "", nil, fmt.Errorf("-quality-data %q: want %s or %s", b.o.qualityData, qualityMNIST, qualityFashion)
+	}
+	dir := b.qualityDir()
+	// The demo's directory gives the untrained demo CNN and, on mnist, the
+	// data set.
 	p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.bin, "demo", "--dir", dir, "--prepare-only")
 	if err == nil {
 		err = p.ok()
@@ -94,21 +126,58 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("demo data: %w", err)
 	}
-	ds := filepath.Join(dir, "mnist3")
+	var ds, src string
+	switch b.o.qualityData {
+	case qualityMNIST:
+		ds = filepath.Join(dir, "mnist3")
+		if src, err = data.LocateGoMNIST(); err != nil {
+			return "", nil, err
+		}
+	case qualityFashion:
+		out, err := exec.CommandContext(b.ctx, "bash", filepath.Join(b.o.root, "bench", "fetch_fashion_mnist.sh")).Output()
+		if err != nil {
+			return "", nil, fmt.Errorf("bench/fetch_fashion_mnist.sh: %w", err)
+		}
+		src = strings.TrimSpace(string(out))
+		ds = filepath.Join(dir, "fmnist")
+		// Val comes from the training set, after the 5,000 training
+		// images, so that the 10,000 test images stay unseen.
+		if err := writeIDXSet(ds, src, data.ExportPart{Split: data.Train, N: 5000},
+			data.ExportPart{Split: data.Train, As: data.Val, Skip: 5000, N: 1000},
+			data.ExportPart{Split: data.Test, N: 1000}); err != nil {
+			return "", nil, err
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "pruned"), 0o755); err != nil {
 		return "", nil, err
 	}
-	if err := writeTest10k(filepath.Join(dir, qualityTest10k)); err != nil {
+	if err := writeIDXSet(filepath.Join(dir, qualityTest10k), src, data.ExportPart{Split: data.Test}); err != nil {
 		return "", nil, err
 	}
 	var models []qualityModel
 	for _, name := range strings.Split(names, ",") {
 		switch name = strings.TrimSpace(name); name {
 		case "democnn":
-			models = append(models, qualityModel{Name: name, Path: filepath.Join(dir, "democnn_trained.pt"),
-				Recipe: "the demo's shipped weights (internal/demo/democnn_trained.pt)"})
+			if b.o.qualityData == qualityMNIST {
+				models = append(models, qualityModel{Name: name, Path: filepath.Join(dir, "democnn_trained.pt"),
+					Recipe: "the demo's shipped weights (internal/demo/democnn_trained.pt)"})
+				continue
+			}
+			m, err := b.trainQuality(name, "the demo CNN (internal/demo/democnn.pt)", filepath.Join(dir, "democnn.pt"), ds)
+			if err != nil {
+				return "", nil, err
+			}
+			models = append(models, m)
 		case "resnet20":
-			m, err := b.resnet20(dir, ds)
+			raw := filepath.Join(dir, "resnet20.pt")
+			p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", "mkresnet20.py"), raw)
+			if err == nil {
+				err = p.ok()
+			}
+			if err != nil {
+				return "", nil, fmt.Errorf("mkresnet20: %w", err)
+			}
+			m, err := b.trainQuality(name, "ResNet-20 (bench/mkresnet20.py)", raw, ds)
 			if err != nil {
 				return "", nil, err
 			}
@@ -137,29 +206,26 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 	return ds, models, nil
 }
 
-// writeTest10k writes all 10,000 MNIST test images (the GoMNIST module's
-// t10k files, as bench 3 reads them) as the test split of dir, once.
-func writeTest10k(dir string) error {
+// writeIDXSet writes parts of the IDX data set in src (MNIST's file
+// names, as Fashion-MNIST uses them too) as an image directory with
+// data.csv, once: a directory with its data.csv is complete.
+func writeIDXSet(dir, src string, parts ...data.ExportPart) error {
 	if _, err := os.Stat(filepath.Join(dir, "data.csv")); err == nil {
 		return nil
 	}
-	src, err := data.LocateGoMNIST()
-	if err != nil {
-		return err
-	}
 	ds, err := data.FromMNIST(os.DirFS(src), data.Options{ValFraction: -1})
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", src, err)
 	}
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
-	if err := data.WriteImageCSV(tmp, ds, data.ExportPart{Split: data.Test}); err != nil {
-		return fmt.Errorf("writing the MNIST test set: %w", err)
+	if err := data.WriteImageCSV(tmp, ds, parts...); err != nil {
+		return fmt.Errorf("writing %s: %w", dir, err)
 	}
 	return os.Rename(tmp, dir)
 }
 
-// evalTest10k is model's accuracy on the full MNIST test set. The result
+// evalTest10k is model's accuracy on the full test set. The result
 // is cached beside the model, keyed by the model file's sha256, so reused
 // runs are not evaluated again.
 func (b *bench) evalTest10k(model string) (float64, error) {
@@ -175,13 +241,13 @@ func (b *bench) evalTest10k(model string) (float64, error) {
 			}
 		}
 	}
-	ev, err := b.evalMNIST(10*time.Minute, model, filepath.Join(b.o.out, "quality", qualityTest10k), "test",
+	ev, err := b.evalMNIST(10*time.Minute, model, filepath.Join(b.qualityDir(), qualityTest10k), "test",
 		"--batch-size", "250", "--threads", "2")
 	if err != nil {
-		return 0, fmt.Errorf("eval on the MNIST test set: %w", err)
+		return 0, fmt.Errorf("eval on the %s test set: %w", b.qualityDataName(), err)
 	}
 	if ev.Samples != 10000 {
-		return 0, fmt.Errorf("eval on the MNIST test set: %d samples, want 10000", ev.Samples)
+		return 0, fmt.Errorf("eval on the %s test set: %d samples, want 10000", b.qualityDataName(), ev.Samples)
 	}
 	if err := os.WriteFile(cache, []byte(fmt.Sprintf("%s %v\n", digest, ev.Accuracy)), 0o644); err != nil {
 		return 0, err
@@ -189,32 +255,25 @@ func (b *bench) evalTest10k(model string) (float64, error) {
 	return ev.Accuracy, nil
 }
 
-// resnet20 writes ResNet-20 (bench/mkresnet20.py) and trains it to
-// convergence on the train split, once: the trained model is kept in
-// bench/out/quality and reused while its recipe is unchanged.
-func (b *bench) resnet20(dir, ds string) (qualityModel, error) {
+// trainQuality trains raw, an untrained model, to convergence on the train
+// split, once: the trained model is kept in the benchmark's directory and
+// reused while its recipe is unchanged.
+func (b *bench) trainQuality(name, what, raw, ds string) (qualityModel, error) {
 	epochs := b.o.qualityPretrain
-	recipe := fmt.Sprintf("ResNet-20 (bench/mkresnet20.py) trained by gopruner train: %d epochs, batch 64, SGD lr 0.05 (momentum 0.9, weight decay 5e-4, 20 warm-up steps, cosine), seed 1", epochs)
-	m := qualityModel{Name: "resnet20", Path: filepath.Join(dir, fmt.Sprintf("resnet20_trained_e%d.pt", epochs)), Recipe: recipe}
+	recipe := fmt.Sprintf("%s trained by gopruner train on %s: %d epochs, batch 64, SGD lr 0.05 (momentum 0.9, weight decay 5e-4, 20 warm-up steps, cosine), seed 1",
+		what, b.qualityDataName(), epochs)
+	m := qualityModel{Name: name, Path: filepath.Join(b.qualityDir(), fmt.Sprintf("%s_trained_e%d.pt", name, epochs)), Recipe: recipe}
 	if _, err := os.Stat(m.Path); err == nil {
 		return m, nil
 	}
-	raw := filepath.Join(dir, "resnet20.pt")
-	p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", "mkresnet20.py"), raw)
-	if err == nil {
-		err = p.ok()
-	}
-	if err != nil {
-		return m, fmt.Errorf("mkresnet20: %w", err)
-	}
-	p, err = b.r.run(b.ctx, 2*time.Hour, b.o.bin, "train", "--model", raw, "--dataset", ds, "--input-shape", "1,1,28,28",
+	p, err := b.r.run(b.ctx, 2*time.Hour, b.o.bin, "train", "--model", raw, "--dataset", ds, "--input-shape", "1,1,28,28",
 		"--mean", "0.5", "--std", "0.5", "--epochs", fmt.Sprint(epochs), "--batch-size", "64", "--lr", "0.05",
 		"--momentum", "0.9", "--weight-decay", "5e-4", "--warmup-steps", "20", "--cosine", "--seed", "1", "--out", m.Path)
 	if err == nil {
 		err = p.ok()
 	}
 	if err != nil {
-		return m, fmt.Errorf("training resnet20: %w", err)
+		return m, fmt.Errorf("training %s: %w", name, err)
 	}
 	return m, nil
 }
@@ -310,7 +369,7 @@ func (b *bench) qualityPrune(m qualityModel, ds string, pv, target float64, seed
 	case qualityMethodL2, qualityMethodGlobal:
 		name += argsTag(b.o.qualityL2)
 	}
-	dir := filepath.Join(b.o.out, "quality")
+	dir := b.qualityDir()
 	out := filepath.Join(dir, "pruned", name+".pt")
 	args := []string{bin, "prune", "--model", m.Path, "--dataset", ds, "--input-shape", "1,1,28,28",
 		"--mean", "0.5", "--std", "0.5", "--batch-size", fmt.Sprint(qualityBatch), "--lr", "0.02", "--cosine", "--momentum", "0.9",
@@ -446,8 +505,12 @@ func (b *bench) quality(s *section) error {
 	}
 	methods := []string{qualityMethodMP, qualityMethodL2, qualityMethodGlobal}
 	var runs []*qualityRun
-	s.Data = map[string]any{"models": models, "runs": &runs, "my_pruning_args": b.o.qualityMP, "l2norm_args": b.o.qualityL2}
-	mt := s.addTable("Starting points (converged), on the bundled MNIST sample: 5,000 train / 1,000 val (the search selects on it) / 1,000 test (never selected on); TEST 10k: all 10,000 MNIST test images, which the margins below are judged on",
+	s.Data = map[string]any{"models": models, "runs": &runs, "my_pruning_args": b.o.qualityMP, "l2norm_args": b.o.qualityL2, "data": b.o.qualityData}
+	split := "the bundled MNIST sample: 5,000 train / 1,000 val (the search selects on it) / 1,000 test (never selected on)"
+	if b.o.qualityData == qualityFashion {
+		split = "Fashion-MNIST: its first 5,000 training images as train / the next 1,000 as val (the search selects on it) / its first 1,000 test images as test (never selected on)"
+	}
+	mt := s.addTable(fmt.Sprintf("Starting points (converged), on %s; TEST 10k: all 10,000 %s test images, which the margins below are judged on", split, b.qualityDataName()),
 		"model", "how trained", "val acc", "test acc (1k)", "TEST 10k acc")
 	for _, m := range models {
 		mt.add(m.Name, m.Recipe, fmt.Sprintf("%.2f%%", 100*m.ValAcc), fmt.Sprintf("%.2f%%", 100*m.TestAcc), fmt.Sprintf("%.2f%%", 100*m.Test10k))
@@ -570,7 +633,7 @@ func (b *bench) quality(s *section) error {
 		Gopruner:  "my_pruning: " + strings.Join(summaryParts, " · "),
 		Reference: fmt.Sprintf("L2Norm one-shot and L2Norm --global, same start model and long-term fine-tune (%d epoch(s)), %d seeds", b.o.qualityLong, b.o.qualitySeeds),
 		Ratio:     verdict,
-		Note:      "accuracy difference (points) on all 10,000 MNIST test images = my_pruning − reference, mean ± sd over seeds",
+		Note:      fmt.Sprintf("accuracy difference (points) on all 10,000 %s test images = my_pruning − reference, mean ± sd over seeds", b.qualityDataName()),
 	}
 	return nil
 }

@@ -90,3 +90,25 @@ func TestInterpolateAt(t *testing.T) {
 		}
 	}
 }
+
+// Each data set keeps its own runs, so a Fashion-MNIST run never reuses
+// (or overwrites) an MNIST one; an unknown data set is refused before
+// anything runs.
+func TestQualityData(t *testing.T) {
+	for _, tc := range []struct{ data, dir, name string }{
+		{qualityMNIST, "out/quality", "MNIST"},
+		{qualityFashion, "out/quality-fashion-mnist", "Fashion-MNIST"},
+	} {
+		b := &bench{o: options{out: "out", qualityData: tc.data}}
+		if got := b.qualityDir(); got != tc.dir {
+			t.Errorf("%s: qualityDir %q, want %q", tc.data, got, tc.dir)
+		}
+		if got := b.qualityDataName(); got != tc.name {
+			t.Errorf("%s: name %q, want %q", tc.data, got, tc.name)
+		}
+	}
+	b := &bench{o: options{out: t.TempDir(), qualityData: "cifar10"}}
+	if _, _, err := b.qualitySetup("resnet20"); err == nil || !strings.Contains(err.Error(), "cifar10") {
+		t.Errorf("qualitySetup with -quality-data cifar10: err %v, want one naming it", err)
+	}
+}

@@ -85,6 +85,9 @@ type options struct {
 	qualityMP       string
 	qualityL2       string
 	qualityPretrain int
+	// qualityData is benchmark 9's data set: mnist (the demo's) or
+	// fashion-mnist (Debian's dataset-fashion-mnist).
+	qualityData string
 	// qualityReuseArgs reuses benchmark 9's runs by their arguments alone,
 	// whatever binary made them (results.json names it per run).
 	qualityReuseArgs bool
@@ -133,7 +136,8 @@ func main() {
 	flag.IntVar(&o.qualityLong, "quality-long-epochs", 1, "search-quality benchmark: long-term fine-tune epochs of every method")
 	flag.StringVar(&o.qualityMP, "quality-mp", "", "search-quality benchmark: extra my_pruning flags (default: gopruner's defaults)")
 	flag.StringVar(&o.qualityL2, "quality-l2", "", "search-quality and latency benchmarks: extra flags of the L2Norm one-shot runs (e.g. --distill; default: none); they must not change the MACs they prune to, which my_pruning's target comes from")
-	flag.IntVar(&o.qualityPretrain, "quality-pretrain-epochs", 8, "search-quality benchmark: epochs that train ResNet-20 to convergence before pruning")
+	flag.IntVar(&o.qualityPretrain, "quality-pretrain-epochs", 8, "search-quality benchmark: epochs that train ResNet-20 (and, on fashion-mnist, the demo CNN) to convergence before pruning")
+	flag.StringVar(&o.qualityData, "quality-data", "mnist", "search-quality and latency benchmarks: data set, mnist (the demo's bundled sample; the demo CNN starts from its shipped weights) or fashion-mnist (Debian's dataset-fashion-mnist, fetched by bench/fetch_fashion_mnist.sh; both models are trained on it first); each keeps its own runs under -out")
 	flag.StringVar(&o.qualityBaseline, "quality-baseline", "", "search-quality benchmark: an older gopruner binary whose my_pruning (with its own defaults) runs once per model and P, seed 1, for the wall-time comparison (e.g. main before issue 14, built in a git worktree)")
 	flag.StringVar(&o.latencyModels, "latency-models", "resnet20", "latency-target benchmark: models (democnn, resnet20)")
 	flag.StringVar(&o.latencyP, "latency-p", "0.5", "latency-target benchmark: my_pruning's P (share of the latency to remove)")

@@ -17,7 +17,11 @@ import (
 type ExportPart struct {
 	Split string // split of the source dataset: train, val or test
 	As    string // split value written to data.csv; empty means Split
-	N     int    // the first N samples of the split; 0 means all of them
+	N     int    // the first N samples of the split (after Skip); 0 means all the rest
+	// Skip leaves out the split's first Skip samples, so that two parts
+	// can cut disjoint ranges from one split (train and val from one
+	// training set).
+	Skip int
 }
 
 // WriteImageCSV writes samples of src as PNG files under dir, at their source
@@ -53,18 +57,21 @@ func WriteImageCSV(dir string, src *Dataset, parts ...ExportPart) error {
 		if _, ok := splitAliases[as]; !ok {
 			return fmt.Errorf("write image csv: unknown split %q; want train, val or test", as)
 		}
+		if p.Skip < 0 || (p.Skip > 0 && p.Skip >= sp.Len()) {
+			return fmt.Errorf("write image csv: skip %d of split %q leaves none of its %d samples", p.Skip, sp.name, sp.Len())
+		}
 		n := p.N
 		if n == 0 {
-			n = sp.Len()
+			n = sp.Len() - p.Skip
 		}
-		if n < 0 || n > sp.Len() {
-			return fmt.Errorf("write image csv: %d samples wanted from split %q, which has %d", n, sp.name, sp.Len())
+		if n < 0 || p.Skip+n > sp.Len() {
+			return fmt.Errorf("write image csv: %d samples wanted from split %q after skipping %d, which has %d", n, sp.name, p.Skip, sp.Len())
 		}
 		if err := os.MkdirAll(filepath.Join(dir, as), 0o755); err != nil {
 			return fmt.Errorf("write image csv: %w", err)
 		}
 		for i := range n {
-			si := sp.idx[i]
+			si := sp.idx[p.Skip+i]
 			rel := as + "/" + fmt.Sprintf("%06d.png", len(jobs))
 			jobs = append(jobs, job{si, rel})
 			rows = append(rows, []string{rel, exportLabel(src.Classes, src.samples[si].label), as})

@@ -146,6 +146,39 @@ func TestWriteImageCSVRoundTrip(t *testing.T) {
 	}
 }
 
+// Skip cuts disjoint ranges from one split: train and val from the same
+// training set, as benchmark 9 does with Fashion-MNIST.
+func TestWriteImageCSVSkip(t *testing.T) {
+	src, err := FromMNIST(tinyMNIST(false), Options{ValFraction: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := WriteImageCSV(dir, src, ExportPart{Split: Train, N: 1}, ExportPart{Split: Train, As: Val, Skip: 1}); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Open(dir, Options{Channels: 1, Height: 2, Width: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	train, _ := back.Split(Train)
+	val, _ := back.Split(Val)
+	if got := labelsOf(train); !slices.Equal(got, []int{7}) {
+		t.Errorf("train labels %v, want [7]", got)
+	}
+	if got := labelsOf(val); !slices.Equal(got, []int{0, 3}) {
+		t.Errorf("val labels %v, want [0 3] (the train split after its first)", got)
+	}
+	for _, p := range []ExportPart{{Split: Train, Skip: 4}, {Split: Train, Skip: -1}, {Split: Train, Skip: 2, N: 2}} {
+		if err := WriteImageCSV(t.TempDir(), src, p); err == nil {
+			t.Errorf("%+v of a 3-sample split is not an error", p)
+		}
+	}
+	if err := WriteImageCSV(t.TempDir(), src, ExportPart{Split: Train, Skip: 3}); err == nil {
+		t.Error("skipping the whole split writes an empty part without error")
+	}
+}
+
 // gomnist loads the full GoMNIST set once for all tests that use it.
 var gomnist = func() func(t *testing.T) *Dataset {
 	var (
