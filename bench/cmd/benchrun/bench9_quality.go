@@ -163,21 +163,24 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 					Recipe: "the demo's shipped weights (internal/demo/democnn_trained.pt)"})
 				continue
 			}
-			m, err := b.trainQuality(name, "the demo CNN (internal/demo/democnn.pt)", filepath.Join(dir, "democnn.pt"), ds)
+			m, err := b.trainQuality(name, "the demo CNN (internal/demo/democnn.pt)", filepath.Join(dir, "democnn.pt"), ds, nil)
 			if err != nil {
 				return "", nil, err
 			}
 			models = append(models, m)
 		case "resnet20":
 			raw := filepath.Join(dir, "resnet20.pt")
-			p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", "mkresnet20.py"), raw)
-			if err == nil {
-				err = p.ok()
+			mk := func() error {
+				p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", "mkresnet20.py"), raw)
+				if err == nil {
+					err = p.ok()
+				}
+				if err != nil {
+					return fmt.Errorf("mkresnet20: %w", err)
+				}
+				return nil
 			}
-			if err != nil {
-				return "", nil, fmt.Errorf("mkresnet20: %w", err)
-			}
-			m, err := b.trainQuality(name, "ResNet-20 (bench/mkresnet20.py)", raw, ds)
+			m, err := b.trainQuality(name, "ResNet-20 (bench/mkresnet20.py)", raw, ds, mk)
 			if err != nil {
 				return "", nil, err
 			}
@@ -255,16 +258,21 @@ func (b *bench) evalTest10k(model string) (float64, error) {
 	return ev.Accuracy, nil
 }
 
-// trainQuality trains raw, an untrained model, to convergence on the train
-// split, once: the trained model is kept in the benchmark's directory and
-// reused while its recipe is unchanged.
-func (b *bench) trainQuality(name, what, raw, ds string) (qualityModel, error) {
+// trainQuality trains raw, an untrained model (written first by mk, if not
+// nil), to convergence on the train split, once: the trained model is kept
+// in the benchmark's directory and reused while its recipe is unchanged.
+func (b *bench) trainQuality(name, what, raw, ds string, mk func() error) (qualityModel, error) {
 	epochs := b.o.qualityPretrain
 	recipe := fmt.Sprintf("%s trained by gopruner train on %s: %d epochs, batch 64, SGD lr 0.05 (momentum 0.9, weight decay 5e-4, 20 warm-up steps, cosine), seed 1",
 		what, b.qualityDataName(), epochs)
 	m := qualityModel{Name: name, Path: filepath.Join(b.qualityDir(), fmt.Sprintf("%s_trained_e%d.pt", name, epochs)), Recipe: recipe}
 	if _, err := os.Stat(m.Path); err == nil {
 		return m, nil
+	}
+	if mk != nil {
+		if err := mk(); err != nil {
+			return m, err
+		}
 	}
 	p, err := b.r.run(b.ctx, 2*time.Hour, b.o.bin, "train", "--model", raw, "--dataset", ds, "--input-shape", "1,1,28,28",
 		"--mean", "0.5", "--std", "0.5", "--epochs", fmt.Sprint(epochs), "--batch-size", "64", "--lr", "0.05",
