@@ -134,11 +134,14 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 			return "", nil, err
 		}
 	case qualityFashion:
-		out, err := exec.CommandContext(b.ctx, "bash", filepath.Join(b.o.root, "bench", "fetch_fashion_mnist.sh")).Output()
+		p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), "bash", filepath.Join(b.o.root, "bench", "fetch_fashion_mnist.sh"))
+		if err == nil {
+			err = p.ok()
+		}
 		if err != nil {
 			return "", nil, fmt.Errorf("bench/fetch_fashion_mnist.sh: %w", err)
 		}
-		src = strings.TrimSpace(string(out))
+		src = strings.TrimSpace(string(p.Stdout))
 		ds = filepath.Join(dir, "fmnist")
 		// Val comes from the training set, after the 5,000 training
 		// images, so that the 10,000 test images stay unseen.
