@@ -146,6 +146,7 @@ func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*g
 	}
 	ev := log.Info().Str("device", o.Device).Int("threads", o.Threads).Int64("batch", o.Batch).
 		Float64("full_ms", t.FullNS/1e6).Float64("residue_ms", p.Residue()/1e6).Bool("residue_scaled", p.Scaled()).
+		Float64("layer_scale", p.LayerScale()).
 		Int("layers", rep.Layers).
 		Int("points", rep.Points).Bool("cached", rep.Cached).Float64("seconds", rep.TableSeconds)
 	if len(t.Untabled) > 0 {
@@ -349,10 +350,12 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 	}
 	t := &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: sum + median(residues),
 		Cuts: cuts, Untabled: untabled, Seconds: time.Since(start).Seconds()}
-	if !(t.FullNS > 0) {
-		// The layers alone took longer than the whole model in every
-		// round: no residue can be told; the model's own time is the
-		// prediction at full width.
+	if median(residues) < 0 {
+		// The layers alone took longer than the whole model: no residue
+		// can be told, and the layers' sum is no scale either (on a
+		// loaded CI machine it was twice the model's time, and sum +
+		// residue a sixth of it). The model's own time is the prediction
+		// at full width; the predictor scales the layers down to it.
 		t.FullNS = median(wholes)
 	}
 	return t, nil
@@ -507,9 +510,12 @@ func newLatencyAnchor(eng engine.Engine, pred *lut.Predictor, orig []byte, input
 	return &latencyAnchor{pred: pred, orig: orig, o: o, shape: atBatch(inputShape, o.Batch), fullNS: float64(fullNS), eng: eng, log: log}
 }
 
-// cost is the anchored prediction of keep, in ns.
+// cost is the anchored prediction of keep, in ns: at least 1, since an
+// anchor measured far below the table (a negative offset) would otherwise
+// predict the smallest candidates below zero. The floor keeps the cost
+// non-decreasing.
 func (a *latencyAnchor) cost(keep map[int]int) int64 {
-	return a.pred.Predict(keep) + int64(math.Round(a.offset))
+	return max(1, a.pred.Predict(keep)+int64(math.Round(a.offset)))
 }
 
 // timeAgainstOriginal times cur side by side with the original on the

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gopruner/gopruner/internal/core/kinds"
+	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/lut"
 	"github.com/gopruner/gopruner/internal/core/search/netadapt"
 	"github.com/gopruner/gopruner/internal/engine"
@@ -53,14 +54,7 @@ func TestLatencyTarget(t *testing.T) {
 		t.Fatal("no latency report")
 	}
 	// The fake's model latency is its parameter count in µs.
-	var params int64
-	for _, s := range base.Params {
-		n := int64(1)
-		for _, d := range s {
-			n *= d
-		}
-		params += n
-	}
+	params := paramCount(base)
 	if st.MACs0 != params*1000 || l.PredictedBeforeNs != st.MACs0 {
 		t.Errorf("unpruned cost %d, prediction %d; want the measured %d ns", st.MACs0, l.PredictedBeforeNs, params*1000)
 	}
@@ -273,4 +267,91 @@ func TestLatencyAnchorOtherSpeed(t *testing.T) {
 		t.Errorf("the shifted machine's search cut %v to %v, the steady one %v to %v",
 			path(shifted), shifted.State.Keep, path(steady), steady.State.Keep)
 	}
+}
+
+// burstEngine is the fake engine with every standalone layer timed three
+// times slower than inside the model, as a burst of other work during the
+// table's layer rounds left them on a loaded CI machine (where the table
+// then predicted −2 ms for a 1.2 ms model's final keep vector).
+type burstEngine struct{ *fake.Engine }
+
+func (e burstEngine) OpLatency(specs []lut.Spec, dev string, threads int, budget time.Duration) ([]float64, error) {
+	ns, err := e.Engine.OpLatency(specs, dev, threads, budget)
+	for i := range ns {
+		ns[i] *= 3
+	}
+	return ns, err
+}
+
+// TestLatencyTargetSlowLayers: layers timed slower than the whole model
+// leave the table at the model's own time with no residue, and the search
+// still predicts a positive latency for every model it visits, ending at
+// the target with a final error it can report.
+func TestLatencyTargetSlowLayers(t *testing.T) {
+	base := smallCNN(t)
+	tr, val := mnistSplits(t)
+	eng := burstEngine{fake.New(base)}
+	bm := openSmall(context.Background(), t, eng.Engine)
+	defer bm.Close()
+	o := myOptions(t, "cpu")
+	o.Target = kinds.TargetLatency
+	o.Latency = LatencyOptions{Device: "cpu", Threads: 1, Batch: 1}
+	res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Module.Close()
+	l, st := res.Latency, res.State
+	params := paramCount(base)
+	if l.PredictedBeforeNs != params*1000 || l.ResidueNs != 0 {
+		t.Errorf("unpruned prediction %d ns, residue %v; want the model's %d ns and 0", l.PredictedBeforeNs, l.ResidueNs, params*1000)
+	}
+	for _, rec := range st.History {
+		if rec.MACs <= 0 {
+			t.Errorf("iteration %d predicted %d ns", rec.Iteration, rec.MACs)
+		}
+	}
+	if !st.Done || l.PredictedAfterNs <= 0 || math.IsNaN(l.SpeedupErrorPct()) || math.Abs(l.ErrorPct()) > 10 {
+		t.Errorf("search done %v (%q); predicted %d ns, measured %.0f ns (error %.1f%%, speed-up error %.1f%%)", st.Done, st.Reason,
+			l.PredictedAfterNs, l.MeasuredAfterNs, l.ErrorPct(), l.SpeedupErrorPct())
+	}
+}
+
+// TestAnchorCostPositive: an anchor measured far below the table (a large
+// negative offset) floors the cost at 1 ns instead of predicting below
+// zero, and the cost stays non-decreasing.
+func TestAnchorCostPositive(t *testing.T) {
+	l := lut.Layer{Name: "conv", Axes: []lut.Axis{{Group: 1, Counts: []int{2, 4, 8}}}, NS: []float64{200, 400, 800}}
+	p, err := lut.NewPredictor(&lut.Table{Format: lut.Format, Layers: []lut.Layer{l}, FullNS: 1000}, map[int]int{1: 8}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &latencyAnchor{pred: p, offset: -500}
+	prev := int64(0)
+	for k := 2; k <= 8; k++ {
+		got := a.cost(map[int]int{1: k})
+		if got < 1 || got < prev {
+			t.Errorf("keep %d: cost %d (previous %d)", k, got, prev)
+		}
+		prev = got
+	}
+	if got := a.cost(map[int]int{1: 2}); got != 1 {
+		t.Errorf("smallest keep: cost %d, want the floor 1", got)
+	}
+	if got := a.cost(map[int]int{1: 8}); got != 500 {
+		t.Errorf("full width: cost %d, want 500", got)
+	}
+}
+
+// paramCount is base's parameter count: the fake's model latency in µs.
+func paramCount(base cut.Base) int64 {
+	var params int64
+	for _, s := range base.Params {
+		n := int64(1)
+		for _, d := range s {
+			n *= d
+		}
+		params += n
+	}
+	return params
 }

@@ -11,7 +11,9 @@
 // difference, measured on the model cut to about a half and a quarter of
 // every group (Cuts), makes the residue follow the activations: those ops
 // shrink with the channels, and the layers timed alone and inside the
-// model differ by more at small widths.
+// model differ by more at small widths. Layers whose standalone times sum
+// to more than the whole model are scaled down to it (the residue is then
+// 0), so no prediction is negative.
 //
 // A layer's axes are the channel groups whose keep counts change its shape
 // (its input group and its output group: one axis for a depthwise conv,
@@ -258,8 +260,9 @@ func Subsample(counts []int, n int) []int {
 
 // Predictor predicts a keep vector's latency from a measured table.
 type Predictor struct {
-	layers  []Layer // NS made monotone
-	residue float64 // at full width
+	layers  []Layer // NS made monotone, times scale
+	residue float64 // at full width, >= 0
+	scale   float64 // LayerScale
 	full    map[int]int
 	// With cut measurements: the residue is piecewise linear in act(keep)
 	// through the points (acts[i], res[i]), ascending, the last one full
@@ -287,7 +290,23 @@ func NewPredictor(t *Table, full map[int]int, act func(map[int]int) float64) (*P
 		l.Axes = slices.Clone(l.Axes)
 		p.layers = append(p.layers, l)
 	}
-	p.residue = t.FullNS - p.sum(full)
+	// Standalone layers that sum to more than the whole model were timed
+	// slower than the model (a burst of other work during their rounds, or
+	// per-call overhead that the model does not pay): a negative residue
+	// then makes small keep vectors predict below zero (one CI run
+	// predicted −2 ms for a 1.2 ms model). Their shape stays; their scale
+	// is the whole model's, with nothing left for the residue.
+	scale := 1.0
+	if s := p.sum(full); s > t.FullNS {
+		scale = t.FullNS / s
+		for i := range p.layers {
+			for j := range p.layers[i].NS {
+				p.layers[i].NS[j] *= scale
+			}
+		}
+	}
+	p.scale = scale
+	p.residue = max(0, t.FullNS-p.sum(full))
 	if act == nil || len(t.Cuts) == 0 {
 		return p, nil
 	}
@@ -296,7 +315,13 @@ func NewPredictor(t *Table, full map[int]int, act func(map[int]int) float64) (*P
 	pts := []point{{aFull, p.residue}}
 	for _, c := range t.Cuts {
 		if a := act(c.Keep); a < aFull {
-			pts = append(pts, point{a, c.ResidueNS})
+			// A cut's residue is its whole time less its layers at the
+			// table's scale; at a smaller scale the layers hold less of it.
+			r := c.ResidueNS
+			if scale < 1 {
+				r += (1/scale - 1) * p.sum(c.Keep)
+			}
+			pts = append(pts, point{a, r})
 		}
 	}
 	slices.SortFunc(pts, func(x, y point) int { return cmp.Compare(x.a, y.a) })
@@ -320,9 +345,13 @@ func NewPredictor(t *Table, full map[int]int, act func(map[int]int) float64) (*P
 }
 
 // Residue is the part of the unpruned model's latency the table does not
-// hold, in nanoseconds (negative when the standalone layers sum to more
-// than the whole model).
+// hold, in nanoseconds; never negative (see LayerScale).
 func (p *Predictor) Residue() float64 { return p.residue }
+
+// LayerScale is the factor the table's layers were scaled by so that they
+// sum to no more than the whole model: 1, or below 1 when the standalone
+// timings summed to more than the model (the residue is then 0).
+func (p *Predictor) LayerScale() float64 { return p.scale }
 
 // Scaled reports whether the residue scales with the activations.
 func (p *Predictor) Scaled() bool { return p.act != nil }

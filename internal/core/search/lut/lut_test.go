@@ -294,3 +294,58 @@ func TestScaledResidue(t *testing.T) {
 		prev = got
 	}
 }
+
+// TestNoisyTableStaysPositive: layers timed during a burst of other work
+// sum to twice the whole model (the shape of a failed CI run: a 1.2 ms
+// model whose table predicted −2 ms for its smallest keep). The layers keep
+// their shape at the model's scale, the residue is 0, and no keep vector
+// predicts zero or below; cut residues measured against the unscaled
+// layers are moved to the new scale.
+func TestNoisyTableStaysPositive(t *testing.T) {
+	a := Layer{Name: "a", Axes: []Axis{{Group: 1, Counts: []int{2, 4, 8}}}, NS: []float64{200, 600, 1400}}
+	b := Layer{Name: "b", Axes: []Axis{{Group: 1, Counts: []int{2, 4, 8}}, {Group: 2, Counts: []int{4, 8}}},
+		NS: []float64{100, 150, 300, 500, 600, 1000}}
+	full := map[int]int{1: 8, 2: 8}
+	tab := &Table{Format: Format, Layers: []Layer{a, b}, FullNS: 1200} // layers sum to 2400
+	p, err := NewPredictor(tab, full, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Residue() != 0 || p.LayerScale() != 0.5 {
+		t.Fatalf("residue %v, layer scale %v; want 0, 0.5", p.Residue(), p.LayerScale())
+	}
+	if got := p.Predict(full); got != 1200 {
+		t.Errorf("full width predicts %d, want the model's 1200", got)
+	}
+	if got := p.Predict(map[int]int{1: 2, 2: 4}); got != (200+100)/2 {
+		t.Errorf("smallest keep predicts %d, want %d", got, (200+100)/2)
+	}
+	prev := int64(0)
+	for k1 := 1; k1 <= 8; k1++ {
+		got := p.Predict(map[int]int{1: k1, 2: 4})
+		if got <= 0 || got < prev {
+			t.Errorf("keep %d: %d (previous %d)", k1, got, prev)
+		}
+		prev = got
+	}
+	// A cut measured at a whole 700 with its unscaled layers at 200+100:
+	// residue 400 against them, 550 against the scaled ones (150).
+	act := func(keep map[int]int) float64 { return float64(keep[1] + keep[2]) }
+	tab.Cuts = []Cut{{Keep: map[int]int{1: 2, 2: 4}, ResidueNS: 400}}
+	if p, err = NewPredictor(tab, full, act); err != nil {
+		t.Fatal(err)
+	}
+	// The full-width residue is 0, so the cut's (550 > 0) is noise by the
+	// running minimum: the residue stays 0 and the prediction positive.
+	if p.Scaled() || p.Predict(map[int]int{1: 2, 2: 4}) != 150 {
+		t.Errorf("scaled %v, smallest keep predicts %d, want 150", p.Scaled(), p.Predict(map[int]int{1: 2, 2: 4}))
+	}
+	// A consistent table is left as it was.
+	tab.FullNS, tab.Cuts = 3000, nil
+	if p, err = NewPredictor(tab, full, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p.LayerScale() != 1 || p.Residue() != 600 {
+		t.Errorf("consistent table: scale %v, residue %v; want 1, 600", p.LayerScale(), p.Residue())
+	}
+}
