@@ -171,26 +171,28 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 				return "", nil, err
 			}
 			models = append(models, m)
-		case "resnet20":
-			raw := filepath.Join(dir, "resnet20.pt")
+		case "resnet20", "vgg11":
+			script := map[string]string{"resnet20": "mkresnet20.py", "vgg11": "mkvgg11.py"}[name]
+			what := map[string]string{"resnet20": "ResNet-20", "vgg11": "VGG-11 (BN, a quarter of the width)"}[name]
+			raw := filepath.Join(dir, name+".pt")
 			mk := func() error {
-				p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", "mkresnet20.py"), raw)
+				p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", script), raw)
 				if err == nil {
 					err = p.ok()
 				}
 				if err != nil {
-					return fmt.Errorf("mkresnet20: %w", err)
+					return fmt.Errorf("%s: %w", script, err)
 				}
 				return nil
 			}
-			m, err := b.trainQuality(name, "ResNet-20 (bench/mkresnet20.py)", raw, ds, mk)
+			m, err := b.trainQuality(name, fmt.Sprintf("%s (bench/%s)", what, script), raw, ds, mk)
 			if err != nil {
 				return "", nil, err
 			}
 			models = append(models, m)
 		case "":
 		default:
-			return "", nil, fmt.Errorf("unknown model %q (democnn, resnet20)", name)
+			return "", nil, fmt.Errorf("unknown model %q (democnn, resnet20, vgg11)", name)
 		}
 	}
 	for i := range models {
