@@ -4,26 +4,19 @@ benchmark 6 (scaling of cost). Downloads nothing.
 
 Usage: /usr/bin/python3 bench/mkresnet101.py OUT.pt
 """
-import os
 import sys
 
-import torch
 import torchvision
 
+import scripted
 
-def main():
-    out = sys.argv[1]
-    torch.manual_seed(101)
+
+def resnet101():
     try:
-        m = torchvision.models.resnet101(weights=None)
+        return torchvision.models.resnet101(weights=None)
     except TypeError:  # torchvision < 0.13
-        m = torchvision.models.resnet101(pretrained=False)
-    m.eval()
-    tmp = out + ".tmp"
-    torch.jit.script(m).save(tmp)
-    os.replace(tmp, out)
-    return 0
+        return torchvision.models.resnet101(pretrained=False)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripted.save(resnet101, 101))

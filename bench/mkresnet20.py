@@ -7,11 +7,12 @@ pruning. Downloads nothing.
 
 Usage: /usr/bin/python3 bench/mkresnet20.py OUT.pt
 """
-import os
 import sys
 
 import torch
 import torch.nn as nn
+
+import scripted
 
 
 class Block(nn.Module):
@@ -54,15 +55,5 @@ class ResNet20(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-def main():
-    out = sys.argv[1]
-    torch.manual_seed(20)
-    m = ResNet20().eval()
-    tmp = out + ".tmp"
-    torch.jit.script(m).save(tmp)
-    os.replace(tmp, out)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripted.save(ResNet20, 20))

@@ -10,11 +10,12 @@ pruning. Downloads nothing.
 
 Usage: /usr/bin/python3 bench/mkvgg11.py OUT.pt
 """
-import os
 import sys
 
 import torch
 import torch.nn as nn
+
+import scripted
 
 CFG = [16, "M", 32, "M", 64, 64, "M", 128, 128, "M", 128, 128]
 
@@ -38,15 +39,5 @@ class VGG11(nn.Module):
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def main():
-    out = sys.argv[1]
-    torch.manual_seed(0)
-    m = VGG11().eval()
-    tmp = out + ".tmp"
-    torch.jit.script(m).save(tmp)
-    os.replace(tmp, out)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripted.save(VGG11, 0))
