@@ -490,15 +490,33 @@ func (e *evaluator) Resize(ctx context.Context, keep map[int]int) (float64, erro
 	return acc, e.adopt(m, next, "resized")
 }
 
-// FineTune trains the current model for LongTermEpochs on the first slot
-// with all the CPU threads (nothing else runs now) and validates it on the
-// whole val split (the search is over: nothing compares this accuracy).
+// FineTune trains the current model (with rewind, the original cut to the
+// current model's channels) for LongTermEpochs on the first slot with all
+// the CPU threads (nothing else runs now) and validates it on the whole val
+// split (the search is over: nothing compares this accuracy).
 func (e *evaluator) FineTune(ctx context.Context) (float64, error) {
-	m, err := e.eng.Load(e.cur, e.devs[0], e.allThreads(e.o.Threads))
+	src := e.cur
+	if e.o.Rewind {
+		src = e.orig
+	}
+	m, err := e.eng.Load(src, e.devs[0], e.allThreads(e.o.Threads))
 	if err != nil {
 		return 0, err
 	}
 	defer m.Close()
+	if e.o.Rewind {
+		// The same channels, at the weights they had before the search.
+		ed, groups, err := e.base.Edits(cut.All(e.groups), e.kept)
+		if err != nil {
+			return 0, fmt.Errorf("rewind: %w", err)
+		}
+		if err := m.Cut(ed, groups); err != nil {
+			return 0, fmt.Errorf("rewind: cutting the original: %w", err)
+		}
+		if err := checkShapes(e.base, m, e.kept); err != nil {
+			return 0, fmt.Errorf("rewind: %w", err)
+		}
+	}
 	to := e.o.Train
 	to.Steps, to.Epochs = 0, e.o.LongTermEpochs
 	to.Seed = cut.DeriveSeed(e.o.Seed, "long-term", 0, 0)

@@ -102,6 +102,10 @@ type MyPruningOptions struct {
 	ShortTermSteps int
 	// LongTermEpochs is the fine-tuning after the search (0: none).
 	LongTermEpochs int
+	// Rewind starts the long-term fine-tune from the original weights cut
+	// to the channels the search kept, instead of the search's weights
+	// (which carry every short-term fine-tune of the iterations).
+	Rewind bool
 	// Train holds the optimiser settings and batch size of both fine-tunes;
 	// Run sets Steps, Epochs and Seed per phase. With Train.Distill both
 	// fine-tunes learn from the original model (base), one copy per slot.

@@ -68,6 +68,9 @@ type Outcome struct {
 	// Distill is the distillation the fine-tunes used (nil: none ran
 	// distilled).
 	Distill *summary.Distill
+	// Rewound says my_pruning's long-term fine-tune started from the
+	// original weights at the searched structure (rewind).
+	Rewound bool
 	// Latency is my_pruning's target: latency prediction and measurement
 	// (nil otherwise).
 	Latency *LatencyReport
@@ -373,7 +376,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 		Schedule: cfg.DeltaSchedule, DeltaDecay: cfg.DeltaDecay, MaxGroupCut: cfg.MaxGroupCut, TieBreak: cfg.TieBreak, Shortlist: cfg.Shortlist, CommonBatches: cfg.CommonBatches, BNBatches: cfg.BNBatches,
 		Target: cfg.Target, Latency: LatencyOptions{Device: cfg.LatencyDevice, Threads: cfg.LatencyThreads, Batch: int64(cfg.LatencyBatch)},
 		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
-		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize, EvalSamples: cfg.EvalSamples,
+		ShortTermSteps: cfg.ShortTermSteps, LongTermEpochs: cfg.LongTermEpochs, Rewind: cfg.Rewind, Train: TrainOptions(cfg), EvalBatch: cfg.Train.BatchSize, EvalSamples: cfg.EvalSamples,
 		ISKL: cfg.Iskl, Seed: cfg.Seed, Threads: cfg.Threads, Dir: r.RunDir, Resume: cfg.Resume,
 		Fingerprint: cfg.Fingerprint(), Log: r.Log, Hooks: cands.wrap(clock.wrap(r.Hooks)), Broker: r.brokerOptions(),
 	})
@@ -387,6 +390,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	if cfg.ShortTermSteps > 0 || cfg.LongTermEpochs > 0 {
 		out.Distill = distillSummary(distillOf(cfg))
 	}
+	out.Rewound = cfg.Rewind && res.State.FineTuned
 	ab, aa := res.AccBefore, res.AccAfter
 	out.AccBefore, out.AccAfter = &ab, &aa
 	out.Points = append(out.Points, report.Point{Iteration: 0, MACs: res.State.MACs0, Accuracy: res.AccBefore, Label: "original"})
@@ -444,6 +448,7 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 	}
 	s.TestAccBefore, s.TestAccAfter = res.TestAccBefore, res.TestAccAfter
 	s.Distill = res.Distill
+	s.Rewound = res.Rewound
 	if cfg.Algorithm == kinds.AlgorithmMyPruning {
 		s.Criterion = string(cfg.Criterion)
 		s.Resource = string(kinds.Or(cfg.Target, kinds.TargetMACs))

@@ -71,6 +71,7 @@ type Config struct {
 	LatencyBatch   int             // [latency_batch] batch size the latency is measured at
 	ShortTermSteps int             // [short_term_steps] fine-tune steps per my_pruning candidate
 	LongTermEpochs int             // [long_term_epochs] fine-tune epochs after my_pruning
+	Rewind         bool            // [rewind] the long-term fine-tune starts from the original weights at the searched structure
 	TaylorBatches  int             // [taylor_batches] batches summed for Taylor scores
 	EvalSamples    int             // [eval_samples] val samples candidates are validated on; 0 = all
 

@@ -206,6 +206,11 @@ type Summary struct {
 	// Distill is the knowledge distillation from the original model that
 	// the fine-tunes used; absent when none did.
 	Distill *Distill `json:"distill,omitempty"`
+
+	// Rewound is true when my_pruning's long-term fine-tune started from
+	// the original weights cut to the searched structure (config key
+	// rewind) rather than from the search's own weights.
+	Rewound bool `json:"rewound,omitempty"`
 }
 
 // Distill is the distillation loss's settings (config keys
@@ -283,6 +288,9 @@ func (s *Summary) Text(w io.Writer) {
 	}
 	if s.Distill != nil {
 		fmt.Fprintf(w, "\nfine-tuned with distillation from the original model (temperature %g, weight %g)\n", s.Distill.Temperature, s.Distill.Weight)
+	}
+	if s.Rewound {
+		fmt.Fprintf(w, "\nlong-term fine-tune from the original weights at the searched structure (rewind)\n")
 	}
 	fmt.Fprintf(w, "\npruned model: %s\n", s.ModelOut)
 	if s.Report != "" {

@@ -138,6 +138,14 @@ func Distilled(m engine.Module) int {
 	return 0
 }
 
+// Trained is how many training steps m has had.
+func Trained(m engine.Module) int {
+	if fm, ok := m.(*Module); ok {
+		return fm.st.Trained
+	}
+	return 0
+}
+
 func (s state) numel() int64 {
 	var n int64
 	for _, sh := range s.Shapes {
