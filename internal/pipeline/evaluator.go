@@ -466,18 +466,11 @@ func (e *evaluator) Resize(ctx context.Context, keep map[int]int) (float64, erro
 	if err != nil {
 		return 0, err
 	}
-	ed, groups, err := e.base.Edits(e.kept, next)
-	if err != nil {
-		return 0, err
-	}
-	m, err := e.eng.Load(e.cur, e.devs[0], e.threads[0])
+	m, err := e.loadCut(e.cur, e.threads[0], e.kept, next)
 	if err != nil {
 		return 0, err
 	}
 	defer m.Close()
-	if err := m.Cut(ed, groups); err != nil {
-		return 0, err
-	}
 	if bn := e.bnOptions("bn-resize", 0); bn != nil {
 		if _, err := m.RecalibrateBN(ctx, e.train, bn.Batches, bn.BatchSize, bn.Seed); err != nil {
 			return 0, err
@@ -495,28 +488,23 @@ func (e *evaluator) Resize(ctx context.Context, keep map[int]int) (float64, erro
 // the CPU threads (nothing else runs now) and validates it on the whole val
 // split (the search is over: nothing compares this accuracy).
 func (e *evaluator) FineTune(ctx context.Context) (float64, error) {
-	src := e.cur
-	if e.o.Rewind {
-		src = e.orig
-	}
-	m, err := e.eng.Load(src, e.devs[0], e.allThreads(e.o.Threads))
-	if err != nil {
-		return 0, err
-	}
-	defer m.Close()
+	threads := e.allThreads(e.o.Threads)
+	var m engine.Module
+	var err error
 	if e.o.Rewind {
 		// The same channels, at the weights they had before the search.
-		ed, groups, err := e.base.Edits(cut.All(e.groups), e.kept)
+		if m, err = e.loadCut(e.orig, threads, cut.All(e.groups), e.kept); err == nil {
+			if err = checkShapes(e.base, m, e.kept); err != nil {
+				m.Close()
+			}
+		}
 		if err != nil {
 			return 0, fmt.Errorf("rewind: %w", err)
 		}
-		if err := m.Cut(ed, groups); err != nil {
-			return 0, fmt.Errorf("rewind: cutting the original: %w", err)
-		}
-		if err := checkShapes(e.base, m, e.kept); err != nil {
-			return 0, fmt.Errorf("rewind: %w", err)
-		}
+	} else if m, err = e.eng.Load(e.cur, e.devs[0], threads); err != nil {
+		return 0, err
 	}
+	defer m.Close()
 	to := e.o.Train
 	to.Steps, to.Epochs = 0, e.o.LongTermEpochs
 	to.Seed = cut.DeriveSeed(e.o.Seed, "long-term", 0, 0)
@@ -534,6 +522,24 @@ func (e *evaluator) FineTune(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	return acc, e.adopt(m, e.kept, "fine-tuned")
+}
+
+// loadCut loads archive src, whose channels are from (original indices),
+// on the first slot's device and cuts it to to.
+func (e *evaluator) loadCut(src []byte, threads int, from, to map[int][]int) (engine.Module, error) {
+	ed, groups, err := e.base.Edits(from, to)
+	if err != nil {
+		return nil, err
+	}
+	m, err := e.eng.Load(src, e.devs[0], threads)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Cut(ed, groups); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // adopt makes m, whose channels are kept (original indices), the current

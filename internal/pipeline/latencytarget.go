@@ -348,9 +348,10 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 	for ci := range cuts {
 		cuts[ci] = lut.Cut{Keep: cutKeeps[ci], ResidueNS: median(cutResidues[ci])}
 	}
-	t := &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: sum + median(residues),
+	residue := median(residues)
+	t := &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: sum + residue,
 		Cuts: cuts, Untabled: untabled, Seconds: time.Since(start).Seconds()}
-	if median(residues) < 0 {
+	if residue < 0 {
 		// The layers alone took longer than the whole model: no residue
 		// can be told, and the layers' sum is no scale either (on a
 		// loaded CI machine it was twice the model's time, and sum +

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/gopruner/gopruner/internal/core/ir"
 	"github.com/gopruner/gopruner/internal/core/kinds"
 	"github.com/gopruner/gopruner/internal/core/search/cut"
 	"github.com/gopruner/gopruner/internal/core/search/lut"
@@ -347,11 +348,7 @@ func TestAnchorCostPositive(t *testing.T) {
 func paramCount(base cut.Base) int64 {
 	var params int64
 	for _, s := range base.Params {
-		n := int64(1)
-		for _, d := range s {
-			n *= d
-		}
-		params += n
+		params += ir.Numel(s)
 	}
 	return params
 }
