@@ -171,9 +171,10 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 				return "", nil, err
 			}
 			models = append(models, m)
-		case "resnet20", "vgg11":
-			script := map[string]string{"resnet20": "mkresnet20.py", "vgg11": "mkvgg11.py"}[name]
-			what := map[string]string{"resnet20": "ResNet-20", "vgg11": "VGG-11 (BN, a quarter of the width)"}[name]
+		case "resnet20", "vgg11", "mobilenetv2":
+			script := map[string]string{"resnet20": "mkresnet20.py", "vgg11": "mkvgg11.py", "mobilenetv2": "mkmobilenetv2.py"}[name]
+			what := map[string]string{"resnet20": "ResNet-20", "vgg11": "VGG-11 (BN, a quarter of the width)",
+				"mobilenetv2": "MobileNetV2 (torchvision's, width 0.5)"}[name]
 			raw := filepath.Join(dir, name+".pt")
 			mk := func() error {
 				p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", script), raw)
@@ -192,7 +193,7 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 			models = append(models, m)
 		case "":
 		default:
-			return "", nil, fmt.Errorf("unknown model %q (democnn, resnet20, vgg11)", name)
+			return "", nil, fmt.Errorf("unknown model %q (democnn, resnet20, vgg11, mobilenetv2)", name)
 		}
 	}
 	for i := range models {
