@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Write a scripted MobileNetV2 (Sandler et al. 2018; torchvision's
-mobilenet_v2, the architecture NetAdapt's paper searched) for 1x28x28 input,
+mobilenet_v2; NetAdapt's paper searched its predecessor, MobileNet v1) for 1x28x28 input,
 random weights (fixed seed), for benchmark 9 (search quality). Scaled to the
 input: half the width (width_mult 0.5, the last 1x1 conv at 640 channels),
 a one-channel first conv of stride 1, and strides 1-2-2-2-1-1-1 over the

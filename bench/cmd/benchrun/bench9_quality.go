@@ -172,9 +172,7 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 			}
 			models = append(models, m)
 		case "resnet20", "vgg11", "mobilenetv2":
-			script := map[string]string{"resnet20": "mkresnet20.py", "vgg11": "mkvgg11.py", "mobilenetv2": "mkmobilenetv2.py"}[name]
-			what := map[string]string{"resnet20": "ResNet-20", "vgg11": "VGG-11 (BN, a quarter of the width)",
-				"mobilenetv2": "MobileNetV2 (torchvision's, width 0.5)"}[name]
+			script, what := scriptedModels[name].script, scriptedModels[name].what
 			raw := filepath.Join(dir, name+".pt")
 			mk := func() error {
 				p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", script), raw)
@@ -193,7 +191,7 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 			models = append(models, m)
 		case "":
 		default:
-			return "", nil, fmt.Errorf("unknown model %q (democnn, resnet20, vgg11, mobilenetv2)", name)
+			return "", nil, fmt.Errorf("unknown model %q (%s)", name, qualityModelNames)
 		}
 	}
 	for i := range models {
@@ -704,3 +702,14 @@ func meanSD(v []float64) (float64, float64) {
 	}
 	return mu, math.Sqrt(ss / float64(len(v)-1))
 }
+
+// scriptedModels are benchmark 9's models written by a bench/mk*.py script
+// and trained by `gopruner train`: the script and how the report names it.
+var scriptedModels = map[string]struct{ script, what string }{
+	"resnet20":    {"mkresnet20.py", "ResNet-20"},
+	"vgg11":       {"mkvgg11.py", "VGG-11 (BN, a quarter of the width)"},
+	"mobilenetv2": {"mkmobilenetv2.py", "MobileNetV2 (torchvision's, width 0.5)"},
+}
+
+// qualityModelNames lists every model -quality-models accepts.
+const qualityModelNames = "democnn, resnet20, vgg11, mobilenetv2"

@@ -130,7 +130,7 @@ func main() {
 	flag.IntVar(&o.latRounds1, "lat-rounds1", 2, "latency benchmark, batch 1: rounds over the variants, interleaved (the fastest median counts)")
 	flag.StringVar(&o.ompWaitPolicy, "omp-wait-policy", "passive", "OMP_WAIT_POLICY for every child process (\"\" keeps the environment's); "+
 		"libgomp's default active spin-wait makes 2-thread runs on a 2-core machine many times slower whenever another process competes")
-	flag.StringVar(&o.qualityModels, "quality-models", "democnn,resnet20", "search-quality benchmark: models (democnn, resnet20, vgg11, mobilenetv2)")
+	flag.StringVar(&o.qualityModels, "quality-models", "democnn,resnet20", "search-quality benchmark: models ("+qualityModelNames+")")
 	flag.StringVar(&o.qualityP, "quality-p", "0.5,0.7", "search-quality benchmark: P values")
 	flag.IntVar(&o.qualitySeeds, "quality-seeds", 3, "search-quality benchmark: seeds per model and P")
 	flag.IntVar(&o.qualityLong, "quality-long-epochs", 1, "search-quality benchmark: long-term fine-tune epochs of every method")
