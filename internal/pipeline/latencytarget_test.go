@@ -158,14 +158,19 @@ func TestLatencyTableCacheDamaged(t *testing.T) {
 // the anchors, the final check) read the first model 40% faster and a
 // second 20% faster, as a pruned model gains less than the original from
 // a faster clock.
+// burst, above 0, shifts only that many more timings: a state the machine
+// leaves again.
 type speedEngine struct {
 	*fake.Engine
 	shifted bool
+	burst   int
 }
 
 func (e *speedEngine) LatencyRuns(ms []engine.Module, shape []int64, runs int) ([]engine.Latency, error) {
 	ls, err := e.Engine.LatencyRuns(ms, shape, runs)
-	if err == nil && e.shifted && len(ls) >= 1 {
+	shifted := e.shifted || e.burst > 0
+	e.burst = max(0, e.burst-1)
+	if err == nil && shifted && len(ls) >= 1 {
 		ls[0].MedianMs *= 0.6
 		if len(ls) == 2 {
 			ls[1].MedianMs *= 0.8
@@ -217,35 +222,41 @@ func TestLatencyCacheOtherSpeed(t *testing.T) {
 	}
 }
 
+// speedSearch runs a latency-target search of the small CNN on a
+// speedEngine that onIter may shift after each iteration.
+func speedSearch(t *testing.T, onIter func(*speedEngine, netadapt.IterationRecord)) *MyPruningResult {
+	t.Helper()
+	tr, val := mnistSplits(t)
+	eng := &speedEngine{Engine: fake.New(smallCNN(t))}
+	bm := openSmall(context.Background(), t, eng.Engine)
+	defer bm.Close()
+	o := myOptions(t, "cpu")
+	o.Target = kinds.TargetLatency
+	o.Latency = LatencyOptions{Device: "cpu", Threads: 1, Batch: 1}
+	o.Hooks.OnIteration = func(rec netadapt.IterationRecord) { onIter(eng, rec) }
+	res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Module.Close()
+	return res
+}
+
 // TestLatencyAnchorOtherSpeed: anchors taken once the machine runs at
 // another speed than when the table was measured are not used, so the
 // search makes the cuts it makes at the table's speed; the report counts
 // them.
 func TestLatencyAnchorOtherSpeed(t *testing.T) {
-	base := smallCNN(t)
-	tr, val := mnistSplits(t)
 	run := func(shiftAfter int) *MyPruningResult {
-		eng := &speedEngine{Engine: fake.New(base)}
-		bm := openSmall(context.Background(), t, eng.Engine)
-		defer bm.Close()
-		o := myOptions(t, "cpu")
-		o.Target = kinds.TargetLatency
-		o.Latency = LatencyOptions{Device: "cpu", Threads: 1, Batch: 1}
-		o.Hooks.OnIteration = func(rec netadapt.IterationRecord) {
+		return speedSearch(t, func(eng *speedEngine, rec netadapt.IterationRecord) {
 			if shiftAfter > 0 && rec.Iteration == shiftAfter {
 				eng.shifted = true
 			}
-		}
-		res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Module.Close()
-		return res
+		})
 	}
 	steady, shifted := run(0), run(1)
-	if steady.Latency.AnchorsSkipped != 0 {
-		t.Errorf("steady machine: %d anchors skipped", steady.Latency.AnchorsSkipped)
+	if steady.Latency.AnchorsSkipped != 0 || steady.Latency.StateRetries != 0 {
+		t.Errorf("steady machine: %d anchors skipped, %d retried", steady.Latency.AnchorsSkipped, steady.Latency.StateRetries)
 	}
 	if len(steady.State.History) < 3 {
 		t.Fatalf("the search took %d iterations; the test needs anchors after the shift", len(steady.State.History))
@@ -253,6 +264,10 @@ func TestLatencyAnchorOtherSpeed(t *testing.T) {
 	l := shifted.Latency
 	if l.AnchorsSkipped == 0 || l.AnchorsSkipped != l.Anchors-1 {
 		t.Errorf("machine faster after iteration 1: %d of %d anchors skipped, want all but the first", l.AnchorsSkipped, l.Anchors)
+	}
+	// Each skipped anchor and the final check were tried stateTries times.
+	if want := (l.AnchorsSkipped + 1) * (stateTries - 1); l.StateRetries != want {
+		t.Errorf("machine faster after iteration 1: %d measurements retried, want %d", l.StateRetries, want)
 	}
 	// The costs differ a little (the fake's table is not exact, and the
 	// skipped anchors would have corrected it); the cuts must not.
@@ -267,6 +282,33 @@ func TestLatencyAnchorOtherSpeed(t *testing.T) {
 	if !reflect.DeepEqual(path(shifted), path(steady)) || !reflect.DeepEqual(shifted.State.Keep, steady.State.Keep) {
 		t.Errorf("the shifted machine's search cut %v to %v, the steady one %v to %v",
 			path(shifted), shifted.State.Keep, path(steady), steady.State.Keep)
+	}
+}
+
+// TestLatencyAnchorRetry: an anchor, or the final check, that finds the
+// machine briefly at another speed is measured again, and the retry, back
+// in the table's state, is used: no anchor is lost, and the search and its
+// final measurement are the steady machine's.
+func TestLatencyAnchorRetry(t *testing.T) {
+	steady := speedSearch(t, func(*speedEngine, netadapt.IterationRecord) {})
+	burst := speedSearch(t, func(eng *speedEngine, _ netadapt.IterationRecord) {
+		// One measurement's two rounds: the next anchor, or the final
+		// check after the last iteration.
+		eng.burst = 2
+	})
+	l := burst.Latency
+	if l.AnchorsSkipped != 0 {
+		t.Errorf("brief bursts: %d of %d anchors skipped, want none", l.AnchorsSkipped, l.Anchors)
+	}
+	if l.StateRetries < 2 {
+		t.Errorf("brief bursts after each of %d iterations: %d measurements retried", len(burst.State.History), l.StateRetries)
+	}
+	if !reflect.DeepEqual(burst.State.Keep, steady.State.Keep) {
+		t.Errorf("brief bursts cut to %v, the steady machine to %v", burst.State.Keep, steady.State.Keep)
+	}
+	if l.MeasuredBeforeNs != steady.Latency.MeasuredBeforeNs || l.MeasuredAfterNs != steady.Latency.MeasuredAfterNs {
+		t.Errorf("final check %v/%v ns after a burst, %v/%v ns steady", l.MeasuredBeforeNs, l.MeasuredAfterNs,
+			steady.Latency.MeasuredBeforeNs, steady.Latency.MeasuredAfterNs)
 	}
 }
 

@@ -158,8 +158,13 @@ type LatencyTarget struct {
 	// AnchorsSkipped counts the anchors left unused because the original
 	// timed more than 20% off its time when the table was measured: the
 	// machine ran at another speed, at which speed-ups differ.
-	AnchorsSkipped int     `json:"anchors_skipped"`
-	TableSeconds   float64 `json:"table_seconds"` // measuring the table (0 when cached)
+	AnchorsSkipped int `json:"anchors_skipped"`
+	// StateRetries counts the measurements (anchors and the final check)
+	// taken again, up to three times each, because the original timed out
+	// of the table's state; an anchor is skipped, and the final check
+	// reported out of state, only when every try was.
+	StateRetries int     `json:"state_retries"`
+	TableSeconds float64 `json:"table_seconds"` // measuring the table (0 when cached)
 }
 
 // Layer is one layer's output channels before and after.
