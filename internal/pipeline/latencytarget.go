@@ -508,10 +508,10 @@ const stateTolerance = 0.2
 // stateTries is how many times an anchor or the final check is measured
 // when the original times out of the table's state: the benchmark
 // machine's states last seconds to minutes (row 10 found 6 of 15 anchors
-// out of state), and a measurement takes about a second, so a second or
-// third try often finds the table's state again instead of losing the
-// anchor, or judging the final model at another speed than it was
-// predicted for.
+// out of state), and a measurement takes about half a second on ResNet-20,
+// so a second or third try often finds the table's state again instead of
+// losing the anchor, or judging the final model at another speed than it
+// was predicted for.
 const stateTries = 3
 
 // inState says whether the original timing origMs is of the table's state.
@@ -633,7 +633,6 @@ func (a *latencyAnchor) measure(cur []byte, keep map[int]int) (moved bool, err e
 // do, into rep.
 func (a *latencyAnchor) measureFinal(final []byte, rep *LatencyReport) error {
 	o, c, inState, err := a.timeInState(final, true)
-	rep.StateRetries = a.retries
 	if err != nil {
 		return fmt.Errorf("target latency: %w", err)
 	}

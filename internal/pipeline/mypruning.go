@@ -326,6 +326,8 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		if err := ev.anchor.measureFinal(ev.cur, lat); err != nil {
 			o.Log.Warn().Err(err).Msg("target latency: the final model's latency was not measured")
 		}
+		// The final check's own retries count too.
+		lat.StateRetries = ev.anchor.retries
 		res.Latency = lat
 	}
 	o.Log.Info().Int64("macs_before", p.MACsBefore).Int64("macs_after", p.MACsAfter).
