@@ -47,9 +47,15 @@ void gpt_free(void *p);
  * Policy comes from the caller (Go's torch.Configure); the shim reads no
  * environment variable and runs no load-time constructor. */
 /* 1 (the default): train, eval and Taylor steps probe each model once and
- * feed it CPU image batches as channels-last (NHWC) when it accepts them;
- * 0: always NCHW. */
+ * feed it image batches as channels-last (NHWC) when it accepts them (a
+ * model on CUDA gets its 4-D parameters in that layout too); 0: always
+ * NCHW. */
 gpt_err gpt_set_channels_last(int on);
+/* CUDA steps: amp 0 off, 1 bf16, 2 fp16 autocast for train (fp16 with
+ * dynamic loss scaling) and eval steps of modules on CUDA; cudnn_benchmark
+ * lets cuDNN time its algorithms per input shape and keep the fastest.
+ * Nothing changes on the CPU. */
+gpt_err gpt_set_cuda_options(int amp, int cudnn_benchmark);
 /* Which tensor of forward's result is the prediction that forward, train,
  * eval and Taylor steps use: a path of dict keys, NamedTuple field names and
  * tuple/list indices joined by dots ("out", "aux.0"); NULL or "" is the whole
@@ -76,6 +82,10 @@ gpt_err gpt_cuda_synchronize(int device);   /* -1: current device */
 /* ---- tensors (tensor.cc) ---- */
 gpt_err gpt_tensor_from_data(const void *data, const int64_t *shape, int ndim,
                              int dtype, const char *device, gpt_tensor *out);
+/* A host tensor in pinned (page-locked) memory when CUDA is available, else
+ * plain: a step of a module on CUDA uploads it without waiting. */
+gpt_err gpt_tensor_from_data_pinned(const void *data, const int64_t *shape, int ndim,
+                                    int dtype, gpt_tensor *out);
 gpt_err gpt_tensor_copy_data(gpt_tensor t, void *dst, int64_t nbytes);
 gpt_err gpt_tensor_shape(gpt_tensor t, int64_t *dims, int cap, int *ndim);
 gpt_err gpt_tensor_to_dtype(gpt_tensor t, int dtype, gpt_tensor *out);

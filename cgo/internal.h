@@ -2,6 +2,8 @@
 #pragma once
 
 #include <ATen/Parallel.h>
+#include <c10/core/Stream.h>
+#include <c10/core/StreamGuard.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 #include <torch/version.h>
@@ -10,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -30,6 +33,11 @@ struct gpt_module_s {
   // Made by gpt_module_clone: its class types and their methods are its own
   // (see gpt_module_free).
   bool cloned = false;
+  // The CUDA stream this module's steps run on (see gpt::CudaScope): one
+  // per module, so the cart slots that share a GPU, each with its own
+  // module, queue their kernels independently. Taken from libtorch's pool
+  // on the first step.
+  std::optional<c10::Stream> stream;
 };
 
 namespace gpt {
@@ -38,6 +46,8 @@ extern std::atomic<int64_t> live_tensors;
 extern std::atomic<int64_t> live_modules;
 // gpt_set_channels_last; read by train.cc.
 extern std::atomic<bool> channels_last;
+// gpt_set_cuda_options: CUDA mixed precision, 0 off, 1 bf16, 2 fp16.
+extern std::atomic<int> amp;
 
 inline char *dup(const std::string &s) {
   char *p = static_cast<char *>(std::malloc(s.size() + 1));
@@ -74,6 +84,38 @@ class Entry {
  private:
   torch::jit::GraphOptimizerEnabledGuard opt_;
 };
+
+// CudaScope sets up a step of a module on a CUDA device (nothing on the
+// CPU): for its length the thread's current stream is the module's own,
+// which first waits for the work already queued on the stream the caller
+// had (tensors it uploaded, surgery), and which that stream waits for at
+// the end, so work queued before and after the step sees its results
+// without a host synchronisation. With autocast, and amp on, the step's
+// ops run in bf16 or fp16 where autocast's op lists allow it.
+class CudaScope {
+ public:
+  CudaScope(gpt_module_s *m, bool autocast);
+  ~CudaScope();
+  CudaScope(const CudaScope &) = delete;
+  CudaScope &operator=(const CudaScope &) = delete;
+  // fp16 autocast is on: gradients need loss scaling.
+  bool fp16() const { return amp_ == 2; }
+  // Autocast is on for this step.
+  bool autocast() const { return amp_ != 0; }
+
+ private:
+  std::optional<c10::Stream> outer_, inner_;
+  std::optional<c10::StreamGuard> guard_;
+  int amp_ = 0;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kFloat;
+};
+
+// on_device is t on dev: t itself when it is there, else a copy, queued
+// without waiting when t is in pinned host memory. Steps take their
+// batches on the host (gpt_tensor_from_data_pinned) and upload them here,
+// on the module's stream.
+at::Tensor on_device(const at::Tensor &t, const c10::Device &dev);
 
 // drop_grads is zero_grad(set_to_none=True), as PyTorch's loops use it: the
 // next backward writes gradients instead of adding to zeros (1.13's C++

@@ -1,4 +1,6 @@
 // tensor.cc: tensor handles and the few tensor ops the Go side needs.
+#include <torch/cuda.h>
+
 #include "internal.h"
 
 namespace gpt {
@@ -63,6 +65,25 @@ gpt_err gpt_tensor_from_data(const void *data, const int64_t *shape, int ndim,
     std::memcpy(t.data_ptr(), data, t.numel() * t.element_size());
   }
   if (dev != t.device()) t = t.to(dev);
+  *out = gpt::wrap(std::move(t));
+  GPT_CATCH
+}
+
+gpt_err gpt_tensor_from_data_pinned(const void *data, const int64_t *shape, int ndim,
+                                    int dtype, gpt_tensor *out) {
+  GPT_TRY
+  auto st = gpt::to_scalar(dtype);
+  auto sizes = gpt::dims_of(shape, ndim);
+  for (auto d : sizes)
+    if (d < 0) return gpt::dup("negative dimension in shape");
+  // Pinned memory comes from CUDA's caching host allocator: cheap after the
+  // first batches, and a copy from it to the device does not block.
+  auto opts = at::TensorOptions().dtype(st).pinned_memory(torch::cuda::is_available());
+  at::Tensor t = at::empty(sizes, opts);
+  if (t.numel() > 0) {
+    if (data == nullptr) return gpt::dup("NULL data for a non-empty tensor");
+    std::memcpy(t.data_ptr(), data, t.numel() * t.element_size());
+  }
   *out = gpt::wrap(std::move(t));
   GPT_CATCH
 }

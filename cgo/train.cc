@@ -9,6 +9,9 @@
 
 struct gpt_optim_s {
   std::unique_ptr<torch::optim::Optimizer> opt;
+  // fp16 loss scaling (torch.cuda.amp.GradScaler's dynamic scale and
+  // growth tracker), made on the first fp16 step.
+  at::Tensor scale, growth;
 };
 
 namespace {
@@ -38,6 +41,33 @@ void check_batch(const at::Tensor &logits, const at::Tensor &y) {
 
 void drop_optimizer_grads(torch::optim::Optimizer &opt) {
   for (auto &group : opt.param_groups()) gpt::drop_grads(group.params());
+}
+
+// backward_step runs backward of the loss l and the optimizer step. Under
+// fp16 autocast the loss is scaled first and the gradients unscaled before
+// the step, which is skipped when one is not finite, and the scale adapts
+// (torch.cuda.amp.GradScaler's rules: halve on overflow, double after 2000
+// clean steps, start at 2^16).
+void backward_step(gpt_optim_s *o, const at::Tensor &l, bool fp16) {
+  if (!fp16) {
+    l.backward();
+    o->opt->step();
+    return;
+  }
+  auto fopts = l.options().dtype(at::kFloat);
+  if (!o->scale.defined()) {
+    o->scale = at::full({1}, 65536.0, fopts);
+    o->growth = at::zeros({1}, fopts.dtype(at::kInt));
+  }
+  (l.to(at::kFloat) * o->scale).backward();
+  std::vector<at::Tensor> grads;
+  for (auto &group : o->opt->param_groups())
+    for (auto &p : group.params())
+      if (p.grad().defined()) grads.push_back(p.grad());
+  at::Tensor found = at::zeros({1}, fopts);
+  if (!grads.empty()) at::_amp_foreach_non_finite_check_and_unscale_(grads, found, o->scale.reciprocal());
+  if (found.item<float>() == 0) o->opt->step();
+  at::_amp_update_scale_(o->scale, o->growth, found, 2.0, 0.5, 2000);
 }
 
 // channels_last lays a CPU image batch out as NHWC, the layout oneDNN's
@@ -72,6 +102,14 @@ bool accepts_nhwc(gpt_module_s *h, const at::Tensor &x) {
     std::vector<c10::IValue> in{channels_last(x.narrow(0, 0, 1))};
     (void)h->m.forward(in);
     h->nhwc = 1;
+    // On CUDA the weights take the layout too: cuDNN then runs NHWC
+    // kernels (with bf16/fp16, the tensor-core ones) without converting
+    // a weight each step. The tensors change in place, so an optimizer
+    // already made over them still holds them.
+    if (x.device().is_cuda())
+      for (at::Tensor p : h->m.parameters(true))
+        if (p.dim() == 4 && !p.is_contiguous(at::MemoryFormat::ChannelsLast))
+          p.set_data(p.detach().contiguous(at::MemoryFormat::ChannelsLast));
   } catch (const std::exception &) {
     h->nhwc = 0;
   }
@@ -81,7 +119,8 @@ bool accepts_nhwc(gpt_module_s *h, const at::Tensor &x) {
 }
 
 at::Tensor forward_logits(gpt_module_s *h, const at::Tensor &x) {
-  bool nhwc = x.dim() == 4 && x.size(0) > 0 && x.device().is_cpu() && accepts_nhwc(h, x);
+  bool nhwc = x.dim() == 4 && x.size(0) > 0 && (x.device().is_cpu() || x.device().is_cuda()) &&
+              accepts_nhwc(h, x);
   std::vector<c10::IValue> in{nhwc ? channels_last(x) : x};
   return gpt::select_output(h->m.forward(in));
 }
@@ -130,15 +169,17 @@ gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
   gpt::Entry entry(m);
+  gpt::CudaScope cuda(m, true);
   at::AutoGradMode grad(true);
   drop_optimizer_grads(*o->opt);
-  at::Tensor logits = forward_logits(m, x->t);
+  at::Tensor logits = forward_logits(m, gpt::on_device(x->t, m->device));
+  // Labels still on the host are checked there, without a device sync.
   check_batch(logits, y->t);
-  at::Tensor l = torch::nn::functional::cross_entropy(logits, y->t);
-  l.backward();
-  o->opt->step();
+  at::Tensor yt = gpt::on_device(y->t, logits.device());
+  at::Tensor l = torch::nn::functional::cross_entropy(logits, yt);
+  backward_step(o, l, cuda.fp16());
   *loss = l.item<double>();
-  *correct = logits.detach().argmax(1).eq(y->t).sum().item<int64_t>();
+  *correct = logits.detach().argmax(1).eq(yt).sum().item<int64_t>();
   GPT_CATCH
 }
 
@@ -156,6 +197,8 @@ gpt_err gpt_train_step_distill(gpt_module m, gpt_module teacher, gpt_optim o, gp
   if (teacher == m) return gpt::dup("train_step_distill: the teacher is the student");
   GPT_TRY
   gpt::Entry entry(m);
+  gpt::CudaScope cuda(m, true);
+  at::Tensor xt = gpt::on_device(x->t, m->device);
   at::Tensor soft;
   {
     // The teacher's dropout and BatchNorm must not move: it is the fixed
@@ -163,29 +206,31 @@ gpt_err gpt_train_step_distill(gpt_module m, gpt_module teacher, gpt_optim o, gp
     // teacher training, not every step.
     if (teacher->m.is_training()) teacher->m.eval();
     at::NoGradGuard ng;
-    soft = forward_logits(teacher, x->t);
+    soft = forward_logits(teacher, xt);
   }
   at::AutoGradMode grad(true);
   drop_optimizer_grads(*o->opt);
-  at::Tensor logits = forward_logits(m, x->t);
+  at::Tensor logits = forward_logits(m, xt);
   check_batch(logits, y->t);
+  at::Tensor yt = gpt::on_device(y->t, logits.device());
   if (soft.sizes() != logits.sizes())
     throw std::runtime_error("the teacher's output has shape " + c10::str(soft.sizes()) +
                              ", the student's " + c10::str(logits.sizes()) +
                              "; distillation needs the same classes");
   namespace F = torch::nn::functional;
-  at::Tensor ce = F::cross_entropy(logits, y->t);
+  at::Tensor ce = F::cross_entropy(logits, yt);
   // KL(p_t || p_s) = sum_c p_t (log p_t - log p_s), averaged over the batch
   // (PyTorch's kl_div "batchmean"). T² keeps the soft gradients' scale
   // independent of T (Hinton et al. 2015).
-  at::Tensor log_pt = at::log_softmax(soft.to(logits.scalar_type()) / temperature, 1);
-  at::Tensor log_ps = at::log_softmax(logits / temperature, 1);
+  // Under amp in float32, as autocast runs log_softmax.
+  at::Tensor lg = cuda.autocast() ? logits.to(at::kFloat) : logits;
+  at::Tensor log_pt = at::log_softmax(soft.to(lg.scalar_type()) / temperature, 1);
+  at::Tensor log_ps = at::log_softmax(lg / temperature, 1);
   at::Tensor kl = (log_pt.exp() * (log_pt - log_ps)).sum(1).mean();
   at::Tensor l = ce * (1 - weight) + kl * (weight * temperature * temperature);
-  l.backward();
-  o->opt->step();
+  backward_step(o, l, cuda.fp16());
   *loss = l.item<double>();
-  *correct = logits.detach().argmax(1).eq(y->t).sum().item<int64_t>();
+  *correct = logits.detach().argmax(1).eq(yt).sum().item<int64_t>();
   GPT_CATCH
 }
 
@@ -196,17 +241,19 @@ gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_su
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
   gpt::Entry entry(m);
+  gpt::CudaScope cuda(m, true);
   at::NoGradGuard ng;
-  at::Tensor logits = forward_logits(m, x->t);
+  at::Tensor logits = forward_logits(m, gpt::on_device(x->t, m->device));
   check_batch(logits, y->t);
+  at::Tensor yt = gpt::on_device(y->t, logits.device());
   namespace F = torch::nn::functional;
-  *loss_sum = F::cross_entropy(logits, y->t, F::CrossEntropyFuncOptions().reduction(torch::kSum))
+  *loss_sum = F::cross_entropy(logits, yt, F::CrossEntropyFuncOptions().reduction(torch::kSum))
                   .item<double>();
   at::Tensor p = logits.argmax(1);
   if (preds != nullptr && p.numel() > preds_cap)
     return gpt::dup("eval_batch: " + std::to_string(p.numel()) + " predictions for a buffer of " +
                     std::to_string(preds_cap));
-  *correct = p.eq(y->t).sum().item<int64_t>();
+  *correct = p.eq(yt).sum().item<int64_t>();
   if (preds != nullptr) {
     at::Tensor pc = p.to(at::kCPU).to(at::kLong).contiguous();
     std::memcpy(preds, pc.data_ptr(), pc.numel() * sizeof(int64_t));
@@ -220,6 +267,7 @@ gpt_err gpt_bn_recalibrate_step(gpt_module m, gpt_tensor x, int step, int *count
   GPT_TRY
   if (step < 0) return gpt::dup("bn_recalibrate: step must not be negative");
   gpt::Entry entry(m);
+  gpt::CudaScope cuda(m, false);
   // A BatchNorm (a module with running statistics and a momentum) updates
   // its statistics R by R' = (1-f)R + fS in a training-mode forward, S the
   // batch's statistics and f its momentum (a scripted constant) or, when
@@ -257,7 +305,7 @@ gpt_err gpt_bn_recalibrate_step(gpt_module m, gpt_tensor x, int step, int *count
   }
   try {
     m->m.train(true);
-    (void)forward_logits(m, x->t);
+    (void)forward_logits(m, gpt::on_device(x->t, m->device));
   } catch (...) {
     for (auto &[sm, training] : modes) sm.setattr("training", training);
     for (size_t i = 0; i < bns.size(); i++) {
@@ -290,6 +338,7 @@ gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
   gpt::Entry entry(m);
+  gpt::CudaScope cuda(m, false);
   if (n > 0 && (weight_names == nullptr || dims == nullptr || accum == nullptr))
     return gpt::dup("taylor: NULL names, dims or accumulators");
   at::AutoGradMode grad(true);
@@ -309,9 +358,9 @@ gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
     ws.push_back(w);
   }
   gpt::drop_grads(m->m.parameters(true));
-  at::Tensor logits = forward_logits(m, x->t);
+  at::Tensor logits = forward_logits(m, gpt::on_device(x->t, m->device));
   check_batch(logits, y->t);
-  at::Tensor l = torch::nn::functional::cross_entropy(logits, y->t);
+  at::Tensor l = torch::nn::functional::cross_entropy(logits, gpt::on_device(y->t, logits.device()));
   l.backward();
   *loss = l.item<double>();
   at::NoGradGuard ng;

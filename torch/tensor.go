@@ -109,16 +109,23 @@ func cShape(shape []int64) (*C.int64_t, C.int) {
 	return (*C.int64_t)(unsafe.Pointer(&shape[0])), C.int(len(shape))
 }
 
-func fromData(ptr unsafe.Pointer, n int, dt DType, shape []int64, dev Device) (*Tensor, error) {
+func checkCount(n int, shape []int64) error {
 	want := int64(1)
 	for _, d := range shape {
 		if d < 0 {
-			return nil, fmt.Errorf("tensor: negative dimension in shape %v", shape)
+			return fmt.Errorf("tensor: negative dimension in shape %v", shape)
 		}
 		want *= d
 	}
 	if int64(n) != want {
-		return nil, fmt.Errorf("tensor: %d values for shape %v (needs %d)", n, shape, want)
+		return fmt.Errorf("tensor: %d values for shape %v (needs %d)", n, shape, want)
+	}
+	return nil
+}
+
+func fromData(ptr unsafe.Pointer, n int, dt DType, shape []int64, dev Device) (*Tensor, error) {
+	if err := checkCount(n, shape); err != nil {
+		return nil, err
 	}
 	cs := cstr(dev.String())
 	defer freeC(cs)
@@ -150,6 +157,47 @@ func FromInt64(data []int64, shape []int64, dev Device) (*Tensor, error) {
 	t, err := fromData(p, len(data), Int64, shape, dev)
 	runtime.KeepAlive(data)
 	return t, err
+}
+
+// BatchFloat32 copies a batch for a step of a module on dev (TrainStep,
+// EvalBatch, RecalibrateBNStep, TaylorAccumulate): on the CPU it is
+// FromFloat32; for a CUDA device the tensor stays on the host, in pinned
+// memory, and the step uploads it on the module's stream without waiting.
+func BatchFloat32(data []float32, shape []int64, dev Device) (*Tensor, error) {
+	if !dev.IsCUDA() {
+		return FromFloat32(data, shape, dev)
+	}
+	return pinnedOf(data, Float32, shape)
+}
+
+// BatchInt64 is BatchFloat32 for labels.
+func BatchInt64(data []int64, shape []int64, dev Device) (*Tensor, error) {
+	if !dev.IsCUDA() {
+		return FromInt64(data, shape, dev)
+	}
+	return pinnedOf(data, Int64, shape)
+}
+
+func pinnedOf[T float32 | int64](data []T, dt DType, shape []int64) (*Tensor, error) {
+	var p unsafe.Pointer
+	if len(data) > 0 {
+		p = unsafe.Pointer(&data[0])
+	}
+	t, err := pinnedData(p, len(data), dt, shape)
+	runtime.KeepAlive(data)
+	return t, err
+}
+
+func pinnedData(ptr unsafe.Pointer, n int, dt DType, shape []int64) (*Tensor, error) {
+	if err := checkCount(n, shape); err != nil {
+		return nil, err
+	}
+	sp, nd := cShape(shape)
+	var h C.gpt_tensor
+	if err := errFrom("tensor_from_data_pinned", C.gpt_tensor_from_data_pinned(ptr, sp, nd, C.int(dt), &h)); err != nil {
+		return nil, err
+	}
+	return newTensor(h), nil
 }
 
 // Shape is the tensor's sizes.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -931,5 +932,38 @@ func TestOneMallocArena(t *testing.T) {
 	})
 	if n := mallocArenas(); n != 1 {
 		t.Errorf("%d malloc arenas in use, want 1", n)
+	}
+}
+
+// TestBatchTensors: a batch for a CPU module is an ordinary tensor on the
+// CPU; the host copy a CUDA step uploads (pinned where CUDA is, plain
+// here) holds the same values, and a count that does not fit the shape is
+// refused before any copy.
+func TestBatchTensors(t *testing.T) {
+	x := []float32{1, 2, 3, 4, 5, 6}
+	for name, mk := range map[string]func() (*Tensor, error){
+		"BatchFloat32 cpu": func() (*Tensor, error) { return BatchFloat32(x, []int64{2, 3}, CPU) },
+		"pinned host copy": func() (*Tensor, error) { return pinnedOf(x, Float32, []int64{2, 3}) },
+	} {
+		tt, err := mk()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := tt.Float32s()
+		tt.Close()
+		if err != nil || !reflect.DeepEqual(got, x) {
+			t.Errorf("%s: %v, %v; want %v", name, got, err, x)
+		}
+	}
+	y, err := pinnedOf([]int64{7, 8}, Int64, []int64{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y.Close()
+	if _, err := pinnedOf(x, Float32, []int64{4, 2}); err == nil || !strings.Contains(err.Error(), "needs 8") {
+		t.Errorf("6 values for [4 2]: %v, want a count error", err)
+	}
+	if _, err := BatchInt64([]int64{1}, []int64{-1}, Device{CUDA: true}); err == nil {
+		t.Error("a negative dimension for a CUDA batch: no error")
 	}
 }

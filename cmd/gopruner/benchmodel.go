@@ -4,10 +4,13 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/torchengine/latency"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
+	"github.com/gopruner/gopruner/internal/torchengine/train"
 	"github.com/gopruner/gopruner/torch"
 	"github.com/spf13/cobra"
 )
@@ -32,6 +35,12 @@ compare their latencies with each other, not with another process's.`,
 				return err
 			}
 			others, _ := cmd.Flags().GetStringSlice("compare")
+			if tr, _ := cmd.Flags().GetBool("train"); tr {
+				if len(others) > 0 {
+					return fail.Usagef("--train times one model; --compare is for forward latency")
+				}
+				return benchTrain(cmd, cfg.Path.Model, shape, dev)
+			}
 			paths := append([]string{cfg.Path.Model}, others...)
 			var ms []*torch.Module
 			defer func() {
@@ -80,7 +89,87 @@ compare their latencies with each other, not with another process's.`,
 	cmd.Flags().Int("warmup", 5, "untimed runs first")
 	cmd.Flags().Int("runs", 30, "timed runs")
 	cmd.Flags().StringSlice("compare", nil, "more models to time side by side with --model, in turn (comma-separated)")
+	cmd.Flags().Bool("train", false, "time whole training steps instead (random batch of --input-shape, cross-entropy, SGD lr 0.01 momentum 0.9 weight decay 5e-4; amp and cudnn_benchmark apply)")
+	registerConfigFlags(cmd, "amp", "cudnn_benchmark")
 	return cmd
+}
+
+// trainTiming is `bench-model --train --json`.
+type trainTiming struct {
+	Model    string    `json:"model"`
+	Device   string    `json:"device"`
+	Batch    int64     `json:"batch"`
+	AMP      string    `json:"amp"`
+	Steps    int       `json:"steps"`
+	MedianMs float64   `json:"median_ms"`
+	MinMs    float64   `json:"min_ms"`
+	MeanMs   float64   `json:"mean_ms"`
+	StepsMs  []float64 `json:"steps_ms"`
+}
+
+// benchTrain times training steps of the model at path on a fixed random
+// batch through the training loop's own path (train.StepTimes).
+func benchTrain(cmd *cobra.Command, path string, shape []int64, dev torch.Device) error {
+	m, err := model.Load(path, dev)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	xt, err := torch.FromFloat32(x, shape, dev)
+	if err != nil {
+		return err
+	}
+	out, err := m.Forward(true, xt)
+	xt.Close()
+	if err != nil {
+		return fail.Usagef("input shape %v: %v", shape, err)
+	}
+	osh, err := out.Shape()
+	out.Close()
+	if err != nil {
+		return err
+	}
+	if len(osh) != 2 || osh[0] != shape[0] {
+		return fail.Usagef("--train needs a classifier: %s returns shape %v for input %v, want [%d, classes]", path, osh, shape, shape[0])
+	}
+	y := make([]int64, shape[0])
+	for i := range y {
+		y[i] = rng.Int64N(osh[1])
+	}
+	warm, _ := cmd.Flags().GetInt("warmup")
+	runs, _ := cmd.Flags().GetInt("runs")
+	o := train.Options{BatchSize: int(shape[0]), LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4, Optimizer: train.SGD}
+	ts, err := train.StepTimes(cmd.Context(), m, x, y, shape, o, warm, runs)
+	if err != nil {
+		return err
+	}
+	r := trainTiming{Model: path, Device: dev.String(), Batch: shape[0], AMP: torch.CurrentSettings().AMP, Steps: len(ts)}
+	if r.AMP == "" {
+		r.AMP = "off"
+	}
+	ms := make([]float64, len(ts))
+	for i, t := range ts {
+		ms[i] = float64(t.Microseconds()) / 1000
+		r.MeanMs += ms[i] / float64(len(ts))
+	}
+	r.StepsMs = slices.Clone(ms)
+	slices.Sort(ms)
+	r.MedianMs, r.MinMs = ms[len(ms)/2], ms[0]
+	if j, _ := cmd.Flags().GetBool("json"); j {
+		return writeJSON(cmd.OutOrStdout(), r)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s on %s, batch %d, amp %s: train step median %.3f ms, min %.3f ms, mean %.3f ms over %d steps\n",
+		path, r.Device, r.Batch, r.AMP, r.MedianMs, r.MinMs, r.MeanMs, r.Steps)
+	return nil
 }
 
 // comparedLatency is one model of `bench-model --compare --json`.

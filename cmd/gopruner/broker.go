@@ -76,7 +76,7 @@ func newWorkerCmd() *cobra.Command {
 		RunE:  runWorker,
 	}
 	cmd.Flags().String("data-root", ".", "directory holding the data sets; a task names one directory in it")
-	registerConfigFlags(cmd, append([]string{"cart", "threads", "device", "seed", "nchw", "output", "log_level", "log_format"}, brokerKeys...)...)
+	registerConfigFlags(cmd, append([]string{"cart", "threads", "device", "seed", "nchw", "amp", "cudnn_benchmark", "output", "log_level", "log_format"}, brokerKeys...)...)
 	return cmd
 }
 

@@ -32,7 +32,7 @@ import (
 // flags, on top of its own.
 var dataConfigKeys = []string{
 	"path.model", "path.dataset", "input_shape", "output", "mean", "std", "val_fraction",
-	"batch_size", "device", "threads", "seed", "workers", "allow_external_paths",
+	"batch_size", "device", "threads", "seed", "workers", "allow_external_paths", "amp", "cudnn_benchmark",
 }
 
 // registerConfigFlags defines the flags of the given configuration keys.
@@ -81,10 +81,29 @@ func configureBridge(c *config.Config) error {
 	s := torch.CurrentSettings()
 	s.ChannelsLast = !c.NCHW
 	s.Output = c.Output
+	s.CUDNNBenchmark = c.CUDNNBenchmark
+	s.AMP = c.AMP
+	if c.AMP != "" && c.AMP != config.AMPOff && !usesCUDA(c) {
+		return fail.Usagef("amp: %s works on CUDA only; device is %s and no cart slot is a GPU (%s)", c.AMP, c.Device, c.Origin("amp"))
+	}
 	if err := torch.Configure(s); err != nil {
 		return fmt.Errorf("bridge settings: %w", err)
 	}
 	return nil
+}
+
+// usesCUDA says whether the run puts a model on a GPU: the device or a
+// cart slot.
+func usesCUDA(c *config.Config) bool {
+	if strings.HasPrefix(c.Device, "cuda") {
+		return true
+	}
+	for _, s := range c.Cart {
+		if s != config.SlotCPU {
+			return true
+		}
+	}
+	return false
 }
 
 // requireInput checks what every dataset command needs before it does any

@@ -234,12 +234,12 @@ func taylor(ctx context.Context, m *torch.Module, groups []*graph.Group, split *
 		if err != nil {
 			return criteria.Batch{}, false, err
 		}
-		x, err := torch.FromFloat32(b.X, []int64{int64(b.N), int64(opts.Channels), int64(opts.Height), int64(opts.Width)}, m.Device())
+		x, err := torch.BatchFloat32(b.X, []int64{int64(b.N), int64(opts.Channels), int64(opts.Height), int64(opts.Width)}, m.Device())
 		if err != nil {
 			return criteria.Batch{}, false, err
 		}
 		held = append(held, x)
-		y, err := torch.FromInt64(b.Y, []int64{int64(b.N)}, m.Device())
+		y, err := torch.BatchInt64(b.Y, []int64{int64(b.N)}, m.Device())
 		if err != nil {
 			return criteria.Batch{}, false, err
 		}

@@ -111,8 +111,14 @@ type Config struct {
 	Device  string // [device] "cpu", "cuda" or "cuda:N"
 	Threads int    // [threads] intra-op threads, 0 = libtorch's choice
 	NCHW    bool   // [nchw] never feed channels-last batches
-	Seed    int64  // [seed]
-	Workers int    // [workers] image decode workers, 0 = one per CPU
+	// [amp] mixed precision of CUDA fine-tuning and evaluation: off, bf16
+	// or fp16 (with dynamic loss scaling).
+	AMP string
+	// [cudnn_benchmark] cuDNN times its algorithms per input shape and
+	// keeps the fastest (CUDA only).
+	CUDNNBenchmark bool
+	Seed           int64 // [seed]
+	Workers        int   // [workers] image decode workers, 0 = one per CPU
 
 	Out     string // [out] pruned model path; "" = under Path.ExpSave/Path.ModelName
 	PlanOut string // [plan_out] plan JSON path; "" = none
@@ -155,6 +161,13 @@ type Train struct {
 // "cuda:N". The old tool wrote GPU slots as bare integers; ParseSlot accepts
 // those and always yields the canonical form.
 type Slot string
+
+// AMP settings.
+const (
+	AMPOff  = "off"
+	AMPBF16 = "bf16"
+	AMPFP16 = "fp16"
+)
 
 // SlotCPU is the CPU slot.
 const SlotCPU Slot = "cpu"

@@ -9,8 +9,10 @@ package train
 import (
 	"context"
 	"fmt"
+	"iter"
 	"math"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
@@ -99,19 +101,23 @@ func Fit(ctx context.Context, m *torch.Module, split *data.Split, o Options) (Re
 		var lossSum float64
 		var correct, seen, n int
 		epochStart := time.Now()
-		for b, err := range split.Batches(ctx, bo) {
+		src := func(c context.Context) iter.Seq2[*data.Batch, error] { return split.Batches(c, bo) }
+		for b, err := range batchTensors(ctx, src, shape, dev) {
 			if err != nil {
 				return res, err
 			}
 			if err := ctx.Err(); err != nil {
+				b.close()
 				return res, err
 			}
 			if err := opt.SetLR(lrAt(o, step, total)); err != nil {
+				b.close()
 				return res, err
 			}
 			t0 := time.Now()
-			loss, c, err := trainStep(m, teacher, o.Distill, opt, b, shape, dev)
+			loss, c, err := trainStep(m, teacher, o.Distill, opt, b)
 			res.Compute += time.Since(t0)
+			b.close()
 			if err != nil {
 				return res, fmt.Errorf("train step %d: %w", step+1, err)
 			}
@@ -171,22 +177,104 @@ func teacherOf(m *torch.Module, o Options) (*torch.Module, error) {
 	return t, nil
 }
 
-func trainStep(m, teacher *torch.Module, d *engine.Distill, opt *torch.Optimizer, b *data.Batch, shape []int64, dev torch.Device) (float64, int64, error) {
-	shape[0] = int64(b.N)
-	x, err := torch.FromFloat32(b.X, shape, dev)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer x.Close()
-	y, err := torch.FromInt64(b.Y, []int64{int64(b.N)}, dev)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer y.Close()
+func trainStep(m, teacher *torch.Module, d *engine.Distill, opt *torch.Optimizer, b stepBatch) (float64, int64, error) {
 	if teacher != nil {
-		return torch.TrainStepDistill(m, teacher, opt, x, y, d.Temperature, d.Weight)
+		return torch.TrainStepDistill(m, teacher, opt, b.x, b.y, d.Temperature, d.Weight)
 	}
-	return torch.TrainStep(m, opt, x, y)
+	return torch.TrainStep(m, opt, b.x, b.y)
+}
+
+// prefetchOnCPU makes the CPU take the CUDA path of batchTensors (a test
+// hook: that path is otherwise run only where there is a GPU).
+var prefetchOnCPU = false
+
+// stepBatch is a batch as the step's tensors.
+type stepBatch struct {
+	x, y *torch.Tensor
+	N    int
+}
+
+func (b stepBatch) close() {
+	b.x.Close()
+	b.y.Close()
+}
+
+// batchTensors yields the batches of src as step tensors. For a module on a
+// CUDA device a goroutine makes them one batch ahead, in pinned host
+// memory: that copy is the host's share of each step, and it overlaps the
+// device's work on the step before (as a PyTorch DataLoader's pinning
+// thread does). On the CPU each is made when the loop asks for it, as
+// before. The consumer closes what it is given.
+func batchTensors(ctx context.Context, src func(context.Context) iter.Seq2[*data.Batch, error], shape []int64, dev torch.Device) iter.Seq2[stepBatch, error] {
+	toTensors := func(b *data.Batch) (stepBatch, error) {
+		sh := slices.Clone(shape)
+		sh[0] = int64(b.N)
+		x, err := torch.BatchFloat32(b.X, sh, dev)
+		if err != nil {
+			return stepBatch{}, err
+		}
+		y, err := torch.BatchInt64(b.Y, []int64{int64(b.N)}, dev)
+		if err != nil {
+			x.Close()
+			return stepBatch{}, err
+		}
+		return stepBatch{x: x, y: y, N: b.N}, nil
+	}
+	if !dev.IsCUDA() && !prefetchOnCPU {
+		return func(yield func(stepBatch, error) bool) {
+			for b, err := range src(ctx) {
+				if err != nil {
+					yield(stepBatch{}, err)
+					return
+				}
+				sb, err := toTensors(b)
+				if !yield(sb, err) || err != nil {
+					return
+				}
+			}
+		}
+	}
+	type item struct {
+		b   stepBatch
+		err error
+	}
+	return func(yield func(stepBatch, error) bool) {
+		pctx, cancel := context.WithCancel(ctx)
+		ch := make(chan item, 1)
+		go func() {
+			defer close(ch)
+			for b, err := range src(pctx) {
+				it := item{err: err}
+				if err == nil {
+					it.b, it.err = toTensors(b)
+				}
+				select {
+				case ch <- it:
+				case <-pctx.Done():
+					if it.err == nil {
+						it.b.close()
+					}
+					return
+				}
+				if it.err != nil {
+					return
+				}
+			}
+		}()
+		defer func() {
+			cancel()
+			for it := range ch {
+				if it.err == nil {
+					it.b.close()
+				}
+			}
+		}()
+		for it := range ch {
+			if !yield(it.b, it.err) || it.err != nil {
+				return
+			}
+		}
+	}
 }
 
 func newOptimizer(m *torch.Module, o Options) (*torch.Optimizer, error) {
@@ -240,7 +328,7 @@ func RecalibrateBN(ctx context.Context, m *torch.Module, split *data.Split, batc
 			return 0, compute, err
 		}
 		shape[0] = int64(b.N)
-		x, err := torch.FromFloat32(b.X, shape, m.Device())
+		x, err := torch.BatchFloat32(b.X, shape, m.Device())
 		if err != nil {
 			return 0, compute, err
 		}
@@ -309,11 +397,11 @@ func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize
 			return EvalResult{}, err
 		}
 		shape[0] = int64(b.N)
-		x, err := torch.FromFloat32(b.X, shape, dev)
+		x, err := torch.BatchFloat32(b.X, shape, dev)
 		if err != nil {
 			return EvalResult{}, err
 		}
-		y, err := torch.FromInt64(b.Y, []int64{int64(b.N)}, dev)
+		y, err := torch.BatchInt64(b.Y, []int64{int64(b.N)}, dev)
 		if err != nil {
 			x.Close()
 			return EvalResult{}, err
@@ -368,4 +456,59 @@ func meanSE(v []float64) float64 {
 		ss += (x - mu) * (x - mu)
 	}
 	return math.Sqrt(ss / float64(len(v)-1) / float64(len(v)))
+}
+
+// StepTimes runs warm untimed and then runs timed training steps of m on
+// one fixed batch (x, y: shape[0] samples) through the loop's own path
+// (the batch copied into a fresh tensor each step, one ahead on CUDA, then
+// TrainStep with o's optimizer) and returns each timed step's wall time,
+// from asking for its batch to having its loss on the host. It is what
+// `bench-model --train` reports.
+func StepTimes(ctx context.Context, m *torch.Module, x []float32, y []int64, shape []int64, o Options, warm, runs int) ([]time.Duration, error) {
+	if warm < 0 || runs <= 0 {
+		return nil, fmt.Errorf("train: want warm ≥ 0 and runs > 0, got %d and %d", warm, runs)
+	}
+	runtime.LockOSThread() // see Fit
+	defer runtime.UnlockOSThread()
+	opt, err := newOptimizer(m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Close()
+	if err := m.Train(true); err != nil {
+		return nil, err
+	}
+	defer m.Train(false)
+	n := int(shape[0])
+	src := func(c context.Context) iter.Seq2[*data.Batch, error] {
+		return func(yield func(*data.Batch, error) bool) {
+			for range warm + runs {
+				if c.Err() != nil || !yield(&data.Batch{X: x, Y: y, N: n}, nil) {
+					return
+				}
+			}
+		}
+	}
+	times := make([]time.Duration, 0, runs)
+	i := 0
+	t0 := time.Now()
+	for b, err := range batchTensors(ctx, src, shape, m.Device()) {
+		if err != nil {
+			return nil, err
+		}
+		_, _, err := trainStep(m, nil, nil, opt, b)
+		b.close()
+		if err != nil {
+			return nil, fmt.Errorf("train step %d: %w", i+1, err)
+		}
+		if i >= warm {
+			times = append(times, time.Since(t0))
+		}
+		i++
+		t0 = time.Now()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return times, nil
 }
