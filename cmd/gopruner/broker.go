@@ -120,7 +120,17 @@ func runWorker(cmd *cobra.Command, _ []string) error {
 	abs, _ := filepath.Abs(root)
 	log.Info().Str("broker", cfg.Broker).Str("cart", strings.Join(slots, ",")).Str("data_root", abs).Msg("worker: serving")
 	return pipeline.ServeWorker(cmd.Context(), conn, torchengine.Engine{}, pipeline.WorkerOptions{Slots: slots, Threads: cfg.Threads,
-		DataRoot: root, Host: host, Version: version, Log: log})
+		DataRoot: root, Host: host, Version: version, Bridge: bridgeOf(cfg), Log: log})
+}
+
+// bridgeOf is the part of the bridge settings a worker must share with its
+// coordinator (see configureBridge).
+func bridgeOf(cfg *config.Config) broker.Bridge {
+	amp := cfg.AMP
+	if amp == "" {
+		amp = config.AMPOff
+	}
+	return broker.Bridge{NCHW: cfg.NCHW, Output: cfg.Output, AMP: amp}
 }
 
 // brokerConnect is the connection the configuration describes.
@@ -135,7 +145,7 @@ func brokerSettings(cfg *config.Config) broker.Settings {
 
 // brokerOptions is my_pruning's broker from the configuration.
 func brokerOptions(cfg *config.Config) pipeline.BrokerOptions {
-	o := pipeline.BrokerOptions{Direct: cfg.Broker == "direct", Version: version, Settings: brokerSettings(cfg)}
+	o := pipeline.BrokerOptions{Direct: cfg.Broker == "direct", Version: version, Bridge: bridgeOf(cfg), Settings: brokerSettings(cfg)}
 	if !o.Direct {
 		c := brokerConnect(cfg, "")
 		o.URL, o.Token, o.Insecure, o.TLSCert, o.TLSKey, o.TLSCA = c.URL, c.Token, c.Insecure, c.TLSCert, c.TLSKey, c.TLSCA

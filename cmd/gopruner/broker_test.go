@@ -285,6 +285,18 @@ func TestBrokerWorkers(t *testing.T) {
 		t.Errorf("the history across a broker restart differs:\n got  %+v\n want %+v", got, want)
 	}
 	w1.stop(syscall.SIGINT)
+
+	// A worker that runs models otherwise (NCHW batches, the coordinator
+	// channels-last) refuses the tasks: the search stops at once, naming
+	// the setting, instead of mixing candidates fine-tuned two ways.
+	other := startProc(t, t.TempDir(), []string{"worker: serving"}, "worker", "--broker", url,
+		"--broker-token", tok, "--cart", "cpu", "--threads", "1", "--data-root", filepath.Dir(dataset), "--nchw", "--log-format", "json")
+	other.await(t, "worker: serving", time.Minute)
+	r = runIn(t, t.TempDir(), args("--broker", url, "--broker-token", tok)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "nchw false (here true)") {
+		t.Errorf("a worker with other bridge settings: exit %d: %s, want 1 and a line naming nchw", r.code, lastLine(r.stderr))
+	}
+	other.stop(syscall.SIGINT)
 }
 
 // The worker's JSON log lines of an iteration-2 candidate.

@@ -85,7 +85,7 @@ func TestFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	var runs atomic.Int32
-	serve(t, c, WorkerOptions{Name: "h/0", Version: "v1", Log: zerolog.Nop(),
+	serve(t, c, WorkerOptions{Name: "h/0", Version: "v1", Log: zerolog.Nop(), Bridge: &Bridge{AMP: "off"},
 		Check: func(tk *Task) error {
 			if tk.Dataset.Manifest != "" {
 				return errors.New("data set differs")
@@ -120,6 +120,19 @@ func TestFailures(t *testing.T) {
 	if r, err = d.Do(ctx, old); err != nil || !strings.Contains(r.Error, "gopruner v0") || r.Deliveries != 1 || !r.Refused {
 		t.Errorf("other build: %+v, %v; want a refusal", r, err)
 	}
+	// A coordinator that runs models otherwise (here bf16 autocast): refused
+	// at once, naming the setting; a task without a bridge (an older
+	// coordinator) is not checked.
+	amp := task("amp")
+	amp.Bridge = &Bridge{AMP: "bf16"}
+	if r, err = d.Do(ctx, amp); err != nil || !strings.Contains(r.Error, "amp bf16 (here off)") || r.Deliveries != 1 || !r.Refused {
+		t.Errorf("other bridge settings: %+v, %v; want a refusal naming amp", r, err)
+	}
+	same := task("same")
+	same.Bridge = &Bridge{AMP: "off"}
+	if r, err = d.Do(ctx, same); err != nil || !strings.Contains(r.Error, "out of memory") || r.Refused {
+		t.Errorf("the same bridge settings: %+v, %v; want it run (and fail in the handler)", r, err)
+	}
 	// A malformed message: answered on its subject, never run.
 	if _, err := c.JS.Publish(ctx, TaskSubject("run2", "junk"), []byte("{not json")); err != nil {
 		t.Fatal(err)
@@ -138,8 +151,31 @@ func TestFailures(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := runs.Load(); n != 2 {
-		t.Errorf("the handler ran %d times, want 2 (refused tasks never run)", n)
+	if n := runs.Load(); n != 4 {
+		t.Errorf("the handler ran %d times, want 4 (refused tasks never run)", n)
+	}
+}
+
+func TestBridgeMismatch(t *testing.T) {
+	here := Bridge{NCHW: false, Output: "out", AMP: "off"}
+	for _, c := range []struct {
+		task *Bridge
+		want []string
+	}{
+		{nil, nil},
+		{&Bridge{Output: "out", AMP: "off"}, nil},
+		{&Bridge{NCHW: true, Output: "out", AMP: "off"}, []string{"nchw true (here false)"}},
+		{&Bridge{Output: "aux.0", AMP: "fp16"}, []string{`output "aux.0" (here "out")`, "amp fp16 (here off)"}},
+	} {
+		got := here.Mismatch(c.task)
+		if (got == "") != (c.want == nil) {
+			t.Errorf("Mismatch(%+v) = %q", c.task, got)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("Mismatch(%+v) = %q, want it to name %s", c.task, got, w)
+			}
+		}
 	}
 }
 

@@ -23,6 +23,38 @@ type Task struct {
 	Dataset DatasetRef `json:"dataset"`
 	// Request is the candidate itself (pipeline.CandidateRequest).
 	Request json.RawMessage `json:"request"`
+	// Bridge is how the coordinator runs models; a worker that runs them
+	// otherwise refuses the task. Absent from an older coordinator's tasks.
+	Bridge *Bridge `json:"bridge,omitempty"`
+}
+
+// Bridge is the part of a process's libtorch settings that changes what a
+// candidate's fine-tune and validation compute: the batch layout (nchw),
+// which output tensor is the prediction (output) and CUDA mixed precision
+// (amp).
+type Bridge struct {
+	NCHW   bool   `json:"nchw"`
+	Output string `json:"output"`
+	AMP    string `json:"amp"`
+}
+
+// Mismatch says how a task's bridge differs from this process's b ("" when
+// it does not, or when the task names none).
+func (b Bridge) Mismatch(task *Bridge) string {
+	if task == nil || *task == b {
+		return ""
+	}
+	var d []string
+	if task.NCHW != b.NCHW {
+		d = append(d, fmt.Sprintf("nchw %v (here %v)", task.NCHW, b.NCHW))
+	}
+	if task.Output != b.Output {
+		d = append(d, fmt.Sprintf("output %q (here %q)", task.Output, b.Output))
+	}
+	if task.AMP != b.AMP {
+		d = append(d, fmt.Sprintf("amp %s (here %s)", task.AMP, b.AMP))
+	}
+	return "the coordinator runs models with " + strings.Join(d, ", ") + ": start the worker with the coordinator's settings"
 }
 
 // DatasetRef is the data set of a task.

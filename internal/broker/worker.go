@@ -25,7 +25,10 @@ type WorkerOptions struct {
 	// Check refuses a task before its archive is fetched (a data set
 	// mismatch). Its error fails this delivery like a Handler error.
 	Check func(t *Task) error
-	Log   zerolog.Logger
+	// Bridge is how this process runs models; a task whose coordinator
+	// runs them otherwise is refused (nil: not checked).
+	Bridge *Bridge
+	Log    zerolog.Logger
 	// Quiet logs each task's start and end at debug level rather than info:
 	// an in-process worker, whose coordinator prints every candidate anyway.
 	Quiet bool
@@ -119,6 +122,12 @@ func handle(ctx context.Context, c *Conn, o WorkerOptions, h Handler, m jetstrea
 			return
 		}
 		_ = m.TermWithReason("failed")
+	}
+	if o.Bridge != nil {
+		if d := o.Bridge.Mismatch(t.Bridge); d != "" {
+			fail(fmt.Errorf("%w: %s", ErrRefused, d))
+			return
+		}
 	}
 	if o.Check != nil {
 		if err := o.Check(t); err != nil {

@@ -47,6 +47,9 @@ type BrokerOptions struct {
 	Settings               broker.Settings
 	// Version is this build's version; workers of another refuse its tasks.
 	Version string
+	// Bridge is how this process runs models; it travels in each task and
+	// a worker that runs them otherwise refuses it.
+	Bridge broker.Bridge
 	// Dataset is what remote workers open under their --data-root.
 	Dataset DatasetRef
 }
@@ -63,6 +66,7 @@ type dispatch struct {
 	d       *broker.Dispatcher
 	dataset broker.DatasetRef
 	version string
+	bridge  broker.Bridge
 	log     zerolog.Logger
 
 	upMu     sync.Mutex
@@ -133,7 +137,7 @@ func startDispatch(ctx context.Context, e *evaluator, o MyPruningOptions) (*disp
 		return nil, fmt.Errorf("my_pruning: %w", err)
 	}
 	stops = append(stops, d.Close)
-	ds := &dispatch{conn: conn, d: d, version: b.Version, log: o.Log, worker: map[[2]int]string{}, parked: map[string]engine.Module{}}
+	ds := &dispatch{conn: conn, d: d, version: b.Version, bridge: b.Bridge, log: o.Log, worker: map[[2]int]string{}, parked: map[string]engine.Module{}}
 	if b.URL != "" {
 		// Remote workers open their own copy: name it and pin its content.
 		ref, err := datasetRef(b.Dataset)
@@ -277,8 +281,9 @@ func (e *evaluator) dispatched(ctx context.Context, req CandidateRequest) (Candi
 	if err != nil {
 		return CandidateResult{}, err
 	}
+	bridge := ds.bridge
 	t := &broker.Task{Version: ds.version, ID: taskID(req, ds.salt), Iteration: req.Iteration, Group: req.Group,
-		Archive: req.BaseDigest, Dataset: ds.dataset, Request: b}
+		Archive: req.BaseDigest, Dataset: ds.dataset, Request: b, Bridge: &bridge}
 	r, err := ds.d.Do(ctx, t)
 	if err != nil {
 		return CandidateResult{}, err

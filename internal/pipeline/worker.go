@@ -30,7 +30,10 @@ type WorkerOptions struct {
 	DataRoot string
 	Host     string // this host's name in results ("host/slot")
 	Version  string
-	Log      zerolog.Logger
+	// Bridge is how this process runs models; tasks of a coordinator that
+	// runs them otherwise are refused.
+	Bridge broker.Bridge
+	Log    zerolog.Logger
 }
 
 // ServeWorker serves candidates from conn on every slot until ctx ends.
@@ -74,7 +77,7 @@ func ServeWorker(ctx context.Context, conn *broker.Conn, eng engine.Engine, o Wo
 				_, err := dc.get(ctx, t.Dataset)
 				return err
 			}
-			errs[slot] = broker.Serve(ctx, conn, broker.WorkerOptions{Name: name, Version: o.Version, Check: check, Log: o.Log}, h)
+			errs[slot] = broker.Serve(ctx, conn, broker.WorkerOptions{Name: name, Version: o.Version, Bridge: &o.Bridge, Check: check, Log: o.Log}, h)
 		})
 	}
 	wg.Wait()
