@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -40,6 +41,28 @@ type latencyPoint struct {
 	Ms      float64     `json:"latency_ms"`
 	Test10k float64     `json:"test10k_acc"`
 	MACs    float64     `json:"macs_ratio"`
+}
+
+// MarshalJSON writes the NaNs of a seed that the L2Norm grid does not
+// bracket (or whose errors could not be computed) as null: encoding/json
+// refuses NaN, and once that failed the whole results.json.
+func (s latencySeed) MarshalJSON() ([]byte, error) {
+	type plain latencySeed
+	num := func(v float64) *float64 {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil
+		}
+		return &v
+	}
+	return json.Marshal(struct {
+		plain
+		L2AtMP   *float64 `json:"l2norm_acc_at_my_pruning_latency"`
+		PredMs   *float64 `json:"predicted_ms"`
+		PredFull *float64 `json:"predicted_before_ms"`
+		ErrPct   *float64 `json:"error_pct"`
+		SpeedErr *float64 `json:"speedup_error_pct"`
+		BenchErr *float64 `json:"bench_speedup_error_pct"`
+	}{plain(s), num(s.L2AtMP), num(s.PredMs), num(s.PredFull), num(s.ErrPct), num(s.SpeedErr), num(s.BenchErr)})
 }
 
 // latencySeed is one seed's comparison.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -110,5 +111,23 @@ func TestQualityData(t *testing.T) {
 	b := &bench{o: options{out: t.TempDir(), qualityData: "cifar10"}}
 	if _, _, err := b.qualitySetup("resnet20"); err == nil || !strings.Contains(err.Error(), "cifar10") {
 		t.Errorf("qualitySetup with -quality-data cifar10: err %v, want one naming it", err)
+	}
+}
+
+// TestLatencySeedJSON: a seed the L2Norm grid does not bracket (NaN) is
+// written with null there, not refused: one such seed used to lose the
+// whole run's results.json.
+func TestLatencySeedJSON(t *testing.T) {
+	s := latencySeed{Seed: 2, OrigMs: 1.5, L2AtMP: math.NaN(), ErrPct: math.Inf(1), BenchErr: -4.2,
+		MP: latencyPoint{Ms: 0.7}}
+	b, err := json.Marshal(map[string]any{"seeds": []latencySeed{s}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	for _, want := range []string{`"l2norm_acc_at_my_pruning_latency":null`, `"error_pct":null`, `"bench_speedup_error_pct":-4.2`, `"original_ms":1.5`, `"seed":2`, `"latency_ms":0.7`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%s: no %s", got, want)
+		}
 	}
 }
