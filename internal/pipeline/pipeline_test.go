@@ -53,15 +53,7 @@ func smallCNN(t *testing.T) cut.Base {
 	c4 := b.Relu(b.BN(b.Conv(c3, "conv4", 24, 3, irtest.ConvOpts{Pad: 1}), "bn4"))
 	flat := b.Flatten(b.AdaptiveAvgPool(c4, 1, 1), 1)
 	b.Output(b.Linear(flat, "fc", 10, true))
-	g, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := cut.FromGraph(g, []int64{1, 1, 28, 28})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return *base
+	return mnistBase(t, b)
 }
 
 var mnistOnce struct {
@@ -362,17 +354,9 @@ func TestTargetNotReachedSaysWhy(t *testing.T) {
 	y = shuffle(b.Relu(b.Conv(y, "conv2", 16, 3, irtest.ConvOpts{Pad: 1})))
 	y = b.Relu(b.Conv(y, "conv3", 8, 1, irtest.ConvOpts{}))
 	b.Output(b.Linear(b.Flatten(b.AdaptiveAvgPool(y, 1, 1), 1), "fc", 10, true))
-	g, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := cut.FromGraph(g, []int64{1, 1, 28, 28})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := fake.New(*base)
+	eng := fake.New(mnistBase(t, b))
 	r := newRun(t, testConfig(t, kinds.AlgorithmL2Norm), eng, nil)
-	err = r.Execute(context.Background(), io.Discard)
+	err := r.Execute(context.Background(), io.Discard)
 	t.Log(err)
 	// conv1 and conv2 are frozen: 784·16·9 + 784·16·16·9 of those plus
 	// conv3's 784·16·8 and fc's 90.
@@ -483,17 +467,7 @@ func TestBNBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer res.Module.Close()
-		b, err := res.Module.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st struct {
-			Recalibrated int `json:"recalibrated"`
-		}
-		if err := json.Unmarshal(b, &st); err != nil {
-			t.Fatal(err)
-		}
-		return st.Recalibrated, res.State.Iteration
+		return recalibrations(t, res), res.State.Iteration
 	}
 	if n, _ := recalibrated(0); n != 0 {
 		t.Errorf("bn_batches 0: the final model was re-estimated %d times", n)
@@ -501,4 +475,35 @@ func TestBNBatches(t *testing.T) {
 	if n, iters := recalibrated(3); n != iters || iters == 0 {
 		t.Errorf("bn_batches 3: the final model was re-estimated %d times in %d iterations, want once per iteration", n, iters)
 	}
+}
+
+// recalibrations is how often the fake engine's final model had its
+// BatchNorm statistics re-estimated (it records that in its bytes).
+func recalibrations(t *testing.T, res *MyPruningResult) int {
+	t.Helper()
+	b, err := res.Module.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Recalibrated int `json:"recalibrated"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Recalibrated
+}
+
+// mnistBase is the cut base of the graph b built, for 1×28×28 inputs.
+func mnistBase(t *testing.T, b *irtest.Builder) cut.Base {
+	t.Helper()
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := cut.FromGraph(g, []int64{1, 1, 28, 28})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *base
 }

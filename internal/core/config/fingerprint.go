@@ -25,7 +25,8 @@ var fingerprintKeys = []string{
 // each with the value every run before it behaved as (its default when it
 // was added). They are recorded only when they differ from that value, so a
 // checkpoint written before them still resumes with them at that value, and
-// one whose default changed later (common_batches, bn_batches, max_group_cut)
+// one whose default changed later (common_batches, bn_batches, max_group_cut,
+// shortlist)
 // is refused rather than resumed with another setting.
 var laterKeys = map[string]string{"delta_schedule": "constant", "delta_decay": "0.96", "common_batches": "false",
 	"tie_break": "none", "eval_samples": "0", "bn_batches": "0", "distill": "false", "distill_temperature": "4",

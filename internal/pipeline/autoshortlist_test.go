@@ -1,0 +1,66 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/gopruner/gopruner/internal/core/graph/irtest"
+	"github.com/gopruner/gopruner/internal/core/search/cut"
+	"github.com/gopruner/gopruner/internal/engine/fake"
+)
+
+// chainCNN is a plain chain of n convs, so n-1 prunable groups (the last
+// conv feeds the classifier and is a group too: n in all).
+func chainCNN(t *testing.T, n int) cut.Base {
+	t.Helper()
+	b := irtest.New()
+	x := b.Input(1, 1, 28, 28)
+	for i := range n {
+		x = b.Relu(b.BN(b.Conv(x, fmt.Sprintf("conv%d", i), 8, 3, irtest.ConvOpts{Pad: 1}), fmt.Sprintf("bn%d", i)))
+	}
+	flat := b.Flatten(b.AdaptiveAvgPool(x, 1, 1), 1)
+	b.Output(b.Linear(flat, "fc", 10, true))
+	return mnistBase(t, b)
+}
+
+// TestAutoShortlist: shortlist -1 screens (a shortlist of 4, BatchNorm
+// re-estimated on 5 batches when bn_batches was left to its default) only
+// for a model with more than 16 prunable groups; a smaller one gets the
+// full search, and an explicit 0 is the full search whatever the model.
+func TestAutoShortlist(t *testing.T) {
+	tr, val := mnistSplits(t)
+	run := func(base cut.Base, shortlist int, bnAuto bool) (screens, recalibrated, groups int) {
+		t.Helper()
+		eng := fake.New(base)
+		bm := openSmall(context.Background(), t, eng)
+		defer bm.Close()
+		o := myOptions(t, "cpu")
+		o.P, o.LongTermEpochs, o.ShortTermSteps = 0.1, 0, 2
+		o.Shortlist, o.BNBatchesAuto = shortlist, bnAuto
+		res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Module.Close()
+		return res.Screens, recalibrations(t, res), len(bm.Candidates(nil))
+	}
+	big := chainCNN(t, 18)
+	if s, r, g := run(big, ShortlistAuto, true); g <= autoShortlistGroups || s == 0 || r == 0 {
+		t.Errorf("auto on %d groups: %d screens, re-estimated %d times; want screens and re-estimation", g, s, r)
+	}
+	if s, r, _ := run(big, ShortlistAuto, false); s == 0 || r != 0 {
+		t.Errorf("auto with bn_batches set to 0: %d screens, re-estimated %d times; want screens, no re-estimation", s, r)
+	}
+	if s, _, _ := run(big, 0, true); s != 0 {
+		t.Errorf("shortlist 0 on the big model: %d screens", s)
+	}
+	if s, r, g := run(chainCNN(t, 16), ShortlistAuto, true); g > autoShortlistGroups || s != 0 || r != 0 {
+		t.Errorf("auto on %d groups: %d screens, re-estimated %d times; want the full search", g, s, r)
+	}
+	for groups, want := range map[int]int{1: 0, 16: 0, 17: 4, 50: 4} {
+		if got := autoShortlist(groups); got != want {
+			t.Errorf("autoShortlist(%d) = %d, want %d", groups, got, want)
+		}
+	}
+}
