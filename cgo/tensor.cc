@@ -45,6 +45,28 @@ std::vector<int64_t> dims_of(const int64_t *dims, int n) {
   return std::vector<int64_t>(dims, dims + n);
 }
 
+namespace {
+
+// tensor_dims is a new tensor's shape: dims_of, each dimension at least 0.
+std::vector<int64_t> tensor_dims(const int64_t *dims, int n) {
+  auto sizes = dims_of(dims, n);
+  for (auto d : sizes)
+    if (d < 0) throw std::invalid_argument("negative dimension in shape");
+  return sizes;
+}
+
+// host_copy is a new host tensor of sizes with opts holding a copy of data.
+at::Tensor host_copy(const void *data, const std::vector<int64_t> &sizes, const at::TensorOptions &opts) {
+  at::Tensor t = at::empty(sizes, opts);
+  if (t.numel() > 0) {
+    if (data == nullptr) throw std::invalid_argument("NULL data for a non-empty tensor");
+    std::memcpy(t.data_ptr(), data, t.numel() * t.element_size());
+  }
+  return t;
+}
+
+}  // namespace
+
 }  // namespace gpt
 
 #define T(h) ((h)->t)
@@ -55,15 +77,9 @@ gpt_err gpt_tensor_from_data(const void *data, const int64_t *shape, int ndim,
                              int dtype, const char *device, gpt_tensor *out) {
   GPT_TRY
   auto st = gpt::to_scalar(dtype);
-  auto sizes = gpt::dims_of(shape, ndim);
-  for (auto d : sizes)
-    if (d < 0) return gpt::dup("negative dimension in shape");
+  auto sizes = gpt::tensor_dims(shape, ndim);
   auto dev = gpt::parse_device(device);
-  at::Tensor t = at::empty(sizes, at::TensorOptions().dtype(st));
-  if (t.numel() > 0) {
-    if (data == nullptr) return gpt::dup("NULL data for a non-empty tensor");
-    std::memcpy(t.data_ptr(), data, t.numel() * t.element_size());
-  }
+  at::Tensor t = gpt::host_copy(data, sizes, at::TensorOptions().dtype(st));
   if (dev != t.device()) t = t.to(dev);
   *out = gpt::wrap(std::move(t));
   GPT_CATCH
@@ -73,18 +89,11 @@ gpt_err gpt_tensor_from_data_pinned(const void *data, const int64_t *shape, int 
                                     int dtype, gpt_tensor *out) {
   GPT_TRY
   auto st = gpt::to_scalar(dtype);
-  auto sizes = gpt::dims_of(shape, ndim);
-  for (auto d : sizes)
-    if (d < 0) return gpt::dup("negative dimension in shape");
+  auto sizes = gpt::tensor_dims(shape, ndim);
   // Pinned memory comes from CUDA's caching host allocator: cheap after the
   // first batches, and a copy from it to the device does not block.
   auto opts = at::TensorOptions().dtype(st).pinned_memory(torch::cuda::is_available());
-  at::Tensor t = at::empty(sizes, opts);
-  if (t.numel() > 0) {
-    if (data == nullptr) return gpt::dup("NULL data for a non-empty tensor");
-    std::memcpy(t.data_ptr(), data, t.numel() * t.element_size());
-  }
-  *out = gpt::wrap(std::move(t));
+  *out = gpt::wrap(gpt::host_copy(data, sizes, opts));
   GPT_CATCH
 }
 

@@ -23,7 +23,10 @@ std::vector<at::Tensor> trainable(const torch::jit::Module &m) {
   return ps;
 }
 
-void check_batch(const at::Tensor &logits, const at::Tensor &y) {
+// batch_labels checks the targets y against the classifier output logits
+// and returns them on the logits' device. Labels still on the host (a
+// batch for a CUDA step) are checked there, without a device sync.
+at::Tensor batch_labels(const at::Tensor &logits, const at::Tensor &y) {
   if (logits.dim() != 2)
     throw std::runtime_error("the model's output has shape " + c10::str(logits.sizes()) +
                              "; a classifier must return [N, classes]");
@@ -37,6 +40,7 @@ void check_batch(const at::Tensor &logits, const at::Tensor &y) {
                                " is outside the model's " + std::to_string(logits.size(1)) +
                                " classes");
   }
+  return gpt::on_device(y, logits.device());
 }
 
 void drop_optimizer_grads(torch::optim::Optimizer &opt) {
@@ -173,9 +177,7 @@ gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
   at::AutoGradMode grad(true);
   drop_optimizer_grads(*o->opt);
   at::Tensor logits = forward_logits(m, gpt::on_device(x->t, m->device));
-  // Labels still on the host are checked there, without a device sync.
-  check_batch(logits, y->t);
-  at::Tensor yt = gpt::on_device(y->t, logits.device());
+  at::Tensor yt = batch_labels(logits, y->t);
   at::Tensor l = torch::nn::functional::cross_entropy(logits, yt);
   backward_step(o, l, cuda.fp16());
   *loss = l.item<double>();
@@ -211,8 +213,7 @@ gpt_err gpt_train_step_distill(gpt_module m, gpt_module teacher, gpt_optim o, gp
   at::AutoGradMode grad(true);
   drop_optimizer_grads(*o->opt);
   at::Tensor logits = forward_logits(m, xt);
-  check_batch(logits, y->t);
-  at::Tensor yt = gpt::on_device(y->t, logits.device());
+  at::Tensor yt = batch_labels(logits, y->t);
   if (soft.sizes() != logits.sizes())
     throw std::runtime_error("the teacher's output has shape " + c10::str(soft.sizes()) +
                              ", the student's " + c10::str(logits.sizes()) +
@@ -244,8 +245,7 @@ gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_su
   gpt::CudaScope cuda(m, true);
   at::NoGradGuard ng;
   at::Tensor logits = forward_logits(m, gpt::on_device(x->t, m->device));
-  check_batch(logits, y->t);
-  at::Tensor yt = gpt::on_device(y->t, logits.device());
+  at::Tensor yt = batch_labels(logits, y->t);
   namespace F = torch::nn::functional;
   *loss_sum = F::cross_entropy(logits, yt, F::CrossEntropyFuncOptions().reduction(torch::kSum))
                   .item<double>();
@@ -359,8 +359,7 @@ gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
   }
   gpt::drop_grads(m->m.parameters(true));
   at::Tensor logits = forward_logits(m, gpt::on_device(x->t, m->device));
-  check_batch(logits, y->t);
-  at::Tensor l = torch::nn::functional::cross_entropy(logits, gpt::on_device(y->t, logits.device()));
+  at::Tensor l = torch::nn::functional::cross_entropy(logits, batch_labels(logits, y->t));
   l.backward();
   *loss = l.item<double>();
   at::NoGradGuard ng;

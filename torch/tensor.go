@@ -123,15 +123,28 @@ func checkCount(n int, shape []int64) error {
 	return nil
 }
 
-func fromData(ptr unsafe.Pointer, n int, dt DType, shape []int64, dev Device) (*Tensor, error) {
-	if err := checkCount(n, shape); err != nil {
+// fromSlice copies data into a new tensor of the given shape: on dev, or,
+// with pinned, in pinned host memory (see BatchFloat32).
+func fromSlice[T float32 | int64](data []T, dt DType, shape []int64, dev Device, pinned bool) (*Tensor, error) {
+	if err := checkCount(len(data), shape); err != nil {
 		return nil, err
 	}
-	cs := cstr(dev.String())
-	defer freeC(cs)
+	var p unsafe.Pointer
+	if len(data) > 0 {
+		p = unsafe.Pointer(&data[0])
+	}
 	sp, nd := cShape(shape)
 	var h C.gpt_tensor
-	if err := errFrom("tensor_from_data", C.gpt_tensor_from_data(ptr, sp, nd, C.int(dt), cs, &h)); err != nil {
+	var err error
+	if pinned {
+		err = errFrom("tensor_from_data_pinned", C.gpt_tensor_from_data_pinned(p, sp, nd, C.int(dt), &h))
+	} else {
+		cs := cstr(dev.String())
+		err = errFrom("tensor_from_data", C.gpt_tensor_from_data(p, sp, nd, C.int(dt), cs, &h))
+		freeC(cs)
+	}
+	runtime.KeepAlive(data)
+	if err != nil {
 		return nil, err
 	}
 	return newTensor(h), nil
@@ -139,24 +152,12 @@ func fromData(ptr unsafe.Pointer, n int, dt DType, shape []int64, dev Device) (*
 
 // FromFloat32 copies data into a new float32 tensor of the given shape.
 func FromFloat32(data []float32, shape []int64, dev Device) (*Tensor, error) {
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	t, err := fromData(p, len(data), Float32, shape, dev)
-	runtime.KeepAlive(data)
-	return t, err
+	return fromSlice(data, Float32, shape, dev, false)
 }
 
 // FromInt64 copies data into a new int64 tensor of the given shape.
 func FromInt64(data []int64, shape []int64, dev Device) (*Tensor, error) {
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	t, err := fromData(p, len(data), Int64, shape, dev)
-	runtime.KeepAlive(data)
-	return t, err
+	return fromSlice(data, Int64, shape, dev, false)
 }
 
 // BatchFloat32 copies a batch for a step of a module on dev (TrainStep,
@@ -164,40 +165,12 @@ func FromInt64(data []int64, shape []int64, dev Device) (*Tensor, error) {
 // FromFloat32; for a CUDA device the tensor stays on the host, in pinned
 // memory, and the step uploads it on the module's stream without waiting.
 func BatchFloat32(data []float32, shape []int64, dev Device) (*Tensor, error) {
-	if !dev.IsCUDA() {
-		return FromFloat32(data, shape, dev)
-	}
-	return pinnedOf(data, Float32, shape)
+	return fromSlice(data, Float32, shape, dev, dev.IsCUDA())
 }
 
 // BatchInt64 is BatchFloat32 for labels.
 func BatchInt64(data []int64, shape []int64, dev Device) (*Tensor, error) {
-	if !dev.IsCUDA() {
-		return FromInt64(data, shape, dev)
-	}
-	return pinnedOf(data, Int64, shape)
-}
-
-func pinnedOf[T float32 | int64](data []T, dt DType, shape []int64) (*Tensor, error) {
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	t, err := pinnedData(p, len(data), dt, shape)
-	runtime.KeepAlive(data)
-	return t, err
-}
-
-func pinnedData(ptr unsafe.Pointer, n int, dt DType, shape []int64) (*Tensor, error) {
-	if err := checkCount(n, shape); err != nil {
-		return nil, err
-	}
-	sp, nd := cShape(shape)
-	var h C.gpt_tensor
-	if err := errFrom("tensor_from_data_pinned", C.gpt_tensor_from_data_pinned(ptr, sp, nd, C.int(dt), &h)); err != nil {
-		return nil, err
-	}
-	return newTensor(h), nil
+	return fromSlice(data, Int64, shape, dev, dev.IsCUDA())
 }
 
 // Shape is the tensor's sizes.

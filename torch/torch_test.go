@@ -943,7 +943,7 @@ func TestBatchTensors(t *testing.T) {
 	x := []float32{1, 2, 3, 4, 5, 6}
 	for name, mk := range map[string]func() (*Tensor, error){
 		"BatchFloat32 cpu": func() (*Tensor, error) { return BatchFloat32(x, []int64{2, 3}, CPU) },
-		"pinned host copy": func() (*Tensor, error) { return pinnedOf(x, Float32, []int64{2, 3}) },
+		"pinned host copy": func() (*Tensor, error) { return fromSlice(x, Float32, []int64{2, 3}, CPU, true) },
 	} {
 		tt, err := mk()
 		if err != nil {
@@ -955,12 +955,12 @@ func TestBatchTensors(t *testing.T) {
 			t.Errorf("%s: %v, %v; want %v", name, got, err, x)
 		}
 	}
-	y, err := pinnedOf([]int64{7, 8}, Int64, []int64{2})
+	y, err := fromSlice([]int64{7, 8}, Int64, []int64{2}, CPU, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	y.Close()
-	if _, err := pinnedOf(x, Float32, []int64{4, 2}); err == nil || !strings.Contains(err.Error(), "needs 8") {
+	if _, err := fromSlice(x, Float32, []int64{4, 2}, CPU, true); err == nil || !strings.Contains(err.Error(), "needs 8") {
 		t.Errorf("6 values for [4 2]: %v, want a count error", err)
 	}
 	if _, err := BatchInt64([]int64{1}, []int64{-1}, Device{CUDA: true}); err == nil {

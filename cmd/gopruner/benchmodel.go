@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"github.com/gopruner/gopruner/internal/core/config"
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/torchengine/latency"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
@@ -39,7 +40,7 @@ compare their latencies with each other, not with another process's.`,
 				if len(others) > 0 {
 					return fail.Usagef("--train times one model; --compare is for forward latency")
 				}
-				return benchTrain(cmd, cfg.Path.Model, shape, dev)
+				return benchTrain(cmd, cfg, shape, dev)
 			}
 			paths := append([]string{cfg.Path.Model}, others...)
 			var ms []*torch.Module
@@ -107,30 +108,32 @@ type trainTiming struct {
 	StepsMs  []float64 `json:"steps_ms"`
 }
 
-// benchTrain times training steps of the model at path on a fixed random
-// batch through the training loop's own path (train.StepTimes).
-func benchTrain(cmd *cobra.Command, path string, shape []int64, dev torch.Device) error {
+// benchTrain times training steps of cfg's model on a fixed batch through
+// the training loop's own path (train.StepTimes).
+func benchTrain(cmd *cobra.Command, cfg *config.Config, shape []int64, dev torch.Device) error {
+	path := cfg.Path.Model
 	m, err := model.Load(path, dev)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
+	// The example input (model.Example) is the batch; one forward pass on
+	// it gives the classes the labels are drawn from.
+	xt, err := model.Example(shape, dev)
+	if err != nil {
+		return err
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	x := make([]float32, n)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
-	}
-	xt, err := torch.FromFloat32(x, shape, dev)
+	defer xt.Close()
+	x, err := xt.Float32s()
 	if err != nil {
 		return err
 	}
 	out, err := m.Forward(true, xt)
-	xt.Close()
 	if err != nil {
+		// Trace explains a rejected shape in the user's terms.
+		if _, terr := model.Trace(m, shape); terr != nil {
+			return fmt.Errorf("%s: %w", path, terr)
+		}
 		return fail.Usagef("input shape %v: %v", shape, err)
 	}
 	osh, err := out.Shape()
@@ -141,6 +144,7 @@ func benchTrain(cmd *cobra.Command, path string, shape []int64, dev torch.Device
 	if len(osh) != 2 || osh[0] != shape[0] {
 		return fail.Usagef("--train needs a classifier: %s returns shape %v for input %v, want [%d, classes]", path, osh, shape, shape[0])
 	}
+	rng := rand.New(rand.NewPCG(1, 2))
 	y := make([]int64, shape[0])
 	for i := range y {
 		y[i] = rng.Int64N(osh[1])
@@ -152,10 +156,7 @@ func benchTrain(cmd *cobra.Command, path string, shape []int64, dev torch.Device
 	if err != nil {
 		return err
 	}
-	r := trainTiming{Model: path, Device: dev.String(), Batch: shape[0], AMP: torch.CurrentSettings().AMP, Steps: len(ts)}
-	if r.AMP == "" {
-		r.AMP = "off"
-	}
+	r := trainTiming{Model: path, Device: dev.String(), Batch: shape[0], AMP: cfg.AMP, Steps: len(ts)}
 	ms := make([]float64, len(ts))
 	for i, t := range ts {
 		ms[i] = float64(t.Microseconds()) / 1000

@@ -126,11 +126,7 @@ func runWorker(cmd *cobra.Command, _ []string) error {
 // bridgeOf is the part of the bridge settings a worker must share with its
 // coordinator (see configureBridge).
 func bridgeOf(cfg *config.Config) broker.Bridge {
-	amp := cfg.AMP
-	if amp == "" {
-		amp = config.AMPOff
-	}
-	return broker.Bridge{NCHW: cfg.NCHW, Output: cfg.Output, AMP: amp}
+	return broker.Bridge{NCHW: cfg.NCHW, Output: cfg.Output, AMP: cfg.AMP}
 }
 
 // brokerConnect is the connection the configuration describes.

@@ -83,7 +83,7 @@ func configureBridge(c *config.Config) error {
 	s.Output = c.Output
 	s.CUDNNBenchmark = c.CUDNNBenchmark
 	s.AMP = c.AMP
-	if c.AMP != "" && c.AMP != config.AMPOff && !usesCUDA(c) {
+	if c.AMP != config.AMPOff && !usesCUDA(c) {
 		return fail.Usagef("amp: %s works on CUDA only; device is %s and no cart slot is a GPU (%s)", c.AMP, c.Device, c.Origin("amp"))
 	}
 	if err := torch.Configure(s); err != nil {
@@ -95,11 +95,11 @@ func configureBridge(c *config.Config) error {
 // usesCUDA says whether the run puts a model on a GPU: the device or a
 // cart slot.
 func usesCUDA(c *config.Config) bool {
-	if strings.HasPrefix(c.Device, "cuda") {
+	if d, err := device.Parse(c.Device); err == nil && d.IsCUDA() {
 		return true
 	}
 	for _, s := range c.Cart {
-		if s != config.SlotCPU {
+		if s.Device().IsCUDA() {
 			return true
 		}
 	}

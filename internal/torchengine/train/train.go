@@ -199,6 +199,23 @@ func (b stepBatch) close() {
 	b.y.Close()
 }
 
+// stepTensors copies b into the tensors of a step of a module on dev
+// (shape: the batch's, its first entry ignored).
+func stepTensors(b *data.Batch, shape []int64, dev torch.Device) (stepBatch, error) {
+	sh := slices.Clone(shape)
+	sh[0] = int64(b.N)
+	x, err := torch.BatchFloat32(b.X, sh, dev)
+	if err != nil {
+		return stepBatch{}, err
+	}
+	y, err := torch.BatchInt64(b.Y, []int64{int64(b.N)}, dev)
+	if err != nil {
+		x.Close()
+		return stepBatch{}, err
+	}
+	return stepBatch{x: x, y: y, N: b.N}, nil
+}
+
 // batchTensors yields the batches of src as step tensors. For a module on a
 // CUDA device a goroutine makes them one batch ahead, in pinned host
 // memory: that copy is the host's share of each step, and it overlaps the
@@ -206,20 +223,6 @@ func (b stepBatch) close() {
 // thread does). On the CPU each is made when the loop asks for it, as
 // before. The consumer closes what it is given.
 func batchTensors(ctx context.Context, src func(context.Context) iter.Seq2[*data.Batch, error], shape []int64, dev torch.Device) iter.Seq2[stepBatch, error] {
-	toTensors := func(b *data.Batch) (stepBatch, error) {
-		sh := slices.Clone(shape)
-		sh[0] = int64(b.N)
-		x, err := torch.BatchFloat32(b.X, sh, dev)
-		if err != nil {
-			return stepBatch{}, err
-		}
-		y, err := torch.BatchInt64(b.Y, []int64{int64(b.N)}, dev)
-		if err != nil {
-			x.Close()
-			return stepBatch{}, err
-		}
-		return stepBatch{x: x, y: y, N: b.N}, nil
-	}
 	if !dev.IsCUDA() && !prefetchOnCPU {
 		return func(yield func(stepBatch, error) bool) {
 			for b, err := range src(ctx) {
@@ -227,7 +230,7 @@ func batchTensors(ctx context.Context, src func(context.Context) iter.Seq2[*data
 					yield(stepBatch{}, err)
 					return
 				}
-				sb, err := toTensors(b)
+				sb, err := stepTensors(b, shape, dev)
 				if !yield(sb, err) || err != nil {
 					return
 				}
@@ -246,7 +249,7 @@ func batchTensors(ctx context.Context, src func(context.Context) iter.Seq2[*data
 			for b, err := range src(pctx) {
 				it := item{err: err}
 				if err == nil {
-					it.b, it.err = toTensors(b)
+					it.b, it.err = stepTensors(b, shape, dev)
 				}
 				select {
 				case ch <- it:
@@ -396,21 +399,14 @@ func Evaluate(ctx context.Context, m *torch.Module, split *data.Split, batchSize
 		if err != nil {
 			return EvalResult{}, err
 		}
-		shape[0] = int64(b.N)
-		x, err := torch.BatchFloat32(b.X, shape, dev)
+		sb, err := stepTensors(b, shape, dev)
 		if err != nil {
-			return EvalResult{}, err
-		}
-		y, err := torch.BatchInt64(b.Y, []int64{int64(b.N)}, dev)
-		if err != nil {
-			x.Close()
 			return EvalResult{}, err
 		}
 		t0 := time.Now()
-		l, c, err := torch.EvalBatch(m, x, y, preds[:b.N])
+		l, c, err := torch.EvalBatch(m, sb.x, sb.y, preds[:b.N])
 		compute += time.Since(t0)
-		x.Close()
-		y.Close()
+		sb.close()
 		if err != nil {
 			return EvalResult{}, fmt.Errorf("eval: %w", err)
 		}
