@@ -7,7 +7,8 @@
 # cuda:0 uploads batches, trains and reads the loss back) with amp off, bf16
 # and fp16, a resnet18 training step at
 # batch 64, 224x224 through gopruner against a PyTorch eager loop on the same
-# GPU (scripts/gpu_eager_step.py), and one my_pruning iteration with
+# GPU (scripts/gpu_eager_step.py), with channels-last off as well, and the
+# peak GPU memory of each process, and one my_pruning iteration with
 # --cart 0,0 against --cart 0.
 #
 # Usage (on the GPU host, in the repo root, with bin/gopruner carried over):
@@ -44,28 +45,62 @@ for amp in off bf16 fp16; do
     --out "$work/demo/t_$amp.pt" 2>&1 | grep -E "val accuracy|images/s, training" | tee -a "$out/gpu_check.log"
 done
 
+# withmem FILE CMD...: runs CMD with its stdout (one JSON object) in FILE,
+# then adds gpu_mem_mib, the peak of the GPU's used memory that nvidia-smi
+# saw every 50 ms while it ran (the whole process: CUDA context, caching
+# allocator, workspaces), and appends the object to train_step.jsonl.
+withmem() {
+  local f=$1; shift
+  local smi=""
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 >"$work/mem.txt" 2>/dev/null &
+    smi=$!
+  fi
+  "$@" >"$f"
+  [ -z "$smi" ] || { kill "$smi"; wait "$smi" 2>/dev/null || true; }
+  python3 - "$f" "$work/mem.txt" "$smi" >>"$out/train_step.jsonl" <<'PY'
+import json, sys
+d = json.loads(open(sys.argv[1]).read())
+d.pop("steps_ms", None)
+d.setdefault("loop", "gopruner")
+if sys.argv[3]:
+    mem = [int(l) for l in open(sys.argv[2]) if l.strip().isdigit()]
+    d["gpu_mem_mib"] = max(mem) if mem else None
+print(json.dumps(d))
+PY
+}
+
 log "resnet18 train step, batch 64, 224x224: gopruner (bench-model --train, TorchScript) against a PyTorch eager loop"
 python3 scripts/gpu_eager_step.py --save-scripted "$work/r18.pt"
 : >"$out/train_step.jsonl"
+step() { bin/gopruner bench-model --model "$work/r18.pt" --input-shape 64,3,224,224 --device cuda:0 --train \
+  --cudnn-benchmark --warmup 8 --runs 30 --json "$@"; }
 for amp in off bf16 fp16; do
   for rep in 1 2; do
-    bin/gopruner bench-model --model "$work/r18.pt" --input-shape 64,3,224,224 --device cuda:0 --train \
-      --amp "$amp" --cudnn-benchmark --warmup 8 --runs 30 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); d.pop("steps_ms"); d["loop"]="gopruner"; print(json.dumps(d))' >>"$out/train_step.jsonl"
-    python3 scripts/gpu_eager_step.py --amp "$amp" >>"$out/train_step.jsonl"
+    withmem "$work/g.json" step --amp "$amp"
+    withmem "$work/e.json" python3 scripts/gpu_eager_step.py --amp "$amp"
   done
-  python3 scripts/gpu_eager_step.py --amp "$amp" --scripted "$work/r18.pt" >>"$out/train_step.jsonl"
+  withmem "$work/s.json" python3 scripts/gpu_eager_step.py --amp "$amp" --scripted "$work/r18.pt"
+  # The same gopruner step with channels-last off (NCHW batches and weights).
+  withmem "$work/n.json" step --amp "$amp" --nchw
 done
 python3 - "$out/train_step.jsonl" <<'PY' | tee -a "$out/gpu_check.log"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 for amp in ("off", "bf16", "fp16"):
     best = {}
+    mem = {}
     for r in rows:
         if r["amp"] == amp:
-            best[r["loop"]] = min(best.get(r["loop"], 1e9), r["median_ms"])
+            loop = r["loop"] + ("-nchw" if r.get("nchw") else "")
+            best[loop] = min(best.get(loop, 1e9), r["median_ms"])
+            if r.get("gpu_mem_mib") is not None:
+                mem[loop] = max(mem.get(loop, 0), r["gpu_mem_mib"])
     g, e = best.get("gopruner"), best.get("pytorch-eager")
-    s = best.get("pytorch-scripted")
-    print(f"amp {amp:4}: gopruner {g:.2f} ms/step, PyTorch eager {e:.2f}, PyTorch on the TorchScript file {s:.2f}; gopruner/eager {g/e:.2f}x (goal <= 1.1x)")
+    s, n = best.get("pytorch-scripted"), best.get("gopruner-nchw")
+    print(f"amp {amp:4}: gopruner {g:.2f} ms/step, PyTorch eager {e:.2f}, PyTorch on the TorchScript file {s:.2f}; gopruner/eager {g/e:.2f}x (goal <= 1.1x); gopruner with channels-last off {n:.2f} ({n/g:.2f}x its channels-last step)")
+    if mem:
+        print("  peak GPU memory used (MiB, whole process): " + ", ".join(f"{k} {v}" for k, v in sorted(mem.items())))
 PY
 
 log "one my_pruning iteration of the demo CNN: --cart 0 against --cart 0,0"

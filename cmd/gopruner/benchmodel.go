@@ -90,8 +90,8 @@ compare their latencies with each other, not with another process's.`,
 	cmd.Flags().Int("warmup", 5, "untimed runs first")
 	cmd.Flags().Int("runs", 30, "timed runs")
 	cmd.Flags().StringSlice("compare", nil, "more models to time side by side with --model, in turn (comma-separated)")
-	cmd.Flags().Bool("train", false, "time whole training steps instead (random batch of --input-shape, cross-entropy, SGD lr 0.01 momentum 0.9 weight decay 5e-4; amp and cudnn_benchmark apply)")
-	registerConfigFlags(cmd, "amp", "cudnn_benchmark")
+	cmd.Flags().Bool("train", false, "time whole training steps instead (random batch of --input-shape, cross-entropy, SGD lr 0.01 momentum 0.9 weight decay 5e-4; amp, cudnn_benchmark and nchw apply)")
+	registerConfigFlags(cmd, "amp", "cudnn_benchmark", "nchw")
 	return cmd
 }
 
@@ -101,6 +101,7 @@ type trainTiming struct {
 	Device   string    `json:"device"`
 	Batch    int64     `json:"batch"`
 	AMP      string    `json:"amp"`
+	NCHW     bool      `json:"nchw"`
 	Steps    int       `json:"steps"`
 	MedianMs float64   `json:"median_ms"`
 	MinMs    float64   `json:"min_ms"`
@@ -156,7 +157,7 @@ func benchTrain(cmd *cobra.Command, cfg *config.Config, shape []int64, dev torch
 	if err != nil {
 		return err
 	}
-	r := trainTiming{Model: path, Device: dev.String(), Batch: shape[0], AMP: cfg.AMP, Steps: len(ts)}
+	r := trainTiming{Model: path, Device: dev.String(), Batch: shape[0], AMP: cfg.AMP, NCHW: cfg.NCHW, Steps: len(ts)}
 	ms := make([]float64, len(ts))
 	for i, t := range ts {
 		ms[i] = float64(t.Microseconds()) / 1000
