@@ -166,6 +166,10 @@ func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
 	cp.mu.Unlock()
 	tw := tabwriter.NewWriter(cp.w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "iteration %d\tlayers\tchannels\t%s\taccuracy\tran on\t\n", rec.Iteration, cp.costName())
+	joined := map[int]bool{}
+	for _, c := range rec.Joined {
+		joined[c.Group] = true
+	}
 	for _, c := range rec.Candidates {
 		mark := ""
 		if c.Group == rec.Group {
@@ -173,6 +177,9 @@ func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
 			if rec.TieBroken {
 				mark += " (tie-break: within one SE of the best)"
 			}
+		}
+		if joined[c.Group] {
+			mark = "  <- kept with it (commit_top)"
 		}
 		acc := fmt.Sprintf("%.4f%s", c.Accuracy, plusMinus(outs[c.Group]))
 		if c.Failed != "" {
@@ -187,6 +194,9 @@ func (cp *cartProgress) iterationDone(rec netadapt.IterationRecord) {
 		}
 		fmt.Fprintf(tw, "  group %d\t%s\t%d -> %d\t%s\t%s\t%s%s\t\n", c.Group, strings.Join(c.Layers, ","), c.From, c.To,
 			cp.cost(c.MACs), acc, where, mark)
+	}
+	if len(rec.Joined) > 0 {
+		fmt.Fprintf(tw, "  joint cut of %d groups\t\t\t%s\t%.4f\t\t\n", len(rec.Joined)+1, cp.cost(rec.MACs), rec.Accuracy)
 	}
 	tw.Flush()
 }

@@ -64,3 +64,46 @@ func TestAutoShortlist(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoCommitTop: commit_top -1 commits the 3 best candidates of an
+// iteration together only for a model with more than 16 prunable groups;
+// a smaller one commits the winner alone.
+func TestAutoCommitTop(t *testing.T) {
+	tr, val := mnistSplits(t)
+	run := func(base cut.Base, commitTop int) (joined, iterations int) {
+		t.Helper()
+		eng := fake.New(base)
+		bm := openSmall(context.Background(), t, eng)
+		defer bm.Close()
+		o := myOptions(t, "cpu")
+		o.P, o.LongTermEpochs, o.ShortTermSteps, o.Shortlist = 0.1, 0, 2, 0
+		o.CommitTop = commitTop
+		res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Module.Close()
+		for _, rec := range res.State.History {
+			joined += len(rec.Joined)
+			if len(rec.Joined) > autoCommitTopK-1 {
+				t.Errorf("iteration %d joined %d runners-up", rec.Iteration, len(rec.Joined))
+			}
+		}
+		return joined, res.State.Iteration
+	}
+	big := chainCNN(t, 18)
+	if j, _ := run(big, CommitTopAuto); j == 0 {
+		t.Errorf("auto on 18 groups: no runner-up joined")
+	}
+	if j, _ := run(big, 1); j != 0 {
+		t.Errorf("commit_top 1 on 18 groups: %d runners-up joined", j)
+	}
+	if j, n := run(chainCNN(t, 16), CommitTopAuto); j != 0 || n == 0 {
+		t.Errorf("auto on 16 groups: %d runners-up joined in %d iterations; want the winner alone", j, n)
+	}
+	for groups, want := range map[int]int{1: 1, 16: 1, 17: 3, 50: 3} {
+		if got := autoCommitTop(groups); got != want {
+			t.Errorf("autoCommitTop(%d) = %d, want %d", groups, got, want)
+		}
+	}
+}

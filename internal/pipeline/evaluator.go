@@ -290,6 +290,66 @@ func (e *evaluator) Commit(ctx context.Context, c netadapt.Candidate) error {
 	return nil
 }
 
+// CommitJoint implements netadapt.JointCommitter: every cut of cs applied
+// at once to the current model (each group's channels chosen by this
+// iteration's scores, as its candidate's were), BatchNorm re-estimated
+// and short-term fine-tuned as a candidate (on the winner's training
+// stream) and validated, on the first slot; the result becomes current.
+// The held candidates are dropped: none of them is the joint model.
+func (e *evaluator) CommitJoint(ctx context.Context, cs []netadapt.Candidate) (netadapt.Result, error) {
+	defer func(t time.Time) {
+		e.mu.Lock()
+		e.commit += time.Since(t)
+		e.mu.Unlock()
+	}(time.Now())
+	e.mu.Lock()
+	clear(e.ran)
+	e.mu.Unlock()
+	e.dropHeld()
+	if len(cs) == 0 {
+		return netadapt.Result{}, errors.New("a joint commit of no cuts")
+	}
+	w := cs[0]
+	to := make(map[int]int, len(cs))
+	for _, c := range cs {
+		if got := len(e.kept[c.Group]); got != c.From {
+			return netadapt.Result{}, fmt.Errorf("group %d has %d channels in the current model, the search says %d", c.Group, got, c.From)
+		}
+		if _, dup := to[c.Group]; dup {
+			return netadapt.Result{}, fmt.Errorf("a joint commit cuts group %d twice", c.Group)
+		}
+		to[c.Group] = c.To
+	}
+	s, err := e.scoresFor(w.Iteration)
+	if err != nil {
+		return netadapt.Result{}, err
+	}
+	next, err := e.base.CutBy(e.kept, s, to)
+	if err != nil {
+		return netadapt.Result{}, err
+	}
+	req, err := e.request(0, w, true)
+	if err != nil {
+		return netadapt.Result{}, err
+	}
+	if req.Slices, req.ConvGroups, err = e.base.Edits(e.kept, next); err != nil {
+		return netadapt.Result{}, err
+	}
+	req.Next = next
+	res, m, err := e.runOn(ctx, 0, req)
+	if err != nil {
+		return netadapt.Result{}, err
+	}
+	defer m.Close()
+	if err := e.adopt(m, next, "pruned"); err != nil {
+		return netadapt.Result{}, err
+	}
+	if afterCommit != nil {
+		afterCommit(e)
+	}
+	return e.result(res), nil
+}
+
 // afterCommit, when set by a test, sees the evaluator after every commit.
 var afterCommit func(e *evaluator)
 

@@ -373,7 +373,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 	var cands candidateLog
 	res, err := MyPruning(ctx, r.Engine, base, trainSplit, val, MyPruningOptions{
 		P: cfg.P, DeltaCrop: cfg.DeltaCrop, Alf: cfg.Alf, Select: cfg.Select, Step: cfg.Step, ResizeAlf: cfg.ResizeAlf,
-		Schedule: cfg.DeltaSchedule, DeltaDecay: cfg.DeltaDecay, MaxGroupCut: cfg.MaxGroupCut, TieBreak: cfg.TieBreak, Shortlist: cfg.Shortlist, CommonBatches: cfg.CommonBatches, BNBatches: cfg.BNBatches,
+		Schedule: cfg.DeltaSchedule, DeltaDecay: cfg.DeltaDecay, MaxGroupCut: cfg.MaxGroupCut, TieBreak: cfg.TieBreak, Shortlist: cfg.Shortlist, CommitTop: cfg.CommitTop, CommonBatches: cfg.CommonBatches, BNBatches: cfg.BNBatches,
 		BNBatchesAuto: cfg.Origin("bn_batches").Source == config.SourceDefault,
 		Target:        cfg.Target, Latency: LatencyOptions{Device: cfg.LatencyDevice, Threads: cfg.LatencyThreads, Batch: int64(cfg.LatencyBatch)},
 		Slots: slots, Criterion: cfg.Criterion, TaylorBatches: cfg.TaylorBatches,
@@ -405,7 +405,7 @@ func (MyPruningAlgorithm) Prune(ctx context.Context, r *Run, base *engine.Model)
 		}
 		out.Iterations = append(out.Iterations, si)
 		out.Points = append(out.Points, report.Point{Iteration: it.Iteration, MACs: it.MACs, Accuracy: it.Accuracy,
-			Label: fmt.Sprintf("%s %d→%d", strings.Join(it.Layers, ","), it.From, it.To)})
+			Label: iterationLabel(it)})
 	}
 	return out, nil
 }
@@ -420,8 +420,21 @@ func (r *Run) brokerOptions() BrokerOptions {
 }
 
 func iterationOf(it netadapt.IterationRecord) summary.Iteration {
-	return summary.Iteration{Iteration: it.Iteration, Layers: it.Layers, Group: it.Group, From: it.From, To: it.To,
+	si := summary.Iteration{Iteration: it.Iteration, Layers: it.Layers, Group: it.Group, From: it.From, To: it.To,
 		MACs: it.MACs, Accuracy: it.Accuracy, Candidates: len(it.Candidates), Budget: it.Budget, Delta: it.Delta}
+	for _, c := range it.Joined {
+		si.Joined = append(si.Joined, summary.Cut{Group: c.Group, Layers: c.Layers, From: c.From, To: c.To})
+	}
+	return si
+}
+
+// iterationLabel names an iteration's cuts for the report's points.
+func iterationLabel(it netadapt.IterationRecord) string {
+	l := fmt.Sprintf("%s %d→%d", strings.Join(it.Layers, ","), it.From, it.To)
+	for _, c := range it.Joined {
+		l += fmt.Sprintf(" + %s %d→%d", strings.Join(c.Layers, ","), c.From, c.To)
+	}
+	return l
 }
 
 // finish saves the model, plan, summary and report, and prints the table.

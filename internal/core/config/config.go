@@ -62,6 +62,7 @@ type Config struct {
 	DeltaDecay     float64         // [delta_decay] per-iteration factor of the decaying schedule, in (0,1]
 	MaxGroupCut    float64         // [max_group_cut] largest share of a group's channels one step-macs candidate removes, in (0,1]
 	Shortlist      int             // [shortlist] candidates short-term fine-tuned per iteration after a screen of all; 0 = all, no screen; -1 = auto (by the model's group count, at run time)
+	CommitTop      int             // [commit_top] best candidates of an iteration committed together; 1 = the winner alone; -1 = auto (by the model's group count, at run time)
 	CommonBatches  bool            // [common_batches] every candidate of an iteration fine-tunes on the same batches
 	BNBatches      int             // [bn_batches] batches BatchNorm statistics are re-estimated on after each cut; 0 = off
 	TieBreak       kinds.TieBreak  // [tie_break] rule among candidates within one standard error of the best

@@ -811,7 +811,7 @@ func TestFingerprintLaterKeys(t *testing.T) {
 // key's default unless the default changed on purpose (those then appear in
 // a fresh run's fingerprint, so an older checkpoint is refused).
 func TestLaterKeysLegacyValues(t *testing.T) {
-	changed := map[string]bool{"common_batches": true, "max_group_cut": true, "shortlist": true}
+	changed := map[string]bool{"common_batches": true, "max_group_cut": true, "shortlist": true, "commit_top": true}
 	for name, legacy := range laterKeys {
 		k, ok := byName[name]
 		if !ok {

@@ -18,7 +18,7 @@ var fingerprintKeys = []string{
 	"delta_schedule", "delta_decay", "common_batches", "tie_break", "eval_samples", "bn_batches",
 	"distill", "distill_temperature", "distill_weight",
 	"target", "latency_device", "latency_threads", "latency_batch", "max_group_cut",
-	"shortlist",
+	"shortlist", "commit_top",
 }
 
 // laterKeys are fingerprint keys added after checkpoints already existed,
@@ -26,12 +26,12 @@ var fingerprintKeys = []string{
 // was added). They are recorded only when they differ from that value, so a
 // checkpoint written before them still resumes with them at that value, and
 // one whose default changed later (common_batches, bn_batches, max_group_cut,
-// shortlist)
+// shortlist, commit_top)
 // is refused rather than resumed with another setting.
 var laterKeys = map[string]string{"delta_schedule": "constant", "delta_decay": "0.96", "common_batches": "false",
 	"tie_break": "none", "eval_samples": "0", "bn_batches": "0", "distill": "false", "distill_temperature": "4",
 	"distill_weight": "0.5", "target": "macs", "latency_device": "cpu", "latency_threads": "1", "latency_batch": "1",
-	"max_group_cut": "1", "shortlist": "0"}
+	"max_group_cut": "1", "shortlist": "0", "commit_top": "1"}
 
 func isLater(key string) bool {
 	_, ok := laterKeys[key]

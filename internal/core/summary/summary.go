@@ -39,8 +39,20 @@ type Iteration struct {
 	// otherwise.
 	Budget int64   `json:"macs_budget,omitempty"`
 	Delta  float64 `json:"delta,omitempty"`
+	// Joined are the runners-up committed with the winner under
+	// commit_top (omitted otherwise); MACs and Accuracy are then the joint
+	// model's.
+	Joined []Cut `json:"joined,omitempty"`
 	// Results are the iteration's candidates, in group-id order.
 	Results []Candidate `json:"candidate_results,omitempty"`
+}
+
+// Cut is one more group cut in an iteration (Iteration.Joined).
+type Cut struct {
+	Group  int      `json:"group"`
+	Layers []string `json:"layers"`
+	From   int      `json:"channels_before"`
+	To     int      `json:"channels_after"`
 }
 
 // Candidate is one evaluated candidate of an iteration. The measured

@@ -20,8 +20,9 @@ type runner struct {
 	groups []Group // sorted by id
 	byID   map[int]Group
 	ev     Evaluator
-	fin    Finisher // nil unless ResizeAlf or FineTune
-	sc     Screener // nil unless Shortlist > 0
+	fin    Finisher       // nil unless ResizeAlf or FineTune
+	sc     Screener       // nil unless Shortlist > 0
+	jc     JointCommitter // nil unless CommitTop > 1
 	ck     Checkpointer
 	opt    Options
 	hookMu sync.Mutex // serialises the hooks
@@ -154,6 +155,16 @@ func newRunner(groups []Group, ev Evaluator, ck Checkpointer, opt Options) (*run
 			return nil, errors.New("netadapt: a shortlist asked for, but the evaluator is not a Screener")
 		}
 		r.sc = sc
+	}
+	if opt.CommitTop < 0 {
+		return nil, fmt.Errorf("netadapt: commit_top %d is negative", opt.CommitTop)
+	}
+	if opt.CommitTop > 1 {
+		jc, ok := ev.(JointCommitter)
+		if !ok {
+			return nil, errors.New("netadapt: commit_top above 1 asked for, but the evaluator cannot commit several cuts at once")
+		}
+		r.jc = jc
 	}
 	if opt.ResizeAlf || opt.FineTune {
 		fin, ok := ev.(Finisher)
@@ -420,15 +431,25 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 		return nil, IterationRecord{}, err
 	}
 	w := cands[best]
-	if err := r.ev.Commit(ctx, cloneCandidate(w)); err != nil {
+	joint, keep, macs := r.joint(st, cands, results, okIdx, best)
+	acc := accs[best]
+	if len(joint) > 1 {
+		acc, err = r.commitJoint(ctx, joint)
+	} else {
+		err = r.ev.Commit(ctx, cloneCandidate(w))
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, IterationRecord{}, ctx.Err()
 		}
-		return nil, IterationRecord{}, fmt.Errorf("iteration %d: committing group %d (%s) %d→%d channels: %w",
-			w.Iteration, w.Group, layerList(w.Layers), w.From, w.To, err)
+		return nil, IterationRecord{}, fmt.Errorf("iteration %d: committing group %d (%s) %d→%d channels%s: %w",
+			w.Iteration, w.Group, layerList(w.Layers), w.From, w.To, joinedText(joint), err)
 	}
 	rec := IterationRecord{Iteration: w.Iteration, Group: w.Group, Layers: slices.Clone(w.Layers), From: w.From, To: w.To,
-		MACsBefore: st.MACs, MACs: w.MACs, AccuracyBefore: st.Accuracy, Accuracy: accs[best], Budget: budget}
+		MACsBefore: st.MACs, MACs: macs, AccuracyBefore: st.Accuracy, Accuracy: acc, Budget: budget}
+	for _, c := range joint[1:] {
+		rec.Joined = append(rec.Joined, Cut{Group: c.Group, Layers: slices.Clone(c.Layers), From: c.From, To: c.To})
+	}
 	if r.opt.Schedule == kinds.ScheduleDecay {
 		rec.Delta = r.delta(w.Iteration)
 	}
@@ -446,20 +467,99 @@ func (r *runner) iterate(ctx context.Context, st *State, cands []Candidate, budg
 	}
 	next := cloneState(st)
 	next.Iteration = w.Iteration
-	next.Keep = maps.Clone(w.Keep)
-	next.MACs = w.MACs
+	next.Keep = keep
+	next.MACs = macs
 	if err := r.anchor(ctx, next); err != nil {
 		if ctx.Err() != nil {
 			return nil, IterationRecord{}, ctx.Err()
 		}
 		return nil, IterationRecord{}, fmt.Errorf("iteration %d: %w", w.Iteration, err)
 	}
-	next.Accuracy = accs[best]
+	next.Accuracy = acc
 	next.History = append(next.History, rec)
 	if next.MACs <= next.Target {
 		next.Done, next.Reason = true, ReasonTargetReached
 	}
 	return next, rec, nil
+}
+
+// joint returns the cuts to commit (the winner cands[best] first, then,
+// under CommitTop, the runners-up among okIdx in the selection rule's
+// order on their results), with the keep counts and MACs of all of them
+// applied. Runners-up join while the joint cut is above the target; one
+// whose whole cut would pass the target cuts only as far as the target
+// (fewer of the same channels, as a single candidate does under step:
+// channels), so the last iteration stops there instead of overshooting it
+// by a whole extra cut.
+func (r *runner) joint(st *State, cands []Candidate, results []Result, okIdx []int, best int) ([]Candidate, map[int]int, int64) {
+	w := cands[best]
+	joint, keep, macs := []Candidate{w}, maps.Clone(w.Keep), w.MACs
+	if r.opt.CommitTop <= 1 || macs <= st.Target {
+		return joint, keep, macs
+	}
+	var rest []int
+	for _, i := range okIdx {
+		if i != best {
+			rest = append(rest, i)
+		}
+	}
+	scores := make([]float64, len(results))
+	for i, res := range results {
+		scores[i] = measure(r.opt.Select, res)
+	}
+	rank(r.opt.Select, cands, scores, st.Accuracy, st.MACs, rest)
+	for _, i := range rest {
+		if len(joint) == r.opt.CommitTop || macs <= st.Target {
+			break
+		}
+		c := cloneCandidate(cands[i])
+		k := withKeep(keep, c.Group, c.To)
+		m := r.ev.MACs(k)
+		if m < st.Target {
+			to, _ := macsStep(c.From, r.unit(r.byID[c.Group]), st.Target, func(n int) int64 {
+				return r.ev.MACs(withKeep(keep, c.Group, n))
+			})
+			to = max(to, c.To)
+			c.To, c.Keep[c.Group] = to, to
+			c.MACs = r.ev.MACs(c.Keep)
+			k = withKeep(keep, c.Group, to)
+			m = r.ev.MACs(k)
+		}
+		if m >= macs {
+			continue
+		}
+		joint, keep, macs = append(joint, c), k, m
+	}
+	return joint, keep, macs
+}
+
+// commitJoint commits the joint cut and returns its validated accuracy.
+func (r *runner) commitJoint(ctx context.Context, joint []Candidate) (float64, error) {
+	cs := make([]Candidate, len(joint))
+	for i, c := range joint {
+		cs[i] = cloneCandidate(c)
+	}
+	res, err := r.jc.CommitJoint(ctx, cs)
+	if err == nil && !finite(res.Accuracy) {
+		err = fmt.Errorf("accuracy %v is not a finite number", res.Accuracy)
+	}
+	return res.Accuracy, err
+}
+
+// joinedText names the runners-up of a joint commit, for errors.
+func joinedText(joint []Candidate) string {
+	if len(joint) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(" with")
+	for i, c := range joint[1:] {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " group %d %d→%d", c.Group, c.From, c.To)
+	}
+	return b.String()
 }
 
 // evaluateAll evaluates an iteration's candidates: all of them, or under
@@ -505,10 +605,23 @@ func shortlist(mode kinds.Select, cands []Candidate, screens []Result, failed []
 			idx = append(idx, i)
 		}
 	}
+	scores := make([]float64, len(screens))
+	for i, s := range screens {
+		scores[i] = measure(mode, s)
+	}
+	rank(mode, cands, scores, accPrev, macsPrev, idx)
+	idx = idx[:min(k, len(idx))]
+	slices.Sort(idx)
+	return idx
+}
+
+// rank sorts the candidate indices idx best first by choose's order on
+// scores (measure of each candidate's result).
+func rank(mode kinds.Select, cands []Candidate, scores []float64, accPrev float64, macsPrev int64, idx []int) {
 	// choose over a pair is 1 when the second beats the first; the order
 	// it defines is total (group ids differ), so the sort is deterministic.
 	beats := func(a, b int) bool {
-		return choose(mode, []Candidate{cands[b], cands[a]}, []float64{measure(mode, screens[b]), measure(mode, screens[a])}, accPrev, macsPrev) == 1
+		return choose(mode, []Candidate{cands[b], cands[a]}, []float64{scores[b], scores[a]}, accPrev, macsPrev) == 1
 	}
 	slices.SortFunc(idx, func(a, b int) int {
 		switch {
@@ -519,9 +632,6 @@ func shortlist(mode kinds.Select, cands []Candidate, screens []Result, failed []
 		}
 		return 0
 	})
-	idx = idx[:min(k, len(idx))]
-	slices.Sort(idx)
-	return idx
 }
 
 // evaluate runs the candidates over one worker per slot, fed from a queue so

@@ -147,6 +147,17 @@ type Screener interface {
 	Screen(ctx context.Context, slot int, c Candidate) (Result, error)
 }
 
+// JointCommitter is the optional part of an Evaluator that
+// Options.CommitTop needs. CommitJoint makes the current model the one with
+// every cut of cs applied at once (cs[0] is the iteration's winner, the
+// others the next best, each on another group, all cut from the current
+// model as their candidates were), short-term fine-tuned and validated as
+// Evaluate would a candidate, and returns that validation. Run calls it
+// from its own goroutine only, instead of Commit.
+type JointCommitter interface {
+	CommitJoint(ctx context.Context, cs []Candidate) (Result, error)
+}
+
 // Anchorer is the optional part of an Evaluator whose cost model a
 // measurement corrects (target: latency): a lookup table predicts changes
 // of latency better than its sum predicts a whole model's. After every
@@ -203,19 +214,30 @@ type State struct {
 // IterationRecord is one finished iteration: the winner and every candidate,
 // in group-id order. It holds what summary.json's iterations[] reports.
 type IterationRecord struct {
-	Iteration      int               `json:"iteration"`
-	Group          int               `json:"group"` // the winner
-	Layers         []string          `json:"layers"`
-	From           int               `json:"from"`
-	To             int               `json:"to"`
-	MACsBefore     int64             `json:"macs_before"`
-	MACs           int64             `json:"macs"`
-	AccuracyBefore float64           `json:"acc_before"`
-	Accuracy       float64           `json:"acc"`
-	Budget         int64             `json:"macs_budget,omitempty"` // StepMACs: MACs each candidate was asked to remove
-	Delta          float64           `json:"delta,omitempty"`       // the step share under delta_schedule decay (0: constant, delta_crop)
-	TieBroken      bool              `json:"tie_broken,omitempty"`  // the winner is within one standard error of the best score and won the tie-break
-	Candidates     []CandidateRecord `json:"candidates"`
+	Iteration      int      `json:"iteration"`
+	Group          int      `json:"group"` // the winner
+	Layers         []string `json:"layers"`
+	From           int      `json:"from"`
+	To             int      `json:"to"`
+	MACsBefore     int64    `json:"macs_before"`
+	MACs           int64    `json:"macs"`
+	AccuracyBefore float64  `json:"acc_before"`
+	Accuracy       float64  `json:"acc"`
+	Budget         int64    `json:"macs_budget,omitempty"` // StepMACs: MACs each candidate was asked to remove
+	Delta          float64  `json:"delta,omitempty"`       // the step share under delta_schedule decay (0: constant, delta_crop)
+	TieBroken      bool     `json:"tie_broken,omitempty"`  // the winner is within one standard error of the best score and won the tie-break
+	// Joined are the runners-up committed with the winner under
+	// Options.CommitTop; MACs and Accuracy are then the joint model's.
+	Joined     []Cut             `json:"joined,omitempty"`
+	Candidates []CandidateRecord `json:"candidates"`
+}
+
+// Cut is one group's cut in an iteration record.
+type Cut struct {
+	Group  int      `json:"group"`
+	Layers []string `json:"layers"`
+	From   int      `json:"from"`
+	To     int      `json:"to"`
 }
 
 // CandidateRecord is one evaluated candidate in the history.
@@ -287,6 +309,14 @@ type Options struct {
 	// winner is chosen as usual. 0 (default) evaluates every candidate
 	// fully; so does an iteration with no more candidates than Shortlist.
 	Shortlist int
+	// CommitTop, above 1, commits up to that many of an iteration's best
+	// candidates at once (JointCommitter): the winner, then the runners-up
+	// in the selection rule's order, each on its own group, as long as the
+	// joint cut stays at or above the target. The joint model is
+	// short-term fine-tuned and validated once more, which costs one
+	// candidate run an iteration, and the search then needs about 1/CommitTop
+	// as many iterations. 0 or 1 commits the winner alone (NetAdapt).
+	CommitTop int
 	ResizeAlf bool // after the loop, round every prunable group down to a multiple of Alf (needs Finisher)
 	FineTune  bool // then long-term fine-tune (needs Finisher)
 
