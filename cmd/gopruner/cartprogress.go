@@ -39,8 +39,9 @@ type cartProgress struct {
 	// latency: the search's cost is predicted latency in ns (target:
 	// latency), not MACs.
 	latency bool
-	// shortlist is cfg.Shortlist: an iteration with more candidates runs a
-	// screen of each before the shortlist's full evaluations.
+	// shortlist is the search's shortlist (cfg.Shortlist, auto resolved
+	// by OnSettings): an iteration with more candidates runs a screen of
+	// each before the shortlist's full evaluations.
 	shortlist int
 }
 
@@ -60,17 +61,29 @@ func (cp *cartProgress) cost(v int64) string {
 }
 
 func progressHooks(cfg *config.Config) pipeline.Hooks {
+	return newCartProgress(cfg, os.Stderr, isTerminal(os.Stderr)).hooks()
+}
+
+func newCartProgress(cfg *config.Config, w io.Writer, tty bool) *cartProgress {
 	slots := make([]string, len(cfg.Cart))
 	for i, s := range cfg.Cart {
 		slots[i] = string(s)
 	}
-	cp := &cartProgress{w: os.Stderr, slots: slots, tty: isTerminal(os.Stderr), current: make([]string, len(slots)),
+	return &cartProgress{w: w, slots: slots, tty: tty, current: make([]string, len(slots)),
 		latency: cfg.Target == kinds.TargetLatency, shortlist: cfg.Shortlist}
+}
+
+func (cp *cartProgress) hooks() pipeline.Hooks {
 	return pipeline.Hooks{
 		OnIterationStart: cp.iterationStart,
 		OnCandidateStart: cp.candidateStart,
 		OnCandidate:      cp.candidateDone,
 		OnIteration:      cp.iterationDone,
+		OnSettings: func(shortlist, _ int) {
+			cp.mu.Lock()
+			cp.shortlist = shortlist
+			cp.mu.Unlock()
+		},
 	}
 }
 

@@ -78,11 +78,21 @@ func TestAutoCommitTop(t *testing.T) {
 		o := myOptions(t, "cpu")
 		o.P, o.LongTermEpochs, o.ShortTermSteps, o.Shortlist = 0.1, 0, 2, 0
 		o.CommitTop = commitTop
+		settings := 0
+		o.Hooks.OnSettings = func(shortlist, ct int) {
+			settings++
+			if want := commitTop; (want > 0 && ct != want) || (want == CommitTopAuto && ct != autoCommitTop(len(bm.Candidates(nil)))) || shortlist != 0 {
+				t.Errorf("commit_top %d: OnSettings got shortlist %d, commit_top %d", commitTop, shortlist, ct)
+			}
+		}
 		res, err := MyPruning(context.Background(), eng, bm, tr, val, o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer res.Module.Close()
+		if settings != 1 {
+			t.Errorf("OnSettings ran %d times", settings)
+		}
 		for _, rec := range res.State.History {
 			joined += len(rec.Joined)
 			if len(rec.Joined) > autoCommitTopK-1 {

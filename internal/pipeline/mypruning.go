@@ -51,6 +51,9 @@ type Hooks struct {
 	OnCandidateStart func(slot int, c netadapt.Candidate)
 	OnCandidate      func(o netadapt.Outcome)
 	OnIteration      func(rec netadapt.IterationRecord) // after the iteration's checkpoint was saved
+	// OnSettings gets the shortlist and commit_top the search runs with
+	// (auto resolved for the model), once, before the first iteration.
+	OnSettings func(shortlist, commitTop int)
 }
 
 // MyPruningOptions configure MyPruning.
@@ -266,6 +269,9 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	if o.CommitTop == CommitTopAuto {
 		o.CommitTop = autoCommitTop(len(cands))
 		o.Log.Info().Int("groups", len(cands)).Int("commit_top", o.CommitTop).Msg("my_pruning: commit_top auto")
+	}
+	if o.Hooks.OnSettings != nil {
+		o.Hooks.OnSettings(o.Shortlist, o.CommitTop)
 	}
 	ev := newEvaluator(eng, &base.Base, trainSplit, valSplit, o, devs, threads, cands, orig)
 	defer ev.Close()
