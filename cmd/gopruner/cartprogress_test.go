@@ -32,7 +32,7 @@ func TestCartProgressSettings(t *testing.T) {
 	}
 	buf.Reset()
 	rec := netadapt.IterationRecord{Iteration: 2, Group: 0, From: 16, To: 12, MACs: 1000, Accuracy: 0.9,
-		Joined: []netadapt.Cut{{Group: 2, From: 8, To: 4}},
+		Joined:     []netadapt.Cut{{Group: 2, From: 8, To: 4}},
 		Candidates: []netadapt.CandidateRecord{{Group: 0, From: 16, To: 12}, {Group: 1, From: 8, To: 4}, {Group: 2, From: 8, To: 4}}}
 	h.OnIteration(rec)
 	out := buf.String()
