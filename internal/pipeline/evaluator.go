@@ -309,39 +309,16 @@ func (e *evaluator) CommitJoint(ctx context.Context, cs []netadapt.Candidate) (n
 	if len(cs) == 0 {
 		return netadapt.Result{}, errors.New("a joint commit of no cuts")
 	}
-	w := cs[0]
-	to := make(map[int]int, len(cs))
-	for _, c := range cs {
-		if got := len(e.kept[c.Group]); got != c.From {
-			return netadapt.Result{}, fmt.Errorf("group %d has %d channels in the current model, the search says %d", c.Group, got, c.From)
-		}
-		if _, dup := to[c.Group]; dup {
-			return netadapt.Result{}, fmt.Errorf("a joint commit cuts group %d twice", c.Group)
-		}
-		to[c.Group] = c.To
-	}
-	s, err := e.scoresFor(w.Iteration)
+	req, err := e.request(0, cs[0], true, cs[1:]...)
 	if err != nil {
 		return netadapt.Result{}, err
 	}
-	next, err := e.base.CutBy(e.kept, s, to)
-	if err != nil {
-		return netadapt.Result{}, err
-	}
-	req, err := e.request(0, w, true)
-	if err != nil {
-		return netadapt.Result{}, err
-	}
-	if req.Slices, req.ConvGroups, err = e.base.Edits(e.kept, next); err != nil {
-		return netadapt.Result{}, err
-	}
-	req.Next = next
 	res, m, err := e.runOn(ctx, 0, req)
 	if err != nil {
 		return netadapt.Result{}, err
 	}
 	defer m.Close()
-	if err := e.adopt(m, next, "pruned"); err != nil {
+	if err := e.adopt(m, req.Next, "pruned"); err != nil {
 		return netadapt.Result{}, err
 	}
 	if afterCommit != nil {
@@ -355,8 +332,11 @@ var afterCommit func(e *evaluator)
 
 // request is candidate c on slot as a self-contained piece of work: cut,
 // BatchNorm re-estimated, short-term fine-tuned, validated when asked.
-func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool) (CandidateRequest, error) {
-	req, err := e.cutRequest(slot, c, validate)
+// The cuts of also (other groups of the same current model: a joint
+// commit's runners-up) are applied with c's; c names the request and
+// its seeds.
+func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool, also ...netadapt.Candidate) (CandidateRequest, error) {
+	req, err := e.cutRequest(slot, c, validate, also...)
 	if err != nil || e.o.ShortTermSteps <= 0 {
 		return req, err
 	}
@@ -372,11 +352,18 @@ func (e *evaluator) request(slot int, c netadapt.Candidate, validate bool) (Cand
 
 // cutRequest is request without the short-term fine-tune: what a screen
 // runs.
-func (e *evaluator) cutRequest(slot int, c netadapt.Candidate, validate bool) (CandidateRequest, error) {
-	if got := len(e.kept[c.Group]); got != c.From {
-		return CandidateRequest{}, fmt.Errorf("group %d has %d channels in the current model, the search says %d", c.Group, got, c.From)
+func (e *evaluator) cutRequest(slot int, c netadapt.Candidate, validate bool, also ...netadapt.Candidate) (CandidateRequest, error) {
+	to := make(map[int]int, 1+len(also))
+	for _, k := range append([]netadapt.Candidate{c}, also...) {
+		if got := len(e.kept[k.Group]); got != k.From {
+			return CandidateRequest{}, fmt.Errorf("group %d has %d channels in the current model, the search says %d", k.Group, got, k.From)
+		}
+		if _, dup := to[k.Group]; dup {
+			return CandidateRequest{}, fmt.Errorf("a joint commit cuts group %d twice", k.Group)
+		}
+		to[k.Group] = k.To
 	}
-	next, err := e.cut(c.Group, c.To, c.Iteration)
+	next, err := e.cut(to, c.Iteration)
 	if err != nil {
 		return CandidateRequest{}, err
 	}
@@ -401,14 +388,15 @@ func (e *evaluator) bnOptions(stream string, iteration int) *BNOptions {
 	return &BNOptions{Batches: e.o.BNBatches, BatchSize: e.o.Train.BatchSize, Seed: cut.DeriveSeed(e.o.Seed, stream, iteration, 0)}
 }
 
-// cut is the current kept indices with group gid reduced to `to` channels:
-// the highest-scoring current channels by the criterion of this iteration.
-func (e *evaluator) cut(gid, to, iteration int) (map[int][]int, error) {
+// cut is the current kept indices with every group of `to` reduced to its
+// count there: the highest-scoring current channels by the criterion of
+// this iteration.
+func (e *evaluator) cut(to map[int]int, iteration int) (map[int][]int, error) {
 	s, err := e.scoresFor(iteration)
 	if err != nil {
 		return nil, err
 	}
-	return e.base.CutBy(e.kept, s, map[int]int{gid: to})
+	return e.base.CutBy(e.kept, s, to)
 }
 
 // scoresFor returns the criterion's scores of the current model, computed

@@ -503,11 +503,7 @@ func (r *runner) joint(st *State, cands []Candidate, results []Result, okIdx []i
 			rest = append(rest, i)
 		}
 	}
-	scores := make([]float64, len(results))
-	for i, res := range results {
-		scores[i] = measure(r.opt.Select, res)
-	}
-	rank(r.opt.Select, cands, scores, st.Accuracy, st.MACs, rest)
+	rank(r.opt.Select, cands, results, st.Accuracy, st.MACs, rest)
 	for _, i := range rest {
 		if len(joint) == r.opt.CommitTop || macs <= st.Target {
 			break
@@ -605,23 +601,19 @@ func shortlist(mode kinds.Select, cands []Candidate, screens []Result, failed []
 			idx = append(idx, i)
 		}
 	}
-	scores := make([]float64, len(screens))
-	for i, s := range screens {
-		scores[i] = measure(mode, s)
-	}
-	rank(mode, cands, scores, accPrev, macsPrev, idx)
+	rank(mode, cands, screens, accPrev, macsPrev, idx)
 	idx = idx[:min(k, len(idx))]
 	slices.Sort(idx)
 	return idx
 }
 
 // rank sorts the candidate indices idx best first by choose's order on
-// scores (measure of each candidate's result).
-func rank(mode kinds.Select, cands []Candidate, scores []float64, accPrev float64, macsPrev int64, idx []int) {
+// their results (results[i] is candidate i's).
+func rank(mode kinds.Select, cands []Candidate, results []Result, accPrev float64, macsPrev int64, idx []int) {
 	// choose over a pair is 1 when the second beats the first; the order
 	// it defines is total (group ids differ), so the sort is deterministic.
 	beats := func(a, b int) bool {
-		return choose(mode, []Candidate{cands[b], cands[a]}, []float64{scores[b], scores[a]}, accPrev, macsPrev) == 1
+		return choose(mode, []Candidate{cands[b], cands[a]}, []float64{measure(mode, results[b]), measure(mode, results[a])}, accPrev, macsPrev) == 1
 	}
 	slices.SortFunc(idx, func(a, b int) int {
 		switch {
