@@ -171,7 +171,7 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 				return "", nil, err
 			}
 			models = append(models, m)
-		case "resnet20", "vgg11", "mobilenetv2":
+		case "resnet20", "vgg11", "mobilenetv2", "mnasnet":
 			script, what := scriptedModels[name].script, scriptedModels[name].what
 			raw := filepath.Join(dir, name+".pt")
 			mk := func() error {
@@ -709,7 +709,8 @@ var scriptedModels = map[string]struct{ script, what string }{
 	"resnet20":    {"mkresnet20.py", "ResNet-20"},
 	"vgg11":       {"mkvgg11.py", "VGG-11 (BN, a quarter of the width)"},
 	"mobilenetv2": {"mkmobilenetv2.py", "MobileNetV2 (torchvision's, width 0.5)"},
+	"mnasnet":     {"mkmnasnet.py", "MNASNet (torchvision's mnasnet0_5)"},
 }
 
 // qualityModelNames lists every model -quality-models accepts.
-const qualityModelNames = "democnn, resnet20, vgg11, mobilenetv2"
+const qualityModelNames = "democnn, resnet20, vgg11, mobilenetv2, mnasnet"
