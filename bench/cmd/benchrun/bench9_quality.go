@@ -171,8 +171,13 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 				return "", nil, err
 			}
 			models = append(models, m)
-		case "resnet20", "vgg11", "mobilenetv2", "mnasnet":
-			script, what := scriptedModels[name].script, scriptedModels[name].what
+		case "":
+		default:
+			sm, ok := scriptedModels[name]
+			if !ok {
+				return "", nil, fmt.Errorf("unknown model %q (%s)", name, qualityModelNames)
+			}
+			script, what := sm.script, sm.what
 			raw := filepath.Join(dir, name+".pt")
 			mk := func() error {
 				p, err := b.r.run(b.ctx, b.timeout(5*time.Minute), b.o.python, filepath.Join(b.o.root, "bench", script), raw)
@@ -189,9 +194,6 @@ func (b *bench) qualitySetup(names string) (string, []qualityModel, error) {
 				return "", nil, err
 			}
 			models = append(models, m)
-		case "":
-		default:
-			return "", nil, fmt.Errorf("unknown model %q (%s)", name, qualityModelNames)
 		}
 	}
 	for i := range models {
@@ -705,6 +707,8 @@ func meanSD(v []float64) (float64, float64) {
 
 // scriptedModels are benchmark 9's models written by a bench/mk*.py script
 // and trained by `gopruner train`: the script and how the report names it.
+// A model added here is accepted by -quality-models; name it in
+// qualityModelNames too.
 var scriptedModels = map[string]struct{ script, what string }{
 	"resnet20":    {"mkresnet20.py", "ResNet-20"},
 	"vgg11":       {"mkvgg11.py", "VGG-11 (BN, a quarter of the width)"},
