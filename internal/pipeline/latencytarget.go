@@ -57,9 +57,30 @@ type LatencyReport struct {
 	// StateRetries counts the measurements (anchors and the final check)
 	// taken again because the original timed out of the table's state.
 	StateRetries int
-	Untabled     []string
-	Cached       bool
-	TableSeconds float64 // building the table (0 when it came from the cache)
+	// Tables are the machine states' tables, the first the one measured
+	// (or cached) before the search; FinalTable indexes the one whose
+	// state the final check ran in, whose predictions PredictedBefore and
+	// PredictedAfter then are (-1: none; they are the search's last
+	// table's). The search's costs (the iterations' macs fields) stay in
+	// the first table's ns.
+	Tables     []StateTable
+	FinalTable int
+	// TablesDiscarded counts the tables measured during the search but
+	// not kept: the machine changed speed while they were measured.
+	TablesDiscarded int
+	Untabled        []string
+	Cached          bool
+	TableSeconds    float64 // building the table (0 when it came from the cache)
+}
+
+// StateTable is one machine state's lookup table in a LatencyReport.
+type StateTable struct {
+	// FullNs is its unpruned prediction: the original's time in its state.
+	FullNs int64
+	// PredictedAfterNs is its prediction of the final model, made before
+	// that model was measured.
+	PredictedAfterNs int64
+	Anchors          int // measurements that anchored it
 }
 
 // SpeedupErrorPct compares the measured speed-up with the predicted one,
@@ -87,9 +108,11 @@ func (l *LatencyReport) ErrorPct() float64 {
 }
 
 // latencyModel builds the latency table of base over the candidate groups
-// (or loads it from the cache) and returns its predictor.
+// (or loads it from the cache) and returns its predictor, and retable,
+// which measures the table again (rewriting the cache) and returns the new
+// predictor and its unpruned prediction.
 func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*graph.Group, alf int, o LatencyOptions,
-	log zerolog.Logger) (*lut.Predictor, *LatencyReport, error) {
+	log zerolog.Logger) (p *lut.Predictor, rep *LatencyReport, retable func() (*lut.Predictor, int64, error), err error) {
 	if o.MaxPoints <= 0 {
 		o.MaxPoints = lut.DefaultMaxPoints
 	}
@@ -105,10 +128,34 @@ func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*g
 	shape := atBatch(base.InputShape, o.Batch)
 	key := lut.Key{Model: Digest(orig), Device: o.Device, Threads: o.Threads, Batch: o.Batch,
 		InputShape: slices.Clone(base.InputShape), Alf: alf, MaxPoints: o.MaxPoints, Groups: ids}
-	rep := &LatencyReport{Device: o.Device, Threads: o.Threads, Batch: o.Batch}
+	rep = &LatencyReport{Device: o.Device, Threads: o.Threads, Batch: o.Batch}
+	lm := lut.Model{Graph: base.Graph, Analysis: base.Analysis}
+	measure := func() (*lut.Table, *lut.Predictor, error) {
+		t, err := measureTable(eng, base, orig, groups, key, shape, o, rep, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		if o.Cache != "" {
+			if err := t.Save(o.Cache); err != nil {
+				return nil, nil, err
+			}
+		}
+		rep.TableSeconds += t.Seconds
+		p, err := lut.NewPredictor(t, full, lm.Activations)
+		if err != nil {
+			return nil, nil, fmt.Errorf("target latency: %w", err)
+		}
+		return t, p, nil
+	}
+	retable = func() (*lut.Predictor, int64, error) {
+		_, p, err := measure()
+		if err != nil {
+			return nil, 0, err
+		}
+		return p, p.Predict(full), nil
+	}
 	var t *lut.Table
 	if o.Cache != "" {
-		var err error
 		t, err = lut.Load(o.Cache, key)
 		switch {
 		case errors.Is(err, lut.ErrMismatch):
@@ -119,27 +166,17 @@ func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*g
 		}
 		if t != nil {
 			if t, err = checkCachedState(eng, orig, t, shape, o, log); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		}
 		rep.Cached = t != nil
 	}
 	if t == nil {
-		var err error
-		if t, err = measureTable(eng, base, orig, groups, key, shape, o, rep, log); err != nil {
-			return nil, nil, err
+		if t, p, err = measure(); err != nil {
+			return nil, nil, nil, err
 		}
-		if o.Cache != "" {
-			if err := t.Save(o.Cache); err != nil {
-				return nil, nil, err
-			}
-		}
-		rep.TableSeconds = t.Seconds
-	}
-	lm := lut.Model{Graph: base.Graph, Analysis: base.Analysis}
-	p, err := lut.NewPredictor(t, full, lm.Activations)
-	if err != nil {
-		return nil, nil, fmt.Errorf("target latency: %w", err)
+	} else if p, err = lut.NewPredictor(t, full, lm.Activations); err != nil {
+		return nil, nil, nil, fmt.Errorf("target latency: %w", err)
 	}
 	rep.PredictedBeforeNs = p.Predict(full)
 	rep.ResidueNs = p.Residue()
@@ -156,7 +193,7 @@ func latencyModel(eng engine.Engine, base *engine.Model, orig []byte, cands []*g
 		ev = ev.Strs("untabled", t.Untabled)
 	}
 	ev.Msg("target latency: lookup table")
-	return p, rep, nil
+	return p, rep, retable, nil
 }
 
 // checkCachedState times the original and returns t, or nil when the
@@ -470,13 +507,42 @@ func latencyCache(dir string) string {
 // made does not shift the target. The final model's prediction is the one
 // made before it was measured: the previous model's measurement plus the
 // table's difference for the last step.
+//
+// A machine can also run at several speeds for minutes at a time (a shared
+// vCPU's clock states, turbo, throttling, another job), and speed-ups
+// differ between them: on the 2-vCPU benchmark machine the original
+// ResNet-20 ran 1.4, 2.5 or 3.5 ms depending on the state, and one pruned
+// model timed ×0.61 of it in the first and ×0.52 in the second. A table
+// holds for the state it was measured in. So the anchor keeps one table
+// per state (up to maxTables), each with its own offset: a measurement
+// anchors the table whose state it finds the original in, and a state that
+// two measurements in a row find with no table gets one measured (see
+// measure). The search's costs are the present state's table, in the
+// first table's unit; the final check is predicted by the table of the
+// state it runs in.
 type latencyAnchor struct {
-	pred   *lut.Predictor
-	orig   []byte
-	o      LatencyOptions
-	shape  []int64 // the input at the latency batch
-	fullNS float64 // the table's unpruned prediction: the scale of every cost
-	offset float64
+	orig  []byte
+	o     LatencyOptions
+	shape []int64 // the input at the latency batch
+
+	tables []*stateTable
+	active int // the table the search's costs come from
+	// searchNS is the unit of the search's costs: the first table's
+	// unpruned prediction, or a resumed checkpoint's.
+	searchNS float64
+	// retable measures a table in the machine's present state (nil: never).
+	retable func() (*lut.Predictor, int64, error)
+	// resumed: the search goes on from a checkpoint; its first
+	// measurement anchors the active table whatever the state, as the
+	// table's prediction of a model far from the original is off by more
+	// than an anchor from another state moves it.
+	resumed bool
+	// pendingMs is the original's time at the last measurement that found
+	// no table of its state (0: the last one did): a second such
+	// measurement, at about the same speed, measures a table there.
+	// tableTries counts the tables measured so, kept or not.
+	pendingMs  float64
+	tableTries int
 
 	eng     engine.Engine
 	origMod engine.Module // loaded on the first timing, kept
@@ -484,8 +550,9 @@ type latencyAnchor struct {
 
 	// lastKeep is the keep vector measured last, lastPredicted its cost as
 	// predicted just before the measurement; measures counts them, and
-	// skipped those left unused (see stateTolerance); retries counts the
-	// measurements taken again for being out of state (stateTries).
+	// skipped those left unused (no table of their state); retries counts
+	// the measurements taken again for being out of every table's state
+	// (stateTries).
 	lastKeep      map[int]int
 	lastPredicted int64
 	measures      int
@@ -493,44 +560,81 @@ type latencyAnchor struct {
 	retries       int
 }
 
-// stateTolerance is how far the original's time at an anchor may lie from
-// its time when the table was measured (fullNS) for the anchor to re-anchor
-// the cost model. A machine whose speed changes (a shared vCPU's clock
-// states, turbo, thermal throttling, another job) changes speed-ups too: on
-// the 2-vCPU benchmark machine the original ran 1.5 ms in one state and
-// 2.5 ms in the other, and one pruned ResNet-20 timed ×0.63 of it in the
-// first and ×0.53 in the second. Anchors taken in another state than the
-// table's then moved the cost model by 23%, and the search stopped at ×0.37
-// for a ×0.5 target (benchmark notes, row 10). Such an anchor keeps the
-// previous offset, unless there is none yet (a resumed search needs one).
+// stateTable is the table of one machine state and its anchor.
+type stateTable struct {
+	pred   *lut.Predictor
+	fullNS float64 // the table's unpruned prediction: the original's time in its state
+	offset float64
+	// anchors counts the measurements that anchored it; lastPred is its
+	// prediction (its own ns) of the keep vector measured last, made just
+	// before the measurement.
+	anchors  int
+	lastPred int64
+}
+
+// costNS is t's anchored prediction of keep in its own ns.
+func (t *stateTable) costNS(keep map[int]int) int64 {
+	return t.pred.Predict(keep) + int64(math.Round(t.offset))
+}
+
+// stateTolerance is how far the original's time may lie from a table's
+// unpruned prediction for a measurement to be of that table's state (and
+// anchor it). Anchors taken in another state than the table's moved the
+// cost model by 23% on the benchmark machine, and the search stopped at
+// ×0.37 for a ×0.5 target (benchmark notes, row 10); its states lie 40%
+// or more apart.
 const stateTolerance = 0.2
 
 // stateTries is how many times an anchor or the final check is measured
-// when the original times out of the table's state: the benchmark
-// machine's states last seconds to minutes (row 10 found 6 of 15 anchors
-// out of state), and a measurement takes about half a second on ResNet-20,
-// so a second or third try often finds the table's state again instead of
-// losing the anchor, or judging the final model at another speed than it
-// was predicted for.
+// when the original times out of every table's state: the benchmark
+// machine's states last seconds to minutes, and a measurement takes about
+// half a second on ResNet-20, so a second or third try often finds a
+// table's state again.
 const stateTries = 3
 
-// inState says whether the original timing origMs is of the table's state.
-func (a *latencyAnchor) inState(origMs float64) bool {
-	ref := a.fullNS / 1e6
-	return ref > 0 && math.Abs(origMs/ref-1) <= stateTolerance
-}
+// maxTables bounds the tables of one run, and maxTableTries the tables
+// measured for them (see addTable): each costs the table's seconds (22 s
+// for ResNet-20 on 2 cores), and the benchmark machine showed three
+// states.
+var maxTables, maxTableTries = 3, 4 // variables for the tests
 
 func newLatencyAnchor(eng engine.Engine, pred *lut.Predictor, orig []byte, inputShape []int64, o LatencyOptions, fullNS int64,
-	log zerolog.Logger) *latencyAnchor {
-	return &latencyAnchor{pred: pred, orig: orig, o: o, shape: atBatch(inputShape, o.Batch), fullNS: float64(fullNS), eng: eng, log: log}
+	retable func() (*lut.Predictor, int64, error), log zerolog.Logger) *latencyAnchor {
+	return &latencyAnchor{orig: orig, o: o, shape: atBatch(inputShape, o.Batch), eng: eng, log: log,
+		tables: []*stateTable{{pred: pred, fullNS: float64(fullNS)}}, searchNS: float64(fullNS), retable: retable}
 }
 
-// cost is the anchored prediction of keep, in ns: at least 1, since an
-// anchor measured far below the table (a negative offset) would otherwise
-// predict the smallest candidates below zero. The floor keeps the cost
-// non-decreasing.
+// inTable is the index of the table whose state the original's time
+// origMs is of, the nearest if several; -1 if none.
+func (a *latencyAnchor) inTable(origMs float64) int {
+	best, bestDev := -1, math.Inf(1)
+	for i, t := range a.tables {
+		ref := t.fullNS / 1e6
+		if d := math.Abs(origMs/ref - 1); ref > 0 && d <= stateTolerance && d < bestDev {
+			best, bestDev = i, d
+		}
+	}
+	return best
+}
+
+// cost is the anchored prediction of keep by the active table, in the
+// search's unit: at least 1, since an anchor measured far below the table
+// (a negative offset) would otherwise predict the smallest candidates
+// below zero. The floor keeps the cost non-decreasing.
 func (a *latencyAnchor) cost(keep map[int]int) int64 {
-	return max(1, a.pred.Predict(keep)+int64(math.Round(a.offset)))
+	t := a.tables[a.active]
+	c := t.costNS(keep)
+	if t.fullNS != a.searchNS {
+		c = int64(math.Round(a.searchNS / t.fullNS * float64(c)))
+	}
+	return max(1, c)
+}
+
+// resumeAt makes macs0, a resumed checkpoint's unpruned cost, the unit of
+// the search's costs: a table measured again since (the cached one at
+// another machine speed) predicts in other ns than the checkpoint's costs.
+func (a *latencyAnchor) resumeAt(macs0 int64) {
+	a.searchNS, a.resumed = float64(macs0), true
 }
 
 // timeAgainstOriginal times cur side by side with the original on the
@@ -558,19 +662,19 @@ func (a *latencyAnchor) timeAgainstOriginal(cur []byte) (orig, c float64, err er
 }
 
 // timeInState is timeAgainstOriginal, taken again up to stateTries times
-// while the original times out of the table's state (when check is set);
-// inState reports whether the last try was in it.
-func (a *latencyAnchor) timeInState(cur []byte, check bool) (orig, c float64, inState bool, err error) {
+// while the original times out of every table's state; table is the
+// last try's table, -1 for none.
+func (a *latencyAnchor) timeInState(cur []byte) (orig, c float64, table int, err error) {
 	for try := 1; ; try++ {
 		if orig, c, err = a.timeAgainstOriginal(cur); err != nil {
-			return 0, 0, false, err
+			return 0, 0, -1, err
 		}
-		if inState = a.inState(orig); inState || !check || try == stateTries {
-			return orig, c, inState, nil
+		if table = a.inTable(orig); table >= 0 || try == stateTries {
+			return orig, c, table, nil
 		}
 		a.retries++
-		a.log.Debug().Float64("original_ms", orig).Float64("table_ms", a.fullNS/1e6).Int("try", try).
-			Msg("target latency: the original timed out of the table's state; measuring again")
+		a.log.Debug().Float64("original_ms", orig).Float64("table_ms", a.tables[a.active].fullNS/1e6).Int("try", try).
+			Msg("target latency: the original timed out of every table's state; measuring again")
 	}
 }
 
@@ -602,55 +706,138 @@ func lowerMedians(eng engine.Engine, ms []engine.Module, shape []int64) ([]float
 	return lows, nil
 }
 
-// measure times cur (whose keep counts are keep) against the original and
-// re-anchors, unless the original timed out of the table's state (see
-// stateTolerance); moved says whether the cost model changed.
-func (a *latencyAnchor) measure(cur []byte, keep map[int]int) (moved bool, err error) {
-	before := a.cost(keep)
-	// Every measurement not skipped set the offset; the first one sets it
-	// whatever the state, so it is not taken again.
-	anchored := a.measures > a.skipped
-	o, c, inState, err := a.timeInState(cur, anchored)
+// addTable measures a table in the machine's present state, where the
+// original timed origMs, and makes it the active one, its offset set so
+// that keep, the model being measured, costs what it did until the
+// measurement anchors it. The table is kept only if its unpruned
+// prediction lies within half of stateTolerance of origMs and off every
+// other table's state: the benchmark machine's states can last less than
+// a table takes (a ResNet-20 table measured while it went from 3.6 back to
+// 2.5 ms predicted 2.7 ms, a state of neither, and then caught
+// measurements of the 2.5 ms state). added says whether it was kept.
+func (a *latencyAnchor) addTable(keep map[int]int, before int64, origMs float64) (added bool, err error) {
+	a.tableTries++
+	p, fullNS, err := a.retable()
 	if err != nil {
-		return false, fmt.Errorf("anchoring the latency: %w", err)
+		return false, err
 	}
-	measured := a.fullNS * c / o
-	a.lastKeep, a.lastPredicted = maps.Clone(keep), before
-	a.measures++
-	if anchored && !inState {
-		a.skipped++
-		a.log.Warn().Float64("original_ms", o).Float64("table_ms", a.fullNS/1e6).Float64("current_ms", c).
-			Msg("target latency: the original timed out of the state the table was measured in (the machine's speed changed); this anchor is not used")
+	ms := float64(fullNS) / 1e6
+	if fullNS <= 0 || math.Abs(ms/origMs-1) > stateTolerance/2 || a.inTable(ms) >= 0 {
+		a.log.Info().Float64("original_ms", origMs).Float64("new_table_ms", ms).Int("try", a.tableTries).
+			Msg("target latency: the machine changed speed while a table was measured; that table is not used")
 		return false, nil
 	}
-	a.offset = measured - float64(a.pred.Predict(keep))
-	a.log.Debug().Float64("predicted_ms", float64(before)/1e6).Float64("measured_ms", measured/1e6).
-		Float64("original_ms", o).Float64("current_ms", c).Msg("target latency: anchored on the committed model")
+	t := &stateTable{pred: p, fullNS: float64(fullNS)}
+	t.offset = float64(before)*t.fullNS/a.searchNS - float64(p.Predict(keep))
+	t.lastPred = t.costNS(keep)
+	a.log.Info().Float64("table_ms", a.tables[a.active].fullNS/1e6).Float64("new_table_ms", t.fullNS/1e6).
+		Int("tables", len(a.tables)+1).
+		Msg("target latency: the machine stayed at a speed no table was measured at; measured a table there")
+	a.tables = append(a.tables, t)
+	a.active = len(a.tables) - 1
 	return true, nil
 }
 
-// measureFinal times the final model against the original, as the anchors
-// do, into rep.
-func (a *latencyAnchor) measureFinal(final []byte, rep *LatencyReport) error {
-	o, c, inState, err := a.timeInState(final, true)
+// measure times cur (whose keep counts are keep) against the original and
+// anchors the table of the state it finds the original in (making it the
+// active one); moved says whether the cost model changed. A measurement
+// in no table's state is not used, unless it is the second in a row at
+// about the same speed: the machine has then changed state for longer than
+// a measurement (the benchmark machine's states last minutes), and a table
+// is measured in it (up to maxTables) and the model timed once more.
+// Without that, one seed of row 10 whose table came from the fast state
+// while the rest of its search ran in the slow one left 25 of its 30
+// anchors unused and cut to ×0.25 of the latency for a ×0.5 target.
+func (a *latencyAnchor) measure(cur []byte, keep map[int]int) (moved bool, err error) {
+	before := a.cost(keep)
+	for _, t := range a.tables {
+		t.lastPred = t.costNS(keep)
+	}
+	o, c, ti, err := a.timeInState(cur)
+	if err != nil {
+		return false, fmt.Errorf("anchoring the latency: %w", err)
+	}
+	added := false
+	if ti < 0 && a.pendingMs > 0 && math.Abs(o/a.pendingMs-1) <= stateTolerance && a.retable != nil &&
+		len(a.tables) < maxTables && a.tableTries < maxTableTries {
+		if added, err = a.addTable(keep, before, o); err != nil {
+			return false, err
+		}
+		if o, c, ti, err = a.timeInState(cur); err != nil {
+			return false, fmt.Errorf("anchoring the latency: %w", err)
+		}
+	}
+	a.lastKeep, a.lastPredicted = maps.Clone(keep), before
+	a.measures++
+	if ti < 0 {
+		a.pendingMs = o
+		if !a.resumed || a.measures > 1 {
+			a.skipped++
+			a.log.Warn().Float64("original_ms", o).Float64("table_ms", a.tables[a.active].fullNS/1e6).Float64("current_ms", c).
+				Msg("target latency: the original timed out of every table's state (the machine's speed changed); this anchor is not used")
+			// A new table is the cost model now, even unanchored.
+			return added, nil
+		}
+		ti = a.active
+	} else {
+		a.pendingMs = 0
+	}
+	if ti != a.active {
+		a.log.Info().Float64("original_ms", o).Float64("table_ms", a.tables[ti].fullNS/1e6).Int("table", ti).
+			Msg("target latency: the machine is back at another table's speed; using that table")
+		a.active = ti
+	}
+	t := a.tables[ti]
+	t.offset = t.fullNS*c/o - float64(t.pred.Predict(keep))
+	t.anchors++
+	a.log.Debug().Float64("predicted_ms", float64(t.lastPred)/1e6).Float64("measured_ms", t.fullNS*c/o/1e6).
+		Float64("original_ms", o).Float64("current_ms", c).Int("table", ti).Msg("target latency: anchored on the committed model")
+	return true, nil
+}
+
+// measureFinal times final, the search's last keep vector, against the
+// original as the anchors do, and sets rep: the measurement, and the
+// prediction of the table whose state the final check ran in (the active
+// one if none), made before final was measured.
+func (a *latencyAnchor) measureFinal(final []byte, keep map[int]int, rep *LatencyReport) error {
+	o, c, ti, err := a.timeInState(final)
 	if err != nil {
 		return fmt.Errorf("target latency: %w", err)
 	}
 	rep.MeasuredBeforeNs, rep.MeasuredAfterNs = o*1e6, c*1e6
-	if !inState {
-		a.log.Warn().Float64("original_ms", o).Float64("table_ms", a.fullNS/1e6).
-			Msg("target latency: the final check ran at another machine speed than the table; its error includes that change")
+	if ti < 0 {
+		a.log.Warn().Float64("original_ms", o).Float64("table_ms", a.tables[a.active].fullNS/1e6).
+			Msg("target latency: the final check ran at another machine speed than every table's; its error includes that change")
+		return nil
 	}
+	rep.PredictedBeforeNs, rep.PredictedAfterNs = int64(math.Round(a.tables[ti].fullNS)), a.tables[ti].predicted(keep, a.lastKeep)
+	rep.FinalTable = ti
 	return nil
 }
 
-// predicted is keep's prediction made before any measurement of it: the
-// one recorded when keep was measured last, else the anchored cost.
-func (a *latencyAnchor) predicted(keep map[int]int) int64 {
-	if a.lastKeep != nil && maps.Equal(a.lastKeep, keep) {
-		return a.lastPredicted
+// predicted is t's prediction of keep made before any measurement of it:
+// the one recorded when keep was measured last, else its anchored cost.
+func (t *stateTable) predicted(keep, lastKeep map[int]int) int64 {
+	if lastKeep != nil && maps.Equal(lastKeep, keep) {
+		return t.lastPred
 	}
-	return a.cost(keep)
+	return t.costNS(keep)
+}
+
+// report sets rep's predictions for final, the search's last keep vector,
+// by the active table (measureFinal replaces them by the final check's
+// state's), and every table's.
+func (a *latencyAnchor) report(final map[int]int, rep *LatencyReport) {
+	rep.PredictedBeforeNs = int64(math.Round(a.tables[a.active].fullNS))
+	rep.PredictedAfterNs = a.tables[a.active].predicted(final, a.lastKeep)
+	rep.FinalTable = -1
+	rep.Anchors, rep.AnchorsSkipped = a.measures, a.skipped
+	rep.TablesDiscarded = a.tableTries - (len(a.tables) - 1)
+	rep.Tables = rep.Tables[:0]
+	for _, t := range a.tables {
+		rep.Tables = append(rep.Tables, StateTable{FullNs: int64(math.Round(t.fullNS)), PredictedAfterNs: t.predicted(final, a.lastKeep),
+			Anchors: t.anchors})
+	}
 }
 
 func (a *latencyAnchor) close() {

@@ -136,7 +136,7 @@ func TestLatencyTableCacheDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := LatencyOptions{Device: "cpu", Threads: 1, Batch: 1, Cache: cache}
-	p, rep, err := latencyModel(eng, bm, orig, bm.Candidates(nil), 4, o, zerolog.Nop())
+	p, rep, _, err := latencyModel(eng, bm, orig, bm.Candidates(nil), 4, o, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,13 +157,17 @@ func TestLatencyTableCacheDamaged(t *testing.T) {
 // shifted, timings of a fixed number of runs (the cached table's check,
 // the anchors, the final check) read the first model 40% faster and a
 // second 20% faster, as a pruned model gains less than the original from
-// a faster clock.
-// burst, above 0, shifts only that many more timings: a state the machine
-// leaves again.
+// a faster clock; the table's timings (Latency, OpLatency) read every
+// model and op 40% faster.
+// burst, above 0, shifts only that many more timings of a fixed number of
+// runs: a state the machine leaves again.
 type speedEngine struct {
 	*fake.Engine
 	shifted bool
 	burst   int
+	// tableSteady leaves the table's timings unshifted: the machine went
+	// back to its first speed while every table was measured.
+	tableSteady bool
 }
 
 func (e *speedEngine) LatencyRuns(ms []engine.Module, shape []int64, runs int) ([]engine.Latency, error) {
@@ -177,6 +181,26 @@ func (e *speedEngine) LatencyRuns(ms []engine.Module, shape []int64, runs int) (
 		}
 	}
 	return ls, err
+}
+
+func (e *speedEngine) Latency(ms []engine.Module, shape []int64) ([]engine.Latency, error) {
+	ls, err := e.Engine.Latency(ms, shape)
+	if err == nil && e.shifted && !e.tableSteady {
+		for i := range ls {
+			ls[i].MedianMs *= 0.6
+		}
+	}
+	return ls, err
+}
+
+func (e *speedEngine) OpLatency(specs []lut.Spec, dev string, threads int, budget time.Duration) ([]float64, error) {
+	ns, err := e.Engine.OpLatency(specs, dev, threads, budget)
+	if err == nil && e.shifted && !e.tableSteady {
+		for i := range ns {
+			ns[i] *= 0.6
+		}
+	}
+	return ns, err
 }
 
 // TestLatencyCacheOtherSpeed: a cached table is used when the original
@@ -195,7 +219,7 @@ func TestLatencyCacheOtherSpeed(t *testing.T) {
 	o := LatencyOptions{Device: "cpu", Threads: 1, Batch: 1, Cache: cache}
 	model := func() *LatencyReport {
 		t.Helper()
-		_, rep, err := latencyModel(eng, bm, orig, bm.Candidates(nil), 4, o, zerolog.Nop())
+		_, rep, _, err := latencyModel(eng, bm, orig, bm.Candidates(nil), 4, o, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,11 +266,13 @@ func speedSearch(t *testing.T, onIter func(*speedEngine, netadapt.IterationRecor
 	return res
 }
 
-// TestLatencyAnchorOtherSpeed: anchors taken once the machine runs at
-// another speed than when the table was measured are not used, so the
-// search makes the cuts it makes at the table's speed; the report counts
-// them.
+// TestLatencyAnchorOtherSpeed: with one table only, anchors
+// taken once the machine runs at another speed than when the table was
+// measured are not used, so the search makes the cuts it makes at the
+// table's speed; the report counts them.
 func TestLatencyAnchorOtherSpeed(t *testing.T) {
+	defer func(n int) { maxTables = n }(maxTables)
+	maxTables = 1
 	run := func(shiftAfter int) *MyPruningResult {
 		return speedSearch(t, func(eng *speedEngine, rec netadapt.IterationRecord) {
 			if shiftAfter > 0 && rec.Iteration == shiftAfter {
@@ -282,6 +308,121 @@ func TestLatencyAnchorOtherSpeed(t *testing.T) {
 	if !reflect.DeepEqual(path(shifted), path(steady)) || !reflect.DeepEqual(shifted.State.Keep, steady.State.Keep) {
 		t.Errorf("the shifted machine's search cut %v to %v, the steady one %v to %v",
 			path(shifted), shifted.State.Keep, path(steady), steady.State.Keep)
+	}
+}
+
+// TestLatencyStateTables: a machine that stays at another speed from
+// iteration 1 on gets a table of that state once two anchors in a row
+// found it, and every anchor after it is used; the search's costs keep the
+// first table's unit (its target does not move), and the final check, in
+// the new table's state, is predicted by it and agrees with the predicted
+// speed-up. With one table only (maxTables 1) every anchor after the shift
+// is left unused and the final check is off by the state change (the
+// fake's pruned models gain a third less from it). A machine that goes
+// back to the first speed uses the first table again.
+func TestLatencyStateTables(t *testing.T) {
+	shiftAt := func(on, off int) func(*speedEngine, netadapt.IterationRecord) {
+		return func(eng *speedEngine, rec netadapt.IterationRecord) {
+			switch rec.Iteration {
+			case on:
+				eng.shifted = true
+			case off:
+				eng.shifted = false
+			}
+		}
+	}
+	steady := speedSearch(t, func(*speedEngine, netadapt.IterationRecord) {})
+	if n := len(steady.State.History); n < 4 {
+		t.Fatalf("the search took %d iterations; the test needs 4", n)
+	}
+	res := speedSearch(t, shiftAt(1, -1))
+	l := res.Latency
+	if len(l.Tables) != 2 || l.AnchorsSkipped != 1 || l.FinalTable != 1 {
+		t.Errorf("machine faster after iteration 1: %d tables, %d of %d anchors skipped, final check in table %d; want 2, 1, table 1",
+			len(l.Tables), l.AnchorsSkipped, l.Anchors, l.FinalTable)
+	}
+	if res.State.MACs0 != steady.State.MACs0 || res.State.Target != steady.State.Target {
+		t.Errorf("search unit moved: unpruned cost %d, target %d; steady %d, %d", res.State.MACs0, res.State.Target,
+			steady.State.MACs0, steady.State.Target)
+	}
+	if want := 0.6 * float64(steady.Latency.PredictedBeforeNs); math.Abs(float64(l.PredictedBeforeNs)/want-1) > 0.01 {
+		t.Errorf("predicted unpruned latency %d ns by the final check's table, want about %.0f", l.PredictedBeforeNs, want)
+	}
+	if e := l.SpeedupErrorPct(); !(math.Abs(e) < 10) {
+		t.Errorf("speed-up error %.1f%% with a table of the new state", e)
+	}
+
+	back := speedSearch(t, shiftAt(1, 3)).Latency
+	if len(back.Tables) != 2 || back.FinalTable != 0 || back.Tables[0].Anchors < 2 {
+		t.Errorf("machine back at its first speed after iteration 3: %d tables, final check in table %d, first table anchored %d times",
+			len(back.Tables), back.FinalTable, back.Tables[0].Anchors)
+	}
+	if e := back.SpeedupErrorPct(); !(math.Abs(e) < 10) {
+		t.Errorf("machine back at its first speed: speed-up error %.1f%%", e)
+	}
+
+	// Tables measured while the machine was back at its first speed are
+	// not kept: they would be of the first table's state.
+	mixed := speedSearch(t, func(eng *speedEngine, rec netadapt.IterationRecord) {
+		eng.tableSteady = true
+		shiftAt(1, -1)(eng, rec)
+	}).Latency
+	if len(mixed.Tables) != 1 || mixed.TablesDiscarded == 0 || mixed.AnchorsSkipped != mixed.Anchors-1 {
+		t.Errorf("tables measured at the first speed: %d tables, %d discarded, %d of %d anchors skipped",
+			len(mixed.Tables), mixed.TablesDiscarded, mixed.AnchorsSkipped, mixed.Anchors)
+	}
+
+	defer func(n int) { maxTables = n }(maxTables)
+	maxTables = 1
+	off := speedSearch(t, shiftAt(1, -1)).Latency
+	if len(off.Tables) != 1 || off.FinalTable != -1 || off.AnchorsSkipped == 0 {
+		t.Errorf("maxTables 1: %d tables, final check in table %d, %d anchors skipped", len(off.Tables), off.FinalTable, off.AnchorsSkipped)
+	}
+	if e := off.SpeedupErrorPct(); !(math.Abs(e) > 20) {
+		t.Errorf("maxTables 1: speed-up error %.1f%%; the test's state change should show in it", e)
+	}
+}
+
+// TestLatencyResumeOtherSpeed: a search interrupted on one machine speed
+// and resumed at another, whose cached table is then measured again, goes
+// on in the checkpoint's cost unit instead of failing on its unpruned cost.
+func TestLatencyResumeOtherSpeed(t *testing.T) {
+	tr, val := mnistSplits(t)
+	base := smallCNN(t)
+	eng := &speedEngine{Engine: fake.New(base)}
+	run := func(ctx context.Context, o MyPruningOptions) (*MyPruningResult, error) {
+		bm := openSmall(ctx, t, eng.Engine)
+		defer bm.Close()
+		res, err := MyPruning(ctx, eng, bm, tr, val, o)
+		if res != nil && res.Module != nil {
+			res.Module.Close()
+		}
+		return res, err
+	}
+	dir := t.TempDir()
+	o := myOptions(t, "cpu")
+	o.Dir, o.Target = dir, kinds.TargetLatency
+	o.Latency = LatencyOptions{Device: "cpu", Threads: 1, Batch: 1}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o.Hooks.OnIteration = func(rec netadapt.IterationRecord) {
+		if rec.Iteration == 1 {
+			cancel()
+		}
+	}
+	first, err := run(ctx, o)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	eng.shifted = true
+	o.Hooks.OnIteration, o.Resume = nil, true
+	res, err := run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("resumed at another speed: %v", err)
+	}
+	if res.Latency.Cached || res.State.MACs0 != first.State.MACs0 || !res.State.Done || res.State.MACs > res.State.Target {
+		t.Errorf("resumed at another speed: cached table %v, unpruned cost %d (was %d), done %v at %d for target %d",
+			res.Latency.Cached, res.State.MACs0, first.State.MACs0, res.State.Done, res.State.MACs, res.State.Target)
 	}
 }
 
@@ -369,7 +510,7 @@ func TestAnchorCostPositive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &latencyAnchor{pred: p, offset: -500}
+	a := &latencyAnchor{tables: []*stateTable{{pred: p, fullNS: 1000, offset: -500}}, searchNS: 1000}
 	prev := int64(0)
 	for k := 2; k <= 8; k++ {
 		got := a.cost(map[int]int{1: k})

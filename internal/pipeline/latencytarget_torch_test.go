@@ -36,7 +36,7 @@ func TestLatencyTableTorch(t *testing.T) {
 	}
 	cands := bm.Candidates(nil)
 	o := LatencyOptions{Device: "cpu", Threads: 1, Batch: 1, Cache: filepath.Join(t.TempDir(), LatencyTableFile)}
-	p, rep, err := latencyModel(eng, bm, orig, cands, 4, o, zerolog.Nop())
+	p, rep, _, err := latencyModel(eng, bm, orig, cands, 4, o, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestLatencyTableTorch(t *testing.T) {
 	if p.Predict(small) >= p.Predict(full) {
 		t.Errorf("every group at 4 channels predicts %d ns, full width %d", p.Predict(small), p.Predict(full))
 	}
-	_, again, err := latencyModel(eng, bm, orig, cands, 4, o, zerolog.Nop())
+	_, again, _, err := latencyModel(eng, bm, orig, cands, 4, o, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -281,11 +281,11 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 		if o.Latency.Cache == "" {
 			o.Latency.Cache = latencyCache(o.Dir)
 		}
-		pred, rep, err := latencyModel(eng, base, orig, cands, o.Alf, o.Latency, o.Log)
+		pred, rep, retable, err := latencyModel(eng, base, orig, cands, o.Alf, o.Latency, o.Log)
 		if err != nil {
 			return nil, err
 		}
-		ev.anchor = newLatencyAnchor(eng, pred, orig, base.InputShape, o.Latency, rep.PredictedBeforeNs, o.Log)
+		ev.anchor = newLatencyAnchor(eng, pred, orig, base.InputShape, o.Latency, rep.PredictedBeforeNs, retable, o.Log)
 		ev.macs, lat = ev.anchor.cost, rep
 	}
 
@@ -314,6 +314,9 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 			return nil, err
 		}
 		start = st
+		if ev.anchor != nil {
+			ev.anchor.resumeAt(st.MACs0)
+		}
 		res.AccBefore = st.Accuracy0
 		if ev.cval != ev.val {
 			// Accuracy0 is on the candidates' subset; the report's is on
@@ -392,8 +395,8 @@ func MyPruning(ctx context.Context, eng engine.Engine, base *engine.Model, train
 	if lat != nil {
 		// st.MACs of the last committed model is its measurement; the
 		// prediction is the one made before it.
-		lat.PredictedAfterNs, lat.Anchors, lat.AnchorsSkipped = ev.anchor.predicted(st.Keep), ev.anchor.measures, ev.anchor.skipped
-		if err := ev.anchor.measureFinal(ev.cur, lat); err != nil {
+		ev.anchor.report(st.Keep, lat)
+		if err := ev.anchor.measureFinal(ev.cur, st.Keep, lat); err != nil {
 			o.Log.Warn().Err(err).Msg("target latency: the final model's latency was not measured")
 		}
 		// The final check's own retries count too.

@@ -472,7 +472,12 @@ func (r *Run) finish(base *engine.Model, res *Outcome, stdout io.Writer) error {
 			PredictedBeforeMs: float64(l.PredictedBeforeNs) / 1e6, PredictedAfterMs: float64(l.PredictedAfterNs) / 1e6,
 			MeasuredBeforeMs: l.MeasuredBeforeNs / 1e6, MeasuredAfterMs: l.MeasuredAfterNs / 1e6,
 			ResidueMs: l.ResidueNs / 1e6, Layers: l.Layers, Points: l.Points, Timed: l.Timed, Untabled: l.Untabled,
-			Cached: l.Cached, TableSeconds: l.TableSeconds, Anchors: l.Anchors, AnchorsSkipped: l.AnchorsSkipped, StateRetries: l.StateRetries}
+			Cached: l.Cached, TableSeconds: l.TableSeconds, Anchors: l.Anchors, AnchorsSkipped: l.AnchorsSkipped, StateRetries: l.StateRetries,
+			FinalTable: l.FinalTable, TablesDiscarded: l.TablesDiscarded}
+		for _, t := range l.Tables {
+			s.LatencyTarget.Tables = append(s.LatencyTarget.Tables, summary.StateTable{OriginalMs: float64(t.FullNs) / 1e6,
+				PredictedAfterMs: float64(t.PredictedAfterNs) / 1e6, Anchors: t.Anchors})
+		}
 		if e := l.ErrorPct(); !math.IsNaN(e) {
 			s.LatencyTarget.ErrorPct = &e
 		}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/summary"
 )
 
 // 10. The latency target, issue 14's third acceptance line: my_pruning
@@ -79,8 +81,12 @@ type latencySeed struct {
 	ErrPct   float64        `json:"error_pct"`
 	SpeedErr float64        `json:"speedup_error_pct"`
 	// BenchErr is the speed-up timed here (my_pruning's model against the
-	// original, side by side, 3 × 200 runs) against the predicted one.
+	// original, side by side, 3 × 200 runs) against the predicted one: the
+	// prediction of the search's table whose machine state the original's
+	// time here is of (Table, -1 for none: then the summary's, that of the
+	// search's own final check).
 	BenchErr  float64 `json:"bench_speedup_error_pct"`
+	Table     int     `json:"table"`
 	SearchWal float64 `json:"search_wall_s"`
 }
 
@@ -141,6 +147,10 @@ func (b *bench) latencyTarget(s *section) error {
 				return fmt.Errorf("%s seed %d: %w", m.Name, seed, err)
 			}
 			ls.OrigMs, ls.MP.Ms = ms[0], ms[1]
+			ls.Table = stateTable(lt.Tables, ls.OrigMs)
+			if ls.Table >= 0 {
+				ls.PredMs, ls.PredFull = lt.Tables[ls.Table].PredictedAfterMs, lt.Tables[ls.Table].OriginalMs
+			}
 			ls.BenchErr = 100 * ((ls.MP.Ms/ls.OrigMs)/(ls.PredMs/ls.PredFull) - 1)
 			for i := range ls.L2 {
 				ls.L2[i].Ms = ms[2+i]
@@ -174,7 +184,7 @@ func (b *bench) latencyTarget(s *section) error {
 			errs = append(errs, ls.BenchErr)
 			own = append(own, ls.SpeedErr)
 			t.add(fmt.Sprint(seed), fmt.Sprintf("%.3f ms", ls.OrigMs), fmt.Sprintf("%.3f ms", ls.MP.Ms),
-				fmt.Sprintf("×%.3f (%.3f of %.3f ms)", ls.PredMs/ls.PredFull, ls.PredMs, ls.PredFull),
+				fmt.Sprintf("×%.3f (%.3f of %.3f ms; %s)", ls.PredMs/ls.PredFull, ls.PredMs, ls.PredFull, tableName(ls.Table, len(lt.Tables))),
 				fmt.Sprintf("×%.3f (%+.1f%%)", ls.MP.Ms/ls.OrigMs, ls.BenchErr),
 				fmt.Sprintf("%+.1f%%, %+.1f%%", ls.ErrPct, ls.SpeedErr), fmt.Sprintf("%.3f", ls.MP.MACs),
 				fmt.Sprintf("%.2f%%", 100*ls.MP.Test10k), strings.Join(cells, "; "), interp, margin, safe, safeMargin)
@@ -278,4 +288,32 @@ func pcts(v []float64) string {
 		s = append(s, fmt.Sprintf("%+.1f%%", x))
 	}
 	return strings.Join(s, ", ")
+}
+
+// stateTable is the index of the table (summary.json latency_target.tables)
+// whose machine state origMs, the original's time here, is of: within the
+// search's 20% of its original_ms, the nearest if several; -1 if none. A
+// speed-up holds for one machine state (the benchmark machine's differ by
+// up to a fifth), so the benchmark's timing is compared with the
+// prediction for the state it ran in, made before the search's final
+// check, as the search's own check is.
+func stateTable(tables []summary.StateTable, origMs float64) int {
+	best, bestDev := -1, math.Inf(1)
+	for i, t := range tables {
+		if d := math.Abs(origMs/t.OriginalMs - 1); t.OriginalMs > 0 && d <= 0.2 && d < bestDev {
+			best, bestDev = i, d
+		}
+	}
+	return best
+}
+
+// tableName names the prediction's table in the benchmark's table.
+func tableName(i, n int) string {
+	switch {
+	case i < 0:
+		return "no table of this machine speed: the search's final check's"
+	case n == 1:
+		return "the search's table"
+	}
+	return fmt.Sprintf("table %d of %d, of this machine speed", i+1, n)
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/gopruner/gopruner/internal/core/summary"
 )
 
 func TestParseTimeV(t *testing.T) {
@@ -129,5 +131,22 @@ func TestLatencySeedJSON(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("%s: no %s", got, want)
 		}
+	}
+}
+
+// TestStateTable: the benchmark's timing is compared with the prediction
+// of the table of its machine speed, the nearest within 20%, none beyond.
+func TestStateTable(t *testing.T) {
+	tables := []summary.StateTable{{OriginalMs: 2.5}, {OriginalMs: 1.4}, {OriginalMs: 3.5}}
+	for _, c := range []struct {
+		ms   float64
+		want int
+	}{{2.45, 0}, {1.43, 1}, {3.2, 2}, {1.9, -1}, {2.9, 0}, {3.05, 2}, {5, -1}} {
+		if got := stateTable(tables, c.ms); got != c.want {
+			t.Errorf("original at %.2f ms: table %d, want %d", c.ms, got, c.want)
+		}
+	}
+	if got := stateTable(nil, 2.5); got != -1 {
+		t.Errorf("no tables: %d", got)
 	}
 }

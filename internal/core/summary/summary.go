@@ -175,8 +175,29 @@ type LatencyTarget struct {
 	// taken again, up to three times each, because the original timed out
 	// of the table's state; an anchor is skipped, and the final check
 	// reported out of state, only when every try was.
-	StateRetries int     `json:"state_retries"`
-	TableSeconds float64 `json:"table_seconds"` // measuring the table (0 when cached)
+	StateRetries int `json:"state_retries"`
+	// Tables are the lookup tables of the machine states the run met, the
+	// first measured (or cached) before the search, another for each state
+	// two anchors in a row found the original in with no table of it (at
+	// most three). FinalTable indexes the one whose state the final check
+	// ran in, whose predictions predicted_*_ms then are; -1 when none was
+	// (they are the search's last table's). target_macs and the
+	// iterations' macs stay in the first table's nanoseconds.
+	Tables     []StateTable `json:"tables"`
+	FinalTable int          `json:"final_table"`
+	// TablesDiscarded counts the tables measured during the search but not
+	// kept: the machine changed speed while they were measured.
+	TablesDiscarded int     `json:"tables_discarded"`
+	TableSeconds    float64 `json:"table_seconds"` // measuring the tables (0 when cached and none was added)
+}
+
+// StateTable is one machine state's lookup table.
+type StateTable struct {
+	OriginalMs float64 `json:"original_ms"` // its unpruned prediction: the original's time in its state
+	// PredictedAfterMs is its prediction of the final model, made before
+	// that model was measured.
+	PredictedAfterMs float64 `json:"predicted_after_ms"`
+	Anchors          int     `json:"anchors"` // measurements that anchored it
 }
 
 // Layer is one layer's output channels before and after.
@@ -282,6 +303,16 @@ func (s *Summary) Text(w io.Writer) {
 				fmt.Fprintf(tw, "; ratio %+.1f%%", *l.SpeedupErrorPct)
 			}
 			fmt.Fprintln(tw, ")")
+		}
+		if len(l.Tables) > 1 {
+			fmt.Fprintf(tw, "latency tables (machine speeds)\t%d\t\t", len(l.Tables))
+			for i, t := range l.Tables {
+				if i > 0 {
+					fmt.Fprint(tw, "; ")
+				}
+				fmt.Fprintf(tw, "%.3f → %.3f ms (%d anchors)", t.OriginalMs, t.PredictedAfterMs, t.Anchors)
+			}
+			fmt.Fprintln(tw)
 		}
 	}
 	tw.Flush()
