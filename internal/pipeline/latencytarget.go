@@ -548,16 +548,15 @@ type latencyAnchor struct {
 	origMod engine.Module // loaded on the first timing, kept
 	log     zerolog.Logger
 
-	// lastKeep is the keep vector measured last, lastPredicted its cost as
-	// predicted just before the measurement; measures counts them, and
+	// lastKeep is the keep vector measured last (the tables hold their
+	// predictions of it made just before); measures counts them, and
 	// skipped those left unused (no table of their state); retries counts
 	// the measurements taken again for being out of every table's state
 	// (stateTries).
-	lastKeep      map[int]int
-	lastPredicted int64
-	measures      int
-	skipped       int
-	retries       int
+	lastKeep map[int]int
+	measures int
+	skipped  int
+	retries  int
 }
 
 // stateTable is the table of one machine state and its anchor.
@@ -581,9 +580,8 @@ func (t *stateTable) costNS(keep map[int]int) int64 {
 // unpruned prediction for a measurement to be of that table's state (and
 // anchor it). Anchors taken in another state than the table's moved the
 // cost model by 23% on the benchmark machine, and the search stopped at
-// ×0.37 for a ×0.5 target (benchmark notes, row 10); its states lie 40%
-// or more apart.
-const stateTolerance = 0.2
+// ×0.37 for a ×0.5 target (benchmark notes, row 10).
+const stateTolerance = lut.StateTolerance
 
 // stateTries is how many times an anchor or the final check is measured
 // when the original times out of every table's state: the benchmark
@@ -607,14 +605,11 @@ func newLatencyAnchor(eng engine.Engine, pred *lut.Predictor, orig []byte, input
 // inTable is the index of the table whose state the original's time
 // origMs is of, the nearest if several; -1 if none.
 func (a *latencyAnchor) inTable(origMs float64) int {
-	best, bestDev := -1, math.Inf(1)
+	refs := make([]float64, len(a.tables))
 	for i, t := range a.tables {
-		ref := t.fullNS / 1e6
-		if d := math.Abs(origMs/ref - 1); ref > 0 && d <= stateTolerance && d < bestDev {
-			best, bestDev = i, d
-		}
+		refs[i] = t.fullNS / 1e6
 	}
-	return best
+	return lut.State(refs, origMs)
 }
 
 // cost is the anchored prediction of keep by the active table, in the
@@ -767,7 +762,7 @@ func (a *latencyAnchor) measure(cur []byte, keep map[int]int) (moved bool, err e
 			return false, fmt.Errorf("anchoring the latency: %w", err)
 		}
 	}
-	a.lastKeep, a.lastPredicted = maps.Clone(keep), before
+	a.lastKeep = maps.Clone(keep)
 	a.measures++
 	if ti < 0 {
 		a.pendingMs = o

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gopruner/gopruner/internal/core/search/lut"
 	"github.com/gopruner/gopruner/internal/core/summary"
 )
 
@@ -291,20 +292,17 @@ func pcts(v []float64) string {
 }
 
 // stateTable is the index of the table (summary.json latency_target.tables)
-// whose machine state origMs, the original's time here, is of: within the
-// search's 20% of its original_ms, the nearest if several; -1 if none. A
-// speed-up holds for one machine state (the benchmark machine's differ by
-// up to a fifth), so the benchmark's timing is compared with the
-// prediction for the state it ran in, made before the search's final
-// check, as the search's own check is.
+// whose machine state origMs, the original's time here, is of (lut.State,
+// as the search decides it). A speed-up holds for one machine state (the
+// benchmark machine's differ by up to a fifth), so the benchmark's timing
+// is compared with the prediction for the state it ran in, made before the
+// search's final check, as the search's own check is.
 func stateTable(tables []summary.StateTable, origMs float64) int {
-	best, bestDev := -1, math.Inf(1)
+	refs := make([]float64, len(tables))
 	for i, t := range tables {
-		if d := math.Abs(origMs/t.OriginalMs - 1); t.OriginalMs > 0 && d <= 0.2 && d < bestDev {
-			best, bestDev = i, d
-		}
+		refs[i] = t.OriginalMs
 	}
-	return best
+	return lut.State(refs, origMs)
 }
 
 // tableName names the prediction's table in the benchmark's table.

@@ -465,3 +465,22 @@ func bracket(counts []int, k int) (i0, i1 int, f float64) {
 	i0 = i1 - 1
 	return i0, i1, float64(k-counts[i0]) / float64(counts[i1]-counts[i0])
 }
+
+// StateTolerance is how far a model's time may lie from the time a table
+// gives it for both to be of one machine state: the 2-vCPU benchmark
+// machine ran at states 40% and more apart, and speed-ups differ between
+// them.
+const StateTolerance = 0.2
+
+// State is the index of the time in refsMs that ms lies within
+// StateTolerance of, the nearest if several; -1 if none. Non-positive
+// references match nothing.
+func State(refsMs []float64, ms float64) int {
+	best, bestDev := -1, math.Inf(1)
+	for i, ref := range refsMs {
+		if d := math.Abs(ms/ref - 1); ref > 0 && d <= StateTolerance && d < bestDev {
+			best, bestDev = i, d
+		}
+	}
+	return best
+}

@@ -349,3 +349,20 @@ func TestNoisyTableStaysPositive(t *testing.T) {
 		t.Errorf("consistent table: scale %v, residue %v; want 1, 600", p.LayerScale(), p.Residue())
 	}
 }
+
+// TestState: a time is of the nearest reference within StateTolerance,
+// of none beyond it, and never of a non-positive reference.
+func TestState(t *testing.T) {
+	refs := []float64{2.5, 1.4, 3.5, 0}
+	for _, c := range []struct {
+		ms   float64
+		want int
+	}{{2.45, 0}, {1.43, 1}, {3.2, 2}, {1.9, -1}, {2.9, 0}, {3.05, 2}, {5, -1}, {1.66, 1}, {1.1, -1}, {0, -1}} {
+		if got := State(refs, c.ms); got != c.want {
+			t.Errorf("%.3f ms: state %d, want %d", c.ms, got, c.want)
+		}
+	}
+	if got := State(nil, 2.5); got != -1 {
+		t.Errorf("no references: %d", got)
+	}
+}
