@@ -157,15 +157,17 @@ gpt_err gpt_module_set(gpt_module m, const char *name, gpt_tensor t);
  * weight is conv_names[j] (each named once) takes the size groups[j] >= 1:
  * a conv as its groups, a layer_norm as its normalized_shape [groups[j]].
  * Everything is checked before the module changes: a bad slice or name
- * leaves it exactly as it was (*changed = 0). Then each tensor is cut in
- * place, its original freed at once, and an edited forward graph replaces
- * the old (see replace_forward), so the module runs exactly what a saved
- * copy would. An error after that (memory ran out) sets *changed = 1: the
- * module is half cut and only fit to be freed. */
+ * leaves it exactly as it was (*changed = 0). Then each tensor is cut:
+ * within its own storage where the module alone holds it (*in_place counts
+ * those), otherwise into a new tensor that replaces it at once. An edited
+ * forward graph then replaces the old (see replace_forward), so the module
+ * runs exactly what a saved copy would. An error after that (memory ran
+ * out) sets *changed = 1: the module is half cut and only fit to be freed.
+ * changed and in_place may be NULL. */
 gpt_err gpt_module_prune(gpt_module m, int ntensors, const char **names,
                          const int64_t *off, const int64_t *spec, int nconvs,
                          const char **conv_names, const int64_t *groups,
-                         int *changed);
+                         int *changed, int *in_place);
 
 /* ---- standalone layer timing (optime.cc) ----
  * Times one layer alone on random float inputs under no_grad: kind 0 is

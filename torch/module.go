@@ -382,9 +382,16 @@ type Slice struct {
 // the cut has begun (memory ran out) leaves it half cut: Prune then closes
 // it, so that no later call can run it.
 func (m *Module) Prune(edits []Slice, groups map[string]int64) error {
+	_, err := m.prune(edits, groups)
+	return err
+}
+
+// prune is Prune, also saying how many tensors were cut within their own
+// storage (the rest were copied: something besides the module held them).
+func (m *Module) prune(edits []Slice, groups map[string]int64) (inPlace int, err error) {
 	h, err := m.handle()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	names := make([]*C.char, 0, len(edits))
 	defer func() {
@@ -393,7 +400,15 @@ func (m *Module) Prune(edits []Slice, groups map[string]int64) error {
 		}
 	}()
 	off := make([]int64, 0, len(edits)+1)
-	var spec []int64
+	// Sized up front: a resnet50's spec is 0.9 MB, and growing it by appends
+	// left as much again behind in Go's heap.
+	n := 0
+	for _, s := range edits {
+		for _, idx := range s.Keep {
+			n += 2 + len(idx)
+		}
+	}
+	spec := make([]int64, 0, max(n, 1))
 	off = append(off, 0)
 	for _, s := range edits {
 		names = append(names, cstr(s.Tensor))
@@ -433,19 +448,19 @@ func (m *Module) Prune(edits []Slice, groups map[string]int64) error {
 	if len(gv) == 0 {
 		gv = append(gv, 0)
 	}
-	var changed C.int
+	var changed, inPlaceC C.int
 	err = errFrom("prune", C.gpt_module_prune(h, C.int(len(edits)), cStrings(names),
 		(*C.int64_t)(unsafe.Pointer(&off[0])), (*C.int64_t)(unsafe.Pointer(&spec[0])),
-		C.int(len(keys)), cStrings(convNames), (*C.int64_t)(unsafe.Pointer(&gv[0])), &changed))
+		C.int(len(keys)), cStrings(convNames), (*C.int64_t)(unsafe.Pointer(&gv[0])), &changed, &inPlaceC))
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(off)
 	runtime.KeepAlive(spec)
 	runtime.KeepAlive(gv)
 	if err != nil && changed != 0 {
 		m.Close()
-		return fmt.Errorf("%w (the module was half cut and is closed)", err)
+		return 0, fmt.Errorf("%w (the module was half cut and is closed)", err)
 	}
-	return err
+	return int(inPlaceC), err
 }
 
 // cStrings passes a Go slice of C strings to C as a char** (nil when

@@ -3,6 +3,7 @@
 package torch
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -965,5 +966,107 @@ func TestBatchTensors(t *testing.T) {
 	}
 	if _, err := BatchInt64([]int64{1}, []int64{-1}, Device{CUDA: true}); err == nil {
 		t.Error("a negative dimension for a CUDA batch: no error")
+	}
+}
+
+// TestPruneInPlace: surgery moves the kept slices within each tensor's own
+// storage when nothing else holds the tensor, and copies it when something
+// does (here a handle from Get), so the holder keeps seeing the original.
+// Either way every tensor holds exactly the kept slices, forward runs, and
+// the saved archive is byte for byte the same.
+func TestPruneInPlace(t *testing.T) {
+	btoi := func(b bool) int {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	path, meta := fixtures.Model(t, "smallcnn_scripted")
+	keep := func(n, step int) []int {
+		var out []int
+		for i := 0; i < n; i += step {
+			out = append(out, i)
+		}
+		return out
+	}
+	out16 := []int{1, 2, 5, 6, 7, 11, 15}
+	out32 := keep(32, 3)
+	edits := []Slice{
+		{Tensor: "conv1.weight", Keep: map[int][]int{0: out16}},
+		{Tensor: "bn1.weight", Keep: map[int][]int{0: out16}},
+		{Tensor: "bn1.bias", Keep: map[int][]int{0: out16}},
+		{Tensor: "bn1.running_mean", Keep: map[int][]int{0: out16}},
+		{Tensor: "bn1.running_var", Keep: map[int][]int{0: out16}},
+		// Both dims: the second compaction works on the first's result.
+		{Tensor: "conv2.weight", Keep: map[int][]int{0: out32, 1: out16}},
+		{Tensor: "bn2.weight", Keep: map[int][]int{0: out32}},
+		{Tensor: "bn2.bias", Keep: map[int][]int{0: out32}},
+		{Tensor: "bn2.running_mean", Keep: map[int][]int{0: out32}},
+		{Tensor: "bn2.running_var", Keep: map[int][]int{0: out32}},
+		{Tensor: "conv3.weight", Keep: map[int][]int{1: out32}},
+	}
+	x, _ := randomBatch(t, 2, meta.InputShape, meta.OutputShape[1], 5)
+	// want: each cut tensor as IndexSelect gives it, from a fresh load.
+	orig := must[*Module](t)(Load(path, CPU))
+	want := map[string][]float32{}
+	for _, e := range edits {
+		v := must[*Tensor](t)(orig.Get(e.Tensor))
+		for _, d := range []int{0, 1} {
+			if idx, ok := e.Keep[d]; ok {
+				i64 := make([]int64, len(idx))
+				for k, c := range idx {
+					i64[k] = int64(c)
+				}
+				nv := must[*Tensor](t)(v.IndexSelect(d, i64))
+				v.Close()
+				v = nv
+			}
+		}
+		want[e.Tensor] = must[[]float32](t)(v.Float32s())
+		v.Close()
+	}
+	held0 := must[[]float32](t)(s1(t, must[*Tensor](t)(orig.Get("conv2.weight"))))
+	orig.Close()
+
+	var archives [][]byte
+	for _, hold := range []bool{false, true} {
+		m := must[*Module](t)(Load(path, CPU))
+		var held *Tensor
+		if hold {
+			held = must[*Tensor](t)(m.Get("conv2.weight"))
+		}
+		n, err := m.prune(edits, nil)
+		if err != nil {
+			t.Fatalf("hold=%v: %v", hold, err)
+		}
+		if wantN := len(edits) - btoi(hold); n != wantN {
+			t.Errorf("hold=%v: %d tensors cut in place, want %d", hold, n, wantN)
+		}
+		for name, w := range want {
+			got := must[[]float32](t)(s1(t, must[*Tensor](t)(m.Get(name))))
+			if !slices.Equal(math32bits(got), math32bits(w)) {
+				t.Errorf("hold=%v: %s holds other values than the kept slices", hold, name)
+			}
+		}
+		if hold {
+			got := must[[]float32](t)(s1(t, held))
+			if !slices.Equal(math32bits(got), math32bits(held0)) {
+				t.Error("a tensor held outside the module changed under it")
+			}
+		}
+		must[*Tensor](t)(m.Forward(true, x)).Close()
+		archives = append(archives, must[[]byte](t)(m.Bytes()))
+		m.Close()
+	}
+	if !bytes.Equal(archives[0], archives[1]) {
+		t.Error("the archive cut in place differs from the one cut by copies")
+	}
+	// The archive holds the kept bytes only, and loads with the cut shapes.
+	m := must[*Module](t)(LoadBytes(archives[0], CPU))
+	defer m.Close()
+	w := must[*Tensor](t)(m.Get("conv2.weight"))
+	defer w.Close()
+	if s := must[[]int64](t)(w.Shape()); s[0] != 11 || s[1] != 7 {
+		t.Fatalf("reloaded conv2.weight has shape %v, want [11 7 ...]", s)
 	}
 }
