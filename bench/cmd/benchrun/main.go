@@ -18,7 +18,8 @@
 //     fine-tune budget;
 //  6. scaling: prune and analysis time against the IR's op count;
 //  7. one NetAdapt iteration at 1 and 2 cart slots, with the per-candidate
-//     time breakdown;
+//     time breakdown, and the machine's own ceiling for two slots (PyTorch
+//     training the model as two 1-thread processes against one 2-thread);
 //  8. the same iteration through NATS JetStream: direct, embedded broker,
 //     1 and 2 worker processes;
 //  9. search quality on held-out test data: my_pruning against L2Norm one
