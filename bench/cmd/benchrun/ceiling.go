@@ -28,7 +28,8 @@ import torch
 model, shape, batch, threads, start, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-# As gopruner trains: the graph optimiser off, channels-last tensors.
+# Near gopruner's training: graph optimiser off, NHWC tensors (on CPU gopruner
+# lays out only the batch so; with the weights too, this model ran as fast).
 torch._C._set_graph_executor_optimize(False)
 m = torch.jit.load(model).to(memory_format=torch.channels_last)
 m.train()
@@ -59,7 +60,7 @@ type ceilingRep struct {
 	OneProcess   float64    `json:"one_process_2_threads_steps_per_s"`
 	TwoProcesses [2]float64 `json:"two_processes_1_thread_steps_per_s"`
 	Ratio        float64    `json:"ratio"`
-	LateS        float64    `json:"late_s"` // the latest start of the two processes past the common start
+	LateS        float64    `json:"late_s"` // the latest start past its common start of the pair's three runs
 }
 
 // ceiling is the measurement's outcome: Median of the reps' ratios, and
