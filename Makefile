@@ -29,7 +29,11 @@ SHIM_SRC := $(wildcard cgo/*.cc)
 SHIM_OBJ := $(patsubst cgo/%.cc,build/shim/%.o,$(SHIM_SRC))
 SHIM := lib/libgptorch.so
 FIXTURES := .cache/fixtures
-GOFLAGS_BUILD := -trimpath -ldflags '-extldflags "-Wl,-rpath,$$ORIGIN/../lib"'
+GOFLAGS_BUILD := -trimpath
+# The binaries look for libgptorch.so in ../lib next to them before the
+# checkout they were built in (torch's #cgo rpath, which go test needs):
+# flags from CGO_LDFLAGS come before the package's, -extldflags after.
+BUILD_ENV := CGO_LDFLAGS='-O2 -g -Wl,-rpath,$$ORIGIN/../lib'
 PURE_PKGS = $(shell CGO_ENABLED=0 $(GO) list -f '{{if .GoFiles}}{{.ImportPath}}{{end}}' ./third_party/... ./internal/... 2>/dev/null)
 
 .PHONY: all deps shim build test test-go test-cli test-core test-fuzz run bench bench-quality bench-latency fixtures container-check clean
@@ -52,7 +56,7 @@ shim: $(SHIM)
 
 build: $(SHIM)
 	@mkdir -p bin
-	$(GO) build $(GOFLAGS_BUILD) -o bin/gopruner ./cmd/gopruner
+	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -o bin/gopruner ./cmd/gopruner
 
 fixtures:
 	@/usr/bin/python3 scripts/make_fixtures.py $(FIXTURES)
@@ -74,7 +78,7 @@ COVERAGE_META = grep -ls '"group": "coverage"' *_scripted.json *_traced.json
 ir:
 	@test -e $(SHIM) || $(MAKE) --no-print-directory -j$(JOBS) shim
 	@mkdir -p bin
-	$(GO) build $(GOFLAGS_BUILD) -o bin/exportir ./scripts/exportir
+	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -o bin/exportir ./scripts/exportir
 	./bin/exportir -fixtures $(FIXTURES) -out $(IR_DIR) $$(cd $(FIXTURES) && ls *_scripted.pt *_traced.pt | sed 's/\.pt$$//' | grep -vxF -f <($(COVERAGE_META) | sed 's/\.json$$//'))
 	@for n in $$(cd $(FIXTURES) && $(COVERAGE_META) | sed 's/\.json$$//'); do \
 		./bin/exportir -fixtures $(FIXTURES) -out $(IR_DIR)/coverage $$n || echo "ir: $$n left out of $(IR_DIR)/coverage (a coverage gap)"; \
@@ -134,7 +138,7 @@ RACE_CMD ?= ^TestWriteFailureKeepsLastCheckpoint$$
 .PHONY: test-race
 test-race:
 	@mkdir -p bin
-	$(GO) build -race $(GOFLAGS_BUILD) -o bin/gopruner-race ./cmd/gopruner
+	$(BUILD_ENV) $(GO) build -race $(GOFLAGS_BUILD) -o bin/gopruner-race ./cmd/gopruner
 	GORACE=halt_on_error=1 $(TEST_ENV) GOPRUNER_BIN=$(CURDIR)/bin/gopruner-race $(GO) test -count=1 -race -timeout 20m -run '$(RACE_CMD)' ./cmd/gopruner
 
 # ---- habits: gofmt, vet, staticcheck, the inner loop ------------------------
