@@ -44,9 +44,11 @@ func TestRunpathPrefersItsOwnLib(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	copyFile(t, bin, filepath.Join(dir, "bin", "gopruner"), 0o755)
-	lib := filepath.Join(filepath.Dir(bin), "..", "lib", "libgptorch.so")
-	copyFile(t, lib, filepath.Join(dir, "lib", "libgptorch.so"), 0o644)
+	copyTestFile(t, bin, filepath.Join(dir, "bin", "gopruner"))
+	if err := os.Chmod(filepath.Join(dir, "bin", "gopruner"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyTestFile(t, filepath.Join(filepath.Dir(bin), "..", "lib", "libgptorch.so"), filepath.Join(dir, "lib", "libgptorch.so"))
 	cmd := exec.Command(filepath.Join(dir, "bin", "gopruner"), "version")
 	cmd.Env = append(os.Environ(), "LD_DEBUG=libs")
 	out, err := cmd.CombinedOutput()
@@ -66,15 +68,4 @@ func TestRunpathPrefersItsOwnLib(t *testing.T) {
 		return
 	}
 	t.Fatalf("libgptorch.so's initialisation is not in the loader's trace:\n%s", out)
-}
-
-func copyFile(t *testing.T, from, to string, mode os.FileMode) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, mode); err != nil {
-		t.Fatal(err)
-	}
 }
