@@ -18,6 +18,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/plan"
 	"github.com/gopruner/gopruner/internal/core/search/lut"
+	"github.com/gopruner/gopruner/internal/core/stats"
 	"github.com/gopruner/gopruner/internal/engine"
 )
 
@@ -372,11 +373,11 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 	}
 	sum := 0.0
 	for li := range layers {
-		f := median(fullNS[li])
+		f := stats.Median(fullNS[li])
 		sum += f
 		fs := full[li].String()
 		for pi, s := range grids[li] {
-			r := median(ratios[li][pi])
+			r := stats.Median(ratios[li][pi])
 			if s.String() == fs {
 				r = 1 // the full-width point is the scale itself
 			}
@@ -386,9 +387,9 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 	rep.Timed = len(distinct)
 	cuts := make([]lut.Cut, len(cutFractions))
 	for ci := range cuts {
-		cuts[ci] = lut.Cut{Keep: cutKeeps[ci], ResidueNS: median(cutResidues[ci])}
+		cuts[ci] = lut.Cut{Keep: cutKeeps[ci], ResidueNS: stats.Median(cutResidues[ci])}
 	}
-	residue := median(residues)
+	residue := stats.Median(residues)
 	t := &lut.Table{Format: lut.Format, Key: key, Layers: layers, FullNS: sum + residue,
 		Cuts: cuts, Untabled: untabled, Seconds: time.Since(start).Seconds()}
 	if residue < 0 {
@@ -397,7 +398,7 @@ func measureTable(eng engine.Engine, base *engine.Model, orig []byte, groups []l
 		// loaded CI machine it was twice the model's time, and sum +
 		// residue a sixth of it). The model's own time is the prediction
 		// at full width; the predictor scales the layers down to it.
-		t.FullNS = median(wholes)
+		t.FullNS = stats.Median(wholes)
 	}
 	return t, nil
 }
@@ -453,17 +454,6 @@ func cutModel(eng engine.Engine, base *engine.Model, orig []byte, groups []lut.G
 		}
 	}
 	return keep, cm, specs, nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Sorted(slices.Values(xs))
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
 }
 
 // atBatch is an input shape with its first dimension set to batch.

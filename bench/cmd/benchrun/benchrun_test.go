@@ -150,18 +150,3 @@ func TestStateTable(t *testing.T) {
 		t.Errorf("no tables: %d", got)
 	}
 }
-
-func TestMedian(t *testing.T) {
-	for _, c := range []struct {
-		in   []float64
-		want float64
-	}{
-		{[]float64{1.5}, 1.5},
-		{[]float64{1.71, 1.46, 1.52}, 1.52},
-		{[]float64{1.4, 1.2, 1.6, 1.3}, 1.35},
-	} {
-		if got := median(append([]float64(nil), c.in...)); math.Abs(got-c.want) > 1e-12 {
-			t.Errorf("median(%v) = %g, want %g", c.in, got, c.want)
-		}
-	}
-}

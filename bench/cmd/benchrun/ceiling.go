@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gopruner/gopruner/internal/core/stats"
 )
 
 // What two cart slots can gain on this machine, measured without gopruner:
@@ -133,16 +135,6 @@ func (b *bench) parallelCeiling(model, shape string, batch int, secs float64, re
 		c.Reps = append(c.Reps, r)
 		ratios = append(ratios, r.Ratio)
 	}
-	c.Median, c.Min, c.Max = median(ratios), slices.Min(ratios), slices.Max(ratios)
+	c.Median, c.Min, c.Max = stats.Median(ratios), slices.Min(ratios), slices.Max(ratios)
 	return c, nil
-}
-
-// median of xs (not empty); xs is sorted in place.
-func median(xs []float64) float64 {
-	slices.Sort(xs)
-	n := len(xs)
-	if n%2 == 1 {
-		return xs[n/2]
-	}
-	return (xs[n/2-1] + xs[n/2]) / 2
 }

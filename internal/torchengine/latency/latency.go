@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gopruner/gopruner/internal/core/stats"
 	"github.com/gopruner/gopruner/internal/torchengine/model"
 	"github.com/gopruner/gopruner/torch"
 )
@@ -69,7 +70,7 @@ func Stable(models []*torch.Module, shape []int64, warmup, minRuns, maxRuns int,
 		}
 		stable := true
 		for j := range models {
-			med := median(times[j])
+			med := stats.Median(times[j])
 			prev[j] = append(prev[j], med)
 			if k := len(prev[j]); k < 3 || !within(prev[j][k-3:], med, tol) {
 				stable = false
@@ -81,7 +82,7 @@ func Stable(models []*torch.Module, shape []int64, warmup, minRuns, maxRuns int,
 	}
 	out := make([]Result, len(models))
 	for j, ts := range times {
-		out[j] = Result{Batch: shape[0], Device: models[j].Device().String(), MedianMs: median(ts), MinMs: slices.Min(ts), Runs: len(ts)}
+		out[j] = Result{Batch: shape[0], Device: models[j].Device().String(), MedianMs: stats.Median(ts), MinMs: slices.Min(ts), Runs: len(ts)}
 	}
 	return out, nil
 }
@@ -93,14 +94,6 @@ func within(ms []float64, ref, tol float64) bool {
 		}
 	}
 	return true
-}
-
-func median(ts []float64) float64 {
-	s := slices.Sorted(slices.Values(ts))
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
 }
 
 func once(m *torch.Module, x *torch.Tensor) (time.Duration, error) {

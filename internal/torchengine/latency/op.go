@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/search/lut"
+	"github.com/gopruner/gopruner/internal/core/stats"
 	"github.com/gopruner/gopruner/torch"
 )
 
@@ -23,5 +24,5 @@ func Op(s lut.Spec, dev torch.Device, threads int, budget time.Duration) (float6
 	if err != nil {
 		return 0, err
 	}
-	return median(ts), nil
+	return stats.Median(ts), nil
 }
