@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -19,17 +18,10 @@ type latJSON struct {
 }
 
 func (b *bench) latency(model string, batch, threads, warm, runs int) (*latJSON, error) {
-	p, err := b.r.run(b.ctx, b.timeout(4*time.Minute), b.o.bin, "bench-model", "--model", model,
-		"--input-shape", fmt.Sprintf("%d,3,224,224", batch), "--threads", fmt.Sprint(threads),
-		"--warmup", fmt.Sprint(warm), "--runs", fmt.Sprint(runs), "--json")
-	if err != nil {
-		return nil, err
-	}
-	if err := p.ok(); err != nil {
-		return nil, err
-	}
 	var l latJSON
-	if err := json.Unmarshal(p.Stdout, &l); err != nil {
+	if _, err := b.r.runJSON(b.ctx, b.timeout(4*time.Minute), &l, b.o.bin, "bench-model", "--model", model,
+		"--input-shape", fmt.Sprintf("%d,3,224,224", batch), "--threads", fmt.Sprint(threads),
+		"--warmup", fmt.Sprint(warm), "--runs", fmt.Sprint(runs), "--json"); err != nil {
 		return nil, fmt.Errorf("bench-model --json: %w", err)
 	}
 	return &l, nil

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopruner/gopruner/internal/core/summary"
 )
@@ -148,5 +150,23 @@ func TestStateTable(t *testing.T) {
 	}
 	if got := stateTable(nil, 2.5); got != -1 {
 		t.Errorf("no tables: %d", got)
+	}
+}
+
+// TestRunJSON: a child's JSON stdout is decoded; output that is not JSON
+// and a failed exit are errors naming the program.
+func TestRunJSON(t *testing.T) {
+	r := newRunner(t.TempDir(), false)
+	ctx := context.Background()
+	var v struct{ A int }
+	p, err := r.runJSON(ctx, time.Minute, &v, "/bin/sh", "-c", `printf '{"A": 7}\n'`)
+	if err != nil || v.A != 7 || p.Exit != 0 {
+		t.Fatalf("decoded %+v, err %v", v, err)
+	}
+	if _, err := r.runJSON(ctx, time.Minute, &v, "/bin/sh", "-c", "echo not json"); err == nil || !strings.Contains(err.Error(), "sh's output") {
+		t.Errorf("non-JSON output: %v", err)
+	}
+	if _, err := r.runJSON(ctx, time.Minute, &v, "/bin/sh", "-c", `echo '{"A": 1}'; exit 3`); err == nil || !strings.Contains(err.Error(), "exited 3") {
+		t.Errorf("failed exit: %v", err)
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -91,19 +89,12 @@ func (b *bench) parallelCeiling(model, shape string, batch int, secs float64, re
 		// reference: plain glibc unmaps and re-faults the step's buffers.
 		args := append(slices.Clone(tunedMalloc), b.o.python, "-c", ceilingScript, model, shape, strconv.Itoa(batch),
 			strconv.Itoa(threads), fmt.Sprintf("%.3f", float64(start.UnixMilli())/1000), fmt.Sprint(secs))
-		p, err := b.r.run(b.ctx, b.timeout(2*time.Minute), args...)
-		if err != nil {
-			return 0, 0, err
-		}
-		if err := p.ok(); err != nil {
-			return 0, 0, err
-		}
 		var out struct {
 			StepsPerS float64 `json:"steps_per_s"`
 			LateS     float64 `json:"late_s"`
 		}
-		if err := json.Unmarshal(bytes.TrimSpace(p.Stdout), &out); err != nil {
-			return 0, 0, fmt.Errorf("parallel ceiling: %w (stdout %q)", err, p.Stdout)
+		if _, err := b.r.runJSON(b.ctx, b.timeout(2*time.Minute), &out, args...); err != nil {
+			return 0, 0, err
 		}
 		return out.StepsPerS, out.LateS, nil
 	}

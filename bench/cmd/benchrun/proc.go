@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -191,6 +192,22 @@ func parseTimeV(s string) timeV {
 }
 
 // ok returns nil for exit 0, else an error with the child's last stderr line.
+// runJSON runs args to a clean exit and decodes the JSON it printed on
+// stdout into v.
+func (r *runner) runJSON(ctx context.Context, timeout time.Duration, v any, args ...string) (*proc, error) {
+	p, err := r.run(ctx, timeout, args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.ok(); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(p.Stdout, v); err != nil {
+		return nil, fmt.Errorf("%s's output: %w (stdout %q)", filepath.Base(args[0]), err, p.Stdout)
+	}
+	return p, nil
+}
+
 func (p *proc) ok() error {
 	if p.Exit == 0 {
 		return nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -181,16 +180,10 @@ print(json.dumps(out))
 
 func (b *bench) pythonFloor(model, shape string) (*pythonFloor, error) {
 	run := func(args ...string) (*proc, map[string]float64, error) {
-		p, err := b.r.run(b.ctx, b.timeout(2*time.Minute), append([]string{b.o.python, "-c", floorScript, model}, args...)...)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := p.ok(); err != nil {
-			return nil, nil, err
-		}
 		var m map[string]float64
-		if err := json.Unmarshal(bytes.TrimSpace(p.Stdout), &m); err != nil {
-			return nil, nil, fmt.Errorf("python floor: %w (stdout %q)", err, p.Stdout)
+		p, err := b.r.runJSON(b.ctx, b.timeout(2*time.Minute), &m, append([]string{b.o.python, "-c", floorScript, model}, args...)...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("python floor: %w", err)
 		}
 		return p, m, nil
 	}
