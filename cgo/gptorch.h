@@ -76,6 +76,10 @@ gpt_err gpt_cuda_device_count(int *out);
 gpt_err gpt_cudnn_available(int *out);
 gpt_err gpt_set_num_threads(int n);
 gpt_err gpt_get_num_threads(int *out);
+/* OpenBLAS's thread count: gpt_set_num_threads, and every call on a module
+ * with a thread budget, set it along with libtorch's. -1 where libtorch's
+ * BLAS is not OpenBLAS. */
+gpt_err gpt_get_blas_threads(int *out);
 gpt_err gpt_manual_seed(uint64_t seed);     /* CPU and every CUDA device */
 gpt_err gpt_cuda_synchronize(int device);   /* -1: current device */
 

@@ -63,6 +63,20 @@ inline gpt_tensor wrap(at::Tensor t) {
   return new gpt_tensor_s{std::move(t)};
 }
 
+// apply_threads makes n (> 0) the calling OS thread's intra-op thread
+// count and, where libtorch's BLAS is OpenBLAS (Debian's libtorch), the
+// BLAS's too. ATen hands its count to MKL but not to OpenBLAS, whose pool
+// otherwise keeps one thread per core whatever --threads says: one pool
+// that every cart slot's matrix products share, its idle threads spinning
+// in sched_yield. OpenBLAS's count is process-wide, not per thread; cart
+// slots run with equal counts, so it changes only between phases of a run.
+void apply_threads(int n);
+// blas_threads is OpenBLAS's thread count, or -1 where libtorch's BLAS is
+// not OpenBLAS (MKL follows at::set_num_threads by itself).
+int blas_threads();
+// set_blas_threads sets OpenBLAS's thread count (n > 0); nothing elsewhere.
+void set_blas_threads(int n);
+
 // Entry prepares the calling OS thread to run m, for the length of a call
 // that runs a module; every such call holds one. It applies the module's
 // thread budget: OpenMP keeps the thread count per thread, so each cart
@@ -76,9 +90,7 @@ inline gpt_tensor wrap(at::Tensor t) {
 class Entry {
  public:
   explicit Entry(const gpt_module_s *m) : opt_(false) {
-    if (m != nullptr && m->threads > 0 && at::get_num_threads() != m->threads) {
-      at::set_num_threads(m->threads);
-    }
+    if (m != nullptr && m->threads > 0) apply_threads(m->threads);
   }
 
  private:

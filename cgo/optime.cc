@@ -21,16 +21,20 @@ gpt_err gpt_op_time(int kind, const int64_t *x_shape, int x_ndim, const int64_t 
   if (kind == 1 && (x_ndim < 1 || w_ndim != 2)) return gpt::dup("op_time: a linear needs a 2-d weight");
   if (groups < 1) return gpt::dup("op_time: groups must be at least 1");
   auto dev = gpt::parse_device(device);
-  // The caller's thread count is restored afterwards: this call borrows
-  // the OS thread (OpenMP keeps the count per thread).
-  int old = at::get_num_threads();
-  if (threads > 0 && old != threads) at::set_num_threads(threads);
+  // The caller's thread counts are restored afterwards: this call borrows
+  // the OS thread (OpenMP keeps the count per thread) and OpenBLAS's
+  // process-wide count (the layer is timed on `threads`, a linear's BLAS
+  // included); it runs while no cart slot does.
+  int old = at::get_num_threads(), old_blas = gpt::blas_threads();
+  gpt::apply_threads(threads);
   struct restore {
-    int n, was;
+    int n, was, was_blas;
     ~restore() {
-      if (n > 0 && n != was) at::set_num_threads(was);
+      if (n <= 0) return;
+      if (n != was) at::set_num_threads(was);
+      gpt::set_blas_threads(was_blas);
     }
-  } r{threads, old};
+  } r{threads, old, old_blas};
   torch::NoGradGuard ng;
   auto opt = at::TensorOptions().dtype(at::kFloat).device(dev);
   at::Tensor x = at::randn(gpt::dims_of(x_shape, x_ndim), opt);

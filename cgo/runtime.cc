@@ -1,4 +1,5 @@
 // runtime.cc: settings, versions, devices, threads and seeds.
+#include <dlfcn.h>
 #include <malloc.h>
 #include <torch/cuda.h>
 
@@ -10,6 +11,44 @@
 namespace gpt {
 
 std::atomic<bool> channels_last{true};
+
+namespace {
+
+// OpenBLAS's thread-count calls, looked up once: libtorch links the BLAS
+// that the system's alternatives chose, so the shim cannot link them.
+struct OpenBLAS {
+  void (*set)(int) = nullptr;
+  int (*get)() = nullptr;
+};
+
+const OpenBLAS &openblas() {
+  static const OpenBLAS o = [] {
+    OpenBLAS r;
+    r.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    r.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    if (r.set == nullptr || r.get == nullptr) r = OpenBLAS{};
+    return r;
+  }();
+  return o;
+}
+
+}  // namespace
+
+int blas_threads() {
+  const OpenBLAS &o = openblas();
+  return o.get != nullptr ? o.get() : -1;
+}
+
+void set_blas_threads(int n) {
+  const OpenBLAS &o = openblas();
+  if (n > 0 && o.get != nullptr && o.get() != n) o.set(n);
+}
+
+void apply_threads(int n) {
+  if (n <= 0) return;
+  if (at::get_num_threads() != n) at::set_num_threads(n);
+  set_blas_threads(n);
+}
 
 }  // namespace gpt
 
@@ -68,6 +107,13 @@ gpt_err gpt_set_num_threads(int n) {
   GPT_TRY
   if (n <= 0) return gpt::dup("thread count must be positive");
   at::set_num_threads(n);
+  gpt::set_blas_threads(n);
+  GPT_CATCH
+}
+
+gpt_err gpt_get_blas_threads(int *out) {
+  GPT_TRY
+  *out = gpt::blas_threads();
   GPT_CATCH
 }
 

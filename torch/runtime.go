@@ -41,9 +41,24 @@ func CUDADeviceCount() int {
 }
 
 // SetNumThreads sets libtorch's intra-op thread count for the calling OS
-// thread and the process default.
+// thread and the process default, and OpenBLAS's (see BLASThreads).
 func SetNumThreads(n int) error {
 	return errFrom("set_num_threads", C.gpt_set_num_threads(C.int(n)))
+}
+
+// BLASThreads is OpenBLAS's thread count, or -1 where libtorch's BLAS is
+// not OpenBLAS. Debian's libtorch multiplies matrices with OpenBLAS, whose
+// thread pool ignores libtorch's thread count: SetNumThreads, and every
+// call on a module with a thread budget (Module.SetThreads), set it too.
+// It is one count for the whole process, so cart slots, which run with
+// equal budgets, use one BLAS thread each rather than one pool between
+// them.
+func BLASThreads() int {
+	var n C.int
+	if C.gpt_get_blas_threads(&n) != nil {
+		return -1
+	}
+	return int(n)
 }
 
 // NumThreads is libtorch's intra-op thread count.

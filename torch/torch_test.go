@@ -1070,3 +1070,76 @@ func TestPruneInPlace(t *testing.T) {
 		t.Fatalf("reloaded conv2.weight has shape %v, want [11 7 ...]", s)
 	}
 }
+
+// TestBLASThreads: where libtorch's BLAS is OpenBLAS (Debian's libtorch),
+// its thread count follows the process setting and a module's budget (ATen
+// passes its count to MKL only), and a layer timing borrows it and gives it
+// back; the linear layers of cart slots then neither share one pool nor
+// run beyond --threads.
+func TestBLASThreads(t *testing.T) {
+	start := BLASThreads()
+	if start < 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("libtorch's BLAS is not OpenBLAS: Debian's libtorch-dev links OpenBLAS")
+		}
+		t.Skip("libtorch's BLAS is not OpenBLAS: nothing to set")
+	}
+	was := NumThreads()
+	defer func() {
+		if err := SetNumThreads(was); err != nil {
+			t.Error(err)
+		}
+	}()
+	// A serial OpenBLAS always reports 1.
+	threaded := func(n int) int {
+		if start == 1 && n > 1 {
+			return 1
+		}
+		return n
+	}
+	// OpenMP keeps libtorch's count per OS thread: stay on one.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, n := range []int{1, 2, 1} {
+		if err := SetNumThreads(n); err != nil {
+			t.Fatal(err)
+		}
+		if got := BLASThreads(); got != threaded(n) {
+			t.Errorf("after SetNumThreads(%d): OpenBLAS has %d threads", n, got)
+		}
+	}
+	if err := SetNumThreads(2); err != nil {
+		t.Fatal(err)
+	}
+	path, meta := fixtures.Model(t, "smallcnn_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	if err := m.SetThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	x := must[*Tensor](t)(FromFloat32(make([]float32, numel(meta.InputShape)), meta.InputShape, CPU))
+	defer x.Close()
+	y := must[*Tensor](t)(m.Forward(true, x))
+	y.Close()
+	if got := BLASThreads(); got != 1 {
+		t.Errorf("after a forward on a module with 1 thread: OpenBLAS has %d threads", got)
+	}
+	if err := SetNumThreads(2); err != nil {
+		t.Fatal(err)
+	}
+	lin := OpSpec{Linear: true, X: []int64{2, 64}, W: []int64{10, 64}, Bias: true}
+	if _, err := OpTime(lin, CPU, 1, OpTiming{Warmup: 1, MinRuns: 1, MaxRuns: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := BLASThreads(); got != threaded(2) {
+		t.Errorf("after timing a layer on 1 thread: OpenBLAS has %d threads, want the %d it had", got, threaded(2))
+	}
+}
+
+func numel(shape []int64) int {
+	n := 1
+	for _, d := range shape {
+		n *= int(d)
+	}
+	return n
+}

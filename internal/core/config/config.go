@@ -110,7 +110,7 @@ type Config struct {
 	AllowExternalPaths bool
 
 	Device  string // [device] "cpu", "cuda" or "cuda:N"
-	Threads int    // [threads] intra-op threads, 0 = libtorch's choice
+	Threads int    // [threads] intra-op threads (OpenBLAS's too), 0 = one per CPU
 	NCHW    bool   // [nchw] never feed channels-last batches
 	// [amp] mixed precision of CUDA fine-tuning and evaluation: off, bf16
 	// or fp16 (with dynamic loss scaling).
