@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
@@ -139,6 +140,9 @@ type Slot struct {
 	// fine-tune. Nil refuses requests that name a teacher.
 	Archive func(ctx context.Context, digest string) ([]byte, error)
 
+	// mu guards the base: the iteration's scoring copies it while no
+	// candidate runs, but a broker may deliver a task late.
+	mu          sync.Mutex
 	digest, dev string
 	threads     int
 	base        engine.Module
@@ -151,13 +155,16 @@ type Slot struct {
 
 // Close frees the held base and teacher models.
 func (s *Slot) Close() {
+	s.mu.Lock()
 	s.dropBase()
+	s.mu.Unlock()
 	if s.teacher != nil {
 		s.teacher.Close()
 		s.teacher, s.teacherKey = nil, ""
 	}
 }
 
+// dropBase frees the base; the caller holds mu.
 func (s *Slot) dropBase() {
 	if s.base != nil {
 		s.base.Close()
@@ -224,21 +231,43 @@ func (s *Slot) Run(ctx context.Context, archive []byte, req CandidateRequest, tr
 		return res, nil, err
 	}
 	req.Train = to
-	if s.base == nil || s.digest != req.BaseDigest || s.dev != req.Device || s.threads != req.Threads {
-		s.dropBase()
-		b, err := s.Eng.Load(archive, req.Device, req.Threads)
-		if err != nil {
-			return res, nil, err
-		}
-		s.base, s.digest, s.dev, s.threads = b, req.BaseDigest, req.Device, req.Threads
-		res.Timing.Load = time.Since(start).Seconds()
-	}
-	t := time.Now()
-	m, err := s.base.Clone()
+	m, loaded, t, err := s.copyBase(archive, req.BaseDigest, req.Device, req.Threads)
 	if err != nil {
 		return res, nil, err
 	}
+	if loaded {
+		res.Timing.Load = t.Sub(start).Seconds()
+	}
 	return finish(ctx, m, t, start, res, req, train, val)
+}
+
+// Copy is a private copy of archive (digest) on dev with threads, made
+// from the slot's base, which it loads first unless the slot holds it: the
+// iteration's scores are computed on such copies, and the slot's first
+// candidate then finds its base loaded. The caller closes the copy.
+func (s *Slot) Copy(archive []byte, digest, dev string, threads int) (engine.Module, error) {
+	m, _, _, err := s.copyBase(archive, digest, dev, threads)
+	return m, err
+}
+
+// copyBase makes archive (digest) on dev with threads the slot's base,
+// loading it unless the slot holds it already (loaded), and returns a copy
+// of it and when the copy began.
+func (s *Slot) copyBase(archive []byte, digest, dev string, threads int) (m engine.Module, loaded bool, copied time.Time, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.base == nil || s.digest != digest || s.dev != dev || s.threads != threads {
+		s.dropBase()
+		b, err := s.Eng.Load(archive, dev, threads)
+		if err != nil {
+			return nil, false, time.Time{}, err
+		}
+		s.base, s.digest, s.dev, s.threads = b, digest, dev, threads
+		loaded = true
+	}
+	copied = time.Now()
+	m, err = s.base.Clone()
+	return m, loaded, copied, err
 }
 
 // finish cuts m (owned: closed on an error), fine-tunes and validates it as

@@ -423,7 +423,10 @@ func (e *evaluator) scoresFor(iteration int) (map[int][]float64, error) {
 // are added in slot order: all the slots work on the scores that every
 // candidate waits for. Either way the result depends only on the cart, not
 // on which worker asked first. The scored copies are thrown away, so the
-// BatchNorm statistics a Taylor pass updates do not matter.
+// BatchNorm statistics a Taylor pass updates do not matter. A copy comes
+// from the slot's base where the slot runs with the same threads (loading
+// it there, where the slot's candidates will find it): the candidates all
+// wait for the scores.
 func (e *evaluator) computeScores(ctx context.Context, seed int64) (map[int][]float64, error) {
 	groups, err := e.base.CurrentGroups(e.groups, e.kept)
 	if err != nil {
@@ -432,7 +435,7 @@ func (e *evaluator) computeScores(ctx context.Context, seed int64) (map[int][]fl
 	so := engine.ScoreOptions{Batches: e.o.TaylorBatches, BatchSize: e.o.Train.BatchSize, Seed: seed}
 	parts := len(e.devs)
 	if e.o.Criterion == kinds.L2Norm || parts == 1 || e.o.TaylorBatches < parts {
-		m, err := e.eng.Load(e.cur, e.devs[0], e.allThreads(e.o.Threads))
+		m, err := e.scoreCopy(0, e.allThreads(e.o.Threads))
 		if err != nil {
 			return nil, err
 		}
@@ -444,7 +447,7 @@ func (e *evaluator) computeScores(ctx context.Context, seed int64) (map[int][]fl
 	var wg sync.WaitGroup
 	for k := range parts {
 		wg.Go(func() {
-			m, err := e.eng.Load(e.cur, e.devs[k], e.threads[k])
+			m, err := e.scoreCopy(k, e.threads[k])
 			if err != nil {
 				errs[k] = err
 				return
@@ -488,6 +491,16 @@ func (e *evaluator) validateArchive(ctx context.Context, b []byte, threads int) 
 
 // allThreads is threads for a cpu first slot when threads > 0, else the
 // first slot's share.
+// scoreCopy is a copy of the current model on slot k's device with
+// threads, for scoring: from the slot's base when the slot runs with those
+// threads, else loaded apart.
+func (e *evaluator) scoreCopy(k, threads int) (engine.Module, error) {
+	if threads == e.threads[k] {
+		return e.slots[k].Copy(e.cur, e.curDigest, e.devs[k], threads)
+	}
+	return e.eng.Load(e.cur, e.devs[k], threads)
+}
+
 func (e *evaluator) allThreads(threads int) int {
 	if threads > 0 && e.devs[0] == "cpu" {
 		return threads

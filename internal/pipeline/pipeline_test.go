@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -446,6 +447,83 @@ func TestScoresSplitOverSlots(t *testing.T) {
 	}
 	if eng.Live() != 1 {
 		t.Errorf("%d scoring copies left open", eng.Live()-1)
+	}
+}
+
+// loadCounter counts Load calls (archive reads) of the engine it wraps.
+type loadCounter struct {
+	*fake.Engine
+	loads atomic.Int32
+}
+
+func (c *loadCounter) Load(archive []byte, dev string, threads int) (engine.Module, error) {
+	c.loads.Add(1)
+	return c.Engine.Load(archive, dev, threads)
+}
+
+// TestScoringLoadsTheSlotsBase: the iteration's scores are computed on
+// copies of each slot's base, so that the current model is read from its
+// archive once per slot and an iteration, not again by every candidate
+// slot after the scoring did; a slot whose thread count differs from the
+// scoring's (L2Norm scores on all the threads) is left alone.
+func TestScoringLoadsTheSlotsBase(t *testing.T) {
+	base := smallCNN(t)
+	tr, val := mnistSplits(t)
+	eng := &loadCounter{Engine: fake.New(base)}
+	bm := openSmall(context.Background(), t, eng.Engine)
+	defer bm.Close()
+	orig, err := bm.Module.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cands := bm.Candidates(nil)
+	for _, tc := range []struct {
+		slots     []string
+		criterion kinds.Criterion
+		loads     int32 // by the scoring
+		held      bool  // the slots hold the base afterwards
+	}{
+		{[]string{"cpu"}, kinds.TaylorFOWeight, 1, true},
+		{[]string{"cpu", "cpu"}, kinds.TaylorFOWeight, 2, true},
+		{[]string{"cpu", "cpu"}, kinds.L2Norm, 1, false},
+	} {
+		o := myOptions(t, tc.slots...)
+		o.Criterion, o.TaylorBatches, o.Threads = tc.criterion, 4, 2
+		devs, threads, err := slotDevices(tc.slots, o.Threads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := newEvaluator(eng, &bm.Base, tr, val, o, devs, threads, cands, orig)
+		eng.loads.Store(0)
+		if _, err := ev.scoresFor(1); err != nil {
+			t.Fatal(err)
+		}
+		if got := eng.loads.Load(); got != tc.loads {
+			t.Errorf("%v %s: the scoring read the archive %d times, want %d", tc.slots, tc.criterion, got, tc.loads)
+		}
+		eng.loads.Store(0)
+		g := cands[0]
+		for k := range ev.slots {
+			req, err := ev.request(k, netadapt.Candidate{Iteration: 1, Group: g.ID, From: g.Channels, To: g.Channels - 4}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, m, err := ev.runOn(context.Background(), k, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Close()
+			if loaded := res.Timing.Load > 0; loaded == tc.held {
+				t.Errorf("%v %s: slot %d's candidate loaded its base: %v, want %v", tc.slots, tc.criterion, k, loaded, !tc.held)
+			}
+		}
+		if got, want := eng.loads.Load(), int32(len(tc.slots)); tc.held && got != 0 || !tc.held && got != want {
+			t.Errorf("%v %s: the candidates read the archive %d times after the scoring", tc.slots, tc.criterion, got)
+		}
+		ev.Close()
+	}
+	if eng.Live() != 1 {
+		t.Errorf("%d copies left open", eng.Live()-1)
 	}
 }
 
