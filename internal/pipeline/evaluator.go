@@ -489,8 +489,6 @@ func (e *evaluator) validateArchive(ctx context.Context, b []byte, threads int) 
 	return full, sub, err
 }
 
-// allThreads is threads for a cpu first slot when threads > 0, else the
-// first slot's share.
 // scoreCopy is a copy of the current model on slot k's device with
 // threads, for scoring: from the slot's base when the slot runs with those
 // threads, else loaded apart.
@@ -501,6 +499,8 @@ func (e *evaluator) scoreCopy(k, threads int) (engine.Module, error) {
 	return e.eng.Load(e.cur, e.devs[k], threads)
 }
 
+// allThreads is threads for a cpu first slot when threads > 0, else the
+// first slot's share.
 func (e *evaluator) allThreads(threads int) int {
 	if threads > 0 && e.devs[0] == "cpu" {
 		return threads
