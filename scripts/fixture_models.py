@@ -493,4 +493,13 @@ COVERAGE_MODELS = [
     ("signal1d", Signal1d, [1, 2, 256]),
     ("mlp", MLP, [2, 20]),
     ("tconv_decoder", TConvDecoder, IMG32),
+    # MBConv blocks: SiLU, squeeze-and-excitation with a sigmoid gate,
+    # stochastic depth (identity in eval), depthwise convs.
+    ("efficientnet_b0", _tv("efficientnet_b0"), IMG64),
+    # Fire modules: two expand convs concatenated, no BatchNorm, a conv
+    # classifier.
+    ("squeezenet1_0", _tv("squeezenet1_0"), IMG64),
+    ("mnasnet0_5", _tv("mnasnet0_5"), IMG64),
+    # Hardswish, squeeze-and-excitation with a hardsigmoid gate.
+    ("mobilenet_v3_small", _tv("mobilenet_v3_small"), IMG64),
 ]

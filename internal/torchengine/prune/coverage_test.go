@@ -67,6 +67,14 @@ var coverageRows = []string{
 	"mlp_traced",
 	"tconv_decoder_scripted",
 	"tconv_decoder_traced",
+	"efficientnet_b0_scripted",
+	"efficientnet_b0_traced",
+	"squeezenet1_0_scripted",
+	"squeezenet1_0_traced",
+	"mnasnet0_5_scripted",
+	"mnasnet0_5_traced",
+	"mobilenet_v3_small_scripted",
+	"mobilenet_v3_small_traced",
 }
 
 // Issue 13's thresholds.
