@@ -766,6 +766,19 @@ var analyzeCases = []struct {
 		},
 	},
 	{
+		// p's single channel moves to dim 2 and broadcasts there; its
+		// height, of fixed size 4, lands on c's channels.
+		name: "an operand whose channels broadcast elsewhere still spans the channels",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			p := b.Relu(b.Conv(x, "p", 1, 1, irtest.ConvOpts{}))
+			t := b.Op1("aten::transpose", "", []int{p, b.Int(1), b.Int(2)}, []int64{1, 4, 1, 4})
+			y := b.Add(b.Relu(b.Conv(x, "c", 4, 1, irtest.ConvOpts{})), t)
+			b.Output(b.Conv(y, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 4, reason: "an operand of fixed size spans the channels"}},
+	},
+	{
 		name: "layer scale parameter becomes a member",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)

@@ -182,6 +182,7 @@ func (a *analyzer) elementwise() {
 	R := len(O)
 	D := -1
 	var full []*cmap
+	spans := map[int]bool{} // operands whose followed channels fill dim D
 	for _, x := range operands {
 		m := a.maps[x]
 		if m == nil {
@@ -201,6 +202,7 @@ func (a *analyzer) elementwise() {
 			}
 			D = ad
 			full = append(full, m)
+			spans[x] = true
 		case e == 1:
 			// Broadcast along the channels: any channel count fits.
 		default:
@@ -218,8 +220,12 @@ func (a *analyzer) elementwise() {
 			return
 		}
 	}
+	// Every other operand must broadcast along dim D, or be a parameter
+	// that follows the channels. One whose own channels broadcast on
+	// another dim counts too: its dim at D has a size of its own (a
+	// transposed activation's height, say).
 	for _, x := range operands {
-		if a.maps[x] != nil {
+		if spans[x] {
 			continue
 		}
 		s, ok := a.shape(x)
