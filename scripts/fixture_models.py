@@ -438,6 +438,70 @@ class TConvDecoder(nn.Module):  # input 1x3x32x32, output 1x3x32x32
         return self.out(x)
 
 
+class Siamese(nn.Module):  # input 1x3x32x32
+    """A twin network: one backbone (conv-BN-ReLU stem, a horizontal flip of
+    its features, a strided conv-BN-ReLU body) run on the image and on its
+    mirror image, the two pooled embeddings concatenated for a Linear head.
+    Every backbone weight is read by both calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 16))
+        self.body = nn.Sequential(*cbr(16, 32, 3, stride=2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(64, 10)
+
+    def embed(self, x):
+        x = torch.flip(self.stem(x), [3])
+        return torch.flatten(self.pool(self.body(x)), 1)
+
+    def forward(self, x):
+        return self.head(torch.cat([self.embed(x), self.embed(torch.flip(x, [3]))], 1))
+
+
+class CBAM(nn.Module):
+    """Convolutional block attention (Woo et al. 2018): a channel gate from
+    one MLP run on the average- and on the max-pooled features, then a
+    spatial gate from a 7x7 conv over the mean and the max across the
+    channels."""
+
+    def __init__(self, c, r=4):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(c, c // r, 1), nn.ReLU(inplace=True), nn.Conv2d(c // r, c, 1))
+        self.spatial = nn.Conv2d(2, 1, 7, padding=3)
+
+    def forward(self, x):
+        avg = self.mlp(torch.nn.functional.adaptive_avg_pool2d(x, 1))
+        mx = self.mlp(torch.nn.functional.adaptive_max_pool2d(x, 1))
+        x = x * torch.sigmoid(avg + mx)
+        s = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], 1)
+        return x * torch.sigmoid(self.spatial(s))
+
+
+class CBAMNet(nn.Module):  # input 1x3x32x32
+    """Two residual stages, each with a CBAM block on its residual branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 16))
+        self.block1 = nn.Sequential(*cbr(16, 16), *cbr(16, 16, act=nn.Identity()))
+        self.att1 = CBAM(16)
+        self.down = nn.Sequential(*cbr(16, 32, 3, stride=2))
+        self.block2 = nn.Sequential(*cbr(32, 32), *cbr(32, 32, act=nn.Identity()))
+        self.att2 = CBAM(32)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        # F.relu, not torch.relu: ptflops (and so scripts/flopcount.py)
+        # counts functional activations only through torch.nn.functional.
+        x = torch.nn.functional.relu(x + self.att1(self.block1(x)))
+        x = self.down(x)
+        x = torch.nn.functional.relu(x + self.att2(self.block2(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
 def _tv(name, **kw):
     def ctor():
         import torchvision.models as tvm
@@ -502,4 +566,8 @@ COVERAGE_MODELS = [
     ("mnasnet0_5", _tv("mnasnet0_5"), IMG64),
     # Hardswish, squeeze-and-excitation with a hardsigmoid gate.
     ("mobilenet_v3_small", _tv("mobilenet_v3_small"), IMG64),
+    # Weights shared between calls, a flip along the width.
+    ("siamese", Siamese, IMG32),
+    # A shared MLP, the mean and the max across the channels.
+    ("cbam", CBAMNet, IMG32),
 ]

@@ -40,6 +40,7 @@ type pmember struct {
 }
 
 func (a *analyzer) finish() *Analysis {
+	a.tieShared()
 	type cls struct {
 		root    int
 		members []mrec
@@ -180,6 +181,36 @@ func (a *analyzer) finish() *Analysis {
 		res.vmaps[id] = vm
 	}
 	return res
+}
+
+// tieShared unites spaces that index the very same rows of a parameter: a
+// module called twice (a Siamese twin's backbone, the MLP that CBAM runs on
+// both poolings, a weight tied between an encoder and a decoder) writes or
+// reads its channels in every call, so every call's space must lose the
+// same ones. Ranges that only partly coincide stay apart and are frozen
+// below.
+func (a *analyzer) tieShared() {
+	type key struct {
+		m Member
+		n int
+	}
+	first := map[key]int{}
+	for i := range a.spaces {
+		if a.find(i) != i {
+			continue
+		}
+		n := a.spaces[i].n
+		// union appends to the root's members; a snapshot is enough, as a
+		// space united here brings only members that are keys already.
+		for _, mr := range slices.Clone(a.spaces[i].members) {
+			k := key{mr.m, n}
+			if j, ok := first[k]; ok {
+				a.union(j, i)
+				continue
+			}
+			first[k] = i
+		}
+	}
 }
 
 func uniq(xs []srec) []string {

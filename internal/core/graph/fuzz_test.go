@@ -43,7 +43,7 @@ var rawKinds = []string{
 	"aten::expand", "aten::expand_as", "aten::transpose", "aten::permute", "aten::t", "aten::mean",
 	"aten::sum", "aten::max", "aten::softmax", "aten::add", "aten::mul_", "aten::where", "aten::relu",
 	"aten::clamp", "aten::to", "aten::upsample_nearest2d", "prim::ConstantChunk", "aten::frobnicate",
-	"aten::unsqueeze", "aten::index_select", "aten::roll", "aten::Int",
+	"aten::unsqueeze", "aten::index_select", "aten::roll", "aten::flip", "aten::amax", "aten::argmax", "aten::Int",
 }
 
 // genGraph turns fuzz bytes into a small graph: mostly well-formed CNN

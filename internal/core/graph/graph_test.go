@@ -753,7 +753,9 @@ var analyzeCases = []struct {
 		},
 	},
 	{
-		name: "shared weight on two spaces freezes both",
+		// A module called twice: each call's spaces index the same rows of
+		// its weight, so they lose the same channels.
+		name: "a conv called twice ties its calls' spaces",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)
 			ya := b.Conv(b.Relu(b.Conv(x, "ca", 8, 1, irtest.ConvOpts{})), "s", 8, 1, irtest.ConvOpts{})
@@ -761,8 +763,79 @@ var analyzeCases = []struct {
 			b.Output(b.Conv(b.Relu(ya), "e", 2, 1, irtest.ConvOpts{}), b.Conv(b.Relu(yb), "f", 2, 1, irtest.ConvOpts{}))
 		},
 		want: []wantGroup{
-			{has: "ca.weight:0", channels: 8, reason: "overlap"},
-			{has: "cb.weight:0", channels: 8, reason: "overlap"},
+			{has: "ca.weight:0", channels: 8, prunable: true, members: []string{"ca.weight:0", "s.weight:1", "cb.weight:0"},
+				producers: []string{"ca.weight:0", "cb.weight:0"}, layers: []string{"ca", "cb"}},
+			{has: "s.weight:0", channels: 8, prunable: true, members: []string{"s.weight:0", "e.weight:1", "f.weight:1"},
+				producers: []string{"s.weight:0"}, layers: []string{"s"}},
+		},
+	},
+	{
+		// A Siamese pair: one backbone on two inputs, the embeddings
+		// concatenated. The shared conv's channels go from both halves of
+		// the head's input.
+		name: "a shared backbone's channels reach both halves of a concatenation",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			emb := func(in int) int {
+				return b.AdaptiveAvgPool(b.Relu(b.Conv(b.Relu(b.Conv(in, "stem", 8, 3, irtest.ConvOpts{Pad: 1})), "body", 4, 3, irtest.ConvOpts{Pad: 1})), 1, 1)
+			}
+			flipped := b.Op1("aten::flip", "", []int{x, b.IntList(3)}, []int64{1, 3, 8, 8})
+			b.Output(b.Conv(b.Cat(1, emb(x), emb(flipped)), "head", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "stem.weight:0", channels: 8, prunable: true, members: []string{"stem.weight:0", "body.weight:1"}},
+			{has: "body.weight:0", channels: 4, prunable: true, members: []string{"body.weight:0", "head.weight:1", "head.weight:1+4"}},
+		},
+	},
+	{
+		// The head reads [A B] in one call and [C D] in the other, with
+		// A, C and B, D of different widths: its input rows cannot follow
+		// both.
+		name: "a weight whose calls split its channels differently freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			conv := func(name string, n int64) int { return b.Relu(b.Conv(x, name, n, 1, irtest.ConvOpts{})) }
+			y1 := b.Conv(b.Cat(1, conv("a", 4), conv("b", 4)), "head", 2, 1, irtest.ConvOpts{})
+			y2 := b.Conv(b.Cat(1, conv("c", 6), conv("d", 2)), "head", 2, 1, irtest.ConvOpts{})
+			b.Output(b.Add(y1, y2))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 4, reason: "overlap"},
+			{has: "b.weight:0", channels: 4, reason: "overlap"},
+			{has: "c.weight:0", channels: 6, reason: "overlap"},
+			{has: "d.weight:0", channels: 2, reason: "overlap"},
+		},
+	},
+	{
+		// CBAM's spatial attention: the mean and the max over the channels,
+		// concatenated, make a 2-channel map for a conv.
+		name: "mean and max over the channels leave the channels prunable, inexact",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			avg := b.Op1("aten::mean", "", []int{y, b.IntList(1), b.Bool(true), b.None()}, []int64{1, 1, 8, 8})
+			mx := b.Op1("aten::amax", "", []int{y, b.IntList(1), b.Bool(true)}, []int64{1, 1, 8, 8})
+			att := b.Act("aten::sigmoid", b.Conv(b.Cat(1, avg, mx), "sa", 1, 3, irtest.ConvOpts{Pad: 1}))
+			b.Output(b.Conv(b.Mul(y, att), "d", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "d.weight:1"},
+				inexact: "aten::mean (op 7) reduces over the channels"},
+		},
+	},
+	{
+		name: "a sum over the channels keeps them exact, an argmax freezes them",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			s := b.Op1("aten::sum", "", []int{y, b.IntList(1), b.Bool(true), b.None()}, []int64{1, 1, 8, 8})
+			z := b.Relu(b.Conv(x, "e", 6, 1, irtest.ConvOpts{}))
+			am := b.Op1("aten::argmax", "", []int{z, b.Int(1), b.Bool(true)}, []int64{1, 1, 8, 8})
+			b.Output(b.Conv(b.Mul(y, s), "d", 4, 1, irtest.ConvOpts{}), am)
+		},
+		want: []wantGroup{
+			{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "d.weight:1"}},
+			{has: "e.weight:0", channels: 6, reason: "aten::argmax (op"},
 		},
 	},
 	{
@@ -777,6 +850,21 @@ var analyzeCases = []struct {
 			b.Output(b.Conv(y, "d", 2, 1, irtest.ConvOpts{}))
 		},
 		want: []wantGroup{{has: "c.weight:0", channels: 4, reason: "an operand of fixed size spans the channels"}},
+	},
+	{
+		name: "flip along the channels freezes, along space passes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			y = b.Op1("aten::flip", "", []int{y, b.IntList(2, -1)}, []int64{1, 8, 8, 8})
+			z := b.Relu(b.Conv(y, "d", 4, 1, irtest.ConvOpts{}))
+			z = b.Op1("aten::flip", "", []int{z, b.IntList(1)}, []int64{1, 4, 8, 8})
+			b.Output(b.Conv(z, "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "d.weight:1"}},
+			{has: "d.weight:0", channels: 4, reason: "aten::flip (op 15) works along the channels"},
+		},
 	},
 	{
 		name: "layer scale parameter becomes a member",

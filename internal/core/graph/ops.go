@@ -1050,7 +1050,7 @@ func (a *analyzer) reduce(list bool) {
 		}
 	}
 	if slices.Contains(nds, m.dim) {
-		a.freezeMap(m, fmt.Sprintf("%s reduces over the channels", a.desc()))
+		a.channelReduce(m, list)
 		return
 	}
 	dim := m.dim
@@ -1069,6 +1069,25 @@ func (a *analyzer) reduce(list bool) {
 	}
 }
 
+// channelReduce handles a reduction over the channels (CBAM's spatial
+// attention reads the mean and the max over them). Its output has no
+// channels to follow; what it does to its input's channels depends on the
+// reduction. A sum over zeroed channels is the sum over the kept ones, so
+// the groups stay exact. A mean, max, min, deviation or logsumexp over
+// fewer channels is another function, as a LayerNorm's is: the groups
+// stay prunable, inexact, and fine-tuning adapts to it. The index and
+// product reductions (argmax, max with indices, prod, ...) freeze them:
+// their result means something else once channels go.
+func (a *analyzer) channelReduce(m *cmap, list bool) {
+	switch k := strings.TrimSuffix(a.op.Kind, "_"); {
+	case !list:
+		a.freezeMap(m, fmt.Sprintf("%s reduces over the channels", a.desc()))
+	case k == "aten::sum" || k == "aten::nansum":
+	default:
+		a.inexactMap(m, fmt.Sprintf("%s reduces over the channels, and over fewer of them gives another result", a.desc()))
+	}
+}
+
 // alongDim handles softmax, cumsum, index_select...: harmless along other
 // dims, channel-mixing along the channels.
 func (a *analyzer) alongDim() {
@@ -1078,16 +1097,31 @@ func (a *analyzer) alongDim() {
 		return
 	}
 	S, _ := a.shape(x)
-	d, ok := a.constInt(a.in(1))
-	if a.op.Kind == "aten::roll" {
-		ds, okl := a.constInts(a.in(2))
-		ok = okl && len(ds) == 1
-		if ok {
-			d = ds[0]
+	var dims []int64
+	switch a.op.Kind {
+	case "aten::roll":
+		// roll(x, shifts, dims): one dim only; several would need each
+		// checked against the shifts.
+		if ds, ok := a.constInts(a.in(2)); ok && len(ds) == 1 {
+			dims = ds
+		}
+	case "aten::flip":
+		// flip(x, dims): any number of dims, none of them the channels'.
+		if ds, ok := a.constInts(a.in(1)); ok && len(ds) > 0 {
+			dims = ds
+		}
+	default:
+		if d, ok := a.constInt(a.in(1)); ok {
+			dims = []int64{d}
 		}
 	}
-	nd, okd := normDim(d, len(S))
-	if !ok || !okd || nd == m.dim {
+	along := len(dims) == 0
+	for _, d := range dims {
+		if nd, ok := normDim(d, len(S)); !ok || nd == m.dim {
+			along = true
+		}
+	}
+	if along {
 		a.freezeMap(m, fmt.Sprintf("%s works along the channels", a.desc()))
 		return
 	}

@@ -170,7 +170,7 @@ func init() {
 	rule(ReduceInt, "prod", "argmax", "argmin", "max", "min", "median", "mode",
 		"kthvalue", "all", "any")
 	rule(AlongDim, "softmax", "log_softmax", "_softmax", "_log_softmax", "cumsum",
-		"cumprod", "logcumsumexp", "index_select", "gather", "roll")
+		"cumprod", "logcumsumexp", "index_select", "gather", "roll", "flip")
 	rule(Elementwise, inplace("add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder",
 		"fmod", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
 		"masked_fill", "addcmul", "addcdiv", "lerp", "logical_and", "logical_or",

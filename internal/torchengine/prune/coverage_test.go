@@ -75,6 +75,10 @@ var coverageRows = []string{
 	"mnasnet0_5_traced",
 	"mobilenet_v3_small_scripted",
 	"mobilenet_v3_small_traced",
+	"siamese_scripted",
+	"siamese_traced",
+	"cbam_scripted",
+	"cbam_traced",
 }
 
 // Issue 13's thresholds.
