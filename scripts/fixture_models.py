@@ -465,16 +465,21 @@ class CBAM(nn.Module):
     spatial gate from a 7x7 conv over the mean and the max across the
     channels."""
 
-    def __init__(self, c, r=4):
+    def __init__(self, c, r=4, amax=True):
         super().__init__()
         self.mlp = nn.Sequential(nn.Conv2d(c, c // r, 1), nn.ReLU(inplace=True), nn.Conv2d(c // r, c, 1))
         self.spatial = nn.Conv2d(2, 1, 7, padding=3)
+        self.amax = amax
 
     def forward(self, x):
         avg = self.mlp(torch.nn.functional.adaptive_avg_pool2d(x, 1))
         mx = self.mlp(torch.nn.functional.adaptive_max_pool2d(x, 1))
         x = x * torch.sigmoid(avg + mx)
-        s = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], 1)
+        if self.amax:
+            cmax = x.amax(dim=1, keepdim=True)
+        else:  # as CBAM is usually written: the values of max, the indices dropped
+            cmax, _ = torch.max(x, dim=1, keepdim=True)
+        s = torch.cat([x.mean(dim=1, keepdim=True), cmax], 1)
         return x * torch.sigmoid(self.spatial(s))
 
 
@@ -488,7 +493,7 @@ class CBAMNet(nn.Module):  # input 1x3x32x32
         self.att1 = CBAM(16)
         self.down = nn.Sequential(*cbr(16, 32, 3, stride=2))
         self.block2 = nn.Sequential(*cbr(32, 32), *cbr(32, 32, act=nn.Identity()))
-        self.att2 = CBAM(32)
+        self.att2 = CBAM(32, amax=False)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(32, 10)
 

@@ -839,6 +839,23 @@ var analyzeCases = []struct {
 		},
 	},
 	{
+		// CBAM as usually written: torch.max(x, dim=1)[0], the indices
+		// dropped. Where they are read, they index the channels.
+		name: "max along the channels: its values alone leave them inexact, its indices read freeze them",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			vy := b.Op("aten::max", "", []int{y, b.Int(1), b.Bool(true)}, []int64{1, 1, 8, 8}, []int64{1, 1, 8, 8})
+			z := b.Relu(b.Conv(x, "e", 6, 1, irtest.ConvOpts{}))
+			vz := b.Op("aten::max", "", []int{z, b.Int(1), b.Bool(true)}, []int64{1, 1, 8, 8}, []int64{1, 1, 8, 8})
+			b.Output(b.Conv(b.Mul(y, vy[0]), "d", 4, 1, irtest.ConvOpts{}), b.Conv(b.Mul(z, vz[0]), "f", 4, 1, irtest.ConvOpts{}), vz[1])
+		},
+		want: []wantGroup{
+			{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "d.weight:1"}, inexact: "aten::max (op"},
+			{has: "e.weight:0", channels: 6, reason: "reduces over the channels"},
+		},
+	},
+	{
 		// p's single channel moves to dim 2 and broadcasts there; its
 		// height, of fixed size 4, lands on c's channels.
 		name: "an operand whose channels broadcast elsewhere still spans the channels",

@@ -1076,16 +1076,25 @@ func (a *analyzer) reduce(list bool) {
 // the groups stay exact. A mean, max, min, deviation or logsumexp over
 // fewer channels is another function, as a LayerNorm's is: the groups
 // stay prunable, inexact, and fine-tuning adapts to it. The index and
-// product reductions (argmax, max with indices, prod, ...) freeze them:
-// their result means something else once channels go.
+// product reductions (argmax, the indices of max, prod, ...) freeze them:
+// their result means something else once channels go. max and min along
+// a dim give values and indices; with the indices unread (CBAM's
+// `torch.max(x, dim=1)[0]`) they are amax and amin.
 func (a *analyzer) channelReduce(m *cmap, list bool) {
-	switch k := strings.TrimSuffix(a.op.Kind, "_"); {
-	case !list:
+	k := strings.TrimSuffix(a.op.Kind, "_")
+	valuesOnly := (k == "aten::max" || k == "aten::min") && len(a.op.Outputs) == 2 && !a.read(a.op.Outputs[1])
+	switch {
+	case !list && !valuesOnly:
 		a.freezeMap(m, fmt.Sprintf("%s reduces over the channels", a.desc()))
 	case k == "aten::sum" || k == "aten::nansum":
 	default:
 		a.inexactMap(m, fmt.Sprintf("%s reduces over the channels, and over fewer of them gives another result", a.desc()))
 	}
+}
+
+// read reports whether value id is an op's input or a graph output.
+func (a *analyzer) read(id int) bool {
+	return len(a.g.Users(id)) > 0 || slices.Contains(a.g.Outputs, id)
 }
 
 // alongDim handles softmax, cumsum, index_select...: harmless along other
