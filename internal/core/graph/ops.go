@@ -1081,7 +1081,7 @@ func (a *analyzer) reduce(list bool) {
 // a dim give values and indices; with the indices unread (CBAM's
 // `torch.max(x, dim=1)[0]`) they are amax and amin.
 func (a *analyzer) channelReduce(m *cmap, list bool) {
-	k := strings.TrimSuffix(a.op.Kind, "_")
+	k := a.op.Kind
 	valuesOnly := (k == "aten::max" || k == "aten::min") && len(a.op.Outputs) == 2 && !a.read(a.op.Outputs[1])
 	switch {
 	case !list && !valuesOnly:
