@@ -228,6 +228,41 @@ struct Exporter {
   }
 };
 
+const c10::Symbol kKeepAttr = c10::Symbol::attr("gopruner_keep");
+
+// keep_dead ties every recorded tensor op whose results nothing reads to a
+// side-effecting node, so that the tracer's clean-up keeps it. Such an op
+// still runs in the saved model (a block's residual that the caller drops,
+// a head whose output goes unused): without it in the graph, surgery would
+// cut the channels it reads and leave its weight whole.
+void keep_dead(torch::jit::Graph &g) {
+  std::vector<Value *> dead;
+  for (Node *n : g.nodes()) {
+    if (n->kind() == c10::prim::Constant || n->outputs().empty()) continue;
+    // Scalars traced as 0-dim tensors (a traced `x.size(1) // 2`) carry
+    // no channels.
+    bool unread = true, tensor = false;
+    for (Value *o : n->outputs()) {
+      unread = unread && !o->hasUses();
+      auto tt = o->type()->cast<c10::TensorType>();
+      tensor = tensor || (tt && tt->dim().value_or(1) > 0);
+    }
+    if (unread && tensor) dead.push_back(n->output(0));
+  }
+  if (dead.empty()) return;
+  Node *k = g.insertNode(g.create(c10::prim::Print, dead, 0));
+  k->s_(kKeepAttr, "dead");
+}
+
+// drop_keep removes keep_dead's node once the clean-up has run.
+void drop_keep(torch::jit::Graph &g) {
+  for (auto it = g.nodes().begin(); it != g.nodes().end();) {
+    Node *n = *it;
+    ++it;
+    if (n->kind() == c10::prim::Print && n->hasAttribute(kKeepAttr)) n->destroy();
+  }
+}
+
 // Traces forward on in and exports the graph; in and h's tensors are both
 // real or both meta (gpt::meta_pass).
 std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in) {
@@ -253,6 +288,7 @@ std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in) {
       if (leaves.empty())
         throw std::runtime_error("forward returned " + gpt::describe_output(result) +
                                  ", which holds no tensor");
+      if (auto st = torch::jit::tracer::getTracingState()) keep_dead(*st->graph);
       torch::jit::Stack out;
       for (const auto &l : leaves) out.emplace_back(l.t);
       return out;
@@ -266,6 +302,7 @@ std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in) {
     throw;
   }
   h->m.train(was_training);
+  drop_keep(*state->graph);
   Exporter ex;
   ex.g = state->graph;
   ex.self = ex.g->inputs().at(0);

@@ -507,6 +507,50 @@ class CBAMNet(nn.Module):  # input 1x3x32x32
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class TCNBlock(nn.Module):
+    """A Conv-TasNet / WaveNet block: 1x1 conv, dilated depthwise conv, a
+    residual and a skip output."""
+
+    def __init__(self, c, h, dilation):
+        super().__init__()
+        self.inp = nn.Conv1d(c, h, 1, bias=False)
+        self.bn1 = nn.BatchNorm1d(h)
+        self.act1 = nn.PReLU(h)
+        self.dw = nn.Conv1d(h, h, 3, padding=dilation, dilation=dilation, groups=h, bias=False)
+        self.bn2 = nn.BatchNorm1d(h)
+        self.act2 = nn.PReLU(h)
+        self.res = nn.Conv1d(h, c, 1)
+        self.skip = nn.Conv1d(h, c, 1)
+
+    def forward(self, x) -> Tuple[torch.Tensor, torch.Tensor]:
+        y = self.act2(self.bn2(self.dw(self.act1(self.bn1(self.inp(x))))))
+        return x + self.res(y), self.skip(y)
+
+
+class TCN(nn.Module):  # input 1x2x256
+    """A temporal conv net classifier for signals: three dilated blocks
+    whose skip outputs are summed. The last block's residual output is
+    computed and dropped, as in a Conv-TasNet whose last block keeps its
+    residual conv: that code still runs in the saved model, though nothing
+    reads its result."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv1d(2, 32, 7, padding=3, bias=False), nn.BatchNorm1d(32), nn.ReLU())
+        self.blocks = nn.ModuleList([TCNBlock(32, 64, 2 ** i) for i in range(3)])
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(32, 64, 1, bias=False), nn.BatchNorm1d(64), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(64, 8)
+
+    def forward(self, x):
+        x = self.stem(x)
+        s = torch.zeros_like(x)
+        for b in self.blocks:
+            x, k = b(x)
+            s = s + k
+        return self.fc(torch.flatten(self.pool(self.head(s)), 1))
+
+
 def _tv(name, **kw):
     def ctor():
         import torchvision.models as tvm
@@ -575,4 +619,6 @@ COVERAGE_MODELS = [
     ("siamese", Siamese, IMG32),
     # A shared MLP, the mean and the max across the channels.
     ("cbam", CBAMNet, IMG32),
+    # Skip outputs summed; a residual output computed and dropped.
+    ("tcn", TCN, [1, 2, 256]),
 ]

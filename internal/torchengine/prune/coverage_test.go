@@ -79,6 +79,8 @@ var coverageRows = []string{
 	"siamese_traced",
 	"cbam_scripted",
 	"cbam_traced",
+	"tcn_scripted",
+	"tcn_traced",
 }
 
 // Issue 13's thresholds.
