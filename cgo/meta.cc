@@ -10,7 +10,7 @@
 // a few ops every CNN uses (its Python package registers them in Python):
 // convolution, batch/layer/group norm, relu, hardtanh, hardswish, prelu,
 // adaptive average pooling to a size other than 1, 3-D max pooling, channel
-// shuffle. This file registers shape functions for those,
+// shuffle, flip. This file registers shape functions for those,
 // each only where the running libtorch has none, and swaps a module's
 // tensors for meta twins for the length of one call.
 //
@@ -21,6 +21,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_map>
 
@@ -223,6 +224,21 @@ void channel_shuffle_meta(const c10::OperatorHandle &, Stack *stack) {
   torch::jit::push(*stack, r);
 }
 
+// flip(self, dims): the same shape; dims must name dimensions of self.
+void flip_meta(const c10::OperatorHandle &, Stack *stack) {
+  auto args = torch::jit::last(*stack, 2);
+  at::Tensor in = args[0].toTensor();
+  int64_t rank = std::max<int64_t>(in.dim(), 1);
+  for (int64_t d : args[1].toIntVector())
+    if (d < -rank || d >= rank)
+      throw std::invalid_argument("Dimension out of range (expected to be in range of [" +
+                                  std::to_string(-rank) + ", " + std::to_string(rank - 1) +
+                                  "], but got " + std::to_string(d) + ")");
+  at::Tensor r = meta_empty(in.sizes(), in);
+  torch::jit::drop(*stack, 2);
+  torch::jit::push(*stack, r);
+}
+
 // max_pool3d_with_indices(self, kernel_size, stride, padding, dilation,
 // ceil_mode) -> (out, indices), sized as PyTorch's pooling_output_shape.
 void max_pool3d_meta(const c10::OperatorHandle &, Stack *stack) {
@@ -274,6 +290,7 @@ bool register_kernels() {
       {"hardswish", "", boxed<same_shape_meta<false>>},
       {"hardswish_", "", boxed<same_shape_meta<true>>},
       {"channel_shuffle", "", boxed<channel_shuffle_meta>},
+      {"flip", "", boxed<flip_meta>},
       {"prelu", "", boxed<prelu_meta>},
       {"_adaptive_avg_pool2d", "", boxed<adaptive_pool_meta<2>>},
       {"_adaptive_avg_pool3d", "", boxed<adaptive_pool_meta<3>>},

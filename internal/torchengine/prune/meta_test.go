@@ -20,7 +20,7 @@ import (
 // missing and the IR export costs a real forward again.
 var metaRequired = []string{
 	"smallcnn", "resnet18", "resnet50", "mobilenet_v2", "densenet121", "vgg11_bn",
-	"depthwise", "concat", "convnext_mini", "shufflenet_v2_x1_0", "signal1d", "r3d_small",
+	"depthwise", "concat", "convnext_mini", "shufflenet_v2_x1_0", "signal1d", "r3d_small", "siamese",
 }
 
 // TestMetaPass: the shape-only (Meta device) trace gives the IR byte for
