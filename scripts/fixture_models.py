@@ -229,6 +229,19 @@ class NoForward(nn.Module):
         return self.conv(x)
 
 
+class TwoInputs(nn.Module):
+    """An image and a vector of clinical values, one forward argument
+    each: gopruner passes forward one tensor, so it refuses this model."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 1, 1)
+        self.meta = nn.Linear(4, 8)
+
+    def forward(self, x, meta):
+        return self.conv(x).mean((2, 3)) + self.meta(meta)
+
+
 class MNISTNet(nn.Module):  # input 1x1x28x28
     """The classic two-conv MNIST classifier (with BatchNorm): the model of
     the train-vs-PyTorch acceptance. After one epoch at lr 0.05 its val

@@ -238,7 +238,7 @@ class Generator:
         import torch
         import torchvision.models as tvm
 
-        from fixture_models import COVERAGE_MODELS, SMALL_MODELS, NoForward, SmallCNN
+        from fixture_models import COVERAGE_MODELS, SMALL_MODELS, NoForward, SmallCNN, TwoInputs
 
         for name, cls, shape in SMALL_MODELS:
             self.one(name, cls, shape)
@@ -259,6 +259,10 @@ class Generator:
         torch.save(m, self.p("pickled_module.pt"))
         self.error_fixtures.append({"name": "pickled_module", "model": "pickled_module.pt",
                                     "what": "torch.save(eager smallcnn nn.Module), not TorchScript"})
+        torch.manual_seed(seed_of("two_inputs"))
+        torch.jit.script(TwoInputs().eval()).save(self.p("two_inputs.pt"))
+        self.error_fixtures.append({"name": "two_inputs", "model": "two_inputs.pt",
+                                    "what": "TorchScript whose forward takes two tensors (x, meta)"})
 
     def one(self, arch, ctor, shape, group=None):
         import torch

@@ -149,6 +149,7 @@ func TestBadInputModel(t *testing.T) {
 	stateDict := fixtures.Path(t, "state_dict.pt")
 	pickled := fixtures.Path(t, "pickled_module.pt")
 	noForward := fixtures.Path(t, "no_forward.pt")
+	twoInputs := fixtures.Path(t, "two_inputs.pt")
 	setup := func(t *testing.T, dir string) {
 		rnd := make([]byte, 4096) // fixed pseudo-random bytes, not a zip
 		for i := range rnd {
@@ -187,13 +188,15 @@ func TestBadInputModel(t *testing.T) {
 		{"state_dict", stateDict, []string{stateDict, "not TorchScript", "torch.jit.script"}},
 		{"pickled module", pickled, []string{pickled, "not TorchScript", "torch.jit.script"}},
 		{"no forward", noForward, []string{noForward, "no forward method"}},
+		{"two inputs", twoInputs, []string{"forward(x, meta) takes 2 inputs", "one tensor", "[1 3 32 32]"}},
 	}
 	var cases []badCase
 	for _, m := range models {
 		cases = append(cases, badCase{name: "flops/" + m.name, code: 2, wants: m.wants,
 			args: []string{"flops", "--model", m.path, "--input-shape", "1,3,32,32"}})
 		// prune goes through the same model.Load; a few cases show it.
-		if m.name == "missing file" || m.name == "truncated" || m.name == "state_dict" || m.name == "no forward" {
+		if m.name == "missing file" || m.name == "truncated" || m.name == "state_dict" || m.name == "no forward" ||
+			m.name == "two inputs" {
 			cases = append(cases, badCase{name: "prune/" + m.name, code: 2, wants: m.wants,
 				args: []string{"prune", "--model", m.path, "--input-shape", "1,3,32,32", "--algorithm", "L2Norm",
 					"--finetune=false", "--exp-save", "exp", "--out", "out.pt"}})

@@ -199,6 +199,8 @@ var (
 	// A scripted conv checks the rank itself, before any weight is named.
 	convBatchErr = regexp.MustCompile(`Expected \d+D \(unbatched\) or (\d+)D \(batched\) input to (conv\w*), but got input of size: \[([0-9, ]+)\]`)
 	linearErr    = regexp.MustCompile(`mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)`)
+	// A forward with a second input that has no default.
+	arityErr = regexp.MustCompile(`forward\(\) is missing value for argument '[^']*'\. Declaration: forward\(([^)]*)\)`)
 )
 
 // ShapeError is an example input shape the model refuses. Origin, when
@@ -229,6 +231,16 @@ func explainForward(m *torch.Module, shape []int64, err error) error {
 	var te *torch.Error
 	if errors.As(err, &te) {
 		msg = te.Msg // without the bridge call's name ("export_ir: ")
+	}
+	if sm := arityErr.FindStringSubmatch(msg); sm != nil {
+		var args []string
+		for i, a := range strings.Split(sm[1], ", ") {
+			if f := strings.Fields(a); i > 0 && len(f) > 0 { // the first is self
+				args = append(args, f[len(f)-1])
+			}
+		}
+		return fail.Usagef("the model's forward(%s) takes %d inputs, and gopruner passes one tensor (input shape %v): "+
+			"save a wrapper module whose forward takes that one tensor", strings.Join(args, ", "), len(args), shape)
 	}
 	if sm := convShapeErr.FindStringSubmatch(msg); sm != nil {
 		wshape := parseInts(sm[1])
