@@ -195,6 +195,12 @@ gpt_err gpt_op_time(int kind, const int64_t *x_shape, int x_ndim, const int64_t 
  * the result's structure as gpt_module_forward_all's info gives it. */
 gpt_err gpt_module_export_ir(gpt_module m, const gpt_tensor *inputs, int n,
                              int pass, char **json, int *meta);
+/* The same trace in training mode, shape-only (Meta device) so that no
+ * BatchNorm statistic, random stream or tensor of the module changes; an
+ * error when the shape-only pass cannot run. It shows the layers that only
+ * training runs (a GoogLeNet's auxiliary classifiers). */
+gpt_err gpt_module_export_ir_train(gpt_module m, const gpt_tensor *inputs, int n,
+                                   char **json);
 
 /* ---- losses, optimizers, training (train.cc) ---- */
 gpt_err gpt_optim_sgd(gpt_module m, double lr, double momentum,

@@ -265,10 +265,10 @@ void drop_keep(torch::jit::Graph &g) {
 
 // Traces forward on in and exports the graph; in and h's tensors are both
 // real or both meta (gpt::meta_pass).
-std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in) {
+std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in, bool train = false) {
   torch::jit::Stack stack(in.begin(), in.end());
   bool was_training = h->m.is_training();
-  h->m.eval();
+  h->m.train(train);
   torch::jit::Module mod = h->m;
   std::shared_ptr<torch::jit::tracer::TracingState> state;
   c10::IValue result;
@@ -335,6 +335,24 @@ gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n, int 
     if (pass == GPT_PASS_META) return gpt::dup("meta pass: " + why);
   }
   *json = gpt::dup(export_ir(h, in));
+  GPT_CATCH
+}
+
+}  // extern "C"
+
+extern "C" {
+
+gpt_err gpt_module_export_ir_train(gpt_module h, const gpt_tensor *inputs, int n, char **json) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  gpt::Entry entry(h);
+  if (!h->m.find_method("forward")) return gpt::dup("the model has no forward method");
+  std::vector<at::Tensor> in = gpt::tensors_of(inputs, n, "export_ir_train");
+  std::string js;
+  std::string why = gpt::meta_pass(
+      h, in, [h, &js](const std::vector<at::Tensor> &meta_in) { js = export_ir(h, meta_in, true); });
+  if (!why.empty()) return gpt::dup("meta pass: " + why);
+  *json = gpt::dup(js);
   GPT_CATCH
 }
 

@@ -604,6 +604,9 @@ IMG64 = [1, 3, 64, 64]
 # constructor, input shape.
 COVERAGE_MODELS = [
     ("googlenet", _tv("googlenet", aux_logits=False, init_weights=False), IMG64),
+    # The auxiliary classifiers run only in training mode: the eval trace
+    # never shows what they read.
+    ("googlenet_aux", _tv("googlenet", aux_logits=True, init_weights=False), IMG64),
     # inception_v3 needs at least 75x75.
     ("inception_v3", _tv("inception_v3", aux_logits=False, init_weights=False), [1, 3, 80, 80]),
     # ResNet with 1 grouped Bottleneck a stage: 14 weighted layers (stem conv,

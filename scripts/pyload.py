@@ -2,12 +2,13 @@
 """Load a TorchScript model with Python torch and run it once.
 
 Usage: /usr/bin/python3 scripts/pyload.py MODEL.pt --input-shape 1,3,224,224
-           [--input IN.f32] [--output OUT.f32] [--seed 0] [--threads 2]
+           [--input IN.f32] [--output OUT.f32] [--seed 0] [--threads 2] [--train]
 
 torch.jit.load, eval(), forward under no_grad on IN.f32 (raw little-endian
 float32, C order) or on seeded torch.randn input. Prints one JSON line
 {"ok": true, "output_shape": [...], "output_shapes": [[...], ...],
-"structure": "dict(out: tensor, aux: tensor)"} and, with
+"structure": "dict(out: tensor, aux: tensor)"} (with --train, also
+"train_ok" and "train_error") and, with
 --output, writes the output as raw little-endian float32 (a tuple, list or
 dict output: its tensors flattened depth-first and concatenated in order). On any failure prints
 {"ok": false, "error": "..."} and a message on stderr, and exits 1.
@@ -84,8 +85,25 @@ def run(args):
         with open(args.output, "wb") as fh:
             for t in outs:
                 fh.write(t.detach().float().contiguous().numpy().astype("<f4", copy=False).tobytes())
-    return {"ok": True, "output_shape": list(outs[0].shape) if outs else [],
-            "output_shapes": [list(t.shape) for t in outs], "structure": structure(res)}
+    out = {"ok": True, "output_shape": list(outs[0].shape) if outs else [],
+           "output_shapes": [list(t.shape) for t in outs], "structure": structure(res)}
+    if args.train:
+        # Training mode runs what eval skips (auxiliary classifiers) and
+        # BatchNorm on batch statistics, which a batch of one may refuse.
+        xt = torch.randn(max(shape[0], 2), *shape[1:], generator=torch.Generator().manual_seed(args.seed + 1))
+        try:
+            m.train()
+            ys = flat_outputs(m(xt))
+            sum(y.float().sum() for y in ys).backward()
+            out["train_ok"] = True
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            out["train_ok"] = False
+            # A TorchScript error ends with the error itself, after the
+            # traceback.
+            lines = [l.strip() for l in str(e).splitlines() if l.strip()] or [""]
+            last = lines[-1] if lines[-1].startswith(type(e).__name__) else f"{type(e).__name__}: {lines[-1]}"
+            out["train_error"] = last[:2000]
+    return out
 
 
 def main():
@@ -96,6 +114,9 @@ def main():
     ap.add_argument("--output", help="write the output here as raw float32")
     ap.add_argument("--seed", type=int, default=0, help="seed for the random input")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train", action="store_true",
+                    help="also run forward and backward in training mode on a batch of at least 2 "
+                         "(train_ok, train_error)")
     args = ap.parse_args()
     try:
         res = run(args)

@@ -483,23 +483,41 @@ func (m *Module) ExportIR(inputs ...*Tensor) ([]byte, error) {
 // ExportIRPass is ExportIR with the pass chosen; meta says whether the
 // shape-only trace made the IR.
 func (m *Module) ExportIRPass(pass Pass, inputs ...*Tensor) (js []byte, meta bool, err error) {
+	var used C.int
+	js, err = m.exportJSON("export_ir", inputs, func(h C.gpt_module, p *C.gpt_tensor, n C.int, out **C.char) C.gpt_err {
+		return C.gpt_module_export_ir(h, p, n, C.int(pass), out, &used)
+	})
+	return js, used != 0, err
+}
+
+// ExportIRTrain is ExportIR's trace with the module in training mode, run
+// on the Meta device only (no statistic, random stream or tensor of the
+// module changes); an error when that pass cannot run.
+func (m *Module) ExportIRTrain(inputs ...*Tensor) ([]byte, error) {
+	return m.exportJSON("export_ir_train", inputs, func(h C.gpt_module, p *C.gpt_tensor, n C.int, out **C.char) C.gpt_err {
+		return C.gpt_module_export_ir_train(h, p, n, out)
+	})
+}
+
+// exportJSON makes a bridge call that traces m on inputs and returns JSON.
+func (m *Module) exportJSON(name string, inputs []*Tensor,
+	call func(h C.gpt_module, p *C.gpt_tensor, n C.int, out **C.char) C.gpt_err) ([]byte, error) {
 	h, err := m.handle()
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	hs, p, err := tensorHandles(inputs)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	var out *C.char
-	var used C.int
-	err = errFrom("export_ir", C.gpt_module_export_ir(h, p, C.int(len(hs)), C.int(pass), &out, &used))
+	err = errFrom(name, call(h, p, C.int(len(hs)), &out))
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(inputs)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return []byte(takeString(out)), used != 0, nil
+	return []byte(takeString(out)), nil
 }
 
 // tensorHandles lists the handles of inputs for a call that takes a C array

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 	"time"
 
 	"github.com/gopruner/gopruner/internal/core/data"
@@ -49,7 +50,7 @@ func (Engine) Open(_ context.Context, path string, shape []int64, dev string) (*
 
 // FromAnalyzed wraps an analysed model; the result owns am's module.
 func FromAnalyzed(am *model.Analyzed) *engine.Model {
-	return &engine.Model{Base: *am.Base(), Module: Wrap(am.Module), Path: am.Path,
+	return &engine.Model{Base: *am.Base(), Module: Wrap(am.Module), Path: am.Path, Warnings: slices.Clone(am.Warnings),
 		Timings: engine.Timings{Load: am.Timings.Load, IRExport: am.Timings.IRExport, Analysis: am.Timings.Analysis}}
 }
 

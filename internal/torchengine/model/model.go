@@ -331,6 +331,8 @@ type Analyzed struct {
 	Analysis   *graph.Analysis
 	Params     map[string][]int64
 	Timings    Timings
+	// Warnings matter to a run that fine-tunes (engine.Model.Warnings).
+	Warnings []string
 }
 
 // Timings is how long Open and Analyze spent in each phase (for benchmarks
@@ -383,7 +385,51 @@ func Analyze(m *torch.Module, shape []int64) (*Analyzed, error) {
 	if err != nil {
 		return nil, err
 	}
+	var warnings []string
+	if unread := graph.UnreadParams(g); len(unread) > 0 {
+		if err := withTraining(m, shape, b.Analysis); err != nil {
+			warnings = append(warnings, fmt.Sprintf("%d parameters (%s) are not read in eval mode, and the training-mode trace failed (%v): "+
+				"if training runs those layers, fine-tuning the pruned model may fail", len(unread), listSome(unread, 3), err))
+		}
+	}
 	analysed := time.Now()
 	return &Analyzed{Module: m, InputShape: b.InputShape, Graph: g, Analysis: b.Analysis, Params: b.Params,
-		Timings: Timings{IRExport: traced.Sub(start), Analysis: analysed.Sub(traced)}}, nil
+		Timings: Timings{IRExport: traced.Sub(start), Analysis: analysed.Sub(traced)}, Warnings: warnings}, nil
+}
+
+// withTraining traces m in training mode and folds what that trace adds into
+// an: the layers only training runs (auxiliary classifiers) read channels
+// the eval trace never shows, and fine-tuning runs them.
+func withTraining(m *torch.Module, shape []int64, an *graph.Analysis) error {
+	// A training-mode BatchNorm refuses a batch of one where it sees one
+	// value per channel (after an auxiliary head's pooling to 1×1).
+	shape = slices.Clone(shape)
+	shape[0] = max(shape[0], 2)
+	x, err := Example(shape, m.Device())
+	if err != nil {
+		return err
+	}
+	defer x.Close()
+	js, err := m.ExportIRTrain(x)
+	if err != nil {
+		return err
+	}
+	tg, err := ir.Parse(js)
+	if err != nil {
+		return fmt.Errorf("training-mode IR: %w", err)
+	}
+	ta, err := graph.Analyze(tg)
+	if err != nil {
+		return fmt.Errorf("training-mode channel analysis: %w", err)
+	}
+	an.WithTraining(ta)
+	return nil
+}
+
+// listSome joins the first n of xs, with a count of the rest.
+func listSome(xs []string, n int) string {
+	if len(xs) <= n {
+		return strings.Join(xs, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(xs[:n], ", "), len(xs)-n)
 }

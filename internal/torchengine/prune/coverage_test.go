@@ -43,6 +43,8 @@ var coverageTable = flag.String("coverage-table", "", "write the measured covera
 var coverageRows = []string{
 	"googlenet_scripted",
 	"googlenet_traced",
+	"googlenet_aux_scripted",
+	"googlenet_aux_traced",
 	"inception_v3_scripted",
 	"inception_v3_traced",
 	"resnext14_32x4d_scripted",
@@ -529,16 +531,20 @@ func measurePython(t *testing.T, r *covRow, pruned, orig string, meta fixtures.M
 			}
 		}
 	}
-	if got.Structure != "" {
-		o, err := pyload(t, orig, meta.InputShape)
-		if err != nil {
-			r.PyErr = "the original: " + err.Error()
-			return
-		}
-		r.OrigPyStructure = o.Structure
-		if o.Structure != got.Structure {
-			r.PyErr = fmt.Sprintf("output structure %s, the original's %s", got.Structure, o.Structure)
-		}
+	o, err := pyload(t, orig, meta.InputShape)
+	if err != nil {
+		r.PyErr = "the original: " + err.Error()
+		return
+	}
+	r.OrigPyStructure = o.Structure
+	if got.Structure != "" && o.Structure != got.Structure {
+		r.PyErr = fmt.Sprintf("output structure %s, the original's %s", got.Structure, o.Structure)
+		return
+	}
+	// What runs only in training (auxiliary classifiers) must fit the cut
+	// too: fine-tuning runs it.
+	if o.TrainOK != nil && *o.TrainOK && (got.TrainOK == nil || !*got.TrainOK) {
+		r.PyErr = "training mode: " + tail(got.TrainError, 300)
 	}
 }
 
@@ -547,6 +553,10 @@ type pyResult struct {
 	Error     string    `json:"error"`
 	Shapes    [][]int64 `json:"output_shapes"`
 	Structure string    `json:"structure"`
+	// TrainOK is whether forward and backward ran in training mode (nil
+	// without --train).
+	TrainOK    *bool  `json:"train_ok"`
+	TrainError string `json:"train_error"`
 }
 
 // pyload runs scripts/pyload.py on model; the test skips (fails in CI)
@@ -556,7 +566,7 @@ func pyload(t *testing.T, model string, shape []int64) (pyResult, error) {
 		fixtures.Missing(t, "no /usr/bin/python3 (make deps)")
 	}
 	script := filepath.Join(fixtures.RepoRoot(t), "scripts", "pyload.py")
-	out, _ := exec.Command("/usr/bin/python3", script, model, "--input-shape", dims(shape)).Output()
+	out, _ := exec.Command("/usr/bin/python3", script, model, "--input-shape", dims(shape), "--train").Output()
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	var res pyResult
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
