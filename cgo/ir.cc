@@ -338,10 +338,6 @@ gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n, int 
   GPT_CATCH
 }
 
-}  // extern "C"
-
-extern "C" {
-
 gpt_err gpt_module_export_ir_train(gpt_module h, const gpt_tensor *inputs, int n, char **json) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY

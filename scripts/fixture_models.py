@@ -242,6 +242,26 @@ class TwoInputs(nn.Module):
         return self.conv(x).mean((2, 3)) + self.meta(meta)
 
 
+class AuxTooSmall(nn.Module):  # input 1x3x32x32
+    """A classifier whose auxiliary head, run only in training, pools with
+    a window larger than its 16x16 feature map: the training-mode forward
+    fails at this input size, so the training-mode trace cannot be made."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+        self.aux = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x)))
+        out = self.fc(y.mean((2, 3)))
+        if self.training:
+            out = out + self.aux(torch.nn.functional.avg_pool2d(y, 32)).sum()
+        return out
+
+
 class MNISTNet(nn.Module):  # input 1x1x28x28
     """The classic two-conv MNIST classifier (with BatchNorm): the model of
     the train-vs-PyTorch acceptance. After one epoch at lr 0.05 its val

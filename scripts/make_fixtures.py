@@ -238,7 +238,7 @@ class Generator:
         import torch
         import torchvision.models as tvm
 
-        from fixture_models import COVERAGE_MODELS, SMALL_MODELS, NoForward, SmallCNN, TwoInputs
+        from fixture_models import COVERAGE_MODELS, SMALL_MODELS, AuxTooSmall, NoForward, SmallCNN, TwoInputs
 
         for name, cls, shape in SMALL_MODELS:
             self.one(name, cls, shape)
@@ -263,6 +263,10 @@ class Generator:
         torch.jit.script(TwoInputs().eval()).save(self.p("two_inputs.pt"))
         self.error_fixtures.append({"name": "two_inputs", "model": "two_inputs.pt",
                                     "what": "TorchScript whose forward takes two tensors (x, meta)"})
+        torch.manual_seed(seed_of("aux_too_small"))
+        torch.jit.script(AuxTooSmall().eval()).save(self.p("aux_too_small.pt"))
+        self.error_fixtures.append({"name": "aux_too_small", "model": "aux_too_small.pt",
+                                    "what": "TorchScript whose training-only head fails at 1,3,32,32"})
 
     def one(self, arch, ctor, shape, group=None):
         import torch

@@ -156,3 +156,29 @@ func firstDiff(a, b []byte) string {
 	lo := max(0, i-200)
 	return "meta: " + string(a[lo:min(len(a), i+200)]) + "\nreal: " + string(b[lo:min(len(b), i+200)])
 }
+
+// TestTrainingTraceFallback: a model whose eval trace leaves parameters
+// unread gets a training-mode trace; where that trace cannot run (its
+// training-only head refuses the input size), the analysis is the eval
+// trace's and the failure is a warning naming the unread parameters, not
+// an error.
+func TestTrainingTraceFallback(t *testing.T) {
+	path := fixtures.Path(t, "aux_too_small.pt")
+	am, err := model.Open(path, []int64{1, 3, 32, 32}, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer am.Close()
+	if len(am.Warnings) != 1 || !strings.Contains(am.Warnings[0], "aux.weight") ||
+		!strings.Contains(am.Warnings[0], "training-mode trace failed") {
+		t.Fatalf("warnings %q, want one about the training-mode trace and aux.weight", am.Warnings)
+	}
+	if n := len(am.Analysis.Prunable()); n != 1 {
+		t.Fatalf("%d prunable groups, want the conv's", n)
+	}
+	for _, m := range am.Analysis.Prunable()[0].Members {
+		if strings.HasPrefix(m.Tensor, "aux.") {
+			t.Fatalf("member %s from a trace that failed", m)
+		}
+	}
+}
