@@ -309,24 +309,22 @@ std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in, bool t
   return ex.run(h->m, gpt::output_info_json(result, leaves));
 }
 
-}  // namespace
-
-extern "C" {
-
-gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n, int pass,
-                             char **json, int *meta) {
+// export_ir_call is both bridge calls: the pass chosen (the training-mode
+// trace only ever shape-only, so that no statistic of the module moves).
+gpt_err export_ir_call(gpt_module h, const gpt_tensor *inputs, int n, int pass, bool train,
+                       const char *what, char **json, int *meta) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
   if (meta != nullptr) *meta = 0;
   gpt::Entry entry(h);
   if (!h->m.find_method("forward")) return gpt::dup("the model has no forward method");
-  std::vector<at::Tensor> in = gpt::tensors_of(inputs, n, "export_ir");
+  std::vector<at::Tensor> in = gpt::tensors_of(inputs, n, what);
   if (pass != GPT_PASS_REAL) {
     // The shape-only pass records the same ops with the same shapes at a
     // fraction of the time and none of the activations' memory.
     std::string js;
     std::string why = gpt::meta_pass(
-        h, in, [h, &js](const std::vector<at::Tensor> &meta_in) { js = export_ir(h, meta_in); });
+        h, in, [h, &js, train](const std::vector<at::Tensor> &meta_in) { js = export_ir(h, meta_in, train); });
     if (why.empty()) {
       *json = gpt::dup(js);
       if (meta != nullptr) *meta = 1;
@@ -334,22 +332,21 @@ gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n, int 
     }
     if (pass == GPT_PASS_META) return gpt::dup("meta pass: " + why);
   }
-  *json = gpt::dup(export_ir(h, in));
+  *json = gpt::dup(export_ir(h, in, train));
   GPT_CATCH
 }
 
+}  // namespace
+
+extern "C" {
+
+gpt_err gpt_module_export_ir(gpt_module h, const gpt_tensor *inputs, int n, int pass,
+                             char **json, int *meta) {
+  return export_ir_call(h, inputs, n, pass, false, "export_ir", json, meta);
+}
+
 gpt_err gpt_module_export_ir_train(gpt_module h, const gpt_tensor *inputs, int n, char **json) {
-  GPT_CHECK_HANDLE(h, "module")
-  GPT_TRY
-  gpt::Entry entry(h);
-  if (!h->m.find_method("forward")) return gpt::dup("the model has no forward method");
-  std::vector<at::Tensor> in = gpt::tensors_of(inputs, n, "export_ir_train");
-  std::string js;
-  std::string why = gpt::meta_pass(
-      h, in, [h, &js](const std::vector<at::Tensor> &meta_in) { js = export_ir(h, meta_in, true); });
-  if (!why.empty()) return gpt::dup("meta pass: " + why);
-  *json = gpt::dup(js);
-  GPT_CATCH
+  return export_ir_call(h, inputs, n, GPT_PASS_META, true, "export_ir_train", json, nullptr);
 }
 
 }  // extern "C"

@@ -158,11 +158,7 @@ func (a *analyzer) finish() *Analysis {
 		}
 		grp.Layers = uniq(sp.layers)
 		grp.GroupedConvs = uniqConvs(sp.convs)
-		for _, c := range grp.GroupedConvs {
-			if c.PerGroup == 1 {
-				grp.DepthwiseConvs = append(grp.DepthwiseConvs, c.Weight)
-			}
-		}
+		grp.DepthwiseConvs = depthwise(grp.GroupedConvs)
 		grp.LayerNorms = uniq(sp.ln)
 		for _, l := range grp.Layers {
 			res.byLayer[l] = append(res.byLayer[l], id)
@@ -211,6 +207,17 @@ func (a *analyzer) tieShared() {
 			first[k] = i
 		}
 	}
+}
+
+// depthwise lists the weights of the convs with one channel per group.
+func depthwise(cs []GroupedConv) []string {
+	var out []string
+	for _, c := range cs {
+		if c.PerGroup == 1 {
+			out = append(out, c.Weight)
+		}
+	}
+	return out
 }
 
 func uniq(xs []srec) []string {

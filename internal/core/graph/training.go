@@ -93,18 +93,20 @@ func (a *Analysis) WithTraining(tr *Analysis) {
 			continue
 		}
 		var extra []Member
+		tie := -1
 		for _, m := range t.Members {
-			if j, ok := evOf[m]; ok {
-				if j != i {
-					a.freezeForTraining(g, fmt.Sprintf("the training-mode forward ties its channels to group %d's", j))
-					extra = nil
-					break
-				}
-				continue
+			if j, ok := evOf[m]; !ok {
+				extra = append(extra, m)
+			} else if j != i {
+				tie = j
+				break
 			}
-			extra = append(extra, m)
 		}
-		if g.Frozen || len(extra) == 0 {
+		if tie >= 0 {
+			a.freezeForTraining(g, fmt.Sprintf("the training-mode forward ties its channels to group %d's", tie))
+			continue
+		}
+		if len(extra) == 0 {
 			continue
 		}
 		for _, m := range extra {
@@ -122,11 +124,9 @@ func (a *Analysis) WithTraining(tr *Analysis) {
 		for _, c := range t.GroupedConvs {
 			if !slices.Contains(g.GroupedConvs, c) {
 				g.GroupedConvs = append(g.GroupedConvs, c)
-				if c.PerGroup == 1 {
-					g.DepthwiseConvs = append(g.DepthwiseConvs, c.Weight)
-				}
 			}
 		}
+		g.DepthwiseConvs = depthwise(g.GroupedConvs)
 		for _, ln := range t.LayerNorms {
 			if !slices.Contains(g.LayerNorms, ln) {
 				g.LayerNorms = append(g.LayerNorms, ln)
