@@ -584,6 +584,147 @@ class TCN(nn.Module):  # input 1x2x256
         return self.fc(torch.flatten(self.pool(self.head(s)), 1))
 
 
+class VNetConv(nn.Module):
+    """VNet's 5x5x5 conv, BatchNorm and per-channel PReLU."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv3d(c, c, 5, padding=2)
+        self.bn = nn.BatchNorm3d(c)
+        self.act = nn.PReLU(c)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class VNetIn(nn.Module):
+    """VNet's input transition: the one-channel volume repeated across the
+    first conv's channels is its residual."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv3d(1, c, 5, padding=2)
+        self.bn = nn.BatchNorm3d(c)
+        self.act = nn.PReLU(c)
+
+    def forward(self, x):
+        rep = torch.cat([x, x, x, x, x, x, x, x], 1)
+        return self.act(self.bn(self.conv(x)) + rep)
+
+
+class VNetDown(nn.Module):
+    def __init__(self, c, n):
+        super().__init__()
+        self.down = nn.Conv3d(c, 2 * c, 2, stride=2)
+        self.bn = nn.BatchNorm3d(2 * c)
+        self.act1 = nn.PReLU(2 * c)
+        self.ops = nn.Sequential(*[VNetConv(2 * c) for _ in range(n)])
+        self.act2 = nn.PReLU(2 * c)
+
+    def forward(self, x):
+        d = self.act1(self.bn(self.down(x)))
+        return self.act2(self.ops(d) + d)
+
+
+class VNetUp(nn.Module):
+    """VNet's up transition: the residual of its convs is the
+    concatenation of the upsampled features and the skip."""
+
+    def __init__(self, cin, cout, n):
+        super().__init__()
+        self.up = nn.ConvTranspose3d(cin, cout // 2, 2, stride=2)
+        self.bn = nn.BatchNorm3d(cout // 2)
+        self.act1 = nn.PReLU(cout // 2)
+        self.ops = nn.Sequential(*[VNetConv(cout) for _ in range(n)])
+        self.act2 = nn.PReLU(cout)
+
+    def forward(self, x, skip):
+        c = torch.cat([self.act1(self.bn(self.up(x))), skip], 1)
+        return self.act2(self.ops(c) + c)
+
+
+class VNet(nn.Module):  # input 1x1x16x24x24
+    """A small VNet (Milletari et al. 2016) for volumetric segmentation."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = VNetIn(8)
+        self.down1 = VNetDown(8, 1)
+        self.down2 = VNetDown(16, 2)
+        self.up2 = VNetUp(32, 32, 2)
+        self.up1 = VNetUp(32, 16, 1)
+        self.head = nn.Conv3d(16, 2, 1)
+
+    def forward(self, x):
+        a = self.inp(x)
+        b = self.down1(a)
+        u = self.up2(self.down2(b), b)
+        u = self.up1(u, a)
+        return torch.softmax(self.head(u), 1)
+
+
+class GhostModule(nn.Module):
+    """GhostNet's module: half the channels from a 1x1 conv, the other half
+    from a cheap depthwise conv of those, concatenated and cut to oup."""
+
+    def __init__(self, inp, oup, relu=True):
+        super().__init__()
+        self.oup = oup
+        init = (oup + 1) // 2
+        act = nn.ReLU(inplace=True) if relu else nn.Identity()
+        self.primary = nn.Sequential(nn.Conv2d(inp, init, 1, bias=False), nn.BatchNorm2d(init), act)
+        act = nn.ReLU(inplace=True) if relu else nn.Identity()
+        self.cheap = nn.Sequential(nn.Conv2d(init, init, 3, padding=1, groups=init, bias=False), nn.BatchNorm2d(init), act)
+
+    def forward(self, x):
+        p = self.primary(x)
+        return torch.cat([p, self.cheap(p)], 1)[:, :self.oup, :, :]
+
+
+class GhostNet(nn.Module):  # input 1x3x32x32
+    """Ghost bottlenecks with identity shortcuts: each adds two copies of
+    one set of channels (primary, cheap) to the block's input."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.g1 = nn.Sequential(GhostModule(16, 32), GhostModule(32, 16, relu=False))
+        self.g2 = nn.Sequential(GhostModule(16, 48), GhostModule(48, 16, relu=False))
+        self.head = nn.Sequential(nn.Conv2d(16, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.g1(x) + x
+        x = self.g2(x) + x
+        return self.fc(torch.flatten(self.pool(self.head(x)), 1))
+
+
+class ECA(nn.Module):
+    """ECA-Net's channel attention: a Conv1d of kernel 3 across the pooled
+    channels gates them."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.conv = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        y = self.pool(x)
+        y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
+        return x * torch.sigmoid(y)
+
+
+class ECANet(CBAMNet):  # input 1x3x32x32
+    """cbam's residual stages with ECA attention on the residual branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.att1 = ECA()
+        self.att2 = ECA()
+
+
 def _tv(name, **kw):
     def ctor():
         import torchvision.models as tvm
@@ -657,4 +798,11 @@ COVERAGE_MODELS = [
     ("cbam", CBAMNet, IMG32),
     # Skip outputs summed; a residual output computed and dropped.
     ("tcn", TCN, [1, 2, 256]),
+    # A residual over a concatenation (VNet's up transitions) and the input
+    # repeated across the channels; 3-D, PReLU, a softmax over the classes.
+    ("vnet", VNet, [1, 1, 16, 24, 24]),
+    # The same channels twice (primary, cheap) added to the block input.
+    ("ghostnet", GhostNet, IMG32),
+    # A Conv1d across the channels (ECA attention).
+    ("eca", ECANet, IMG32),
 ]

@@ -92,6 +92,21 @@ type space struct {
 	ln      []srec // LayerNorm weights over these channels (normalized_shape follows)
 	// block is the granularity grouped convs impose (0: none).
 	block int
+	// origin is the fresh call that made this space and where in that
+	// call's channels it starts; ok is false for spaces made otherwise.
+	origin freshOrigin
+}
+
+// freshKey names one call of fresh: the op being analysed (-1 for the model
+// inputs) and the count of fresh calls that op made before it. It is the
+// same in every pass of Analyze, as a split only changes what a call
+// returns, never which calls are made before it within an op.
+type freshKey struct{ op, n int }
+
+type freshOrigin struct {
+	key freshKey
+	off int
+	ok  bool
 }
 
 type analyzer struct {
@@ -118,7 +133,19 @@ type analyzer struct {
 	op      *ir.Op
 	opIdx   int
 	claimed map[int]bool
+
+	// splitAt lists, per fresh call, the channel offsets where this pass
+	// cuts its space into several (see splitToMatch); want collects the
+	// cuts this pass found it needs, for the next.
+	splitAt map[freshKey][]int
+	want    map[freshKey]map[int]bool
+	freshN  int
 }
+
+// maxSplitPasses bounds the analyses Analyze runs to line spaces up. Each
+// pass only adds cuts, so the bound is only reached on pathological graphs;
+// their last pass freezes what still does not line up.
+const maxSplitPasses = 8
 
 // Analyze builds the channel groups of g. It indexes g first if that was not
 // done yet (so concurrent calls must pass an indexed graph). Ops it does not
@@ -133,7 +160,19 @@ func Analyze(g *ir.Graph) (res *Analysis, err error) {
 			return nil, fmt.Errorf("analyze: %w", err)
 		}
 	}
-	a := &analyzer{
+	var splitAt map[freshKey][]int
+	for pass := 0; ; pass++ {
+		a, res, err := analyzeOnce(g, splitAt)
+		if err != nil || len(a.want) == 0 || pass+1 == maxSplitPasses {
+			return res, err
+		}
+		splitAt = mergeSplits(splitAt, a.want)
+	}
+}
+
+// analyzeOnce is one pass of Analyze with the given space cuts.
+func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int) (a *analyzer, res *Analysis, err error) {
+	a = &analyzer{
 		g:         g,
 		maps:      map[int]*cmap{},
 		live:      map[int]bool{},
@@ -146,6 +185,7 @@ func Analyze(g *ir.Graph) (res *Analysis, err error) {
 		layers:    map[string]bool{},
 		claimed:   map[int]bool{},
 		opIdx:     -1,
+		splitAt:   splitAt,
 	}
 	if recoverPanics {
 		defer func() {
@@ -160,7 +200,24 @@ func Analyze(g *ir.Graph) (res *Analysis, err error) {
 	}
 	a.run()
 	a.op = nil
-	return a.finish(), nil
+	return a, a.finish(), nil
+}
+
+// mergeSplits adds the cuts a pass asked for to those it ran with.
+func mergeSplits(have map[freshKey][]int, want map[freshKey]map[int]bool) map[freshKey][]int {
+	out := make(map[freshKey][]int, len(have)+len(want))
+	for k, v := range have {
+		out[k] = slices.Clone(v)
+	}
+	for k, pts := range want {
+		for p := range pts {
+			if !slices.Contains(out[k], p) {
+				out[k] = append(out[k], p)
+			}
+		}
+		slices.Sort(out[k])
+	}
+	return out
 }
 
 func (a *analyzer) run() {
@@ -210,6 +267,7 @@ func (a *analyzer) run() {
 func (a *analyzer) step(i int) {
 	op := &a.g.Ops[i]
 	a.op, a.opIdx = op, i
+	a.freshN = 0
 	clear(a.claimed)
 	live := false
 	for _, in := range op.Inputs {
@@ -487,17 +545,45 @@ func (a *analyzer) addLayer(sp int, layer string) {
 	r.layers = append(r.layers, srec{a.nextSeq(), layer})
 }
 
+// addLayers records layer in every space of m: a conv's output split to
+// line up with a concatenation (splitToMatch) is in several groups.
+func (a *analyzer) addLayers(m *cmap, layer string) {
+	for _, s := range m.segs {
+		a.addLayer(s.sp, layer)
+	}
+}
+
 // fresh makes a map of one new space covering extent channels at dim;
 // frozen with reason unless reason is empty. nil if extent is out of range.
 func (a *analyzer) fresh(dim int, extent int64, reason string) *cmap {
 	if extent < 1 || extent > maxExtent {
 		return nil
 	}
-	sp := a.newSpace(int(extent))
+	key := freshKey{a.opIdx, a.freshN}
+	a.freshN++
+	cuts := a.splitAt[key]
 	if reason != "" {
-		a.freezeSp(sp, reason)
+		cuts = nil
 	}
-	return &cmap{dim: dim, segs: []seg{{sp: sp, n: int(extent), stride: 1}}}
+	m := &cmap{dim: dim}
+	start := 0
+	for i := 0; i <= len(cuts); i++ {
+		end := int(extent)
+		if i < len(cuts) {
+			end = cuts[i]
+		}
+		if end <= start || end > int(extent) {
+			continue
+		}
+		sp := a.newSpace(end - start)
+		a.spaces[sp].origin = freshOrigin{key: key, off: start, ok: true}
+		if reason != "" {
+			a.freezeSp(sp, reason)
+		}
+		m.segs = append(m.segs, seg{sp: sp, n: end - start, stride: 1})
+		start = end
+	}
+	return m
 }
 
 // defaultMap gives a value that no rule mapped a frozen space on dim 1, so
@@ -561,6 +647,89 @@ func (a *analyzer) unifyMaps(x, y *cmap) bool {
 		a.union(x.segs[i].sp, y.segs[i].sp)
 	}
 	return true
+}
+
+// splitToMatch asks the next pass of Analyze for the cuts that would make
+// x's and y's runs line up, where unifyMaps refused them: a residual add of
+// a conv's output and a concatenation (VNet's `ops(cat(up, skip)) +
+// cat(up, skip)`, GhostNet's `cat(primary, cheap)` plus the block's input)
+// ties the conv's first channels to one part of the concatenation and the
+// rest to the other, so the conv's space becomes two that are pruned apart.
+// Only spaces that fresh made can be cut, at the same offsets in every space
+// of their class; frozen ones stay whole (their channels stay anyway). It
+// reports whether it asked for a cut not asked for before.
+func (a *analyzer) splitToMatch(x, y *cmap) bool {
+	ends := func(m *cmap) []int {
+		var e []int
+		off := 0
+		for _, s := range m.segs {
+			if s.stride != 1 {
+				return nil
+			}
+			off += s.n
+			e = append(e, off)
+		}
+		return e
+	}
+	ex, ey := ends(x), ends(y)
+	if ex == nil || ey == nil || ex[len(ex)-1] != ey[len(ey)-1] {
+		return false
+	}
+	type cut struct {
+		key freshKey
+		at  int
+	}
+	var cuts []cut
+	for _, side := range [...]struct {
+		m     *cmap
+		other []int
+	}{{x, ey}, {y, ex}} {
+		start := 0
+		for _, s := range side.m.segs {
+			end := start + s.n
+			var pts []int
+			for _, e := range side.other {
+				if e > start && e < end {
+					pts = append(pts, e-start)
+				}
+			}
+			start = end
+			if len(pts) == 0 {
+				continue
+			}
+			r := a.find(s.sp)
+			if a.spaces[r].frozen {
+				return false
+			}
+			for i := range a.spaces {
+				if a.find(i) != r {
+					continue
+				}
+				o := a.spaces[i].origin
+				if !o.ok {
+					return false
+				}
+				for _, p := range pts {
+					cuts = append(cuts, cut{o.key, o.off + p})
+				}
+			}
+		}
+	}
+	added := false
+	for _, c := range cuts {
+		if slices.Contains(a.splitAt[c.key], c.at) || a.want[c.key][c.at] {
+			continue
+		}
+		if a.want == nil {
+			a.want = map[freshKey]map[int]bool{}
+		}
+		if a.want[c.key] == nil {
+			a.want[c.key] = map[int]bool{}
+		}
+		a.want[c.key][c.at] = true
+		added = true
+	}
+	return added
 }
 
 // resolveList follows list aliases back to the value a construct or split

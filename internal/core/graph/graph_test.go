@@ -637,9 +637,46 @@ var analyzeCases = []struct {
 			x := b.Input(1, 3, 8, 8)
 			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
 			y = b.Op1("aten::permute", "", []int{y, b.IntList(0, 2, 3, 1)}, []int64{1, 8, 8, 8})
-			b.Output(b.Conv(y, "d", 4, 1, irtest.ConvOpts{}))
+			b.Output(b.Conv(y, "d", 4, 1, irtest.ConvOpts{Stride: 2}))
 		},
 		want: []wantGroup{{has: "c.weight:0", channels: 8, reason: "not on dim 1"}},
+	},
+	{
+		// Channel attention normalised by a softmax over the channels.
+		name: "softmax over the channels is inexact",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Conv(x, "c", 8, 1, irtest.ConvOpts{})
+			g := b.Op1("aten::softmax", "", []int{y, b.Int(1), b.None()}, []int64{1, 8, 8, 8})
+			b.Output(b.Conv(b.Mul(y, g), "e", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, inexact: "normalizes over the channels",
+			members: []string{"c.weight:0", "e.weight:1"}}},
+	},
+	{
+		// Along the width it leaves the channels alone.
+		name: "softmax along another dim keeps the channels exact",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Op1("aten::softmax", "", []int{b.Conv(x, "c", 8, 1, irtest.ConvOpts{}), b.Int(-1), b.None()}, []int64{1, 8, 8, 8})
+			b.Output(b.Conv(y, "e", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "e.weight:1"}}},
+	},
+	{
+		// ECA: a conv that slides along the channels, keeping their
+		// positions, mixes neighbours: prunable, not exact.
+		name: "conv sliding along the channels is inexact",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			y = b.Op1("aten::permute", "", []int{y, b.IntList(0, 2, 3, 1)}, []int64{1, 8, 8, 8})
+			y = b.Conv(y, "d", 8, 3, irtest.ConvOpts{Pad: 1, Bias: true})
+			y = b.Op1("aten::permute", "", []int{y, b.IntList(0, 3, 1, 2)}, []int64{1, 8, 8, 8})
+			b.Output(b.Conv(y, "e", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, inexact: "slides along the channels",
+			members: []string{"c.weight:0", "e.weight:1"}}},
 	},
 	{
 		name: "group_norm prunes whole groups",
@@ -895,7 +932,9 @@ var analyzeCases = []struct {
 			members: []string{"c.weight:0", "gamma:0", "d.weight:1"}}},
 	},
 	{
-		name: "add of concatenated and plain channels freezes",
+		// The plain operand's space is cut where the concatenation's parts
+		// meet, and each part is pruned with its own share of d.
+		name: "add of concatenated and plain channels cuts the plain one",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)
 			c := b.Cat(1, b.Conv(x, "a", 4, 1, irtest.ConvOpts{}), b.Conv(x, "b", 4, 1, irtest.ConvOpts{}))
@@ -903,8 +942,54 @@ var analyzeCases = []struct {
 			b.Output(b.Conv(y, "e", 2, 1, irtest.ConvOpts{}))
 		},
 		want: []wantGroup{
+			{has: "a.weight:0", channels: 4, prunable: true, members: []string{"a.weight:0", "d.weight:0", "e.weight:1"}, layers: []string{"a", "d"}},
+			{has: "b.weight:0", channels: 4, prunable: true, members: []string{"b.weight:0", "d.weight:0+4", "e.weight:1+4"}, layers: []string{"b", "d"}},
+		},
+	},
+	{
+		// GhostNet: cat(primary, depthwise(primary)) added to the block's
+		// input, the same channels twice: both halves of d lose the same.
+		name: "add of one space concatenated twice and plain channels",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			d := b.Conv(x, "d", 8, 1, irtest.ConvOpts{})
+			p := b.Conv(d, "p", 4, 1, irtest.ConvOpts{})
+			c := b.Cat(1, p, b.Conv(p, "q", 4, 3, irtest.ConvOpts{Pad: 1, Groups: 4}))
+			b.Output(b.Conv(b.Add(c, d), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "d.weight:0", channels: 4, prunable: true,
+				contains: []string{"d.weight:0", "d.weight:0+4", "p.weight:1", "p.weight:1+4", "p.weight:0", "q.weight:0", "e.weight:1", "e.weight:1+4"}},
+		},
+	},
+	{
+		// Nested: the cut of d's space at 4 meets f's, which is cut there
+		// too in a later pass.
+		name: "cuts carried through a second add",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			f := b.Conv(x, "f", 8, 1, irtest.ConvOpts{})
+			d := b.Add(b.Conv(x, "d", 8, 1, irtest.ConvOpts{}), f)
+			c := b.Cat(1, b.Conv(x, "a", 4, 1, irtest.ConvOpts{}), b.Conv(x, "b", 4, 1, irtest.ConvOpts{}))
+			b.Output(b.Conv(b.Add(d, c), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 4, prunable: true, members: []string{"f.weight:0", "d.weight:0", "a.weight:0", "e.weight:1"}},
+			{has: "b.weight:0", channels: 4, prunable: true, members: []string{"f.weight:0+4", "d.weight:0+4", "b.weight:0", "e.weight:1+4"}},
+		},
+	},
+	{
+		// The model input cannot be cut (nor pruned): the parts of the
+		// concatenation added to it stay.
+		name: "add of concatenated channels and the model input freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 8, 8, 8)
+			c := b.Cat(1, b.Conv(x, "a", 4, 1, irtest.ConvOpts{}), b.Conv(x, "b", 4, 1, irtest.ConvOpts{}))
+			b.Output(b.Conv(b.Add(c, x), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
 			{has: "a.weight:0", channels: 4, reason: "differently concatenated"},
-			{has: "d.weight:0", channels: 8, reason: "differently concatenated"},
+			{has: "b.weight:0", channels: 4, reason: "differently concatenated"},
 		},
 	},
 }

@@ -216,6 +216,7 @@ func (a *analyzer) elementwise() {
 	base := full[0]
 	for _, m := range full[1:] {
 		if !a.unifyMaps(base, m) {
+			a.splitToMatch(base, m)
 			fail(fmt.Sprintf("%s combines differently concatenated channels", a.desc()))
 			return
 		}
@@ -292,6 +293,10 @@ func (a *analyzer) conv() {
 		fail("weight is not a parameter")
 		return
 	}
+	if m != nil && m.dim >= 2 {
+		a.slidingConv(m, w, b, out, wname, transposed, S, O)
+		return
+	}
 	if groups < 1 {
 		// Not a constant: recover it from the shapes.
 		if transposed && W[1] > 0 && O[1]%W[1] == 0 {
@@ -345,7 +350,7 @@ func (a *analyzer) conv() {
 			return
 		}
 		a.addMembers(om, wname, outDim, true)
-		a.addLayer(om.segs[0].sp, layer)
+		a.addLayers(om, layer)
 		addBias(om)
 		a.useParam(w, wname, tied...)
 		a.setMap(out, om)
@@ -375,10 +380,38 @@ func (a *analyzer) conv() {
 		return
 	}
 	a.addMembers(om, wname, outDim, true)
-	a.addLayer(om.segs[0].sp, layer)
+	a.addLayers(om, layer)
 	addBias(om)
 	a.useParam(w, wname, outDim)
 	a.setMap(out, om)
+}
+
+// slidingConv handles a conv whose input carries the channels on a length
+// dim: ECA's attention pools each channel to one value, moves the channels
+// onto the length and runs a Conv1d of kernel k across them, so each
+// channel's gate mixes its neighbours'. When the conv neither strides nor
+// changes that length, every channel keeps its position and a shorter run
+// of them is as valid an input: the group stays prunable and inexact. Any
+// other conv across the channels freezes them. The conv's own channels
+// (dim 1) are not followed, so its weight keeps its shape.
+func (a *analyzer) slidingConv(m *cmap, w, b, out int, wname string, transposed bool, S, O []int64) {
+	d := m.dim
+	st := int64(0)
+	if strides, ok := a.constInts(a.in(3)); ok && len(strides) == 1 {
+		st = strides[0]
+	} else if ok && len(strides) == len(S)-2 {
+		st = strides[d-2]
+	}
+	if transposed || d >= len(S) || O[d] != S[d] || st != 1 || m.extent() != S[d] {
+		a.freezeMap(m, fmt.Sprintf("%s: input channels are not on dim 1", a.desc()))
+		return
+	}
+	a.inexactMap(m, fmt.Sprintf("%s slides along the channels: without some, their neighbours' result changes", a.desc()))
+	a.useParam(w, wname)
+	if bn := a.param(b); bn != "" {
+		a.useParam(b, bn)
+	}
+	a.setMap(out, m)
 }
 
 func (a *analyzer) linear() {
@@ -515,7 +548,7 @@ func (a *analyzer) dense(x, out, w int, name string, inDim, outDim int, b int) {
 		return
 	}
 	a.addMembers(om, name, outDim, true)
-	a.addLayer(om.segs[0].sp, layerOf(name))
+	a.addLayers(om, layerOf(name))
 	if bname != "" {
 		a.addMembers(om, bname, 0, false)
 		a.useParam(b, bname, 0)
@@ -676,6 +709,7 @@ func (a *analyzer) cat() {
 	}
 	for _, m := range maps[1:] {
 		if !a.unifyMaps(maps[0], m) {
+			a.splitToMatch(maps[0], m)
 			fail("inputs are concatenated along another dim but their channels differ")
 			return
 		}
@@ -1097,6 +1131,10 @@ func (a *analyzer) read(id int) bool {
 	return len(a.g.Users(id)) > 0 || slices.Contains(a.g.Outputs, id)
 }
 
+// softmaxKinds normalise along one dim; their output keeps its input's
+// channels.
+var softmaxKinds = map[string]bool{"aten::softmax": true, "aten::log_softmax": true, "aten::_softmax": true, "aten::_log_softmax": true}
+
 // alongDim handles softmax, cumsum, index_select...: harmless along other
 // dims, channel-mixing along the channels.
 func (a *analyzer) alongDim() {
@@ -1129,6 +1167,13 @@ func (a *analyzer) alongDim() {
 		if nd, ok := normDim(d, len(S)); !ok || nd == m.dim {
 			along = true
 		}
+	}
+	if along && softmaxKinds[a.op.Kind] && len(dims) == 1 {
+		// Over fewer channels a softmax normalises otherwise, as a
+		// LayerNorm does: prunable, inexact.
+		a.inexactMap(m, fmt.Sprintf("%s normalizes over the channels: without some, the others' share changes", a.desc()))
+		a.passMap(x, a.out(0))
+		return
 	}
 	if along {
 		a.freezeMap(m, fmt.Sprintf("%s works along the channels", a.desc()))

@@ -83,6 +83,12 @@ var coverageRows = []string{
 	"cbam_traced",
 	"tcn_scripted",
 	"tcn_traced",
+	"vnet_scripted",
+	"vnet_traced",
+	"ghostnet_scripted",
+	"ghostnet_traced",
+	"eca_scripted",
+	"eca_traced",
 }
 
 // Issue 13's thresholds.
