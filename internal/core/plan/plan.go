@@ -78,9 +78,14 @@ func Build(a *graph.Analysis, params map[string][]int64, kept map[int][]int, inp
 		if err := g.CheckBlocks(k); err != nil {
 			return nil, fmt.Errorf("plan: group %d (%v): %w", g.ID, g.Layers, err)
 		}
-		members := make([]string, len(g.Members))
-		for j, m := range g.Members {
-			members[j] = m.String()
+		// A group can index two ranges of one tensor dim (a conv whose
+		// output is split to match a concatenation, GhostNet's primary and
+		// cheap halves); plan.json spells members as tensor:dim, once each.
+		members := make([]string, 0, len(g.Members))
+		for _, m := range g.Members {
+			if s := m.String(); !slices.Contains(members, s) {
+				members = append(members, s)
+			}
 		}
 		pg := Group{Members: members, ChannelsBefore: g.Channels, Kept: slices.Clone(k)}
 		if !g.Exact {
