@@ -725,6 +725,50 @@ class ECANet(CBAMNet):  # input 1x3x32x32
         self.att2 = ECA()
 
 
+class BasicBlockA(nn.Module):
+    """A CIFAR ResNet block (He et al. 2016, section 4.2) with the
+    parameter-free "option A" shortcut: subsample and pad the channels
+    with zeros."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.pad = (cout - cin) // 2
+        self.down = stride != 1 or cin != cout
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.nn.functional.relu(self.bn1(self.conv1(x)))))
+        if self.down:
+            sc = torch.nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad), "constant", 0.0)
+        else:
+            sc = x
+        return torch.nn.functional.relu(y + sc)
+
+
+class ResNet20A(nn.Module):  # input 1x3x32x32
+    """ResNet-20 for CIFAR as pruning papers use it: 3 stages of 3 blocks,
+    16/32/64 channels, option-A shortcuts."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            for k in range(3):
+                blocks.append(BasicBlockA(cin, cout, stride if k == 0 else 1))
+                cin = cout
+        self.layers = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        y = self.layers(torch.nn.functional.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
 def _tv(name, **kw):
     def ctor():
         import torchvision.models as tvm
@@ -805,4 +849,6 @@ COVERAGE_MODELS = [
     ("ghostnet", GhostNet, IMG32),
     # A Conv1d across the channels (ECA attention).
     ("eca", ECANet, IMG32),
+    # Shortcuts that pad the channels with zeros (CIFAR ResNet, option A).
+    ("resnet20a", ResNet20A, IMG32),
 ]

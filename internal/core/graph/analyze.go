@@ -140,6 +140,10 @@ type analyzer struct {
 	splitAt map[freshKey][]int
 	want    map[freshKey]map[int]bool
 	freshN  int
+	// last is set on the pass whose result Analyze returns whatever it
+	// finds: it asks for no cut, so every add that does not line up there
+	// freezes.
+	last bool
 }
 
 // maxSplitPasses bounds the analyses Analyze runs to line spaces up. Each
@@ -162,7 +166,7 @@ func Analyze(g *ir.Graph) (res *Analysis, err error) {
 	}
 	var splitAt map[freshKey][]int
 	for pass := 0; ; pass++ {
-		a, res, err := analyzeOnce(g, splitAt)
+		a, res, err := analyzeOnce(g, splitAt, pass+1 == maxSplitPasses)
 		if err != nil || len(a.want) == 0 || pass+1 == maxSplitPasses {
 			return res, err
 		}
@@ -171,7 +175,7 @@ func Analyze(g *ir.Graph) (res *Analysis, err error) {
 }
 
 // analyzeOnce is one pass of Analyze with the given space cuts.
-func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int) (a *analyzer, res *Analysis, err error) {
+func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, last bool) (a *analyzer, res *Analysis, err error) {
 	a = &analyzer{
 		g:         g,
 		maps:      map[int]*cmap{},
@@ -186,6 +190,7 @@ func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int) (a *analyzer, res *Ana
 		claimed:   map[int]bool{},
 		opIdx:     -1,
 		splitAt:   splitAt,
+		last:      last,
 	}
 	if recoverPanics {
 		defer func() {
@@ -670,6 +675,9 @@ func (a *analyzer) splitToMatch(x, y *cmap) bool {
 			e = append(e, off)
 		}
 		return e
+	}
+	if a.last {
+		return false
 	}
 	ex, ey := ends(x), ends(y)
 	if ex == nil || ey == nil || ex[len(ex)-1] != ey[len(ey)-1] {

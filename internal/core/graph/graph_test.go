@@ -979,6 +979,38 @@ var analyzeCases = []struct {
 		},
 	},
 	{
+		// CIFAR ResNet "option A": the shortcut pads the channels with
+		// zeros. The padded channels' share of each conv is frozen (the
+		// code fixes their count); the rest follows the stream, through
+		// the next block's identity shortcut too.
+		name: "channel padding in a shortcut",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			s := b.Relu(b.Conv(x, "s", 4, 1, irtest.ConvOpts{}))
+			sc := b.Op1("aten::constant_pad_nd", "", []int{s, b.IntList(0, 0, 0, 0, 2, 2), b.Float(0)}, []int64{1, 8, 8, 8})
+			z := b.Relu(b.Add(b.Conv(s, "c", 8, 3, irtest.ConvOpts{Pad: 1}), sc))
+			z = b.Relu(b.Add(b.Conv(z, "d", 8, 3, irtest.ConvOpts{Pad: 1}), z))
+			b.Output(b.Conv(z, "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "s.weight:0", channels: 4, prunable: true,
+				members: []string{"s.weight:0", "c.weight:1", "c.weight:0+2", "d.weight:1+2", "d.weight:0+2", "e.weight:1+2"}},
+			{has: "c.weight:0", channels: 2, reason: "pads the channels"},
+			{has: "d.weight:0+6", channels: 2, reason: "pads the channels"},
+		},
+	},
+	{
+		// A reflection pad would copy channels: frozen.
+		name: "reflection pad across the channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			s := b.Conv(x, "s", 4, 1, irtest.ConvOpts{})
+			y := b.Op1("aten::pad", "", []int{s, b.IntList(0, 0, 0, 0, 1, 1), b.Value(ir.Value{Kind: ir.KindString, Const: true, Str: "reflect"}), b.None()}, []int64{1, 6, 8, 8})
+			b.Output(b.Conv(y, "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "s.weight:0", channels: 4, reason: "changes the channel count"}},
+	},
+	{
 		// The model input cannot be cut (nor pruned): the parts of the
 		// concatenation added to it stay.
 		name: "add of concatenated channels and the model input freezes",

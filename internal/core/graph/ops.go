@@ -138,6 +138,9 @@ func (a *analyzer) freezeInputs(reason string) {
 
 func (a *analyzer) unary() {
 	x := a.in(0)
+	if a.padChannels() {
+		return
+	}
 	if ops.Lookup(a.op.Kind).Rule != ops.DtypeOnly && len(a.op.Inputs) > 1 {
 		for _, in := range a.op.Inputs[1:] {
 			if a.isTensor(in) {
@@ -151,6 +154,53 @@ func (a *analyzer) unary() {
 	for _, o := range a.op.Outputs {
 		a.passMap(x, o)
 	}
+}
+
+// padChannels handles a constant pad across the channels, as the "option
+// A" shortcut of CIFAR ResNets does (`F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0,
+// p, p))`): the new channels are constants whose count the code fixes, so
+// they are spaces of their own, frozen, around the input's, which stay
+// prunable. It reports whether it handled the op: false for any op that
+// leaves the channel count alone.
+func (a *analyzer) padChannels() bool {
+	k := a.op.Kind
+	if k != "aten::pad" && k != "aten::constant_pad_nd" {
+		return false
+	}
+	x, out := a.in(0), a.out(0)
+	m := a.maps[x]
+	S, okS := a.shape(x)
+	O, okO := a.shape(out)
+	if m == nil || !okS || !okO || len(S) != len(O) || m.dim >= len(S) || S[m.dim] == O[m.dim] {
+		return false
+	}
+	pads, ok := a.constInts(a.in(1))
+	j := 2 * (len(S) - 1 - m.dim)
+	constant := k == "aten::constant_pad_nd"
+	if v := a.g.Value(a.in(2)); k == "aten::pad" && v != nil && v.Const && v.Kind == ir.KindString {
+		constant = v.Str == "constant"
+	}
+	if !ok || !constant || j+1 >= len(pads) || pads[j] < 0 || pads[j+1] < 0 || S[m.dim]+pads[j]+pads[j+1] != O[m.dim] {
+		a.freezeMap(m, fmt.Sprintf("%s changes the channel count", a.desc()))
+		return true
+	}
+	reason := fmt.Sprintf("%s pads the channels with a count of constants its code fixes", a.desc())
+	nm := &cmap{dim: m.dim}
+	for i, n := range []int64{pads[j], 0, pads[j+1]} {
+		switch {
+		case i == 1:
+			nm.segs = append(nm.segs, m.segs...)
+		case n > 0:
+			pm := a.fresh(m.dim, n, reason)
+			if pm == nil {
+				a.freezeMap(m, reason)
+				return true
+			}
+			nm.segs = append(nm.segs, pm.segs...)
+		}
+	}
+	a.setMap(out, nm)
+	return true
 }
 
 // elementwise ties every operand that spans the output's channel dim to the
@@ -216,7 +266,17 @@ func (a *analyzer) elementwise() {
 	base := full[0]
 	for _, m := range full[1:] {
 		if !a.unifyMaps(base, m) {
-			a.splitToMatch(base, m)
+			if a.splitToMatch(base, m) {
+				// Another pass will make the cuts. Go on with the operand
+				// cut finer, as if it had, so that this pass also finds the
+				// cuts the ops after this one need (a ResNet's next blocks
+				// add to this op's output): otherwise each pass would only
+				// get one add further.
+				if len(m.segs) > len(base.segs) {
+					base = m
+				}
+				continue
+			}
 			fail(fmt.Sprintf("%s combines differently concatenated channels", a.desc()))
 			return
 		}

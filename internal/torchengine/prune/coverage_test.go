@@ -89,6 +89,8 @@ var coverageRows = []string{
 	"ghostnet_traced",
 	"eca_scripted",
 	"eca_traced",
+	"resnet20a_scripted",
+	"resnet20a_traced",
 }
 
 // Issue 13's thresholds.
