@@ -769,6 +769,76 @@ class ResNet20A(nn.Module):  # input 1x3x32x32
         return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
+class ConvBNSiLU(nn.Module):
+    def __init__(self, cin, cout, k=1, stride=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class YoloBottleneck(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.cv1 = ConvBNSiLU(c, c, 3)
+        self.cv2 = ConvBNSiLU(c, c, 3)
+
+    def forward(self, x):
+        return x + self.cv2(self.cv1(x))
+
+
+class C2f(nn.Module):
+    """YOLOv8's C2f: a 1x1 conv chunked in two halves, the second through
+    n residual bottlenecks, every output concatenated."""
+
+    def __init__(self, cin, cout, n):
+        super().__init__()
+        self.c = cout // 2
+        self.cv1 = ConvBNSiLU(cin, 2 * self.c)
+        self.cv2 = ConvBNSiLU((2 + n) * self.c, cout)
+        self.m = nn.ModuleList([YoloBottleneck(self.c) for _ in range(n)])
+
+    def forward(self, x):
+        y = list(self.cv1(x).chunk(2, 1))
+        for m in self.m:
+            y.append(m(y[-1]))
+        return self.cv2(torch.cat(y, 1))
+
+
+class SPPF(nn.Module):
+    """YOLO's spatial pyramid pooling: one max pool applied three times in
+    a row, the four stages concatenated."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.cv1 = ConvBNSiLU(cin, cin // 2)
+        self.cv2 = ConvBNSiLU(cin // 2 * 4, cout)
+        self.m = nn.MaxPool2d(5, 1, 2)
+
+    def forward(self, x):
+        x = self.cv1(x)
+        y1 = self.m(x)
+        y2 = self.m(y1)
+        return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
+
+
+class YoloC2f(nn.Module):  # input 1x3x64x64
+    """A YOLOv8-style backbone (strided convs, C2f blocks, SPPF) and a 1x1
+    head of 5 box values and 3 classes per cell."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(ConvBNSiLU(3, 16, 3, 2), ConvBNSiLU(16, 32, 3, 2), C2f(32, 32, 1),
+                                  ConvBNSiLU(32, 64, 3, 2), C2f(64, 64, 2), SPPF(64, 64))
+        self.head = nn.Conv2d(64, 8, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
 def _tv(name, **kw):
     def ctor():
         import torchvision.models as tvm
@@ -851,4 +921,6 @@ COVERAGE_MODELS = [
     ("eca", ECANet, IMG32),
     # Shortcuts that pad the channels with zeros (CIFAR ResNet, option A).
     ("resnet20a", ResNet20A, IMG32),
+    # Halves of a torch.chunk along the channels (YOLOv8's C2f), SPPF.
+    ("yolo_c2f", YoloC2f, IMG64),
 ]

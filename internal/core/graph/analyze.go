@@ -664,65 +664,83 @@ func (a *analyzer) unifyMaps(x, y *cmap) bool {
 // of their class; frozen ones stay whole (their channels stay anyway). It
 // reports whether it asked for a cut not asked for before.
 func (a *analyzer) splitToMatch(x, y *cmap) bool {
-	ends := func(m *cmap) []int {
-		var e []int
-		off := 0
-		for _, s := range m.segs {
-			if s.stride != 1 {
-				return nil
-			}
-			off += s.n
-			e = append(e, off)
-		}
-		return e
-	}
 	if a.last {
 		return false
 	}
-	ex, ey := ends(x), ends(y)
+	ex, ey := runEnds(x), runEnds(y)
 	if ex == nil || ey == nil || ex[len(ex)-1] != ey[len(ey)-1] {
 		return false
 	}
-	type cut struct {
-		key freshKey
-		at  int
+	cx, okx := a.cutsAt(x, ey)
+	cy, oky := a.cutsAt(y, ex)
+	if !okx || !oky {
+		return false
 	}
+	return a.askCuts(append(cx, cy...))
+}
+
+// runEnds lists where each run of m ends, nil if a run has a stride (a
+// flatten's: its channels are not contiguous indices).
+func runEnds(m *cmap) []int {
+	var e []int
+	off := 0
+	for _, s := range m.segs {
+		if s.stride != 1 {
+			return nil
+		}
+		off += s.n
+		e = append(e, off)
+	}
+	return e
+}
+
+// cut is one cut of a fresh call's space, at offset at of its channels.
+type cut struct {
+	key freshKey
+	at  int
+}
+
+// cutsAt lists the cuts that put a run boundary of m at every position in
+// ends (channel offsets along m), in every space of each class that must
+// be cut; false if one of those is frozen or not made by fresh.
+func (a *analyzer) cutsAt(m *cmap, ends []int) ([]cut, bool) {
 	var cuts []cut
-	for _, side := range [...]struct {
-		m     *cmap
-		other []int
-	}{{x, ey}, {y, ex}} {
-		start := 0
-		for _, s := range side.m.segs {
-			end := start + s.n
-			var pts []int
-			for _, e := range side.other {
-				if e > start && e < end {
-					pts = append(pts, e-start)
-				}
+	start := 0
+	for _, s := range m.segs {
+		end := start + s.n
+		var pts []int
+		for _, e := range ends {
+			if e > start && e < end {
+				pts = append(pts, e-start)
 			}
-			start = end
-			if len(pts) == 0 {
+		}
+		start = end
+		if len(pts) == 0 {
+			continue
+		}
+		r := a.find(s.sp)
+		if a.spaces[r].frozen {
+			return nil, false
+		}
+		for i := range a.spaces {
+			if a.find(i) != r {
 				continue
 			}
-			r := a.find(s.sp)
-			if a.spaces[r].frozen {
-				return false
+			o := a.spaces[i].origin
+			if !o.ok {
+				return nil, false
 			}
-			for i := range a.spaces {
-				if a.find(i) != r {
-					continue
-				}
-				o := a.spaces[i].origin
-				if !o.ok {
-					return false
-				}
-				for _, p := range pts {
-					cuts = append(cuts, cut{o.key, o.off + p})
-				}
+			for _, p := range pts {
+				cuts = append(cuts, cut{o.key, o.off + p})
 			}
 		}
 	}
+	return cuts, true
+}
+
+// askCuts records cuts for the next pass; it reports whether one of them
+// was not made or asked for already.
+func (a *analyzer) askCuts(cuts []cut) bool {
 	added := false
 	for _, c := range cuts {
 		if slices.Contains(a.splitAt[c.key], c.at) || a.want[c.key][c.at] {
@@ -738,6 +756,28 @@ func (a *analyzer) splitToMatch(x, y *cmap) bool {
 		added = true
 	}
 	return added
+}
+
+// subMap is the part of m from channel offset lo to hi, which must fall on
+// run boundaries; nil otherwise.
+func subMap(m *cmap, lo, hi int) *cmap {
+	out := &cmap{dim: m.dim}
+	off := 0
+	for _, s := range m.segs {
+		end := off + s.n*s.stride
+		switch {
+		case end <= lo || off >= hi:
+		case off >= lo && end <= hi:
+			out.segs = append(out.segs, s)
+		default:
+			return nil
+		}
+		off = end
+	}
+	if len(out.segs) == 0 {
+		return nil
+	}
+	return out
 }
 
 // resolveList follows list aliases back to the value a construct or split

@@ -717,7 +717,9 @@ var analyzeCases = []struct {
 		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "fc.weight:1"}}},
 	},
 	{
-		name: "chunk along the channels freezes",
+		// torch.chunk sizes its parts from the channel count as it runs:
+		// the parts must stay equal, so channel k of each goes together.
+		name: "chunk along the channels ties its parts",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)
 			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
@@ -725,9 +727,60 @@ var analyzeCases = []struct {
 			b.Output(b.Add(b.Conv(p[0], "a", 4, 1, irtest.ConvOpts{}), b.Conv(p[1], "b", 4, 1, irtest.ConvOpts{})))
 		},
 		want: []wantGroup{
-			{has: "c.weight:0", channels: 8, reason: "splits the channels"},
-			{has: "a.weight:1", channels: 4, reason: "splits the channels"},
+			{has: "c.weight:0", channels: 4, prunable: true, members: []string{"c.weight:0", "c.weight:0+4", "a.weight:1", "b.weight:1"}},
 		},
+	},
+	{
+		// YOLOv8's C2f: one half passed on, the other through a residual
+		// bottleneck, all concatenated.
+		name: "chunk in a C2f block",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "cv1", 8, 1, irtest.ConvOpts{}))
+			p := b.Chunk(y, 2, 1)
+			m := b.Add(p[1], b.Conv(p[1], "m", 4, 3, irtest.ConvOpts{Pad: 1}))
+			b.Output(b.Conv(b.Cat(1, p[0], p[1], m), "cv2", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "cv1.weight:0", channels: 4, prunable: true,
+				members: []string{"cv1.weight:0", "cv1.weight:0+4", "m.weight:1", "m.weight:0", "cv2.weight:1", "cv2.weight:1+4", "cv2.weight:1+8"}},
+		},
+	},
+	{
+		// The parts of a concatenation are already apart: no cut, tied.
+		name: "chunk of a concatenation ties the concatenated parts",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			p := b.Chunk(b.Cat(1, b.Conv(x, "a", 4, 1, irtest.ConvOpts{}), b.Conv(x, "b", 4, 1, irtest.ConvOpts{})), 2, 1)
+			b.Output(b.Conv(b.Mul(p[0], p[1]), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 4, prunable: true, members: []string{"a.weight:0", "b.weight:0", "e.weight:1"}},
+		},
+	},
+	{
+		// Parts of unequal size would not stay as the code sizes them.
+		name: "chunk into unequal parts freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Conv(x, "c", 9, 1, irtest.ConvOpts{})
+			list := b.OpValues("aten::chunk", "", []int{y, b.Int(2), b.Int(1)}, ir.Value{Kind: ir.KindTensorList})[0]
+			p := b.Op("prim::ListUnpack", "", []int{list}, []int64{1, 5, 8, 8}, []int64{1, 4, 8, 8})
+			b.Output(b.Conv(p[0], "a", 2, 1, irtest.ConvOpts{}), b.Conv(p[1], "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 9, reason: "splits the channels"}},
+	},
+	{
+		// split(x, 4) bakes the part size: the channels stay.
+		name: "split by a size along the channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Conv(x, "c", 8, 1, irtest.ConvOpts{})
+			list := b.OpValues("aten::split", "", []int{y, b.Int(4), b.Int(1)}, ir.Value{Kind: ir.KindTensorList})[0]
+			p := b.Op("prim::ListUnpack", "", []int{list}, []int64{1, 4, 8, 8}, []int64{1, 4, 8, 8})
+			b.Output(b.Conv(b.Add(p[0], p[1]), "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, reason: "splits the channels"}},
 	},
 	{
 		name: "chunk along a spatial dim follows",

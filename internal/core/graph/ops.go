@@ -784,13 +784,15 @@ func (a *analyzer) split() {
 		a.splits[a.out(0)] = a.opIdx
 		return
 	}
-	a.pieces(a.in(0), a.op.Outputs)
+	a.pieces(a.in(0), a.op.Outputs, a.opIdx, 0)
 }
 
-// pieces gives each piece of a split of x its map. A split along the
+// pieces gives each piece of a split of x its map; pieces[i] is piece
+// first+i of split op splitOp (first -1: unknown). A split along the
 // channels freezes them all: the cut positions are baked into the graph and
-// would no longer match after any space before or across them shrinks.
-func (a *analyzer) pieces(x int, pieces []int) {
+// would no longer match after any space before or across them shrinks. A
+// chunk into equal parts is the exception (chunkPieces).
+func (a *analyzer) pieces(x int, pieces []int, splitOp, first int) {
 	m := a.maps[x]
 	if m == nil {
 		return
@@ -799,6 +801,9 @@ func (a *analyzer) pieces(x int, pieces []int) {
 	for _, p := range pieces {
 		P, ok := a.shape(p)
 		if !ok || len(P) != len(S) || P[m.dim] != S[m.dim] {
+			if a.chunkPieces(m, S, pieces, splitOp, first) {
+				return
+			}
 			r := fmt.Sprintf("%s splits the channels", a.desc())
 			a.freezeMap(m, r)
 			for _, p := range pieces {
@@ -812,6 +817,80 @@ func (a *analyzer) pieces(x int, pieces []int) {
 	}
 }
 
+// chunkPieces handles torch.chunk into n equal parts along the channels
+// (YOLOv8's C2f: `cv1(x).chunk(2, 1)`, one half passed on, the other through
+// the bottlenecks). The code computes the part size from the channel count
+// when it runs, so the pruned model's parts must be equal again: the parts
+// are tied, channel k of each lost with channel k of the others, and the
+// producer's space is cut where the parts meet (the next pass of Analyze
+// makes the cuts; until then the parts freeze). It reports whether the
+// parts got their maps.
+func (a *analyzer) chunkPieces(m *cmap, S []int64, pieces []int, splitOp, first int) bool {
+	if splitOp < 0 || first < 0 || m.dim >= len(S) {
+		return false
+	}
+	op := &a.g.Ops[splitOp]
+	if (op.Kind != "aten::chunk" && op.Kind != "aten::unsafe_chunk") || len(op.Inputs) < 3 {
+		return false
+	}
+	n, okN := a.constInt(op.Inputs[1])
+	d, okD := a.constInt(op.Inputs[2])
+	if nd, ok := normDim(d, len(S)); !okN || !okD || !ok || nd != m.dim || n < 2 || S[m.dim]%n != 0 {
+		return false
+	}
+	q := int(S[m.dim] / n)
+	if first+len(pieces) > int(n) {
+		return false
+	}
+	for _, p := range pieces {
+		if P, ok := a.shape(p); !ok || len(P) != len(S) || P[m.dim] != int64(q) {
+			return false
+		}
+	}
+	if runEnds(m) == nil {
+		return false
+	}
+	var ends []int
+	for k := 1; k < int(n); k++ {
+		ends = append(ends, k*q)
+	}
+	parts := make([]*cmap, n)
+	for k := range parts {
+		if parts[k] = subMap(m, k*q, (k+1)*q); parts[k] == nil {
+			if cuts, ok := a.cutsAt(m, ends); ok && !a.last {
+				a.askCuts(cuts)
+			}
+			return false
+		}
+	}
+	for _, p := range parts[1:] {
+		if !sameRuns(parts[0], p) {
+			a.splitToMatch(parts[0], p)
+			return false
+		}
+	}
+	for _, p := range parts[1:] {
+		a.unifyMaps(parts[0], p)
+	}
+	for i, p := range pieces {
+		a.setMap(p, parts[first+i])
+	}
+	return true
+}
+
+// sameRuns reports whether x and y are runs of the same lengths and strides.
+func sameRuns(x, y *cmap) bool {
+	if len(x.segs) != len(y.segs) {
+		return false
+	}
+	for i := range x.segs {
+		if x.segs[i].n != y.segs[i].n || x.segs[i].stride != y.segs[i].stride {
+			return false
+		}
+	}
+	return true
+}
+
 func (a *analyzer) unpack() {
 	src := a.resolveList(a.in(0))
 	if p, ok := a.splits[src]; ok {
@@ -819,7 +898,7 @@ func (a *analyzer) unpack() {
 		if len(ins) == 0 {
 			return
 		}
-		a.pieces(ins[0], a.op.Outputs)
+		a.pieces(ins[0], a.op.Outputs, p, 0)
 		return
 	}
 	if pi := a.g.Producer(src); pi >= 0 {
@@ -840,7 +919,17 @@ func (a *analyzer) getItem() {
 	idx, okIdx := a.constInt(a.in(1))
 	if p, ok := a.splits[src]; ok {
 		if ins := a.g.Ops[p].Inputs; len(ins) > 0 {
-			a.pieces(ins[0], a.op.Outputs)
+			first := -1
+			if okIdx {
+				// A negative index counts from the end: only a chunk's
+				// count (its input 1) says where that is.
+				if n, ok := a.constInt(a.g.Ops[p].Inputs[min(1, len(ins)-1)]); ok {
+					if i, ok := normDim(idx, int(n)); ok {
+						first = i
+					}
+				}
+			}
+			a.pieces(ins[0], a.op.Outputs, p, first)
 		}
 		return
 	}
