@@ -263,6 +263,10 @@ class Generator:
         torch.jit.script(TwoInputs().eval()).save(self.p("two_inputs.pt"))
         self.error_fixtures.append({"name": "two_inputs", "model": "two_inputs.pt",
                                     "what": "TorchScript whose forward takes two tensors (x, meta)"})
+        torch.manual_seed(seed_of("half"))
+        torch.jit.script(SmallCNN().eval().half()).save(self.p("half.pt"))
+        self.error_fixtures.append({"name": "half", "model": "half.pt",
+                                    "what": "TorchScript smallcnn with float16 weights"})
         torch.manual_seed(seed_of("aux_too_small"))
         torch.jit.script(AuxTooSmall().eval()).save(self.p("aux_too_small.pt"))
         self.error_fixtures.append({"name": "aux_too_small", "model": "aux_too_small.pt",

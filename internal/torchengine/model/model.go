@@ -199,6 +199,12 @@ var (
 	// A scripted conv checks the rank itself, before any weight is named.
 	convBatchErr = regexp.MustCompile(`Expected \d+D \(unbatched\) or (\d+)D \(batched\) input to (conv\w*), but got input of size: \[([0-9, ]+)\]`)
 	linearErr    = regexp.MustCompile(`mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)`)
+	// Weights of another dtype than the float32 example input (a model
+	// saved after .half() or .double()); the layer comes from the shim's
+	// "(raised in layer ...)".
+	dtypeErr  = regexp.MustCompile(`Input type \((?:CPU|CUDA)?(\w+?)Type\) and weight type \((?:CPU|CUDA)?(\w+?)Type\) should be the same`)
+	scalarErr = regexp.MustCompile(`expected scalar type (\w+) but found (\w+)`)
+	raisedIn  = regexp.MustCompile(`\(raised in layer ([^)]+)\)`)
 	// A forward with a second input that has no default.
 	arityErr = regexp.MustCompile(`forward\(\) is missing value for argument '[^']*'\. Declaration: forward\(([^)]*)\)`)
 )
@@ -242,6 +248,14 @@ func explainForward(m *torch.Module, shape []int64, err error) error {
 		return fail.Usagef("the model's forward(%s) takes %d inputs, and gopruner passes one tensor (input shape %v): "+
 			"save a wrapper module whose forward takes that one tensor", strings.Join(args, ", "), len(args), shape)
 	}
+	if dt := weightDtype(msg); dt != "" {
+		where := ""
+		if l := raisedIn.FindStringSubmatch(msg); l != nil {
+			where = " (layer " + l[1] + ")"
+		}
+		return fail.Usagef("the model's weights are %s%s and gopruner runs it on float32 inputs: it prunes float32 models; "+
+			"save the model after .float() and cast the pruned one back", dtypeName(dt), where)
+	}
 	if sm := convShapeErr.FindStringSubmatch(msg); sm != nil {
 		wshape := parseInts(sm[1])
 		layer := layerOf(m, wshape, "the first convolution")
@@ -274,6 +288,39 @@ func explainForward(m *torch.Module, shape []int64, err error) error {
 		return shapeErr(shape, "%s", msg)
 	}
 	return fmt.Errorf("forward on an example input of shape %v: %w", shape, err)
+}
+
+// weightDtype is the dtype libtorch names when a float32 input meets
+// weights of another ("Half"), or "".
+func weightDtype(msg string) string {
+	if sm := dtypeErr.FindStringSubmatch(msg); sm != nil && sm[1] == "Float" && sm[2] != "Float" {
+		return sm[2]
+	}
+	// The other side of the check varies with the kernel: the dtype that
+	// is not the input's is the weights'.
+	if sm := scalarErr.FindStringSubmatch(msg); sm != nil && (sm[1] == "Float") != (sm[2] == "Float") {
+		if sm[1] == "Float" {
+			return sm[2]
+		}
+		return sm[1]
+	}
+	return ""
+}
+
+// dtypeName spells libtorch's tensor type names (Half, Double) as torch
+// dtypes.
+func dtypeName(t string) string {
+	switch t {
+	case "Float":
+		return "float32"
+	case "Half":
+		return "float16"
+	case "Double":
+		return "float64"
+	case "BFloat16":
+		return "bfloat16"
+	}
+	return t
 }
 
 // dimsHint spells out the dimensions of a batch of the given rank.
