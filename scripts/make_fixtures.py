@@ -259,18 +259,20 @@ class Generator:
         torch.save(m, self.p("pickled_module.pt"))
         self.error_fixtures.append({"name": "pickled_module", "model": "pickled_module.pt",
                                     "what": "torch.save(eager smallcnn nn.Module), not TorchScript"})
-        torch.manual_seed(seed_of("two_inputs"))
-        torch.jit.script(TwoInputs().eval()).save(self.p("two_inputs.pt"))
-        self.error_fixtures.append({"name": "two_inputs", "model": "two_inputs.pt",
-                                    "what": "TorchScript whose forward takes two tensors (x, meta)"})
-        torch.manual_seed(seed_of("half"))
-        torch.jit.script(SmallCNN().eval().half()).save(self.p("half.pt"))
-        self.error_fixtures.append({"name": "half", "model": "half.pt",
-                                    "what": "TorchScript smallcnn with float16 weights"})
-        torch.manual_seed(seed_of("aux_too_small"))
-        torch.jit.script(AuxTooSmall().eval()).save(self.p("aux_too_small.pt"))
-        self.error_fixtures.append({"name": "aux_too_small", "model": "aux_too_small.pt",
-                                    "what": "TorchScript whose training-only head fails at 1,3,32,32"})
+        self.scripted_error("two_inputs", lambda: TwoInputs().eval(),
+                            "TorchScript whose forward takes two tensors (x, meta)")
+        self.scripted_error("half", lambda: SmallCNN().eval().half(),
+                            "TorchScript smallcnn with float16 weights")
+        self.scripted_error("aux_too_small", lambda: AuxTooSmall().eval(),
+                            "TorchScript whose training-only head fails at 1,3,32,32")
+
+    def scripted_error(self, name, ctor, what):
+        """Script ctor() (seeded by name) into NAME.pt, an error fixture."""
+        import torch
+
+        torch.manual_seed(seed_of(name))
+        torch.jit.script(ctor()).save(self.p(name + ".pt"))
+        self.error_fixtures.append({"name": name, "model": name + ".pt", "what": what})
 
     def one(self, arch, ctor, shape, group=None):
         import torch

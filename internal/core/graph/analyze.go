@@ -32,6 +32,9 @@ const maxExtent = 1 << 24
 // exporter and may be any int, so the sentinel is one no exporter produces.
 const noValue = math.MinInt
 
+// noIndex stands for a list index that is not a constant.
+const noIndex = math.MinInt
+
 // recoverPanics turns an internal panic into an error from Analyze. Tests and
 // the fuzz target switch it off so that a bug shows up as a crash there.
 var recoverPanics = true
@@ -205,6 +208,9 @@ func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, last bool) (a *analyze
 	}
 	a.run()
 	a.op = nil
+	if len(a.want) > 0 && !last {
+		return a, nil, nil // another pass follows: its result is the one kept
+	}
 	return a, a.finish(), nil
 }
 
@@ -640,13 +646,8 @@ func (a *analyzer) passMap(x, o int) {
 // unifyMaps ties two maps run by run; false (and nothing tied) when their
 // runs do not line up.
 func (a *analyzer) unifyMaps(x, y *cmap) bool {
-	if len(x.segs) != len(y.segs) {
+	if !sameRuns(x, y) {
 		return false
-	}
-	for i := range x.segs {
-		if x.segs[i].n != y.segs[i].n || x.segs[i].stride != y.segs[i].stride {
-			return false
-		}
 	}
 	for i := range x.segs {
 		a.union(x.segs[i].sp, y.segs[i].sp)
@@ -664,9 +665,6 @@ func (a *analyzer) unifyMaps(x, y *cmap) bool {
 // of their class; frozen ones stay whole (their channels stay anyway). It
 // reports whether it asked for a cut not asked for before.
 func (a *analyzer) splitToMatch(x, y *cmap) bool {
-	if a.last {
-		return false
-	}
 	ex, ey := runEnds(x), runEnds(y)
 	if ex == nil || ey == nil || ex[len(ex)-1] != ey[len(ey)-1] {
 		return false
@@ -739,8 +737,11 @@ func (a *analyzer) cutsAt(m *cmap, ends []int) ([]cut, bool) {
 }
 
 // askCuts records cuts for the next pass; it reports whether one of them
-// was not made or asked for already.
+// was not made or asked for already. The last pass asks for none.
 func (a *analyzer) askCuts(cuts []cut) bool {
+	if a.last {
+		return false
+	}
 	added := false
 	for _, c := range cuts {
 		if slices.Contains(a.splitAt[c.key], c.at) || a.want[c.key][c.at] {

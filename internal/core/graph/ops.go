@@ -185,21 +185,21 @@ func (a *analyzer) padChannels() bool {
 		return true
 	}
 	reason := fmt.Sprintf("%s pads the channels with a count of constants its code fixes", a.desc())
-	nm := &cmap{dim: m.dim}
-	for i, n := range []int64{pads[j], 0, pads[j+1]} {
-		switch {
-		case i == 1:
-			nm.segs = append(nm.segs, m.segs...)
-		case n > 0:
-			pm := a.fresh(m.dim, n, reason)
-			if pm == nil {
-				a.freezeMap(m, reason)
-				return true
-			}
-			nm.segs = append(nm.segs, pm.segs...)
+	padded := func(n int64) []seg {
+		if n == 0 {
+			return nil
 		}
+		if pm := a.fresh(m.dim, n, reason); pm != nil {
+			return pm.segs
+		}
+		return nil
 	}
-	a.setMap(out, nm)
+	before, after := padded(pads[j]), padded(pads[j+1])
+	if (pads[j] > 0 && before == nil) || (pads[j+1] > 0 && after == nil) {
+		a.freezeMap(m, reason)
+		return true
+	}
+	a.setMap(out, &cmap{dim: m.dim, segs: slices.Concat(before, m.segs, after)})
 	return true
 }
 
@@ -788,7 +788,8 @@ func (a *analyzer) split() {
 }
 
 // pieces gives each piece of a split of x its map; pieces[i] is piece
-// first+i of split op splitOp (first -1: unknown). A split along the
+// first+i of split op splitOp (a negative first counts from the end;
+// noIndex: unknown). A split along the
 // channels freezes them all: the cut positions are baked into the graph and
 // would no longer match after any space before or across them shrinks. A
 // chunk into equal parts is the exception (chunkPieces).
@@ -826,7 +827,7 @@ func (a *analyzer) pieces(x int, pieces []int, splitOp, first int) {
 // makes the cuts; until then the parts freeze). It reports whether the
 // parts got their maps.
 func (a *analyzer) chunkPieces(m *cmap, S []int64, pieces []int, splitOp, first int) bool {
-	if splitOp < 0 || first < 0 || m.dim >= len(S) {
+	if splitOp < 0 || first == noIndex || m.dim >= len(S) {
 		return false
 	}
 	op := &a.g.Ops[splitOp]
@@ -839,7 +840,10 @@ func (a *analyzer) chunkPieces(m *cmap, S []int64, pieces []int, splitOp, first 
 		return false
 	}
 	q := int(S[m.dim] / n)
-	if first+len(pieces) > int(n) {
+	if first < 0 {
+		first += int(n) // y[-1]
+	}
+	if first < 0 || first+len(pieces) > int(n) {
 		return false
 	}
 	for _, p := range pieces {
@@ -857,7 +861,7 @@ func (a *analyzer) chunkPieces(m *cmap, S []int64, pieces []int, splitOp, first 
 	parts := make([]*cmap, n)
 	for k := range parts {
 		if parts[k] = subMap(m, k*q, (k+1)*q); parts[k] == nil {
-			if cuts, ok := a.cutsAt(m, ends); ok && !a.last {
+			if cuts, ok := a.cutsAt(m, ends); ok {
 				a.askCuts(cuts)
 			}
 			return false
@@ -919,17 +923,10 @@ func (a *analyzer) getItem() {
 	idx, okIdx := a.constInt(a.in(1))
 	if p, ok := a.splits[src]; ok {
 		if ins := a.g.Ops[p].Inputs; len(ins) > 0 {
-			first := -1
-			if okIdx {
-				// A negative index counts from the end: only a chunk's
-				// count (its input 1) says where that is.
-				if n, ok := a.constInt(a.g.Ops[p].Inputs[min(1, len(ins)-1)]); ok {
-					if i, ok := normDim(idx, int(n)); ok {
-						first = i
-					}
-				}
+			if !okIdx {
+				idx = noIndex
 			}
-			a.pieces(ins[0], a.op.Outputs, p, first)
+			a.pieces(ins[0], a.op.Outputs, p, int(idx))
 		}
 		return
 	}
