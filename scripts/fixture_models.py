@@ -2,7 +2,7 @@
 
 Module-level so that torch.save(eager module) can pickle them.
 """
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn as nn
@@ -839,6 +839,132 @@ class YoloC2f(nn.Module):  # input 1x3x64x64
         return self.head(self.body(x))
 
 
+class SegNet(nn.Module):  # input 1x1x32x32
+    """SegNet (Badrinarayanan et al. 2017): the encoder's max pools return
+    their indices, and the decoder's max_unpool2d puts each value back where
+    its maximum was, at the matching encoder stage's channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.ModuleList([nn.Sequential(*cbr(1, 16)), nn.Sequential(*cbr(16, 32), *cbr(32, 32)),
+                                  nn.Sequential(*cbr(32, 64), *cbr(64, 64))])
+        self.dec = nn.ModuleList([nn.Sequential(*cbr(64, 64), *cbr(64, 32)), nn.Sequential(*cbr(32, 32), *cbr(32, 16)),
+                                  nn.Sequential(*cbr(16, 16))])
+        self.head = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x):
+        idx: List[torch.Tensor] = []
+        sizes: List[List[int]] = []
+        for e in self.enc:
+            x = e(x)
+            sizes.append(x.size())
+            x, i = torch.nn.functional.max_pool2d(x, 2, 2, return_indices=True)
+            idx.append(i)
+        for k, d in enumerate(self.dec):
+            j = len(self.enc) - 1 - k
+            x = d(torch.nn.functional.max_unpool2d(x, idx[j], 2, 2, output_size=sizes[j]))
+        return self.head(x)
+
+
+class SKConv(nn.Module):
+    """SKNet's selective kernel convolution (Li et al. 2019): grouped 3x3
+    branches of dilation 1 and 2, stacked; their sum, pooled, gives one
+    attention vector per branch, and a softmax across the branches weights
+    them."""
+
+    def __init__(self, c, groups=4, r=4):
+        super().__init__()
+        self.branches = nn.ModuleList([nn.Sequential(nn.Conv2d(c, c, 3, 1, d, dilation=d, groups=groups, bias=False),
+                                                     nn.BatchNorm2d(c), nn.ReLU(inplace=True)) for d in (1, 2)])
+        self.fc = nn.Sequential(nn.Conv2d(c, c // r, 1, bias=False), nn.BatchNorm2d(c // r), nn.ReLU(inplace=True))
+        self.fcs = nn.ModuleList([nn.Conv2d(c // r, c, 1) for _ in self.branches])
+
+    def forward(self, x):
+        feats = torch.stack([b(x) for b in self.branches], 1)
+        z = self.fc(feats.sum(1).mean((2, 3), keepdim=True))
+        att = torch.softmax(torch.stack([f(z) for f in self.fcs], 1), 1)
+        return (feats * att).sum(1)
+
+
+class SKUnit(nn.Module):
+    """An SKNet bottleneck: 1x1 conv, SKConv, 1x1 conv, and the residual."""
+
+    def __init__(self, cin, mid, cout, stride=1):
+        super().__init__()
+        self.body = nn.Sequential(*cbr(cin, mid, 1), SKConv(mid), nn.Conv2d(mid, cout, 1, stride, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.short = (nn.Identity() if cin == cout and stride == 1 else
+                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x):
+        return torch.nn.functional.relu(self.body(x) + self.short(x))
+
+
+class SKNet(nn.Module):  # input 1x3x32x32
+    """A small SKNet: a stem, two SK units a stage, two stages."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 32))
+        self.units = nn.Sequential(SKUnit(32, 32, 64), SKUnit(64, 32, 64), SKUnit(64, 64, 128, 2), SKUnit(128, 64, 128))
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc(self.units(self.stem(x)).mean((2, 3)))
+
+
+class GatedBlock(nn.Module):
+    """A gated residual block for signals (Dauphin et al. 2017's gated
+    convolution): a conv to twice the width, a GLU over the channels that
+    gates one half by the other, and the residual."""
+
+    def __init__(self, c, dilation):
+        super().__init__()
+        self.conv = nn.Conv1d(c, 2 * c, 3, padding=dilation, dilation=dilation)
+        self.bn = nn.BatchNorm1d(2 * c)
+
+    def forward(self, x):
+        return x + torch.nn.functional.glu(self.bn(self.conv(x)), 1)
+
+
+class GatedEmbed(nn.Module):  # input 1x2x256
+    """A signal encoder of gated blocks that ends in an L2-normalised
+    embedding, as metric-learning models for ECG or EEG do; the features
+    are normalised over the channels before pooling too."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv1d(2, 32, 7, padding=3, bias=False), nn.BatchNorm1d(32), nn.ReLU())
+        self.blocks = nn.Sequential(GatedBlock(32, 1), GatedBlock(32, 2), nn.Conv1d(32, 64, 3, 2, 1),
+                                    GatedBlock(64, 4))
+        self.proj = nn.Linear(64, 16)
+
+    def forward(self, x):
+        y = torch.nn.functional.normalize(self.blocks(self.stem(x)), dim=1)
+        return torch.nn.functional.normalize(self.proj(y.mean(-1)), dim=1)
+
+
+class SubPixelNet(nn.Module):  # input 1x1x32x32
+    """A segmentation net that moves channels to and from space: a
+    pixel_unshuffle (space to depth) downsamples, and a sub-pixel conv
+    (conv to 4x the channels, PixelShuffle, as ESPCN and super-resolution
+    nets upsample) comes back up, added to the stem's features."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(1, 16))
+        self.down = nn.Sequential(*cbr(64, 32))
+        self.body = nn.Sequential(*cbr(32, 32), *cbr(32, 32))
+        self.up = nn.Sequential(nn.Conv2d(32, 16 * 4, 3, 1, 1), nn.PixelShuffle(2), nn.BatchNorm2d(16))
+        self.head = nn.Conv2d(16, 2, 1)
+
+    def forward(self, x):
+        s = self.stem(x)
+        y = self.down(torch.nn.functional.pixel_unshuffle(s, 2))
+        y = y + self.body(y)
+        return self.head(torch.nn.functional.relu(self.up(y) + s))
+
+
 def _tv(name, **kw):
     def ctor():
         import torchvision.models as tvm
@@ -923,4 +1049,12 @@ COVERAGE_MODELS = [
     ("resnet20a", ResNet20A, IMG32),
     # Halves of a torch.chunk along the channels (YOLOv8's C2f), SPPF.
     ("yolo_c2f", YoloC2f, IMG64),
+    # Pooling indices that the decoder's max_unpool2d reads.
+    ("segnet", SegNet, [1, 1, 32, 32]),
+    # Branches stacked, summed and weighted by a softmax across them.
+    ("sknet", SKNet, IMG32),
+    # GLUs over the channels; features and embedding L2-normalised.
+    ("gated_embed", GatedEmbed, [1, 2, 256]),
+    # pixel_unshuffle down, a sub-pixel conv (PixelShuffle) up.
+    ("subpixel", SubPixelNet, [1, 1, 32, 32]),
 ]

@@ -17,6 +17,7 @@ package graph
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -142,7 +143,12 @@ type analyzer struct {
 	// cuts this pass found it needs, for the next.
 	splitAt map[freshKey][]int
 	want    map[freshKey]map[int]bool
-	freshN  int
+	// coarse lists, per fresh call, the number of its channels that this
+	// pass makes one channel of its space (see pixelShuffle); wantCoarse
+	// collects those this pass found it needs, for the next.
+	coarse     map[freshKey]int
+	wantCoarse map[freshKey]int
+	freshN     int
 	// last is set on the pass whose result Analyze returns whatever it
 	// finds: it asks for no cut, so every add that does not line up there
 	// freezes.
@@ -168,17 +174,24 @@ func Analyze(g *ir.Graph) (res *Analysis, err error) {
 		}
 	}
 	var splitAt map[freshKey][]int
+	var coarse map[freshKey]int
 	for pass := 0; ; pass++ {
-		a, res, err := analyzeOnce(g, splitAt, pass+1 == maxSplitPasses)
-		if err != nil || len(a.want) == 0 || pass+1 == maxSplitPasses {
+		a, res, err := analyzeOnce(g, splitAt, coarse, pass+1 == maxSplitPasses)
+		if err != nil || (len(a.want) == 0 && len(a.wantCoarse) == 0) || pass+1 == maxSplitPasses {
 			return res, err
 		}
 		splitAt = mergeSplits(splitAt, a.want)
+		coarse = maps.Clone(coarse)
+		if coarse == nil {
+			coarse = map[freshKey]int{}
+		}
+		maps.Copy(coarse, a.wantCoarse)
 	}
 }
 
-// analyzeOnce is one pass of Analyze with the given space cuts.
-func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, last bool) (a *analyzer, res *Analysis, err error) {
+// analyzeOnce is one pass of Analyze with the given space cuts and
+// coarsenings.
+func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, coarse map[freshKey]int, last bool) (a *analyzer, res *Analysis, err error) {
 	a = &analyzer{
 		g:         g,
 		maps:      map[int]*cmap{},
@@ -193,6 +206,7 @@ func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, last bool) (a *analyze
 		claimed:   map[int]bool{},
 		opIdx:     -1,
 		splitAt:   splitAt,
+		coarse:    coarse,
 		last:      last,
 	}
 	if recoverPanics {
@@ -208,7 +222,7 @@ func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, last bool) (a *analyze
 	}
 	a.run()
 	a.op = nil
-	if len(a.want) > 0 && !last {
+	if (len(a.want) > 0 || len(a.wantCoarse) > 0) && !last {
 		return a, nil, nil // another pass follows: its result is the one kept
 	}
 	return a, a.finish(), nil
@@ -577,6 +591,13 @@ func (a *analyzer) fresh(dim int, extent int64, reason string) *cmap {
 		cuts = nil
 	}
 	m := &cmap{dim: dim}
+	if f := a.coarse[key]; f > 1 && reason == "" && len(cuts) == 0 && extent%int64(f) == 0 {
+		// Each channel of the space owns f consecutive ones (a pixel
+		// shuffle's r²). Such a space is never cut: its origin is not ok.
+		n := int(extent) / f
+		m.segs = []seg{{sp: a.newSpace(n), n: n, stride: f}}
+		return m
+	}
 	start := 0
 	for i := 0; i <= len(cuts); i++ {
 		end := int(extent)
@@ -757,6 +778,44 @@ func (a *analyzer) askCuts(cuts []cut) bool {
 		added = true
 	}
 	return added
+}
+
+// askCoarse asks the next pass to make every space of m's runs with f
+// consecutive channels to one channel of the space: the runs must have
+// stride 1 and be whole, uncut spaces made by fresh, as must every space
+// tied to them, each a multiple of f. It reports whether it asked; false
+// on the last pass.
+func (a *analyzer) askCoarse(m *cmap, f int) bool {
+	if a.last {
+		return false
+	}
+	want := map[freshKey]int{}
+	for _, s := range m.segs {
+		r := a.find(s.sp)
+		if s.stride != 1 || a.spaces[r].frozen {
+			return false
+		}
+		for i := range a.spaces {
+			if a.find(i) != r {
+				continue
+			}
+			o := a.spaces[i].origin
+			if !o.ok || o.off != 0 || len(a.splitAt[o.key]) > 0 || a.spaces[i].n%f != 0 || a.coarse[o.key] != 0 {
+				return false
+			}
+			want[o.key] = f
+		}
+	}
+	if a.wantCoarse == nil {
+		a.wantCoarse = map[freshKey]int{}
+	}
+	for k, v := range want {
+		if w, ok := a.wantCoarse[k]; ok && w != v {
+			return false
+		}
+	}
+	maps.Copy(a.wantCoarse, want)
+	return true
 }
 
 // subMap is the part of m from channel offset lo to hi, which must fall on

@@ -44,6 +44,8 @@ var rawKinds = []string{
 	"aten::sum", "aten::max", "aten::softmax", "aten::add", "aten::mul_", "aten::where", "aten::relu",
 	"aten::clamp", "aten::to", "aten::upsample_nearest2d", "prim::ConstantChunk", "aten::frobnicate",
 	"aten::unsqueeze", "aten::index_select", "aten::roll", "aten::flip", "aten::amax", "aten::argmax", "aten::Int",
+	"aten::stack", "aten::glu", "aten::norm", "aten::linalg_vector_norm", "aten::pixel_shuffle",
+	"aten::pixel_unshuffle", "aten::max_unpool2d",
 }
 
 // genGraph turns fuzz bytes into a small graph: mostly well-formed CNN
@@ -66,7 +68,7 @@ func genGraph(data []byte) (*ir.Graph, error) {
 	for n := 0; n < 24 && !r.done(); n++ {
 		y := pick()
 		s := b.Shape(y)
-		switch r.intn(20) {
+		switch r.intn(25) {
 		case 0, 1: // conv, maybe depthwise or grouped
 			if len(s) != 4 || s[1] == 0 {
 				continue
@@ -162,6 +164,41 @@ func genGraph(data []byte) (*ir.Graph, error) {
 				out := slices.Clone(s)
 				out[d] = s[d] - int64(r.intn(2))
 				add(b.Op1("aten::slice", "", []int{y, b.Int(int64(d)), b.Int(0), b.Int(out[d]), b.Int(1)}, out))
+			}
+		case 18: // sub-pixel conv's shuffle, or space to depth
+			switch {
+			case len(s) == 4 && s[1]%4 == 0 && s[1] > 0:
+				add(b.Op1("aten::pixel_shuffle", "", []int{y, b.Int(2)}, []int64{s[0], s[1] / 4, 2 * s[2], 2 * s[3]}))
+			case len(s) == 4 && s[2]%2 == 0 && s[3]%2 == 0:
+				add(b.Op1("aten::pixel_unshuffle", "", []int{y, b.Int(2)}, []int64{s[0], 4 * s[1], s[2] / 2, s[3] / 2}))
+			}
+		case 19: // gated linear unit, along the channels or another dim
+			if d := r.intn(4); d < len(s) && s[d]%2 == 0 && s[d] > 0 {
+				out := slices.Clone(s)
+				out[d] /= 2
+				add(b.Op1("aten::glu", "", []int{y, b.Int(int64(d))}, out))
+			}
+		case 20: // stack with itself or an activation of the same shape
+			z := pick()
+			if !slices.Equal(b.Shape(z), s) {
+				z = y
+			}
+			d := r.intn(len(s) + 1)
+			out := slices.Insert(slices.Clone(s), d, 2)
+			add(b.Op1("aten::stack", "", []int{b.List(y, z), b.Int(int64(d))}, out))
+		case 21: // F.normalize along a dim
+			if d := r.intn(4); d < len(s) {
+				out := slices.Clone(s)
+				out[d] = 1
+				n := b.Op1("aten::norm", "", []int{y, b.Float(float64(r.intn(3)) - 0.5), b.IntList(int64(d)), b.Bool(true)}, out)
+				add(b.Binary("aten::div", y, n))
+			}
+		case 22: // max pool with indices, unpooled (SegNet)
+			if len(s) == 4 && s[2]%2 == 0 && s[3]%2 == 0 && s[2] > 0 && s[3] > 0 {
+				half := []int64{s[0], s[1], s[2] / 2, s[3] / 2}
+				p := b.Op("aten::max_pool2d_with_indices", "", []int{y, b.IntList(2, 2), b.IntList(2, 2), b.IntList(0, 0),
+					b.IntList(1, 1), b.Bool(false)}, half, half)
+				add(p[0], b.Op1("aten::max_unpool2d", "", []int{p[0], p[1], b.IntList(s[2], s[3])}, s))
 			}
 		default: // raw op over arbitrary values with arbitrary outputs
 			kind := rawKinds[r.intn(len(rawKinds))]

@@ -793,6 +793,169 @@ var analyzeCases = []struct {
 		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "d.weight:1"}}},
 	},
 	{
+		// SKNet: branches stacked, summed over the new dim. Stacked
+		// tensors have one shape, so channel k of each goes together.
+		name: "stack ties its inputs and carries their channels one dim out",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			p := b.Relu(b.Conv(x, "p", 8, 3, irtest.ConvOpts{Pad: 1}))
+			q := b.Relu(b.Conv(x, "q", 8, 1, irtest.ConvOpts{}))
+			s := b.Op1("aten::stack", "", []int{b.List(p, q), b.Int(1)}, []int64{1, 2, 8, 8, 8})
+			u := b.Op1("aten::sum", "", []int{s, b.IntList(1), b.Bool(false), b.None()}, []int64{1, 8, 8, 8})
+			b.Output(b.Conv(u, "d", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "p.weight:0", channels: 8, prunable: true, members: []string{"p.weight:0", "q.weight:0", "d.weight:1"}}},
+	},
+	{
+		name: "stack after the channels leaves their dim",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			p := b.Relu(b.Conv(x, "p", 8, 3, irtest.ConvOpts{Pad: 1}))
+			q := b.Relu(b.Conv(x, "q", 8, 1, irtest.ConvOpts{}))
+			s := b.Op1("aten::stack", "", []int{b.List(p, q), b.Int(-1)}, []int64{1, 8, 8, 8, 2})
+			u := b.Op1("aten::mean", "", []int{s, b.IntList(-1), b.Bool(false), b.None()}, []int64{1, 8, 8, 8})
+			b.Output(b.Conv(u, "d", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "p.weight:0", channels: 8, prunable: true, members: []string{"p.weight:0", "q.weight:0", "d.weight:1"}}},
+	},
+	{
+		// glu(x, 1) = a·σ(b) for x's channel halves a, b: channel k of
+		// the output is channel k of each half.
+		name: "glu over the channels ties its halves",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Conv(x, "c", 8, 1, irtest.ConvOpts{Bias: true})
+			g := b.Op1("aten::glu", "", []int{y, b.Int(1)}, []int64{1, 4, 8, 8})
+			b.Output(b.Conv(g, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 4, prunable: true,
+			members: []string{"c.weight:0", "c.weight:0+4", "c.bias:0", "c.bias:0+4", "d.weight:1"}}},
+	},
+	{
+		name: "glu along another dim passes the channels",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Conv(x, "c", 8, 1, irtest.ConvOpts{})
+			g := b.Op1("aten::glu", "", []int{y, b.Int(-1)}, []int64{1, 8, 8, 4})
+			b.Output(b.Conv(g, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "d.weight:1"}}},
+	},
+	{
+		// F.normalize(x, dim=1): x / x.norm(2, 1, keepdim).clamp_min(eps).
+		// Zeroed channels add nothing to the norm: exact.
+		name: "normalize over the channels stays exact",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			n := b.Op1("aten::norm", "", []int{y, b.Float(2), b.IntList(1), b.Bool(true)}, []int64{1, 1, 8, 8})
+			n = b.Op1("aten::clamp_min", "", []int{n, b.Float(1e-12)}, []int64{1, 1, 8, 8})
+			e := b.Op1("aten::expand_as", "", []int{n, y}, []int64{1, 8, 8, 8})
+			b.Output(b.Conv(b.Binary("aten::div", y, e), "d", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "d.weight:1"}}},
+	},
+	{
+		// The norm of order -1 is changed by a zero (1/|0| is infinite).
+		name: "norm of negative order over the channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			n := b.Op1("aten::linalg_vector_norm", "", []int{y, b.Float(-1), b.IntList(1), b.Bool(true), b.None()}, []int64{1, 1, 8, 8})
+			b.Output(b.Conv(b.Binary("aten::div", y, n), "d", 4, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, reason: "has an order a zero changes"}},
+	},
+	{
+		name: "norm over the spatial dims keeps the channels",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 1, irtest.ConvOpts{}))
+			n := b.Op1("aten::linalg_vector_norm", "", []int{y, b.Float(2), b.IntList(2, 3), b.Bool(false), b.None()}, []int64{1, 8})
+			b.Output(b.Linear(n, "fc", 4, true))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true, members: []string{"c.weight:0", "fc.weight:1"}}},
+	},
+	{
+		// SegNet: the decoder unpools its input where the encoder's
+		// maxima were, channel for channel.
+		name: "max_unpool2d ties its input's channels to the pooling's",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			e := b.Relu(b.Conv(x, "e", 8, 3, irtest.ConvOpts{Pad: 1}))
+			p := b.Op("aten::max_pool2d_with_indices", "", []int{e, b.IntList(2, 2), b.IntList(2, 2), b.IntList(0, 0),
+				b.IntList(1, 1), b.Bool(false)}, []int64{1, 8, 4, 4}, []int64{1, 8, 4, 4})
+			m := b.Relu(b.Conv(p[0], "m", 8, 3, irtest.ConvOpts{Pad: 1}))
+			u := b.Op1("aten::max_unpool2d", "", []int{m, p[1], b.IntList(8, 8)}, []int64{1, 8, 8, 8})
+			b.Output(b.Conv(u, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "e.weight:0", channels: 8, prunable: true, members: []string{"e.weight:0", "m.weight:1", "m.weight:0", "d.weight:1"}}},
+	},
+	{
+		// Sub-pixel upsampling: output channel c is input channels 4c to
+		// 4c+3, so the conv's filters go four at a time.
+		name: "pixel_shuffle makes r² of its input's channels one",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Conv(x, "c", 16, 3, irtest.ConvOpts{Pad: 1, Bias: true})
+			p := b.Op1("aten::pixel_shuffle", "", []int{y, b.Int(2)}, []int64{1, 4, 16, 16})
+			b.Output(b.Conv(b.BN(p, "bn"), "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0*4", channels: 4, prunable: true,
+			members: []string{"c.weight:0*4", "c.bias:0*4", "bn.weight:0", "bn.bias:0", "bn.running_mean:0", "bn.running_var:0", "d.weight:1"}}},
+	},
+	{
+		// Space to depth: input channel c becomes channels 4c to 4c+3.
+		name: "pixel_unshuffle gives each channel r² consecutive ones",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 4, 3, irtest.ConvOpts{Pad: 1}))
+			p := b.Op1("aten::pixel_unshuffle", "", []int{y, b.Int(2)}, []int64{1, 16, 4, 4})
+			b.Output(b.Conv(p, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 4, prunable: true, members: []string{"c.weight:0", "d.weight:1*4"}}},
+	},
+	{
+		// The shuffle's r² channels must come from one conv's filters; a
+		// space that is also cut elsewhere cannot be regrouped.
+		name: "pixel_shuffle of a concatenation groups each part",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Cat(1, b.Conv(x, "a", 8, 1, irtest.ConvOpts{}), b.Conv(x, "e", 4, 1, irtest.ConvOpts{}))
+			p := b.Op1("aten::pixel_shuffle", "", []int{y, b.Int(2)}, []int64{1, 3, 16, 16})
+			b.Output(b.Conv(p, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0*4", channels: 2, prunable: true, members: []string{"a.weight:0*4", "d.weight:1"}},
+			{has: "e.weight:0*4", channels: 1, prunable: true, members: []string{"e.weight:0*4", "d.weight:1+2"}},
+		},
+	},
+	{
+		// Channels from the model input cannot be regrouped: frozen.
+		name: "pixel_shuffle of channels that cannot be grouped freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 4, 8, 8)
+			y := b.Add(x, b.Conv(x, "c", 4, 1, irtest.ConvOpts{}))
+			p := b.Op1("aten::pixel_shuffle", "", []int{y, b.Int(2)}, []int64{1, 1, 16, 16})
+			b.Output(b.Conv(p, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 4, reason: "model input"}},
+	},
+	{
+		// Output channel 1 would be a's last two filters and e's two.
+		name: "pixel_shuffle across parts that do not tile by r² freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Cat(1, b.Conv(x, "a", 6, 1, irtest.ConvOpts{}), b.Conv(x, "e", 2, 1, irtest.ConvOpts{}))
+			p := b.Op1("aten::pixel_shuffle", "", []int{y, b.Int(2)}, []int64{1, 2, 16, 16})
+			b.Output(b.Conv(p, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 6, reason: "cannot be grouped by 4"},
+			{has: "e.weight:0", channels: 2, reason: "cannot be grouped by 4"},
+		},
+	},
+	{
 		name: "slice along the channels freezes",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)

@@ -45,6 +45,8 @@ func (a *analyzer) dispatch(op *ir.Op) {
 		h = a.prelu
 	case ops.Cat:
 		h = a.cat
+	case ops.Stack:
+		h = a.stack
 	case ops.Split:
 		h = a.split
 	case ops.Unpack:
@@ -72,13 +74,19 @@ func (a *analyzer) dispatch(op *ir.Op) {
 	case ops.T:
 		h = a.transposeT
 	case ops.ReduceList:
-		h = func() { a.reduce(true) }
+		h = func() { a.reduce(a.in(1), true) }
 	case ops.ReduceInt:
-		h = func() { a.reduce(false) }
+		h = func() { a.reduce(a.in(1), false) }
+	case ops.Norm:
+		h = a.norm
 	case ops.AlongDim:
 		h = a.alongDim
 	case ops.Elementwise:
 		h, data = a.elementwise, nil
+	case ops.GLU:
+		h = a.glu
+	case ops.PixelShuffle:
+		h = a.pixelShuffle
 	case ops.DtypeOnly:
 		h, data = a.unary, nil // the second tensor lends its dtype only
 	case ops.Unary:
@@ -717,44 +725,11 @@ func (a *analyzer) prelu() {
 }
 
 func (a *analyzer) cat() {
-	list, out := a.in(0), a.out(0)
-	O, okO := a.shape(out)
-	elems, ok := a.g.ListElems(a.resolveList(list))
-	if !ok || !okO || len(elems) == 0 {
-		a.unknown(fmt.Sprintf("%s: list not followed", a.desc()))
-		return
-	}
-	fail := func(why string) {
-		r := fmt.Sprintf("%s: %s", a.desc(), why)
-		for _, e := range elems {
-			a.freezeValue(e, r)
-		}
-		a.defaultMap(out, r)
-	}
-	dim := int64(0)
-	if in1 := a.in(1); in1 != noValue {
-		d, ok := a.constInt(in1)
-		if !ok {
-			fail("dim is not constant")
-			return
-		}
-		dim = d
-	}
-	cd, ok := normDim(dim, len(O))
+	maps, cd, fail, ok := a.listMaps(0)
 	if !ok {
-		fail("bad dim")
 		return
 	}
-	var maps []*cmap
-	for _, e := range elems {
-		m := a.maps[e]
-		s, _ := a.shape(e)
-		if m == nil || len(s) != len(O) || (len(maps) > 0 && m.dim != maps[0].dim) {
-			fail("inputs do not all carry followed channels on one dim")
-			return
-		}
-		maps = append(maps, m)
-	}
+	out := a.out(0)
 	if len(maps) == 1 {
 		a.setMap(out, maps[0])
 		return
@@ -767,14 +742,88 @@ func (a *analyzer) cat() {
 		a.setMap(out, &cmap{dim: cd, segs: segs})
 		return
 	}
+	if a.tieAll(maps, fail, "inputs are concatenated along another dim but their channels differ") {
+		a.setMap(out, maps[0])
+	}
+}
+
+// listMaps reads the tensor list and the dim of cat or stack: the list
+// elements' maps, which must all carry followed channels on one dim, and the
+// op's dim normalised over the output's rank. Each element has the output's
+// rank less lost (0 for cat, 1 for stack). On ok false it has frozen
+// everything; fail freezes the same way for the caller's own reason.
+func (a *analyzer) listMaps(lost int) (maps []*cmap, dim int, fail func(string), ok bool) {
+	list, out := a.in(0), a.out(0)
+	O, okO := a.shape(out)
+	elems, okE := a.g.ListElems(a.resolveList(list))
+	if !okE || !okO || len(elems) == 0 {
+		a.unknown(fmt.Sprintf("%s: list not followed", a.desc()))
+		return nil, 0, nil, false
+	}
+	fail = func(why string) {
+		r := fmt.Sprintf("%s: %s", a.desc(), why)
+		for _, e := range elems {
+			a.freezeValue(e, r)
+		}
+		a.defaultMap(out, r)
+	}
+	d := int64(0)
+	if in1 := a.in(1); in1 != noValue {
+		c, okC := a.constInt(in1)
+		if !okC {
+			fail("dim is not constant")
+			return nil, 0, nil, false
+		}
+		d = c
+	}
+	dim, okD := normDim(d, len(O))
+	if !okD {
+		fail("bad dim")
+		return nil, 0, nil, false
+	}
+	for _, e := range elems {
+		m := a.maps[e]
+		s, _ := a.shape(e)
+		if m == nil || len(s) != len(O)-lost || (len(maps) > 0 && m.dim != maps[0].dim) {
+			fail("inputs do not all carry followed channels on one dim")
+			return nil, 0, nil, false
+		}
+		maps = append(maps, m)
+	}
+	return maps, dim, fail, true
+}
+
+// tieAll ties every map to the first. Where one does not line up it asks
+// the next pass for the cuts that would make it, calls fail with why and
+// reports false.
+func (a *analyzer) tieAll(maps []*cmap, fail func(string), why string) bool {
 	for _, m := range maps[1:] {
 		if !a.unifyMaps(maps[0], m) {
 			a.splitToMatch(maps[0], m)
-			fail("inputs are concatenated along another dim but their channels differ")
-			return
+			fail(why)
+			return false
 		}
 	}
-	a.setMap(out, maps[0])
+	return true
+}
+
+// stack handles torch.stack (SKNet's branches, stacked, summed and then
+// weighted by a softmax across them). Its inputs have one shape, so their
+// channels line up index for index and are tied; the output carries them
+// one dim further out when the new dim comes at or before theirs.
+func (a *analyzer) stack() {
+	maps, sd, fail, ok := a.listMaps(1)
+	if !ok {
+		return
+	}
+	if !a.tieAll(maps, fail, "inputs are stacked but their channels differ") {
+		return
+	}
+	d := maps[0].dim
+	if sd <= d {
+		d++
+	}
+	a.setMap(a.out(0), maps[0].withDim(d))
 }
 
 // split handles split/chunk: a tensor[] result waits for its ListUnpack;
@@ -836,16 +885,24 @@ func (a *analyzer) chunkPieces(m *cmap, S []int64, pieces []int, splitOp, first 
 	}
 	n, okN := a.constInt(op.Inputs[1])
 	d, okD := a.constInt(op.Inputs[2])
-	if nd, ok := normDim(d, len(S)); !okN || !okD || !ok || nd != m.dim || n < 2 || S[m.dim]%n != 0 {
+	if nd, ok := normDim(d, len(S)); !okN || !okD || !ok || nd != m.dim || n < 2 {
 		return false
 	}
-	q := int(S[m.dim] / n)
 	if first < 0 {
 		first += int(n) // y[-1]
 	}
-	if first < 0 || first+len(pieces) > int(n) {
+	return a.tieParts(m, S, int(n), pieces, first)
+}
+
+// tieParts gives pieces, parts first.. of x's channels (map m, shape S) cut
+// into n equal parts, their maps, with the parts tied channel for channel
+// and the producer's space cut where they meet (asked of the next pass; the
+// parts freeze until then). It reports whether the pieces got their maps.
+func (a *analyzer) tieParts(m *cmap, S []int64, n int, pieces []int, first int) bool {
+	if n < 2 || S[m.dim]%int64(n) != 0 || first < 0 || first+len(pieces) > n {
 		return false
 	}
+	q := int(S[m.dim]) / n
 	for _, p := range pieces {
 		if P, ok := a.shape(p); !ok || len(P) != len(S) || P[m.dim] != int64(q) {
 			return false
@@ -855,7 +912,7 @@ func (a *analyzer) chunkPieces(m *cmap, S []int64, pieces []int, splitOp, first 
 		return false
 	}
 	var ends []int
-	for k := 1; k < int(n); k++ {
+	for k := 1; k < n; k++ {
 		ends = append(ends, k*q)
 	}
 	parts := make([]*cmap, n)
@@ -880,6 +937,76 @@ func (a *analyzer) chunkPieces(m *cmap, S []int64, pieces []int, splitOp, first 
 		a.setMap(p, parts[first+i])
 	}
 	return true
+}
+
+// glu handles the gated linear unit, glu(x, dim) = a·σ(b) for the halves a
+// and b of x along dim (gated convolutions for signals and audio). Along
+// another dim the channels pass. Along the channels, output channel k is
+// channel k of the first half gated by channel k of the second, and glu
+// halves whatever count it is given: the halves are tied as torch.chunk's
+// two parts are.
+func (a *analyzer) glu() {
+	x, out := a.in(0), a.out(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	S, _ := a.shape(x)
+	d, ok := int64(-1), true
+	if in := a.in(1); in != noValue {
+		d, ok = a.constInt(in)
+	}
+	nd, okD := normDim(d, len(S))
+	switch {
+	case !ok || !okD:
+		a.freezeMap(m, fmt.Sprintf("%s along an unknown dim", a.desc()))
+	case nd != m.dim:
+		a.passMap(x, out)
+	case !a.tieParts(m, S, 2, []int{out}, 0):
+		a.freezeMap(m, fmt.Sprintf("%s halves the channels", a.desc()))
+	}
+}
+
+// pixelShuffle handles sub-pixel convolution (ESPCN; super-resolution and
+// segmentation decoders). pixel_shuffle(x, r) makes output channel c of
+// input channels c·r² to c·r²+r²−1, spread over an r×r patch, so those go
+// together: the producer's space is made again (by the next pass of
+// Analyze) with each of its channels owning r² consecutive ones, and that
+// channel is the output's. pixel_unshuffle does the reverse: each input
+// channel becomes r² consecutive output channels, a stride.
+func (a *analyzer) pixelShuffle() {
+	x, out := a.in(0), a.out(0)
+	m := a.maps[x]
+	if m == nil {
+		return
+	}
+	S, _ := a.shape(x)
+	r, ok := a.constInt(a.in(1))
+	if !ok || r < 1 || r > 64 || m.dim != len(S)-3 {
+		a.freezeMap(m, fmt.Sprintf("%s moves channels with an unknown factor or on another dim", a.desc()))
+		return
+	}
+	f := int(r * r)
+	segs := make([]seg, len(m.segs))
+	for i, s := range m.segs {
+		segs[i] = seg{sp: s.sp, n: s.n, stride: s.stride * f}
+		if a.op.Kind == "aten::pixel_shuffle" {
+			segs[i].stride = s.stride / f
+			if s.stride%f != 0 {
+				segs = nil
+				break
+			}
+		}
+	}
+	switch {
+	case segs != nil:
+		a.setMap(out, &cmap{dim: m.dim, segs: segs})
+	case a.askCoarse(m, f):
+		// Frozen in this pass only; the next makes the r² channels one.
+		a.defaultMap(out, fmt.Sprintf("%s: waiting for its input to be grouped", a.desc()))
+	default:
+		a.freezeMap(m, fmt.Sprintf("%s merges channels that cannot be grouped by %d", a.desc(), f))
+	}
 }
 
 // sameRuns reports whether x and y are runs of the same lengths and strides.
@@ -1183,7 +1310,20 @@ func (a *analyzer) transposeT() {
 
 // reduce handles reductions; over the channel dim (or everything) they mix
 // channels, so those freeze.
-func (a *analyzer) reduce(list bool) {
+// norm handles vector norms: x.norm(p, dim, keepdim) (F.normalize divides by
+// it), torch.linalg.vector_norm, frobenius_norm. They reduce over a list of
+// dims, which the order p comes before except in frobenius_norm.
+func (a *analyzer) norm() {
+	arg := a.in(2)
+	if a.op.Kind == "aten::frobenius_norm" {
+		arg = a.in(1)
+	}
+	a.reduce(arg, true)
+}
+
+// reduce handles a reduction of input 0 over the dims that value arg lists
+// (list) or names (one int).
+func (a *analyzer) reduce(arg int, list bool) {
 	x := a.in(0)
 	m := a.maps[x]
 	if m == nil {
@@ -1192,7 +1332,6 @@ func (a *analyzer) reduce(list bool) {
 	S, _ := a.shape(x)
 	var dims []int64
 	full := false
-	arg := a.in(1)
 	switch v := a.value(arg); {
 	case arg == noValue || v == nil || v.Kind == ir.KindNone:
 		full = true
@@ -1253,7 +1392,8 @@ func (a *analyzer) reduce(list bool) {
 // attention reads the mean and the max over them). Its output has no
 // channels to follow; what it does to its input's channels depends on the
 // reduction. A sum over zeroed channels is the sum over the kept ones, so
-// the groups stay exact. A mean, max, min, deviation or logsumexp over
+// the groups stay exact; so is a norm of an order that zeros leave alone
+// (zeroFreeNorm). A mean, max, min, deviation or logsumexp over
 // fewer channels is another function, as a LayerNorm's is: the groups
 // stay prunable, inexact, and fine-tuning adapts to it. The index and
 // product reductions (argmax, the indices of max, prod, ...) freeze them:
@@ -1267,9 +1407,39 @@ func (a *analyzer) channelReduce(m *cmap, list bool) {
 	case !list && !valuesOnly:
 		a.freezeMap(m, fmt.Sprintf("%s reduces over the channels", a.desc()))
 	case k == "aten::sum" || k == "aten::nansum":
+	case ops.Lookup(k).Rule == ops.Norm:
+		if !a.zeroFreeNorm() {
+			a.freezeMap(m, fmt.Sprintf("%s over the channels has an order a zero changes", a.desc()))
+		}
 	default:
 		a.inexactMap(m, fmt.Sprintf("%s reduces over the channels, and over fewer of them gives another result", a.desc()))
 	}
+}
+
+// zeroFreeNorm reports whether the norm op being analysed ignores zeros: a
+// zeroed channel adds nothing to Σ|x|^p for an order p > 0, nor to the
+// count of non-zeros (p = 0) or to max |x| (p = inf), so a norm over the
+// channels is exact, as a sum is. A negative order (min |x| at -inf) is
+// changed by a zero, and so is an order not known.
+func (a *analyzer) zeroFreeNorm() bool {
+	if a.op.Kind == "aten::frobenius_norm" {
+		return true
+	}
+	p := a.in(1)
+	v := a.value(p)
+	switch {
+	case p == noValue || v == nil:
+		return false
+	case v.Kind == ir.KindNone:
+		return true // the default order, 2
+	case !v.Const:
+		return false
+	case v.Kind == ir.KindFloat:
+		return v.Float >= 0
+	case v.Kind == ir.KindInt:
+		return v.Int >= 0
+	}
+	return false
 }
 
 // read reports whether value id is an op's input or a graph output.

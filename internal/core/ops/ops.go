@@ -17,34 +17,38 @@ import "strings"
 type Rule uint8
 
 const (
-	Unknown     Rule = iota // not supported: the analysis freezes its channels
-	Conv                    // convolution, transposed included
-	Linear                  // aten::linear
-	Addmm                   // aten::addmm (bias, input, weight)
-	Matmul                  // aten::mm, aten::matmul
-	BatchNorm               // per-channel norms: batch_norm, instance_norm
-	LayerNorm               // aten::layer_norm
-	GroupNorm               // aten::group_norm
-	PReLU                   // aten::prelu
-	Cat                     // concatenation
-	Split                   // split, chunk and the like
-	Unpack                  // list and tuple unpacking
-	GetItem                 // indexing into a list or tuple
-	Skip                    // list construction and metadata queries: no channels flow
-	Slice                   // narrow, slice
-	Select                  // aten::select
-	ReshapeAs               // view_as, reshape_as: the shape comes from a second tensor
-	Reshape                 // view, reshape, flatten, (un)squeeze
-	Expand                  // expand, repeat, broadcast_to
-	Transpose               // transpose, swapaxes, swapdims
-	Permute                 // aten::permute
-	T                       // aten::t
-	ReduceList              // reductions over an int[] of dims
-	ReduceInt               // reductions over one int dim (max/min of two tensors are elementwise)
-	AlongDim                // along one dim, keeping it: softmax, cumsum, gather
-	Elementwise             // broadcasting operands
-	DtypeOnly               // to, type_as: the second tensor lends its dtype only
-	Unary                   // keeps every dim of its first input: activations, pooling, casts, padding, upsampling
+	Unknown      Rule = iota // not supported: the analysis freezes its channels
+	Conv                     // convolution, transposed included
+	Linear                   // aten::linear
+	Addmm                    // aten::addmm (bias, input, weight)
+	Matmul                   // aten::mm, aten::matmul
+	BatchNorm                // per-channel norms: batch_norm, instance_norm
+	LayerNorm                // aten::layer_norm
+	GroupNorm                // aten::group_norm
+	PReLU                    // aten::prelu
+	Cat                      // concatenation
+	Stack                    // stacking along a new dim
+	Split                    // split, chunk and the like
+	Unpack                   // list and tuple unpacking
+	GetItem                  // indexing into a list or tuple
+	Skip                     // list construction and metadata queries: no channels flow
+	Slice                    // narrow, slice
+	Select                   // aten::select
+	ReshapeAs                // view_as, reshape_as: the shape comes from a second tensor
+	Reshape                  // view, reshape, flatten, (un)squeeze
+	Expand                   // expand, repeat, broadcast_to
+	Transpose                // transpose, swapaxes, swapdims
+	Permute                  // aten::permute
+	T                        // aten::t
+	ReduceList               // reductions over an int[] of dims
+	ReduceInt                // reductions over one int dim (max/min of two tensors are elementwise)
+	Norm                     // vector norms over a list of dims, after the order p
+	AlongDim                 // along one dim, keeping it: softmax, cumsum, gather
+	Elementwise              // broadcasting operands
+	GLU                      // gated linear unit: one half of a dim gates the other
+	PixelShuffle             // pixel_shuffle, pixel_unshuffle: channels to and from space
+	DtypeOnly                // to, type_as: the second tensor lends its dtype only
+	Unary                    // keeps every dim of its first input: activations, pooling, casts, padding, upsampling
 )
 
 // Cost is how flops counts an op.
@@ -149,6 +153,7 @@ func init() {
 	rule(GroupNorm, "group_norm")
 	rule(PReLU, "prelu")
 	rule(Cat, "cat", "concat", "concatenate")
+	rule(Stack, "stack")
 	rule(Split, "split", "split_with_sizes", "unsafe_split", "unsafe_split_with_sizes",
 		"chunk", "unsafe_chunk", "tensor_split", "prim::ConstantChunk")
 	rule(Unpack, "prim::ListUnpack", "prim::TupleUnpack")
@@ -169,6 +174,7 @@ func init() {
 	rule(ReduceList, "mean", "sum", "nansum", "amax", "amin", "std", "var", "logsumexp")
 	rule(ReduceInt, "prod", "argmax", "argmin", "max", "min", "median", "mode",
 		"kthvalue", "all", "any")
+	rule(Norm, "norm", "linalg_vector_norm", "frobenius_norm")
 	rule(AlongDim, "softmax", "log_softmax", "_softmax", "_log_softmax", "cumsum",
 		"cumprod", "logcumsumexp", "index_select", "gather", "roll", "flip")
 	rule(Elementwise, inplace("add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder",
@@ -177,6 +183,8 @@ func init() {
 		"logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "atan2", "hypot",
 		"copysign", "xlogy")...)
 	rule(Elementwise, "rsub", "where", "__and__", "__or__", "__xor__", "expand_as")
+	rule(GLU, "glu")
+	rule(PixelShuffle, "pixel_shuffle", "pixel_unshuffle")
 	rule(DtypeOnly, "to", "type_as")
 	rule(Unary, inplace("relu", "relu6", "hardtanh", "hardswish", "silu", "gelu", "sigmoid",
 		"hardsigmoid", "tanh", "leaky_relu", "elu", "selu", "celu", "mish", "threshold",
@@ -189,7 +197,9 @@ func init() {
 		"contiguous", "clone", "float", "half", "double", "cpu", "cuda",
 		"pad", "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
 		"replication_pad1d", "replication_pad2d", "replication_pad3d",
-		"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like")
+		"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+		// With the pooling's indices as a second operand: elementwise.
+		"max_unpool1d", "max_unpool2d", "max_unpool3d")
 	rule(Unary, pools...)
 
 	cost(ConvCost, "conv", convs...)

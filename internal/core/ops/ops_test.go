@@ -30,6 +30,11 @@ func TestLookup(t *testing.T) {
 		{"aten::to", DtypeOnly, Free, ""},
 		{"aten::max", ReduceInt, Free, ""},
 		{"aten::add_", Elementwise, Free, ""},
+		{"aten::stack", Stack, Free, ""},
+		{"aten::glu", GLU, Free, ""},
+		{"aten::pixel_shuffle", PixelShuffle, Free, ""},
+		{"aten::linalg_vector_norm", Norm, Free, ""},
+		{"aten::max_unpool2d", Unary, Free, ""},
 		{"prim::ListConstruct", Skip, Free, ""},
 		{"prim::dtype", Skip, Free, ""},
 		{"conv2d", Unknown, Free, ""}, // Lookup wants the namespace; Aten adds it

@@ -93,6 +93,14 @@ var coverageRows = []string{
 	"resnet20a_traced",
 	"yolo_c2f_scripted",
 	"yolo_c2f_traced",
+	"segnet_scripted",
+	"segnet_traced",
+	"sknet_scripted",
+	"sknet_traced",
+	"gated_embed_scripted",
+	"gated_embed_traced",
+	"subpixel_scripted",
+	"subpixel_traced",
 }
 
 // Issue 13's thresholds.
