@@ -9,8 +9,8 @@
 // interpreter's dispatch. libtorch 1.13's C++ build has no Meta kernels for
 // a few ops every CNN uses (its Python package registers them in Python):
 // convolution, batch/layer/group norm, relu, hardtanh, hardswish, prelu,
-// adaptive average pooling to a size other than 1, 3-D max pooling, channel
-// shuffle, flip. This file registers shape functions for those,
+// adaptive average pooling to a size other than 1, 3-D max pooling,
+// unpooling, channel shuffle, flip. This file registers shape functions for those,
 // each only where the running libtorch has none, and swaps a module's
 // tensors for meta twins for the length of one call.
 //
@@ -267,6 +267,25 @@ void max_pool3d_meta(const c10::OperatorHandle &, Stack *stack) {
   torch::jit::push(*stack, r, idx);
 }
 
+// max_unpool2d(self, indices, output_size) and max_unpool3d(self, indices,
+// output_size, stride, padding): self's leading dims, then output_size
+// (SegNet's decoder); the indices must have self's shape.
+template <size_t k, size_t nargs>
+void max_unpool_meta(const c10::OperatorHandle &, Stack *stack) {
+  auto args = torch::jit::last(*stack, nargs);
+  at::Tensor in = args[0].toTensor();
+  at::Tensor idx = args[1].toTensor();
+  std::vector<int64_t> os = args[2].toIntVector();
+  if (os.size() != k || in.dim() < static_cast<int64_t>(k) + 1 || idx.sizes() != in.sizes())
+    throw std::invalid_argument("meta max_unpool: input " + sizes_str(in.sizes()) + ", indices " +
+                                sizes_str(idx.sizes()) + ", output_size " + sizes_str(os));
+  std::vector<int64_t> out(in.sizes().begin(), in.sizes().end() - k);
+  out.insert(out.end(), os.begin(), os.end());
+  at::Tensor r = meta_empty(out, in);
+  torch::jit::drop(*stack, nargs);
+  torch::jit::push(*stack, r);
+}
+
 struct MetaKernel {
   const char *name, *overload;
   torch::CppFunction (*make)();
@@ -295,6 +314,8 @@ bool register_kernels() {
       {"_adaptive_avg_pool2d", "", boxed<adaptive_pool_meta<2>>},
       {"_adaptive_avg_pool3d", "", boxed<adaptive_pool_meta<3>>},
       {"max_pool3d_with_indices", "", boxed<max_pool3d_meta>},
+      {"max_unpool2d", "", boxed<max_unpool_meta<2, 3>>},
+      {"max_unpool3d", "", boxed<max_unpool_meta<3, 5>>},
   };
   // Registrations live as long as the library object: for the process.
   static torch::Library *lib =
