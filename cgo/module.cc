@@ -126,7 +126,11 @@ void run_uncached(const torch::jit::Module &m, const std::vector<at::Tensor> &in
 int groups_input_index(const torch::jit::Node *n) {
   auto k = n->kind();
   if (k == c10::aten::_convolution || k == c10::aten::convolution) return 8;
-  if (k == c10::aten::conv2d || k == c10::aten::conv1d || k == c10::aten::conv3d) return 6;
+  // _convolution_mode (conv with padding="same"/"valid", as traces record
+  // it) takes convNd's arguments.
+  if (k == c10::aten::conv2d || k == c10::aten::conv1d || k == c10::aten::conv3d ||
+      k == c10::aten::_convolution_mode)
+    return 6;
   // conv_transpose{1,2,3}d(input, weight, bias, stride, padding, output_padding, groups, dilation)
   if (k == c10::aten::conv_transpose1d || k == c10::aten::conv_transpose2d ||
       k == c10::aten::conv_transpose3d)

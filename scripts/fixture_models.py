@@ -965,6 +965,41 @@ class SubPixelNet(nn.Module):  # input 1x1x32x32
         return self.head(torch.nn.functional.relu(self.up(y) + s))
 
 
+class InceptionModule1d(nn.Module):
+    """InceptionTime's module (Ismail Fawaz et al. 2020): a 1x1 bottleneck,
+    three convs of long kernels with padding="same" (one even, padded
+    unevenly), a max-pool branch, concatenated."""
+
+    def __init__(self, cin, nf=8):
+        super().__init__()
+        self.bottleneck = nn.Conv1d(cin, nf, 1, bias=False)
+        self.convs = nn.ModuleList([nn.Conv1d(nf, nf, k, padding="same", bias=False) for k in (9, 20, 39)])
+        self.pool = nn.Sequential(nn.MaxPool1d(3, 1, 1), nn.Conv1d(cin, nf, 1, bias=False))
+        self.bn = nn.BatchNorm1d(4 * nf)
+
+    def forward(self, x):
+        b = self.bottleneck(x)
+        return torch.nn.functional.relu(self.bn(torch.cat([c(b) for c in self.convs] + [self.pool(x)], 1)))
+
+
+class InceptionTime(nn.Module):  # input 1x12x256 (a 12-lead ECG)
+    """An InceptionTime classifier: three inception modules with a
+    residual shortcut, a depthwise-separable conv with padding="same", and
+    global average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.mods = nn.Sequential(InceptionModule1d(12), InceptionModule1d(32), InceptionModule1d(32))
+        self.short = nn.Sequential(nn.Conv1d(12, 32, 1, bias=False), nn.BatchNorm1d(32))
+        self.dw = nn.Sequential(nn.Conv1d(32, 32, 5, padding="same", groups=32, bias=False), nn.Conv1d(32, 48, 1),
+                                nn.BatchNorm1d(48), nn.ReLU())
+        self.fc = nn.Linear(48, 5)
+
+    def forward(self, x):
+        y = torch.nn.functional.relu(self.mods(x) + self.short(x))
+        return self.fc(self.dw(y).mean(-1))
+
+
 def _tv(name, **kw):
     def ctor():
         import torchvision.models as tvm
@@ -1057,4 +1092,7 @@ COVERAGE_MODELS = [
     ("gated_embed", GatedEmbed, [1, 2, 256]),
     # pixel_unshuffle down, a sub-pixel conv (PixelShuffle) up.
     ("subpixel", SubPixelNet, [1, 1, 32, 32]),
+    # Convs with padding="same" (traced as aten::_convolution_mode), one of
+    # them depthwise.
+    ("inception_time", InceptionTime, [1, 12, 256]),
 ]

@@ -39,6 +39,9 @@ func TestFormulas(t *testing.T) {
 		{"conv2d functional", func(b *irtest.Builder) {
 			b.Output(b.Conv(b.Input(1, 3, 8, 8), "c", 4, 1, irtest.ConvOpts{Func: true, Bias: true}))
 		}, "conv", 64*4*3 + 4*64, 4*3 + 4, 1},
+		{"conv padding same", func(b *irtest.Builder) {
+			b.Output(b.Conv(b.Input(1, 3, 8, 8), "c", 4, 4, irtest.ConvOpts{Same: true, Bias: true}))
+		}, "conv", 64*4*3*16 + 4*64, 4*3*16 + 4, 1},
 		{"depthwise", func(b *irtest.Builder) {
 			b.Output(b.Conv(b.Input(1, 8, 8, 8), "c", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 8}))
 		}, "conv", 64 * 8 * 9, 8 * 9, 1},

@@ -956,6 +956,19 @@ var analyzeCases = []struct {
 		},
 	},
 	{
+		// padding="same" traces as aten::_convolution_mode, with convNd's
+		// arguments: its groups count follows as a conv2d's does.
+		name: "convs with padding same follow, depthwise included",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "c", 8, 4, irtest.ConvOpts{Same: true}))
+			y = b.Conv(y, "dw", 8, 5, irtest.ConvOpts{Same: true, Groups: 8})
+			b.Output(b.Conv(y, "d", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 8, prunable: true,
+			members: []string{"c.weight:0", "dw.weight:0", "d.weight:1"}, dw: []string{"dw.weight"}}},
+	},
+	{
 		name: "slice along the channels freezes",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 8, 8)

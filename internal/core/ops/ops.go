@@ -135,7 +135,9 @@ func cost(c Cost, layer string, kinds ...string) {
 }
 
 var (
-	convs = []string{"_convolution", "convolution", "conv1d", "conv2d", "conv3d",
+	// _convolution_mode is what conv1d/2d/3d with padding="same" or
+	// "valid" (a string) trace as; its arguments are convNd's.
+	convs = []string{"_convolution", "convolution", "_convolution_mode", "conv1d", "conv2d", "conv3d",
 		"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
 	pools = []string{"max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices",
 		"max_pool2d_with_indices", "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d",

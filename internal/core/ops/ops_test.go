@@ -11,6 +11,7 @@ func TestLookup(t *testing.T) {
 	}{
 		{"aten::conv2d", Conv, ConvCost, "conv"},
 		{"aten::_convolution", Conv, ConvCost, "conv"},
+		{"aten::_convolution_mode", Conv, ConvCost, "conv"},
 		{"aten::linear", Linear, LinearCost, "linear"},
 		{"aten::matmul", Matmul, MatmulCost, "linear"},
 		{"aten::batch_norm", BatchNorm, NormCost, "batchnorm"},

@@ -101,6 +101,8 @@ var coverageRows = []string{
 	"gated_embed_traced",
 	"subpixel_scripted",
 	"subpixel_traced",
+	"inception_time_scripted",
+	"inception_time_traced",
 }
 
 // Issue 13's thresholds.

@@ -154,6 +154,9 @@ type ConvOpts struct {
 	Bias                bool
 	// Func emits aten::conv2d instead of aten::_convolution.
 	Func bool
+	// Same emits aten::_convolution_mode with padding "same" (stride 1,
+	// the input's size out), as a conv with a string padding traces.
+	Same bool
 }
 
 // Conv adds a square 2-D convolution reading parameter name+".weight"
@@ -179,6 +182,11 @@ func (b *Builder) Conv(x int, name string, cout, k int64, o ConvOpts) int {
 	ow := (s[3]+2*o.Pad-k)/o.Stride + 1
 	out := []int64{s[0], cout, oh, ow}
 	st, pd, dl := b.IntList(o.Stride, o.Stride), b.IntList(o.Pad, o.Pad), b.IntList(1, 1)
+	if o.Same {
+		same := b.Value(ir.Value{Kind: ir.KindString, Const: true, Str: "same"})
+		return b.Op1("aten::_convolution_mode", name, []int{x, w, bias, st, same, dl, b.Int(o.Groups)},
+			[]int64{s[0], cout, s[2], s[3]})
+	}
 	if o.Func {
 		return b.Op1("aten::conv2d", name, []int{x, w, bias, st, pd, dl, b.Int(o.Groups)}, out)
 	}
