@@ -193,9 +193,11 @@ func init() {
 		"clamp", "clamp_min", "clamp_max", "abs", "neg", "exp", "log", "sqrt", "rsqrt",
 		"reciprocal", "square", "sign", "floor", "ceil", "round", "erf", "dropout",
 		"feature_dropout", "alpha_dropout", "feature_alpha_dropout", "detach", "zero",
-		"nan_to_num", "hardshrink", "softshrink", "fill")...)
+		"nan_to_num", "hardshrink", "softshrink", "fill", "log1p", "expm1", "log2", "log10", "sin",
+		"cos", "tan", "atan", "sinh", "cosh", "asinh", "trunc", "frac", "sgn", "logit", "rrelu",
+		"logical_not", "bitwise_not")...)
 	rule(Unary, "softplus", "softsign", "log_sigmoid", "tanhshrink", "native_dropout",
-		"dropout1d", "dropout2d", "dropout3d",
+		"dropout1d", "dropout2d", "dropout3d", "isnan", "isinf", "isfinite",
 		"contiguous", "clone", "float", "half", "double", "cpu", "cuda",
 		"pad", "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
 		"replication_pad1d", "replication_pad2d", "replication_pad3d",

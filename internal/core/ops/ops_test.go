@@ -22,6 +22,8 @@ func TestLookup(t *testing.T) {
 		{"aten::max_pool3d", Unary, PoolCost, "pool"},
 		{"aten::upsample_trilinear3d", Unary, UpsampleCost, "upsample"},
 		{"aten::relu_", Unary, ActCost, "relu"},
+		{"aten::log1p_", Unary, Free, ""},
+		{"aten::isfinite", Unary, Free, ""},
 		{"aten::hardtanh", Unary, ActCost, "relu"},
 		{"aten::prelu", PReLU, ActCost, "prelu"},
 		{"aten::prelu_", Unknown, ActCost, "prelu"},
