@@ -181,11 +181,10 @@ func Analyze(g *ir.Graph) (res *Analysis, err error) {
 			return res, err
 		}
 		splitAt = mergeSplits(splitAt, a.want)
-		coarse = maps.Clone(coarse)
 		if coarse == nil {
 			coarse = map[freshKey]int{}
 		}
-		maps.Copy(coarse, a.wantCoarse)
+		maps.Copy(coarse, a.wantCoarse) // the pass that read it is done
 	}
 }
 
@@ -741,10 +740,7 @@ func (a *analyzer) cutsAt(m *cmap, ends []int) ([]cut, bool) {
 		if a.spaces[r].frozen {
 			return nil, false
 		}
-		for i := range a.spaces {
-			if a.find(i) != r {
-				continue
-			}
+		for _, i := range a.class(r) {
 			o := a.spaces[i].origin
 			if !o.ok {
 				return nil, false
@@ -755,6 +751,17 @@ func (a *analyzer) cutsAt(m *cmap, ends []int) ([]cut, bool) {
 		}
 	}
 	return cuts, true
+}
+
+// class lists the spaces whose root is r: the spaces of one group.
+func (a *analyzer) class(r int) []int {
+	var out []int
+	for i := range a.spaces {
+		if a.find(i) == r {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // askCuts records cuts for the next pass; it reports whether one of them
@@ -795,10 +802,7 @@ func (a *analyzer) askCoarse(m *cmap, f int) bool {
 		if s.stride != 1 || a.spaces[r].frozen {
 			return false
 		}
-		for i := range a.spaces {
-			if a.find(i) != r {
-				continue
-			}
+		for _, i := range a.class(r) {
 			o := a.spaces[i].origin
 			if !o.ok || o.off != 0 || len(a.splitAt[o.key]) > 0 || a.spaces[i].n%f != 0 || a.coarse[o.key] != 0 {
 				return false

@@ -987,16 +987,18 @@ func (a *analyzer) pixelShuffle() {
 		return
 	}
 	f := int(r * r)
+	shuffle := a.op.Kind == "aten::pixel_shuffle"
 	segs := make([]seg, len(m.segs))
 	for i, s := range m.segs {
-		segs[i] = seg{sp: s.sp, n: s.n, stride: s.stride * f}
-		if a.op.Kind == "aten::pixel_shuffle" {
-			segs[i].stride = s.stride / f
+		stride := s.stride * f
+		if shuffle {
 			if s.stride%f != 0 {
 				segs = nil
 				break
 			}
+			stride = s.stride / f
 		}
+		segs[i] = seg{sp: s.sp, n: s.n, stride: stride}
 	}
 	switch {
 	case segs != nil:
@@ -1308,8 +1310,6 @@ func (a *analyzer) transposeT() {
 	})
 }
 
-// reduce handles reductions; over the channel dim (or everything) they mix
-// channels, so those freeze.
 // norm handles vector norms: x.norm(p, dim, keepdim) (F.normalize divides by
 // it), torch.linalg.vector_norm, frobenius_norm. They reduce over a list of
 // dims, which the order p comes before except in frobenius_norm.
@@ -1322,7 +1322,9 @@ func (a *analyzer) norm() {
 }
 
 // reduce handles a reduction of input 0 over the dims that value arg lists
-// (list) or names (one int).
+// (list) or names (one int). Over other dims the channels pass, a dim
+// further in for each reduced dim before theirs that goes; over the
+// channels channelReduce decides; over every dim they freeze.
 func (a *analyzer) reduce(arg int, list bool) {
 	x := a.in(0)
 	m := a.maps[x]

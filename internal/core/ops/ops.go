@@ -203,7 +203,7 @@ func init() {
 		"replication_pad1d", "replication_pad2d", "replication_pad3d",
 		"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
 		// With the pooling's indices as a second operand: elementwise.
-		"max_unpool1d", "max_unpool2d", "max_unpool3d")
+		"max_unpool2d", "max_unpool3d")
 	rule(Unary, pools...)
 
 	cost(ConvCost, "conv", convs...)
