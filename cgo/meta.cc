@@ -10,9 +10,10 @@
 // a few ops every CNN uses (its Python package registers them in Python):
 // convolution, batch/layer/group norm, relu, hardtanh, hardswish, prelu,
 // adaptive average pooling to a size other than 1, 3-D max pooling,
-// unpooling, channel shuffle, flip. This file registers shape functions for those,
-// each only where the running libtorch has none, and swaps a module's
-// tensors for meta twins for the length of one call.
+// unpooling, channel shuffle, flip, weight normalisation. This file
+// registers shape functions for those, each only where the running libtorch
+// has none, and swaps a module's tensors for meta twins for the length of
+// one call.
 //
 // Anything else a model does that has no Meta kernel (or that reads a
 // tensor's values) throws, and the callers then run the real pass, so the
@@ -286,6 +287,21 @@ void max_unpool_meta(const c10::OperatorHandle &, Stack *stack) {
   torch::jit::push(*stack, r);
 }
 
+// _weight_norm_interface(v, g, dim) -> (w, norms): the fused kernel that
+// _weight_norm (torch.nn.utils.weight_norm, TCNs) calls for dim 0 or the
+// last dim. w has v's shape; norms, one per slice along dim, g's.
+void weight_norm_meta(const c10::OperatorHandle &, Stack *stack) {
+  auto args = torch::jit::last(*stack, 3);
+  at::Tensor v = args[0].toTensor(), g = args[1].toTensor();
+  int64_t dim = args[2].toInt();
+  if (v.dim() == 0 || dim < -1 || dim >= v.dim() || g.numel() != (dim < 0 ? 1 : v.size(dim)))
+    throw std::invalid_argument("meta weight_norm: v " + sizes_str(v.sizes()) + ", g " + sizes_str(g.sizes()) +
+                                ", dim " + std::to_string(dim));
+  at::Tensor w = meta_empty(v.sizes(), v), norms = meta_empty(g.sizes(), g);
+  torch::jit::drop(*stack, 3);
+  torch::jit::push(*stack, w, norms);
+}
+
 struct MetaKernel {
   const char *name, *overload;
   torch::CppFunction (*make)();
@@ -316,6 +332,7 @@ bool register_kernels() {
       {"max_pool3d_with_indices", "", boxed<max_pool3d_meta>},
       {"max_unpool2d", "", boxed<max_unpool_meta<2, 3>>},
       {"max_unpool3d", "", boxed<max_unpool_meta<3, 5>>},
+      {"_weight_norm_interface", "", boxed<weight_norm_meta>},
   };
   // Registrations live as long as the library object: for the process.
   static torch::Library *lib =

@@ -1000,6 +1000,105 @@ class InceptionTime(nn.Module):  # input 1x12x256 (a 12-lead ECG)
         return self.fc(self.dw(y).mean(-1))
 
 
+class WNConv1d(nn.Conv1d):
+    """A Conv1d under weight normalisation, w = g·v/‖v‖ per output channel,
+    as torch.nn.utils.weight_norm makes it (weight_g, weight_v) but written
+    out in forward: the hook weight_norm installs cannot be scripted, and a
+    trace of either records the same aten::_weight_norm. Counted as the
+    Conv1d it is (ptflops counts a Conv1d under weight_norm)."""
+
+    counted_as = nn.Conv1d
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        w = self.weight.detach()
+        del self.weight
+        self.weight_g = nn.Parameter(torch.norm_except_dim(w, 2, 0) * (0.5 + torch.rand(w.shape[0], 1, 1)))
+        self.weight_v = nn.Parameter(w.clone())
+
+    def forward(self, x):
+        return self._conv_forward(x, torch._weight_norm(self.weight_v, self.weight_g, 0), self.bias)
+
+
+class _WNParams(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.original0 = nn.Parameter(torch.norm_except_dim(w, 2, 0) * (0.5 + torch.rand(w.shape[0], 1)))
+        self.original1 = nn.Parameter(w.clone())
+
+
+class _WNHolder(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.weight = _WNParams(w)
+
+
+class WNLinear(nn.Linear):
+    """A Linear under weight normalisation with PyTorch 2's parametrization
+    names (parametrizations.weight.original0 is g, original1 is v)."""
+
+    counted_as = nn.Linear
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        w = self.weight.detach()
+        del self.weight
+        self.parametrizations = _WNHolder(w)
+
+    def forward(self, x):
+        p = self.parametrizations.weight
+        return torch.nn.functional.linear(x, torch._weight_norm(p.original1, p.original0, 0), self.bias)
+
+
+class WNTemporalBlock(nn.Module):
+    """The TCN block of Bai et al. (locuslab/TCN): two weight-normalised
+    dilated causal convs (padded, then chomped back to the input length)
+    and a residual, through a 1x1 conv where the width changes."""
+
+    def __init__(self, i, o, d):
+        super().__init__()
+        self.c1 = WNConv1d(i, o, 3, padding=2 * d, dilation=d)
+        self.c2 = WNConv1d(o, o, 3, padding=2 * d, dilation=d)
+        self.down = nn.Conv1d(i, o, 1) if i != o else nn.Identity()
+
+    def forward(self, x):
+        n = x.shape[-1]
+        y = torch.nn.functional.relu(self.c1(x)[:, :, :n])
+        y = torch.nn.functional.relu(self.c2(y)[:, :, :n])
+        return torch.nn.functional.relu(y + self.down(x))
+
+
+class WNTCN(nn.Module):  # input 1x2x256
+    """A TCN for signals with weight normalisation throughout: three
+    temporal blocks and a weight-normalised classifier on the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(WNTemporalBlock(2, 24, 1), WNTemporalBlock(24, 24, 2), WNTemporalBlock(24, 32, 4))
+        self.fc = WNLinear(32, 5)
+
+    def forward(self, x):
+        return self.fc(self.blocks(x)[:, :, -1])
+
+
+class CoordConvNet(nn.Module):  # input 1x3x32x32
+    """CoordConv (Liu et al. 2018): two planes of pixel coordinates, which do
+    not depend on the input, concatenated to the features before a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(18, 24, 3, 2, 1, bias=False), nn.BatchNorm2d(24), nn.ReLU())
+        self.fc = nn.Linear(24, 4)
+
+    def forward(self, x):
+        y = self.a(x)
+        n, h, w = y.shape[0], y.shape[2], y.shape[3]
+        ys = torch.linspace(-1.0, 1.0, h, device=y.device).view(1, 1, h, 1).expand(n, 1, h, w)
+        xs = torch.linspace(-1.0, 1.0, w, device=y.device).view(1, 1, 1, w).expand(n, 1, h, w)
+        return self.fc(self.b(torch.cat([ys, y, xs], 1)).mean((2, 3)))
+
+
 def _tv(name, **kw):
     def ctor():
         import torchvision.models as tvm
@@ -1095,4 +1194,9 @@ COVERAGE_MODELS = [
     # Convs with padding="same" (traced as aten::_convolution_mode), one of
     # them depthwise.
     ("inception_time", InceptionTime, [1, 12, 256]),
+    # Weight normalisation (g·v/‖v‖) of every conv and of the classifier,
+    # chomped causal convs.
+    ("wn_tcn", WNTCN, [1, 2, 256]),
+    # Coordinate planes concatenated to the features (CoordConv).
+    ("coordconv", CoordConvNet, IMG32),
 ]

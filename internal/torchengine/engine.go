@@ -156,8 +156,17 @@ func (m *Module) Cut(slices []cut.Slice, convGroups map[string]int64) error {
 	for i, s := range slices {
 		ed[i] = torch.Slice{Tensor: s.Tensor, Keep: s.Keep}
 	}
+	rn, err := renormsBefore(m.m, slices)
+	if err != nil {
+		return fmt.Errorf("channel surgery: %w", err)
+	}
 	if err := m.m.Prune(ed, convGroups); err != nil {
 		return fmt.Errorf("channel surgery: %w", err)
+	}
+	for _, r := range rn {
+		if err := r.apply(m.m); err != nil {
+			return fmt.Errorf("channel surgery: weight norm of %s: %w", r.v, err)
+		}
 	}
 	return nil
 }

@@ -295,7 +295,7 @@ func (c *counter) op(op *ir.Op) (Layer, bool, error) {
 	case ops.ConvCost:
 		return c.conv(op, out)
 	case ops.LinearCost:
-		return c.linear(in(op, 0), out, c.paramOf(op, 1), in(op, 2))
+		return c.linear(in(op, 0), out, c.weightOf(op), in(op, 2))
 	case ops.AddmmCost:
 		return c.linear(in(op, 1), out, c.weightParam(in(op, 2)), in(op, 0))
 	case ops.MatmulCost:
@@ -366,6 +366,9 @@ func (c *counter) op(op *ir.Op) (Layer, bool, error) {
 func (c *counter) weightOf(op *ir.Op) string {
 	switch ops.Lookup(ops.Aten(op.Kind)).Cost {
 	case ops.ConvCost, ops.LinearCost:
+		if v, _, ok := c.g.WeightNorm(in(op, 1)); ok {
+			return v
+		}
 		return c.paramOf(op, 1)
 	case ops.AddmmCost:
 		return c.weightParam(in(op, 2))
@@ -377,6 +380,9 @@ func (c *counter) weightOf(op *ir.Op) string {
 
 func (c *counter) conv(op *ir.Op, out int) (Layer, bool, error) {
 	w := c.paramOf(op, 1)
+	if v, _, ok := c.g.WeightNorm(in(op, 1)); ok {
+		w = v // same shape as the weight, and pruned with it
+	}
 	var ws []int64
 	var err error
 	if w != "" {

@@ -23,6 +23,7 @@ type Analysis struct {
 	pshape   map[string][]int64
 	layers   map[string]bool
 	byLayer  map[string][]int
+	wnorms   map[string]string
 }
 
 // rseg is a seg resolved to a public group id (-1: a space no tensor
@@ -136,6 +137,7 @@ func (a *analyzer) finish() *Analysis {
 		pshape:   map[string][]int64{},
 		layers:   a.layers,
 		byLayer:  map[string][]int{},
+		wnorms:   a.wnorms,
 	}
 	gid := map[int]int{}
 	for _, c := range classes {
@@ -285,6 +287,11 @@ func (a *Analysis) ValueShape(id int, kept map[int]int) []int64 {
 	}
 	if v.Param != "" {
 		return a.ParamShape(v.Param, kept)
+	}
+	if dir, _, ok := a.g.WeightNorm(id); ok {
+		if _, followed := a.wnorms[dir]; followed {
+			return a.ParamShape(dir, kept) // g·v/‖v‖ has v's shape
+		}
 	}
 	s := slices.Clone(v.Shape)
 	vm, ok := a.vmaps[id]
@@ -460,6 +467,17 @@ func (a *Analysis) GroupOfLayer(path string) []*Group {
 // HasLayer reports whether path is the module path of a conv or linear the
 // model runs (`iskl` entries that match nothing are errors).
 func (a *Analysis) HasLayer(path string) bool { return a.layers[path] }
+
+// WeightNorm reports whether parameter v is the direction of a
+// weight-normalised layer the analysis follows (w = g·v/‖v‖ per dim-0
+// slice), and names its magnitude g. Cutting v's other dims changes ‖v‖:
+// surgery then scales g's rows by the kept part's norm over the whole's, so
+// that w keeps its values; and zeroing v's rows would divide by zero, so a
+// masked reference zeroes g's instead.
+func (a *Analysis) WeightNorm(v string) (g string, ok bool) {
+	g, ok = a.wnorms[v]
+	return g, ok
+}
 
 // Layers returns the module paths of every conv and linear the model runs,
 // sorted.

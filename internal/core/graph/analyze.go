@@ -20,6 +20,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/gopruner/gopruner/internal/core/ir"
 )
@@ -133,6 +134,9 @@ type analyzer struct {
 	// which op assigns their map (model inputs, values read before written).
 	fixedVals map[int]string
 	layers    map[string]bool
+	// wnorms maps the direction v of each weight-normalised layer the
+	// analysis follows to its magnitude g.
+	wnorms map[string]string
 
 	op      *ir.Op
 	opIdx   int
@@ -202,6 +206,7 @@ func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, coarse map[freshKey]in
 		aliases:   map[int]int{},
 		fixedVals: map[int]string{},
 		layers:    map[string]bool{},
+		wnorms:    map[string]string{},
 		claimed:   map[int]bool{},
 		opIdx:     -1,
 		splitAt:   splitAt,
@@ -938,9 +943,12 @@ func (a *analyzer) useParam(id int, name string, tied ...int) {
 // layerOf is the module path of a weight: "layer1.0.conv1.weight" ->
 // "layer1.0.conv1".
 func layerOf(weight string) string {
-	const suf = ".weight"
-	if len(weight) > len(suf) && weight[len(weight)-len(suf):] == suf {
-		return weight[:len(weight)-len(suf)]
+	// Weight normalisation's direction: torch.nn.utils.weight_norm's
+	// weight_v, PyTorch 2's parametrization's original1.
+	for _, suf := range []string{".weight", ".weight_v", ".parametrizations.weight.original1"} {
+		if len(weight) > len(suf) && strings.HasSuffix(weight, suf) {
+			return weight[:len(weight)-len(suf)]
+		}
 	}
 	return weight
 }

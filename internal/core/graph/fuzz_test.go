@@ -73,7 +73,7 @@ func genGraph(data []byte) (*ir.Graph, error) {
 			if len(s) != 4 || s[1] == 0 {
 				continue
 			}
-			o := irtest.ConvOpts{Bias: r.intn(2) == 0, Pad: 1, Func: r.intn(3) == 0}
+			o := irtest.ConvOpts{Bias: r.intn(2) == 0, Pad: 1, Func: r.intn(3) == 0, WeightNorm: r.intn(4) == 0}
 			cout := int64(1 + r.intn(8))
 			switch r.intn(5) {
 			case 0:
@@ -111,6 +111,11 @@ func genGraph(data []byte) (*ir.Graph, error) {
 				xs = append(xs, pick())
 			}
 			dim := int64(r.intn(3))
+			if r.intn(3) == 0 && int(dim) < len(s) { // a constant, as CoordConv's planes
+				cs := slices.Clone(s)
+				cs[dim] = int64(1 + r.intn(3))
+				xs = append(xs, b.Tensor(cs...))
+			}
 			out := slices.Clone(s)
 			if int(dim) < len(out) {
 				for _, e := range xs[1:] {

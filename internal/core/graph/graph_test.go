@@ -1229,6 +1229,65 @@ var analyzeCases = []struct {
 		},
 	},
 	{
+		// CoordConv: planes that do not depend on the input (coordinates)
+		// concatenated to the features. Their count is fixed, so they are
+		// a frozen space of their own; the features stay prunable.
+		name: "constant channels concatenated to the features",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			s := b.Relu(b.Conv(x, "s", 4, 1, irtest.ConvOpts{}))
+			coords := b.Tensor(1, 2, 8, 8)
+			b.Output(b.Conv(b.Cat(1, coords, s), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "s.weight:0", channels: 4, prunable: true, members: []string{"s.weight:0", "e.weight:1+2"}},
+			{has: "e.weight:1", channels: 2, reason: "do not depend on the model input"},
+		},
+	},
+	{
+		// Along another dim the constant would have to lose channels with
+		// the features: frozen.
+		name: "constant concatenated along another dim freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			s := b.Relu(b.Conv(x, "s", 4, 1, irtest.ConvOpts{}))
+			b.Output(b.Conv(b.Cat(2, s, b.Tensor(1, 4, 2, 8)), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "s.weight:0", channels: 4, reason: "inputs do not all carry followed channels"}},
+	},
+	{
+		// TCNs normalise their weights: w = g·v/‖v‖ per filter. v stands
+		// for the weight on both sides; g goes with the filters and holds
+		// their norms, so it is the producer the criteria score. Exact:
+		// surgery rescales g where v loses input channels (cut.Slice.Renorm).
+		name: "weight-normalised convs follow",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1, WeightNorm: true, Bias: true}))
+			y = b.Relu(b.Conv(y, "b", 4, 3, irtest.ConvOpts{Pad: 1, WeightNorm: true}))
+			b.Output(b.Conv(y, "c", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight_g:0", channels: 6, prunable: true,
+				members: []string{"a.weight_g:0", "a.weight_v:0", "a.bias:0", "b.weight_v:1"}},
+			{has: "b.weight_g:0", channels: 4, prunable: true,
+				members: []string{"b.weight_g:0", "b.weight_v:0", "c.weight:1"}},
+			{has: "a.weight_v:1", channels: 3, reason: "model input"},
+		},
+	},
+	{
+		// A weight-normalised grouped conv is not followed: its weight
+		// stays a value the analysis cannot cut.
+		name: "weight-normalised depthwise conv freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 6, 1, irtest.ConvOpts{}))
+			y = b.Relu(b.Conv(y, "dw", 6, 3, irtest.ConvOpts{Pad: 1, Groups: 6, WeightNorm: true}))
+			b.Output(b.Conv(y, "c", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 6, reason: "weight normalisation of a grouped"}},
+	},
+	{
 		// A reflection pad would copy channels: frozen.
 		name: "reflection pad across the channels freezes",
 		build: func(b *irtest.Builder) {
@@ -1431,5 +1490,37 @@ func TestAnalyzeBadInput(t *testing.T) {
 		Values: built.Values, Ops: built.Ops, Params: built.Params}
 	if a, err := Analyze(raw); err != nil || len(a.Groups) != 2 {
 		t.Errorf("unindexed graph: %v", err)
+	}
+}
+
+func TestWeightNormPairs(t *testing.T) {
+	b := irtest.New()
+	x := b.Input(1, 3, 8, 8)
+	y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1, WeightNorm: true}))
+	y = b.Relu(b.Conv(y, "b", 4, 3, irtest.ConvOpts{Pad: 1}))
+	// A norm over dim 1 is not the per-filter one: not followed.
+	v := b.Param("d.weight_v", 2, 4, 1, 1)
+	g := b.Param("d.weight_g", 1, 4, 1, 1)
+	w := b.Op1("aten::_weight_norm", "d", []int{v, g, b.Int(1)}, []int64{2, 4, 1, 1})
+	out := b.Op1("aten::_convolution", "d", []int{y, w, b.None(), b.IntList(1, 1), b.IntList(0, 0), b.IntList(1, 1),
+		b.Bool(false), b.IntList(0, 0), b.Int(1), b.Bool(false), b.Bool(false), b.Bool(true), b.Bool(true)}, []int64{1, 2, 8, 8})
+	b.Output(out)
+	a, err := Analyze(mustBuild(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := a.WeightNorm("a.weight_v"); !ok || g != "a.weight_g" {
+		t.Errorf("WeightNorm(a.weight_v) = %q, %v; want a.weight_g", g, ok)
+	}
+	for _, n := range []string{"a.weight_g", "b.weight", "d.weight_v"} {
+		if g, ok := a.WeightNorm(n); ok {
+			t.Errorf("WeightNorm(%s) = %q, want none", n, g)
+		}
+	}
+	if grp := groupWith(a, "b.weight:0"); grp == nil || grp.Prunable() {
+		t.Errorf("b's filters feed a conv whose weight norm runs over its input channels: want frozen, got\n%s", dump(a))
+	}
+	if !a.HasLayer("a") {
+		t.Errorf("layer a (weight a.weight_v) unknown; layers %v", a.Layers())
 	}
 }

@@ -342,7 +342,10 @@ func (a *analyzer) conv() {
 			groups = g
 		}
 	}
-	wname := a.param(w)
+	wname, gname := a.param(w), ""
+	if wname == "" {
+		wname, gname = a.weightNorm(w)
+	}
 	if wname != "" {
 		a.layers[layerOf(wname)] = true
 	}
@@ -359,6 +362,10 @@ func (a *analyzer) conv() {
 	}
 	if wname == "" {
 		fail("weight is not a parameter")
+		return
+	}
+	if gname != "" && (transposed || groups != 1 || (m != nil && m.dim >= 2)) {
+		fail("weight normalisation of a grouped, transposed or sliding conv is not followed")
 		return
 	}
 	if m != nil && m.dim >= 2 {
@@ -417,7 +424,11 @@ func (a *analyzer) conv() {
 		if om == nil {
 			return
 		}
-		a.addMembers(om, wname, outDim, true)
+		if gname != "" {
+			a.normedWeight(om, w, wname, gname)
+		} else {
+			a.addMembers(om, wname, outDim, true)
+		}
 		a.addLayers(om, layer)
 		addBias(om)
 		a.useParam(w, wname, tied...)
@@ -484,13 +495,44 @@ func (a *analyzer) slidingConv(m *cmap, w, b, out int, wname string, transposed 
 
 func (a *analyzer) linear() {
 	w := a.in(1)
-	name := a.param(w)
+	name, gname := a.param(w), ""
+	if name == "" {
+		name, gname = a.weightNorm(w)
+	}
 	W, _ := a.shape(w)
 	if name == "" || len(W) != 2 {
 		a.freezeInputs(fmt.Sprintf("%s: weight is not a 2-D parameter", a.desc()))
 		return
 	}
-	a.dense(a.in(0), a.out(0), w, name, 1, 0, a.in(2))
+	a.denseNormed(a.in(0), a.out(0), w, name, gname, 1, 0, a.in(2))
+}
+
+// weightNorm resolves a weight that weight normalisation computes (TCNs,
+// WaveNet-style signal nets): its direction v stands for the weight, with
+// the same shape, and g, one magnitude per dim-0 slice, goes with the
+// output channels. Anything else ("", "") stays unfollowed.
+func (a *analyzer) weightNorm(w int) (v, g string) {
+	v, g, ok := a.g.WeightNorm(w)
+	if !ok {
+		return "", ""
+	}
+	W, okW := a.shape(w)
+	V, G := a.paramShape(v), a.paramShape(g)
+	if !okW || !slices.Equal(V, W) || len(G) != len(W) || len(W) < 2 || G[0] != W[0] || ir.Numel(G) != G[0] {
+		return "", ""
+	}
+	return v, g
+}
+
+// normedWeight makes a weight-normalised layer's output rows members of
+// om: the magnitude g holds each filter's norm, so it is the producer the
+// criteria score (Taylor's w·∂L/∂w over v alone sums to zero: the layer
+// does not depend on v's scale); v's rows follow as a plain member.
+func (a *analyzer) normedWeight(om *cmap, w int, v, g string) {
+	a.addMembers(om, g, 0, true)
+	a.addMembers(om, v, 0, false)
+	a.useParam(w, g, 0)
+	a.wnorms[v] = g
 }
 
 func (a *analyzer) addmm() {
@@ -576,6 +618,12 @@ func (a *analyzer) matrix(id int) (name string, inDim, outDim int, ok bool) {
 // dense is a linear layer: input features on x's last dim, weight dims
 // inDim/outDim, optional bias b.
 func (a *analyzer) dense(x, out, w int, name string, inDim, outDim int, b int) {
+	a.denseNormed(x, out, w, name, "", inDim, outDim, b)
+}
+
+// denseNormed is dense for a weight that may be weight-normalised: g is its
+// magnitude, or "".
+func (a *analyzer) denseNormed(x, out, w int, name, g string, inDim, outDim int, b int) {
 	a.layers[layerOf(name)] = true
 	S, okS := a.shape(x)
 	O, okO := a.shape(out)
@@ -615,7 +663,11 @@ func (a *analyzer) dense(x, out, w int, name string, inDim, outDim int, b int) {
 	if om == nil {
 		return
 	}
-	a.addMembers(om, name, outDim, true)
+	if g != "" {
+		a.normedWeight(om, w, name, g)
+	} else {
+		a.addMembers(om, name, outDim, true)
+	}
 	a.addLayers(om, layerOf(name))
 	if bname != "" {
 		a.addMembers(om, bname, 0, false)
@@ -781,16 +833,56 @@ func (a *analyzer) listMaps(lost int) (maps []*cmap, dim int, fail func(string),
 		fail("bad dim")
 		return nil, 0, nil, false
 	}
-	for _, e := range elems {
+	var consts []int
+	var first *cmap
+	for i, e := range elems {
 		m := a.maps[e]
-		s, _ := a.shape(e)
-		if m == nil || len(s) != len(O)-lost || (len(maps) > 0 && m.dim != maps[0].dim) {
+		s, okS := a.shape(e)
+		if m == nil && lost == 0 && okS && len(s) == len(O) && !a.live[e] {
+			consts = append(consts, i)
+			maps = append(maps, nil)
+			continue
+		}
+		if m == nil || len(s) != len(O)-lost || (first != nil && m.dim != first.dim) {
 			fail("inputs do not all carry followed channels on one dim")
 			return nil, 0, nil, false
 		}
+		if first == nil {
+			first = m
+		}
 		maps = append(maps, m)
 	}
+	if len(consts) > 0 && (first == nil || !a.constChannels(elems, maps, consts, first.dim, dim)) {
+		fail("inputs do not all carry followed channels on one dim")
+		return nil, 0, nil, false
+	}
 	return maps, dim, fail, true
+}
+
+// constChannels gives each constant element of a cat along the channels
+// (one that does not depend on the model input, as CoordConv's coordinate
+// planes) a frozen space of its own, as padChannels does for a pad's
+// constants: its count is fixed, the channels around it stay prunable.
+// Along any other dim (cd, the channels', is not dim) a constant would
+// have to lose channels with the rest, so it reports false there.
+func (a *analyzer) constChannels(elems []int, maps []*cmap, consts []int, cd, dim int) bool {
+	if cd != dim {
+		return false
+	}
+	reason := fmt.Sprintf("%s concatenates channels that do not depend on the model input, a count its code fixes", a.desc())
+	for _, i := range consts {
+		s, _ := a.shape(elems[i])
+		if s[dim] == 0 {
+			maps[i] = &cmap{dim: dim}
+			continue
+		}
+		m := a.fresh(dim, s[dim], reason)
+		if m == nil {
+			return false
+		}
+		maps[i] = m
+	}
+	return true
 }
 
 // tieAll ties every map to the first. Where one does not line up it asks

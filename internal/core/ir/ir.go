@@ -242,6 +242,24 @@ func (g *Graph) ConstInts(id int) ([]int64, bool) {
 	return out, true
 }
 
+// WeightNorm reports whether value id is a weight that weight
+// normalisation computes from two parameters, w = g·v/‖v‖ with the norm of
+// each slice along dim 0 (`torch.nn.utils.weight_norm` with its default
+// dim, and its parametrization in PyTorch 2: `aten::_weight_norm(v, g, 0)`
+// in a trace), and names the direction v and the magnitude g.
+func (g *Graph) WeightNorm(id int) (v, mag string, ok bool) {
+	p := g.Producer(id)
+	if p < 0 || g.Ops[p].Kind != "aten::_weight_norm" || len(g.Ops[p].Inputs) != 3 || len(g.Ops[p].Outputs) != 1 {
+		return "", "", false
+	}
+	in := g.Ops[p].Inputs
+	vv, gv := g.Value(in[0]), g.Value(in[1])
+	if dim, okD := g.ConstInt(in[2]); !okD || dim != 0 || vv == nil || gv == nil || vv.Param == "" || gv.Param == "" || vv.Param == gv.Param {
+		return "", "", false
+	}
+	return vv.Param, gv.Param, true
+}
+
 // ListElems returns the element values of a list built by
 // prim::ListConstruct (for example the tensors of aten::cat).
 func (g *Graph) ListElems(id int) ([]int, bool) {

@@ -30,7 +30,7 @@ func L2(m *torch.Module, groups []*graph.Group) (Scores, error) {
 			v, ok := norms[k]
 			if !ok {
 				var err error
-				if v, err = filterNorms(m, p.Tensor, p.Dim); err != nil {
+				if v, err = FilterNorms(m, p.Tensor, p.Dim); err != nil {
 					return nil, fmt.Errorf("L2 of group %d: %w", g.ID, err)
 				}
 				norms[k] = v
@@ -50,8 +50,8 @@ type rowsKey struct {
 	dim    int
 }
 
-// filterNorms is the L2 norm of every slice along dim of a weight.
-func filterNorms(m *torch.Module, name string, dim int) ([]float64, error) {
+// FilterNorms is the L2 norm of every slice along dim of a weight.
+func FilterNorms(m *torch.Module, name string, dim int) ([]float64, error) {
 	w, err := m.Get(name)
 	if err != nil {
 		return nil, err

@@ -103,6 +103,10 @@ var coverageRows = []string{
 	"subpixel_traced",
 	"inception_time_scripted",
 	"inception_time_traced",
+	"wn_tcn_scripted",
+	"wn_tcn_traced",
+	"coordconv_scripted",
+	"coordconv_traced",
 }
 
 // Issue 13's thresholds.

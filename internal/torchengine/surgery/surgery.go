@@ -38,7 +38,8 @@ func Masked(orig *torch.Module, a *graph.Analysis, kept map[int][]int) (*torch.M
 // ZeroRemoved zeroes, in m, what pruning the complement of kept removes from
 // the producing side: the filters and biases of the removed channels and
 // their normalisation weights and biases (every parameter member indexed on
-// dim 0, and every producer on its own dim). Running statistics stay. The zeroed model computes what the pruned
+// dim 0, and every producer on its own dim; of a weight-normalised layer,
+// the magnitude's rows, not the direction's). Running statistics stay. The zeroed model computes what the pruned
 // one computes, which is how tests prove surgery correct.
 func ZeroRemoved(m *torch.Module, a *graph.Analysis, buffers map[string]bool, kept map[int][]int) error {
 	for i := range a.Groups {
@@ -53,6 +54,9 @@ func ZeroRemoved(m *torch.Module, a *graph.Analysis, buffers map[string]bool, ke
 			// transposed conv's weight).
 			if (mem.Dim != 0 && !slices.Contains(g.Producers, mem)) || buffers[mem.Tensor] {
 				continue
+			}
+			if _, normed := a.WeightNorm(mem.Tensor); normed {
+				continue // g·v/‖v‖: a zero row of v would divide by zero; g's row, zeroed, zeroes it
 			}
 			if err := zeroRows(m, mem, removed); err != nil {
 				return err

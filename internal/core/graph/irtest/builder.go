@@ -157,6 +157,9 @@ type ConvOpts struct {
 	// Same emits aten::_convolution_mode with padding "same" (stride 1,
 	// the input's size out), as a conv with a string padding traces.
 	Same bool
+	// WeightNorm reads the weight through weight normalisation,
+	// aten::_weight_norm(name.weight_v, name.weight_g, 0).
+	WeightNorm bool
 }
 
 // Conv adds a square 2-D convolution reading parameter name+".weight"
@@ -173,7 +176,14 @@ func (b *Builder) Conv(x int, name string, cout, k int64, o ConvOpts) int {
 	if o.Groups == 0 {
 		o.Groups = 1
 	}
-	w := b.Param(name+".weight", cout, s[1]/o.Groups, k, k)
+	var w int
+	if o.WeightNorm {
+		v := b.Param(name+".weight_v", cout, s[1]/o.Groups, k, k)
+		g := b.Param(name+".weight_g", cout, 1, 1, 1)
+		w = b.Op1("aten::_weight_norm", name, []int{v, g, b.Int(0)}, []int64{cout, s[1] / o.Groups, k, k})
+	} else {
+		w = b.Param(name+".weight", cout, s[1]/o.Groups, k, k)
+	}
 	bias := b.None()
 	if o.Bias {
 		bias = b.Param(name+".bias", cout)

@@ -52,6 +52,26 @@ func FromGraph(g *ir.Graph, shape []int64) (*Base, error) {
 type Slice struct {
 	Tensor string
 	Keep   map[int][]int
+	// Renorm, when Tensor is the direction v of a weight-normalised layer
+	// and loses part of a dim other than 0, is its magnitude g: each row of
+	// g is scaled by the norm of v's kept part over that of v's row, so the
+	// layer's weight g·v/‖v‖ keeps its values.
+	Renorm string `json:",omitempty"`
+}
+
+// renorm sets s.Renorm where s cuts a weight-normalised direction across
+// its norm.
+func (b *Base) renorm(s *Slice) {
+	g, ok := b.Analysis.WeightNorm(s.Tensor)
+	if !ok {
+		return
+	}
+	for d := range s.Keep {
+		if d != 0 {
+			s.Renorm = g
+			return
+		}
+	}
 }
 
 // Excluded returns the ids of the groups that iskl keeps whole: every group
@@ -212,7 +232,9 @@ func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64, error) {
 	names := slices.Sorted(maps.Keys(p.Tensors))
 	out := make([]Slice, 0, len(names))
 	for _, n := range names {
-		out = append(out, Slice{Tensor: n, Keep: p.Tensors[n].KeptByDim()})
+		s := Slice{Tensor: n, Keep: p.Tensors[n].KeptByDim()}
+		b.renorm(&s)
+		out = append(out, s)
 	}
 	groups := map[string]int64{}
 	for _, c := range b.sizeArgs() {
@@ -435,6 +457,7 @@ func (b *Base) Edits(cur, next map[int][]int) ([]Slice, map[string]int64, error)
 			s.Keep[d] = rel
 		}
 		if len(s.Keep) > 0 {
+			b.renorm(&s)
 			out = append(out, s)
 		}
 	}

@@ -32,6 +32,12 @@ func testBase(t testing.TB) *Base {
 	cat := b.Relu(b.Cat(1, c3, c4))
 	flat := b.Flatten(b.MaxPool(cat, 4, 4), 1)
 	b.Output(b.Linear(flat, "fc", 5, true))
+	return baseOf(t, b)
+}
+
+// baseOf builds b's graph and its Base for a 1×3×8×8 input.
+func baseOf(t testing.TB, b *irtest.Builder) *Base {
+	t.Helper()
 	g, err := b.Build()
 	if err != nil {
 		t.Fatal(err)
@@ -425,6 +431,67 @@ func TestPlanSlicesChecksGroups(t *testing.T) {
 		mut(&q)
 		if _, _, err := b.PlanSlices(&q); err == nil || fail.Code(err) != 2 || !strings.Contains(err.Error(), "gg.weight") && !strings.Contains(err.Error(), "c1.weight") {
 			t.Errorf("%s: %v, want a usage error naming the conv", name, err)
+		}
+	}
+}
+
+func TestEditsRenormWeightNorm(t *testing.T) {
+	b := irtest.New()
+	x := b.Input(1, 3, 8, 8)
+	y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1, WeightNorm: true}))
+	y = b.Relu(b.Conv(y, "b", 4, 3, irtest.ConvOpts{Pad: 1, WeightNorm: true}))
+	b.Output(b.Conv(y, "c", 2, 1, irtest.ConvOpts{}))
+	base := baseOf(t, b)
+	group := func(tensor string) *graph.Group {
+		for _, grp := range base.Candidates(nil) {
+			for _, m := range grp.Members {
+				if m.Tensor == tensor && m.Dim == 0 {
+					return grp
+				}
+			}
+		}
+		t.Fatalf("no candidate group has %s:0", tensor)
+		return nil
+	}
+	ga, gb := group("a.weight_g"), group("b.weight_g")
+	renorms := func(next map[int][]int) map[string]string {
+		sl, _, err := base.Edits(All(base.Candidates(nil)), next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, s := range sl {
+			if s.Renorm != "" {
+				out[s.Tensor] = s.Renorm
+			}
+		}
+		return out
+	}
+	// a loses filters: b's direction loses input channels, across its norm.
+	next := All(base.Candidates(nil))
+	next[ga.ID] = []int{0, 2, 5}
+	if got := renorms(next); len(got) != 1 || got["b.weight_v"] != "b.weight_g" {
+		t.Errorf("cutting a's filters: renorms %v, want b.weight_v: b.weight_g", got)
+	}
+	// b loses filters only: rows of v and g go whole, nothing to rescale.
+	next = All(base.Candidates(nil))
+	next[gb.ID] = []int{1, 3}
+	if got := renorms(next); len(got) != 0 {
+		t.Errorf("cutting b's filters: renorms %v, want none", got)
+	}
+	// The plan path agrees.
+	next[ga.ID] = []int{0, 2, 5}
+	p, err := base.Plan(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, _, err := base.PlanSlices(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sl {
+		if want := map[string]string{"b.weight_v": "b.weight_g"}[s.Tensor]; s.Renorm != want {
+			t.Errorf("plan slice %s: Renorm %q, want %q", s.Tensor, s.Renorm, want)
 		}
 	}
 }
