@@ -159,7 +159,9 @@ gpt_err gpt_module_set(gpt_module m, const char *name, gpt_tensor t);
  * idx[count]) triples, dims ascending, indices ascending, unique and in
  * range: the tensor is index_selected along each dim. Then each op whose
  * weight is conv_names[j] (each named once) takes the size groups[j] >= 1:
- * a conv as its groups, a layer_norm as its normalized_shape [groups[j]].
+ * a conv as its groups, a layer_norm as its normalized_shape [groups[j]],
+ * a reshape of the weight to [1, n, -1] or [n, -1] (weight
+ * standardisation) as its n.
  * Everything is checked before the module changes: a bad slice or name
  * leaves it exactly as it was (*changed = 0). Then each tensor is cut:
  * within its own storage where the module alone holds it (*in_place counts

@@ -10,8 +10,8 @@
 // a few ops every CNN uses (its Python package registers them in Python):
 // convolution, batch/layer/group norm, relu, hardtanh, hardswish, prelu,
 // adaptive average pooling to a size other than 1, 3-D max pooling,
-// unpooling, channel shuffle, flip, weight normalisation. This file
-// registers shape functions for those, each only where the running libtorch
+// unpooling, channel shuffle, flip, weight normalisation, var_mean. This
+// file registers shape functions for those, each only where the running libtorch
 // has none, and swaps a module's tensors for meta twins for the length of
 // one call.
 //
@@ -302,6 +302,35 @@ void weight_norm_meta(const c10::OperatorHandle &, Stack *stack) {
   torch::jit::push(*stack, w, norms);
 }
 
+// var_mean.correction(self, dim?, *, correction?, keepdim) -> (var, mean),
+// and std_mean: the statistics BiT's StdConv2d takes of each filter. Both
+// outputs have the input's shape less the reduced dims (all of them for
+// none), kept as 1 with keepdim.
+void var_mean_meta(const c10::OperatorHandle &, Stack *stack) {
+  auto args = torch::jit::last(*stack, 4);
+  at::Tensor in = args[0].toTensor();
+  std::vector<int64_t> dims = args[1].isNone() ? std::vector<int64_t>{} : args[1].toIntVector();
+  bool keep = args[3].toBool();
+  int64_t n = in.dim();
+  std::vector<bool> reduced(static_cast<size_t>(n), dims.empty());
+  for (int64_t d : dims) {
+    int64_t w = d < 0 ? d + n : d;
+    if (w < 0 || w >= n)
+      throw std::invalid_argument("meta var_mean: dim " + std::to_string(d) + " of input " + sizes_str(in.sizes()));
+    reduced[static_cast<size_t>(w)] = true;
+  }
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < n; i++) {
+    if (!reduced[static_cast<size_t>(i)])
+      out.push_back(in.size(i));
+    else if (keep)
+      out.push_back(1);
+  }
+  at::Tensor v = meta_empty(out, in), m = meta_empty(out, in);
+  torch::jit::drop(*stack, 4);
+  torch::jit::push(*stack, v, m);
+}
+
 struct MetaKernel {
   const char *name, *overload;
   torch::CppFunction (*make)();
@@ -333,6 +362,8 @@ bool register_kernels() {
       {"max_unpool2d", "", boxed<max_unpool_meta<2, 3>>},
       {"max_unpool3d", "", boxed<max_unpool_meta<3, 5>>},
       {"_weight_norm_interface", "", boxed<weight_norm_meta>},
+      {"var_mean", "correction", boxed<var_mean_meta>},
+      {"std_mean", "correction", boxed<var_mean_meta>},
   };
   // Registrations live as long as the library object: for the process.
   static torch::Library *lib =
@@ -344,7 +375,8 @@ bool register_kernels() {
     // entry of convolution_overrideable from a CompositeExplicitAutograd
     // kernel that just throws "not implemented".
     if (op->hasKernelForDispatchKey(c10::DispatchKey::Meta)) continue;  // a newer libtorch's
-    lib->impl(k.name, k.make());
+    std::string full = *k.overload ? std::string(k.name) + "." + k.overload : std::string(k.name);
+    lib->impl(full.c_str(), k.make());
   }
   return true;
 }

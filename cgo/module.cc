@@ -155,14 +155,62 @@ bool size_arg_inputs(const torch::jit::Node *n, int *arg, int *weight, bool *lis
   return *arg >= 0 && static_cast<int>(n->inputs().size()) > std::max(*arg, *weight);
 }
 
+// int_list reads a constant int[] input: a constant, or a ListConstruct
+// of constants.
+bool int_list(torch::jit::Value *v, std::vector<int64_t> *out) {
+  if (auto c = torch::jit::toIValue(v)) {
+    if (!c->isIntList()) return false;
+    *out = c->toIntVector();
+    return true;
+  }
+  if (v->node()->kind() != c10::prim::ListConstruct) return false;
+  out->clear();
+  for (torch::jit::Value *in : v->node()->inputs()) {
+    auto c = torch::jit::toIValue(in);
+    if (!c || !c->isInt()) return false;
+    out->push_back(c->toInt());
+  }
+  return true;
+}
+
+// A weight that forward reshapes with its filter count written in (weight
+// standardisation's w.reshape(1, out_channels, -1), or (out_channels, -1))
+// takes its new count when counts names it. Reports whether it rewrote
+// node.
+bool rewrite_weight_view(torch::jit::Node *node, torch::jit::Value *self,
+                         const std::map<std::string, int64_t> &counts) {
+  if ((node->kind() != c10::aten::reshape && node->kind() != c10::aten::view) || node->inputs().size() != 2)
+    return false;
+  auto it = counts.find(gpt::attr_chain(node->input(0), self));
+  std::vector<int64_t> dims;
+  if (it == counts.end() || !int_list(node->input(1), &dims)) return false;
+  size_t at;
+  if (dims.size() == 3 && dims[0] == 1 && dims[2] == -1)
+    at = 1;
+  else if (dims.size() == 2 && dims[1] == -1)
+    at = 0;
+  else
+    return false;
+  dims[at] = it->second;
+  torch::jit::WithInsertPoint guard(node);
+  node->replaceInput(1, node->owningGraph()->insertConstant(dims));
+  return true;
+}
+
 // Rewrites, in b and its sub-blocks, the size argument of every op whose
 // weight chain names a key of sizes: grouped and depthwise convs and group
 // norms pruned in whole groups take their new groups count, a LayerNorm
-// over pruned channels its new [C]. Counts the rewrites per weight.
+// over pruned channels its new [C], a weight reshape its new filter count
+// (counts). Counts the rewrites per weight.
 void rewrite_sizes(torch::jit::Block *b, torch::jit::Value *self,
-                   const std::map<std::string, SizeArg> &sizes, std::map<std::string, int> *hits) {
+                   const std::map<std::string, SizeArg> &sizes, const std::map<std::string, int64_t> &counts,
+                   std::map<std::string, int> *hits) {
   for (torch::jit::Node *node : b->nodes()) {
-    for (torch::jit::Block *sub : node->blocks()) rewrite_sizes(sub, self, sizes, hits);
+    for (torch::jit::Block *sub : node->blocks()) rewrite_sizes(sub, self, sizes, counts, hits);
+    if (rewrite_weight_view(node, self, counts)) {
+      (*hits)[gpt::attr_chain(node->input(0), self)]++;
+      continue;
+    }
     int arg, weight;
     bool list;
     if (!size_arg_inputs(node, &arg, &weight, &list)) continue;
@@ -216,11 +264,11 @@ void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
                           g->insertConstant(std::vector<int64_t>{kv.second})};
   }
   std::map<std::string, int> hits;
-  rewrite_sizes(g->block(), self, consts, &hits);
+  rewrite_sizes(g->block(), self, consts, sizes, &hits);
   for (const auto &kv : sizes)
     if (hits[kv.first] == 0)
-      throw std::runtime_error("no convolution, group_norm or layer_norm with weight \"" + kv.first +
-                               "\" in forward");
+      throw std::runtime_error("no convolution, group_norm, layer_norm or weight reshape with weight \"" +
+                               kv.first + "\" in forward");
 }
 
 // A module's clones share its compilation unit, whose tables of types and

@@ -1099,6 +1099,125 @@ class CoordConvNet(nn.Module):  # input 1x3x32x32
         return self.fc(self.b(torch.cat([ys, y, xs], 1)).mean((2, 3)))
 
 
+class StdConv2d(nn.Conv2d):
+    """timm's StdConv2d (BiT): each filter standardised to zero mean and
+    unit variance in forward, by a batch_norm over weight.reshape(1,
+    out_channels, -1). Counted as the Conv2d it is."""
+
+    counted_as = nn.Conv2d
+
+    def __init__(self, *args, eps=1e-6, **kw):
+        super().__init__(*args, **kw)
+        self.eps = eps
+
+    def forward(self, x):
+        w = torch.nn.functional.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
+                                           training=True, momentum=0.0, eps=self.eps).reshape_as(self.weight)
+        return torch.nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class BiTUnit(nn.Module):
+    """A pre-activation bottleneck of BiT's ResNetV2: GroupNorm, ReLU and
+    standardised convs, the projection shortcut reading the activated
+    input."""
+
+    def __init__(self, i, o, stride):
+        super().__init__()
+        mid = o // 2
+        self.gn1 = nn.GroupNorm(4, i)
+        self.conv1 = StdConv2d(i, mid, 1, bias=False)
+        self.gn2 = nn.GroupNorm(4, mid)
+        self.conv2 = StdConv2d(mid, mid, 3, stride=stride, padding=1, bias=False)
+        self.gn3 = nn.GroupNorm(4, mid)
+        self.conv3 = StdConv2d(mid, o, 1, bias=False)
+        self.down = StdConv2d(i, o, 1, stride=stride, bias=False) if (i != o or stride != 1) else None
+
+    def forward(self, x):
+        y = torch.nn.functional.relu(self.gn1(x))
+        sc = x if self.down is None else self.down(y)
+        y = self.conv2(torch.nn.functional.relu(self.gn2(self.conv1(y))))
+        return self.conv3(torch.nn.functional.relu(self.gn3(y))) + sc
+
+
+class BiTResNetV2(nn.Module):  # input 1x3x32x32
+    """BiT's ResNetV2 (Kolesnikov et al. 2020), scaled down: a standardised
+    stem, two stages of pre-activation bottlenecks, GroupNorm and ReLU
+    before the pooled head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = StdConv2d(3, 16, 3, padding=1, bias=False)
+        self.units = nn.Sequential(BiTUnit(16, 32, 1), BiTUnit(32, 32, 1), BiTUnit(32, 64, 2))
+        self.norm = nn.GroupNorm(8, 64)
+        self.head = nn.Linear(64, 5)
+
+    def forward(self, x):
+        return self.head(torch.nn.functional.relu(self.norm(self.units(self.stem(x)))).mean((2, 3)))
+
+
+class ScaledStdConv2d(nn.Conv2d):
+    """timm's ScaledStdConv2d (NFNets): standardised filters times a learnt
+    per-filter gain, given to the batch_norm as its weight."""
+
+    counted_as = nn.Conv2d
+
+    def __init__(self, i, o, k, stride=1, padding=0, gamma=1.0, eps=1e-6):
+        super().__init__(i, o, k, stride, padding, bias=True)
+        self.gain = nn.Parameter(0.5 + torch.rand(o, 1, 1, 1))
+        self.scale = gamma * self.weight[0].numel() ** -0.5
+        self.eps = eps
+
+    def forward(self, x):
+        w = torch.nn.functional.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
+                                           weight=(self.gain * self.scale).view(-1), training=True,
+                                           momentum=0.0, eps=self.eps).reshape_as(self.weight)
+        return torch.nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class VarMeanStdConv2d(nn.Conv2d):
+    """BiT's own StdConv2d (google-research/big_transfer): (w - mean) /
+    sqrt(var + 1e-10) per filter, from torch.var_mean."""
+
+    counted_as = nn.Conv2d
+
+    def forward(self, x):
+        v, m = torch.var_mean(self.weight, dim=[1, 2, 3], keepdim=True, unbiased=False)
+        w = (self.weight - m) / torch.sqrt(v + 1e-10)
+        return torch.nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class NFBlock(nn.Module):
+    """A normalizer-free residual block: no BatchNorm, the input scaled by
+    1/beta, the residual by alpha, GELU activations."""
+
+    def __init__(self, c, beta):
+        super().__init__()
+        self.beta = beta
+        self.conv1 = ScaledStdConv2d(c, c, 3, padding=1)
+        self.conv2 = VarMeanStdConv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv1(torch.nn.functional.gelu(x) / self.beta)
+        return x + 0.2 * self.conv2(torch.nn.functional.gelu(y))
+
+
+class NFResNet(nn.Module):  # input 1x3x32x32
+    """An NF-ResNet (Brock et al. 2021), small: scaled standardised convs
+    with gains, BiT-style standardised convs, no normalisation layers, and
+    a 1x1 conv before the pooled head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = ScaledStdConv2d(3, 24, 3, stride=2, padding=1)
+        self.blocks = nn.Sequential(NFBlock(24, 1.0), NFBlock(24, 1.02))
+        self.final = ScaledStdConv2d(24, 48, 1)
+        self.fc = nn.Linear(48, 5)
+
+    def forward(self, x):
+        y = torch.nn.functional.gelu(self.final(self.blocks(self.stem(x))))
+        return self.fc(y.mean((2, 3)))
+
+
 def _tv(name, **kw):
     def ctor():
         import torchvision.models as tvm
@@ -1199,4 +1318,9 @@ COVERAGE_MODELS = [
     ("wn_tcn", WNTCN, [1, 2, 256]),
     # Coordinate planes concatenated to the features (CoordConv).
     ("coordconv", CoordConvNet, IMG32),
+    # Weight standardisation (BiT's ResNetV2, timm's StdConv2d) with
+    # GroupNorm: inexact groups, one exact (the last stage's output).
+    ("bit_resnetv2", BiTResNetV2, IMG32),
+    # Normalizer-free: standardised convs with gains, and BiT's var_mean form.
+    ("nf_resnet", NFResNet, IMG32),
 ]

@@ -228,8 +228,15 @@ func count(g *ir.Graph, a *graph.Analysis, kept map[int]int, visit func(l Layer,
 	}
 	c := &counter{g: g, a: a, kept: kept}
 	res := Result{Layers: []Layer{}}
+	live := liveOps(g)
 	for i := range g.Ops {
 		op := &g.Ops[i]
+		if !live[i] {
+			// Computed from parameters alone (weight standardisation's
+			// batch_norm over a filter): the same for every input, and no
+			// layer ptflops counts.
+			continue
+		}
 		l, ok, err := c.op(op)
 		if err != nil {
 			return Result{}, fmt.Errorf("flops: op %d (%s): %w", i, op.Kind, err)
@@ -255,6 +262,29 @@ func count(g *ir.Graph, a *graph.Analysis, kept map[int]int, visit func(l Layer,
 	}
 	res.Params = total
 	return res, nil
+}
+
+// liveOps marks the ops that read, through any chain, the model input.
+func liveOps(g *ir.Graph) []bool {
+	vals := make(map[int]bool, len(g.Values))
+	for _, id := range g.Inputs {
+		vals[id] = true
+	}
+	out := make([]bool, len(g.Ops))
+	for i := range g.Ops {
+		for _, in := range g.Ops[i].Inputs {
+			if vals[in] {
+				out[i] = true
+				break
+			}
+		}
+		if out[i] {
+			for _, o := range g.Ops[i].Outputs {
+				vals[o] = true
+			}
+		}
+	}
+	return out
 }
 
 // totalParams counts every declared parameter. Graphs without a params
@@ -361,15 +391,74 @@ func (c *counter) op(op *ir.Op) (Layer, bool, error) {
 	return Layer{}, false, nil
 }
 
+// weightSource is the parameter weight value id reads, or for a weight
+// that forward computes from one (weight normalisation, standardisation),
+// the one the analysis found it has the shape of and is pruned with.
+func (c *counter) weightSource(id int) string {
+	if p := c.paramName(id); p != "" {
+		return p
+	}
+	if c.a != nil {
+		if p := c.a.WeightSource(id); p != "" {
+			return p
+		}
+	}
+	return c.shapedSource(id)
+}
+
+// shapedSource finds, without the channel analysis, the one parameter with
+// the shape of computed weight id among those it is computed from (weight
+// normalisation's v, a standardised weight's raw one); "" if none or
+// several.
+func (c *counter) shapedSource(id int) string {
+	v := c.value(id)
+	if v == nil || v.Kind != ir.KindTensor {
+		return ""
+	}
+	found := ""
+	seen := map[int]bool{}
+	var walk func(id, depth int) bool
+	walk = func(id, depth int) bool {
+		if seen[id] || depth > 24 {
+			return true
+		}
+		seen[id] = true
+		u := c.value(id)
+		if u == nil {
+			return true
+		}
+		if u.Param != "" {
+			if ps, err := c.paramShape(u.Param); err == nil && slices.Equal(ps, v.Shape) {
+				if found != "" && found != u.Param {
+					return false
+				}
+				found = u.Param
+			}
+			return true
+		}
+		p := c.g.Producer(id)
+		if p < 0 {
+			return true
+		}
+		for _, in := range c.g.Ops[p].Inputs {
+			if !walk(in, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	if !walk(id, 0) {
+		return ""
+	}
+	return found
+}
+
 // weightOf is the parameter a conv or linear op reads as its weight, as op
 // finds it ("" when the weight is computed).
 func (c *counter) weightOf(op *ir.Op) string {
 	switch ops.Lookup(ops.Aten(op.Kind)).Cost {
 	case ops.ConvCost, ops.LinearCost:
-		if v, _, ok := c.g.WeightNorm(in(op, 1)); ok {
-			return v
-		}
-		return c.paramOf(op, 1)
+		return c.weightSource(in(op, 1))
 	case ops.AddmmCost:
 		return c.weightParam(in(op, 2))
 	case ops.MatmulCost:
@@ -379,10 +468,7 @@ func (c *counter) weightOf(op *ir.Op) string {
 }
 
 func (c *counter) conv(op *ir.Op, out int) (Layer, bool, error) {
-	w := c.paramOf(op, 1)
-	if v, _, ok := c.g.WeightNorm(in(op, 1)); ok {
-		w = v // same shape as the weight, and pruned with it
-	}
+	w := c.weightSource(in(op, 1))
 	var ws []int64
 	var err error
 	if w != "" {

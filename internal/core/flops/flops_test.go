@@ -42,6 +42,11 @@ func TestFormulas(t *testing.T) {
 		{"conv padding same", func(b *irtest.Builder) {
 			b.Output(b.Conv(b.Input(1, 3, 8, 8), "c", 4, 4, irtest.ConvOpts{Same: true, Bias: true}))
 		}, "conv", 64*4*3*16 + 4*64, 4*3*16 + 4, 1},
+		{"conv weight standardised in forward", func(b *irtest.Builder) {
+			// The batch_norm over the filters runs on parameters alone: no
+			// layer. The params counted are the conv's raw weight.
+			b.Output(b.Conv(b.Input(1, 3, 8, 8), "c", 4, 3, irtest.ConvOpts{Pad: 1, Std: "bn"}))
+		}, "conv", 64 * 4 * 3 * 9, 4 * 3 * 9, 1},
 		{"depthwise", func(b *irtest.Builder) {
 			b.Output(b.Conv(b.Input(1, 8, 8, 8), "c", 8, 3, irtest.ConvOpts{Pad: 1, Groups: 8}))
 		}, "conv", 64 * 8 * 9, 8 * 9, 1},

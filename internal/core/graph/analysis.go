@@ -24,6 +24,8 @@ type Analysis struct {
 	layers   map[string]bool
 	byLayer  map[string][]int
 	wnorms   map[string]string
+	wsrc     map[int]string
+	wvals    map[int]wval
 }
 
 // rseg is a seg resolved to a public group id (-1: a space no tensor
@@ -138,6 +140,8 @@ func (a *analyzer) finish() *Analysis {
 		layers:   a.layers,
 		byLayer:  map[string][]int{},
 		wnorms:   a.wnorms,
+		wsrc:     a.wsrc,
+		wvals:    a.wvals,
 	}
 	gid := map[int]int{}
 	for _, c := range classes {
@@ -162,6 +166,7 @@ func (a *analyzer) finish() *Analysis {
 		grp.GroupedConvs = uniqConvs(sp.convs)
 		grp.DepthwiseConvs = depthwise(grp.GroupedConvs)
 		grp.LayerNorms = uniq(sp.ln)
+		grp.SizedWeights = uniq(sp.sized)
 		for _, l := range grp.Layers {
 			res.byLayer[l] = append(res.byLayer[l], id)
 		}
@@ -288,10 +293,11 @@ func (a *Analysis) ValueShape(id int, kept map[int]int) []int64 {
 	if v.Param != "" {
 		return a.ParamShape(v.Param, kept)
 	}
-	if dir, _, ok := a.g.WeightNorm(id); ok {
-		if _, followed := a.wnorms[dir]; followed {
-			return a.ParamShape(dir, kept) // g·v/‖v‖ has v's shape
-		}
+	if p, ok := a.wsrc[id]; ok {
+		return a.ParamShape(p, kept) // a weight computed from p has p's shape
+	}
+	if w, ok := a.wvals[id]; ok {
+		return w.shape(slices.Clone(v.Shape), a.ParamShape(w.src, kept))
 	}
 	s := slices.Clone(v.Shape)
 	vm, ok := a.vmaps[id]
@@ -467,6 +473,11 @@ func (a *Analysis) GroupOfLayer(path string) []*Group {
 // HasLayer reports whether path is the module path of a conv or linear the
 // model runs (`iskl` entries that match nothing are errors).
 func (a *Analysis) HasLayer(path string) bool { return a.layers[path] }
+
+// WeightSource is the parameter a computed weight (value id) of a layer
+// the analysis follows is made from, and has the shape of: a weight norm's
+// direction v, a standardised weight's raw P. "" for any other value.
+func (a *Analysis) WeightSource(id int) string { return a.wsrc[id] }
 
 // WeightNorm reports whether parameter v is the direction of a
 // weight-normalised layer the analysis follows (w = g·v/‖v‖ per dim-0

@@ -95,6 +95,7 @@ type space struct {
 	layers  []srec
 	convs   []crec
 	ln      []srec // LayerNorm weights over these channels (normalized_shape follows)
+	sized   []srec // weights reshaped with these filters' count written in
 	// block is the granularity grouped convs impose (0: none).
 	block int
 	// origin is the fresh call that made this space and where in that
@@ -137,6 +138,13 @@ type analyzer struct {
 	// wnorms maps the direction v of each weight-normalised layer the
 	// analysis follows to its magnitude g.
 	wnorms map[string]string
+	// wsrc maps each computed weight value the analysis follows (weight
+	// normalisation, standardisation) to the parameter whose shape it has.
+	wsrc map[int]string
+	// wvals are the values inside the weight expressions the analysis
+	// follows (see keepWexpr); wseen collects those of the one being read.
+	wvals map[int]wval
+	wseen map[int]wexpr
 
 	op      *ir.Op
 	opIdx   int
@@ -207,6 +215,9 @@ func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, coarse map[freshKey]in
 		fixedVals: map[int]string{},
 		layers:    map[string]bool{},
 		wnorms:    map[string]string{},
+		wsrc:      map[int]string{},
+		wvals:     map[int]wval{},
+		wseen:     map[int]wexpr{},
 		claimed:   map[int]bool{},
 		opIdx:     -1,
 		splitAt:   splitAt,
@@ -519,8 +530,9 @@ func (a *analyzer) union(x, y int) {
 	dst.layers = append(dst.layers, src.layers...)
 	dst.convs = append(dst.convs, src.convs...)
 	dst.ln = append(dst.ln, src.ln...)
+	dst.sized = append(dst.sized, src.sized...)
 	dst.block = lcm(dst.block, src.block)
-	src.members, src.layers, src.convs, src.ln = nil, nil, nil, nil
+	src.members, src.layers, src.convs, src.ln, src.sized = nil, nil, nil, nil, nil
 }
 
 func (a *analyzer) freezeSp(sp int, reason string) {

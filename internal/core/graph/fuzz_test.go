@@ -73,7 +73,13 @@ func genGraph(data []byte) (*ir.Graph, error) {
 			if len(s) != 4 || s[1] == 0 {
 				continue
 			}
-			o := irtest.ConvOpts{Bias: r.intn(2) == 0, Pad: 1, Func: r.intn(3) == 0, WeightNorm: r.intn(4) == 0}
+			o := irtest.ConvOpts{Bias: r.intn(2) == 0, Pad: 1, Func: r.intn(3) == 0}
+			switch r.intn(8) {
+			case 0:
+				o.WeightNorm = true
+			case 1, 2:
+				o.Std = []string{"bn", "gain", "var_mean"}[r.intn(3)]
+			}
 			cout := int64(1 + r.intn(8))
 			switch r.intn(5) {
 			case 0:

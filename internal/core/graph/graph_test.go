@@ -1288,6 +1288,39 @@ var analyzeCases = []struct {
 		want: []wantGroup{{has: "a.weight:0", channels: 6, reason: "weight normalisation of a grouped"}},
 	},
 	{
+		// Weight standardisation (BiT, timm's StdConv2d): each filter is
+		// made zero-mean and unit-variance in forward. The filters stay
+		// independent (exact), but a filter's statistics run over its
+		// input channels, so that side is inexact.
+		name: "standardised weights follow, inexact on the input side",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1, Std: "bn"}))
+			y = b.Relu(b.Conv(y, "b", 4, 3, irtest.ConvOpts{Pad: 1, Std: "var_mean"}))
+			y = b.Relu(b.Conv(y, "n", 5, 1, irtest.ConvOpts{Std: "gain"}))
+			b.Output(b.Conv(y, "c", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 6, prunable: true, inexact: "standardises each filter",
+				members: []string{"a.weight:0", "b.weight:1"}},
+			{has: "b.weight:0", channels: 4, prunable: true, inexact: "standardises each filter",
+				members: []string{"b.weight:0", "n.weight:1"}},
+			{has: "n.weight:0", channels: 5, prunable: true,
+				members: []string{"n.weight:0", "n.gain:0", "c.weight:1"}},
+		},
+	},
+	{
+		// A standardised weight of a depthwise conv is not followed.
+		name: "standardised depthwise conv freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 8, 8)
+			y := b.Relu(b.Conv(x, "a", 6, 1, irtest.ConvOpts{}))
+			y = b.Relu(b.Conv(y, "dw", 6, 3, irtest.ConvOpts{Pad: 1, Groups: 6, Std: "bn"}))
+			b.Output(b.Conv(y, "c", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 6, reason: "computed weight of a grouped"}},
+	},
+	{
 		// A reflection pad would copy channels: frozen.
 		name: "reflection pad across the channels freezes",
 		build: func(b *irtest.Builder) {
@@ -1522,5 +1555,41 @@ func TestWeightNormPairs(t *testing.T) {
 	}
 	if !a.HasLayer("a") {
 		t.Errorf("layer a (weight a.weight_v) unknown; layers %v", a.Layers())
+	}
+}
+
+func TestStandardisedWeightSizes(t *testing.T) {
+	b := irtest.New()
+	x := b.Input(1, 3, 8, 8)
+	y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1, Std: "bn"}))
+	y = b.Relu(b.Conv(y, "b", 4, 3, irtest.ConvOpts{Pad: 1, Std: "var_mean"}))
+	b.Output(b.Conv(y, "c", 2, 1, irtest.ConvOpts{}))
+	g := mustBuild(t, b)
+	a, err := Analyze(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a's reshape writes its 6 filters in; b's var_mean follows any count.
+	if grp := groupWith(a, "a.weight:0"); grp == nil || !slices.Equal(grp.SizedWeights, []string{"a.weight"}) {
+		t.Errorf("a's group: sized weights %v, want [a.weight]\n%s", grp.SizedWeights, dump(a))
+	}
+	if grp := groupWith(a, "b.weight:0"); grp == nil || len(grp.SizedWeights) != 0 {
+		t.Errorf("b's group: sized weights %v, want none", grp.SizedWeights)
+	}
+	// The computed weights take their source's pruned shape.
+	for i := range g.Ops {
+		op := &g.Ops[i]
+		if op.Kind != "aten::_convolution" || op.Scope == "c" {
+			continue
+		}
+		src := a.WeightSource(op.Inputs[1])
+		if src != op.Scope+".weight" {
+			t.Errorf("conv %s: weight source %q", op.Scope, src)
+			continue
+		}
+		kept := map[int]int{groupWith(a, src+":0").ID: 2}
+		if got, want := a.ValueShape(op.Inputs[1], kept), a.ParamShape(src, kept); !slices.Equal(got, want) || got[0] != 2 {
+			t.Errorf("conv %s: weight shape %v under kept, its source %v", op.Scope, got, want)
+		}
 	}
 }

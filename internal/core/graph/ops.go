@@ -343,8 +343,15 @@ func (a *analyzer) conv() {
 		}
 	}
 	wname, gname := a.param(w), ""
+	var std wexpr
+	standardised := false
 	if wname == "" {
 		wname, gname = a.weightNorm(w)
+	}
+	if wname == "" {
+		if std, standardised = a.computedWeight(w); standardised {
+			wname = std.src
+		}
 	}
 	if wname != "" {
 		a.layers[layerOf(wname)] = true
@@ -366,6 +373,10 @@ func (a *analyzer) conv() {
 	}
 	if gname != "" && (transposed || groups != 1 || (m != nil && m.dim >= 2)) {
 		fail("weight normalisation of a grouped, transposed or sliding conv is not followed")
+		return
+	}
+	if standardised && (transposed || groups != 1 || (m != nil && m.dim >= 2)) {
+		fail("a computed weight of a grouped, transposed or sliding conv is not followed")
 		return
 	}
 	if m != nil && m.dim >= 2 {
@@ -417,6 +428,9 @@ func (a *analyzer) conv() {
 		if m != nil && m.dim == 1 && m.extent() == cin {
 			a.addMembers(m, wname, inDim, false)
 			tied = append(tied, inDim)
+			if std.mixed {
+				a.inexactMap(m, a.standardisedReason())
+			}
 		} else if m != nil {
 			fail("input channels are not on dim 1")
 		}
@@ -424,9 +438,12 @@ func (a *analyzer) conv() {
 		if om == nil {
 			return
 		}
-		if gname != "" {
+		switch {
+		case gname != "":
 			a.normedWeight(om, w, wname, gname)
-		} else {
+		case standardised:
+			a.standardisedWeight(om, w, std)
+		default:
 			a.addMembers(om, wname, outDim, true)
 		}
 		a.addLayers(om, layer)
@@ -533,6 +550,30 @@ func (a *analyzer) normedWeight(om *cmap, w int, v, g string) {
 	a.addMembers(om, v, 0, false)
 	a.useParam(w, g, 0)
 	a.wnorms[v] = g
+	a.wsrc[w] = v
+}
+
+// standardisedWeight makes the filters of a weight computed from e.src
+// filter by filter (see computedWeight) members of om: e.src's rows are
+// the producer, and each per-filter parameter read beside it (a gain)
+// follows them. Where a reshape wrote the filter count in, om lists the
+// weight among its SizedWeights.
+func (a *analyzer) standardisedWeight(om *cmap, w int, e wexpr) {
+	a.addMembers(om, e.src, 0, true)
+	n := a.paramShape(e.src)[0]
+	for _, r := range e.rows {
+		d := rowShaped(a.paramShape(r), n)
+		a.addMembers(om, r, d, false)
+		a.useParam(w, r, d)
+	}
+	a.keepWexpr(e.src)
+	if e.baked {
+		for _, sg := range om.segs {
+			r := &a.spaces[a.find(sg.sp)]
+			r.sized = append(r.sized, srec{a.nextSeq(), e.src})
+		}
+	}
+	a.wsrc[w] = e.src
 }
 
 func (a *analyzer) addmm() {

@@ -132,6 +132,11 @@ func (a *Analysis) WithTraining(tr *Analysis) {
 				g.LayerNorms = append(g.LayerNorms, ln)
 			}
 		}
+		for _, w := range t.SizedWeights {
+			if !slices.Contains(g.SizedWeights, w) {
+				g.SizedWeights = append(g.SizedWeights, w)
+			}
+		}
 	}
 }
 

@@ -77,6 +77,11 @@ type Group struct {
 	// channels (channels-last blocks), whose normalized_shape must be set to
 	// the new count when the group is pruned.
 	LayerNorms []string `json:"layer_norms,omitempty"`
+	// SizedWeights are the weights among this group's filters that forward
+	// reshapes with their filter count written in (weight standardisation's
+	// `w.reshape(1, out_channels, -1)`): surgery sets that count to the
+	// filters kept.
+	SizedWeights []string `json:"sized_weights,omitempty"`
 	// Frozen groups are never pruned; Reason says why (model input/output,
 	// an op the analysis does not understand, a partial slice, ...).
 	Frozen bool   `json:"frozen"`

@@ -107,6 +107,10 @@ var coverageRows = []string{
 	"wn_tcn_traced",
 	"coordconv_scripted",
 	"coordconv_traced",
+	"bit_resnetv2_scripted",
+	"bit_resnetv2_traced",
+	"nf_resnet_scripted",
+	"nf_resnet_traced",
 }
 
 // Issue 13's thresholds.

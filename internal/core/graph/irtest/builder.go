@@ -160,6 +160,42 @@ type ConvOpts struct {
 	// WeightNorm reads the weight through weight normalisation,
 	// aten::_weight_norm(name.weight_v, name.weight_g, 0).
 	WeightNorm bool
+	// Std standardises each filter of name.weight in forward: "bn" as
+	// timm's StdConv2d (reshape to [1, cout, -1] with cout written in,
+	// batch_norm in training mode, reshape_as back), "gain" the same with
+	// a per-filter name.gain [cout, 1, 1, 1] as batch_norm's weight
+	// (ScaledStdConv2d), "var_mean" as BiT's own ((w - mean) / sqrt(var
+	// + eps) from aten::var_mean).
+	Std string
+}
+
+// standardise computes a standardised copy of weight p (see ConvOpts.Std).
+func (b *Builder) standardise(p int, name, how string) int {
+	W := b.Shape(p)
+	rest := int64(1)
+	for _, d := range W[1:] {
+		rest *= d
+	}
+	if how == "var_mean" {
+		stat := make([]int64, len(W)) // [cout, 1, 1, 1]
+		for i := range stat {
+			stat[i] = 1
+		}
+		stat[0] = W[0]
+		vm := b.Op("aten::var_mean", name, []int{p, b.IntList(1, 2, 3), b.Bool(false), b.Bool(true)}, stat, stat)
+		c := b.Op1("aten::sub", name, []int{p, vm[1], b.Int(1)}, W)
+		d := b.Op1("aten::sqrt", name, []int{b.Op1("aten::add", name, []int{vm[0], b.Float(1e-10), b.Int(1)}, stat)}, stat)
+		return b.Op1("aten::div", name, []int{c, d}, W)
+	}
+	flat := []int64{1, W[0], rest}
+	x := b.Op1("aten::reshape", name, []int{p, b.IntList(1, W[0], -1)}, flat)
+	gain := b.None()
+	if how == "gain" {
+		g := b.Param(name+".gain", W[0], 1, 1, 1)
+		gain = b.Op1("aten::view", name, []int{b.Op1("aten::mul", name, []int{g, b.Float(0.5)}, []int64{W[0], 1, 1, 1}), b.IntList(-1)}, []int64{W[0]})
+	}
+	x = b.Op1("aten::batch_norm", name, []int{x, gain, b.None(), b.None(), b.None(), b.Bool(true), b.Float(0), b.Float(1e-6), b.Bool(true)}, flat)
+	return b.Op1("aten::reshape_as", name, []int{x, p}, W)
 }
 
 // Conv adds a square 2-D convolution reading parameter name+".weight"
@@ -183,6 +219,9 @@ func (b *Builder) Conv(x int, name string, cout, k int64, o ConvOpts) int {
 		w = b.Op1("aten::_weight_norm", name, []int{v, g, b.Int(0)}, []int64{cout, s[1] / o.Groups, k, k})
 	} else {
 		w = b.Param(name+".weight", cout, s[1]/o.Groups, k, k)
+		if o.Std != "" {
+			w = b.standardise(w, name, o.Std)
+		}
 	}
 	bias := b.None()
 	if o.Bias {

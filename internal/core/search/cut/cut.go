@@ -270,9 +270,10 @@ func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64, error) {
 
 // sizeArgs lists once, in group order, the weights of the ops whose size
 // argument follows their group's channels, with the channels per unit of
-// that argument: every grouped conv (groups = kept rows / PerGroup) and
+// that argument: every grouped conv (groups = kept rows / PerGroup),
 // every LayerNorm over the channels (normalized_shape = kept size, as
-// PerGroup 1).
+// PerGroup 1) and every weight reshaped with its filter count written in
+// (that count = kept rows, PerGroup 1).
 func (b *Base) sizeArgs() []graph.GroupedConv {
 	var out []graph.GroupedConv
 	for i := range b.Analysis.Groups {
@@ -280,6 +281,9 @@ func (b *Base) sizeArgs() []graph.GroupedConv {
 		cs := slices.Clone(g.GroupedConvs)
 		for _, ln := range g.LayerNorms {
 			cs = append(cs, graph.GroupedConv{Weight: ln, PerGroup: 1})
+		}
+		for _, w := range g.SizedWeights {
+			cs = append(cs, graph.GroupedConv{Weight: w, PerGroup: 1})
 		}
 		for _, c := range cs {
 			if !slices.Contains(out, c) {
