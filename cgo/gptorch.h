@@ -150,6 +150,10 @@ gpt_err gpt_module_forward_all(gpt_module m, const gpt_tensor *inputs, int n,
                                char **info);
 /* Newline-separated dotted names of parameters (buffers=0) or buffers (1). */
 gpt_err gpt_module_names(gpt_module m, int buffers, char **out);
+/* Newline-separated qualified type names, sorted and unique, of the
+ * objects other than modules that the module's attributes hold (custom
+ * classes: XNNPACK op contexts, quantized packed weights). */
+gpt_err gpt_module_object_types(gpt_module m, char **out);
 gpt_err gpt_module_get(gpt_module m, const char *name, gpt_tensor *out);
 /* Replace a parameter or buffer by a tensor of any shape; parameters keep
  * requires_grad. */

@@ -265,6 +265,15 @@ class Generator:
                             "TorchScript smallcnn with float16 weights")
         self.scripted_error("aux_too_small", lambda: AuxTooSmall().eval(),
                             "TorchScript whose training-only head fails at 1,3,32,32")
+        # Deployment steps that bake the weights into something surgery
+        # cannot cut.
+        from torch.utils.mobile_optimizer import optimize_for_mobile
+        self.deployed_error("frozen", torch.jit.freeze,
+                            "TorchScript smallcnn after torch.jit.freeze (weights inlined as constants)")
+        self.deployed_error("mobile", optimize_for_mobile,
+                            "TorchScript smallcnn after optimize_for_mobile (frozen, XNNPACK prepacked convs)")
+        self.deployed_error("quantized", None,
+                            "TorchScript smallcnn statically quantized (fbgemm): convs with packed int8 weights")
 
     def scripted_error(self, name, ctor, what):
         """Script ctor() (seeded by name) into NAME.pt, an error fixture."""
@@ -272,6 +281,30 @@ class Generator:
 
         torch.manual_seed(seed_of(name))
         torch.jit.script(ctor()).save(self.p(name + ".pt"))
+        self.error_fixtures.append({"name": name, "model": name + ".pt", "what": what})
+
+    def deployed_error(self, name, step, what):
+        """smallcnn (seeded by name) scripted and passed through a deployment
+        step into NAME.pt, an error fixture; step None quantizes it
+        statically (fbgemm, calibrated on seeded random inputs) first."""
+        import torch
+        import torch.nn as nn
+        from fixture_models import SmallCNN
+
+        torch.manual_seed(seed_of(name))
+        m = SmallCNN()
+        randomise_bn(m, seed_of(name) + 2)
+        m.eval()
+        if step is None:
+            q = torch.ao.quantization
+            m = nn.Sequential(q.QuantStub(), m, q.DeQuantStub()).eval()
+            m.qconfig = q.get_default_qconfig("fbgemm")
+            p = q.prepare(m)
+            with torch.no_grad():
+                p(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed_of(name) + 1)))
+            torch.jit.script(q.convert(p)).save(self.p(name + ".pt"))
+        else:
+            step(torch.jit.script(m)).save(self.p(name + ".pt"))
         self.error_fixtures.append({"name": name, "model": name + ".pt", "what": what})
 
     def one(self, arch, ctor, shape, group=None):

@@ -311,12 +311,25 @@ func (m *Module) ForwardAll(noGrad bool, inputs ...*Tensor) ([]*Tensor, *ir.Outp
 }
 
 func (m *Module) names(buffers bool) ([]string, error) {
+	return m.lines("names", func(h C.gpt_module, p **C.char) C.gpt_err { return C.gpt_module_names(h, cbool(buffers), p) })
+}
+
+// ObjectTypes lists the qualified type names of the objects other than
+// modules that the module's attributes hold: custom classes such as
+// XNNPACK's prepacked convs (optimize_for_mobile) or quantized packed
+// weights, sorted and unique.
+func (m *Module) ObjectTypes() ([]string, error) {
+	return m.lines("object_types", func(h C.gpt_module, p **C.char) C.gpt_err { return C.gpt_module_object_types(h, p) })
+}
+
+// lines runs a bridge call that returns newline-separated names.
+func (m *Module) lines(call string, f func(C.gpt_module, **C.char) C.gpt_err) ([]string, error) {
 	h, err := m.handle()
 	if err != nil {
 		return nil, err
 	}
 	var p *C.char
-	err = errFrom("names", C.gpt_module_names(h, cbool(buffers), &p))
+	err = errFrom(call, f(h, &p))
 	runtime.KeepAlive(m)
 	if err != nil {
 		return nil, err

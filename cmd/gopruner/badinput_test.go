@@ -151,6 +151,9 @@ func TestBadInputModel(t *testing.T) {
 	noForward := fixtures.Path(t, "no_forward.pt")
 	twoInputs := fixtures.Path(t, "two_inputs.pt")
 	half := fixtures.Path(t, "half.pt")
+	frozen := fixtures.Path(t, "frozen.pt")
+	mobile := fixtures.Path(t, "mobile.pt")
+	quantized := fixtures.Path(t, "quantized.pt")
 	setup := func(t *testing.T, dir string) {
 		rnd := make([]byte, 4096) // fixed pseudo-random bytes, not a zip
 		for i := range rnd {
@@ -191,6 +194,9 @@ func TestBadInputModel(t *testing.T) {
 		{"no forward", noForward, []string{noForward, "no forward method"}},
 		{"two inputs", twoInputs, []string{"forward(x, meta) takes 2 inputs", "one tensor", "[1 3 32 32]"}},
 		{"float16 weights", half, []string{"weights are float16 (layer conv1)", "float32 inputs", ".float()"}},
+		{"frozen", frozen, []string{frozen, "has no parameters", "torch.jit.freeze", "from before that step"}},
+		{"optimised for mobile", mobile, []string{mobile, "has no parameters", "optimize_for_mobile"}},
+		{"quantized", quantized, []string{quantized, "is quantized", "quantized.Conv2dPackedParamsBase", "prune before quantizing"}},
 	}
 	var cases []badCase
 	for _, m := range models {
@@ -198,7 +204,7 @@ func TestBadInputModel(t *testing.T) {
 			args: []string{"flops", "--model", m.path, "--input-shape", "1,3,32,32"}})
 		// prune goes through the same model.Load; a few cases show it.
 		if m.name == "missing file" || m.name == "truncated" || m.name == "state_dict" || m.name == "no forward" ||
-			m.name == "two inputs" || m.name == "float16 weights" {
+			m.name == "two inputs" || m.name == "float16 weights" || m.name == "frozen" || m.name == "quantized" {
 			cases = append(cases, badCase{name: "prune/" + m.name, code: 2, wants: m.wants,
 				args: []string{"prune", "--model", m.path, "--input-shape", "1,3,32,32", "--algorithm", "L2Norm",
 					"--finetune=false", "--exp-save", "exp", "--out", "out.pt"}})

@@ -48,7 +48,45 @@ func Load(path string, dev torch.Device) (*torch.Module, error) {
 		m.Close()
 		return nil, fail.Usagef("model %s: TorchScript module has no forward method; gopruner prunes what forward computes", path)
 	}
+	if err := refuseBaked(m, path); err != nil {
+		m.Close()
+		return nil, err
+	}
 	return m, nil
+}
+
+// refuseBaked refuses, before anything runs, a model whose weights were
+// baked into something surgery cannot cut: XNNPACK's prepacked convs
+// (optimize_for_mobile), quantized convs' packed int8 weights, or constants
+// (torch.jit.freeze, optimize_for_inference). Each is a step taken after
+// training for deployment; the fix is to prune the model from before it.
+// A dynamically quantized Linear (packed weights too) is left alone: it is
+// a layer the analysis does not follow, and the convs around it prune.
+func refuseBaked(m *torch.Module, path string) error {
+	types, err := m.ObjectTypes()
+	if err != nil {
+		return err
+	}
+	for _, t := range types {
+		short := strings.TrimPrefix(t, "__torch__.torch.classes.")
+		switch {
+		case strings.HasPrefix(t, "__torch__.torch.classes.xnnpack."):
+			return fail.Usagef("model %s was optimised for mobile: optimize_for_mobile packed its layers into XNNPACK contexts (%s), "+
+				"which gopruner cannot cut; prune the model from before that step and optimise the pruned one", path, short)
+		case strings.HasPrefix(t, "__torch__.torch.classes.quantized.Conv"):
+			return fail.Usagef("model %s is quantized: its convs hold packed int8 weights (%s), which gopruner cannot cut; "+
+				"it prunes float32 models: prune before quantizing", path, short)
+		}
+	}
+	params, err := m.ParameterNames()
+	if err != nil {
+		return err
+	}
+	if len(params) == 0 {
+		return fail.Usagef("model %s has no parameters: its weights are constants (torch.jit.freeze, optimize_for_inference and "+
+			"optimize_for_mobile inline them), which gopruner cannot cut; prune the model from before that step and repeat it on the pruned one", path)
+	}
+	return nil
 }
 
 // CheckFile is Load's check of the file itself, without libtorch: a
