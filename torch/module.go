@@ -347,6 +347,35 @@ func (m *Module) ParameterNames() ([]string, error) { return m.names(false) }
 // BufferNames lists the dotted names of all buffers.
 func (m *Module) BufferNames() ([]string, error) { return m.names(true) }
 
+// EditFloat32s replaces the values of a float32 parameter or buffer by
+// what edit makes of a copy of them (shape unchanged), on the module's
+// device: a read, change and write back for the few tensors that are
+// changed by value rather than cut.
+func (m *Module) EditFloat32s(name string, edit func(shape []int64, vals []float32) error) error {
+	t, err := m.Get(name)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	shape, err := t.Shape()
+	if err != nil {
+		return err
+	}
+	vals, err := t.Float32s()
+	if err != nil {
+		return err
+	}
+	if err := edit(shape, vals); err != nil {
+		return err
+	}
+	nt, err := FromFloat32(vals, shape, m.Device())
+	if err != nil {
+		return err
+	}
+	defer nt.Close()
+	return m.Set(name, nt)
+}
+
 // Get returns a parameter or buffer by dotted name. The tensor shares
 // storage with the module.
 func (m *Module) Get(name string) (*Tensor, error) {

@@ -53,31 +53,15 @@ func (r renorm) apply(m *torch.Module) error {
 	if err != nil {
 		return err
 	}
-	g, err := m.Get(r.g)
-	if err != nil {
-		return err
-	}
-	defer g.Close()
-	shape, err := g.Shape()
-	if err != nil {
-		return err
-	}
-	vals, err := g.Float32s()
-	if err != nil {
-		return err
-	}
-	if len(vals) != len(after) || len(after) != len(r.before) {
-		return fmt.Errorf("%s has %d values for %d rows of %s", r.g, len(vals), len(after), r.v)
-	}
-	for i := range vals {
-		if r.before[i] > 0 {
-			vals[i] = float32(float64(vals[i]) * after[i] / r.before[i])
+	return m.EditFloat32s(r.g, func(_ []int64, vals []float32) error {
+		if len(vals) != len(after) || len(after) != len(r.before) {
+			return fmt.Errorf("%s has %d values for %d rows of %s", r.g, len(vals), len(after), r.v)
 		}
-	}
-	t, err := torch.FromFloat32(vals, shape, m.Device())
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	return m.Set(r.g, t)
+		for i := range vals {
+			if r.before[i] > 0 {
+				vals[i] = float32(float64(vals[i]) * after[i] / r.before[i])
+			}
+		}
+		return nil
+	})
 }

@@ -24,7 +24,6 @@ type Analysis struct {
 	layers   map[string]bool
 	byLayer  map[string][]int
 	wnorms   map[string]string
-	wsrc     map[int]string
 	wvals    map[int]wval
 }
 
@@ -140,7 +139,6 @@ func (a *analyzer) finish() *Analysis {
 		layers:   a.layers,
 		byLayer:  map[string][]int{},
 		wnorms:   a.wnorms,
-		wsrc:     a.wsrc,
 		wvals:    a.wvals,
 	}
 	gid := map[int]int{}
@@ -292,9 +290,6 @@ func (a *Analysis) ValueShape(id int, kept map[int]int) []int64 {
 	}
 	if v.Param != "" {
 		return a.ParamShape(v.Param, kept)
-	}
-	if p, ok := a.wsrc[id]; ok {
-		return a.ParamShape(p, kept) // a weight computed from p has p's shape
 	}
 	if w, ok := a.wvals[id]; ok {
 		return w.shape(slices.Clone(v.Shape), a.ParamShape(w.src, kept))
@@ -476,8 +471,14 @@ func (a *Analysis) HasLayer(path string) bool { return a.layers[path] }
 
 // WeightSource is the parameter a computed weight (value id) of a layer
 // the analysis follows is made from, and has the shape of: a weight norm's
-// direction v, a standardised weight's raw P. "" for any other value.
-func (a *Analysis) WeightSource(id int) string { return a.wsrc[id] }
+// direction v, a standardised weight's raw P (and so is a value inside
+// such an expression that has P's layout). "" for any other value.
+func (a *Analysis) WeightSource(id int) string {
+	if w, ok := a.wvals[id]; ok && w.form == wFull {
+		return w.src
+	}
+	return ""
+}
 
 // WeightNorm reports whether parameter v is the direction of a
 // weight-normalised layer the analysis follows (w = g·v/‖v‖ per dim-0

@@ -138,11 +138,10 @@ type analyzer struct {
 	// wnorms maps the direction v of each weight-normalised layer the
 	// analysis follows to its magnitude g.
 	wnorms map[string]string
-	// wsrc maps each computed weight value the analysis follows (weight
-	// normalisation, standardisation) to the parameter whose shape it has.
-	wsrc map[int]string
-	// wvals are the values inside the weight expressions the analysis
-	// follows (see keepWexpr); wseen collects those of the one being read.
+	// wvals are the computed weights the analysis follows (weight
+	// normalisation, standardisation) and the values inside their
+	// expressions, with how each takes its shape from its source parameter
+	// (see keepWexpr); wseen collects those of the one being read.
 	wvals map[int]wval
 	wseen map[int]wexpr
 
@@ -215,7 +214,6 @@ func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, coarse map[freshKey]in
 		fixedVals: map[int]string{},
 		layers:    map[string]bool{},
 		wnorms:    map[string]string{},
-		wsrc:      map[int]string{},
 		wvals:     map[int]wval{},
 		wseen:     map[int]wexpr{},
 		claimed:   map[int]bool{},

@@ -550,7 +550,7 @@ func (a *analyzer) normedWeight(om *cmap, w int, v, g string) {
 	a.addMembers(om, v, 0, false)
 	a.useParam(w, g, 0)
 	a.wnorms[v] = g
-	a.wsrc[w] = v
+	a.wvals[w] = wval{src: v, form: wFull}
 }
 
 // standardisedWeight makes the filters of a weight computed from e.src
@@ -573,7 +573,6 @@ func (a *analyzer) standardisedWeight(om *cmap, w int, e wexpr) {
 			r.sized = append(r.sized, srec{a.nextSeq(), e.src})
 		}
 	}
-	a.wsrc[w] = e.src
 }
 
 func (a *analyzer) addmm() {

@@ -83,43 +83,27 @@ func complement(kept []int, n int) []int {
 }
 
 func zeroRows(m *torch.Module, mem graph.Member, channels []int) error {
-	t, err := m.Get(mem.Tensor)
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	shape, err := t.Shape()
-	if err != nil {
-		return err
-	}
-	vals, err := t.Float32s()
-	if err != nil {
-		return err
-	}
-	if mem.Dim < 0 || mem.Dim >= len(shape) {
-		return fmt.Errorf("zero %s: no dim %d in shape %v", mem.Tensor, mem.Dim, shape)
-	}
-	n := int(shape[mem.Dim])
-	zero := make([]bool, n)
-	for _, r := range mem.Indices(channels) {
-		if r < 0 || r >= n {
-			return fmt.Errorf("zero %s: index %d outside %d of dim %d", mem.Tensor, r, n, mem.Dim)
+	return m.EditFloat32s(mem.Tensor, func(shape []int64, vals []float32) error {
+		if mem.Dim < 0 || mem.Dim >= len(shape) {
+			return fmt.Errorf("zero %s: no dim %d in shape %v", mem.Tensor, mem.Dim, shape)
 		}
-		zero[r] = true
-	}
-	inner := 1
-	for _, d := range shape[mem.Dim+1:] {
-		inner *= int(d)
-	}
-	for i := range vals {
-		if zero[(i/inner)%n] {
-			vals[i] = 0
+		n := int(shape[mem.Dim])
+		zero := make([]bool, n)
+		for _, r := range mem.Indices(channels) {
+			if r < 0 || r >= n {
+				return fmt.Errorf("zero %s: index %d outside %d of dim %d", mem.Tensor, r, n, mem.Dim)
+			}
+			zero[r] = true
 		}
-	}
-	z, err := torch.FromFloat32(vals, shape, m.Device())
-	if err != nil {
-		return err
-	}
-	defer z.Close()
-	return m.Set(mem.Tensor, z)
+		inner := 1
+		for _, d := range shape[mem.Dim+1:] {
+			inner *= int(d)
+		}
+		for i := range vals {
+			if zero[(i/inner)%n] {
+				vals[i] = 0
+			}
+		}
+		return nil
+	})
 }
