@@ -1099,6 +1099,61 @@ class CoordConvNet(nn.Module):  # input 1x3x32x32
         return self.fc(self.b(torch.cat([ys, y, xs], 1)).mean((2, 3)))
 
 
+class SelfAttention(nn.Module):
+    """SAGAN's self-attention (Zhang et al. 2019): a softmax over bmm(q, k)
+    weights the values, added back with a learnt scale."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.q = nn.Conv2d(c, c // 4, 1)
+        self.k = nn.Conv2d(c, c // 4, 1)
+        self.v = nn.Conv2d(c, c, 1)
+        self.gamma = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x):
+        q = self.q(x).flatten(2).permute(0, 2, 1)
+        att = torch.softmax(torch.bmm(q, self.k(x).flatten(2)), dim=-1)
+        o = torch.bmm(self.v(x).flatten(2), att.permute(0, 2, 1))
+        return self.gamma * o.view_as(x) + x
+
+
+class NonLocal(nn.Module):
+    """A non-local block (Wang et al. 2018, embedded Gaussian) written with
+    torch.matmul."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.theta = nn.Conv2d(c, c // 2, 1)
+        self.phi = nn.Conv2d(c, c // 2, 1)
+        self.g = nn.Conv2d(c, c // 2, 1)
+        self.w = nn.Sequential(nn.Conv2d(c // 2, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        n, h, w = x.shape[0], x.shape[2], x.shape[3]
+        f = torch.matmul(self.theta(x).flatten(2).transpose(1, 2), self.phi(x).flatten(2))
+        y = torch.matmul(torch.softmax(f, dim=-1), self.g(x).flatten(2).transpose(1, 2))
+        return x + self.w(y.transpose(1, 2).reshape(n, -1, h, w))
+
+
+class AttentionNet(nn.Module):  # input 1x3x32x32
+    """Products of activations: SAGAN self-attention, a non-local block and
+    a squeeze-excitation gate applied with torch.einsum."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 16), *cbr(16, 32, stride=2))
+        self.att = SelfAttention(32)
+        self.nl = NonLocal(32)
+        self.se = nn.Sequential(nn.Linear(32, 8), nn.ReLU(), nn.Linear(8, 32))
+        self.down = nn.Sequential(*cbr(32, 48, stride=2))
+        self.fc = nn.Linear(48, 10)
+
+    def forward(self, x):
+        x = self.nl(self.att(self.stem(x)))
+        x = torch.einsum("bchw,bc->bchw", x, torch.sigmoid(self.se(x.mean((2, 3)))))
+        return self.fc(self.down(x).mean((2, 3)))
+
+
 class StdConv2d(nn.Conv2d):
     """timm's StdConv2d (BiT): each filter standardised to zero mean and
     unit variance in forward, by a batch_norm over weight.reshape(1,
@@ -1318,6 +1373,9 @@ COVERAGE_MODELS = [
     ("wn_tcn", WNTCN, [1, 2, 256]),
     # Coordinate planes concatenated to the features (CoordConv).
     ("coordconv", CoordConvNet, IMG32),
+    # Products of activations: bmm and matmul (self-attention, non-local),
+    # einsum (a channel gate).
+    ("attention", AttentionNet, IMG32),
     # Weight standardisation (BiT's ResNetV2, timm's StdConv2d) with
     # GroupNorm: inexact groups, one exact (the last stage's output).
     ("bit_resnetv2", BiTResNetV2, IMG32),

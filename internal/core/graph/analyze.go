@@ -134,7 +134,13 @@ type analyzer struct {
 	// fixedVals are values whose channels must stay as they are no matter
 	// which op assigns their map (model inputs, values read before written).
 	fixedVals map[int]string
-	layers    map[string]bool
+	// nochan are values that carry no channels because an op summed them
+	// away (a product, a reduction that drops the channel dim), and those
+	// computed from such values alone. They get no frozen default map: a
+	// later unsqueeze would put it on a spatial dim, where it would clash
+	// with the channels of whatever the value gates.
+	nochan map[int]bool
+	layers map[string]bool
 	// wnorms maps the direction v of each weight-normalised layer the
 	// analysis follows to its magnitude g.
 	wnorms map[string]string
@@ -212,6 +218,7 @@ func analyzeOnce(g *ir.Graph, splitAt map[freshKey][]int, coarse map[freshKey]in
 		splits:    map[int]int{},
 		aliases:   map[int]int{},
 		fixedVals: map[int]string{},
+		nochan:    map[int]bool{},
 		layers:    map[string]bool{},
 		wnorms:    map[string]string{},
 		wvals:     map[int]wval{},
@@ -322,8 +329,13 @@ func (a *analyzer) step(i int) {
 		a.live[o] = true
 	}
 	a.dispatch(op)
+	derived := a.fromNochan(op)
 	for _, o := range op.Outputs {
-		if a.maps[o] == nil {
+		switch {
+		case a.maps[o] != nil, a.nochan[o]:
+		case derived && (a.isTensor(o) || a.isTensorList(o)):
+			a.nochan[o] = true
+		default:
 			a.defaultMap(o, fmt.Sprintf("output of %s is not followed", a.desc()))
 		}
 	}
@@ -335,6 +347,26 @@ func (a *analyzer) step(i int) {
 			a.pin(s, -1, fmt.Sprintf("is read by %s in a way the analysis does not follow", a.desc()))
 		}
 	}
+}
+
+// fromNochan reports whether op reads live tensors and all of them carry no
+// channels (see nochan).
+func (a *analyzer) fromNochan(op *ir.Op) bool {
+	n := 0
+	for _, in := range op.Inputs {
+		if !a.live[in] {
+			continue
+		}
+		v := a.value(in)
+		if v != nil && v.Kind != ir.KindTensor && v.Kind != ir.KindTensorList && v.Kind != ir.KindOther {
+			continue // a live size or flag
+		}
+		if !a.nochan[in] {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 // passive handles an op that does not depend on the model input (weight
@@ -397,6 +429,12 @@ func (a *analyzer) value(id int) *ir.Value {
 func (a *analyzer) isTensor(id int) bool {
 	v := a.value(id)
 	return v != nil && (v.Kind == ir.KindTensor || v.Param != "")
+}
+
+// isTensorList reports whether id is a list of tensors.
+func (a *analyzer) isTensorList(id int) bool {
+	v := a.value(id)
+	return v != nil && v.Kind == ir.KindTensorList
 }
 
 // isNone reports whether input id is absent or an explicit None.

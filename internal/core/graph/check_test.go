@@ -12,7 +12,7 @@ import (
 
 func init() { recoverPanics = false }
 
-// halfKept keeps the first half (at least one) of every prunable group's
+// halfKept keeps the first half or all but one (at least one) of every prunable group's
 // blocks, or every other block when odd is set, so that offsets and strides
 // get exercised with non-prefix selections too. A block is one channel
 // unless a grouped conv asks for more.
@@ -27,7 +27,13 @@ func halfKept(a *Analysis, odd bool) (map[int][]int, map[int]int) {
 				blocks = append(blocks, j)
 			}
 		} else {
-			for j := 0; j < max(1, nb/2); j++ {
+			// Groups keep different counts (half, or all but one), so that
+			// two groups a rule failed to tie do not line up by chance.
+			n := max(1, nb/2)
+			if g.ID%2 == 1 {
+				n = max(1, nb-1)
+			}
+			for j := 0; j < n; j++ {
 				blocks = append(blocks, j)
 			}
 		}
@@ -245,6 +251,17 @@ func prunedErrors(g *ir.Graph, a *Analysis, kept map[int]int) []string {
 				}
 				return sum == o[d]
 			})
+		case ops.Lookup(op.Kind).Rule == ops.Matmul || ops.Lookup(op.Kind).Rule == ops.Bmm ||
+			ops.Lookup(op.Kind).Rule == ops.Einsum:
+			operands := []int{in(0), in(1)}
+			if ops.Lookup(op.Kind).Rule == ops.Einsum {
+				elems, ok := g.ListElems(in(1))
+				if !ok {
+					break
+				}
+				operands = elems
+			}
+			rel("product labels", func(k map[int]int) bool { return productFits(g, op, operands, shape, k) })
 		case ops.Lookup(op.Kind).Rule == ops.Reshape || ops.Lookup(op.Kind).Rule == ops.ReshapeAs:
 			rel("numel", func(k map[int]int) bool {
 				p1, ok1 := prod(shape(in(0), k))
@@ -256,4 +273,59 @@ func prunedErrors(g *ir.Graph, a *Analysis, kept map[int]int) []string {
 		}
 	}
 	return errs
+}
+
+// productFits reports whether a product's operands and output agree on the
+// size of every label (1 broadcasts).
+func productFits(g *ir.Graph, op ir.Op, operands []int, shape func(int, map[int]int) []int64, k map[int]int) bool {
+	shapes := make([][]int64, len(operands))
+	ranks := make([]int, len(operands))
+	for i, x := range operands {
+		shapes[i] = shape(x, k)
+		ranks[i] = len(shapes[i])
+	}
+	var spec prodSpec
+	var ok bool
+	if ops.Lookup(op.Kind).Rule == ops.Einsum {
+		v := g.Value(op.Inputs[0])
+		if v == nil {
+			return false
+		}
+		var err error
+		spec, err = einsumSpec(v.Str, ranks)
+		ok = err == nil
+	} else {
+		spec, ok = matmulSpec(ranks[0], ranks[1])
+	}
+	if !ok {
+		return false
+	}
+	size := map[int]int64{}
+	fits := func(l int, d int64) bool {
+		if d == 1 {
+			return true
+		}
+		if s, seen := size[l]; seen && s != d {
+			return false
+		}
+		size[l] = d
+		return true
+	}
+	for i, s := range shapes {
+		for j, d := range s {
+			if !fits(spec.ins[i][j], d) {
+				return false
+			}
+		}
+	}
+	o := shape(op.Outputs[0], k)
+	if len(o) != len(spec.out) {
+		return false
+	}
+	for j, d := range o {
+		if !fits(spec.out[j], d) {
+			return false
+		}
+	}
+	return true
 }

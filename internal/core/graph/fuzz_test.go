@@ -45,7 +45,7 @@ var rawKinds = []string{
 	"aten::clamp", "aten::to", "aten::upsample_nearest2d", "prim::ConstantChunk", "aten::frobnicate",
 	"aten::unsqueeze", "aten::index_select", "aten::roll", "aten::flip", "aten::amax", "aten::argmax", "aten::Int",
 	"aten::stack", "aten::glu", "aten::norm", "aten::linalg_vector_norm", "aten::pixel_shuffle",
-	"aten::pixel_unshuffle", "aten::max_unpool2d",
+	"aten::pixel_unshuffle", "aten::max_unpool2d", "aten::bmm", "aten::einsum",
 }
 
 // genGraph turns fuzz bytes into a small graph: mostly well-formed CNN
@@ -68,7 +68,7 @@ func genGraph(data []byte) (*ir.Graph, error) {
 	for n := 0; n < 24 && !r.done(); n++ {
 		y := pick()
 		s := b.Shape(y)
-		switch r.intn(25) {
+		switch r.intn(27) {
 		case 0, 1: // conv, maybe depthwise or grouped
 			if len(s) != 4 || s[1] == 0 {
 				continue
@@ -211,6 +211,21 @@ func genGraph(data []byte) (*ir.Graph, error) {
 					b.IntList(1, 1), b.Bool(false)}, half, half)
 				add(p[0], b.Op1("aten::max_unpool2d", "", []int{p[0], p[1], b.IntList(s[2], s[3])}, s))
 			}
+		case 23, 24: // products of activations: matmul, bmm, einsum
+			z := pick()
+			if r.intn(2) == 0 && len(s) >= 2 {
+				z = b.Transpose(y, int64(len(s)-2), int64(len(s)-1)) // y·yᵀ, an attention map
+			}
+			zs := b.Shape(z)
+			if out, ok := matmulShape(s, zs); ok && r.intn(2) == 0 {
+				kind := "aten::matmul"
+				if len(s) == 3 && len(zs) == 3 && s[0] == zs[0] {
+					kind = "aten::bmm"
+				}
+				add(b.Op1(kind, "", []int{y, z}, out))
+			} else if eq, out, ok := genEinsum(r, s, zs); ok {
+				add(b.Einsum(eq, out, y, z))
+			}
 		default: // raw op over arbitrary values with arbitrary outputs
 			kind := rawKinds[r.intn(len(rawKinds))]
 			var ins []int
@@ -261,6 +276,65 @@ func genGraph(data []byte) (*ir.Graph, error) {
 		b.Output(pick())
 	}
 	return b.Build()
+}
+
+// matmulShape is torch.matmul's output shape for operands of rank 2 or more.
+func matmulShape(x, y []int64) ([]int64, bool) {
+	if len(x) < 2 || len(y) < 2 || x[len(x)-1] != y[len(y)-2] {
+		return nil, false
+	}
+	batch, ok := broadcastShapes(x[:len(x)-2], y[:len(y)-2])
+	if !ok {
+		return nil, false
+	}
+	return append(batch, x[len(x)-2], y[len(y)-1]), true
+}
+
+// genEinsum makes an equation over operands of shapes xs and ys: y's dims
+// share x's letters where the sizes allow, or take their own; the output
+// keeps a random subset of the letters, or is left implicit.
+func genEinsum(r *bytesReader, xs, ys []int64) (string, []int64, bool) {
+	if len(xs) > 6 || len(ys) > 6 {
+		return "", nil, false
+	}
+	size := map[byte]int64{}
+	var tx, ty, letters []byte
+	for i, d := range xs {
+		c := byte('a' + i)
+		tx, letters, size[c] = append(tx, c), append(letters, c), d
+	}
+	for j, d := range ys {
+		c := byte('p' + j)
+		if i := r.intn(len(xs) + 1); i < len(xs) && !slices.Contains(ty, tx[i]) && (xs[i] == d || xs[i] == 1 || d == 1) {
+			c = tx[i]
+			size[c] = max(size[c], d)
+		} else {
+			letters, size[c] = append(letters, c), d
+		}
+		ty = append(ty, c)
+	}
+	eq := string(tx) + "," + string(ty)
+	if r.intn(3) > 0 {
+		var keep []byte
+		for _, c := range letters {
+			if r.intn(2) == 0 {
+				keep = append(keep, c)
+			}
+		}
+		if len(keep) > 1 && r.intn(2) == 0 {
+			keep[0], keep[len(keep)-1] = keep[len(keep)-1], keep[0]
+		}
+		eq += "->" + string(keep)
+	}
+	spec, err := einsumSpec(eq, []int{len(xs), len(ys)})
+	if err != nil {
+		return "", nil, false
+	}
+	out := make([]int64, len(spec.out))
+	for i, l := range spec.out {
+		out[i] = size[byte(l)]
+	}
+	return eq, out, true
 }
 
 func broadcastShapes(x, y []int64) ([]int64, bool) {

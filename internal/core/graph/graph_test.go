@@ -1345,6 +1345,129 @@ var analyzeCases = []struct {
 			{has: "b.weight:0", channels: 4, reason: "differently concatenated"},
 		},
 	},
+	{
+		// SAGAN's self-attention: bmm(q, k) contracts q's and k's channels
+		// (tied, exact: zeroed channels add nothing to the sum), the
+		// attention map carries none, and v's channels pass through the
+		// second product (a matmul here) to the residual add.
+		name: "self-attention products follow",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			y := b.Relu(b.Conv(x, "a", 8, 3, irtest.ConvOpts{Pad: 1}))
+			q := b.Permute(b.Flatten(b.Conv(y, "q", 4, 1, irtest.ConvOpts{Bias: true}), 2), 0, 2, 1)
+			k := b.Flatten(b.Conv(y, "k", 4, 1, irtest.ConvOpts{Bias: true}), 2)
+			att := b.Op1("aten::softmax", "", []int{b.Bmm(q, k), b.Int(-1), b.None()}, []int64{1, 16, 16})
+			v := b.Flatten(b.Conv(y, "v", 8, 1, irtest.ConvOpts{}), 2)
+			o := b.Op1("aten::matmul", "", []int{v, b.Permute(att, 0, 2, 1)}, []int64{1, 8, 16})
+			b.Output(b.Conv(b.Add(b.View(o, 1, -1, 4, 4), y), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "q.weight:0", channels: 4, prunable: true,
+				members: []string{"q.weight:0", "q.bias:0", "k.weight:0", "k.bias:0"}},
+			{has: "a.weight:0", channels: 8, prunable: true,
+				contains: []string{"q.weight:1", "k.weight:1", "v.weight:0", "v.weight:1", "e.weight:1"}},
+		},
+	},
+	{
+		// An SE gate written as einsum: the kept label c ties the gate's
+		// channels to the features', as a broadcasting mul would.
+		name: "einsum channel gate follows",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1}))
+			m := b.Op1("aten::mean", "", []int{y, b.IntList(2, 3), b.Bool(false), b.None()}, []int64{1, 6})
+			w := b.Act("aten::sigmoid", b.Linear(m, "fc", 6, true))
+			b.Output(b.Conv(b.Einsum("bchw,bc->bchw", []int64{1, 6, 4, 4}, y, w), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 6, prunable: true,
+			contains: []string{"fc.weight:0", "fc.weight:1", "fc.bias:0", "e.weight:1"}}},
+	},
+	{
+		// A per-pixel dot product of two projections gates the features:
+		// the contraction leaves a map without channels, which unsqueeze
+		// must not turn into frozen channels on the height dim.
+		name: "contraction to a spatial gate follows",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1}))
+			g := b.Einsum("bchw,bchw->bhw", []int64{1, 4, 4}, b.Conv(y, "q", 3, 1, irtest.ConvOpts{}), b.Conv(y, "k", 3, 1, irtest.ConvOpts{}))
+			g = b.Act("aten::sigmoid", b.Op1("aten::unsqueeze", "", []int{g, b.Int(1)}, []int64{1, 1, 4, 4}))
+			b.Output(b.Conv(b.Mul(y, g), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "q.weight:0", channels: 3, prunable: true, members: []string{"q.weight:0", "k.weight:0"}},
+			{has: "a.weight:0", channels: 6, prunable: true, contains: []string{"q.weight:1", "k.weight:1", "e.weight:1"}},
+		},
+	},
+	{
+		// CBAM as its authors wrote it: max and mean over the channels
+		// without keepdim, unsqueezed and concatenated. The pooled planes
+		// carry no channels (the spatial conv's input dim is in no group);
+		// the features stay prunable, inexact as with keepdim.
+		name: "channel pooling without keepdim follows",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1}))
+			mx := b.OpValues("aten::max", "", []int{y, b.Int(1), b.Bool(false)},
+				ir.Value{Kind: ir.KindTensor, Shape: []int64{1, 4, 4}}, ir.Value{Kind: ir.KindTensor, Shape: []int64{1, 4, 4}, DType: "long"})[0]
+			mean := b.Op1("aten::mean", "", []int{y, b.IntList(1), b.Bool(false), b.None()}, []int64{1, 4, 4})
+			un := func(v int) int { return b.Op1("aten::unsqueeze", "", []int{v, b.Int(1)}, []int64{1, 1, 4, 4}) }
+			att := b.Act("aten::sigmoid", b.Conv(b.Cat(1, un(mx), un(mean)), "sa", 1, 3, irtest.ConvOpts{Pad: 1}))
+			b.Output(b.Conv(b.Mul(y, att), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 6, prunable: true, contains: []string{"e.weight:1"},
+				inexact: "reduces over the channels"},
+			{has: "sa.weight:0", channels: 1, prunable: true, members: []string{"sa.weight:0"}},
+		},
+	},
+	{
+		// A plane pooled across the channels, concatenated to them (a GAN
+		// critic's minibatch-deviation plane is built this way): its count
+		// is fixed, the features around it stay prunable.
+		name: "pooled plane concatenated to the channels",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1}))
+			mean := b.Op1("aten::mean", "", []int{y, b.IntList(1), b.Bool(false), b.None()}, []int64{1, 4, 4})
+			p := b.Op1("aten::unsqueeze", "", []int{mean, b.Int(1)}, []int64{1, 1, 4, 4})
+			b.Output(b.Conv(b.Cat(1, y, p), "e", 2, 1, irtest.ConvOpts{}))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 6, prunable: true, members: []string{"a.weight:0", "e.weight:1"},
+				inexact: "reduces over the channels"},
+			{has: "e.weight:1+6", channels: 1, reason: "computed across the channels"},
+		},
+	},
+	{
+		// An outer product would carry channels on two dims of one value.
+		name: "outer product of channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			mean := func(v int, c int64) int {
+				return b.Op1("aten::mean", "", []int{v, b.IntList(2, 3), b.Bool(false), b.None()}, []int64{1, c})
+			}
+			u := mean(b.Relu(b.Conv(x, "a", 4, 1, irtest.ConvOpts{})), 4)
+			w := mean(b.Relu(b.Conv(x, "c", 5, 1, irtest.ConvOpts{})), 5)
+			z := b.Einsum("bc,bd->bcd", []int64{1, 4, 5}, u, w)
+			b.Output(b.Linear(b.Flatten(z, 1), "fc", 2, true))
+		},
+		want: []wantGroup{
+			{has: "a.weight:0", channels: 4, reason: "two dims"},
+			{has: "c.weight:0", channels: 5, reason: "two dims"},
+		},
+	},
+	{
+		// A weight spanning the channels keeps its size: frozen.
+		name: "einsum with a fixed-size operand over the channels freezes",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			y := b.Relu(b.Conv(x, "a", 6, 3, irtest.ConvOpts{Pad: 1}))
+			z := b.Einsum("bchw,c->bhw", []int64{1, 4, 4}, y, b.Param("p", 6))
+			b.Output(b.Op1("aten::unsqueeze", "", []int{z, b.Int(1)}, []int64{1, 1, 4, 4}))
+		},
+		want: []wantGroup{{has: "a.weight:0", channels: 6, reason: "fixed size spans the channels"}},
+	},
 }
 
 func TestAnalyze(t *testing.T) {

@@ -34,7 +34,11 @@ func (a *analyzer) dispatch(op *ir.Op) {
 	case ops.Addmm:
 		h, data = a.addmm, []int{1}
 	case ops.Matmul:
-		h = a.matmul
+		h, data = a.matmul, []int{0, 1}
+	case ops.Bmm:
+		h, data = a.bmm, []int{0, 1}
+	case ops.Einsum:
+		h, data = a.einsum, []int{1}
 	case ops.BatchNorm:
 		h = a.batchNorm
 	case ops.LayerNorm:
@@ -589,7 +593,7 @@ func (a *analyzer) matmul() {
 	w := a.in(1)
 	name, inDim, outDim, ok := a.matrix(w)
 	if !ok {
-		a.unknown(fmt.Sprintf("%s between activations", a.desc()))
+		a.matmulProduct(a.in(0), w)
 		return
 	}
 	a.dense(a.in(0), a.out(0), w, name, inDim, outDim, noValue)
@@ -878,7 +882,7 @@ func (a *analyzer) listMaps(lost int) (maps []*cmap, dim int, fail func(string),
 	for i, e := range elems {
 		m := a.maps[e]
 		s, okS := a.shape(e)
-		if m == nil && lost == 0 && okS && len(s) == len(O) && !a.live[e] {
+		if m == nil && lost == 0 && okS && len(s) == len(O) && (!a.live[e] || a.nochan[e]) {
 			consts = append(consts, i)
 			maps = append(maps, nil)
 			continue
@@ -891,6 +895,11 @@ func (a *analyzer) listMaps(lost int) (maps []*cmap, dim int, fail func(string),
 			first = m
 		}
 		maps = append(maps, m)
+	}
+	if first == nil && a.nochan[a.resolveList(list)] {
+		// Nothing but values without channels (CBAM's pooled planes):
+		// neither is the concatenation (see step).
+		return nil, 0, nil, false
 	}
 	if len(consts) > 0 && (first == nil || !a.constChannels(elems, maps, consts, first.dim, dim)) {
 		fail("inputs do not all carry followed channels on one dim")
@@ -909,8 +918,11 @@ func (a *analyzer) constChannels(elems []int, maps []*cmap, consts []int, cd, di
 	if cd != dim {
 		return false
 	}
-	reason := fmt.Sprintf("%s concatenates channels that do not depend on the model input, a count its code fixes", a.desc())
 	for _, i := range consts {
+		reason := fmt.Sprintf("%s concatenates channels that do not depend on the model input, a count its code fixes", a.desc())
+		if a.live[elems[i]] {
+			reason = fmt.Sprintf("%s concatenates values computed across the channels (a mean, a product), a count its code fixes", a.desc())
+		}
 		s, _ := a.shape(elems[i])
 		if s[dim] == 0 {
 			maps[i] = &cmap{dim: dim}
@@ -1504,6 +1516,13 @@ func (a *analyzer) reduce(arg int, list bool) {
 	}
 	if slices.Contains(nds, m.dim) {
 		a.channelReduce(m, list)
+		if O, ok := a.shape(a.out(0)); ok && len(O) < len(S) {
+			for _, o := range a.op.Outputs {
+				if a.isTensor(o) {
+					a.nochan[o] = true // the channel dim is gone
+				}
+			}
+		}
 		return
 	}
 	dim := m.dim

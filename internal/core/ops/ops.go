@@ -21,7 +21,9 @@ const (
 	Conv                     // convolution, transposed included
 	Linear                   // aten::linear
 	Addmm                    // aten::addmm (bias, input, weight)
-	Matmul                   // aten::mm, aten::matmul
+	Matmul                   // aten::mm, aten::matmul: a layer when the second operand is a weight
+	Bmm                      // aten::bmm: a batched product of activations
+	Einsum                   // aten::einsum
 	BatchNorm                // per-channel norms: batch_norm, instance_norm
 	LayerNorm                // aten::layer_norm
 	GroupNorm                // aten::group_norm
@@ -150,6 +152,8 @@ func init() {
 	rule(Linear, "linear")
 	rule(Addmm, "addmm")
 	rule(Matmul, "mm", "matmul")
+	rule(Bmm, "bmm")
+	rule(Einsum, "einsum")
 	rule(BatchNorm, "batch_norm", "instance_norm")
 	rule(LayerNorm, "layer_norm")
 	rule(GroupNorm, "group_norm")

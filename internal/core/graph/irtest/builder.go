@@ -419,6 +419,28 @@ func (b *Builder) Transpose(x int, d0, d1 int64) int {
 	return b.Op1("aten::transpose", "", []int{x, b.Int(d0), b.Int(d1)}, s)
 }
 
+// Permute adds aten::permute(x, perm).
+func (b *Builder) Permute(x int, perm ...int64) int {
+	s := b.Shape(x)
+	out := make([]int64, len(perm))
+	for i, p := range perm {
+		out[i] = s[p]
+	}
+	return b.Op1("aten::permute", "", []int{x, b.IntList(perm...)}, out)
+}
+
+// Bmm adds aten::bmm(x, y) of [B, n, k] and [B, k, m].
+func (b *Builder) Bmm(x, y int) int {
+	s, t := b.Shape(x), b.Shape(y)
+	return b.Op1("aten::bmm", "", []int{x, y}, []int64{s[0], s[1], t[2]})
+}
+
+// Einsum adds aten::einsum(eq, [xs...], None) with the given output shape.
+func (b *Builder) Einsum(eq string, out []int64, xs ...int) int {
+	e := b.Value(ir.Value{Kind: ir.KindString, Const: true, Str: eq})
+	return b.Op1("aten::einsum", "", []int{e, b.List(xs...), b.None()}, out)
+}
+
 // Build indexes and returns the graph.
 func (b *Builder) Build() (*ir.Graph, error) {
 	if b.err != nil {
