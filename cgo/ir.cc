@@ -4,11 +4,14 @@
 // which records a flat aten graph in which parameters are prim::GetAttr
 // chains from self (their dotted names) and every value has the concrete
 // shape it had in this run, whatever control flow the scripted code took.
+#include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/csrc/jit/runtime/interpreter.h>
 
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -36,6 +39,25 @@ void json_str(std::ostringstream &o, const std::string &s) {
     }
   }
   o << '"';
+}
+
+// range_key names a source range by its source (file name, when the
+// archive gave one, and length) and its offsets in it: the same in every
+// process that loads the same archive.
+std::string range_key(const torch::jit::SourceRange &r) {
+  std::ostringstream o;
+  if (const auto &src = r.source()) o << src->filename().value_or("") << "#" << src->size();
+  o << ":" << r.start() << "-" << r.end();
+  return o.str();
+}
+
+bool sited_kind(c10::Symbol k) { return k == c10::aten::view || k == c10::aten::reshape; }
+
+std::string site_of(const torch::jit::Node *n) {
+  std::string key;
+  if (auto cs = n->callstack())
+    for (const auto &e : (*cs)->vec()) key += range_key(std::get<1>(e)) + ";";
+  return key + range_key(n->sourceRange());
 }
 
 }  // namespace gpt
@@ -93,11 +115,17 @@ std::string dtype_name(c10::ScalarType s) {
   }
 }
 
+// Where the trace stamps an op's site (stamp_site, below).
+const c10::Symbol kSiteAttr = c10::Symbol::attr("gopruner_site");
+
 struct Exporter {
   std::shared_ptr<torch::jit::Graph> g;
   Value *self = nullptr;
   std::map<Value *, std::string> params;  // GetAttr chains -> dotted name
   std::set<Value *> emitted;
+  // sites are the stamped sites that name one op in the trace and one in
+  // the code: the only ones surgery can find again.
+  std::set<std::string> sites;
   std::ostringstream vals;
   bool first_val = true;
 
@@ -187,6 +215,10 @@ struct Exporter {
         ops << ",\"scope\":";
         json_str(ops, scope);
       }
+      if (n->hasAttribute(kSiteAttr) && sites.count(n->s(kSiteAttr))) {
+        ops << ",\"site\":";
+        json_str(ops, n->s(kSiteAttr));
+      }
       ops << "}";
     }
     std::ostringstream ins, outs;
@@ -229,6 +261,56 @@ struct Exporter {
 };
 
 const c10::Symbol kKeepAttr = c10::Symbol::attr("gopruner_keep");
+
+// The trace stamps each recorded op of a sited kind with the interpreter's
+// call stack at that moment: the source ranges of the calls that lead to
+// the op and of the op itself, as gpt::site_of reads them off a node of
+// the inlined forward. A size the analysis must follow (a view's channel
+// count written in the code) can then be found and rewritten there.
+thread_local bool stamping = false;
+
+void stamp_site(Node *n) {
+  if (!stamping || !gpt::sited_kind(n->kind())) return;
+  std::string key;
+  // The interpreter lists the op's own range first and the outermost call
+  // last; a site lists them the other way round, as an inlined callstack
+  // does.
+  for (const auto &e : torch::jit::currentCallstack()) key = gpt::range_key(e.range) + (key.empty() ? "" : ";") + key;
+  if (!key.empty()) n->s_(kSiteAttr, key);
+}
+
+// Stamping holds for one trace on this thread.
+struct Stamping {
+  Stamping() {
+    static std::once_flag once;
+    std::call_once(once, [] { torch::jit::tracer::setRecordSourceLocation(stamp_site); });
+    stamping = true;
+  }
+  ~Stamping() { stamping = false; }
+};
+
+// code_sites counts the ops of sited kinds in m's inlined forward by site
+// (an op whose size list surgery could not rewrite counts twice).
+std::map<std::string, int> code_sites(const torch::jit::Module &m) {
+  std::map<std::string, int> out;
+  auto g = torch::jit::toGraphFunction(m.get_method("forward").function()).graph()->copy();
+  gpt::inline_all(*g);
+  std::vector<torch::jit::Block *> todo{g->block()};
+  while (!todo.empty()) {
+    torch::jit::Block *b = todo.back();
+    todo.pop_back();
+    for (Node *n : b->nodes()) {
+      for (torch::jit::Block *sub : n->blocks()) todo.push_back(sub);
+      if (!gpt::sited_kind(n->kind())) continue;
+      // Surgery can rewrite a size list only where the code writes it out;
+      // a list computed whole (`y.view(x.size())`) makes the site unusable.
+      bool written = n->inputs().size() == 2 && (torch::jit::toIValue(n->input(1)) ||
+                                                 n->input(1)->node()->kind() == c10::prim::ListConstruct);
+      out[gpt::site_of(n)] += written ? 1 : 2;
+    }
+  }
+  return out;
+}
 
 // keep_dead ties every recorded tensor op whose results nothing reads to a
 // side-effecting node, so that the tracer's clean-up keeps it. Such an op
@@ -293,6 +375,7 @@ std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in, bool t
       for (const auto &l : leaves) out.emplace_back(l.t);
       return out;
     };
+    Stamping stamp;
     auto res = torch::jit::tracer::trace(
         stack, fn, [](const at::Tensor &) { return std::string(); },
         /*strict=*/false, /*force_outplace=*/false, &mod);
@@ -306,6 +389,14 @@ std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in, bool t
   Exporter ex;
   ex.g = state->graph;
   ex.self = ex.g->inputs().at(0);
+  std::map<std::string, int> traced;
+  for (Node *n : ex.g->nodes())
+    if (n->hasAttribute(kSiteAttr)) traced[n->s(kSiteAttr)]++;
+  if (!traced.empty()) {
+    std::map<std::string, int> code = code_sites(h->m);
+    for (const auto &kv : traced)
+      if (kv.second == 1 && code[kv.first] == 1) ex.sites.insert(kv.first);
+  }
   return ex.run(h->m, gpt::output_info_json(result, leaves));
 }
 

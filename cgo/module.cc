@@ -80,6 +80,68 @@ c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no
   return h->m.forward(in);
 }
 
+static void find_calls(torch::jit::Block *b, std::set<torch::jit::Node *> *out) {
+  for (torch::jit::Node *node : b->nodes()) {
+    if (node->kind() == c10::prim::CallMethod || node->kind() == c10::prim::CallFunction)
+      out->insert(node);
+    for (torch::jit::Block *sub : node->blocks()) find_calls(sub, out);
+  }
+}
+
+// The graph function a call node calls, or nullptr; a CallFunction loses
+// its function input, as torch's Inline removes it before inlining.
+static torch::jit::GraphFunction *callee_of(torch::jit::Node *n) {
+  if (n->kind() == c10::prim::CallMethod) {
+    auto cls = n->input(0)->type()->cast<c10::ClassType>();
+    torch::jit::Function *f = cls ? cls->findMethod(n->s(c10::attr::name)) : nullptr;
+    return f ? torch::jit::tryToGraphFunction(*f) : nullptr;
+  }
+  if (n->kind() != c10::prim::CallFunction || n->inputs().empty() ||
+      n->input(0)->node()->kind() != c10::prim::Constant)
+    return nullptr;
+  auto ft = n->input(0)->type()->cast<c10::FunctionType>();
+  torch::jit::GraphFunction *f = ft ? torch::jit::tryToGraphFunction(*ft->function()) : nullptr;
+  if (f) n->removeInput(0);
+  return f;
+}
+
+// inline_calls inlines every call in b, each callee's own graph with its
+// calls inlined first. Every inlined node's callstack then runs from b's
+// call sites down to the node (gpt::site_of). torch's Inline inlines each
+// callee's cached optimised graph, which, made with the optimiser off (as
+// every run of gopruner's makes it), still holds that callee's calls; a
+// second pass over those gives the nodes it inlines only the inner call's
+// place, and two calls of one module then look the same.
+static void inline_calls(torch::jit::Block *b, int depth) {
+  if (depth > 64) return;  // recursion TorchScript does not allow anyway
+  for (auto it = b->nodes().begin(); it != b->nodes().end();) {
+    torch::jit::Node *n = *it;
+    ++it;
+    for (torch::jit::Block *sub : n->blocks()) inline_calls(sub, depth);
+    torch::jit::GraphFunction *fn = callee_of(n);
+    if (fn == nullptr) continue;
+    std::shared_ptr<torch::jit::Graph> g = fn->graph()->copy();
+    inline_calls(g->block(), depth + 1);
+    torch::jit::inlineCallTo(n, fn, g.get());
+  }
+}
+
+// Inlines every call in g, callees first (inline_calls). What that leaves
+// (a call of a function it cannot inline) goes through torch's Inline,
+// pass after pass until none is left or a pass inlines nothing.
+void inline_all(torch::jit::Graph &g) {
+  inline_calls(g.block(), 0);
+  std::set<torch::jit::Node *> calls;
+  find_calls(g.block(), &calls);
+  for (int round = 0; !calls.empty() && round < 64; round++) {
+    torch::jit::Inline(g);
+    std::set<torch::jit::Node *> left;
+    find_calls(g.block(), &left);
+    if (left == calls) break;
+    calls = std::move(left);
+  }
+}
+
 }  // namespace gpt
 
 namespace {
@@ -221,52 +283,94 @@ void rewrite_sizes(torch::jit::Block *b, torch::jit::Value *self,
   }
 }
 
-void find_calls(torch::jit::Block *b, std::set<torch::jit::Node *> *out) {
-  for (torch::jit::Node *node : b->nodes()) {
-    if (node->kind() == c10::prim::CallMethod || node->kind() == c10::prim::CallFunction)
-      out->insert(node);
-    for (torch::jit::Block *sub : node->blocks()) find_calls(sub, out);
+// A channel count written into the size list of a view or reshape of an
+// activation (`x.view(b, self.inter, -1)`, LeNet's `view(-1, 16 * 5 * 5)`)
+// is named "@<entry>@<site>" (gpt::site_of) in the sizes of
+// gpt_module_prune. site_sizes collects them, site by site.
+using SiteSizes = std::map<std::string, std::map<int64_t, int64_t>>;
+
+SiteSizes site_sizes(const std::map<std::string, int64_t> &sizes) {
+  SiteSizes out;
+  for (const auto &kv : sizes) {
+    if (kv.first.empty() || kv.first[0] != '@') continue;
+    size_t at = kv.first.find('@', 1);
+    if (at == std::string::npos || at == 1)
+      throw std::runtime_error("bad size key \"" + kv.first + "\"");
+    int64_t entry = std::stoll(kv.first.substr(1, at - 1));
+    out[kv.first.substr(at + 1)][entry] = kv.second;
   }
+  return out;
 }
 
-// Inlines every call in g. One Inline pass inlines each callee's cached
-// optimised graph, which is itself inlined only when it was made with the
-// optimiser on; a model that first ran with it off (the IR export) has
-// calls left after one pass, so passes repeat until none is left, or until
-// a pass inlines nothing (a call Inline cannot inline stays).
-void inline_all(torch::jit::Graph &g) {
-  std::set<torch::jit::Node *> calls;
-  find_calls(g.block(), &calls);
-  for (int round = 0; !calls.empty() && round < 64; round++) {
-    torch::jit::Inline(g);
-    std::set<torch::jit::Node *> left;
-    find_calls(g.block(), &left);
-    if (left == calls) break;
-    calls = std::move(left);
+// Gives node, a sited reshape, a size list with the entries of want
+// replaced, built next to it; the old list stays for its other users.
+void rewrite_site_sizes(torch::jit::Node *node, const std::map<int64_t, int64_t> &want, const std::string &site) {
+  torch::jit::Value *list = node->input(1);
+  torch::jit::Graph *g = node->owningGraph();
+  torch::jit::WithInsertPoint guard(node);
+  std::vector<int64_t> dims;
+  if (torch::jit::toIValue(list) && int_list(list, &dims)) {
+    for (const auto &e : want) {
+      if (e.first < 0 || e.first >= static_cast<int64_t>(dims.size()))
+        throw std::runtime_error("the size list at " + site + " has no entry " + std::to_string(e.first));
+      dims[e.first] = e.second;
+    }
+    node->replaceInput(1, g->insertConstant(dims));
+    return;
+  }
+  if (list->node()->kind() != c10::prim::ListConstruct)
+    throw std::runtime_error("the size list at " + site + " is not written out");
+  std::vector<torch::jit::Value *> elems(list->node()->inputs().begin(), list->node()->inputs().end());
+  for (const auto &e : want) {
+    if (e.first < 0 || e.first >= static_cast<int64_t>(elems.size()))
+      throw std::runtime_error("the size list at " + site + " has no entry " + std::to_string(e.first));
+    elems[e.first] = g->insertConstant(e.second);
+  }
+  torch::jit::Node *nl = g->insertNode(g->createList(c10::IntType::get(), elems));
+  node->replaceInput(1, nl->output());
+}
+
+void rewrite_sites(torch::jit::Block *b, const SiteSizes &want, std::map<std::string, int> *hits) {
+  for (torch::jit::Node *node : b->nodes()) {
+    for (torch::jit::Block *sub : node->blocks()) rewrite_sites(sub, want, hits);
+    if (!gpt::sited_kind(node->kind()) || node->inputs().size() != 2) continue;
+    std::string site = gpt::site_of(node);
+    auto it = want.find(site);
+    if (it == want.end()) continue;
+    rewrite_site_sizes(node, it->second, site);
+    (*hits)[site]++;
   }
 }
 
 // Edits g, the root forward graph, so that each op named in sizes (by
-// weight) takes its new size argument (see rewrite_sizes), and throws when
-// a name matches no op. Instances of one module type share their method
-// graphs, so the edit is made on the root's inlined forward, where each call
-// site is distinct; one inlining and one pass serve every op.
+// weight) takes its new size argument (see rewrite_sizes), and each sized
+// reshape its new channel count (site_sizes), and throws when a name
+// matches no op. Instances of one module type share their method graphs,
+// so the edit is made on the root's inlined forward, where each call site
+// is distinct; one inlining and one pass serve every op.
 void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
                       const std::map<std::string, int64_t> &sizes) {
-  inline_all(*g);
+  gpt::inline_all(*g);
   torch::jit::ConstantPropagation(g);
   torch::jit::Value *self = g->inputs().at(0);
+  SiteSizes sites = site_sizes(sizes);
   std::map<std::string, SizeArg> consts;
   {
     torch::jit::WithInsertPoint guard(g->block()->nodes().front());
     for (const auto &kv : sizes)
-      consts[kv.first] = {g->insertConstant(kv.second),
-                          g->insertConstant(std::vector<int64_t>{kv.second})};
+      if (kv.first.empty() || kv.first[0] != '@')
+        consts[kv.first] = {g->insertConstant(kv.second),
+                            g->insertConstant(std::vector<int64_t>{kv.second})};
   }
   std::map<std::string, int> hits;
   rewrite_sizes(g->block(), self, consts, sizes, &hits);
+  rewrite_sites(g->block(), sites, &hits);
+  for (const auto &kv : sites)
+    if (hits[kv.first] != 1)
+      throw std::runtime_error(std::to_string(hits[kv.first]) + " views or reshapes at " + kv.first +
+                               " in forward, not one");
   for (const auto &kv : sizes)
-    if (hits[kv.first] == 0)
+    if (!kv.first.empty() && kv.first[0] != '@' && hits[kv.first] == 0)
       throw std::runtime_error("no convolution, group_norm, layer_norm or weight reshape with weight \"" +
                                kv.first + "\" in forward");
 }
@@ -525,7 +629,7 @@ gpt_err gpt_module_bn_modes(gpt_module h, int *fixed, int *total) {
   // The inlined copy shows every call site; the module's own graphs stay as
   // they are.
   std::shared_ptr<torch::jit::Graph> g = forward_function(h->m).graph()->copy();
-  inline_all(*g);
+  gpt::inline_all(*g);
   count_bn(g->block(), fixed, total);
   GPT_CATCH
 }

@@ -1123,10 +1123,11 @@ class NonLocal(nn.Module):
 
     def __init__(self, c):
         super().__init__()
-        self.theta = nn.Conv2d(c, c // 2, 1)
-        self.phi = nn.Conv2d(c, c // 2, 1)
-        self.g = nn.Conv2d(c, c // 2, 1)
-        self.w = nn.Sequential(nn.Conv2d(c // 2, c, 1, bias=False), nn.BatchNorm2d(c))
+        self.inter = c // 2
+        self.theta = nn.Conv2d(c, self.inter, 1)
+        self.phi = nn.Conv2d(c, self.inter, 1)
+        self.g = nn.Conv2d(c, self.inter, 1)
+        self.w = nn.Sequential(nn.Conv2d(self.inter, c, 1, bias=False), nn.BatchNorm2d(c))
 
     def forward(self, x):
         n, h, w = x.shape[0], x.shape[2], x.shape[3]
@@ -1152,6 +1153,51 @@ class AttentionNet(nn.Module):  # input 1x3x32x32
         x = self.nl(self.att(self.stem(x)))
         x = torch.einsum("bchw,bc->bchw", x, torch.sigmoid(self.se(x.mean((2, 3)))))
         return self.fc(self.down(x).mean((2, 3)))
+
+
+class SizedSelfAttention(SelfAttention):
+    """SAGAN's self-attention as its authors wrote it: the channel count
+    read off the input with x.size() and written back into the views."""
+
+    def forward(self, x):
+        b, c, h, w = x.size()
+        q = self.q(x).view(b, -1, h * w).permute(0, 2, 1)
+        att = torch.softmax(torch.bmm(q, self.k(x).view(b, -1, h * w)), dim=-1)
+        o = torch.bmm(self.v(x).view(b, -1, h * w), att.permute(0, 2, 1))
+        return self.gamma * o.view(b, c, h, w) + x
+
+
+class SizedNonLocal(NonLocal):
+    """A non-local block whose views write its inner width in
+    (x.view(b, self.inter, -1)), as most implementations do."""
+
+    def forward(self, x):
+        b = x.size(0)
+        th = self.theta(x).view(b, self.inter, -1).permute(0, 2, 1)
+        f = torch.softmax(torch.matmul(th, self.phi(x).view(b, self.inter, -1)), dim=-1)
+        y = torch.matmul(f, self.g(x).view(b, self.inter, -1).permute(0, 2, 1))
+        y = y.permute(0, 2, 1).contiguous().view(b, self.inter, x.size(2), x.size(3))
+        return x + self.w(y)
+
+
+class SizedViewNet(nn.Module):  # input 1x3x32x32
+    """Channel counts written into views: the attention blocks above, nested
+    two modules deep, one of them run twice, and a LeNet-style classifier
+    that flattens with x.view(-1, 48 * 8 * 8)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 16), *cbr(16, 32, stride=2))
+        self.stage = nn.Sequential(SizedSelfAttention(32), SizedNonLocal(32))
+        self.down = nn.Sequential(*cbr(32, 48, stride=2))
+        self.fc1 = nn.Linear(48 * 8 * 8, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.stage(self.stem(x))
+        x = self.stage(x)  # the same blocks again: two call sites
+        x = self.down(x).view(-1, 48 * 8 * 8)
+        return self.fc2(torch.nn.functional.relu(self.fc1(x)))
 
 
 class StdConv2d(nn.Conv2d):
@@ -1376,6 +1422,9 @@ COVERAGE_MODELS = [
     # Products of activations: bmm and matmul (self-attention, non-local),
     # einsum (a channel gate).
     ("attention", AttentionNet, IMG32),
+    # Channel counts written into views (self.inter, x.size(), LeNet's
+    # flatten), rewritten by surgery where the trace found them.
+    ("sized_views", SizedViewNet, IMG32),
     # Weight standardisation (BiT's ResNetV2, timm's StdConv2d) with
     # GroupNorm: inexact groups, one exact (the last stage's output).
     ("bit_resnetv2", BiTResNetV2, IMG32),

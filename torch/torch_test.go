@@ -4,6 +4,7 @@ package torch
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -1142,4 +1143,73 @@ func numel(shape []int64) int {
 		n *= int(d)
 	}
 	return n
+}
+
+// The trace gives every view and reshape of sized_views a site (the blocks
+// that run twice, from two call sites, give two), and Prune finds a view
+// again by its site: a size it rewrites reaches forward, a site or an entry
+// that names nothing is an error that leaves the module as it was.
+func TestSitedViews(t *testing.T) {
+	for _, name := range []string{"sized_views_scripted", "sized_views_traced"} {
+		t.Run(name, func(t *testing.T) {
+			path, meta := fixtures.Model(t, name)
+			m := must[*Module](t)(Load(path, CPU))
+			defer m.Close()
+			x := must[*Tensor](t)(Randn(meta.InputShape, CPU))
+			defer x.Close()
+			js := must[[]byte](t)(m.ExportIR(x))
+			var g struct {
+				Values []struct {
+					ID    int     `json:"id"`
+					Shape []int64 `json:"shape"`
+				} `json:"values"`
+				Ops []struct {
+					Kind    string `json:"kind"`
+					Outputs []int  `json:"outputs"`
+					Site    string `json:"site"`
+				} `json:"ops"`
+			}
+			if err := json.Unmarshal(js, &g); err != nil {
+				t.Fatal(err)
+			}
+			shapes := map[int][]int64{}
+			for _, v := range g.Values {
+				shapes[v.ID] = v.Shape
+			}
+			sites := map[string]bool{}
+			views, flatten := 0, ""
+			for _, op := range g.Ops {
+				if op.Kind != "aten::view" && op.Kind != "aten::reshape" {
+					continue
+				}
+				views++
+				if op.Site == "" || sites[op.Site] {
+					t.Errorf("view %d: site %q (missing or repeated)", views, op.Site)
+				}
+				sites[op.Site] = true
+				if slices.Equal(shapes[op.Outputs[0]], []int64{1, 48 * 8 * 8}) {
+					flatten = op.Site
+				}
+			}
+			if views != 17 || flatten == "" {
+				t.Fatalf("%d views, flatten site %q; want 17 and LeNet's flatten", views, flatten)
+			}
+			for key, want := range map[string]string{
+				"@1@no such site": "0 views or reshapes at no such site",
+				"@9@" + flatten:   "has no entry 9",
+			} {
+				err := m.Prune(nil, map[string]int64{key: 5})
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("Prune %s: %v, want %q", key, err, want)
+				}
+			}
+			must[struct{}](t)(struct{}{}, m.CheckForward(x))
+			// The flatten told to make 6 features a row where there are
+			// 3072: forward must now refuse the view's shape.
+			must[struct{}](t)(struct{}{}, m.Prune(nil, map[string]int64{"@1@" + flatten: 6}))
+			if err := m.CheckForward(x); err == nil || !strings.Contains(err.Error(), "6") {
+				t.Errorf("forward after the flatten's size went to 6: %v", err)
+			}
+		})
+	}
 }

@@ -16,6 +16,9 @@ type Analysis struct {
 	// Groups lists every group, frozen ones included, ordered by the first
 	// op that creates one of its spaces; Groups[i].ID == i.
 	Groups []Group
+	// SizedReshapes are the views and reshapes whose size lists write a
+	// followed channel count in; surgery rewrites them.
+	SizedReshapes []SizedReshape
 
 	g        *ir.Graph
 	vmaps    map[int]valueMap
@@ -140,6 +143,8 @@ func (a *analyzer) finish() *Analysis {
 		byLayer:  map[string][]int{},
 		wnorms:   a.wnorms,
 		wvals:    a.wvals,
+
+		SizedReshapes: a.sized,
 	}
 	gid := map[int]int{}
 	for _, c := range classes {

@@ -554,6 +554,18 @@ var analyzeCases = []struct {
 			members: []string{"c.weight:0", "fa.weight:1*16", "fb.weight:1"}}},
 	},
 	{
+		// LeNet's x.view(-1, 16 * 5 * 5): where the trace found the view
+		// in the code, surgery rewrites the count and the channels follow.
+		name: "view with a baked feature count follows where the code is known",
+		build: func(b *irtest.Builder) {
+			x := b.Input(1, 3, 4, 4)
+			y := b.Relu(b.Conv(x, "c", 4, 3, irtest.ConvOpts{Pad: 1}))
+			b.Output(b.Linear(b.Sited(b.View(y, -1, 64), "lenet.py:10-20"), "fa", 5, false))
+		},
+		want: []wantGroup{{has: "c.weight:0", channels: 4, prunable: true,
+			members: []string{"c.weight:0", "fa.weight:1*16"}}},
+	},
+	{
 		name: "view with a baked feature count freezes",
 		build: func(b *irtest.Builder) {
 			x := b.Input(1, 3, 4, 4)

@@ -1326,7 +1326,7 @@ func (a *analyzer) reshape() {
 		if nm.extent() != O[d] {
 			continue
 		}
-		if sizeListKinds[a.op.Kind] && a.bakedSize(a.in(1), d, len(O)) {
+		if sizeListKinds[a.op.Kind] && a.bakedSize(a.in(1), d, len(O)) && !a.sizedReshape(out, d) {
 			fail("hard-codes the channel count in its target shape")
 			return
 		}
@@ -1343,6 +1343,21 @@ func (a *analyzer) reshape() {
 		return
 	}
 	fail("splits or merges the channel dim with another dim")
+}
+
+// sitedKinds are the reshapes whose size list surgery can rewrite when the
+// trace found them in the code (ir.Op.Site).
+var sitedKinds = map[string]bool{"aten::view": true, "aten::reshape": true}
+
+// sizedReshape records that the current op's size list writes the count of
+// the channels that reach dim d of out in, where surgery can rewrite it:
+// it reports false (and records nothing) elsewhere.
+func (a *analyzer) sizedReshape(out, d int) bool {
+	if a.op.Site == "" || !sitedKinds[a.op.Kind] || len(a.op.Inputs) != 2 {
+		return false
+	}
+	a.sized = append(a.sized, SizedReshape{Site: a.op.Site, Entry: d, Value: out, Dim: d})
+	return true
 }
 
 // bakedSize reports whether entry d of the size list id is a constant other

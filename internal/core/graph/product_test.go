@@ -3,6 +3,8 @@ package graph
 import (
 	"slices"
 	"testing"
+
+	"github.com/gopruner/gopruner/internal/core/graph/irtest"
 )
 
 func TestEinsumSpec(t *testing.T) {
@@ -113,4 +115,43 @@ func FuzzEinsumSpec(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A non-local block's x.view(b, self.inter, -1): the sized reshape says
+// which entry of which list surgery rewrites, and ValueShape gives its new
+// value; without a site the view freezes its channels as before.
+func TestSizedReshapes(t *testing.T) {
+	for _, site := range []string{"nl.py:5-9", ""} {
+		b := irtest.New()
+		x := b.Input(1, 3, 4, 4)
+		y := b.Relu(b.Conv(x, "g", 6, 1, irtest.ConvOpts{}))
+		v := b.View(y, 1, 6, -1)
+		if site != "" {
+			b.Sited(v, site)
+		}
+		b.Output(b.Conv(b.View(v, 1, -1, 4, 4), "w", 2, 1, irtest.ConvOpts{}))
+		g := mustBuild(t, b)
+		a, err := Analyze(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grp := groupWith(a, "g.weight:0")
+		if site == "" {
+			if grp.Prunable() || len(a.SizedReshapes) != 0 {
+				t.Errorf("no site: prunable %v, sized %v", grp.Prunable(), a.SizedReshapes)
+			}
+			continue
+		}
+		if !grp.Prunable() || len(a.SizedReshapes) != 1 {
+			t.Fatalf("site: prunable %v (%s), sized %v", grp.Prunable(), grp.Reason, a.SizedReshapes)
+		}
+		r := a.SizedReshapes[0]
+		if r.Site != site || r.Entry != 1 || r.Dim != 1 || r.Value != v {
+			t.Errorf("sized %+v, want entry 1 of %s, dim 1 of value %d", r, site, v)
+		}
+		if s := a.ValueShape(r.Value, map[int]int{grp.ID: 4}); !slices.Equal(s, []int64{1, 4, 16}) {
+			t.Errorf("pruned shape %v, want [1 4 16]", s)
+		}
+		checkAnalysis(t, g, a)
+	}
 }

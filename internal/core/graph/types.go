@@ -137,3 +137,15 @@ func CheckBlocks(kept []int, b int) error {
 	}
 	return nil
 }
+
+// SizedReshape is a view or reshape of an activation whose size list
+// writes the channel count in (`x.view(b, self.inter, -1)`, LeNet's
+// `x.view(-1, 16 * 5 * 5)`): once channels go, entry Entry of that list
+// must become the size of dim Dim of value Value (Analysis.ValueShape).
+// Site finds the op in the module's code (ir.Op.Site).
+type SizedReshape struct {
+	Site  string
+	Entry int
+	Value int
+	Dim   int
+}

@@ -14,7 +14,8 @@
 //	            {"id": 1, "kind": "tensor", "shape": [64,3,7,7], "param": "conv1.weight"},
 //	            {"id": 2, "kind": "none"},
 //	            {"id": 3, "kind": "int", "const": true, "int": 1}, ...],
-//	 "ops": [{"kind": "aten::_convolution", "inputs": [0,1,2,...], "outputs": [9], "scope": "conv1"}],
+//	 "ops": [{"kind": "aten::_convolution", "inputs": [0,1,2,...], "outputs": [9], "scope": "conv1"},
+//	         {"kind": "aten::view", "inputs": [9,10], "outputs": [11], "site": "code/__torch__.py#1758:456-467;..."}],
 //	 "params": {"conv1.weight": {"shape": [64,3,7,7], "buffer": false}, ...}}
 //
 // Values produced by prim::Constant carry their value (const=true) and have no
@@ -78,6 +79,11 @@ type Op struct {
 	// that read parameters it is the owner of those parameters
 	// ("layer1.0.conv1"); otherwise it may be empty.
 	Scope string `json:"scope,omitempty"`
+	// Site is where a view or reshape sits in the module's code, when the
+	// trace could tell it uniquely: the source ranges of the calls that
+	// lead to it and of the op itself. Surgery finds the op again by it
+	// to rewrite a channel count written into its size list.
+	Site string `json:"site,omitempty"`
 }
 
 // Param describes one named parameter or buffer of the module, whether or not

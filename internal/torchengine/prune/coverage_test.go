@@ -113,6 +113,8 @@ var coverageRows = []string{
 	"nf_resnet_traced",
 	"attention_scripted",
 	"attention_traced",
+	"sized_views_scripted",
+	"sized_views_traced",
 }
 
 // Issue 13's thresholds.

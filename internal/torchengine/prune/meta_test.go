@@ -21,7 +21,7 @@ import (
 var metaRequired = []string{
 	"smallcnn", "resnet18", "resnet50", "mobilenet_v2", "densenet121", "vgg11_bn",
 	"depthwise", "concat", "convnext_mini", "shufflenet_v2_x1_0", "signal1d", "r3d_small", "siamese",
-	"vnet", "ghostnet", "eca", "segnet", "sknet", "gated_embed", "subpixel", "inception_time", "wn_tcn", "coordconv", "bit_resnetv2", "nf_resnet", "attention",
+	"vnet", "ghostnet", "eca", "segnet", "sknet", "gated_embed", "subpixel", "inception_time", "wn_tcn", "coordconv", "bit_resnetv2", "nf_resnet", "attention", "sized_views",
 }
 
 // TestMetaPass: the shape-only (Meta device) trace gives the IR byte for

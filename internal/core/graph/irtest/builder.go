@@ -6,6 +6,7 @@ package irtest
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gopruner/gopruner/internal/core/ir"
 )
@@ -132,6 +133,19 @@ func (b *Builder) OpValues(kind, scope string, inputs []int, outs ...ir.Value) [
 	}
 	b.g.Ops = append(b.g.Ops, ir.Op{Kind: kind, Inputs: inputs, Outputs: ids, Scope: scope})
 	return ids
+}
+
+// Sited gives the op that produced value id the site the trace stamps on
+// views and reshapes it found in the code (ir.Op.Site), and returns id.
+func (b *Builder) Sited(id int, site string) int {
+	for i := range b.g.Ops {
+		if slices.Contains(b.g.Ops[i].Outputs, id) {
+			b.g.Ops[i].Site = site
+			return id
+		}
+	}
+	b.fail("irtest: no op produces value %d", id)
+	return id
 }
 
 // Op adds an op with tensor outputs of the given shapes and returns their ids.

@@ -207,11 +207,7 @@ func (b *Base) Plan(kept map[int][]int) (*plan.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	counts := make(map[int]int, len(kept))
-	for id, k := range kept {
-		counts[id] = len(k)
-	}
-	after, err := flops.Count(b.Graph, b.Analysis, counts)
+	after, err := flops.Count(b.Graph, b.Analysis, lens(kept))
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +261,50 @@ func (b *Base) PlanSlices(p *plan.Plan) ([]Slice, map[string]int64, error) {
 			return nil, nil, fail.Usagef("plan: conv_groups gives %s %d groups, its kept channels give %d", w, got, want)
 		}
 	}
+	b.siteSizes(groups, nil, b.planCounts(p))
 	return out, groups, nil
+}
+
+// planCounts is the channel count p keeps of every group one of whose
+// members it cuts; groups it leaves whole are missing.
+func (b *Base) planCounts(p *plan.Plan) map[int]int {
+	counts := map[int]int{}
+	for i := range b.Analysis.Groups {
+		g := &b.Analysis.Groups[i]
+		for _, m := range g.Members {
+			t, ok := p.Tensors[m.Tensor]
+			if !ok {
+				continue
+			}
+			idx, ok := t.KeptByDim()[m.Dim]
+			if !ok {
+				continue
+			}
+			stride := max(m.Stride, 1)
+			n := 0
+			for _, k := range idx {
+				if k >= m.Offset && k < m.Offset+g.Channels*stride && (k-m.Offset)%stride == 0 {
+					n++
+				}
+			}
+			counts[g.ID] = n
+			break
+		}
+	}
+	return counts
+}
+
+// siteSizes adds to sizes the new entry of every size list that writes a
+// channel count in (graph.SizedReshape) and changes from the counts in
+// before to those in after (nil: the traced model), keyed as the shim's
+// gpt_module_prune reads it: "@<entry>@<site>".
+func (b *Base) siteSizes(sizes map[string]int64, before, after map[int]int) {
+	for _, r := range b.Analysis.SizedReshapes {
+		was, now := b.Analysis.ValueShape(r.Value, before), b.Analysis.ValueShape(r.Value, after)
+		if r.Dim < len(was) && r.Dim < len(now) && was[r.Dim] != now[r.Dim] {
+			sizes[fmt.Sprintf("@%d@%s", r.Entry, r.Site)] = now[r.Dim]
+		}
+	}
 }
 
 // sizeArgs lists once, in group order, the weights of the ops whose size
@@ -476,7 +515,17 @@ func (b *Base) Edits(cur, next map[int][]int) ([]Slice, map[string]int64, error)
 			}
 		}
 	}
+	b.siteSizes(groups, lens(cur), lens(next))
 	return out, groups, nil
+}
+
+// lens is the channel count of every group in kept.
+func lens(kept map[int][]int) map[int]int {
+	out := make(map[int]int, len(kept))
+	for id, k := range kept {
+		out[id] = len(k)
+	}
+	return out
 }
 
 // ExpectedShapes is every parameter and buffer shape of the original model

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -493,5 +494,54 @@ func TestEditsRenormWeightNorm(t *testing.T) {
 		if want := map[string]string{"b.weight_v": "b.weight_g"}[s.Tensor]; s.Renorm != want {
 			t.Errorf("plan slice %s: Renorm %q, want %q", s.Tensor, s.Renorm, want)
 		}
+	}
+}
+
+// A size list that writes a channel count in (LeNet's view(-1, 64)) gets
+// its new entry from the step's counts and from a plan, keyed by its
+// site; a step that leaves the count alone lists nothing.
+func TestSizedReshapeEdits(t *testing.T) {
+	b := irtest.New()
+	x := b.Input(1, 3, 4, 4)
+	y := b.Relu(b.Conv(x, "c", 4, 3, irtest.ConvOpts{Pad: 1}))
+	z := b.Relu(b.Conv(y, "d", 3, 3, irtest.ConvOpts{Pad: 1}))
+	b.Output(b.Add(b.Linear(b.Sited(b.View(y, -1, 64), "lenet:1-2"), "fa", 5, false),
+		b.Linear(b.Flatten(z, 1), "fb", 5, false)))
+	base := baseOf(t, b)
+	var gc, gd *graph.Group
+	for _, g := range base.Candidates(nil) {
+		for _, m := range g.Members {
+			switch m.Tensor + ":" + strconv.Itoa(m.Dim) {
+			case "c.weight:0":
+				gc = g
+			case "d.weight:0":
+				gd = g
+			}
+		}
+	}
+	if gc == nil || gd == nil {
+		t.Fatal("c's or d's group is not a candidate")
+	}
+	all := All(base.Candidates(nil))
+	next := maps.Clone(all)
+	next[gc.ID] = []int{1, 3}
+	_, sizes, err := base.Edits(all, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(sizes, map[string]int64{"@1@lenet:1-2": 32}) {
+		t.Errorf("cutting c to 2: sizes %v, want @1@lenet:1-2: 32", sizes)
+	}
+	p, err := base.Plan(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, sizes, err := base.PlanSlices(p); err != nil || !maps.Equal(sizes, map[string]int64{"@1@lenet:1-2": 32}) {
+		t.Errorf("plan: sizes %v (%v), want @1@lenet:1-2: 32", sizes, err)
+	}
+	after := maps.Clone(next)
+	after[gd.ID] = []int{0}
+	if _, sizes, err := base.Edits(next, after); err != nil || len(sizes) != 0 {
+		t.Errorf("cutting d only: sizes %v (%v), want none", sizes, err)
 	}
 }
