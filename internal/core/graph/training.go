@@ -60,6 +60,21 @@ func (a *Analysis) WithTraining(tr *Analysis) {
 			}
 		}
 	}
+	// Views whose size lists only the training-mode forward runs (an
+	// auxiliary head's flatten with its count written in): surgery
+	// rewrites the eval trace's only, so their channels stay.
+	evalSites := map[string]bool{}
+	for _, r := range a.SizedReshapes {
+		evalSites[r.Site] = true
+	}
+	trainSized := map[int]bool{}
+	for _, r := range tr.SizedReshapes {
+		if !evalSites[r.Site] {
+			for _, sg := range tr.vmaps[r.Value].segs {
+				trainSized[sg.gid] = true
+			}
+		}
+	}
 	for i := range a.Groups {
 		g := &a.Groups[i]
 		if !g.Prunable() {
@@ -86,6 +101,9 @@ func (a *Analysis) WithTraining(tr *Analysis) {
 		switch {
 		case t.Frozen:
 			a.freezeForTraining(g, t.Reason)
+			continue
+		case trainSized[ts[0]]:
+			a.freezeForTraining(g, "the training-mode forward writes its count into a view's size list")
 			continue
 		case t.Channels != g.Channels || t.Unit() != g.Unit():
 			a.freezeForTraining(g, fmt.Sprintf("the training-mode forward gives its channels as %d in blocks of %d",

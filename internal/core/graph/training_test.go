@@ -86,6 +86,14 @@ func TestWithTraining(t *testing.T) {
 			analysisOf(shapes, Group{Channels: 8, Members: []Member{conv1}, Producers: []Member{conv1}},
 				Group{Channels: 8, Members: []Member{conv2in}}),
 			"splits its channels", nil},
+		{"a count written into a view only training runs",
+			func() *Analysis {
+				tr := analysisOf(shapes, Group{Channels: 8, Members: []Member{conv1, conv2in, aux}, Producers: []Member{conv1}})
+				tr.vmaps = map[int]valueMap{7: {dim: 1, segs: []rseg{{gid: 0, n: 8, stride: 16}}}}
+				tr.SizedReshapes = []SizedReshape{{Site: "aux.py:1-2", Entry: 1, Value: 7, Dim: 1}}
+				return tr
+			}(),
+			"writes its count into a view", nil},
 		{"another size",
 			analysisOf(shapes, Group{Channels: 4, Members: []Member{conv1, conv2in}, Producers: []Member{conv1}}),
 			"as 4 in blocks of 1", nil},
