@@ -120,6 +120,7 @@ static void inline_calls(torch::jit::Block *b, int depth) {
     for (torch::jit::Block *sub : n->blocks()) inline_calls(sub, depth);
     torch::jit::GraphFunction *fn = callee_of(n);
     if (fn == nullptr) continue;
+    fn->ensure_defined();
     std::shared_ptr<torch::jit::Graph> g = fn->graph()->copy();
     inline_calls(g->block(), depth + 1);
     torch::jit::inlineCallTo(n, fn, g.get());
