@@ -179,10 +179,13 @@ void inline_all(torch::jit::Graph &g);
 // A node's site: the source ranges of the calls that lead to it and of the
 // node itself, which the trace records for each op of a sited kind (ir.cc)
 // and surgery uses to find that op in the module's inlined forward
-// (module.cc). Sited kinds are the reshapes whose size list surgery can
-// rewrite.
+// (module.cc). Sited kinds are the ops whose size argument surgery can
+// rewrite: view and reshape (a size list), split (a part size).
 bool sited_kind(c10::Symbol k);
 std::string site_of(const torch::jit::Node *n);
+// Whether surgery can rewrite node n's size argument: a split's int part
+// size, a reshape's size list where the code writes it out.
+bool sized_arg_written(const torch::jit::Node *n);
 
 // meta.cc: shape-only passes. meta_ready registers the Meta kernels this
 // libtorch lacks (once) and says whether meta passes can be tried at all.

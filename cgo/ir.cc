@@ -51,7 +51,16 @@ std::string range_key(const torch::jit::SourceRange &r) {
   return o.str();
 }
 
-bool sited_kind(c10::Symbol k) { return k == c10::aten::view || k == c10::aten::reshape; }
+bool sited_kind(c10::Symbol k) {
+  return k == c10::aten::view || k == c10::aten::reshape || k == c10::aten::split;
+}
+
+bool sized_arg_written(const torch::jit::Node *n) {
+  if (n->kind() == c10::aten::split)  // split(x, int size, int dim): any int will do
+    return n->inputs().size() == 3 && n->input(1)->type()->kind() == c10::TypeKind::IntType;
+  return n->inputs().size() == 2 && (torch::jit::toIValue(n->input(1)) ||
+                                     n->input(1)->node()->kind() == c10::prim::ListConstruct);
+}
 
 std::string site_of(const torch::jit::Node *n) {
   std::string key;
@@ -304,9 +313,7 @@ std::map<std::string, int> code_sites(const torch::jit::Module &m) {
       if (!gpt::sited_kind(n->kind())) continue;
       // Surgery can rewrite a size list only where the code writes it out;
       // a list computed whole (`y.view(x.size())`) makes the site unusable.
-      bool written = n->inputs().size() == 2 && (torch::jit::toIValue(n->input(1)) ||
-                                                 n->input(1)->node()->kind() == c10::prim::ListConstruct);
-      out[gpt::site_of(n)] += written ? 1 : 2;
+      out[gpt::site_of(n)] += gpt::sized_arg_written(n) ? 1 : 2;
     }
   }
   return out;

@@ -286,7 +286,8 @@ void rewrite_sizes(torch::jit::Block *b, torch::jit::Value *self,
 
 // A channel count written into the size list of a view or reshape of an
 // activation (`x.view(b, self.inter, -1)`, LeNet's `view(-1, 16 * 5 * 5)`)
-// is named "@<entry>@<site>" (gpt::site_of) in the sizes of
+// or into a split's part size (`torch.split(x, width, 1)`, entry 0) is
+// named "@<entry>@<site>" (gpt::site_of) in the sizes of
 // gpt_module_prune. site_sizes collects them, site by site.
 using SiteSizes = std::map<std::string, std::map<int64_t, int64_t>>;
 
@@ -303,12 +304,18 @@ SiteSizes site_sizes(const std::map<std::string, int64_t> &sizes) {
   return out;
 }
 
-// Gives node, a sited reshape, a size list with the entries of want
-// replaced, built next to it; the old list stays for its other users.
+// Gives node, a sited op, its size argument with the entries of want
+// replaced, built next to it; the old one stays for its other users.
 void rewrite_site_sizes(torch::jit::Node *node, const std::map<int64_t, int64_t> &want, const std::string &site) {
   torch::jit::Value *list = node->input(1);
   torch::jit::Graph *g = node->owningGraph();
   torch::jit::WithInsertPoint guard(node);
+  if (list->type()->kind() == c10::TypeKind::IntType) {  // a split's part size
+    if (want.size() != 1 || want.begin()->first != 0)
+      throw std::runtime_error("the size at " + site + " is one int, entry 0");
+    node->replaceInput(1, g->insertConstant(want.begin()->second));
+    return;
+  }
   std::vector<int64_t> dims;
   if (torch::jit::toIValue(list) && int_list(list, &dims)) {
     for (const auto &e : want) {
@@ -334,7 +341,7 @@ void rewrite_site_sizes(torch::jit::Node *node, const std::map<int64_t, int64_t>
 void rewrite_sites(torch::jit::Block *b, const SiteSizes &want, std::map<std::string, int> *hits) {
   for (torch::jit::Node *node : b->nodes()) {
     for (torch::jit::Block *sub : node->blocks()) rewrite_sites(sub, want, hits);
-    if (!gpt::sited_kind(node->kind()) || node->inputs().size() != 2) continue;
+    if (!gpt::sited_kind(node->kind()) || !gpt::sized_arg_written(node)) continue;
     std::string site = gpt::site_of(node);
     auto it = want.find(site);
     if (it == want.end()) continue;
@@ -368,7 +375,7 @@ void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
   rewrite_sites(g->block(), sites, &hits);
   for (const auto &kv : sites)
     if (hits[kv.first] != 1)
-      throw std::runtime_error(std::to_string(hits[kv.first]) + " views or reshapes at " + kv.first +
+      throw std::runtime_error(std::to_string(hits[kv.first]) + " views, reshapes or splits at " + kv.first +
                                " in forward, not one");
   for (const auto &kv : sizes)
     if (!kv.first.empty() && kv.first[0] != '@' && hits[kv.first] == 0)

@@ -1180,22 +1180,47 @@ class SizedNonLocal(NonLocal):
         return x + self.w(y)
 
 
+class Res2Block(nn.Module):
+    """A Res2Net bottleneck (Gao et al. 2019): a 1x1 conv's output split
+    by a width the code keeps, torch.split(out, self.width, 1), each part
+    after the first added to the previous part's 3x3 conv output."""
+
+    def __init__(self, c, width=8, scale=4):
+        super().__init__()
+        self.width, self.scale = width, scale
+        self.conv1 = nn.Sequential(*cbr(c, width * scale, 1))
+        self.convs = nn.ModuleList([nn.Sequential(*cbr(width, width)) for _ in range(scale - 1)])
+        self.conv3 = nn.Sequential(nn.Conv2d(width * scale, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        spx = torch.split(self.conv1(x), self.width, 1)
+        outs: List[torch.Tensor] = []
+        sp = spx[0]
+        for i, conv in enumerate(self.convs):
+            sp = conv(spx[i] if i == 0 else sp + spx[i])
+            outs.append(sp)
+        outs.append(spx[self.scale - 1])
+        return torch.nn.functional.relu(self.conv3(torch.cat(outs, 1)) + x)
+
+
 class SizedViewNet(nn.Module):  # input 1x3x32x32
-    """Channel counts written into views: the attention blocks above, nested
-    two modules deep, one of them run twice, and a LeNet-style classifier
-    that flattens with x.view(-1, 48 * 8 * 8)."""
+    """Channel counts written into the code: the attention blocks above,
+    nested two modules deep, one of them run twice, a Res2Net block's
+    split by width, and a LeNet-style classifier that flattens with
+    x.view(-1, 48 * 8 * 8)."""
 
     def __init__(self):
         super().__init__()
         self.stem = nn.Sequential(*cbr(3, 16), *cbr(16, 32, stride=2))
         self.stage = nn.Sequential(SizedSelfAttention(32), SizedNonLocal(32))
+        self.res2 = Res2Block(32)
         self.down = nn.Sequential(*cbr(32, 48, stride=2))
         self.fc1 = nn.Linear(48 * 8 * 8, 32)
         self.fc2 = nn.Linear(32, 10)
 
     def forward(self, x):
         x = self.stage(self.stem(x))
-        x = self.stage(x)  # the same blocks again: two call sites
+        x = self.res2(self.stage(x))  # the same blocks again: two call sites
         x = self.down(x).view(-1, 48 * 8 * 8)
         return self.fc2(torch.nn.functional.relu(self.fc1(x)))
 
@@ -1423,7 +1448,8 @@ COVERAGE_MODELS = [
     # einsum (a channel gate).
     ("attention", AttentionNet, IMG32),
     # Channel counts written into views (self.inter, x.size(), LeNet's
-    # flatten), rewritten by surgery where the trace found them.
+    # flatten) and a split's width (Res2Net), rewritten by surgery where
+    # the trace found them.
     ("sized_views", SizedViewNet, IMG32),
     # Weight standardisation (BiT's ResNetV2, timm's StdConv2d) with
     # GroupNorm: inexact groups, one exact (the last stage's output).

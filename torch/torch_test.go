@@ -1146,7 +1146,7 @@ func numel(shape []int64) int {
 }
 
 // The trace gives every view and reshape of sized_views a site (the blocks
-// that run twice, from two call sites, give two), and Prune finds a view
+// that run twice, from two call sites, give two), and its split one, and Prune finds a view
 // again by its site: a size it rewrites reaches forward, a site or an entry
 // that names nothing is an error that leaves the module as it was.
 func TestSitedViews(t *testing.T) {
@@ -1178,7 +1178,11 @@ func TestSitedViews(t *testing.T) {
 			}
 			sites := map[string]bool{}
 			views, flatten := 0, ""
+			splits := 0
 			for _, op := range g.Ops {
+				if op.Kind == "aten::split" && op.Site != "" {
+					splits++ // Res2Net's torch.split(out, self.width, 1)
+				}
 				if op.Kind != "aten::view" && op.Kind != "aten::reshape" {
 					continue
 				}
@@ -1191,11 +1195,11 @@ func TestSitedViews(t *testing.T) {
 					flatten = op.Site
 				}
 			}
-			if views != 17 || flatten == "" {
-				t.Fatalf("%d views, flatten site %q; want 17 and LeNet's flatten", views, flatten)
+			if views != 17 || flatten == "" || splits != 1 {
+				t.Fatalf("%d views, flatten site %q, %d sited splits; want 17, LeNet's flatten and 1", views, flatten, splits)
 			}
 			for key, want := range map[string]string{
-				"@1@no such site": "0 views or reshapes at no such site",
+				"@1@no such site": "0 views, reshapes or splits at no such site",
 				"@9@" + flatten:   "has no entry 9",
 			} {
 				err := m.Prune(nil, map[string]int64{key: 5})

@@ -16,9 +16,9 @@ type Analysis struct {
 	// Groups lists every group, frozen ones included, ordered by the first
 	// op that creates one of its spaces; Groups[i].ID == i.
 	Groups []Group
-	// SizedReshapes are the views and reshapes whose size lists write a
-	// followed channel count in; surgery rewrites them.
-	SizedReshapes []SizedReshape
+	// SizedOps are the ops whose size arguments write a followed channel
+	// count in; surgery rewrites them.
+	SizedOps []SizedOp
 
 	g        *ir.Graph
 	vmaps    map[int]valueMap
@@ -144,7 +144,7 @@ func (a *analyzer) finish() *Analysis {
 		wnorms:   a.wnorms,
 		wvals:    a.wvals,
 
-		SizedReshapes: a.sized,
+		SizedOps: a.sized,
 	}
 	gid := map[int]int{}
 	for _, c := range classes {

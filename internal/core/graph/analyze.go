@@ -141,7 +141,7 @@ type analyzer struct {
 	// with the channels of whatever the value gates.
 	nochan map[int]bool
 	// sized are the reshapes whose size lists surgery must rewrite.
-	sized  []SizedReshape
+	sized  []SizedOp
 	layers map[string]bool
 	// wnorms maps the direction v of each weight-normalised layer the
 	// analysis follows to its magnitude g.

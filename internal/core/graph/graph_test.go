@@ -58,6 +58,22 @@ type wantGroup struct {
 	ln        []string // LayerNorms whose normalized_shape follows the group
 }
 
+// splitNet is a Res2Net block in small: a conv's 8 channels split into
+// parts of 2, the first through a conv and added to the second, all
+// concatenated again; site marks the split as found in the code.
+func splitNet(b *irtest.Builder, site string) {
+	x := b.Input(1, 3, 4, 4)
+	y := b.Relu(b.Conv(x, "c1", 8, 1, irtest.ConvOpts{}))
+	list := b.OpValues("aten::split", "", []int{y, b.Int(2), b.Int(1)}, ir.Value{Kind: ir.KindTensorList})[0]
+	if site != "" {
+		b.Sited(list, site)
+	}
+	part := []int64{1, 2, 4, 4}
+	p := b.Op("prim::ListUnpack", "", []int{list}, part, part, part, part)
+	s := b.Add(b.Relu(b.Conv(p[0], "a", 2, 3, irtest.ConvOpts{Pad: 1})), p[1])
+	b.Output(b.Conv(b.Cat(1, s, p[1], p[2], p[3]), "e", 2, 1, irtest.ConvOpts{}))
+}
+
 func mustBuild(t testing.TB, b *irtest.Builder) *ir.Graph {
 	t.Helper()
 	g, err := b.Build()
@@ -564,6 +580,20 @@ var analyzeCases = []struct {
 		},
 		want: []wantGroup{{has: "c.weight:0", channels: 4, prunable: true,
 			members: []string{"c.weight:0", "fa.weight:1*16"}}},
+	},
+	{
+		// Res2Net's torch.split(out, self.width, 1): where the trace found
+		// the split in the code, the parts are tied as a chunk's are and
+		// surgery writes the kept width in; elsewhere the split freezes.
+		name:  "split by a written-in width follows where the code is known",
+		build: func(b *irtest.Builder) { splitNet(b, "res2.py:3-9") },
+		want: []wantGroup{{has: "c1.weight:0", channels: 2, prunable: true,
+			contains: []string{"c1.weight:0+2", "c1.weight:0+6", "a.weight:0", "a.weight:1", "e.weight:1", "e.weight:1+6"}}},
+	},
+	{
+		name:  "split by a written-in width freezes without a site",
+		build: func(b *irtest.Builder) { splitNet(b, "") },
+		want:  []wantGroup{{has: "c1.weight:0", channels: 8, reason: "splits the channels"}},
 	},
 	{
 		name: "view with a baked feature count freezes",

@@ -995,7 +995,7 @@ func (a *analyzer) pieces(x int, pieces []int, splitOp, first int) {
 	for _, p := range pieces {
 		P, ok := a.shape(p)
 		if !ok || len(P) != len(S) || P[m.dim] != S[m.dim] {
-			if a.chunkPieces(m, S, pieces, splitOp, first) {
+			if a.chunkPieces(m, S, pieces, splitOp, first) || a.sizedSplit(m, S, pieces, splitOp, first) {
 				return
 			}
 			r := fmt.Sprintf("%s splits the channels", a.desc())
@@ -1036,6 +1036,35 @@ func (a *analyzer) chunkPieces(m *cmap, S []int64, pieces []int, splitOp, first 
 		first += int(n) // y[-1]
 	}
 	return a.tieParts(m, S, int(n), pieces, first)
+}
+
+// sizedSplit handles torch.split(x, size, dim) along the channels into
+// equal parts where the trace found the split in the code (Res2Net's
+// `torch.split(x, width, 1)`): the parts are tied as a chunk's are, and
+// surgery writes the kept part size in (a SizedOp). It reports whether
+// the pieces got their maps.
+func (a *analyzer) sizedSplit(m *cmap, S []int64, pieces []int, splitOp, first int) bool {
+	if splitOp < 0 || first == noIndex || m.dim >= len(S) || len(pieces) == 0 {
+		return false
+	}
+	op := &a.g.Ops[splitOp]
+	if !sitedKinds[op.Kind] || op.Kind != "aten::split" || op.Site == "" || len(op.Inputs) < 3 {
+		return false
+	}
+	size, okS := a.constInt(op.Inputs[1])
+	d, okD := a.constInt(op.Inputs[2])
+	if nd, ok := normDim(d, len(S)); !okS || !okD || !ok || nd != m.dim || size < 1 || S[m.dim]%size != 0 {
+		return false
+	}
+	n := int(S[m.dim] / size)
+	if first < 0 {
+		first += n
+	}
+	if !a.tieParts(m, S, n, pieces, first) {
+		return false
+	}
+	a.sized = append(a.sized, SizedOp{Site: op.Site, Entry: 0, Value: pieces[0], Dim: m.dim})
+	return true
 }
 
 // tieParts gives pieces, parts first.. of x's channels (map m, shape S) cut
@@ -1345,18 +1374,19 @@ func (a *analyzer) reshape() {
 	fail("splits or merges the channel dim with another dim")
 }
 
-// sitedKinds are the reshapes whose size list surgery can rewrite when the
-// trace found them in the code (ir.Op.Site).
-var sitedKinds = map[string]bool{"aten::view": true, "aten::reshape": true}
+// sitedKinds are the ops whose size argument surgery can rewrite when the
+// trace found them in the code (ir.Op.Site): a reshape's size list, a
+// split's part size.
+var sitedKinds = map[string]bool{"aten::view": true, "aten::reshape": true, "aten::split": true}
 
 // sizedReshape records that the current op's size list writes the count of
 // the channels that reach dim d of out in, where surgery can rewrite it:
 // it reports false (and records nothing) elsewhere.
 func (a *analyzer) sizedReshape(out, d int) bool {
-	if a.op.Site == "" || !sitedKinds[a.op.Kind] || len(a.op.Inputs) != 2 {
+	if a.op.Site == "" || !sitedKinds[a.op.Kind] || a.op.Kind == "aten::split" || len(a.op.Inputs) != 2 {
 		return false
 	}
-	a.sized = append(a.sized, SizedReshape{Site: a.op.Site, Entry: d, Value: out, Dim: d})
+	a.sized = append(a.sized, SizedOp{Site: a.op.Site, Entry: d, Value: out, Dim: d})
 	return true
 }
 

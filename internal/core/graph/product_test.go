@@ -120,7 +120,7 @@ func FuzzEinsumSpec(f *testing.F) {
 // A non-local block's x.view(b, self.inter, -1): the sized reshape says
 // which entry of which list surgery rewrites, and ValueShape gives its new
 // value; without a site the view freezes its channels as before.
-func TestSizedReshapes(t *testing.T) {
+func TestSizedOps(t *testing.T) {
 	for _, site := range []string{"nl.py:5-9", ""} {
 		b := irtest.New()
 		x := b.Input(1, 3, 4, 4)
@@ -137,15 +137,15 @@ func TestSizedReshapes(t *testing.T) {
 		}
 		grp := groupWith(a, "g.weight:0")
 		if site == "" {
-			if grp.Prunable() || len(a.SizedReshapes) != 0 {
-				t.Errorf("no site: prunable %v, sized %v", grp.Prunable(), a.SizedReshapes)
+			if grp.Prunable() || len(a.SizedOps) != 0 {
+				t.Errorf("no site: prunable %v, sized %v", grp.Prunable(), a.SizedOps)
 			}
 			continue
 		}
-		if !grp.Prunable() || len(a.SizedReshapes) != 1 {
-			t.Fatalf("site: prunable %v (%s), sized %v", grp.Prunable(), grp.Reason, a.SizedReshapes)
+		if !grp.Prunable() || len(a.SizedOps) != 1 {
+			t.Fatalf("site: prunable %v (%s), sized %v", grp.Prunable(), grp.Reason, a.SizedOps)
 		}
-		r := a.SizedReshapes[0]
+		r := a.SizedOps[0]
 		if r.Site != site || r.Entry != 1 || r.Dim != 1 || r.Value != v {
 			t.Errorf("sized %+v, want entry 1 of %s, dim 1 of value %d", r, site, v)
 		}

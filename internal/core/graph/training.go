@@ -64,11 +64,11 @@ func (a *Analysis) WithTraining(tr *Analysis) {
 	// auxiliary head's flatten with its count written in): surgery
 	// rewrites the eval trace's only, so their channels stay.
 	evalSites := map[string]bool{}
-	for _, r := range a.SizedReshapes {
+	for _, r := range a.SizedOps {
 		evalSites[r.Site] = true
 	}
 	trainSized := map[int]bool{}
-	for _, r := range tr.SizedReshapes {
+	for _, r := range tr.SizedOps {
 		if !evalSites[r.Site] {
 			for _, sg := range tr.vmaps[r.Value].segs {
 				trainSized[sg.gid] = true

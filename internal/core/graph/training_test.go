@@ -90,7 +90,7 @@ func TestWithTraining(t *testing.T) {
 			func() *Analysis {
 				tr := analysisOf(shapes, Group{Channels: 8, Members: []Member{conv1, conv2in, aux}, Producers: []Member{conv1}})
 				tr.vmaps = map[int]valueMap{7: {dim: 1, segs: []rseg{{gid: 0, n: 8, stride: 16}}}}
-				tr.SizedReshapes = []SizedReshape{{Site: "aux.py:1-2", Entry: 1, Value: 7, Dim: 1}}
+				tr.SizedOps = []SizedOp{{Site: "aux.py:1-2", Entry: 1, Value: 7, Dim: 1}}
 				return tr
 			}(),
 			"writes its count into a view", nil},

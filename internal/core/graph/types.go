@@ -138,12 +138,14 @@ func CheckBlocks(kept []int, b int) error {
 	return nil
 }
 
-// SizedReshape is a view or reshape of an activation whose size list
-// writes the channel count in (`x.view(b, self.inter, -1)`, LeNet's
-// `x.view(-1, 16 * 5 * 5)`): once channels go, entry Entry of that list
+// SizedOp is an op on an activation whose size argument the code writes
+// a channel count into: a view or reshape's size list
+// (`x.view(b, self.inter, -1)`, LeNet's `x.view(-1, 16 * 5 * 5)`), or the
+// part size of a split along the channels (Res2Net's
+// `torch.split(x, width, 1)`, Entry 0). Once channels go, that entry
 // must become the size of dim Dim of value Value (Analysis.ValueShape).
 // Site finds the op in the module's code (ir.Op.Site).
-type SizedReshape struct {
+type SizedOp struct {
 	Site  string
 	Entry int
 	Value int

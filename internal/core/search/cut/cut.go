@@ -295,11 +295,11 @@ func (b *Base) planCounts(p *plan.Plan) map[int]int {
 }
 
 // siteSizes adds to sizes the new entry of every size list that writes a
-// channel count in (graph.SizedReshape) and changes from the counts in
+// channel count in (graph.SizedOp) and changes from the counts in
 // before to those in after (nil: the traced model), keyed as the shim's
 // gpt_module_prune reads it: "@<entry>@<site>".
 func (b *Base) siteSizes(sizes map[string]int64, before, after map[int]int) {
-	for _, r := range b.Analysis.SizedReshapes {
+	for _, r := range b.Analysis.SizedOps {
 		was, now := b.Analysis.ValueShape(r.Value, before), b.Analysis.ValueShape(r.Value, after)
 		if r.Dim < len(was) && r.Dim < len(now) && was[r.Dim] != now[r.Dim] {
 			sizes[fmt.Sprintf("@%d@%s", r.Entry, r.Site)] = now[r.Dim]

@@ -11,6 +11,7 @@ import (
 	"github.com/gopruner/gopruner/internal/core/fail"
 	"github.com/gopruner/gopruner/internal/core/graph"
 	"github.com/gopruner/gopruner/internal/core/graph/irtest"
+	"github.com/gopruner/gopruner/internal/core/ir"
 	"github.com/gopruner/gopruner/internal/core/plan"
 )
 
@@ -500,7 +501,7 @@ func TestEditsRenormWeightNorm(t *testing.T) {
 // A size list that writes a channel count in (LeNet's view(-1, 64)) gets
 // its new entry from the step's counts and from a plan, keyed by its
 // site; a step that leaves the count alone lists nothing.
-func TestSizedReshapeEdits(t *testing.T) {
+func TestSizedOpEdits(t *testing.T) {
 	b := irtest.New()
 	x := b.Input(1, 3, 4, 4)
 	y := b.Relu(b.Conv(x, "c", 4, 3, irtest.ConvOpts{Pad: 1}))
@@ -543,5 +544,43 @@ func TestSizedReshapeEdits(t *testing.T) {
 	after[gd.ID] = []int{0}
 	if _, sizes, err := base.Edits(next, after); err != nil || len(sizes) != 0 {
 		t.Errorf("cutting d only: sizes %v (%v), want none", sizes, err)
+	}
+}
+
+// A split by a written-in width (Res2Net) gets the kept width of its tied
+// parts as entry 0 of its site.
+func TestSizedSplitEdits(t *testing.T) {
+	b := irtest.New()
+	x := b.Input(1, 3, 4, 4)
+	y := b.Relu(b.Conv(x, "c1", 8, 1, irtest.ConvOpts{}))
+	list := b.Sited(b.OpValues("aten::split", "", []int{y, b.Int(2), b.Int(1)}, ir.Value{Kind: ir.KindTensorList})[0], "res2:3-9")
+	part := []int64{1, 2, 4, 4}
+	p := b.Op("prim::ListUnpack", "", []int{list}, part, part, part, part)
+	s := b.Add(b.Relu(b.Conv(p[0], "a", 2, 3, irtest.ConvOpts{Pad: 1})), p[1])
+	b.Output(b.Conv(b.Cat(1, s, p[2], p[3]), "e", 2, 1, irtest.ConvOpts{}))
+	base := baseOf(t, b)
+	var g *graph.Group
+	for _, c := range base.Candidates(nil) {
+		if slices.ContainsFunc(c.Members, func(m graph.Member) bool { return m.Tensor == "c1.weight" && m.Dim == 0 }) {
+			g = c
+		}
+	}
+	if g == nil || g.Channels != 2 {
+		t.Fatalf("c1's parts are not one candidate group of 2: %+v", g)
+	}
+	all := All(base.Candidates(nil))
+	next := maps.Clone(all)
+	next[g.ID] = []int{1}
+	sl, sizes, err := base.Edits(all, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(sizes, map[string]int64{"@0@res2:3-9": 1}) {
+		t.Errorf("sizes %v, want @0@res2:3-9: 1", sizes)
+	}
+	for _, c := range sl {
+		if c.Tensor == "c1.weight" && !slices.Equal(c.Keep[0], []int{1, 3, 5, 7}) {
+			t.Errorf("c1.weight keeps rows %v, want channel 1 of each part", c.Keep[0])
+		}
 	}
 }
