@@ -166,9 +166,9 @@ gpt_err gpt_module_set(gpt_module m, const char *name, gpt_tensor t);
  * a conv as its groups, a layer_norm as its normalized_shape [groups[j]],
  * a reshape of the weight to [1, n, -1] or [n, -1] (weight
  * standardisation) as its n. A name "@<entry>@<site>" instead names the
- * view or reshape of an activation at that site (the IR's "site"), whose
- * size list takes groups[j] as entry <entry>: a channel count the code
- * writes in. 
+ * view, reshape or split of an activation at that site (the IR's "site"),
+ * whose size list takes groups[j] as entry <entry> (a split's part size
+ * is entry 0): a channel count the code writes in.
  * Everything is checked before the module changes: a bad slice or name
  * leaves it exactly as it was (*changed = 0). Then each tensor is cut:
  * within its own storage where the module alone holds it (*in_place counts
@@ -201,9 +201,10 @@ gpt_err gpt_op_time(int kind, const int64_t *x_shape, int x_ndim, const int64_t 
 /* Traces forward once on inputs (eval mode, no grad) and returns the
  * executed aten ops as "gopruner-ir/1" JSON (see internal/core/ir). The
  * graph's outputs are the result's tensors in path order, and "output" holds
- * the result's structure as gpt_module_forward_all's info gives it. A view
- * or reshape that the trace can tell apart in the module's inlined forward
- * carries its "site" there (the source ranges of its call stack). */
+ * the result's structure as gpt_module_forward_all's info gives it. A
+ * view, reshape or split that the trace can tell apart in the module's
+ * inlined forward carries its "site" there (the source ranges of its call
+ * stack). */
 gpt_err gpt_module_export_ir(gpt_module m, const gpt_tensor *inputs, int n,
                              int pass, char **json, int *meta);
 /* The same trace in training mode, shape-only (Meta device) so that no

@@ -173,8 +173,8 @@ c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no
 // Gives the dotted name of a prim::GetAttr chain that starts at a graph's
 // self input, or "" when v is not such a chain (module.cc; ir.cc uses it too).
 std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self);
-// Inlines every call in g, repeating passes until none is left or a pass
-// inlines nothing (module.cc).
+// Inlines every call in g, each callee's graph with its own calls inlined
+// first, so that every node's callstack runs from g down (module.cc).
 void inline_all(torch::jit::Graph &g);
 // A node's site: the source ranges of the calls that lead to it and of the
 // node itself, which the trace records for each op of a sited kind (ir.cc)

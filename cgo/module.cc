@@ -2,7 +2,6 @@
 // channel surgery.
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
-#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/csrc/jit/runtime/interpreter.h>
 #include <torch/csrc/jit/serialization/import.h>
@@ -80,14 +79,6 @@ c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no
   return h->m.forward(in);
 }
 
-static void find_calls(torch::jit::Block *b, std::set<torch::jit::Node *> *out) {
-  for (torch::jit::Node *node : b->nodes()) {
-    if (node->kind() == c10::prim::CallMethod || node->kind() == c10::prim::CallFunction)
-      out->insert(node);
-    for (torch::jit::Block *sub : node->blocks()) find_calls(sub, out);
-  }
-}
-
 // The graph function a call node calls, or nullptr; a CallFunction loses
 // its function input, as torch's Inline removes it before inlining.
 static torch::jit::GraphFunction *callee_of(torch::jit::Node *n) {
@@ -127,21 +118,9 @@ static void inline_calls(torch::jit::Block *b, int depth) {
   }
 }
 
-// Inlines every call in g, callees first (inline_calls). What that leaves
-// (a call of a function it cannot inline) goes through torch's Inline,
-// pass after pass until none is left or a pass inlines nothing.
-void inline_all(torch::jit::Graph &g) {
-  inline_calls(g.block(), 0);
-  std::set<torch::jit::Node *> calls;
-  find_calls(g.block(), &calls);
-  for (int round = 0; !calls.empty() && round < 64; round++) {
-    torch::jit::Inline(g);
-    std::set<torch::jit::Node *> left;
-    find_calls(g.block(), &left);
-    if (left == calls) break;
-    calls = std::move(left);
-  }
-}
+// Inlines every call in g, callees first (inline_calls). A call it leaves
+// (of a function that is no graph) torch's Inline would leave too.
+void inline_all(torch::jit::Graph &g) { inline_calls(g.block(), 0); }
 
 }  // namespace gpt
 
@@ -289,19 +268,22 @@ void rewrite_sizes(torch::jit::Block *b, torch::jit::Value *self,
 // or into a split's part size (`torch.split(x, width, 1)`, entry 0) is
 // named "@<entry>@<site>" (gpt::site_of) in the sizes of
 // gpt_module_prune. site_sizes collects them, site by site.
+// split_sizes parts them from the sizes named by weight.
 using SiteSizes = std::map<std::string, std::map<int64_t, int64_t>>;
 
-SiteSizes site_sizes(const std::map<std::string, int64_t> &sizes) {
-  SiteSizes out;
+void split_sizes(const std::map<std::string, int64_t> &sizes, std::map<std::string, int64_t> *by_weight,
+                 SiteSizes *by_site) {
   for (const auto &kv : sizes) {
-    if (kv.first.empty() || kv.first[0] != '@') continue;
+    if (kv.first.empty() || kv.first[0] != '@') {
+      by_weight->insert(kv);
+      continue;
+    }
     size_t at = kv.first.find('@', 1);
     if (at == std::string::npos || at == 1)
       throw std::runtime_error("bad size key \"" + kv.first + "\"");
     int64_t entry = std::stoll(kv.first.substr(1, at - 1));
-    out[kv.first.substr(at + 1)][entry] = kv.second;
+    (*by_site)[kv.first.substr(at + 1)][entry] = kv.second;
   }
-  return out;
 }
 
 // Gives node, a sited op, its size argument with the entries of want
@@ -351,34 +333,35 @@ void rewrite_sites(torch::jit::Block *b, const SiteSizes &want, std::map<std::st
 }
 
 // Edits g, the root forward graph, so that each op named in sizes (by
-// weight) takes its new size argument (see rewrite_sizes), and each sized
-// reshape its new channel count (site_sizes), and throws when a name
-// matches no op. Instances of one module type share their method graphs,
-// so the edit is made on the root's inlined forward, where each call site
-// is distinct; one inlining and one pass serve every op.
+// weight) takes its new size argument (see rewrite_sizes), and each sited
+// op its new channel count (split_sizes), and throws when a name matches
+// no op. Instances of one module type share their method graphs, so the
+// edit is made on the root's inlined forward, where each call site is
+// distinct; one inlining and one pass serve every op.
 void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
                       const std::map<std::string, int64_t> &sizes) {
   gpt::inline_all(*g);
   torch::jit::ConstantPropagation(g);
   torch::jit::Value *self = g->inputs().at(0);
-  SiteSizes sites = site_sizes(sizes);
+  std::map<std::string, int64_t> weights;
+  SiteSizes sites;
+  split_sizes(sizes, &weights, &sites);
   std::map<std::string, SizeArg> consts;
   {
     torch::jit::WithInsertPoint guard(g->block()->nodes().front());
-    for (const auto &kv : sizes)
-      if (kv.first.empty() || kv.first[0] != '@')
-        consts[kv.first] = {g->insertConstant(kv.second),
-                            g->insertConstant(std::vector<int64_t>{kv.second})};
+    for (const auto &kv : weights)
+      consts[kv.first] = {g->insertConstant(kv.second),
+                          g->insertConstant(std::vector<int64_t>{kv.second})};
   }
   std::map<std::string, int> hits;
-  rewrite_sizes(g->block(), self, consts, sizes, &hits);
+  rewrite_sizes(g->block(), self, consts, weights, &hits);
   rewrite_sites(g->block(), sites, &hits);
   for (const auto &kv : sites)
     if (hits[kv.first] != 1)
       throw std::runtime_error(std::to_string(hits[kv.first]) + " views, reshapes or splits at " + kv.first +
                                " in forward, not one");
-  for (const auto &kv : sizes)
-    if (!kv.first.empty() && kv.first[0] != '@' && hits[kv.first] == 0)
+  for (const auto &kv : weights)
+    if (hits[kv.first] == 0)
       throw std::runtime_error("no convolution, group_norm, layer_norm or weight reshape with weight \"" +
                                kv.first + "\" in forward");
 }

@@ -140,7 +140,7 @@ type analyzer struct {
 	// later unsqueeze would put it on a spatial dim, where it would clash
 	// with the channels of whatever the value gates.
 	nochan map[int]bool
-	// sized are the reshapes whose size lists surgery must rewrite.
+	// sized are the ops whose size arguments surgery must rewrite.
 	sized  []SizedOp
 	layers map[string]bool
 	// wnorms maps the direction v of each weight-normalised layer the

@@ -1048,7 +1048,7 @@ func (a *analyzer) sizedSplit(m *cmap, S []int64, pieces []int, splitOp, first i
 		return false
 	}
 	op := &a.g.Ops[splitOp]
-	if !sitedKinds[op.Kind] || op.Kind != "aten::split" || op.Site == "" || len(op.Inputs) < 3 {
+	if op.Kind != "aten::split" || op.Site == "" || len(op.Inputs) < 3 {
 		return false
 	}
 	size, okS := a.constInt(op.Inputs[1])
@@ -1063,7 +1063,11 @@ func (a *analyzer) sizedSplit(m *cmap, S []int64, pieces []int, splitOp, first i
 	if !a.tieParts(m, S, n, pieces, first) {
 		return false
 	}
-	a.sized = append(a.sized, SizedOp{Site: op.Site, Entry: 0, Value: pieces[0], Dim: m.dim})
+	// Each getItem of the parts comes here; the parts are equal, so one
+	// record serves them all.
+	if !slices.ContainsFunc(a.sized, func(r SizedOp) bool { return r.Site == op.Site }) {
+		a.sized = append(a.sized, SizedOp{Site: op.Site, Entry: 0, Value: pieces[0], Dim: m.dim})
+	}
 	return true
 }
 
@@ -1374,16 +1378,12 @@ func (a *analyzer) reshape() {
 	fail("splits or merges the channel dim with another dim")
 }
 
-// sitedKinds are the ops whose size argument surgery can rewrite when the
-// trace found them in the code (ir.Op.Site): a reshape's size list, a
-// split's part size.
-var sitedKinds = map[string]bool{"aten::view": true, "aten::reshape": true, "aten::split": true}
-
 // sizedReshape records that the current op's size list writes the count of
-// the channels that reach dim d of out in, where surgery can rewrite it:
-// it reports false (and records nothing) elsewhere.
+// the channels that reach dim d of out in, where surgery can rewrite it (a
+// view or reshape the trace found in the code, ir.Op.Site): it reports
+// false (and records nothing) elsewhere.
 func (a *analyzer) sizedReshape(out, d int) bool {
-	if a.op.Site == "" || !sitedKinds[a.op.Kind] || a.op.Kind == "aten::split" || len(a.op.Inputs) != 2 {
+	if k := a.op.Kind; a.op.Site == "" || (k != "aten::view" && k != "aten::reshape") || len(a.op.Inputs) != 2 {
 		return false
 	}
 	a.sized = append(a.sized, SizedOp{Site: a.op.Site, Entry: d, Value: out, Dim: d})

@@ -252,8 +252,8 @@ func (a *analyzer) product(operands []int, spec prodSpec) {
 	}
 	// Every operand spanning a followed label carries its channels there,
 	// or broadcasts along it. Frozen channels keep their count, so any
-	// operand may span them (an attention map's rows, which the analysis
-	// gives a frozen default as it does any value without channels).
+	// operand may span them (the frozen default of a value whose op the
+	// analysis does not follow).
 	for _, l := range labels {
 		if a.frozenMap(carried[l]) {
 			continue

@@ -79,10 +79,11 @@ type Op struct {
 	// that read parameters it is the owner of those parameters
 	// ("layer1.0.conv1"); otherwise it may be empty.
 	Scope string `json:"scope,omitempty"`
-	// Site is where a view or reshape sits in the module's code, when the
-	// trace could tell it uniquely: the source ranges of the calls that
-	// lead to it and of the op itself. Surgery finds the op again by it
-	// to rewrite a channel count written into its size list.
+	// Site is where a view, reshape or split sits in the module's code,
+	// when the trace could tell it uniquely: the source ranges of the
+	// calls that lead to it and of the op itself. Surgery finds the op
+	// again by it to rewrite a channel count written into its size
+	// argument.
 	Site string `json:"site,omitempty"`
 }
 
