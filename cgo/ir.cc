@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -354,16 +355,24 @@ void drop_keep(torch::jit::Graph &g) {
 
 // Traces forward on in and exports the graph; in and h's tensors are both
 // real or both meta (gpt::meta_pass).
-std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in, bool train = false) {
+std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in, bool train, bool scratch) {
   torch::jit::Stack stack(in.begin(), in.end());
   bool was_training = h->m.is_training();
   h->m.train(train);
+  // The shape-only pass traces a copy (Scratch), so that the plans the
+  // trace leaves go with it; declared first, it goes after the traced
+  // graph, whose self is the copy.
+  std::optional<gpt::Scratch> copy;
   torch::jit::Module mod = h->m;
   std::shared_ptr<torch::jit::tracer::TracingState> state;
   c10::IValue result;
   std::vector<gpt::OutputLeaf> leaves;
   try {
     at::NoGradGuard ng;
+    if (scratch) {
+      copy.emplace(h->m);
+      mod = copy->m;
+    }
     // The optimising executor would run profiling and specialised plans;
     // the plain interpreter records exactly the ops the code asks for.
     torch::jit::GraphOptimizerEnabledGuard opt(false);
@@ -422,15 +431,16 @@ gpt_err export_ir_call(gpt_module h, const gpt_tensor *inputs, int n, int pass, 
     // fraction of the time and none of the activations' memory.
     std::string js;
     std::string why = gpt::meta_pass(
-        h, in, [h, &js, train](const std::vector<at::Tensor> &meta_in) { js = export_ir(h, meta_in, train); });
+        h, in, [h, &js, train](const std::vector<at::Tensor> &meta_in) { js = export_ir(h, meta_in, train, true); });
     if (why.empty()) {
+      gpt::release_freed();
       *json = gpt::dup(js);
       if (meta != nullptr) *meta = 1;
       return nullptr;
     }
     if (pass == GPT_PASS_META) return gpt::dup("meta pass: " + why);
   }
-  *json = gpt::dup(export_ir(h, in, train));
+  *json = gpt::dup(export_ir(h, in, train, false));
   GPT_CATCH
 }
 

@@ -79,9 +79,8 @@ c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no
   return h->m.forward(in);
 }
 
-// The graph function a call node calls, or nullptr; a CallFunction loses
-// its function input, as torch's Inline removes it before inlining.
-static torch::jit::GraphFunction *callee_of(torch::jit::Node *n) {
+// The graph function a call node calls, or nullptr.
+static torch::jit::GraphFunction *called(const torch::jit::Node *n) {
   if (n->kind() == c10::prim::CallMethod) {
     auto cls = n->input(0)->type()->cast<c10::ClassType>();
     torch::jit::Function *f = cls ? cls->findMethod(n->s(c10::attr::name)) : nullptr;
@@ -91,8 +90,14 @@ static torch::jit::GraphFunction *callee_of(torch::jit::Node *n) {
       n->input(0)->node()->kind() != c10::prim::Constant)
     return nullptr;
   auto ft = n->input(0)->type()->cast<c10::FunctionType>();
-  torch::jit::GraphFunction *f = ft ? torch::jit::tryToGraphFunction(*ft->function()) : nullptr;
-  if (f) n->removeInput(0);
+  return ft ? torch::jit::tryToGraphFunction(*ft->function()) : nullptr;
+}
+
+// called, for inlining: a CallFunction loses its function input, as torch's
+// Inline removes it before inlining.
+static torch::jit::GraphFunction *callee_of(torch::jit::Node *n) {
+  torch::jit::GraphFunction *f = called(n);
+  if (f && n->kind() == c10::prim::CallFunction) n->removeInput(0);
   return f;
 }
 
@@ -152,7 +157,9 @@ torch::jit::GraphFunction &forward_function(const torch::jit::Module &m) {
 // plan (a copy of the graph and its compiled code) for the module's life.
 // After a graph edit forward is the whole model inlined, and that plan
 // held 20 MB of a mobilenet_v2's one-shot prune until exit, which a
-// throw-away check never runs again. Callees keep their own executors.
+// throw-away check never runs again. Callees run through their executors:
+// the run check's shape-only pass runs a copy (gpt::Scratch) where there
+// are any.
 void run_uncached(const torch::jit::Module &m, const std::vector<at::Tensor> &in) {
   torch::jit::GraphFunction &fn = forward_function(m);
   torch::jit::Stack stack;
@@ -163,6 +170,16 @@ void run_uncached(const torch::jit::Module &m, const std::vector<at::Tensor> &in
   fn.getSchema().checkAndNormalizeInputs(stack);
   torch::jit::Code code(fn.graph(), fn.name());
   torch::jit::InterpreterState(code).run(stack);
+}
+
+// Whether b calls a method or function anywhere.
+bool makes_calls(torch::jit::Block *b) {
+  for (torch::jit::Node *n : b->nodes()) {
+    if (n->kind() == c10::prim::CallMethod || n->kind() == c10::prim::CallFunction) return true;
+    for (torch::jit::Block *sub : n->blocks())
+      if (makes_calls(sub)) return true;
+  }
+  return false;
 }
 
 int groups_input_index(const torch::jit::Node *n) {
@@ -489,6 +506,18 @@ bool cut_in_place(at::Tensor &t, const std::vector<std::pair<int64_t, at::Tensor
 
 }  // namespace
 
+namespace gpt {
+
+torch::jit::Module clone_types(const torch::jit::Module &m) {
+  torch::NoGradGuard no_grad;
+  std::lock_guard<std::mutex> lock(unit_mu);
+  return m.clone();
+}
+
+void drop_clone(const torch::jit::Module &m) { drop_methods(m); }
+
+}  // namespace gpt
+
 extern "C" {
 
 gpt_err gpt_module_load(const char *path, const char *device, gpt_module *out) {
@@ -545,12 +574,7 @@ gpt_err gpt_module_clone(gpt_module h, gpt_module *out) {
   // load round trip it parses nothing. Under no_grad the copied parameters
   // are leaves rather than outputs of a clone op; their requires_grad is
   // then set back from the original's.
-  torch::jit::Module m;
-  {
-    torch::NoGradGuard no_grad;
-    std::lock_guard<std::mutex> lock(unit_mu);
-    m = h->m.clone();
-  }
+  torch::jit::Module m = gpt::clone_types(h->m);
   std::vector<torch::jit::NameTensor> src, dst;
   for (const auto &p : h->m.named_parameters(/*recurse=*/true)) src.push_back(p);
   for (const auto &p : m.named_parameters(/*recurse=*/true)) dst.push_back(p);
@@ -600,9 +624,19 @@ gpt_err gpt_module_has_method(gpt_module h, const char *name, int *out) {
 
 namespace {
 
-void count_bn(torch::jit::Block *b, int *fixed, int *total) {
+// count_bn counts the batch norms b runs, through every call: each call
+// site of a function counts, as in the inlined graph, without the cost of
+// building one (a densenet121's whole inlined forward is 10 MB, and the
+// heap kept it after it went).
+void count_bn(torch::jit::Block *b, int *fixed, int *total, int depth) {
+  if (depth > 64) return;  // recursion TorchScript does not allow anyway
   for (torch::jit::Node *node : b->nodes()) {
-    for (torch::jit::Block *sub : node->blocks()) count_bn(sub, fixed, total);
+    for (torch::jit::Block *sub : node->blocks()) count_bn(sub, fixed, total, depth);
+    if (torch::jit::GraphFunction *fn = gpt::called(node)) {
+      fn->ensure_defined();
+      count_bn(fn->graph()->block(), fixed, total, depth + 1);
+      continue;
+    }
     if (node->kind() != c10::Symbol::aten("batch_norm") || node->inputs().size() < 6) continue;
     (*total)++;
     if (node->input(5)->node()->kind() == c10::prim::Constant) (*fixed)++;
@@ -617,11 +651,7 @@ gpt_err gpt_module_bn_modes(gpt_module h, int *fixed, int *total) {
   *fixed = 0;
   *total = 0;
   if (!h->m.find_method("forward").has_value()) return nullptr;
-  // The inlined copy shows every call site; the module's own graphs stay as
-  // they are.
-  std::shared_ptr<torch::jit::Graph> g = forward_function(h->m).graph()->copy();
-  gpt::inline_all(*g);
-  count_bn(g->block(), fixed, total);
+  count_bn(forward_function(h->m).graph()->block(), fixed, total, 0);
   GPT_CATCH
 }
 
@@ -655,9 +685,18 @@ gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n, 
   if (pass != GPT_PASS_REAL) {
     std::string why = gpt::meta_pass(h, gpt::tensors_of(inputs, n, "forward"), [h](const std::vector<at::Tensor> &in) {
       at::NoGradGuard ng;
-      run_uncached(h->m, in);
+      // The callees' executors go with a copy; a forward that calls
+      // nothing (inlined by a groups edit) leaves none, and copying it
+      // would only cost its graph.
+      if (!makes_calls(forward_function(h->m).graph()->block())) {
+        run_uncached(h->m, in);
+        return;
+      }
+      gpt::Scratch copy(h->m);
+      run_uncached(copy.m, in);
     });
     if (why.empty()) {
+      gpt::release_freed();
       if (meta != nullptr) *meta = 1;
       return nullptr;
     }

@@ -50,6 +50,8 @@ void apply_threads(int n) {
   set_blas_threads(n);
 }
 
+void release_freed() { malloc_trim(0); }
+
 }  // namespace gpt
 
 extern "C" {

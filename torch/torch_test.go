@@ -278,6 +278,51 @@ func TestCloneFreesItsMethods(t *testing.T) {
 	}
 }
 
+// TestShapePassesLeaveNoMethods: the IR export and the run check trace and
+// run a copy of the module in their shape-only passes, and the copy's
+// methods leave the compilation unit with it; what they report is what a
+// pass over the module itself reports.
+func TestShapePassesLeaveNoMethods(t *testing.T) {
+	path, meta := fixtures.Model(t, "mobilenet_v2_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	x := must[*Tensor](t)(Randn(meta.InputShape, CPU))
+	defer x.Close()
+	n0 := must[int](t)(m.unitFunctions())
+	js, usedMeta, err := m.ExportIRPass(PassMeta, x)
+	if err != nil || !usedMeta {
+		t.Fatalf("meta export: %v (meta %v)", err, usedMeta)
+	}
+	if n := must[int](t)(m.unitFunctions()); n != n0 {
+		t.Errorf("%d functions after the IR export, %d before", n, n0)
+	}
+	if again := must[[]byte](t)(m.ExportIR(x)); !bytes.Equal(again, js) {
+		t.Error("a second export gives another IR")
+	}
+	real, _, err := m.ExportIRPass(PassReal, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(real, js) {
+		t.Error("the shape-only export of the copy differs from the real pass over the module")
+	}
+	if usedMeta, err := m.CheckForwardPass(PassMeta, x); err != nil || !usedMeta {
+		t.Fatalf("meta run check: %v (meta %v)", err, usedMeta)
+	}
+	if n := must[int](t)(m.unitFunctions()); n != n0 {
+		t.Errorf("%d functions after the run check, %d before", n, n0)
+	}
+	// A shape error found in the copy is the module's.
+	bad := must[*Tensor](t)(Randn([]int64{1, 5, 64, 64}, CPU))
+	defer bad.Close()
+	if _, err := m.CheckForwardPass(PassMeta, bad); err == nil {
+		t.Error("the run check accepted 5 input channels")
+	}
+	if n := must[int](t)(m.unitFunctions()); n != n0 {
+		t.Errorf("%d functions after a failed run check, %d before", n, n0)
+	}
+}
+
 // TestClonesInParallel: cart slots clone from one model and free their
 // copies at the same time, and every clone changes the compilation unit they
 // share; afterwards the unit holds what it held before.
