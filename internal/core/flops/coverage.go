@@ -136,7 +136,7 @@ func Attribute(g *ir.Graph, a *graph.Analysis) (Coverage, error) {
 		}
 		f := reason(key)
 		f.MACs, err = add(f.MACs, l.MACs)
-	})
+	}, false)
 	if cerr != nil {
 		return Coverage{}, cerr
 	}

@@ -209,12 +209,22 @@ func in(op *ir.Op, i int) int {
 // keeping kept[gid] channels (missing groups keep all). a may be nil when
 // kept is empty: the traced shapes are then used as they are.
 func Count(g *ir.Graph, a *graph.Analysis, kept map[int]int) (Result, error) {
-	return count(g, a, kept, nil)
+	return count(g, a, kept, nil, false)
+}
+
+// MACs is Count's MACs alone: what a search asks for every keep vector it
+// tries (a densenet121's one-shot prune counts 50 of them), without the
+// layer list and parameter total, which were most of the Go heap such a
+// prune allocated.
+func MACs(g *ir.Graph, a *graph.Analysis, kept map[int]int) (int64, error) {
+	r, err := count(g, a, kept, nil, true)
+	return r.MACs, err
 }
 
 // count is Count calling visit, when not nil, with every conv and linear
-// layer and the parameter its weight is ("" when the weight is computed).
-func count(g *ir.Graph, a *graph.Analysis, kept map[int]int, visit func(l Layer, weight string)) (Result, error) {
+// layer and the parameter its weight is ("" when the weight is computed);
+// macsOnly leaves out the layers and the parameter total.
+func count(g *ir.Graph, a *graph.Analysis, kept map[int]int, visit func(l Layer, weight string), macsOnly bool) (Result, error) {
 	if g == nil {
 		return Result{}, errors.New("flops: nil graph")
 	}
@@ -244,6 +254,12 @@ func count(g *ir.Graph, a *graph.Analysis, kept map[int]int, visit func(l Layer,
 		if !ok {
 			continue
 		}
+		if macsOnly {
+			if res.MACs, err = add(res.MACs, l.MACs); err != nil {
+				return Result{}, fmt.Errorf("flops: total: %w", err)
+			}
+			continue
+		}
 		l.Name = op.Scope
 		if l.Name == "" {
 			l.Name = fmt.Sprintf("%s#%d", l.Kind, i)
@@ -256,6 +272,9 @@ func count(g *ir.Graph, a *graph.Analysis, kept map[int]int, visit func(l Layer,
 			visit(l, c.weightOf(op))
 		}
 	}
+	if macsOnly {
+		return res, nil
+	}
 	total, err := c.totalParams()
 	if err != nil {
 		return Result{}, fmt.Errorf("flops: params: %w", err)
@@ -266,25 +285,55 @@ func count(g *ir.Graph, a *graph.Analysis, kept map[int]int, visit func(l Layer,
 
 // liveOps marks the ops that read, through any chain, the model input.
 func liveOps(g *ir.Graph) []bool {
-	vals := make(map[int]bool, len(g.Values))
-	for _, id := range g.Inputs {
-		vals[id] = true
-	}
 	out := make([]bool, len(g.Ops))
+	// Value ids index a slice where they are dense enough (every traced
+	// graph); a hand-made graph with odd ids gets a map.
+	hi := 0
+	ok := true
+	note := func(id int) {
+		if id < 0 {
+			ok = false
+		}
+		hi = max(hi, id)
+	}
+	for _, id := range g.Inputs {
+		note(id)
+	}
+	for i := range g.Ops {
+		for _, id := range g.Ops[i].Outputs {
+			note(id)
+		}
+		for _, id := range g.Ops[i].Inputs {
+			note(id)
+		}
+	}
+	if ok && hi <= 4*len(g.Values)+1024 {
+		vals := make([]bool, hi+1)
+		markLive(g, out, func(id int) bool { return vals[id] }, func(id int) { vals[id] = true })
+		return out
+	}
+	vals := make(map[int]bool, len(g.Values))
+	markLive(g, out, func(id int) bool { return vals[id] }, func(id int) { vals[id] = true })
+	return out
+}
+
+func markLive(g *ir.Graph, out []bool, live func(int) bool, set func(int)) {
+	for _, id := range g.Inputs {
+		set(id)
+	}
 	for i := range g.Ops {
 		for _, in := range g.Ops[i].Inputs {
-			if vals[in] {
+			if live(in) {
 				out[i] = true
 				break
 			}
 		}
 		if out[i] {
 			for _, o := range g.Ops[i].Outputs {
-				vals[o] = true
+				set(o)
 			}
 		}
 	}
-	return out
 }
 
 // totalParams counts every declared parameter. Graphs without a params

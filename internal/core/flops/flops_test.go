@@ -195,6 +195,9 @@ func TestSmallCNN(t *testing.T) {
 	if p.MACs != 1782090 {
 		t.Errorf("pruned MACs %d, want 1782090", p.MACs)
 	}
+	if m, err := MACs(g, a, map[int]int{g1: 8, g2: 16}); err != nil || m != p.MACs {
+		t.Errorf("MACs = %d (%v), want %d", m, err, p.MACs)
+	}
 	// 8·27 + 16 + 16·8·9 + 32 + (32·16·9 + 32) + 64 + 330
 	if p.Params != 6450 {
 		t.Errorf("pruned params %d, want 6450", p.Params)
@@ -294,6 +297,15 @@ func TestRealIR(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("MACs %d params %d; halved %d %d", r.MACs, r.Params, p.MACs, p.Params)
+		for _, c := range []struct {
+			a    *graph.Analysis
+			kept map[int]int
+			want int64
+		}{{nil, nil, r.MACs}, {a, kept, p.MACs}} {
+			if m, err := MACs(g, c.a, c.kept); err != nil || m != c.want {
+				t.Errorf("MACs = %d (%v), Count says %d", m, err, c.want)
+			}
+		}
 		if len(kept) > 0 && (p.MACs >= r.MACs || p.Params >= r.Params || p.MACs <= 0) {
 			t.Errorf("halving gives %d MACs %d params", p.MACs, p.Params)
 		}

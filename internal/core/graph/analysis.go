@@ -359,6 +359,10 @@ func (a *Analysis) TensorKeeps(kept map[int][]int) map[string]map[int][]int {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// A group's indices, cleaned once: a densenet121's first groups reach
+	// every later layer through the concatenations, and cleaning them for
+	// each member was half of what a one-shot prune allocated here.
+	clean := map[int][]int{}
 	for _, name := range names {
 		shape := a.ParamShape(name, nil)
 		byDim := map[int][]pmember{}
@@ -384,26 +388,36 @@ func (a *Analysis) TensorKeeps(kept map[int][]int) map[string]map[int][]int {
 				for i := max(pm.m.Offset, 0); i < hi; i++ {
 					keep[i] = false
 				}
-				for _, i := range pm.m.Indices(cleanIndices(kept[pm.gid], g.Channels)) {
-					if i >= 0 && i < len(keep) {
-						keep[i] = true
+				ch, ok := clean[pm.gid]
+				if !ok {
+					ch = cleanIndices(kept[pm.gid], g.Channels)
+					clean[pm.gid] = ch
+				}
+				for _, c := range ch {
+					for k := range stride {
+						if i := pm.m.Offset + c*stride + k; i >= 0 && i < len(keep) {
+							keep[i] = true
+						}
 					}
 				}
 			}
-			var idx []int
+			n := 0
+			for _, k := range keep {
+				if k {
+					n++
+				}
+			}
+			if n == len(keep) {
+				continue
+			}
+			idx := make([]int, 0, n)
 			for i, k := range keep {
 				if k {
 					idx = append(idx, i)
 				}
 			}
-			if len(idx) == len(keep) {
-				continue
-			}
 			if out[name] == nil {
 				out[name] = map[int][]int{}
-			}
-			if idx == nil {
-				idx = []int{}
 			}
 			out[name][dim] = idx
 		}

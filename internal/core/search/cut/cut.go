@@ -138,11 +138,11 @@ func (b *Base) Candidates(excluded map[int]bool) []*graph.Group {
 // MACsFunc counts the model's MACs under a keep-count vector.
 func (b *Base) MACsFunc() oneshot.MACsFunc {
 	return func(keep map[int]int) int64 {
-		r, err := flops.Count(b.Graph, b.Analysis, keep)
+		macs, err := flops.MACs(b.Graph, b.Analysis, keep)
 		if err != nil {
 			return 1<<62 - 1
 		}
-		return r.MACs
+		return macs
 	}
 }
 
