@@ -13,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -176,6 +177,12 @@ std::string attr_chain(torch::jit::Value *v, torch::jit::Value *self);
 // Inlines every call in g, each callee's graph with its own calls inlined
 // first, so that every node's callstack runs from g down (module.cc).
 void inline_all(torch::jit::Graph &g);
+// inline_weights inlines, in g (a root method), only the calls that lead
+// to a use of a weight in names: the methods of the modules on the way to
+// each (their paths are prefixes of the names) and any call the weight is
+// handed to. What an edit of those uses needs, at a fraction of the whole
+// model inlined.
+void inline_weights(torch::jit::Graph &g, const std::set<std::string> &names);
 // A node's site: the source ranges of the calls that lead to it and of the
 // node itself, which the trace records for each op of a sited kind (ir.cc)
 // and surgery uses to find that op in the module's inlined forward

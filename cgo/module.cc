@@ -127,6 +127,72 @@ static void inline_calls(torch::jit::Block *b, int depth) {
 // (of a function that is no graph) torch's Inline would leave too.
 void inline_all(torch::jit::Graph &g) { inline_calls(g.block(), 0); }
 
+namespace {
+
+std::string join_path(const std::string &a, const std::string &b) {
+  if (a.empty()) return b;
+  if (b.empty()) return a;
+  return a + "." + b;
+}
+
+// The module path of v, a module value in a method of the module at path
+// whose self is self; false when v is no chain of attributes from self.
+bool module_path(torch::jit::Value *v, torch::jit::Value *self, const std::string &path, std::string *out) {
+  if (v == self) {
+    *out = path;
+    return true;
+  }
+  std::string rel = attr_chain(v, self);
+  if (rel.empty()) return false;
+  *out = join_path(path, rel);
+  return true;
+}
+
+// inline_toward inlines, in b (a method of the module at path whose self
+// is self), the calls that can reach a use of a weight in names: a method
+// of a module whose path leads to one of them, and any call handed one
+// (inlined whole). The rest stay calls.
+void inline_toward(torch::jit::Block *b, torch::jit::Value *self, const std::string &path,
+                   const std::set<std::string> &names, int depth) {
+  if (depth > 64) return;  // recursion TorchScript does not allow anyway
+  auto leads = [&names](const std::string &p) {
+    if (p.empty()) return !names.empty();
+    auto it = names.lower_bound(p + ".");
+    return it != names.end() && it->compare(0, p.size() + 1, p + ".") == 0;
+  };
+  for (auto it = b->nodes().begin(); it != b->nodes().end();) {
+    torch::jit::Node *n = *it;
+    ++it;
+    for (torch::jit::Block *sub : n->blocks()) inline_toward(sub, self, path, names, depth);
+    if (called(n) == nullptr) continue;
+    bool handed = false;
+    for (torch::jit::Value *in : n->inputs()) {
+      std::string p;
+      handed = handed || (module_path(in, self, path, &p) && names.count(p) > 0);
+    }
+    std::string callee_path;
+    bool method = n->kind() == c10::prim::CallMethod;
+    bool known = method && module_path(n->input(0), self, path, &callee_path);
+    if (!handed && known && !leads(callee_path)) continue;
+    if (!handed && !known && method) continue;  // a module from elsewhere: none of ours
+    if (!handed && !method) continue;
+    torch::jit::GraphFunction *fn = callee_of(n);
+    fn->ensure_defined();
+    std::shared_ptr<torch::jit::Graph> g = fn->graph()->copy();
+    if (handed || !known)
+      inline_calls(g->block(), depth + 1);
+    else
+      inline_toward(g->block(), g->inputs().at(0), callee_path, names, depth + 1);
+    torch::jit::inlineCallTo(n, fn, g.get());
+  }
+}
+
+}  // namespace
+
+void inline_weights(torch::jit::Graph &g, const std::set<std::string> &names) {
+  inline_toward(g.block(), g.inputs().at(0), "", names, 0);
+}
+
 }  // namespace gpt
 
 namespace {
@@ -155,9 +221,10 @@ torch::jit::GraphFunction &forward_function(const torch::jit::Module &m) {
 // Runs forward once through an interpreter made for this call and dropped
 // after it, rather than through the method's executor, which keeps its
 // plan (a copy of the graph and its compiled code) for the module's life.
-// After a graph edit forward is the whole model inlined, and that plan
-// held 20 MB of a mobilenet_v2's one-shot prune until exit, which a
-// throw-away check never runs again. Callees run through their executors:
+// After a graph edit forward holds every call it inlined (all of them,
+// before edits inlined only what they need), and that plan held 20 MB of
+// a mobilenet_v2's one-shot prune until exit, which a throw-away check
+// never runs again. Callees run through their executors:
 // the run check's shape-only pass runs a copy (gpt::Scratch) where there
 // are any.
 void run_uncached(const torch::jit::Module &m, const std::vector<at::Tensor> &in) {
@@ -349,20 +416,13 @@ void rewrite_sites(torch::jit::Block *b, const SiteSizes &want, std::map<std::st
   }
 }
 
-// Edits g, the root forward graph, so that each op named in sizes (by
-// weight) takes its new size argument (see rewrite_sizes), and each sited
-// op its new channel count (split_sizes), and throws when a name matches
-// no op. Instances of one module type share their method graphs, so the
-// edit is made on the root's inlined forward, where each call site is
-// distinct; one inlining and one pass serve every op.
-void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
-                      const std::map<std::string, int64_t> &sizes) {
-  gpt::inline_all(*g);
+// edit_sizes rewrites, in g (the root forward with the calls inlined that
+// the edit needs), every op that sizes names, and returns the first weight
+// that names no op in g ("" when none).
+std::string edit_sizes(std::shared_ptr<torch::jit::Graph> g, const std::map<std::string, int64_t> &weights,
+                const SiteSizes &sites) {
   torch::jit::ConstantPropagation(g);
   torch::jit::Value *self = g->inputs().at(0);
-  std::map<std::string, int64_t> weights;
-  SiteSizes sites;
-  split_sizes(sizes, &weights, &sites);
   std::map<std::string, SizeArg> consts;
   {
     torch::jit::WithInsertPoint guard(g->block()->nodes().front());
@@ -378,9 +438,40 @@ void edit_conv_groups(std::shared_ptr<torch::jit::Graph> g,
       throw std::runtime_error(std::to_string(hits[kv.first]) + " views, reshapes or splits at " + kv.first +
                                " in forward, not one");
   for (const auto &kv : weights)
-    if (hits[kv.first] == 0)
-      throw std::runtime_error("no convolution, group_norm, layer_norm or weight reshape with weight \"" +
-                               kv.first + "\" in forward");
+    if (hits[kv.first] == 0) return kv.first;
+  return "";
+}
+
+// Returns forward with each op named in sizes (by weight) taking its new
+// size argument (see rewrite_sizes), and each sited op its new channel
+// count (split_sizes); throws when a name matches no op. Instances of one
+// module type share their method graphs, so the edit is made in the
+// root's forward, with the calls on the way to each named weight inlined,
+// where each call site is distinct: a mobilenet_v2's depthwise convs need
+// their blocks inlined, not its batch norms and pointwise convs, which
+// were most of the whole inlined model (and of the code saved for it).
+// Sites name ops by their place in the whole inlined forward, so an edit
+// with sites inlines everything, as does one whose weight the partial
+// inlining did not reach (a weight handed on in a way it does not follow).
+std::shared_ptr<torch::jit::Graph> edit_conv_groups(torch::jit::Graph &forward,
+                                                    const std::map<std::string, int64_t> &sizes) {
+  std::map<std::string, int64_t> weights;
+  SiteSizes sites;
+  split_sizes(sizes, &weights, &sites);
+  if (sites.empty()) {
+    std::set<std::string> names;
+    for (const auto &kv : weights) names.insert(kv.first);
+    std::shared_ptr<torch::jit::Graph> g = forward.copy();
+    gpt::inline_weights(*g, names);
+    if (edit_sizes(g, weights, sites).empty()) return g;
+  }
+  std::shared_ptr<torch::jit::Graph> g = forward.copy();
+  gpt::inline_all(*g);
+  std::string miss = edit_sizes(g, weights, sites);
+  if (!miss.empty())
+    throw std::runtime_error("no convolution, group_norm, layer_norm or weight reshape with weight \"" + miss +
+                             "\" in forward");
+  return g;
 }
 
 // A module's clones share its compilation unit, whose tables of types and
@@ -686,8 +777,8 @@ gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n, 
     std::string why = gpt::meta_pass(h, gpt::tensors_of(inputs, n, "forward"), [h](const std::vector<at::Tensor> &in) {
       at::NoGradGuard ng;
       // The callees' executors go with a copy; a forward that calls
-      // nothing (inlined by a groups edit) leaves none, and copying it
-      // would only cost its graph.
+      // nothing (a groups edit with sites inlines everything) leaves
+      // none, and copying it would only cost its graph.
       if (!makes_calls(forward_function(h->m).graph()->block())) {
         run_uncached(h->m, in);
         return;
@@ -855,8 +946,7 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
   }
   std::shared_ptr<torch::jit::Graph> edited;
   if (!new_groups.empty()) {
-    edited = forward_function(h->m).graph()->copy();
-    edit_conv_groups(edited, new_groups);
+    edited = edit_conv_groups(*forward_function(h->m).graph(), new_groups);
   }
 
   // Phase 2.

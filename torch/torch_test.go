@@ -3,9 +3,11 @@
 package torch
 
 import (
+	"archive/zip"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -811,6 +813,49 @@ func TestPruneIsTransactional(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestGroupsEditInlinesTheWayOnly: a groups edit of one depthwise conv of
+// mobilenet_v2 inlines into forward the calls that lead to that conv and
+// leaves the rest calls (the whole model inlined was most of a one-shot
+// prune's memory); the module computes what it did.
+func TestGroupsEditInlinesTheWayOnly(t *testing.T) {
+	path, meta := fixtures.Model(t, "mobilenet_v2_scripted")
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	x, _ := randomBatch(t, 1, meta.InputShape, meta.OutputShape[1], 5)
+	want := must[[]float32](t)(s1(t, must[*Tensor](t)(m.Forward(true, x))))
+	// The same groups count: the edit, without a change of function.
+	if err := m.Prune(nil, map[string]int64{"features.1.conv.0.0.weight": 32}); err != nil {
+		t.Fatal(err)
+	}
+	got := must[[]float32](t)(s1(t, must[*Tensor](t)(m.Forward(true, x))))
+	if !slices.Equal(math32bits(got), math32bits(want)) {
+		t.Error("the edited forward computes another output")
+	}
+	archive := must[[]byte](t)(m.Bytes())
+	zr := must[*zip.Reader](t)(zip.NewReader(bytes.NewReader(archive), int64(len(archive))))
+	var code string
+	for _, f := range zr.File {
+		if strings.HasSuffix(f.Name, "/code/__torch__/torchvision/models/mobilenetv2.py") {
+			r := must[io.ReadCloser](t)(f.Open())
+			code = string(must[[]byte](t)(io.ReadAll(r)))
+			r.Close()
+		}
+	}
+	at := strings.Index(code, "  def forward(")
+	if at < 0 {
+		t.Fatalf("no forward in the saved code:\n%s", code)
+	}
+	forward := code[at:]
+	// The edited conv, once in each branch of its block's forward (with
+	// and without the residual); the model has 52.
+	if n := strings.Count(forward, "torch.conv2d("); n < 1 || n > 2 {
+		t.Errorf("forward holds %d convolutions, want the edited one alone", n)
+	}
+	if !strings.Contains(forward, ").forward(") {
+		t.Error("forward calls no module: the whole model was inlined")
 	}
 }
 
