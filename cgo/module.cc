@@ -135,9 +135,10 @@ std::string join_path(const std::string &a, const std::string &b) {
   return a + "." + b;
 }
 
-// The module path of v, a module value in a method of the module at path
-// whose self is self; false when v is no chain of attributes from self.
-bool module_path(torch::jit::Value *v, torch::jit::Value *self, const std::string &path, std::string *out) {
+// The dotted path of v from the root, where v is self (the module at path)
+// or a chain of attributes from it (a submodule, a weight); false when v
+// is neither.
+bool attr_path(torch::jit::Value *v, torch::jit::Value *self, const std::string &path, std::string *out) {
   if (v == self) {
     *out = path;
     return true;
@@ -168,18 +169,18 @@ void inline_toward(torch::jit::Block *b, torch::jit::Value *self, const std::str
     bool handed = false;
     for (torch::jit::Value *in : n->inputs()) {
       std::string p;
-      handed = handed || (module_path(in, self, path, &p) && names.count(p) > 0);
+      handed = handed || (attr_path(in, self, path, &p) && names.count(p) > 0);
     }
+    // A method of a module found from self whose path leads to a name; a
+    // module from elsewhere, or a function not handed a weight, holds none.
     std::string callee_path;
-    bool method = n->kind() == c10::prim::CallMethod;
-    bool known = method && module_path(n->input(0), self, path, &callee_path);
-    if (!handed && known && !leads(callee_path)) continue;
-    if (!handed && !known && method) continue;  // a module from elsewhere: none of ours
-    if (!handed && !method) continue;
+    bool toward = n->kind() == c10::prim::CallMethod && attr_path(n->input(0), self, path, &callee_path) &&
+                  leads(callee_path);
+    if (!handed && !toward) continue;
     torch::jit::GraphFunction *fn = callee_of(n);
     fn->ensure_defined();
     std::shared_ptr<torch::jit::Graph> g = fn->graph()->copy();
-    if (handed || !known)
+    if (handed)
       inline_calls(g->block(), depth + 1);
     else
       inline_toward(g->block(), g->inputs().at(0), callee_path, names, depth + 1);
@@ -351,8 +352,8 @@ void rewrite_sizes(torch::jit::Block *b, torch::jit::Value *self,
 // activation (`x.view(b, self.inter, -1)`, LeNet's `view(-1, 16 * 5 * 5)`)
 // or into a split's part size (`torch.split(x, width, 1)`, entry 0) is
 // named "@<entry>@<site>" (gpt::site_of) in the sizes of
-// gpt_module_prune. site_sizes collects them, site by site.
-// split_sizes parts them from the sizes named by weight.
+// gpt_module_prune. split_sizes parts them, collected site by site, from
+// the sizes named by weight.
 using SiteSizes = std::map<std::string, std::map<int64_t, int64_t>>;
 
 void split_sizes(const std::map<std::string, int64_t> &sizes, std::map<std::string, int64_t> *by_weight,
@@ -420,7 +421,7 @@ void rewrite_sites(torch::jit::Block *b, const SiteSizes &want, std::map<std::st
 // the edit needs), every op that sizes names, and returns the first weight
 // that names no op in g ("" when none).
 std::string edit_sizes(std::shared_ptr<torch::jit::Graph> g, const std::map<std::string, int64_t> &weights,
-                const SiteSizes &sites) {
+                       const SiteSizes &sites) {
   torch::jit::ConstantPropagation(g);
   torch::jit::Value *self = g->inputs().at(0);
   std::map<std::string, SizeArg> consts;

@@ -393,11 +393,9 @@ func (a *Analysis) TensorKeeps(kept map[int][]int) map[string]map[int][]int {
 					ch = cleanIndices(kept[pm.gid], g.Channels)
 					clean[pm.gid] = ch
 				}
-				for _, c := range ch {
-					for k := range stride {
-						if i := pm.m.Offset + c*stride + k; i >= 0 && i < len(keep) {
-							keep[i] = true
-						}
+				for i := range pm.m.each(ch) {
+					if i >= 0 && i < len(keep) {
+						keep[i] = true
 					}
 				}
 			}

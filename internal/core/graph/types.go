@@ -5,7 +5,11 @@
 // It is pure Go over package ir and never touches libtorch.
 package graph
 
-import "fmt"
+import (
+	"fmt"
+	"iter"
+	"slices"
+)
 
 // Member is one tensor dimension that a group's channels index.
 //
@@ -28,17 +32,21 @@ func (m Member) String() string { return fmt.Sprintf("%s:%d", m.Tensor, m.Dim) }
 // Indices returns the indices of m's dimension that the given group channels
 // own, ascending when channels is ascending.
 func (m Member) Indices(channels []int) []int {
-	stride := m.Stride
-	if stride <= 0 {
-		stride = 1
-	}
-	out := make([]int, 0, len(channels)*stride)
-	for _, c := range channels {
-		for k := 0; k < stride; k++ {
-			out = append(out, m.Offset+c*stride+k)
+	return slices.AppendSeq(make([]int, 0, len(channels)*max(m.Stride, 1)), m.each(channels))
+}
+
+// each yields Indices' indices without building the list.
+func (m Member) each(channels []int) iter.Seq[int] {
+	stride := max(m.Stride, 1)
+	return func(yield func(int) bool) {
+		for _, c := range channels {
+			for k := range stride {
+				if !yield(m.Offset + c*stride + k) {
+					return
+				}
+			}
 		}
 	}
-	return out
 }
 
 // Group is one channel space: Channels channels that are pruned together.
