@@ -122,6 +122,13 @@ gpt_err gpt_module_train(gpt_module m, int on);
 /* BatchNorm calls in forward (inlined): total, and fixed, those whose training
    flag is a constant (traced), which m's train mode cannot change. */
 gpt_err gpt_module_bn_modes(gpt_module m, int *fixed, int *total);
+/* on != 0: the module's calls draw the random numbers that no op names a
+ * generator for (dropout masks, stochastic depth) from a stream of its own,
+ * seeded with seed, on its device; on = 0: from libtorch's process-wide
+ * default again. Calls on other modules, at the same time on other
+ * threads, draw nothing from it: a module's masks depend on its seed and
+ * its own calls only (rng.cc). A clone starts without one. */
+gpt_err gpt_module_set_rng(gpt_module m, int on, uint64_t seed);
 /* Threads used by calls on this module (0: leave libtorch's setting). */
 gpt_err gpt_module_set_threads(gpt_module m, int n);
 /* forward(inputs...); the tensor the output setting selects (gpt_set_output). */

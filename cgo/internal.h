@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/Stream.h>
 #include <c10/core/StreamGuard.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 #include <torch/version.h>
@@ -39,6 +40,10 @@ struct gpt_module_s {
   // module, queue their kernels independently. Taken from libtorch's pool
   // on the first step.
   std::optional<c10::Stream> stream;
+  // The module's own random stream (gpt_module_set_rng): dropout masks and
+  // the like in its calls come from it instead of libtorch's process-wide
+  // generator. Unset: the process-wide one.
+  std::optional<at::Generator> rng;
 };
 
 namespace gpt {
@@ -78,8 +83,31 @@ int blas_threads();
 // set_blas_threads sets OpenBLAS's thread count (n > 0); nothing elsewhere.
 void set_blas_threads(int n);
 
+// RngScope makes gen, when not null, the source of the random numbers that ops
+// on the calling thread draw without a generator of their own (dropout's
+// bernoulli_, stochastic depth, normal_/uniform_ fills), for its length.
+// libtorch has one default generator per device for the whole process:
+// cart slots that train or score at the same time took turns on it, so
+// which mask a slot got depended on the other slot's timing, and a
+// search's history on scheduling. The ops are rerouted through
+// libtorch's CustomRNGKeyId dispatch key (rng.cc), included on the thread
+// while the scope lasts.
+class RngScope {
+ public:
+  explicit RngScope(const at::Generator *gen);
+  ~RngScope();
+  RngScope(const RngScope &) = delete;
+  RngScope &operator=(const RngScope &) = delete;
+
+ private:
+  const at::Generator *prev_ = nullptr;
+  bool set_ = false;
+  std::optional<c10::impl::IncludeDispatchKeyGuard> include_;
+};
+
 // Entry prepares the calling OS thread to run m, for the length of a call
-// that runs a module; every such call holds one. It applies the module's
+// that runs a module; every such call holds one. It makes the module's
+// random stream the thread's (RngScope), and it applies the module's
 // thread budget: OpenMP keeps the thread count per thread, so each cart
 // worker gets its own share. And it turns TorchScript's graph optimiser off
 // (a per-thread setting, restored at the end): a method's executor keeps
@@ -90,12 +118,13 @@ void set_blas_threads(int n);
 // differentiable plans that every new clone made again).
 class Entry {
  public:
-  explicit Entry(const gpt_module_s *m) : opt_(false) {
+  explicit Entry(const gpt_module_s *m) : opt_(false), rng_(m != nullptr && m->rng ? &*m->rng : nullptr) {
     if (m != nullptr && m->threads > 0) apply_threads(m->threads);
   }
 
  private:
   torch::jit::GraphOptimizerEnabledGuard opt_;
+  RngScope rng_;
 };
 
 // CudaScope sets up a step of a module on a CUDA device (nothing on the

@@ -242,6 +242,20 @@ class TwoInputs(nn.Module):
         return self.conv(x).mean((2, 3)) + self.meta(meta)
 
 
+class RandomOps(nn.Module):
+    """Each random op a model's training runs, for the shim's per-module
+    random streams (torch: TestModuleRNG): dropout (bernoulli_),
+    dropout2d, the fused dropout CUDA takes, bernoulli, and the normal
+    and uniform fills, stacked into one [6, *x.shape] output."""
+
+    def forward(self, x):
+        a = nn.functional.dropout(x, 0.5, self.training)
+        b = nn.functional.dropout2d(x, 0.5, self.training)
+        c = torch.native_dropout(x, 0.5, self.training)[0]
+        d = torch.bernoulli(torch.full_like(x, 0.5))
+        return torch.stack([a, b, c, d, torch.randn_like(x), torch.rand_like(x)])
+
+
 class AuxTooSmall(nn.Module):  # input 1x3x32x32
     """A classifier whose auxiliary head, run only in training, pools with
     a window larger than its 16x16 feature map: the training-mode forward

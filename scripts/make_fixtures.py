@@ -118,6 +118,7 @@ def main():
         },
         "fixtures": gen.fixtures,
         "error_fixtures": gen.error_fixtures,
+        "extra_fixtures": gen.extra_fixtures,
         "notes": gen.notes,
         "elapsed_s": round(elapsed, 1),
     }
@@ -229,6 +230,7 @@ class Generator:
         self.outdir = outdir
         self.fixtures = []
         self.error_fixtures = []
+        self.extra_fixtures = []
         self.notes = []
 
     def p(self, f):
@@ -238,7 +240,7 @@ class Generator:
         import torch
         import torchvision.models as tvm
 
-        from fixture_models import COVERAGE_MODELS, SMALL_MODELS, AuxTooSmall, NoForward, SmallCNN, TwoInputs
+        from fixture_models import COVERAGE_MODELS, SMALL_MODELS, AuxTooSmall, NoForward, RandomOps, SmallCNN, TwoInputs
 
         for name, cls, shape in SMALL_MODELS:
             self.one(name, cls, shape)
@@ -265,6 +267,11 @@ class Generator:
                             "TorchScript smallcnn with float16 weights")
         self.scripted_error("aux_too_small", lambda: AuxTooSmall().eval(),
                             "TorchScript whose training-only head fails at 1,3,32,32")
+        # Not a model to prune: the random ops of training, one each.
+        torch.manual_seed(seed_of("random_ops"))
+        torch.jit.script(RandomOps()).save(self.p("random_ops.pt"))
+        self.extra_fixtures.append({"name": "random_ops", "model": "random_ops.pt",
+                                    "what": "TorchScript running each random op of training (torch: TestModuleRNG)"})
         # Deployment steps that bake the weights into something surgery
         # cannot cut.
         from torch.utils.mobile_optimizer import optimize_for_mobile

@@ -210,6 +210,22 @@ func (m *Module) SetThreads(n int) error {
 	return err
 }
 
+// SetRNG gives m a random stream of its own, seeded with seed: the
+// dropout masks (and other random draws) of m's calls come from it
+// instead of libtorch's process-wide generator, which modules running at
+// the same time on other threads share. So what m's training computes
+// depends on seed and m's own calls, never on what runs beside it.
+// Clones start without one.
+func (m *Module) SetRNG(seed uint64) error {
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	err = errFrom("set_rng", C.gpt_module_set_rng(h, 1, C.uint64_t(seed)))
+	runtime.KeepAlive(m)
+	return err
+}
+
 // Forward runs forward on the inputs and gives the tensor that
 // Settings.Output selects from its result. With noGrad, autograd records
 // nothing.

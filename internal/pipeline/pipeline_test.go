@@ -424,22 +424,10 @@ func TestScoresSplitOverSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cands := bm.Candidates(nil)
 	scores := func(slots ...string) map[int][]float64 {
-		t.Helper()
 		o := myOptions(t, slots...)
 		o.Criterion, o.TaylorBatches = kinds.TaylorFOWeight, 4
-		devs, threads, err := slotDevices(slots, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev := newEvaluator(eng, &bm.Base, tr, val, o, devs, threads, cands, orig)
-		defer ev.Close()
-		s, err := ev.computeScores(context.Background(), 9)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return slotScores(t, eng, bm, orig, tr, val, o, 2)
 	}
 	one, two := scores("cpu"), scores("cpu", "cpu")
 	if len(one) == 0 || !reflect.DeepEqual(one, two) {
@@ -448,6 +436,23 @@ func TestScoresSplitOverSlots(t *testing.T) {
 	if eng.Live() != 1 {
 		t.Errorf("%d scoring copies left open", eng.Live()-1)
 	}
+}
+
+// slotScores is what the evaluator of bm's model (archive orig) with o
+// scores it by, with seed 9, on o.Slots sharing threads CPU threads.
+func slotScores(t *testing.T, eng engine.Engine, bm *engine.Model, orig []byte, tr, val *data.Split, o MyPruningOptions, threads int) map[int][]float64 {
+	t.Helper()
+	devs, per, err := slotDevices(o.Slots, threads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := newEvaluator(eng, &bm.Base, tr, val, o, devs, per, bm.Candidates(nil), orig)
+	defer ev.Close()
+	s, err := ev.computeScores(context.Background(), 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // loadCounter counts Load calls (archive reads) of the engine it wraps.

@@ -244,6 +244,12 @@ func taylor(ctx context.Context, m *torch.Module, groups []*graph.Group, split *
 		if err != nil {
 			return criteria.Batch{}, false, err
 		}
+		// Batch index's dropout masks come from a stream of their own (see
+		// train.Fit), so the scores are the same however the batches are
+		// shared out over the slots, which score theirs at the same time.
+		if err := m.SetRNG(uint64(o.Seed) ^ uint64(index+1)*0x9e3779b97f4a7c15); err != nil {
+			return criteria.Batch{}, false, err
+		}
 		x, err := torch.BatchFloat32(b.X, []int64{int64(b.N), int64(opts.Channels), int64(opts.Height), int64(opts.Width)}, m.Device())
 		if err != nil {
 			return criteria.Batch{}, false, err

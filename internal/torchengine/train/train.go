@@ -84,6 +84,11 @@ func Fit(ctx context.Context, m *torch.Module, split *data.Split, o Options) (Re
 		return Result{}, err
 	}
 	defer opt.Close()
+	// The dropout masks come from the run's seed, not from libtorch's
+	// process-wide generator that cart slots training at once share.
+	if err := m.SetRNG(uint64(o.Seed)); err != nil {
+		return Result{}, err
+	}
 	if err := m.Train(true); err != nil {
 		return Result{}, err
 	}
@@ -324,6 +329,10 @@ func RecalibrateBN(ctx context.Context, m *torch.Module, split *data.Split, batc
 	shape := []int64{0, int64(opts.Channels), int64(opts.Height), int64(opts.Width)}
 	bo := data.BatchOptions{BatchSize: batchSize, Shuffle: true, Seed: seed, MaxBatches: batches,
 		DropLast: split.Len() >= 2*batchSize, Reuse: true}
+	// A dropout before a BatchNorm changes its statistics: see Fit.
+	if err := m.SetRNG(uint64(seed)); err != nil {
+		return 0, 0, err
+	}
 	step, layers := 0, 0
 	var compute time.Duration
 	for b, err := range split.Batches(ctx, bo) {
