@@ -48,8 +48,8 @@ void gpt_free(void *p);
  * environment variable and runs no load-time constructor. */
 /* 1 (the default): train, eval and Taylor steps probe each model once and
  * feed it image batches as channels-last (NHWC) when it accepts them (a
- * model on CUDA gets its 4-D parameters in that layout too); 0: always
- * NCHW. */
+ * model on CUDA gets its 4-D parameters in that layout too); 2: so on CUDA
+ * only, CPU batches NCHW; 0: always NCHW. */
 gpt_err gpt_set_channels_last(int on);
 /* CUDA steps: amp 0 off, 1 bf16, 2 fp16 autocast for train (fp16 with
  * dynamic loss scaling) and eval steps of modules on CUDA; cudnn_benchmark

@@ -50,8 +50,8 @@ namespace gpt {
 
 extern std::atomic<int64_t> live_tensors;
 extern std::atomic<int64_t> live_modules;
-// gpt_set_channels_last; read by train.cc.
-extern std::atomic<bool> channels_last;
+// gpt_set_channels_last (0 off, 1 on, 2 CUDA only); read by train.cc.
+extern std::atomic<int> channels_last;
 // gpt_set_cuda_options: CUDA mixed precision, 0 off, 1 bf16, 2 fp16.
 extern std::atomic<int> amp;
 

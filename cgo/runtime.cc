@@ -10,7 +10,7 @@
 
 namespace gpt {
 
-std::atomic<bool> channels_last{true};
+std::atomic<int> channels_last{1};
 
 namespace {
 
@@ -59,7 +59,8 @@ extern "C" {
 void gpt_free(void *p) { std::free(p); }
 
 gpt_err gpt_set_channels_last(int on) {
-  gpt::channels_last = on != 0;
+  if (on < 0 || on > 2) return gpt::dup("set_channels_last: want 0, 1 or 2");
+  gpt::channels_last = on;
   return nullptr;
 }
 

@@ -96,7 +96,8 @@ at::Tensor channels_last(const at::Tensor &x) {
 // throw on NHWC; the probe is one sample in eval mode without grad, so it
 // leaves no trace (no BatchNorm statistics update) whatever the answer.
 bool accepts_nhwc(gpt_module_s *h, const at::Tensor &x) {
-  if (!gpt::channels_last.load()) return false;
+  int mode = gpt::channels_last.load();
+  if (mode == 0 || (mode == 2 && !x.device().is_cuda())) return false;
   if (h->nhwc >= 0) return h->nhwc == 1;
   std::vector<std::pair<torch::jit::Module, bool>> modes;
   for (const auto &sm : h->m.modules()) modes.emplace_back(sm, sm.is_training());

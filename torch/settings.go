@@ -64,7 +64,9 @@ type Settings struct {
 	// once and feed it CPU image batches as channels-last (NHWC) when its
 	// forward accepts them: oneDNN's convolutions work in that layout
 	// (measured for a train step: resnet18 12%, mobilenet_v2 37%, the demo
-	// CNN 20% faster). Off: always NCHW.
+	// CNN 20% faster). Off: always NCHW. On an x86 CPU where oneDNN runs
+	// its AVX2 kernels (AVX2 without AVX-512) CPU batches stay NCHW all the
+	// same, and only CUDA gets channels-last: see isa.go.
 	ChannelsLast bool
 	// MallocTuning gives glibc thresholds that keep step-sized buffers
 	// mapped, beside the one arena that the package's load-time
@@ -134,7 +136,8 @@ var (
 func Configure(s Settings) error {
 	settingsMu.Lock()
 	defer settingsMu.Unlock()
-	if err := errFrom("set_channels_last", C.gpt_set_channels_last(cbool(s.ChannelsLast))); err != nil {
+	isa, x86 := hostISA()
+	if err := errFrom("set_channels_last", C.gpt_set_channels_last(C.int(channelsLastMode(s.ChannelsLast, isa, x86)))); err != nil {
 		return err
 	}
 	current.ChannelsLast = s.ChannelsLast
