@@ -69,6 +69,14 @@ gpt_err gpt_set_output(const char *spec);
 gpt_err gpt_tune_malloc(int arena_max, int64_t mmap_threshold,
                         int64_t trim_threshold);
 
+/* Hands the heap's free pages back to the system (malloc_trim): memory that
+ * freed modules and tensors left, which the trim threshold otherwise keeps
+ * resident for the next allocations. */
+gpt_err gpt_release_freed(void);
+/* Bytes the C heap has handed out and not had back (glibc's mallinfo2: every
+ * arena, mmapped blocks included); -1 where it cannot tell. A diagnostic. */
+gpt_err gpt_heap_in_use(int64_t *out);
+
 /* ---- runtime (runtime.cc) ---- */
 gpt_err gpt_version(char **out);            /* libtorch version, e.g. "1.13.1" */
 gpt_err gpt_cuda_available(int *out);

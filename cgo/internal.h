@@ -232,30 +232,29 @@ at::Tensor meta_like(const at::Tensor &t);
 // op without a Meta kernel, a read of tensor values, a shape error).
 std::string meta_pass(gpt_module_s *h, const std::vector<at::Tensor> &inputs,
                       const std::function<void(const std::vector<at::Tensor> &)> &fn);
-// clone_types copies m, tensors included, into class types and methods of
-// its own, registered in m's compilation unit (Module::clone, under the
-// lock that guards the unit). drop_clone removes such a copy's methods from
-// the unit, which frees them with the executors and plans their runs made;
-// call it once the copy will run no more.
-torch::jit::Module clone_types(const torch::jit::Module &m);
-void drop_clone(const torch::jit::Module &m);
 
-// Scratch is a copy of a module for runs whose executors should not
-// outlive them. Running forward leaves, in every method it calls, an
-// executor with a copy of the method's graph and a plan (another copy, and
-// its compiled code), kept for the module's life: 10 MB of a mobilenet_v2
-// and 22 MB of a densenet121 after the IR export's trace, nearly their
-// files' sizes again. In a shape-only pass (meta_pass) the tensors are
-// meta twins, so a copy costs only its methods' graphs: the pass runs the
-// copy, and its methods, executors and all, go with it. (A copy of real
-// tensors would cost the model's size: the real passes run the module.)
-class Scratch {
+// Unrun gives every method of m's class types, at the end of its scope, a
+// new function over the same graph: the methods are then as if nothing had
+// run them. Running forward leaves, in every method it calls, an executor
+// with a copy of the method's graph and a plan (another copy, and its
+// compiled code), kept for the module's life: 10 MB of a mobilenet_v2 and
+// 22 MB of a densenet121 after the IR export's trace, nearly their files'
+// sizes again, which a shape-only pass (meta_pass) never needs again. The
+// plans name their callees' functions, so all of a module's methods are
+// replaced at once; m must not run on another thread meanwhile (the
+// handles' calls never share a module across threads). It copies nothing:
+// running a copy of the module (Module::clone) instead, as the passes did
+// before, cost the copy's graphs on top (3.6 MB of a mobilenet_v2's peak,
+// 7.9 MB of a densenet121's).
+class Unrun {
  public:
-  explicit Scratch(const torch::jit::Module &m) : m(clone_types(m)) {}
-  ~Scratch() { drop_clone(m); }
-  Scratch(const Scratch &) = delete;
-  Scratch &operator=(const Scratch &) = delete;
-  torch::jit::Module m;
+  explicit Unrun(const torch::jit::Module &m) : m_(m) {}
+  ~Unrun();
+  Unrun(const Unrun &) = delete;
+  Unrun &operator=(const Unrun &) = delete;
+
+ private:
+  torch::jit::Module m_;
 };
 
 // release_freed hands the heap's free pages back to the system. malloc

@@ -355,24 +355,20 @@ void drop_keep(torch::jit::Graph &g) {
 
 // Traces forward on in and exports the graph; in and h's tensors are both
 // real or both meta (gpt::meta_pass).
-std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in, bool train, bool scratch) {
+std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in, bool train, bool drop_plans) {
   torch::jit::Stack stack(in.begin(), in.end());
   bool was_training = h->m.is_training();
   h->m.train(train);
-  // The shape-only pass traces a copy (Scratch), so that the plans the
-  // trace leaves go with it; declared first, it goes after the traced
-  // graph, whose self is the copy.
-  std::optional<gpt::Scratch> copy;
-  torch::jit::Module mod = h->m;
+  // The shape-only pass drops the plans the trace leaves (Unrun), before
+  // the export's own work.
+  std::optional<gpt::Unrun> unrun;
+  torch::jit::Module &mod = h->m;
   std::shared_ptr<torch::jit::tracer::TracingState> state;
   c10::IValue result;
   std::vector<gpt::OutputLeaf> leaves;
   try {
     at::NoGradGuard ng;
-    if (scratch) {
-      copy.emplace(h->m);
-      mod = copy->m;
-    }
+    if (drop_plans) unrun.emplace(h->m);
     // The optimising executor would run profiling and specialised plans;
     // the plain interpreter records exactly the ops the code asks for.
     torch::jit::GraphOptimizerEnabledGuard opt(false);
@@ -396,6 +392,7 @@ std::string export_ir(gpt_module_s *h, const std::vector<at::Tensor> &in, bool t
         stack, fn, [](const at::Tensor &) { return std::string(); },
         /*strict=*/false, /*force_outplace=*/false, &mod);
     state = res.first;
+    unrun.reset();
   } catch (...) {
     h->m.train(was_training);
     throw;

@@ -225,9 +225,8 @@ torch::jit::GraphFunction &forward_function(const torch::jit::Module &m) {
 // After a graph edit forward holds every call it inlined (all of them,
 // before edits inlined only what they need), and that plan held 20 MB of
 // a mobilenet_v2's one-shot prune until exit, which a throw-away check
-// never runs again. Callees run through their executors:
-// the run check's shape-only pass runs a copy (gpt::Scratch) where there
-// are any.
+// never runs again. Callees run through their executors, which the run
+// check's shape-only pass drops afterwards (gpt::Unrun).
 void run_uncached(const torch::jit::Module &m, const std::vector<at::Tensor> &in) {
   torch::jit::GraphFunction &fn = forward_function(m);
   torch::jit::Stack stack;
@@ -596,17 +595,60 @@ bool cut_in_place(at::Tensor &t, const std::vector<std::pair<int64_t, at::Tensor
   return true;
 }
 
-}  // namespace
-
-namespace gpt {
-
+// clone_types copies m, tensors included, into class types and methods of
+// its own, registered in m's compilation unit (Module::clone, under the
+// lock that guards the unit); drop_methods removes them again.
 torch::jit::Module clone_types(const torch::jit::Module &m) {
   torch::NoGradGuard no_grad;
   std::lock_guard<std::mutex> lock(unit_mu);
   return m.clone();
 }
 
-void drop_clone(const torch::jit::Module &m) { drop_methods(m); }
+}  // namespace
+
+namespace gpt {
+
+Unrun::~Unrun() {
+  try {
+    std::lock_guard<std::mutex> lock(unit_mu);
+    auto cu = m_._ivalue()->compilation_unit();
+    std::set<const c10::ClassType *> seen;
+    for (const torch::jit::Module &sub : m_.modules()) {
+      c10::ClassTypePtr t = sub.type();
+      if (!seen.insert(t.get()).second) continue;
+      // Every method at once and in its order (the saved code lists them
+      // so); a type with a method that is not the unit's own graph
+      // function keeps its methods.
+      struct Method {
+        c10::QualifiedName name;
+        std::shared_ptr<torch::jit::Graph> graph;
+        c10::FunctionSchema schema;
+      };
+      std::vector<Method> ms;
+      bool own = true;
+      for (torch::jit::Function *fn : t->methods()) {
+        auto *gf = torch::jit::tryToGraphFunction(*fn);
+        if (gf == nullptr || cu->find_function(fn->qualname()) != fn) {
+          own = false;
+          break;
+        }
+        ms.push_back({fn->qualname(), gf->graph(), gf->getSchema()});
+      }
+      if (!own) continue;
+      for (const Method &m : ms) {
+        t->unsafeRemoveMethod(m.name.name());
+        cu->unsafeRemoveMethod(m.name);
+      }
+      for (Method &m : ms) {
+        torch::jit::Function *fresh = cu->create_function(m.name, m.graph);
+        fresh->setSchema(std::move(m.schema));
+        t->addMethod(fresh);
+      }
+    }
+  } catch (...) {
+    // The methods keep what their runs left: memory, not a wrong result.
+  }
+}
 
 }  // namespace gpt
 
@@ -666,7 +708,7 @@ gpt_err gpt_module_clone(gpt_module h, gpt_module *out) {
   // load round trip it parses nothing. Under no_grad the copied parameters
   // are leaves rather than outputs of a clone op; their requires_grad is
   // then set back from the original's.
-  torch::jit::Module m = gpt::clone_types(h->m);
+  torch::jit::Module m = clone_types(h->m);
   std::vector<torch::jit::NameTensor> src, dst;
   for (const auto &p : h->m.named_parameters(/*recurse=*/true)) src.push_back(p);
   for (const auto &p : m.named_parameters(/*recurse=*/true)) dst.push_back(p);
@@ -784,8 +826,8 @@ gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n, 
         run_uncached(h->m, in);
         return;
       }
-      gpt::Scratch copy(h->m);
-      run_uncached(copy.m, in);
+      gpt::Unrun unrun(h->m);
+      run_uncached(h->m, in);
     });
     if (why.empty()) {
       gpt::release_freed();

@@ -126,6 +126,21 @@ gpt_err gpt_get_num_threads(int *out) {
   GPT_CATCH
 }
 
+gpt_err gpt_release_freed(void) {
+  gpt::release_freed();
+  return nullptr;
+}
+
+gpt_err gpt_heap_in_use(int64_t *out) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  struct mallinfo2 mi = mallinfo2();
+  *out = static_cast<int64_t>(mi.uordblks + mi.hblkhd);
+#else
+  *out = -1;
+#endif
+  return nullptr;
+}
+
 gpt_err gpt_manual_seed(uint64_t seed) {
   GPT_TRY
   torch::manual_seed(seed);

@@ -92,6 +92,14 @@ func LiveHandles() (tensors, modules int64) {
 	return int64(t), int64(m)
 }
 
+// heapInUse is the C heap's bytes in use (-1: unknown), for the tests of
+// what the shim's passes leave behind.
+func heapInUse() int64 {
+	var n C.int64_t
+	_ = errFrom("heap_in_use", C.gpt_heap_in_use(&n))
+	return int64(n)
+}
+
 // Device is where tensors live: the CPU or CUDA device Index. It is
 // internal/core/device's type; device.Parse reads its spellings.
 type Device = device.Device

@@ -168,6 +168,14 @@ func Configure(s Settings) error {
 	return nil
 }
 
+// ReleaseFreed hands the C heap's free pages back to the system: what
+// closed modules and tensors left, which the malloc tuning otherwise keeps
+// resident for the next allocations (Settings.MallocTuning). For the end
+// of a run, once its models are closed.
+func ReleaseFreed() {
+	_ = errFrom("release_freed", C.gpt_release_freed())
+}
+
 // CurrentSettings are the settings in force.
 func CurrentSettings() Settings {
 	settingsMu.Lock()

@@ -280,10 +280,10 @@ func TestCloneFreesItsMethods(t *testing.T) {
 	}
 }
 
-// TestShapePassesLeaveNoMethods: the IR export and the run check trace and
-// run a copy of the module in their shape-only passes, and the copy's
-// methods leave the compilation unit with it; what they report is what a
-// pass over the module itself reports.
+// TestShapePassesLeaveNoMethods: the shape-only passes of the IR export and
+// the run check leave nothing behind on the C heap (the executors and plans
+// of the methods they ran) and no function in the compilation unit, and
+// what they report is what the real pass reports.
 func TestShapePassesLeaveNoMethods(t *testing.T) {
 	path, meta := fixtures.Model(t, "mobilenet_v2_scripted")
 	m := must[*Module](t)(Load(path, CPU))
@@ -291,9 +291,19 @@ func TestShapePassesLeaveNoMethods(t *testing.T) {
 	x := must[*Tensor](t)(Randn(meta.InputShape, CPU))
 	defer x.Close()
 	n0 := must[int](t)(m.unitFunctions())
+	// What a pass leaves on the C heap: the executors and plans of every
+	// method forward calls would be 10 MB of mobilenet_v2's.
+	const leftMax = 2 << 20
+	h0 := heapInUse()
 	js, usedMeta, err := m.ExportIRPass(PassMeta, x)
 	if err != nil || !usedMeta {
 		t.Fatalf("meta export: %v (meta %v)", err, usedMeta)
+	}
+	if h0 >= 0 {
+		if left := heapInUse() - h0; left > leftMax {
+			t.Errorf("the meta IR export left %.1f MB on the heap", float64(left)/(1<<20))
+		}
+		t.Logf("heap after the IR export: %+d bytes", heapInUse()-h0)
 	}
 	if n := must[int](t)(m.unitFunctions()); n != n0 {
 		t.Errorf("%d functions after the IR export, %d before", n, n0)
@@ -301,20 +311,33 @@ func TestShapePassesLeaveNoMethods(t *testing.T) {
 	if again := must[[]byte](t)(m.ExportIR(x)); !bytes.Equal(again, js) {
 		t.Error("a second export gives another IR")
 	}
+
+	// On a module of its own: what the export's run left, the check's
+	// run would reuse.
+	c := must[*Module](t)(Load(path, CPU))
+	defer c.Close()
+	nc := must[int](t)(c.unitFunctions())
+	h0 = heapInUse()
+	if usedMeta, err := c.CheckForwardPass(PassMeta, x); err != nil || !usedMeta {
+		t.Fatalf("meta run check: %v (meta %v)", err, usedMeta)
+	}
+	if h0 >= 0 {
+		if left := heapInUse() - h0; left > leftMax {
+			t.Errorf("the meta run check left %.1f MB on the heap", float64(left)/(1<<20))
+		}
+		t.Logf("heap after the run check: %+d bytes", heapInUse()-h0)
+	}
+	if n := must[int](t)(c.unitFunctions()); n != nc {
+		t.Errorf("%d functions after the run check, %d before", n, nc)
+	}
 	real, _, err := m.ExportIRPass(PassReal, x)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(real, js) {
-		t.Error("the shape-only export of the copy differs from the real pass over the module")
+		t.Error("the shape-only export differs from the real pass")
 	}
-	if usedMeta, err := m.CheckForwardPass(PassMeta, x); err != nil || !usedMeta {
-		t.Fatalf("meta run check: %v (meta %v)", err, usedMeta)
-	}
-	if n := must[int](t)(m.unitFunctions()); n != n0 {
-		t.Errorf("%d functions after the run check, %d before", n, n0)
-	}
-	// A shape error found in the copy is the module's.
+	// A shape error found in the shape-only pass is the module's.
 	bad := must[*Tensor](t)(Randn([]int64{1, 5, 64, 64}, CPU))
 	defer bad.Close()
 	if _, err := m.CheckForwardPass(PassMeta, bad); err == nil {

@@ -45,6 +45,13 @@ type Engine interface {
 	OpLatency(specs []lut.Spec, dev string, threads int, budget time.Duration) ([]float64, error)
 }
 
+// MemoryReleaser is an Engine that can hand the memory of closed modules
+// back to the system, which it otherwise keeps for the next allocations:
+// the end of a run calls it once the models are closed, before the report.
+type MemoryReleaser interface {
+	ReleaseMemory()
+}
+
 // Model is an opened original model: its module and the pure description
 // of it that every decision is made on.
 type Model struct {

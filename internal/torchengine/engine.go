@@ -54,6 +54,9 @@ func FromAnalyzed(am *model.Analyzed) *engine.Model {
 		Timings: engine.Timings{Load: am.Timings.Load, IRExport: am.Timings.IRExport, Analysis: am.Timings.Analysis}}
 }
 
+// ReleaseMemory hands the heap's free pages back to the system.
+func (Engine) ReleaseMemory() { torch.ReleaseFreed() }
+
 // Load reads an archive onto dev with threads CPU threads (0: the process
 // setting).
 func (Engine) Load(archive []byte, dev string, threads int) (engine.Module, error) {
