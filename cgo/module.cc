@@ -646,7 +646,8 @@ Unrun::~Unrun() {
       }
     }
   } catch (...) {
-    // The methods keep what their runs left: memory, not a wrong result.
+    // Reading the methods throws nothing; making the new functions can
+    // only run out of memory, which then fails the next call on m.
   }
 }
 
