@@ -14,12 +14,12 @@ import (
 // channels in a workspace it writes past (oneDNN issue #6035, open). A
 // pruned ResNet's downsample is such a convolution: the demo search died of
 // heap corruption ("corrupted size vs. prev_size", in convolution_backward)
-// on an AMD EPYC (Zen 3, AVX2) at `--threads 1` and hung or gave wrong
-// gradients at more. NCHW batches take oneDNN's blocked path, which is
-// right (and on that CPU the faster: the demo search 15.2 s against 19.8 s
-// channels-last at 2 threads, 22.6 s at 1 thread where channels-last
-// crashed), so on such a CPU the steps feed NCHW there: only CUDA gets
-// channels-last.
+// on an AMD EPYC (Zen 3, AVX2) at `--threads 1`; at 2 threads it ran to
+// the end, and the issue reports hangs and wrong gradients there. NCHW
+// batches take oneDNN's blocked path, which is right (and on that CPU the
+// faster: the demo search 15.2 s against 19.8 s channels-last at 2
+// threads, 22.6 s at 1 thread where channels-last crashed), so on such a
+// CPU the steps feed NCHW: only CUDA gets channels-last.
 
 // x86ISA is what decides which of oneDNN's x86 kernels run.
 type x86ISA struct {
