@@ -9,19 +9,27 @@ import (
 	"github.com/gopruner/gopruner/internal/fixtures"
 )
 
-// randomOps runs the random_ops fixture (dropout, dropout2d, the fused
+// runRandomOps runs the random_ops fixture (dropout, dropout2d, the fused
 // dropout, bernoulli, randn_like, rand_like of a 2x3x8x8 batch of ones,
-// stacked) in training mode and gives its six parts.
-func randomOps(t *testing.T, m *Module) [][]float32 {
-	t.Helper()
-	x := must[*Tensor](t)(FromFloat32(slices.Repeat([]float32{1}, 2*3*8*8), []int64{2, 3, 8, 8}, CPU))
+// stacked) once and gives its output.
+func runRandomOps(m *Module) ([]float32, error) {
+	x, err := FromFloat32(slices.Repeat([]float32{1}, 2*3*8*8), []int64{2, 3, 8, 8}, CPU)
+	if err != nil {
+		return nil, err
+	}
 	defer x.Close()
 	y, err := m.Forward(true, x)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer y.Close()
-	v := must[[]float32](t)(y.Float32s())
+	return y.Float32s()
+}
+
+// randomOps is runRandomOps' output as its six parts.
+func randomOps(t *testing.T, m *Module) [][]float32 {
+	t.Helper()
+	v := must[[]float32](t)(runRandomOps(m))
 	n := len(v) / 6
 	parts := make([][]float32, 6)
 	for i := range parts {
@@ -97,36 +105,26 @@ func TestModuleRNG(t *testing.T) {
 // draws: each gives the sequence it gives alone.
 func TestModuleRNGConcurrent(t *testing.T) {
 	const runs = 30
-	seq := func(m *Module) ([][][]float32, error) {
-		var out [][][]float32
+	seq := func(m *Module) ([][]float32, error) {
+		var out [][]float32
 		for range runs {
-			x, err := FromFloat32(slices.Repeat([]float32{1}, 2*3*8*8), []int64{2, 3, 8, 8}, CPU)
+			v, err := runRandomOps(m)
 			if err != nil {
 				return nil, err
 			}
-			y, err := m.Forward(true, x)
-			x.Close()
-			if err != nil {
-				return nil, err
-			}
-			v, err := y.Float32s()
-			y.Close()
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, [][]float32{v})
+			out = append(out, v)
 		}
 		return out, nil
 	}
 	mods := []*Module{loadRandomOps(t), loadRandomOps(t), loadRandomOps(t)}
 	seeds := []uint64{3, 4}
-	alone := make([][][][]float32, 2)
+	alone := make([][][]float32, 2)
 	for i, s := range seeds {
 		must[struct{}](t)(struct{}{}, mods[i].SetRNG(s))
-		alone[i] = must[[][][]float32](t)(seq(mods[i]))
+		alone[i] = must[[][]float32](t)(seq(mods[i]))
 		must[struct{}](t)(struct{}{}, mods[i].SetRNG(s))
 	}
-	together := make([][][][]float32, 3)
+	together := make([][][]float32, 3)
 	errs := make([]error, 3)
 	next := make(chan int, 3)
 	for i := range 3 {
@@ -143,7 +141,7 @@ func TestModuleRNGConcurrent(t *testing.T) {
 	}
 	for i := range seeds {
 		for r := range runs {
-			if !slices.Equal(alone[i][r][0], together[i][r][0]) {
+			if !slices.Equal(alone[i][r], together[i][r]) {
 				t.Fatalf("module %d (seed %d), run %d: draws differ with other modules running beside it", i, seeds[i], r)
 			}
 		}

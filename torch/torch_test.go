@@ -294,17 +294,23 @@ func TestShapePassesLeaveNoMethods(t *testing.T) {
 	// What a pass leaves on the C heap: the executors and plans of every
 	// method forward calls would be 10 MB of mobilenet_v2's.
 	const leftMax = 2 << 20
+	leftBy := func(what string, h0 int64) {
+		t.Helper()
+		if h0 < 0 {
+			return
+		}
+		left := heapInUse() - h0
+		if left > leftMax {
+			t.Errorf("the meta %s left %.1f MB on the heap", what, float64(left)/(1<<20))
+		}
+		t.Logf("heap after the %s: %+d bytes", what, left)
+	}
 	h0 := heapInUse()
 	js, usedMeta, err := m.ExportIRPass(PassMeta, x)
 	if err != nil || !usedMeta {
 		t.Fatalf("meta export: %v (meta %v)", err, usedMeta)
 	}
-	if h0 >= 0 {
-		if left := heapInUse() - h0; left > leftMax {
-			t.Errorf("the meta IR export left %.1f MB on the heap", float64(left)/(1<<20))
-		}
-		t.Logf("heap after the IR export: %+d bytes", heapInUse()-h0)
-	}
+	leftBy("IR export", h0)
 	if n := must[int](t)(m.unitFunctions()); n != n0 {
 		t.Errorf("%d functions after the IR export, %d before", n, n0)
 	}
@@ -321,12 +327,7 @@ func TestShapePassesLeaveNoMethods(t *testing.T) {
 	if usedMeta, err := c.CheckForwardPass(PassMeta, x); err != nil || !usedMeta {
 		t.Fatalf("meta run check: %v (meta %v)", err, usedMeta)
 	}
-	if h0 >= 0 {
-		if left := heapInUse() - h0; left > leftMax {
-			t.Errorf("the meta run check left %.1f MB on the heap", float64(left)/(1<<20))
-		}
-		t.Logf("heap after the run check: %+d bytes", heapInUse()-h0)
-	}
+	leftBy("run check", h0)
 	if n := must[int](t)(c.unitFunctions()); n != nc {
 		t.Errorf("%d functions after the run check, %d before", n, nc)
 	}
