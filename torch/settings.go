@@ -54,6 +54,8 @@ import "C"
 import (
 	"fmt"
 	"sync"
+
+	"github.com/gopruner/gopruner/internal/core/device"
 )
 
 // Settings are the process-wide policies of the bridge. The shim holds no
@@ -136,7 +138,7 @@ var (
 func Configure(s Settings) error {
 	settingsMu.Lock()
 	defer settingsMu.Unlock()
-	isa, x86 := hostISA()
+	isa, x86 := device.HostX86ISA()
 	if err := errFrom("set_channels_last", C.gpt_set_channels_last(C.int(channelsLastMode(s.ChannelsLast, isa, x86)))); err != nil {
 		return err
 	}

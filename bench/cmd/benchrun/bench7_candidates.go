@@ -116,8 +116,8 @@ func (b *bench) candidates(s *section) error {
 		}
 		mt.add(r.cart, fmt.Sprint(r.threads), cands, secStr(first(r.run.IterationS)), scoring, ratio(first(m1.IterationS)/first(r.run.IterationS)))
 	}
-	ct := s.addTable(fmt.Sprintf("this machine's ceiling for two slots, without gopruner: PyTorch (Python) trains the same model with SGD on one random batch of %d at %s, as one process with 2 threads and, right after, as two 1-thread processes started together, %.0f s each; %d pairs",
-		ce.Batch, ce.Shape, ce.Seconds, len(ce.Reps)),
+	ct := s.addTable(fmt.Sprintf("this machine's ceiling for two slots, without gopruner: PyTorch (Python) trains the same model with SGD on one random batch of %d at %s, in %s memory format (gopruner's for CPU batches on this machine), as one process with 2 threads and, right after, as two 1-thread processes started together, %.0f s each; %d pairs",
+		ce.Batch, ce.Shape, ce.Layout, ce.Seconds, len(ce.Reps)),
 		"pair", "one process, 2 threads", "two processes, 1 thread each", "two / one")
 	for i, r := range ce.Reps {
 		ct.add(fmt.Sprint(i+1), fmt.Sprintf("%.1f steps/s", r.OneProcess),

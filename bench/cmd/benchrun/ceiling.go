@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gopruner/gopruner/internal/core/device"
 	"github.com/gopruner/gopruner/internal/core/stats"
 )
 
@@ -21,19 +22,22 @@ import (
 
 // ceilingScript trains argv[1] (input shape argv[2] as C,H,W, batch
 // argv[3]) on one random batch with argv[4] threads, from the wall-clock
-// time argv[5] for argv[6] seconds, and prints its steps per second and
-// how late it started.
+// time argv[5] for argv[6] seconds, in memory format argv[7]
+// (channels_last or contiguous), and prints its steps per second and how
+// late it started.
 const ceilingScript = `import sys, time, json
 import torch
 model, shape, batch, threads, start, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+layout = getattr(torch, sys.argv[7] + "_format")
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-# Near gopruner's training: graph optimiser off, NHWC tensors (on CPU gopruner
-# lays out only the batch so; with the weights too, this model ran as fast).
+# Near gopruner's training: graph optimiser off, tensors in the layout
+# gopruner gives CPU batches here (channels-last, except where oneDNN runs
+# its AVX2 kernels; with the weights in it too, this model ran as fast).
 torch._C._set_graph_executor_optimize(False)
-m = torch.jit.load(model).to(memory_format=torch.channels_last)
+m = torch.jit.load(model).to(memory_format=layout)
 m.train()
-x = torch.randn(batch, *[int(v) for v in shape.split(",")]).contiguous(memory_format=torch.channels_last)
+x = torch.randn(batch, *[int(v) for v in shape.split(",")]).contiguous(memory_format=layout)
 with torch.no_grad():
     classes = m(x).shape[1]
 y = torch.randint(0, classes, (batch,))
@@ -75,6 +79,7 @@ type ceiling struct {
 	Shape         string       `json:"shape"`
 	LatestStartS  float64      `json:"latest_start_s"`
 	ThreadsPerRun string       `json:"threads"`
+	Layout        string       `json:"memory_format"` // gopruner's for CPU batches on this machine
 }
 
 // parallelCeiling measures reps pairs, each a one-process run then a
@@ -84,11 +89,15 @@ func (b *bench) parallelCeiling(model, shape string, batch int, secs float64, re
 	// Long enough for both children to import torch and load the model
 	// before the common start; a late start is recorded.
 	const lead = 6 * time.Second
+	c := &ceiling{Seconds: secs, Batch: batch, Shape: shape, ThreadsPerRun: "2 (one process), 1 each (two processes)", Layout: "contiguous"}
+	if device.CPUChannelsLast() {
+		c.Layout = "channels_last"
+	}
 	run := func(threads int, start time.Time) (float64, float64, error) {
 		// With gopruner's malloc settings, as benchmark 3's tuned
 		// reference: plain glibc unmaps and re-faults the step's buffers.
 		args := append(slices.Clone(tunedMalloc), b.o.python, "-c", ceilingScript, model, shape, strconv.Itoa(batch),
-			strconv.Itoa(threads), fmt.Sprintf("%.3f", float64(start.UnixMilli())/1000), fmt.Sprint(secs))
+			strconv.Itoa(threads), fmt.Sprintf("%.3f", float64(start.UnixMilli())/1000), fmt.Sprint(secs), c.Layout)
 		var out struct {
 			StepsPerS float64 `json:"steps_per_s"`
 			LateS     float64 `json:"late_s"`
@@ -98,7 +107,6 @@ func (b *bench) parallelCeiling(model, shape string, batch int, secs float64, re
 		}
 		return out.StepsPerS, out.LateS, nil
 	}
-	c := &ceiling{Seconds: secs, Batch: batch, Shape: shape, ThreadsPerRun: "2 (one process), 1 each (two processes)"}
 	var ratios []float64
 	for range max(1, reps) {
 		var r ceilingRep
