@@ -3,6 +3,10 @@
 // the command-line flags and libtorch exchange ("cpu", "cuda", "cuda:N", and
 // the old tool's bare GPU number "N").
 //
+// It also says which of oneDNN's x86 kernels this CPU runs, and so whether
+// CPU batches may go channels-last (isa.go): torch decides its layout with
+// it, and the benchmarks train their references the same way.
+//
 // The package is pure Go; torch uses its Device as torch.Device, and the
 // config validates its `device` and `cart` keys with it.
 package device
