@@ -256,6 +256,21 @@ class RandomOps(nn.Module):
         return torch.stack([a, b, c, d, torch.randn_like(x), torch.rand_like(x)])
 
 
+class Strided1x1(nn.Module):  # input 8x5x16x16
+    """A strided 1x1 convolution of 5 input channels, as a pruned ResNet's
+    downsample can be. On channels-last input, oneDNN's AVX2 kernel
+    computes its weight gradient wrong at 2 threads and corrupts the heap at
+    1 (oneDNN issue #6035; torch: TestStrided1x1Gradient)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(5, 16, 1, stride=2, bias=False)
+        self.fc = nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+
+
 class AuxTooSmall(nn.Module):  # input 1x3x32x32
     """A classifier whose auxiliary head, run only in training, pools with
     a window larger than its 16x16 feature map: the training-mode forward

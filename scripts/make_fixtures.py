@@ -240,7 +240,7 @@ class Generator:
         import torch
         import torchvision.models as tvm
 
-        from fixture_models import COVERAGE_MODELS, SMALL_MODELS, AuxTooSmall, NoForward, RandomOps, SmallCNN, TwoInputs
+        from fixture_models import COVERAGE_MODELS, SMALL_MODELS, AuxTooSmall, NoForward, RandomOps, SmallCNN, Strided1x1, TwoInputs
 
         for name, cls, shape in SMALL_MODELS:
             self.one(name, cls, shape)
@@ -272,6 +272,10 @@ class Generator:
         torch.jit.script(RandomOps()).save(self.p("random_ops.pt"))
         self.extra_fixtures.append({"name": "random_ops", "model": "random_ops.pt",
                                     "what": "TorchScript running each random op of training (torch: TestModuleRNG)"})
+        torch.manual_seed(seed_of("strided_1x1"))
+        torch.jit.script(Strided1x1()).save(self.p("strided_1x1.pt"))
+        self.extra_fixtures.append({"name": "strided_1x1", "model": "strided_1x1.pt",
+                                    "what": "TorchScript strided 1x1 conv of 5 channels (torch: TestStrided1x1Gradient)"})
         # Deployment steps that bake the weights into something surgery
         # cannot cut.
         from torch.utils.mobile_optimizer import optimize_for_mobile
