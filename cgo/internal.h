@@ -101,7 +101,7 @@ class RngScope {
 
  private:
   const at::Generator *prev_ = nullptr;
-  bool set_ = false;
+  // Engaged when the scope reroutes the thread's draws (gen not null).
   std::optional<c10::impl::IncludeDispatchKeyGuard> include_;
 };
 

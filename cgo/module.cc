@@ -500,6 +500,18 @@ void replace_forward(torch::jit::Module &m, std::shared_ptr<torch::jit::Graph> g
   m.type()->addMethod(fresh);
 }
 
+// each_class_type calls f once for each class type of m and its
+// submodules, in the modules' order (a type that several submodules share,
+// once). The caller holds unit_mu when f edits the types.
+template <class F>
+void each_class_type(const torch::jit::Module &m, F f) {
+  std::set<const c10::ClassType *> seen;
+  for (const torch::jit::Module &sub : m.modules()) {
+    c10::ClassTypePtr t = sub.type();
+    if (seen.insert(t.get()).second) f(t);
+  }
+}
+
 // Module::clone gives the copy new class types, one per module, but
 // registers them and their methods in the original's compilation unit,
 // which keeps every function it holds (with the executors and optimised
@@ -514,10 +526,7 @@ void replace_forward(torch::jit::Module &m, std::shared_ptr<torch::jit::Graph> g
 void drop_methods(const torch::jit::Module &m) {
   std::lock_guard<std::mutex> lock(unit_mu);
   auto cu = m._ivalue()->compilation_unit();
-  std::set<const c10::ClassType *> seen;
-  for (const torch::jit::Module &sub : m.modules()) {
-    c10::ClassTypePtr t = sub.type();
-    if (!seen.insert(t.get()).second) continue;
+  each_class_type(m, [&cu](const c10::ClassTypePtr &t) {
     std::vector<torch::jit::Function *> fns = t->methods();
     for (torch::jit::Function *fn : fns) {
       c10::QualifiedName q = fn->qualname();
@@ -526,7 +535,7 @@ void drop_methods(const torch::jit::Module &m) {
       t->unsafeRemoveMethod(name);
       cu->unsafeRemoveMethod(q);
     }
-  }
+  });
 }
 
 // cut_copy copies the kept slices of t along each (ascending) dim. Cuts of
@@ -612,10 +621,7 @@ Unrun::~Unrun() {
   try {
     std::lock_guard<std::mutex> lock(unit_mu);
     auto cu = m_._ivalue()->compilation_unit();
-    std::set<const c10::ClassType *> seen;
-    for (const torch::jit::Module &sub : m_.modules()) {
-      c10::ClassTypePtr t = sub.type();
-      if (!seen.insert(t.get()).second) continue;
+    each_class_type(m_, [&cu](const c10::ClassTypePtr &t) {
       // Every method at once and in its order (the saved code lists them
       // so); a type with a method that is not the unit's own graph
       // function keeps its methods.
@@ -634,7 +640,7 @@ Unrun::~Unrun() {
         }
         ms.push_back({fn->qualname(), gf->graph(), gf->getSchema()});
       }
-      if (!own) continue;
+      if (!own) return;
       for (const Method &m : ms) {
         t->unsafeRemoveMethod(m.name.name());
         cu->unsafeRemoveMethod(m.name);
@@ -644,7 +650,7 @@ Unrun::~Unrun() {
         fresh->setSchema(std::move(m.schema));
         t->addMethod(fresh);
       }
-    }
+    });
   } catch (...) {
     // Reading the methods throws nothing; making the new functions can
     // only run out of memory, which then fails the next call on m.

@@ -122,12 +122,11 @@ RngScope::RngScope(const at::Generator *gen) {
   if (gen == nullptr) return;
   prev_ = current;
   current = gen;
-  set_ = true;
   include_.emplace(c10::DispatchKeySet(kKey));
 }
 
 RngScope::~RngScope() {
-  if (set_) current = prev_;
+  if (include_) current = prev_;
 }
 
 }  // namespace gpt
