@@ -77,6 +77,15 @@ inline gpt_tensor wrap(at::Tensor t) {
 // in sched_yield. OpenBLAS's count is process-wide, not per thread; cart
 // slots run with equal counts, so it changes only between phases of a run.
 void apply_threads(int n);
+// process_threads is the count a module without a budget of its own runs
+// at, on whichever OS thread calls it: gpt_set_num_threads's, else
+// libtorch's default. OpenMP keeps the count per OS thread, and a thread
+// that first runs libtorch takes the count set last anywhere in the
+// process; a module without a budget ran at whatever its calling thread
+// had, and a depthwise convolution computes other bits at 1 thread than at
+// 2 (mobilenet_v2: two forwards of one batch differed when Go put them on
+// two OS threads).
+int process_threads();
 // blas_threads is OpenBLAS's thread count, or -1 where libtorch's BLAS is
 // not OpenBLAS (MKL follows at::set_num_threads by itself).
 int blas_threads();
@@ -108,8 +117,9 @@ class RngScope {
 // Entry prepares the calling OS thread to run m, for the length of a call
 // that runs a module; every such call holds one. It makes the module's
 // random stream the thread's (RngScope), and it applies the module's
-// thread budget: OpenMP keeps the thread count per thread, so each cart
-// worker gets its own share. And it turns TorchScript's graph optimiser off
+// thread budget, or the process's count to a module without one: OpenMP
+// keeps the thread count per thread, so each cart worker gets its own
+// share, and a module runs at the same count on any OS thread. And it turns TorchScript's graph optimiser off
 // (a per-thread setting, restored at the end): a method's executor keeps
 // the plan it made on its first run, optimised or not, so what ran first
 // used to decide how every later step ran, and the plain plans are the
@@ -119,7 +129,7 @@ class RngScope {
 class Entry {
  public:
   explicit Entry(const gpt_module_s *m) : opt_(false), rng_(m != nullptr && m->rng ? &*m->rng : nullptr) {
-    if (m != nullptr && m->threads > 0) apply_threads(m->threads);
+    if (m != nullptr) apply_threads(m->threads > 0 ? m->threads : process_threads());
   }
 
  private:

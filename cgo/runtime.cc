@@ -44,6 +44,15 @@ void set_blas_threads(int n) {
   if (n > 0 && o.get != nullptr && o.get() != n) o.set(n);
 }
 
+namespace {
+std::atomic<int> process_count{0};  // 0: libtorch's default
+}  // namespace
+
+int process_threads() {
+  int n = process_count.load();
+  return n > 0 ? n : at::intraop_default_num_threads();
+}
+
 void apply_threads(int n) {
   if (n <= 0) return;
   if (at::get_num_threads() != n) at::set_num_threads(n);
@@ -109,6 +118,7 @@ gpt_err gpt_cudnn_available(int *out) {
 gpt_err gpt_set_num_threads(int n) {
   GPT_TRY
   if (n <= 0) return gpt::dup("thread count must be positive");
+  gpt::process_count.store(n);
   at::set_num_threads(n);
   gpt::set_blas_threads(n);
   GPT_CATCH

@@ -199,7 +199,8 @@ func (m *Module) BatchNormModes() (fixed, total int, err error) {
 }
 
 // SetThreads sets the libtorch thread count that calls on this module use
-// (0 keeps the process setting). Cart workers divide the cores this way.
+// (0: the process setting, SetNumThreads's, on whichever OS thread the call
+// runs). Cart workers divide the cores this way.
 func (m *Module) SetThreads(n int) error {
 	h, err := m.handle()
 	if err != nil {

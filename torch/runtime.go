@@ -41,7 +41,9 @@ func CUDADeviceCount() int {
 }
 
 // SetNumThreads sets libtorch's intra-op thread count for the calling OS
-// thread and the process default, and OpenBLAS's (see BLASThreads).
+// thread and the process default, and OpenBLAS's (see BLASThreads). Calls
+// on a module without a budget of its own run at this count on any OS
+// thread (until it is set, at libtorch's default).
 func SetNumThreads(n int) error {
 	return errFrom("set_num_threads", C.gpt_set_num_threads(C.int(n)))
 }

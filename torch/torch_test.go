@@ -856,7 +856,12 @@ func TestGroupsEditInlinesTheWayOnly(t *testing.T) {
 	}
 	got := must[[]float32](t)(s1(t, must[*Tensor](t)(m.Forward(true, x))))
 	if !slices.Equal(math32bits(got), math32bits(want)) {
-		t.Error("the edited forward computes another output")
+		var md, mx float64
+		for i := range got {
+			md = max(md, math.Abs(float64(got[i]-want[i])))
+			mx = max(mx, math.Abs(float64(want[i])))
+		}
+		t.Errorf("the edited forward computes another output: max diff %g of %g, threads %d", md, mx, NumThreads())
 	}
 	archive := must[[]byte](t)(m.Bytes())
 	zr := must[*zip.Reader](t)(zip.NewReader(bytes.NewReader(archive), int64(len(archive))))
@@ -1192,6 +1197,21 @@ func TestPruneInPlace(t *testing.T) {
 // back; the linear layers of cart slots then neither share one pool nor
 // run beyond --threads.
 func TestBLASThreads(t *testing.T) {
+	// OpenMP keeps libtorch's count per OS thread: stay on one.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	was := NumThreads()
+	defer func() {
+		if err := SetNumThreads(was); err != nil {
+			t.Error(err)
+		}
+	}()
+	// Modules run before may have left OpenBLAS at 1 (libtorch's default
+	// count here is one per physical core: 1 on 2 vCPUs); 2 threads asked
+	// tell a threaded OpenBLAS from a serial one.
+	if err := SetNumThreads(2); err != nil {
+		t.Fatal(err)
+	}
 	start := BLASThreads()
 	if start < 0 {
 		if os.Getenv("CI") == "true" {
@@ -1199,12 +1219,6 @@ func TestBLASThreads(t *testing.T) {
 		}
 		t.Skip("libtorch's BLAS is not OpenBLAS: nothing to set")
 	}
-	was := NumThreads()
-	defer func() {
-		if err := SetNumThreads(was); err != nil {
-			t.Error(err)
-		}
-	}()
 	// A serial OpenBLAS always reports 1.
 	threaded := func(n int) int {
 		if start == 1 && n > 1 {
@@ -1212,9 +1226,6 @@ func TestBLASThreads(t *testing.T) {
 		}
 		return n
 	}
-	// OpenMP keeps libtorch's count per OS thread: stay on one.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	for _, n := range []int{1, 2, 1} {
 		if err := SetNumThreads(n); err != nil {
 			t.Fatal(err)
@@ -1329,5 +1340,40 @@ func TestSitedViews(t *testing.T) {
 				t.Errorf("forward after the flatten's size went to 6: %v", err)
 			}
 		})
+	}
+}
+
+// TestUnbudgetedModuleThreads: a module without a thread budget of its own
+// runs at the process's count on any OS thread, also on one that a
+// 1-thread module ran on last (OpenMP keeps the count per thread, and a
+// depthwise convolution computes other bits at 1 thread than at 2: two
+// forwards of one mobilenet_v2 batch differed when Go ran them on two OS
+// threads).
+func TestUnbudgetedModuleThreads(t *testing.T) {
+	path, meta := fixtures.Model(t, "depthwise_scripted")
+	free := must[*Module](t)(Load(path, CPU))
+	defer free.Close()
+	one := must[*Module](t)(Load(path, CPU))
+	defer one.Close()
+	if err := one.SetThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	x, _ := randomBatch(t, 4, meta.InputShape, meta.OutputShape[1], 3)
+	forward := func(m *Module) []uint32 {
+		y := must[*Tensor](t)(m.Forward(true, x))
+		defer y.Close()
+		return math32bits(must[[]float32](t)(y.Float32s()))
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := SetNumThreads(2); err != nil {
+		t.Fatal(err)
+	}
+	want := forward(free)
+	if slices.Equal(forward(one), want) {
+		t.Fatal("the fixture computes the same bits at 1 thread as at 2: it cannot tell the counts apart")
+	}
+	if !slices.Equal(forward(free), want) {
+		t.Errorf("a module without a budget, on the OS thread a 1-thread module ran on, computed other bits (at %d threads)", NumThreads())
 	}
 }
