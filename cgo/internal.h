@@ -119,8 +119,9 @@ class RngScope {
 // random stream the thread's (RngScope), and it applies the module's
 // thread budget, or the process's count to a module without one: OpenMP
 // keeps the thread count per thread, so each cart worker gets its own
-// share, and a module runs at the same count on any OS thread. And it turns TorchScript's graph optimiser off
-// (a per-thread setting, restored at the end): a method's executor keeps
+// share, and a module runs at the same count on any OS thread. And it
+// turns TorchScript's graph optimiser off (a per-thread setting, restored
+// at the end): a method's executor keeps
 // the plan it made on its first run, optimised or not, so what ran first
 // used to decide how every later step ran, and the plain plans are the
 // faster ones here: with the optimiser on, a ResNet-20 search's

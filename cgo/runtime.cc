@@ -49,8 +49,11 @@ std::atomic<int> process_count{0};  // 0: libtorch's default
 }  // namespace
 
 int process_threads() {
+  // Every module call asks; libtorch's default reads the environment each
+  // time, so it is read once.
+  static const int dflt = at::intraop_default_num_threads();
   int n = process_count.load();
-  return n > 0 ? n : at::intraop_default_num_threads();
+  return n > 0 ? n : dflt;
 }
 
 void apply_threads(int n) {
