@@ -3,7 +3,6 @@
 package torch
 
 import (
-	"math"
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/core/device"
@@ -75,12 +74,7 @@ func TestStrided1x1Gradient(t *testing.T) {
 		}
 		return after
 	}
-	def, nchw := step(true), step(false)
-	var diff, scale float64
-	for i := range def {
-		diff = max(diff, math.Abs(float64(def[i]-nchw[i])))
-		scale = max(scale, math.Abs(float64(nchw[i])))
-	}
+	diff, scale := maxAbsDiff(step(true), step(false))
 	if scale == 0 || diff > 1e-4*scale {
 		isa, _ := device.HostX86ISA()
 		t.Fatalf("conv.weight's step in the default layout differs from NCHW's by %.3g (of %.3g) on %+v", diff, scale, isa)

@@ -856,11 +856,7 @@ func TestGroupsEditInlinesTheWayOnly(t *testing.T) {
 	}
 	got := must[[]float32](t)(s1(t, must[*Tensor](t)(m.Forward(true, x))))
 	if !slices.Equal(math32bits(got), math32bits(want)) {
-		var md, mx float64
-		for i := range got {
-			md = max(md, math.Abs(float64(got[i]-want[i])))
-			mx = max(mx, math.Abs(float64(want[i])))
-		}
+		md, mx := maxAbsDiff(got, want)
 		t.Errorf("the edited forward computes another output: max diff %g of %g, threads %d", md, mx, NumThreads())
 	}
 	archive := must[[]byte](t)(m.Bytes())
@@ -904,6 +900,16 @@ func moduleState(t *testing.T, m *Module) map[string][]float32 {
 		v.Close()
 	}
 	return out
+}
+
+// maxAbsDiff is Tensor.MaxAbsDiff for Go slices, scaled by want: max|got−want|
+// and max|want|.
+func maxAbsDiff(got, want []float32) (diff, scale float64) {
+	for i := range got {
+		diff = max(diff, math.Abs(float64(got[i]-want[i])))
+		scale = max(scale, math.Abs(float64(want[i])))
+	}
+	return diff, scale
 }
 
 func math32bits(v []float32) []uint32 {
