@@ -500,6 +500,32 @@ void replace_forward(torch::jit::Module &m, std::shared_ptr<torch::jit::Graph> g
   m.type()->addMethod(fresh);
 }
 
+// A function's executors (one per autocast mode) are private to
+// GraphFunction, and libtorch offers no call that drops them; its optimised
+// graphs it does (clear_optimized_graphs). An explicit instantiation may
+// name a private member, and Steal keeps that name as a member pointer: the
+// one access to a private member that C++ allows, checked against each
+// libtorch's headers when the shim compiles (check-libtorch2 for 2.x), so
+// a renamed or retyped member fails the build, never a run.
+using Executors = std::array<c10::optional<torch::jit::GraphExecutor>, 4>;
+struct ExecutorsOf {
+  using type = Executors torch::jit::GraphFunction::*;
+};
+template <class Tag, typename Tag::type M>
+struct Steal {
+  friend typename Tag::type member(Tag) { return M; }
+};
+ExecutorsOf::type member(ExecutorsOf);
+template struct Steal<ExecutorsOf, &torch::jit::GraphFunction::executors_>;
+
+// drop_plans frees what running fn left in it: its executors (each with a
+// copy of the graph, a plan and the plan's compiled code) and its
+// optimised graph. The next call makes them again.
+void drop_plans(torch::jit::GraphFunction &fn) {
+  (fn.*member(ExecutorsOf{})).fill(c10::nullopt);
+  fn.clear_optimized_graphs();
+}
+
 // each_class_type calls f once for each class type of m and its
 // submodules, in the modules' order (a type that several submodules share,
 // once). The caller holds unit_mu when f edits the types.
@@ -619,41 +645,13 @@ namespace gpt {
 
 Unrun::~Unrun() {
   try {
-    std::lock_guard<std::mutex> lock(unit_mu);
-    auto cu = m_._ivalue()->compilation_unit();
-    each_class_type(m_, [&cu](const c10::ClassTypePtr &t) {
-      // Every method at once and in its order (the saved code lists them
-      // so); a type with a method that is not the unit's own graph
-      // function keeps its methods.
-      struct Method {
-        c10::QualifiedName name;
-        std::shared_ptr<torch::jit::Graph> graph;
-        c10::FunctionSchema schema;
-      };
-      std::vector<Method> ms;
-      bool own = true;
-      for (torch::jit::Function *fn : t->methods()) {
-        auto *gf = torch::jit::tryToGraphFunction(*fn);
-        if (gf == nullptr || cu->find_function(fn->qualname()) != fn) {
-          own = false;
-          break;
-        }
-        ms.push_back({fn->qualname(), gf->graph(), gf->getSchema()});
-      }
-      if (!own) return;
-      for (const Method &m : ms) {
-        t->unsafeRemoveMethod(m.name.name());
-        cu->unsafeRemoveMethod(m.name);
-      }
-      for (Method &m : ms) {
-        torch::jit::Function *fresh = cu->create_function(m.name, m.graph);
-        fresh->setSchema(std::move(m.schema));
-        t->addMethod(fresh);
-      }
+    each_class_type(m_, [](const c10::ClassTypePtr &t) {
+      for (torch::jit::Function *fn : t->methods())
+        if (auto *gf = torch::jit::tryToGraphFunction(*fn)) drop_plans(*gf);
     });
   } catch (...) {
-    // Reading the methods throws nothing; making the new functions can
-    // only run out of memory, which then fails the next call on m.
+    // Walking the modules can only run out of memory; the plans left stay
+    // until the module goes.
   }
 }
 
