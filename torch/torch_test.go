@@ -1099,7 +1099,8 @@ func TestBatchTensors(t *testing.T) {
 // storage when nothing else holds the tensor, and copies it when something
 // does (here a handle from Get), so the holder keeps seeing the original.
 // Either way every tensor holds exactly the kept slices, forward runs, and
-// the saved archive is byte for byte the same.
+// the saved archive is byte for byte the same; in place, the blocks' ends
+// the cut dropped go back to malloc.
 func TestPruneInPlace(t *testing.T) {
 	btoi := func(b bool) int {
 		if b {
@@ -1161,9 +1162,24 @@ func TestPruneInPlace(t *testing.T) {
 		if hold {
 			held = must[*Tensor](t)(m.Get("conv2.weight"))
 		}
+		// The bytes the cut drops, which go back to malloc where the cut
+		// is in place (shrink_block).
+		bytesOf := func() int64 {
+			var b int64
+			for _, e := range edits {
+				v := must[*Tensor](t)(m.Get(e.Tensor))
+				b += 4 * must[int64](t)(v.numel())
+				v.Close()
+			}
+			return b
+		}
+		b0, h0 := bytesOf(), heapInUse()
 		n, err := m.prune(edits, nil)
 		if err != nil {
 			t.Fatalf("hold=%v: %v", hold, err)
+		}
+		if cut, freed := b0-bytesOf(), h0-heapInUse(); !hold && h0 >= 0 && freed < cut/2 {
+			t.Errorf("the cut dropped %d bytes and the heap gave back %d", cut, freed)
 		}
 		if wantN := len(edits) - btoi(hold); n != wantN {
 			t.Errorf("hold=%v: %d tensors cut in place, want %d", hold, n, wantN)
