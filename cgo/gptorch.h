@@ -125,6 +125,9 @@ gpt_err gpt_module_free(gpt_module m);
 gpt_err gpt_live_modules(int64_t *out);
 /* How many functions m's compilation unit holds (a diagnostic). */
 gpt_err gpt_module_unit_functions(gpt_module m, int64_t *out);
+/* The bytes of m's tensors that its last shape-only pass freed and read
+   back from m's file (a diagnostic; 0 when none could wait there). */
+gpt_err gpt_module_offloaded(gpt_module m, int64_t *out);
 gpt_err gpt_module_has_method(gpt_module m, const char *name, int *out);
 gpt_err gpt_module_train(gpt_module m, int on);
 /* BatchNorm calls in forward (inlined): total, and fixed, those whose training

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "gptorch.h"
@@ -24,6 +25,10 @@
 struct gpt_tensor_s {
   at::Tensor t;
 };
+
+namespace gpt {
+struct Origin;
+}
 
 struct gpt_module_s {
   torch::jit::Module m;
@@ -44,6 +49,11 @@ struct gpt_module_s {
   // the like in its calls come from it instead of libtorch's process-wide
   // generator. Unset: the process-wide one.
   std::optional<at::Generator> rng;
+  // Where the module's tensors lie in the file it was loaded from (origin.cc);
+  // null for a module from memory, a clone, a non-CPU module.
+  std::shared_ptr<gpt::Origin> origin;
+  // The bytes the last shape-only pass let wait in the file (for the tests).
+  size_t offloaded = 0;
 };
 
 namespace gpt {
@@ -287,6 +297,8 @@ class MetaModule {
   ~MetaModule() { restore(); }
   MetaModule(const MetaModule &) = delete;
   MetaModule &operator=(const MetaModule &) = delete;
+  // The real tensors, one entry per attribute swapped.
+  std::vector<const c10::IValue *> tensors() const;
 
  private:
   struct Saved {
@@ -296,6 +308,57 @@ class MetaModule {
   };
   std::vector<Saved> saved_;
   void restore();
+};
+
+// origin.cc. Origin is where a loaded module's tensor blocks lie in its
+// file: a block's address maps to the place its bytes were read from.
+struct Origin {
+  struct Place {
+    uint64_t pos = 0;
+    size_t n = 0;
+  };
+  std::string path;
+  std::unordered_map<const void *, Place> places;
+};
+
+// load_module is torch::jit::load(path, dev) that also says where the
+// tensors lie (*origin stays null for anything but a zip archive).
+torch::jit::Module load_module(const std::string &path, c10::optional<c10::Device> dev,
+                               std::shared_ptr<Origin> *origin);
+
+// Offload hands the pages of file-backed tensors back to the kernel for
+// the length of a shape-only pass and reads them in again after it (see
+// origin.cc). drop takes the real tensors of a MetaModule and drops those
+// whose bytes still equal the file's and that nothing else holds; restore
+// (or the destructor) reads them back into the same blocks. restore throws
+// when the file no longer holds those bytes, after zero-filling the
+// blocks: the module has every byte defined, and the caller's run ends on
+// the error.
+class Offload {
+ public:
+  explicit Offload(std::shared_ptr<Origin> origin) : origin_(std::move(origin)) {}
+  ~Offload();
+  Offload(const Offload &) = delete;
+  Offload &operator=(const Offload &) = delete;
+  void drop(const std::vector<const c10::IValue *> &tensors);
+  void restore();
+  // The bytes whose pages went (for the tests).
+  size_t bytes() const { return bytes_; }
+
+ private:
+  struct Item {
+    char *base;
+    Origin::Place at;
+    uint64_t sum;
+  };
+  struct Fd {
+    int fd = -1;
+    ~Fd();
+  };
+  std::shared_ptr<Origin> origin_;
+  std::vector<Item> items_;
+  Fd fd_;
+  size_t bytes_ = 0;
 };
 
 }  // namespace gpt

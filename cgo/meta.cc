@@ -430,18 +430,44 @@ std::string meta_pass(gpt_module_s *h, const std::vector<at::Tensor> &inputs,
   if (!meta_ready()) return "no Meta kernels in this libtorch";
   if (h->device.type() != c10::kCPU) return "not a CPU module";
   Entry entry(h);
+  std::optional<MetaModule> swap;
+  std::optional<Offload> off;
+  std::string why;
   try {
     std::vector<at::Tensor> in;
     in.reserve(inputs.size());
     for (const at::Tensor &t : inputs) in.push_back(meta_like(t));
-    MetaModule swap(h->m);
+    swap.emplace(h->m);
+    // The pass reads no real tensor: their bytes wait in the file
+    // (origin.cc). The heap's other free pages go back too (the ends of
+    // blocks that surgery cut), so that the pass starts from the lowest
+    // footprint; the passes run once or twice a run (the IR export, the
+    // run check), and the trims cost a few ms in all.
+    off.emplace(h->origin);
+    off->drop(swap->tensors());
+    release_freed();
     fn(in);
   } catch (const c10::Error &e) {
-    return e.what_without_backtrace();
+    why = e.what_without_backtrace();
   } catch (const std::exception &e) {
-    return e.what();
+    why = e.what();
   }
-  return "";
+  if (off) {
+    // What the pass freed goes back before the tensors' pages come in again.
+    if (off->bytes() > 0) release_freed();
+    h->offloaded = off->bytes();
+    // A file that changed is this call's error, not a reason to retry the
+    // real pass.
+    off->restore();
+  }
+  return why;
+}
+
+std::vector<const c10::IValue *> MetaModule::tensors() const {
+  std::vector<const c10::IValue *> r;
+  r.reserve(saved_.size());
+  for (const Saved &s : saved_) r.push_back(&s.value);
+  return r;
 }
 
 void MetaModule::restore() {

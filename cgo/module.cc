@@ -686,9 +686,11 @@ extern "C" {
 gpt_err gpt_module_load(const char *path, const char *device, gpt_module *out) {
   GPT_TRY
   auto dev = gpt::parse_device(device);
-  torch::jit::Module m = torch::jit::load(std::string(path), dev);
+  std::shared_ptr<gpt::Origin> origin;
+  torch::jit::Module m = gpt::load_module(std::string(path), dev, &origin);
   m.eval();
   *out = make(std::move(m), dev, 0);
+  (*out)->origin = std::move(origin);
   GPT_CATCH
 }
 
@@ -771,6 +773,12 @@ gpt_err gpt_module_unit_functions(gpt_module h, int64_t *out) {
   for (const torch::jit::Function *fn : h->m._ivalue()->compilation_unit()->get_functions()) n += fn != nullptr;
   *out = n;
   GPT_CATCH
+}
+
+gpt_err gpt_module_offloaded(gpt_module h, int64_t *out) {
+  GPT_CHECK_HANDLE(h, "module")
+  *out = static_cast<int64_t>(h->offloaded);
+  return nullptr;
 }
 
 gpt_err gpt_live_modules(int64_t *out) {

@@ -151,6 +151,19 @@ func (m *Module) unitFunctions() (int, error) {
 	return int(n), err
 }
 
+// offloaded is how many bytes of m's tensors its last shape-only pass
+// freed and read back from m's file (see cgo/origin.cc).
+func (m *Module) offloaded() (int64, error) {
+	h, err := m.handle()
+	if err != nil {
+		return 0, err
+	}
+	var n C.int64_t
+	err = errFrom("offloaded", C.gpt_module_offloaded(h, &n))
+	runtime.KeepAlive(m)
+	return int64(n), err
+}
+
 // HasMethod reports whether the module defines a method.
 func (m *Module) HasMethod(name string) (bool, error) {
 	h, err := m.handle()
