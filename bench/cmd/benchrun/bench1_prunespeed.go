@@ -90,7 +90,7 @@ func (b *bench) pruneSpeed(s *section) error {
 	}
 	s.note("Each prune ran %d times: the fastest wall time and each phase's fastest time are shown; the Python floor is the fastest of %d runs.", max(1, b.o.pruneReps), max(1, b.o.pythonFloorReps))
 	s.note("prune measures before/after latency only when asked (--latency); these runs do not ask, so the wall time is pruning work alone, as a user runs it. \"other\" = process start (libtorch loading), config, exit.")
-	s.note("IR export runs the model once through the C++ tracer, shapes only (libtorch's Meta device: no arithmetic, no activations; the real pass only where an op has no Meta kernel), as does the pruned model's run check, each dropping the plans its run left in the module's methods; surgery rewrites the loaded module's parameters in place (no copy: nothing needs the original afterwards) and, for depthwise convs and LayerNorms, its forward graph, with the calls that lead to them inlined.")
+	s.note("IR export runs the model once through the C++ tracer, shapes only (libtorch's Meta device: no arithmetic, no activations; the real pass only where an op has no Meta kernel), as does the pruned model's run check, each dropping the plans its run left in the module's methods and letting up to 32 MB of the tensors wait in the model file meanwhile; surgery rewrites the loaded module's parameters in place (no copy: nothing needs the original afterwards) and, for depthwise convs and LayerNorms, its forward graph, with the calls that lead to them inlined.")
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}

@@ -322,6 +322,12 @@ func explainForward(m *torch.Module, shape []int64, err error) error {
 			}
 		}
 	}
+	// The shape-only pass reads the tensors it let wait back from the
+	// file (cgo/origin.cc): a file changed under the run is a runtime
+	// failure of its own, not the input shape's.
+	if strings.Contains(msg, "changed while gopruner ran") {
+		return errors.New(msg)
+	}
 	if strings.Contains(msg, "Expected") || strings.Contains(msg, "expected") || strings.Contains(msg, "shape") || strings.Contains(msg, "size") {
 		return shapeErr(shape, "%s", msg)
 	}
