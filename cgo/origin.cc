@@ -80,7 +80,9 @@ class Hash {
   }
 
  private:
-  static constexpr uint64_t kPrime = 0x100000001b3ULL * 0x9e3779b97f4a7c15ULL | 1;
+  // An odd multiplier (2^64 over the golden ratio) spreads each word over
+  // the lane's bits.
+  static constexpr uint64_t kPrime = 0x9e3779b97f4a7c15ULL;
   uint64_t lane_[4] = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL, 0x9e3779b97f4a7c15ULL, 0xc2b2ae3d27d4eb4fULL};
   uint64_t len_ = 0;
 };
@@ -106,7 +108,7 @@ class RecordingReader final : public caffe2::serialize::ReadAdapterInterface {
     if (pos >= size_) return 0;
     n = std::min<size_t>(n, size_ - pos);
     ssize_t r = pread_full(fd_, buf, n, pos);
-    TORCH_CHECK(r >= 0, "reading ", what, " failed: ", std::strerror(errno));
+    TORCH_CHECK(r >= 0, "reading ", what != nullptr ? what : "the archive", " failed: ", std::strerror(errno));
     if (static_cast<size_t>(r) >= kMinBytes) (*reads_)[buf] = {pos, static_cast<size_t>(r)};
     return static_cast<size_t>(r);
   }
