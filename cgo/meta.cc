@@ -407,18 +407,14 @@ MetaModule::MetaModule(const torch::jit::Module &m) {
   // weights) stay one tensor, as the tracer sees them in the real pass.
   std::unordered_map<c10::TensorImpl *, at::Tensor> twin;
   try {
-    for (const torch::jit::Module &sub : m.modules()) {
-      c10::intrusive_ptr<c10::ivalue::Object> obj = sub._ivalue();
-      for (size_t i = 0; i < obj->slots().size(); i++) {
-        const c10::IValue &v = obj->getSlot(i);
-        if (!v.isTensor() || !v.toTensor().defined() || v.toTensor().is_meta()) continue;
-        at::Tensor t = v.toTensor();
-        auto it = twin.find(t.unsafeGetTensorImpl());
-        if (it == twin.end()) it = twin.emplace(t.unsafeGetTensorImpl(), meta_like(t)).first;
-        saved_.push_back({obj, i, v});
-        obj->setSlot(i, it->second);
-      }
-    }
+    each_slot(m, [&](const c10::intrusive_ptr<c10::ivalue::Object> &obj, size_t i, const c10::IValue &v) {
+      if (!v.isTensor() || !v.toTensor().defined() || v.toTensor().is_meta()) return;
+      at::Tensor t = v.toTensor();
+      auto it = twin.find(t.unsafeGetTensorImpl());
+      if (it == twin.end()) it = twin.emplace(t.unsafeGetTensorImpl(), meta_like(t)).first;
+      saved_.push_back({obj, i, v});
+      obj->setSlot(i, it->second);
+    });
   } catch (...) {
     restore();
     throw;

@@ -902,15 +902,11 @@ gpt_err gpt_module_object_types(gpt_module h, char **out) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
   std::set<std::string> names;
-  for (const torch::jit::Module &sub : h->m.modules()) {
-    c10::intrusive_ptr<c10::ivalue::Object> obj = sub._ivalue();
-    for (size_t i = 0; i < obj->slots().size(); i++) {
-      const c10::IValue &v = obj->getSlot(i);
-      if (!v.isObject()) continue;
-      auto cls = v.toObjectRef().type();
-      if (!cls->is_module() && cls->name()) names.insert(cls->name()->qualifiedName());
-    }
-  }
+  gpt::each_slot(h->m, [&names](const auto &, size_t, const c10::IValue &v) {
+    if (!v.isObject()) return;
+    auto cls = v.toObjectRef().type();
+    if (!cls->is_module() && cls->name()) names.insert(cls->name()->qualifiedName());
+  });
   std::string s;
   for (const std::string &n : names) {
     s += n;

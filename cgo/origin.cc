@@ -87,14 +87,6 @@ class Hash {
   uint64_t len_ = 0;
 };
 
-// FdGuard closes a descriptor when it goes.
-struct FdGuard {
-  int fd = -1;
-  ~FdGuard() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 // RecordingReader reads the archive as libtorch's own file adapter does,
 // and notes where each read of a page or more landed: a tensor's bytes are
 // read straight into its storage's block, so the block's address names its
@@ -140,7 +132,7 @@ namespace gpt {
 
 torch::jit::Module load_module(const std::string &path, c10::optional<c10::Device> dev,
                                std::shared_ptr<Origin> *origin) {
-  FdGuard f;
+  Fd f;
   f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   struct stat st {};
   char magic[4] = {};
@@ -156,21 +148,17 @@ torch::jit::Module load_module(const std::string &path, c10::optional<c10::Devic
   auto rai = std::make_shared<RecordingReader>(f.fd, static_cast<size_t>(st.st_size), &reads);
   torch::jit::Module m = torch::jit::load(rai, dev);
   // Keep the reads that are a live CPU storage's whole block.
-  for (const torch::jit::Module &sub : m.modules()) {
-    c10::intrusive_ptr<c10::ivalue::Object> obj = sub._ivalue();
-    for (size_t i = 0; i < obj->slots().size(); i++) {
-      const c10::IValue &v = obj->getSlot(i);
-      if (!v.isTensor() || !v.toTensor().defined() || !v.toTensor().device().is_cpu()) continue;
-      const c10::StorageImpl *s = v.toTensor().storage().unsafeGetStorageImpl();
-      auto it = reads.find(s->data());
-      if (it != reads.end() && it->second.n == s->nbytes()) o->places.insert(*it);
-    }
-  }
+  each_slot(m, [&](const auto &, size_t, const c10::IValue &v) {
+    if (!v.isTensor() || !v.toTensor().defined() || !v.toTensor().device().is_cpu()) return;
+    const c10::StorageImpl *s = v.toTensor().storage().unsafeGetStorageImpl();
+    auto it = reads.find(s->data());
+    if (it != reads.end() && it->second.n == s->nbytes()) o->places.insert(*it);
+  });
   if (!o->places.empty()) *origin = std::move(o);
   return m;
 }
 
-Offload::Fd::~Fd() {
+Fd::~Fd() {
   if (fd >= 0) ::close(fd);
 }
 
