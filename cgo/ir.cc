@@ -430,7 +430,6 @@ gpt_err export_ir_call(gpt_module h, const gpt_tensor *inputs, int n, int pass, 
     std::string why = gpt::meta_pass(
         h, in, [h, &js, train](const std::vector<at::Tensor> &meta_in) { js = export_ir(h, meta_in, train, true); });
     if (why.empty()) {
-      gpt::release_freed();
       *json = gpt::dup(js);
       if (meta != nullptr) *meta = 1;
       return nullptr;

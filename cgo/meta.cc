@@ -448,9 +448,10 @@ std::string meta_pass(gpt_module_s *h, const std::vector<at::Tensor> &inputs,
   } catch (const std::exception &e) {
     why = e.what();
   }
+  // What the pass freed goes back, before the tensors' pages come in
+  // again: its callers (the IR export, the run check) trim nothing more.
+  release_freed();
   if (off) {
-    // What the pass freed goes back before the tensors' pages come in again.
-    if (off->bytes() > 0) release_freed();
     h->offloaded = off->bytes();
     // A file that changed is this call's error, not a reason to retry the
     // real pass.

@@ -867,7 +867,6 @@ gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n, 
       run_uncached(h->m, in);
     });
     if (why.empty()) {
-      gpt::release_freed();
       if (meta != nullptr) *meta = 1;
       return nullptr;
     }
