@@ -138,30 +138,29 @@ func (m *Module) Clone() (*Module, error) {
 	return newModule(out, m.dev), nil
 }
 
-// unitFunctions is how many functions the compilation unit that m shares
-// with its clones holds: a clone's leave it when the clone is closed.
-func (m *Module) unitFunctions() (int, error) {
+// count is what one of the shim's int64 diagnostics says of m.
+func (m *Module) count(call string, f func(C.gpt_module, *C.int64_t) C.gpt_err) (int64, error) {
 	h, err := m.handle()
 	if err != nil {
 		return 0, err
 	}
 	var n C.int64_t
-	err = errFrom("unit_functions", C.gpt_module_unit_functions(h, &n))
+	err = errFrom(call, f(h, &n))
 	runtime.KeepAlive(m)
+	return int64(n), err
+}
+
+// unitFunctions is how many functions the compilation unit that m shares
+// with its clones holds: a clone's leave it when the clone is closed.
+func (m *Module) unitFunctions() (int, error) {
+	n, err := m.count("unit_functions", func(h C.gpt_module, n *C.int64_t) C.gpt_err { return C.gpt_module_unit_functions(h, n) })
 	return int(n), err
 }
 
 // offloaded is how many bytes of m's tensors its last shape-only pass
 // freed and read back from m's file (see cgo/origin.cc).
 func (m *Module) offloaded() (int64, error) {
-	h, err := m.handle()
-	if err != nil {
-		return 0, err
-	}
-	var n C.int64_t
-	err = errFrom("offloaded", C.gpt_module_offloaded(h, &n))
-	runtime.KeepAlive(m)
-	return int64(n), err
+	return m.count("offloaded", func(h C.gpt_module, n *C.int64_t) C.gpt_err { return C.gpt_module_offloaded(h, n) })
 }
 
 // HasMethod reports whether the module defines a method.
