@@ -125,8 +125,8 @@ gpt_err gpt_module_free(gpt_module m);
 gpt_err gpt_live_modules(int64_t *out);
 /* How many functions m's compilation unit holds (a diagnostic). */
 gpt_err gpt_module_unit_functions(gpt_module m, int64_t *out);
-/* The bytes of m's tensors that its last shape-only pass freed and read
-   back from m's file (a diagnostic; 0 when none could wait there). */
+/* The bytes of m's tensors whose pages are out, waiting in m's file since
+   a shape-only pass until a call needs them (a diagnostic; 0 when none). */
 gpt_err gpt_module_offloaded(gpt_module m, int64_t *out);
 gpt_err gpt_module_has_method(gpt_module m, const char *name, int *out);
 gpt_err gpt_module_train(gpt_module m, int on);
@@ -172,7 +172,12 @@ gpt_err gpt_module_names(gpt_module m, int buffers, char **out);
  * objects other than modules that the module's attributes hold (custom
  * classes: XNNPACK op contexts, quantized packed weights). */
 gpt_err gpt_module_object_types(gpt_module m, char **out);
+/* A parameter or buffer, sharing the module's tensor. */
 gpt_err gpt_module_get(gpt_module m, const char *name, gpt_tensor *out);
+/* A parameter or buffer's values, for reading: the module's tensor, or a
+ * copy of it when its bytes wait in the model file (see gpt_module_offloaded),
+ * which they go on doing. Writes to the result need not reach the module. */
+gpt_err gpt_module_read(gpt_module m, const char *name, gpt_tensor *out);
 /* Replace a parameter or buffer by a tensor of any shape; parameters keep
  * requires_grad. */
 gpt_err gpt_module_set(gpt_module m, const char *name, gpt_tensor t);

@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -28,6 +30,7 @@ struct gpt_tensor_s {
 
 namespace gpt {
 struct Origin;
+class Offload;
 }
 
 struct gpt_module_s {
@@ -52,8 +55,12 @@ struct gpt_module_s {
   // Where the module's tensors lie in the file it was loaded from (origin.cc);
   // null for a module from memory, a clone, a non-CPU module.
   std::shared_ptr<gpt::Origin> origin;
-  // The bytes the last shape-only pass let wait in the file (for the tests).
-  size_t offloaded = 0;
+  // The tensors whose bytes wait in that file since a shape-only pass (null:
+  // none). Every call that may read or hand out the module's tensors calls
+  // gpt::unpark first (or reads one tensor through it); the calls that read
+  // none (names, shapes, the shape-only passes, free) leave them waiting.
+  std::unique_ptr<gpt::Offload> parked;
+  ~gpt_module_s();
 };
 
 namespace gpt {
@@ -345,36 +352,90 @@ struct Fd {
 torch::jit::Module load_module(const std::string &path, c10::optional<c10::Device> dev,
                                std::shared_ptr<Origin> *origin);
 
-// Offload hands the pages of file-backed tensors back to the kernel for
-// the length of a shape-only pass and reads them in again after it (see
-// origin.cc). drop takes the real tensors of a MetaModule and drops those
-// whose bytes still equal the file's and that nothing else holds; restore
-// (or the destructor) reads them back into the same blocks. restore throws
-// when the file no longer holds those bytes, after zero-filling the
-// blocks: the module has every byte defined, and the caller's run ends on
-// the error.
+// Pages is a buffer of its own anonymous mapping, whose pages go back to
+// the kernel when it goes: a freed heap block's would stay resident until a
+// trim (the copies that reading parked tensors makes added up to 15 MB of a
+// densenet121's surgery).
+class Pages {
+ public:
+  Pages() = default;
+  ~Pages() { reset(0); }
+  Pages(const Pages &) = delete;
+  Pages &operator=(const Pages &) = delete;
+  // reset frees the buffer and maps n bytes (none for 0), their pages
+  // present; throws when the kernel refuses. reserve keeps a buffer of n
+  // bytes or more, else resets to n.
+  void reset(size_t n);
+  void reserve(size_t n) {
+    if (n > n_) reset(n);
+  }
+  // release hands the mapping to the caller, who unmaps it (unmap).
+  char *release();
+  static void unmap(void *p, size_t n);
+  char *data() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  char *p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Offload hands the pages of file-backed tensors back to the kernel from a
+// shape-only pass until a call needs their bytes (see origin.cc). drop
+// takes the real tensors of a MetaModule and parks those whose bytes still
+// equal the file's and that nothing else holds, within a room; restore
+// reads every parked block back in place. A parked storage is held (its
+// block cannot be freed or reused meanwhile), and every read of one is
+// checked against the hash its bytes had: when the file no longer holds
+// them, restore and restore_one zero-fill the block and throw, read and
+// take throw, so the caller's run ends on the error and no tensor is ever
+// half read.
 class Offload {
  public:
   explicit Offload(std::shared_ptr<Origin> origin) : origin_(std::move(origin)) {}
+  // Reads back whatever is still parked (errors dropped): the owner
+  // restores first (unpark) or forgets (its module goes).
   ~Offload();
   Offload(const Offload &) = delete;
   Offload &operator=(const Offload &) = delete;
   void drop(const std::vector<const c10::IValue *> &tensors);
   void restore();
-  // The bytes whose pages went (for the tests).
+  // Whether s is parked.
+  bool parked(const c10::StorageImpl *s) const { return items_.count(s) != 0; }
+  // restore_one reads s back into its block and unparks it; read copies
+  // its bytes to dst (nbytes) and leaves it parked; take unparks it and
+  // gives its bytes to the front of *bytes (grown to fit) instead of its
+  // block, whose pages stay empty until the caller writes them. Each is a
+  // no-op (false) for a storage that is not parked.
+  bool restore_one(const c10::StorageImpl *s);
+  bool read(const c10::StorageImpl *s, void *dst);
+  bool take(const c10::StorageImpl *s, Pages *bytes);
+  // forget unparks everything without reading it: the module and its
+  // blocks are going.
+  void forget();
+  // The bytes whose pages are out (for the tests).
   size_t bytes() const { return bytes_; }
 
  private:
   struct Item {
-    char *base;
+    c10::Storage s;  // held: the block stays allocated while its pages are out
     Origin::Place at;
     uint64_t sum;
+    size_t pages;  // the bytes madvise gave back
   };
   std::shared_ptr<Origin> origin_;
-  std::vector<Item> items_;
+  std::map<const c10::StorageImpl *, Item> items_;
   Fd fd_;
   size_t bytes_ = 0;
+  // fill reads an item's bytes into dst and checks them; false when the file
+  // no longer holds them.
+  bool fill(const Item &it, void *dst) const;
+  std::string changed(const Item &it) const;
 };
+
+// unpark reads every tensor of h that waits in its file back into place
+// (a no-op when none does); see gpt_module_s::parked.
+void unpark(gpt_module_s *h);
 
 }  // namespace gpt
 

@@ -436,6 +436,7 @@ gpt_err export_ir_call(gpt_module h, const gpt_tensor *inputs, int n, int pass, 
     }
     if (pass == GPT_PASS_META) return gpt::dup("meta pass: " + why);
   }
+  gpt::unpark(h);
   *json = gpt::dup(export_ir(h, in, train, false));
   GPT_CATCH
 }

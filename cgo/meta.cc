@@ -427,7 +427,6 @@ std::string meta_pass(gpt_module_s *h, const std::vector<at::Tensor> &inputs,
   if (h->device.type() != c10::kCPU) return "not a CPU module";
   Entry entry(h);
   std::optional<MetaModule> swap;
-  std::optional<Offload> off;
   std::string why;
   try {
     std::vector<at::Tensor> in;
@@ -435,12 +434,14 @@ std::string meta_pass(gpt_module_s *h, const std::vector<at::Tensor> &inputs,
     for (const at::Tensor &t : inputs) in.push_back(meta_like(t));
     swap.emplace(h->m);
     // The pass reads no real tensor: their bytes wait in the file
-    // (origin.cc). The heap's other free pages go back too (the ends of
-    // blocks that surgery cut), so that the pass starts from the lowest
-    // footprint; the passes run once or twice a run (the IR export, the
-    // run check), and the trims cost a few ms in all.
-    off.emplace(h->origin);
-    off->drop(swap->tensors());
+    // (origin.cc), and go on waiting after it until a call needs them
+    // (gpt::unpark, or one tensor at a time: scoring reads them, surgery
+    // reads only what it keeps). The heap's other free pages go back too
+    // (the ends of blocks that surgery cut), so that the pass starts from
+    // the lowest footprint; the passes run once or twice a run (the IR
+    // export, the run check), and the trims cost a few ms in all.
+    if (!h->parked && h->origin) h->parked = std::make_unique<Offload>(h->origin);
+    if (h->parked) h->parked->drop(swap->tensors());
     release_freed();
     fn(in);
   } catch (const c10::Error &e) {
@@ -448,15 +449,9 @@ std::string meta_pass(gpt_module_s *h, const std::vector<at::Tensor> &inputs,
   } catch (const std::exception &e) {
     why = e.what();
   }
-  // What the pass freed goes back, before the tensors' pages come in
-  // again: its callers (the IR export, the run check) trim nothing more.
+  // What the pass freed goes back: its callers (the IR export, the run
+  // check) trim nothing more.
   release_freed();
-  if (off) {
-    h->offloaded = off->bytes();
-    // A file that changed is this call's error, not a reason to retry the
-    // real pass.
-    off->restore();
-  }
   return why;
 }
 

@@ -70,6 +70,7 @@ std::vector<at::Tensor> tensors_of(const gpt_tensor *inputs, int n, const char *
 
 c10::IValue run_forward(gpt_module_s *h, const gpt_tensor *inputs, int n, int no_grad) {
   Entry entry(h);
+  unpark(h);
   if (!h->m.find_method("forward")) throw std::runtime_error("the model has no forward method");
   std::vector<at::Tensor> ts = tensors_of(inputs, n, "forward");
   std::vector<c10::IValue> in(ts.begin(), ts.end());
@@ -614,6 +615,55 @@ void shrink_block(c10::StorageImpl *s) {
   s->set_data_ptr(std::move(fresh)).release_context();
 }
 
+// tensor_attr is the tensor at dotted name in m, with the module that owns
+// the attribute and its name there; it throws, naming it, when there is
+// none.
+at::Tensor tensor_attr(const torch::jit::Module &m, const char *name, torch::jit::Module *owner, std::string *leaf) {
+  *owner = gpt::owner_of(m, name, leaf);
+  if (!owner->hasattr(*leaf)) throw std::runtime_error(std::string("no tensor \"") + name + "\" in the model");
+  c10::IValue v = owner->attr(*leaf);
+  if (!v.isTensor()) throw std::runtime_error(std::string("\"") + name + "\" is not a tensor");
+  return v.toTensor();
+}
+
+// gather_kept writes the kept part of a contiguous tensor of the given
+// sizes at src to dst, contiguous, in one pass: keep lists the kept
+// indices of some dims (ascending dims), the other dims keep everything.
+void gather_kept(const char *src, char *dst, const std::vector<int64_t> &sizes,
+                 const std::vector<std::pair<int64_t, at::Tensor>> &keep, size_t elem) {
+  const int64_t last = keep.empty() ? -1 : keep.back().first;
+  std::vector<const int64_t *> idx(static_cast<size_t>(last) + 1, nullptr);
+  std::vector<int64_t> count(static_cast<size_t>(last) + 1), stride(static_cast<size_t>(last) + 1);
+  for (const auto &[dim, index] : keep) idx[dim] = index.data_ptr<int64_t>();
+  // A run: what lies past the last dim cut, copied whole.
+  size_t run = elem;
+  for (size_t d = static_cast<size_t>(last) + 1; d < sizes.size(); d++) run *= static_cast<size_t>(sizes[d]);
+  int64_t step = static_cast<int64_t>(run);
+  for (int64_t d = last; d >= 0; d--) {
+    stride[d] = step;
+    step *= sizes[d];
+    count[d] = sizes[d];
+  }
+  for (const auto &[dim, index] : keep) count[dim] = index.numel();
+  // Odometer over the kept positions of dims 0..last, in output order.
+  std::vector<int64_t> pos(static_cast<size_t>(last) + 1, 0);
+  for (int64_t d = 0; d <= last; d++)
+    if (count[d] == 0) return;
+  if (last < 0) {  // nothing cut: one run
+    std::memcpy(dst, src, run);
+    return;
+  }
+  for (;;) {
+    int64_t from = 0;
+    for (int64_t d = 0; d <= last; d++) from += (idx[d] != nullptr ? idx[d][pos[d]] : pos[d]) * stride[d];
+    std::memcpy(dst, src + from, run);
+    dst += run;
+    int64_t d = last;
+    for (; d >= 0 && ++pos[d] == count[d]; d--) pos[d] = 0;
+    if (d < 0) return;
+  }
+}
+
 // cut_in_place cuts t by moving its kept slices to the front of its own
 // storage and shrinking the tensor to them, so that surgery allocates no
 // new tensor: copies left the old tensors' freed blocks as holes that the
@@ -624,29 +674,40 @@ void shrink_block(c10::StorageImpl *s) {
 // applies only where no one else can see the change: a contiguous CPU
 // tensor at offset 0, alone on its storage, with no grad, held by the
 // module and the caller only (uses is what the caller knows of). Otherwise
-// it returns false and changes nothing.
-bool cut_in_place(at::Tensor &t, const std::vector<std::pair<int64_t, at::Tensor>> &keep, size_t uses) {
+// it returns false and changes nothing. src, when not null, holds t's bytes
+// (they waited in the model file, and the block's pages are empty): the
+// kept slices come from there, and only the block's front is written.
+bool cut_in_place(at::Tensor &t, const std::vector<std::pair<int64_t, at::Tensor>> &keep, size_t uses,
+                  const char *src) {
   if (!t.device().is_cpu() || !t.is_contiguous() || t.storage_offset() != 0 || t.is_sparse()) return false;
   if (t.use_count() != uses || t.storage().use_count() != 1) return false;
   if (t.grad().defined() || t.grad_fn() || !t.unsafeGetTensorImpl()->allow_tensor_metadata_change()) return false;
   if (t.storage().nbytes() != static_cast<size_t>(t.numel()) * t.element_size()) return false;
   std::vector<int64_t> sizes = t.sizes().vec();
   char *base = static_cast<char *>(t.data_ptr());
-  for (const auto &[dim, index] : keep) {
-    int64_t outer = 1, inner = static_cast<int64_t>(t.element_size());
-    for (int64_t d = 0; d < dim; d++) outer *= sizes[d];
-    for (int64_t d = dim + 1; d < static_cast<int64_t>(sizes.size()); d++) inner *= sizes[d];
-    const int64_t n = sizes[dim], kept = index.numel();
-    const int64_t *idx = index.data_ptr<int64_t>();
-    // Slice (o, j) goes from o*n + idx[j] to o*kept + j. Kept indices
-    // ascend, so every slice moves towards the front and lands before any
-    // slice still to be read: moving them in order is safe.
-    for (int64_t o = 0; o < outer; o++)
-      for (int64_t j = 0; j < kept; j++) {
-        int64_t from = o * n + idx[j], to = o * kept + j;
-        if (from != to) std::memmove(base + to * inner, base + from * inner, inner);
-      }
-    sizes[dim] = kept;
+  if (src != nullptr) {
+    // From another buffer, every dim at once: the block's pages past the
+    // kept bytes are never written (a dim at a time, the first pass would
+    // fill more of them than the cut keeps).
+    gather_kept(src, base, sizes, keep, t.element_size());
+    for (const auto &[dim, index] : keep) sizes[dim] = index.numel();
+  } else {
+    for (const auto &[dim, index] : keep) {
+      int64_t outer = 1, inner = static_cast<int64_t>(t.element_size());
+      for (int64_t d = 0; d < dim; d++) outer *= sizes[d];
+      for (int64_t d = dim + 1; d < static_cast<int64_t>(sizes.size()); d++) inner *= sizes[d];
+      const int64_t n = sizes[dim], kept = index.numel();
+      const int64_t *idx = index.data_ptr<int64_t>();
+      // Slice (o, j) goes from o*n + idx[j] to o*kept + j. Kept indices
+      // ascend, so every slice moves towards the front and lands before any
+      // slice still to be read: moving them in order is safe.
+      for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < kept; j++) {
+          int64_t from = o * n + idx[j], to = o * kept + j;
+          if (from != to) std::memmove(base + to * inner, base + from * inner, inner);
+        }
+      sizes[dim] = kept;
+    }
   }
   t.unsafeGetTensorImpl()->set_sizes_contiguous(sizes);
   t.storage().unsafeGetStorageImpl()->set_nbytes(static_cast<size_t>(t.numel()) * t.element_size());
@@ -664,6 +725,11 @@ torch::jit::Module clone_types(const torch::jit::Module &m) {
 }
 
 }  // namespace
+
+// The blocks go with the module: nothing waiting in the file is read back.
+gpt_module_s::~gpt_module_s() {
+  if (parked) parked->forget();
+}
 
 namespace gpt {
 
@@ -711,6 +777,7 @@ gpt_err gpt_module_load_bytes(const void *data, size_t n, const char *device,
 gpt_err gpt_module_save(gpt_module h, const char *path) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
+  gpt::unpark(h);
   h->m.save(std::string(path));
   GPT_CATCH
 }
@@ -718,6 +785,7 @@ gpt_err gpt_module_save(gpt_module h, const char *path) {
 gpt_err gpt_module_save_bytes(gpt_module h, void **data, size_t *n) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
+  gpt::unpark(h);
   std::ostringstream ss;
   h->m.save(ss);
   std::string s = ss.str();
@@ -733,6 +801,7 @@ gpt_err gpt_module_clone(gpt_module h, gpt_module *out) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
   gpt::Entry entry(h);
+  gpt::unpark(h);
   // Module::clone copies every tensor (tensors that alias stay aliased in
   // the copy) and gives the copy its own class types and method graphs, so
   // surgery on one never shows through in the other; unlike a serialise/
@@ -777,7 +846,7 @@ gpt_err gpt_module_unit_functions(gpt_module h, int64_t *out) {
 
 gpt_err gpt_module_offloaded(gpt_module h, int64_t *out) {
   GPT_CHECK_HANDLE(h, "module")
-  *out = static_cast<int64_t>(h->offloaded);
+  *out = h->parked ? static_cast<int64_t>(h->parked->bytes()) : 0;
   return nullptr;
 }
 
@@ -829,6 +898,7 @@ gpt_err gpt_module_bn_modes(gpt_module h, int *fixed, int *total) {
 gpt_err gpt_module_train(gpt_module h, int on) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
+  gpt::unpark(h);
   h->m.train(on != 0);
   GPT_CATCH
 }
@@ -873,6 +943,7 @@ gpt_err gpt_module_check_forward(gpt_module h, const gpt_tensor *inputs, int n, 
     if (pass == GPT_PASS_META) return gpt::dup("meta pass: " + why);
   }
   gpt::Entry entry(h);
+  gpt::unpark(h);
   at::NoGradGuard ng;
   run_uncached(h->m, gpt::tensors_of(inputs, n, "forward"));
   GPT_CATCH
@@ -918,12 +989,38 @@ gpt_err gpt_module_object_types(gpt_module h, char **out) {
 gpt_err gpt_module_get(gpt_module h, const char *name, gpt_tensor *out) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_TRY
+  torch::jit::Module owner;
   std::string leaf;
-  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
-  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no tensor \"") + name + "\" in the model");
-  c10::IValue v = owner.attr(leaf);
-  if (!v.isTensor()) return gpt::dup(std::string("\"") + name + "\" is not a tensor");
-  *out = gpt::wrap(v.toTensor());
+  at::Tensor t = tensor_attr(h->m, name, &owner, &leaf);
+  // The handle shares the tensor: its bytes come back first.
+  if (h->parked) h->parked->restore_one(t.storage().unsafeGetStorageImpl());
+  *out = gpt::wrap(t);
+  GPT_CATCH
+}
+
+gpt_err gpt_module_read(gpt_module h, const char *name, gpt_tensor *out) {
+  GPT_CHECK_HANDLE(h, "module")
+  GPT_TRY
+  torch::jit::Module owner;
+  std::string leaf;
+  at::Tensor t = tensor_attr(h->m, name, &owner, &leaf);
+  if (h->parked && h->parked->parked(t.storage().unsafeGetStorageImpl())) {
+    // A copy from the file, laid out as the tensor is on its storage; the
+    // block's pages stay out, and the copy's go when it does.
+    const size_t n = t.storage().nbytes();
+    gpt::Pages bytes;
+    bytes.reset(n);
+    h->parked->read(t.storage().unsafeGetStorageImpl(), bytes.data());
+    char *p = bytes.data();
+    at::Tensor copy = at::from_blob(
+        p, {static_cast<int64_t>(n)}, [n](void *q) { gpt::Pages::unmap(q, n); }, t.options().dtype(at::kByte));
+    bytes.release();
+    at::Tensor view = at::empty({0}, t.options());
+    view.set_(copy.storage(), t.storage_offset(), t.sizes(), t.strides());
+    *out = gpt::wrap(view);
+    return nullptr;
+  }
+  *out = gpt::wrap(t);
   GPT_CATCH
 }
 
@@ -931,13 +1028,12 @@ gpt_err gpt_module_set(gpt_module h, const char *name, gpt_tensor t) {
   GPT_CHECK_HANDLE(h, "module")
   GPT_CHECK_HANDLE(t, "tensor")
   GPT_TRY
+  gpt::unpark(h);
+  torch::jit::Module owner;
   std::string leaf;
-  torch::jit::Module owner = gpt::owner_of(h->m, name, &leaf);
-  if (!owner.hasattr(leaf)) return gpt::dup(std::string("no tensor \"") + name + "\" in the model");
-  c10::IValue old = owner.attr(leaf);
-  if (!old.isTensor()) return gpt::dup(std::string("\"") + name + "\" is not a tensor");
-  at::Tensor nt = t->t.detach().clone().to(old.toTensor().device());
-  nt.set_requires_grad(old.toTensor().requires_grad());
+  at::Tensor old = tensor_attr(h->m, name, &owner, &leaf);
+  at::Tensor nt = t->t.detach().clone().to(old.device());
+  nt.set_requires_grad(old.requires_grad());
   owner.setattr(leaf, nt);
   GPT_CATCH
 }
@@ -955,8 +1051,10 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
   // and makes the edited forward graph on a copy. Phase 2 then cuts one
   // tensor at a time, each replacing its original at once, so the module
   // never holds both the old and the new weights (a model's size more
-  // memory at the peak). Phase 2 can fail only where memory runs out, and
-  // *changed then tells the caller that the module is half cut.
+  // memory at the peak). Phase 2 can fail only where memory runs out or
+  // the model file changed under the run (a tensor waiting in it no longer
+  // reads back), and *changed then tells the caller that the module is half
+  // cut.
   if (ntensors < 0 || nconvs < 0) return gpt::dup("prune: negative count");
   if (ntensors > 0 && (names == nullptr || off == nullptr || spec == nullptr))
     return gpt::dup("prune: NULL names or spec");
@@ -1027,12 +1125,19 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
   // Phase 2.
   for (auto &e : edits) {
     at::Tensor ot = e.owner.attr(e.leaf).toTensor();
+    // A tensor whose bytes wait in the file is cut from them: only the kept
+    // bytes are written to its block. orig holds them for this tensor only
+    // (kept for the next, a classifier's 5 MB stayed resident under the
+    // whole cut).
+    gpt::Pages orig;
+    bool parked = h->parked && h->parked->take(ot.storage().unsafeGetStorageImpl(), &orig);
     // The module's attribute and ot are its two references.
-    if (cut_in_place(ot, e.keep, 2)) {
+    if (cut_in_place(ot, e.keep, 2, parked ? orig.data() : nullptr)) {
       if (changed != nullptr) *changed = 1;
       if (in_place != nullptr) (*in_place)++;
       continue;
     }
+    if (parked) std::memcpy(ot.storage().data_ptr().get(), orig.data(), ot.storage().nbytes());
     at::Tensor t = cut_copy(ot.detach(), e.keep);
     t.set_requires_grad(ot.requires_grad());
     ot = at::Tensor();

@@ -1,6 +1,6 @@
 // origin.cc: where a loaded module's tensors came from in its file, so that
-// a shape-only pass (meta.cc) can hand their pages back to the kernel while
-// it runs and read them in again afterwards.
+// from a shape-only pass (meta.cc) on, their pages can wait in the file
+// until a call needs their bytes.
 //
 // A one-shot prune's peak memory was the model's tensors plus what the IR
 // export's trace holds at once: executors for every method it runs, the
@@ -8,12 +8,17 @@
 // against a 33 MB file). The trace reads no tensor value (its tensors are
 // meta twins), so the bytes can wait in the file, which the page cache
 // holds anyway: the pass drops the blocks' pages (madvise; the blocks stay
-// allocated, so nothing else takes their addresses), runs, hands its own
-// garbage back, and reads the bytes in again. Only bytes that still equal
-// the file's go (compared byte for byte first), and the bytes read back
-// must hash as those did, so a tensor changed since the load (fine-tuned,
-// cut) is never touched and a file changed under the run is an error,
-// never a silent swap of weights.
+// allocated, so nothing else takes their addresses), runs, and hands its
+// own garbage back. The bytes then go on waiting: the scoring reads a copy
+// of each weight and lets it go (gpt_module_read), surgery writes only the
+// kept part of a cut tensor into its block (gpt_module_prune), and every
+// other call that may read the tensors reads them all back first
+// (gpt::unpark). So the module's full size is never resident again after
+// the load, and each byte is read back at most once more than before.
+// Only bytes that still equal the file's go (compared byte for byte
+// first), and every read of them must hash as those did, so a tensor
+// changed since the load (fine-tuned, cut) is never touched and a file
+// changed under the run is an error, never a silent swap of weights.
 #include <c10/core/CPUAllocator.h>
 #include <caffe2/serialize/read_adapter_interface.h>
 #include <fcntl.h>
@@ -24,6 +29,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <new>
 #include <unordered_map>
 
 #include "internal.h"
@@ -32,11 +38,11 @@ namespace {
 
 // Blocks below a page free no page; the bookkeeping is not worth it.
 constexpr size_t kMinBytes = 4096;
-// How many bytes a pass lets wait in the file: room for the pass, not the
-// whole model. What a trace holds at once above what it leaves was at most
-// 14 MB over the 54 scripted architectures of the fixtures (densenet121;
-// resnet50 4 MB, vgg11_bn's 531 MB none), and reading bytes back costs
-// their page faults and a copy (resnet50, all 98 MB: 130 ms).
+// How many bytes may wait in the file: room for the passes and the cut,
+// not the whole model. What a trace holds at once above what it leaves was
+// at most 14 MB over the 54 scripted architectures of the fixtures
+// (densenet121; resnet50 4 MB, vgg11_bn's 531 MB none), and reading bytes
+// back costs their page faults and a copy (resnet50, all 98 MB: 130 ms).
 constexpr size_t kRoom = 32 << 20;
 // The comparison and the hash go through the file in chunks of this size
 // (a multiple of the hash's 32-byte step).
@@ -167,17 +173,22 @@ void Offload::drop(const std::vector<const c10::IValue *> &tensors) {
   // A storage's pages go only when the module's tensors are all that hold
   // it: no handle outside can read the block meanwhile.
   std::map<c10::StorageImpl *, std::map<c10::TensorImpl *, size_t>> holders;
+  std::map<c10::StorageImpl *, c10::Storage> storages;
   for (const c10::IValue *v : tensors) {
     const at::Tensor &t = v->toTensor();
     if (!t.device().is_cpu() || t.is_sparse() || t.is_mkldnn()) continue;
-    holders[t.storage().unsafeGetStorageImpl()][t.unsafeGetTensorImpl()]++;
+    c10::StorageImpl *s = t.storage().unsafeGetStorageImpl();
+    if (items_.count(s) != 0) continue;  // parked already
+    holders[s][t.unsafeGetTensorImpl()]++;
+    storages.emplace(s, t.storage());
   }
-  // The largest blocks first, up to kRoom bytes.
+  // The largest blocks first, up to kRoom bytes in all.
   std::vector<std::pair<c10::StorageImpl *, Origin::Place>> cands;
   for (const auto &[s, impls] : holders) {
     auto place = origin_->places.find(s->data());
     if (place == origin_->places.end() || place->second.n != s->nbytes()) continue;
-    bool alone = c10::raw::intrusive_ptr::use_count(s) == impls.size();
+    // storages holds one more reference.
+    bool alone = c10::raw::intrusive_ptr::use_count(s) == impls.size() + 1;
     for (const auto &[impl, uses] : impls) alone = alone && c10::raw::intrusive_ptr::use_count(impl) == uses;
     if (alone) cands.emplace_back(s, place->second);
   }
@@ -195,48 +206,125 @@ void Offload::drop(const std::vector<const c10::IValue *> &tensors) {
     if (fd_.fd < 0) {
       fd_.fd = ::open(origin_->path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd_.fd < 0) return;
-      buf.resize(kChunk);
     }
+    if (buf.empty()) buf.resize(kChunk);
     uint64_t sum = 0;
     if (!same_as_file(fd_.fd, base, at, buf, &sum)) continue;
-    // The block stays allocated, so nothing else can take its addresses;
-    // the kernel drops the pages, and reading them before the restore
-    // would give zeros.
+    // The block stays allocated (the item holds its storage), so nothing
+    // else can take its addresses; the kernel drops the pages, and reading
+    // them before a restore would give zeros.
     if (::madvise(reinterpret_cast<void *>(lo), hi - lo, MADV_DONTNEED) != 0) continue;
-    items_.push_back({base, at, sum});
+    items_.emplace(s, Item{storages.at(s), at, sum, static_cast<size_t>(hi - lo)});
     bytes_ += hi - lo;
   }
 }
 
+bool Offload::fill(const Item &it, void *dst) const {
+  if (pread_full(fd_.fd, dst, it.at.n, it.at.pos) != static_cast<ssize_t>(it.at.n)) return false;
+  // Hashed in the chunks the comparison used, so the sums agree.
+  Hash h;
+  const auto *p = static_cast<const char *>(dst);
+  for (size_t off = 0; off < it.at.n; off += kChunk) h.add(p + off, std::min(kChunk, it.at.n - off));
+  return h.sum() == it.sum;
+}
+
+std::string Offload::changed(const Item &it) const {
+  return "model file " + origin_->path + " changed while gopruner ran (its tensor bytes at offset " +
+         std::to_string(it.at.pos) + " differ from those it loaded)";
+}
+
 void Offload::restore() {
   std::string failed;
-  for (const Item &it : items_) {
-    Hash h;
-    bool ok = pread_full(fd_.fd, it.base, it.at.n, it.at.pos) == static_cast<ssize_t>(it.at.n);
-    if (ok) {
-      // Hashed in the chunks the comparison used, so the sums agree.
-      for (size_t off = 0; off < it.at.n; off += kChunk) h.add(it.base + off, std::min(kChunk, it.at.n - off));
-      ok = h.sum() == it.sum;
-    }
-    if (!ok) {
+  for (auto &[s, it] : items_) {
+    char *base = static_cast<char *>(it.s.data_ptr().get());
+    if (!fill(it, base)) {
       // Never half a block: zeros, and the error below ends the run.
-      std::memset(it.base, 0, it.at.n);
-      if (failed.empty())
-        failed = "model file " + origin_->path + " changed while gopruner ran (its tensor bytes at offset " +
-                 std::to_string(it.at.pos) + " differ from those it loaded)";
+      std::memset(base, 0, it.at.n);
+      if (failed.empty()) failed = changed(it);
     }
   }
   items_.clear();
+  bytes_ = 0;
   if (!failed.empty()) throw std::runtime_error(failed);
+}
+
+bool Offload::restore_one(const c10::StorageImpl *s) {
+  auto it = items_.find(s);
+  if (it == items_.end()) return false;
+  Item item = std::move(it->second);
+  items_.erase(it);
+  bytes_ -= item.pages;
+  char *base = static_cast<char *>(item.s.data_ptr().get());
+  if (!fill(item, base)) {
+    std::memset(base, 0, item.at.n);
+    throw std::runtime_error(changed(item));
+  }
+  return true;
+}
+
+bool Offload::read(const c10::StorageImpl *s, void *dst) {
+  auto it = items_.find(s);
+  if (it == items_.end()) return false;
+  if (!fill(it->second, dst)) throw std::runtime_error(changed(it->second));
+  return true;
+}
+
+bool Offload::take(const c10::StorageImpl *s, Pages *bytes) {
+  auto it = items_.find(s);
+  if (it == items_.end()) return false;
+  bytes->reserve(it->second.at.n);
+  Item item = std::move(it->second);
+  items_.erase(it);
+  bytes_ -= item.pages;
+  if (!fill(item, bytes->data())) {
+    std::memset(item.s.data_ptr().get(), 0, item.at.n);
+    throw std::runtime_error(changed(item));
+  }
+  return true;
+}
+
+void Offload::forget() {
+  items_.clear();
+  bytes_ = 0;
 }
 
 Offload::~Offload() {
   try {
     restore();
   } catch (...) {
-    // The blocks are whole (zeros where the file failed); only the normal
-    // path (restore) reports.
+    // The blocks are whole (zeros where the file failed); only the calls
+    // above report.
   }
+}
+
+void Pages::reset(size_t n) {
+  if (p_ != nullptr) unmap(p_, n_);
+  p_ = nullptr;
+  n_ = 0;
+  if (n == 0) return;
+  // Populated in one call: the pages are all written next, and a fault
+  // apiece cost more than the copy itself.
+  void *p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  p_ = static_cast<char *>(p);
+  n_ = n;
+}
+
+char *Pages::release() {
+  char *p = p_;
+  p_ = nullptr;
+  n_ = 0;
+  return p;
+}
+
+void Pages::unmap(void *p, size_t n) {
+  if (p != nullptr) ::munmap(p, n);
+}
+
+void unpark(gpt_module_s *h) {
+  if (h == nullptr || !h->parked) return;
+  std::unique_ptr<Offload> p = std::move(h->parked);
+  p->restore();
 }
 
 }  // namespace gpt

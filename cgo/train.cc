@@ -174,6 +174,7 @@ gpt_err gpt_train_step(gpt_module m, gpt_optim o, gpt_tensor x, gpt_tensor y,
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
   gpt::Entry entry(m);
+  gpt::unpark(m);
   gpt::CudaScope cuda(m, true);
   at::AutoGradMode grad(true);
   drop_optimizer_grads(*o->opt);
@@ -200,6 +201,8 @@ gpt_err gpt_train_step_distill(gpt_module m, gpt_module teacher, gpt_optim o, gp
   if (teacher == m) return gpt::dup("train_step_distill: the teacher is the student");
   GPT_TRY
   gpt::Entry entry(m);
+  gpt::unpark(m);
+  gpt::unpark(teacher);
   gpt::CudaScope cuda(m, true);
   at::Tensor xt = gpt::on_device(x->t, m->device);
   at::Tensor soft;
@@ -243,6 +246,7 @@ gpt_err gpt_eval_batch(gpt_module m, gpt_tensor x, gpt_tensor y, double *loss_su
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
   gpt::Entry entry(m);
+  gpt::unpark(m);
   gpt::CudaScope cuda(m, true);
   at::NoGradGuard ng;
   at::Tensor logits = forward_logits(m, gpt::on_device(x->t, m->device));
@@ -268,6 +272,7 @@ gpt_err gpt_bn_recalibrate_step(gpt_module m, gpt_tensor x, int step, int *count
   GPT_TRY
   if (step < 0) return gpt::dup("bn_recalibrate: step must not be negative");
   gpt::Entry entry(m);
+  gpt::unpark(m);
   gpt::CudaScope cuda(m, false);
   // A BatchNorm (a module with running statistics and a momentum) updates
   // its statistics R by R' = (1-f)R + fS in a training-mode forward, S the
@@ -339,6 +344,7 @@ gpt_err gpt_taylor_accumulate(gpt_module m, gpt_tensor x, gpt_tensor y, int n,
   GPT_CHECK_HANDLE(y, "targets")
   GPT_TRY
   gpt::Entry entry(m);
+  gpt::unpark(m);
   gpt::CudaScope cuda(m, false);
   if (n > 0 && (weight_names == nullptr || dims == nullptr || accum == nullptr))
     return gpt::dup("taylor: NULL names, dims or accumulators");

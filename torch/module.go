@@ -157,8 +157,9 @@ func (m *Module) unitFunctions() (int, error) {
 	return int(n), err
 }
 
-// offloaded is how many bytes of m's tensors its last shape-only pass
-// freed and read back from m's file (see cgo/origin.cc).
+// offloaded is how many bytes of m's tensors have their pages out, waiting
+// in m's file since a shape-only pass until a call needs them (see
+// cgo/origin.cc).
 func (m *Module) offloaded() (int64, error) {
 	return m.count("offloaded", func(h C.gpt_module, n *C.int64_t) C.gpt_err { return C.gpt_module_offloaded(h, n) })
 }
@@ -408,6 +409,23 @@ func (m *Module) EditFloat32s(name string, edit func(shape []int64, vals []float
 // Get returns a parameter or buffer by dotted name. The tensor shares
 // storage with the module.
 func (m *Module) Get(name string) (*Tensor, error) {
+	return m.tensor("get", name, func(h C.gpt_module, n *C.char, out *C.gpt_tensor) C.gpt_err {
+		return C.gpt_module_get(h, n, out)
+	})
+}
+
+// Read is Get for reading only: the tensor's values, which may be a copy
+// when its bytes wait in the model file since a shape-only pass (they go on
+// waiting, where Get reads them back into the module). Writes to the result
+// need not reach the module.
+func (m *Module) Read(name string) (*Tensor, error) {
+	return m.tensor("read", name, func(h C.gpt_module, n *C.char, out *C.gpt_tensor) C.gpt_err {
+		return C.gpt_module_read(h, n, out)
+	})
+}
+
+// tensor makes the bridge call that looks up a tensor by name.
+func (m *Module) tensor(what, name string, call func(C.gpt_module, *C.char, *C.gpt_tensor) C.gpt_err) (*Tensor, error) {
 	h, err := m.handle()
 	if err != nil {
 		return nil, err
@@ -415,7 +433,7 @@ func (m *Module) Get(name string) (*Tensor, error) {
 	cn := cstr(name)
 	defer freeC(cn)
 	var out C.gpt_tensor
-	err = errFrom("get "+name, C.gpt_module_get(h, cn, &out))
+	err = errFrom(what+" "+name, call(h, cn, &out))
 	runtime.KeepAlive(m)
 	if err != nil {
 		return nil, err

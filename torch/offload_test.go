@@ -7,24 +7,32 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gopruner/gopruner/internal/fixtures"
 )
 
-// TestShapePassOffloadsTensors: a shape-only pass lets the tensors of a
-// model loaded from a file wait in the file (cgo/origin.cc) and reads them
-// back unchanged; it leaves alone a tensor that a handle outside still
-// holds, one that no longer matches the file, and every tensor of a model
-// loaded from memory or of a file that changed on disk.
-func TestShapePassOffloadsTensors(t *testing.T) {
+// offloadFixture is the scripted mobilenet_v2 the offload tests load: its
+// path, its bytes and an input (closed with the test).
+func offloadFixture(t *testing.T) (string, []byte, *Tensor) {
 	path, meta := fixtures.Model(t, "mobilenet_v2_scripted")
 	file, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	x := must[*Tensor](t)(Randn(meta.InputShape, CPU))
-	defer x.Close()
+	t.Cleanup(x.Close)
+	return path, file, x
+}
+
+// TestShapePassOffloadsTensors: a shape-only pass lets the tensors of a
+// model loaded from a file wait in the file (cgo/origin.cc), and the save
+// reads them back unchanged; it leaves alone a tensor that a handle
+// outside still holds, one that no longer matches the file, and every
+// tensor of a model loaded from memory or of a file that changed on disk.
+func TestShapePassOffloadsTensors(t *testing.T) {
+	path, file, x := offloadFixture(t)
 	// run runs the IR export's shape-only pass and says how many bytes it
 	// let go.
 	run := func(m *Module) int64 {
@@ -145,5 +153,163 @@ func TestShapePassOffloadsRoom(t *testing.T) {
 	}
 	if got := must[[]byte](t)(m.Bytes()); !bytes.Equal(got, before) {
 		t.Error("the module's tensors changed over the shape-only pass")
+	}
+}
+
+// TestParkedTensorsWaitUntilRead: after a shape-only pass the tensors go on
+// waiting in the file until a call needs them. Read copies one out and
+// leaves it waiting; Get, the forward, Clone and the save read them back;
+// a cut takes only the kept bytes from the file. Each gives what a module
+// loaded from memory (which never parks) gives, byte for byte. A file that
+// changes while they wait fails the call that reads them.
+func TestParkedTensorsWaitUntilRead(t *testing.T) {
+	path, file, x := offloadFixture(t)
+	ref := must[*Module](t)(LoadBytes(file, CPU))
+	defer ref.Close()
+	park := func(m *Module) int64 {
+		t.Helper()
+		if _, usedMeta, err := m.ExportIRPass(PassMeta, x); err != nil || !usedMeta {
+			t.Fatalf("meta export: %v (meta %v)", err, usedMeta)
+		}
+		n := must[int64](t)(m.offloaded())
+		if n == 0 {
+			t.Fatal("nothing parked")
+		}
+		return n
+	}
+	values := func(m *Module, name string, get func(string) (*Tensor, error)) []float32 {
+		t.Helper()
+		v := must[*Tensor](t)(get(name))
+		defer v.Close()
+		return must[[]float32](t)(v.Float32s())
+	}
+	m := must[*Module](t)(Load(path, CPU))
+	defer m.Close()
+	parked := park(m)
+
+	// The largest weight: Read leaves it waiting, Get brings it back.
+	big, bigN := "", int64(0)
+	for _, name := range must[[]string](t)(ref.ParameterNames()) {
+		p := must[*Tensor](t)(ref.Get(name))
+		if n := must[int64](t)(p.numel()); n > bigN {
+			big, bigN = name, n
+		}
+		p.Close()
+	}
+	want := values(ref, big, ref.Get)
+	if got := values(m, big, m.Read); !slices.Equal(got, want) {
+		t.Fatalf("Read(%s) differs from the loaded tensor", big)
+	}
+	if n := must[int64](t)(m.offloaded()); n != parked {
+		t.Fatalf("Read brought bytes back: %d parked, %d before", n, parked)
+	}
+	if got := values(m, big, m.Get); !slices.Equal(got, want) {
+		t.Fatalf("Get(%s) differs from the loaded tensor", big)
+	}
+	if n := must[int64](t)(m.offloaded()); n > parked-4*bigN+8192 {
+		t.Fatalf("Get left %s waiting: %d parked, %d before", big, n, parked)
+	}
+
+	// The forward, ForwardAll and Clone read everything back first.
+	fwd := func(m *Module) []float32 {
+		t.Helper()
+		y := must[*Tensor](t)(m.Forward(true, x))
+		defer y.Close()
+		return must[[]float32](t)(y.Float32s())
+	}
+	wantY := fwd(ref)
+	park(m)
+	if got := fwd(m); !slices.Equal(got, wantY) {
+		t.Fatal("the forward of a parked module differs")
+	}
+	if n := must[int64](t)(m.offloaded()); n != 0 {
+		t.Fatalf("%d bytes still parked after a forward", n)
+	}
+	park(m)
+	ys, _, err := m.ForwardAll(true, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := must[[]float32](t)(ys[0].Float32s())
+	for _, y := range ys {
+		y.Close()
+	}
+	if !slices.Equal(got, wantY) {
+		t.Fatal("ForwardAll of a parked module differs")
+	}
+	park(m)
+	c := must[*Module](t)(m.Clone())
+	if got := fwd(c); !slices.Equal(got, wantY) {
+		t.Fatal("the clone of a parked module differs")
+	}
+	c.Close()
+
+	// A cut from the file (every dim in one pass) against the in-place cut
+	// of the module from memory; dims 0 and 1, 1 alone and 0 alone.
+	var edits []Slice
+	every := func(n int64, step int) []int {
+		var out []int
+		for i := 0; i < int(n); i += step {
+			out = append(out, i)
+		}
+		return out
+	}
+	for _, name := range must[[]string](t)(ref.ParameterNames()) {
+		p := must[*Tensor](t)(ref.Get(name))
+		shape := must[[]int64](t)(p.Shape())
+		p.Close()
+		switch {
+		case len(shape) == 4 && shape[1] > 1 && len(edits)%2 == 0:
+			edits = append(edits, Slice{Tensor: name, Keep: map[int][]int{0: every(shape[0], 2), 1: every(shape[1], 3)}})
+		case len(shape) == 4 && shape[1] > 1:
+			edits = append(edits, Slice{Tensor: name, Keep: map[int][]int{1: every(shape[1], 2)}})
+		case len(shape) == 2:
+			edits = append(edits, Slice{Tensor: name, Keep: map[int][]int{1: every(shape[1], 5)}})
+		case len(shape) == 1 && shape[0] >= 1024:
+			edits = append(edits, Slice{Tensor: name, Keep: map[int][]int{0: every(shape[0], 4)}})
+		}
+	}
+	park(m)
+	gotIn := must[int](t)(m.prune(edits, nil))
+	wantIn := must[int](t)(ref.prune(edits, nil))
+	if gotIn != wantIn || gotIn < len(edits)*9/10 {
+		t.Fatalf("%d of %d tensors cut in place, %d in the module from memory", gotIn, len(edits), wantIn)
+	}
+	if !bytes.Equal(must[[]byte](t)(m.Bytes()), must[[]byte](t)(ref.Bytes())) {
+		t.Fatal("the cut of a parked module differs from the cut of the loaded one")
+	}
+
+	// The file changes while its bytes wait: the call that needs them fails
+	// and says why; the module can still be freed.
+	dir := t.TempDir()
+	copyPath := filepath.Join(dir, "m.pt")
+	if err := os.WriteFile(copyPath, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range []struct {
+		name string
+		run  func(*Module) error
+	}{
+		{"Bytes", func(m *Module) error { _, err := m.Bytes(); return err }},
+		{"Read", func(m *Module) error { v, err := m.Read(big); v.Close(); return err }},
+		{"Forward", func(m *Module) error { y, err := m.Forward(true, x); y.Close(); return err }},
+	} {
+		if err := os.WriteFile(copyPath, file, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cm := must[*Module](t)(Load(copyPath, CPU))
+		park(cm)
+		changed := slices.Clone(file)
+		for i := 4096; i < len(changed); i++ {
+			changed[i] ^= 0x5a
+		}
+		if err := os.WriteFile(copyPath, changed, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := call.run(cm)
+		if err == nil || !strings.Contains(err.Error(), "changed while gopruner ran") {
+			t.Errorf("%s after the file changed: %v", call.name, err)
+		}
+		cm.Close()
 	}
 }

@@ -52,7 +52,7 @@ type rowsKey struct {
 
 // FilterNorms is the L2 norm of every slice along dim of a weight.
 func FilterNorms(m *torch.Module, name string, dim int) ([]float64, error) {
-	w, err := m.Get(name)
+	w, err := m.Read(name)
 	if err != nil {
 		return nil, err
 	}
