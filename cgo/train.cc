@@ -139,6 +139,8 @@ gpt_err gpt_optim_sgd(gpt_module m, double lr, double momentum, double weight_de
   GPT_CHECK_HANDLE(m, "module")
   GPT_TRY
   auto opts = torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay).nesterov(nesterov != 0);
+  // The optimiser holds the parameters: their bytes come back first.
+  gpt::unpark(m);
   *out = new gpt_optim_s{std::make_unique<torch::optim::SGD>(trainable(m->m), opts)};
   GPT_CATCH
 }
@@ -148,6 +150,8 @@ gpt_err gpt_optim_adam(gpt_module m, double lr, double beta1, double beta2, doub
   GPT_CHECK_HANDLE(m, "module")
   GPT_TRY
   auto opts = torch::optim::AdamOptions(lr).betas({beta1, beta2}).eps(eps).weight_decay(weight_decay);
+  // The optimiser holds the parameters: their bytes come back first.
+  gpt::unpark(m);
   *out = new gpt_optim_s{std::make_unique<torch::optim::Adam>(trainable(m->m), opts)};
   GPT_CATCH
 }

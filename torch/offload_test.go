@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -311,5 +312,69 @@ func TestParkedTensorsWaitUntilRead(t *testing.T) {
 			t.Errorf("%s after the file changed: %v", call.name, err)
 		}
 		cm.Close()
+	}
+}
+
+// TestEveryModuleCallUnparks reads the shim's sources: every bridge call
+// that takes a module reads back the tensors waiting in its file before it
+// can read or hand them out (gpt::unpark, or run_forward, which does), or
+// handles the waiting tensor it touches itself (h->parked), or is one of
+// the calls that read no tensor bytes. A new call that forgot would read
+// zeros where the weights wait.
+func TestEveryModuleCallUnparks(t *testing.T) {
+	noBytes := map[string]string{
+		"gpt_module_free":           "the blocks go with the module",
+		"gpt_module_unit_functions": "counts functions",
+		"gpt_module_offloaded":      "counts parked bytes",
+		"gpt_module_has_method":     "looks up a method",
+		"gpt_module_bn_modes":       "reads the graph",
+		"gpt_module_set_threads":    "a setting",
+		"gpt_module_set_rng":        "a setting",
+		"gpt_module_names":          "names only",
+		"gpt_module_object_types":   "type names only",
+		// Both are export_ir_call, checked below: shapes only, or a real
+		// pass after an unpark.
+		"gpt_module_export_ir":       "export_ir_call",
+		"gpt_module_export_ir_train": "export_ir_call",
+	}
+	files, err := filepath.Glob("../cgo/*.cc")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no shim sources: %v", err)
+	}
+	head := regexp.MustCompile(`(?m)^gpt_err (\w+)\(gpt_module (\w+)[,)]`)
+	seen := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := string(b)
+		for _, m := range head.FindAllStringSubmatchIndex(src, -1) {
+			name := src[m[2]:m[3]]
+			body := src[m[0]:]
+			if end := strings.Index(body, "\n}\n"); end >= 0 {
+				body = body[:end]
+			}
+			seen++
+			if why, ok := noBytes[name]; ok {
+				if why == "export_ir_call" && !strings.Contains(body, "export_ir_call(") {
+					t.Errorf("%s: %s no longer calls export_ir_call", f, name)
+				}
+				continue
+			}
+			if name == "export_ir_call" {
+				if !strings.Contains(body, "gpt::unpark(h);\n  *json = gpt::dup(export_ir(h, in, train, false));") {
+					t.Errorf("%s: export_ir_call runs its real pass without an unpark first", f)
+				}
+				continue
+			}
+			if !strings.Contains(body, "unpark(") && !strings.Contains(body, "run_forward(") && !strings.Contains(body, "->parked") {
+				t.Errorf("%s: %s takes a module but neither reads its waiting tensors back nor is known to read no tensor bytes", f, name)
+			}
+		}
+	}
+	// 23 module calls and export_ir_call when this was written.
+	if seen < 24 {
+		t.Errorf("found %d module calls; the pattern no longer matches the shim", seen)
 	}
 }
