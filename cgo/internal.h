@@ -363,17 +363,12 @@ class Pages {
   Pages(const Pages &) = delete;
   Pages &operator=(const Pages &) = delete;
   // reset frees the buffer and maps n bytes (none for 0), their pages
-  // present; throws when the kernel refuses. reserve keeps a buffer of n
-  // bytes or more, else resets to n.
+  // present; throws when the kernel refuses.
   void reset(size_t n);
-  void reserve(size_t n) {
-    if (n > n_) reset(n);
-  }
   // release hands the mapping to the caller, who unmaps it (unmap).
   char *release();
   static void unmap(void *p, size_t n);
   char *data() const { return p_; }
-  size_t size() const { return n_; }
 
  private:
   char *p_ = nullptr;
@@ -404,9 +399,9 @@ class Offload {
   bool parked(const c10::StorageImpl *s) const { return items_.count(s) != 0; }
   // restore_one reads s back into its block and unparks it; read copies
   // its bytes to dst (nbytes) and leaves it parked; take unparks it and
-  // gives its bytes to the front of *bytes (grown to fit) instead of its
-  // block, whose pages stay empty until the caller writes them. Each is a
-  // no-op (false) for a storage that is not parked.
+  // gives its bytes to *bytes (mapped to fit) instead of its block, whose
+  // pages stay empty until the caller writes them. Each is a no-op (false)
+  // for a storage that is not parked.
   bool restore_one(const c10::StorageImpl *s);
   bool read(const c10::StorageImpl *s, void *dst);
   bool take(const c10::StorageImpl *s, Pages *bytes);

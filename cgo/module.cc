@@ -1126,9 +1126,9 @@ gpt_err gpt_module_prune(gpt_module h, int ntensors, const char **names,
   for (auto &e : edits) {
     at::Tensor ot = e.owner.attr(e.leaf).toTensor();
     // A tensor whose bytes wait in the file is cut from them: only the kept
-    // bytes are written to its block. orig holds them for this tensor only
-    // (kept for the next, a classifier's 5 MB stayed resident under the
-    // whole cut).
+    // bytes are written to its block. orig holds them for this tensor only:
+    // one buffer reused for the next kept a classifier's 5 MB resident
+    // under the whole cut.
     gpt::Pages orig;
     bool parked = h->parked && h->parked->take(ot.storage().unsafeGetStorageImpl(), &orig);
     // The module's attribute and ot are its two references.

@@ -272,7 +272,7 @@ bool Offload::read(const c10::StorageImpl *s, void *dst) {
 bool Offload::take(const c10::StorageImpl *s, Pages *bytes) {
   auto it = items_.find(s);
   if (it == items_.end()) return false;
-  bytes->reserve(it->second.at.n);
+  bytes->reset(it->second.at.n);
   Item item = std::move(it->second);
   items_.erase(it);
   bytes_ -= item.pages;
