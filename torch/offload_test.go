@@ -212,12 +212,7 @@ func TestParkedTensorsWaitUntilRead(t *testing.T) {
 	}
 
 	// The forward, ForwardAll and Clone read everything back first.
-	fwd := func(m *Module) []float32 {
-		t.Helper()
-		y := must[*Tensor](t)(m.Forward(true, x))
-		defer y.Close()
-		return must[[]float32](t)(y.Float32s())
-	}
+	fwd := func(m *Module) []float32 { return forwardValues(t, m, x) }
 	wantY := fwd(ref)
 	park(m)
 	if got := fwd(m); !slices.Equal(got, wantY) {

@@ -36,6 +36,14 @@ func must[T any](t testing.TB) func(T, error) T {
 	}
 }
 
+// forwardValues is m's forward of x (no grad), as float32s.
+func forwardValues(t testing.TB, m *Module, x *Tensor) []float32 {
+	t.Helper()
+	y := must[*Tensor](t)(m.Forward(true, x))
+	defer y.Close()
+	return must[[]float32](t)(y.Float32s())
+}
+
 func TestLoadAndForwardMatchesPython(t *testing.T) {
 	names := fixtures.Names(append(append([]string{}, fixtures.Architectures...), fixtures.Patterns...))
 	for _, name := range names {
@@ -253,12 +261,7 @@ func TestCloneFreesItsMethods(t *testing.T) {
 	defer m.Close()
 	x := must[*Tensor](t)(Randn(meta.InputShape, CPU))
 	defer x.Close()
-	out := func(m *Module) []float32 {
-		t.Helper()
-		y := must[*Tensor](t)(m.Forward(true, x))
-		defer y.Close()
-		return must[[]float32](t)(y.Float32s())
-	}
+	out := func(m *Module) []float32 { return forwardValues(t, m, x) }
 	want := out(m)
 	n0 := must[int](t)(m.unitFunctions())
 	a := must[*Module](t)(m.Clone())
