@@ -225,7 +225,7 @@ func (c *Config) deriveDefaults(set map[string]bool) {
 		// while their BatchNorm statistics are still the uncut model's.
 		// Otherwise the short-term fine-tune replaces them before the
 		// validation, and re-estimating them first measured no better
-		// (README, "Search quality (row 9)").
+		// (docs/benchmarks.md, "Search quality (row 9)").
 		c.BNBatches = 5
 		c.setOrigin("bn_batches", Origin{Source: SourceDefault, Where: "from shortlist"})
 	}
