@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gopruner/gopruner/internal/core/search/lut"
 	"github.com/gopruner/gopruner/internal/core/summary"
@@ -236,25 +235,9 @@ func (b *bench) timeSideBySide(paths []string) ([]float64, error) {
 		best[i] = math.Inf(1)
 	}
 	for range latencyRounds {
-		args := []string{b.o.bin, "bench-model", "--model", paths[0], "--compare", strings.Join(paths[1:], ","),
-			"--input-shape", "1,1,28,28", "--threads", fmt.Sprint(latencyThreads), "--warmup", "20",
-			"--runs", fmt.Sprint(latencyRuns), "--json"}
-		p, err := b.r.run(b.ctx, b.timeout(10*time.Minute), args...)
-		if err == nil {
-			err = p.ok()
-		}
-		var rs []struct {
-			Model    string  `json:"model"`
-			MedianMs float64 `json:"median_ms"`
-		}
-		if err == nil {
-			err = jsonLast(p.Stdout, &rs)
-		}
+		rs, err := b.latencySideBySide(paths, "1,1,28,28", latencyThreads, 20, latencyRuns)
 		if err != nil {
-			return nil, fmt.Errorf("bench-model --compare: %w", err)
-		}
-		if len(rs) != len(paths) {
-			return nil, fmt.Errorf("bench-model --compare: %d results for %d models", len(rs), len(paths))
+			return nil, err
 		}
 		for i, r := range rs {
 			best[i] = min(best[i], r.MedianMs)

@@ -18,13 +18,13 @@ type latJSON struct {
 }
 
 // latencySideBySide times the models in one process (`bench-model
-// --compare`), one run of each in turn, and returns their results in the
-// order given.
-func (b *bench) latencySideBySide(models []string, batch, threads, warm, runs int) ([]*latJSON, error) {
+// --compare`), one run of each in turn, at the input shape given, and
+// returns their results in the order given.
+func (b *bench) latencySideBySide(models []string, shape string, threads, warm, runs int) ([]*latJSON, error) {
 	var ls []*latJSON
-	if _, err := b.r.runJSON(b.ctx, b.timeout(8*time.Minute), &ls, b.o.bin, "bench-model", "--model", models[0],
+	if _, err := b.r.runJSON(b.ctx, b.timeout(10*time.Minute), &ls, b.o.bin, "bench-model", "--model", models[0],
 		"--compare", strings.Join(models[1:], ","),
-		"--input-shape", fmt.Sprintf("%d,3,224,224", batch), "--threads", fmt.Sprint(threads),
+		"--input-shape", shape, "--threads", fmt.Sprint(threads),
 		"--warmup", fmt.Sprint(warm), "--runs", fmt.Sprint(runs), "--json"); err != nil {
 		return nil, fmt.Errorf("bench-model --compare --json: %w", err)
 	}
@@ -92,7 +92,7 @@ func (b *bench) speedup(s *section) error {
 			// Batch 1: rounds, each variant keeping its fastest median.
 			for range rounds {
 				for _, threads := range []int{1, 2} {
-					ls, err := b.latencySideBySide(paths, 1, threads, b.o.latWarm1, b.o.latRuns1)
+					ls, err := b.latencySideBySide(paths, "1,3,224,224", threads, b.o.latWarm1, b.o.latRuns1)
 					if err != nil {
 						errs = append(errs, err.Error())
 						continue
@@ -108,7 +108,7 @@ func (b *bench) speedup(s *section) error {
 					}
 				}
 			}
-			if ls, err := b.latencySideBySide(paths, 32, 2, b.o.latWarm32, b.o.latRuns32); err != nil {
+			if ls, err := b.latencySideBySide(paths, "32,3,224,224", 2, b.o.latWarm32, b.o.latRuns32); err != nil {
 				errs = append(errs, err.Error())
 			} else {
 				for i, r := range mrows {
