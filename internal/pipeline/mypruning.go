@@ -194,10 +194,11 @@ const ShortlistAuto = -1
 const (
 	// Above autoShortlistGroups prunable groups, an automatic shortlist
 	// screens every candidate and fine-tunes the autoShortlistK best.
-	// Measured (docs/benchmarks.md, "Search quality"): MobileNetV2, 25 groups and
-	// 12-24 candidates an iteration, kept its margins over L2Norm with a
-	// shortlist of 4 and halved its search; ResNet-20, 12 groups and 5-12
-	// candidates, lost them within noise with 2 or 3 of its 6-7.
+	// Measured (docs/benchmarks.md, "Search quality"): MobileNetV2, 25
+	// groups and 12-24 candidates an iteration, kept its margins over
+	// L2Norm with a shortlist of 4 and halved its search; ResNet-20, 12
+	// groups and 5-12 candidates, lost them within noise with 2 or 3 of its
+	// 6-7.
 	autoShortlistGroups = 16
 	autoShortlistK      = 4
 	autoShortlistBN     = 5
@@ -208,9 +209,9 @@ const CommitTopAuto = -1
 
 // Above autoShortlistGroups prunable groups, an automatic commit_top
 // commits the autoCommitTopK best candidates of an iteration together.
-// Measured (docs/benchmarks.md, "Search quality"): on MobileNetV2 (25 groups, every cut
-// about 2% of the MACs) 3 kept the margins over L2Norm at both P and
-// halved the search's wall again; on ResNet-20 (12 groups, 5-12
+// Measured (docs/benchmarks.md, "Search quality"): on MobileNetV2 (25
+// groups, every cut about 2% of the MACs) 3 kept the margins over L2Norm
+// at both P and halved the search's wall again; on ResNet-20 (12 groups, 5-12
 // candidates) it was 0.24 and 0.19 points behind the winner alone at P=0.5
 // and 0.7, on every seed, so the smaller models keep the winner alone.
 const autoCommitTopK = 3
